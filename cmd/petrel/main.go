@@ -1,0 +1,95 @@
+// Command petrel is the one Petrel binary: `petrel up` runs a single-node
+// cluster, `petrel server` the control plane, `petrel kubectl` kubectl with the
+// admin kubeconfig.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+
+	"github.com/petrel-project/petrel/controlplane/server"
+)
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
+		os.Exit(runKubectl(os.Args[2:]))
+	}
+	root := &cobra.Command{Use: "petrel", Short: "Petrel: a Kubernetes-compatible cluster with an eBPF data plane", SilenceUsage: true}
+	root.AddCommand(serverCommand("up", "Run a single-node cluster (the control plane; the node agent joins it as it lands)"),
+		serverCommand("server", "Run the control plane: etcd, API server and controllers"),
+		&cobra.Command{Use: "kubectl", Short: "Run kubectl with the admin kubeconfig", DisableFlagParsing: true},
+		&cobra.Command{Use: "version", Short: "Print the version", Run: func(*cobra.Command, []string) {
+			fmt.Printf("petrel %s (Kubernetes API %s.%s)\n", server.Version.GitVersion, server.Version.Major, server.Version.Minor)
+		}})
+	if err := root.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func serverCommand(use, short string) *cobra.Command {
+	opts := server.DefaultOptions()
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		fmt.Fprintf(os.Stderr, "petrel: starting the control plane in %s ...\n", opts.DataDir)
+		s, err := server.Start(ctx, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nPetrel is up: API server at %s\n", s.URL)
+		fmt.Printf("  kubeconfig: %s\n", s.Kubeconfig)
+		fmt.Printf("  try:        export KUBECONFIG=%s; kubectl get namespaces\n", s.Kubeconfig)
+		fmt.Printf("         or:  petrel kubectl --data-dir %s get namespaces   (Ctrl-C stops the cluster)\n\n", opts.DataDir)
+		go func() { <-ctx.Done(); s.Stop() }()
+		return s.Wait()
+	}}
+	f := cmd.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for etcd data, certificates and the admin kubeconfig")
+	f.StringVar(&opts.BindAddress, "bind-address", opts.BindAddress, "address the API server listens on")
+	f.IntVar(&opts.SecurePort, "secure-port", opts.SecurePort, "HTTPS port of the API server (0 picks a free one)")
+	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd client URLs; empty runs an embedded etcd under --data-dir")
+	f.StringVar(&opts.EtcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default http://127.0.0.1:2379)")
+	f.StringVar(&opts.EtcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default http://127.0.0.1:2380)")
+	f.StringVar(&opts.ServiceCIDR, "service-cidr", opts.ServiceCIDR, "range of Service ClusterIPs")
+	f.StringVar(&opts.ClusterCIDR, "cluster-cidr", opts.ClusterCIDR, "range of pod addresses, a /24 per node")
+	f.StringVar(&opts.NodePortRange, "service-node-port-range", opts.NodePortRange, "range of NodePorts")
+	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services (CIDR)")
+	return cmd
+}
+
+// runKubectl runs kubectl's own command tree, pointed at the admin kubeconfig
+// of --data-dir (default /var/lib/petrel) unless KUBECONFIG or --kubeconfig says
+// otherwise.
+func runKubectl(args []string) int {
+	dataDir := "/var/lib/petrel"
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--data-dir" && i+1 < len(args):
+			dataDir = args[i+1]
+			i++
+		case len(a) > 11 && a[:11] == "--data-dir=":
+			dataDir = a[11:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if os.Getenv("KUBECONFIG") == "" {
+		os.Setenv("KUBECONFIG", filepath.Join(dataDir, "admin.kubeconfig"))
+	}
+	cmd := kubectlcmd.NewDefaultKubectlCommand()
+	cmd.SetArgs(rest)
+	if err := cmd.Execute(); err != nil {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,199 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/kube-openapi/pkg/common"
+	"k8s.io/kube-openapi/pkg/handler"
+	"k8s.io/kube-openapi/pkg/handler3"
+	"k8s.io/kube-openapi/pkg/openapiconv"
+	"k8s.io/kube-openapi/pkg/spec3"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"github.com/petrel-project/petrel/controlplane/openapi/generated"
+	"github.com/petrel-project/petrel/controlplane/registry"
+)
+
+// openAPI holds the OpenAPI documents and the type converter that server-side
+// apply uses; all of it is built from the definitions openapi-gen generated.
+type openAPI struct {
+	v2Handler     http.Handler
+	v3            *handler3.OpenAPIService
+	typeConverter managedfields.TypeConverter
+}
+
+type modelNamer interface{ OpenAPIModelName() string }
+
+// gvkExtension lists the kinds a definition is served as, the way Kubernetes
+// marks them (x-kubernetes-group-version-kind).
+func gvkByModel() map[string][]interface{} {
+	out := map[string][]interface{}{}
+	seen := map[string]map[schema.GroupVersionKind]bool{}
+	for gvk, t := range Scheme.AllKnownTypes() {
+		if gvk.Version == "__internal" {
+			continue
+		}
+		inst, ok := reflect.New(t).Interface().(modelNamer)
+		if !ok {
+			continue
+		}
+		name := inst.OpenAPIModelName()
+		if seen[name] == nil {
+			seen[name] = map[schema.GroupVersionKind]bool{}
+		}
+		if seen[name][gvk] {
+			continue
+		}
+		seen[name][gvk] = true
+		out[name] = append(out[name], map[string]interface{}{"group": gvk.Group, "version": gvk.Version, "kind": gvk.Kind})
+	}
+	for name := range out {
+		sort.Slice(out[name], func(i, j int) bool {
+			a, b := out[name][i].(map[string]interface{}), out[name][j].(map[string]interface{})
+			return a["group"].(string)+a["version"].(string) < b["group"].(string)+b["version"].(string)
+		})
+	}
+	return out
+}
+
+func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
+	defs := generated.GetOpenAPIDefinitions(func(name string) spec.Ref {
+		return spec.MustCreateRef("#/definitions/" + name)
+	})
+	kinds := gvkByModel()
+	definitions := spec.Definitions{}
+	schemas := map[string]*spec.Schema{}
+	for name, d := range defs {
+		s := d.Schema
+		if k, ok := kinds[name]; ok {
+			s.AddExtension("x-kubernetes-group-version-kind", k)
+		}
+		definitions[name] = s
+		sc := s
+		schemas[name] = &sc
+	}
+	tc, err := managedfields.NewTypeConverter(schemas, false)
+	if err != nil {
+		return nil, err
+	}
+	swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
+		Swagger: "2.0",
+		Info:    &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
+		Paths:   &spec.Paths{Paths: map[string]spec.PathItem{}},
+		Definitions: definitions,
+	}}
+	byGV := map[schema.GroupVersion][]*registry.Resource{}
+	for _, r := range resources {
+		byGV[r.GVR.GroupVersion()] = append(byGV[r.GVR.GroupVersion()], r)
+		for path, item := range pathsFor(r) {
+			swagger.Paths.Paths[path] = item
+		}
+	}
+	oa := &openAPI{typeConverter: tc, v3: handler3.NewOpenAPIService()}
+	oa.v2Handler = handlerFunc(handler.NewOpenAPIService(swagger))
+	full := openapiconv.ConvertV2ToV3(swagger)
+	for gv, rs := range byGV {
+		doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components, Paths: &spec3.Paths{Paths: map[string]*spec3.Path{}}}
+		for _, r := range rs {
+			for path, item := range pathsFor(r) {
+				paths := openapiconv.ConvertPaths(&spec.Paths{Paths: map[string]spec.PathItem{path: item}})
+				for p, v := range paths.Paths {
+					doc.Paths.Paths[p] = v
+				}
+			}
+		}
+		key := "apis/" + gv.Group + "/" + gv.Version
+		if gv.Group == "" {
+			key = "api/" + gv.Version
+		}
+		oa.v3.UpdateGroupVersion(key, doc)
+	}
+	return oa, nil
+}
+
+type openAPIV2Mux struct{ h http.Handler }
+
+func (m *openAPIV2Mux) Handle(path string, h http.Handler) { m.h = h }
+
+func handlerFunc(svc *handler.OpenAPIService) http.Handler {
+	m := &openAPIV2Mux{}
+	svc.RegisterOpenAPIVersionedService("/openapi/v2", m)
+	return m.h
+}
+
+func (o *openAPI) serveV3Index(w http.ResponseWriter, r *http.Request) { o.v3.HandleDiscovery(w, r) }
+
+func (o *openAPI) serveV3Doc(w http.ResponseWriter, r *http.Request) { o.v3.HandleGroupVersion(w, r) }
+
+// pathsFor describes a resource's item path with the operations kubectl looks
+// for: its PATCH carries the fieldValidation parameter, which tells kubectl
+// that this server validates fields itself.
+func pathsFor(r *registry.Resource) map[string]spec.PathItem {
+	gv := r.GVR.GroupVersion()
+	base := "/apis/" + gv.Group + "/" + gv.Version
+	if gv.Group == "" {
+		base = "/api/" + gv.Version
+	}
+	item := base + "/" + r.GVR.Resource + "/{name}"
+	if r.Namespaced {
+		item = base + "/namespaces/{namespace}/" + r.GVR.Resource + "/{name}"
+	}
+	gvk := map[string]interface{}{"group": gv.Group, "version": gv.Version, "kind": r.Kind}
+	ref := spec.MustCreateRef("#/definitions/" + modelName(r))
+	op := func(id string) *spec.Operation {
+		o := &spec.Operation{OperationProps: spec.OperationProps{
+			ID: id + r.Kind, Consumes: []string{"application/json"}, Produces: []string{"application/json", "application/yaml", "application/vnd.kubernetes.protobuf"},
+			Responses: &spec.Responses{ResponsesProps: spec.ResponsesProps{StatusCodeResponses: map[int]spec.Response{
+				200: {ResponseProps: spec.ResponseProps{Description: "OK", Schema: &spec.Schema{SchemaProps: spec.SchemaProps{Ref: ref}}}},
+			}}},
+		}}
+		o.AddExtension("x-kubernetes-group-version-kind", gvk)
+		o.AddExtension("x-kubernetes-action", strings.ToLower(id))
+		return o
+	}
+	patch := op("patch")
+	patch.Consumes = []string{"application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"}
+	for _, p := range []string{"dryRun", "fieldManager", "fieldValidation", "force"} {
+		patch.Parameters = append(patch.Parameters, queryParam(p))
+	}
+	put := op("replace")
+	put.Parameters = append(put.Parameters, queryParam("fieldValidation"))
+	return map[string]spec.PathItem{item: {PathItemProps: spec.PathItemProps{Get: op("read"), Put: put, Patch: patch, Delete: op("delete")}}}
+}
+
+func modelName(r *registry.Resource) string {
+	if m, ok := r.New().(modelNamer); ok {
+		return m.OpenAPIModelName()
+	}
+	return r.Kind
+}
+
+// resetFields are the fields an endpoint does not own: status for the main
+// resource, spec for /status.
+func (o *openAPI) resetFields(r *registry.Resource, status bool) map[fieldpath.APIVersion]fieldpath.Filter {
+	if !r.HasStatus {
+		return nil
+	}
+	p := "status"
+	if status {
+		p = "spec"
+	}
+	return map[fieldpath.APIVersion]fieldpath.Filter{
+		fieldpath.APIVersion(r.GVR.GroupVersion().String()): fieldpath.NewExcludeSetFilter(fieldpath.NewSet(fieldpath.MakePathOrDie(p))),
+	}
+}
+
+var _ = common.OpenAPIDefinition{}
+
+func jsonUnmarshal(data []byte, v interface{}) error { return json.Unmarshal(data, v) }
+
+func queryParam(name string) spec.Parameter {
+	return spec.Parameter{ParamProps: spec.ParamProps{Name: name, In: "query"}, SimpleSchema: spec.SimpleSchema{Type: "string"}}
+}

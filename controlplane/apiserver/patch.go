@@ -1,0 +1,249 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"mime"
+	"net/http"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"sigs.k8s.io/yaml"
+)
+
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	res := req.ep.res
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		s.writeError(w, r, newUnsupportedMediaType(r.Header.Get("Content-Type")))
+		return
+	}
+	pt := types.PatchType(mt)
+	switch pt {
+	case types.JSONPatchType, types.MergePatchType, types.StrategicMergePatchType, types.ApplyYAMLPatchType:
+	default:
+		s.writeError(w, r, newUnsupportedMediaType(mt))
+		return
+	}
+	if pt == types.StrategicMergePatchType && res.GVR.Group == "" && false {
+		return
+	}
+	patchBody, err := readBody(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	manager, err := managerName(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	force := r.URL.Query().Get("force") == "true"
+	if pt == types.ApplyYAMLPatchType && r.URL.Query().Get("fieldManager") == "" {
+		s.writeError(w, r, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("PatchOptions").GroupKind(), "",
+			fieldErrRequired("fieldManager", "is required for apply patch")))
+		return
+	}
+	if req.subresource == "scale" {
+		s.patchScale(ctx, w, r, req, pt, patchBody)
+		return
+	}
+	var applyObj *unstructured.Unstructured
+	if pt == types.ApplyYAMLPatchType {
+		applyObj, err = s.decodeApply(req, patchBody)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	var patched runtime.Object
+	fn := func(cur runtime.Object) (runtime.Object, error) {
+		setKindTo(cur, res.GVK())
+		if applyObj != nil {
+			fm := req.ep.fieldManager
+			if req.subresource == "status" && req.ep.statusFM != nil {
+				fm = req.ep.statusFM
+			}
+			merged, err := fm.Apply(cur, applyObj.DeepCopy(), manager, force)
+			if err != nil {
+				return nil, asAPIError(err)
+			}
+			typed, err := toTyped(merged, res.New())
+			if err != nil {
+				return nil, err
+			}
+			accessor(typed).SetResourceVersion("")
+			return s.prepareUpdate(req, typed, cur, manager, applyObj, force)
+		}
+		curJSON, err := jsonMarshal(cur)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		out, err := applyPatch(pt, curJSON, patchBody, res.New())
+		if err != nil {
+			return nil, err
+		}
+		obj, err := s.decodeWith(w, r, out, "application/json", res.New(), res.GVK())
+		if err != nil {
+			return nil, err
+		}
+		patched = obj
+		return s.prepareUpdate(req, obj, cur, manager, nil, false)
+	}
+	out, err := s.guaranteedUpdate(ctx, r, req, fn)
+	if err != nil && apierrors.IsNotFound(err) && applyObj != nil && req.subresource == "" {
+		// Apply creates what does not exist yet.
+		created, code, cerr := s.applyCreate(ctx, r, req, applyObj, manager, force)
+		if cerr != nil {
+			s.writeError(w, r, cerr)
+			return
+		}
+		s.writeObject(w, r, req, code, created)
+		return
+	}
+	_ = patched
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeObject(w, r, req, http.StatusOK, out)
+}
+
+func fieldErrRequired(name, msg string) fieldErrorList {
+	return fieldErrorList{fieldRequired(name, msg)}
+}
+
+func (s *Server) applyCreate(ctx context.Context, r *http.Request, req *request, applyObj *unstructured.Unstructured, manager string, force bool) (runtime.Object, int, error) {
+	res := req.ep.res
+	empty := res.New()
+	setKindTo(empty, res.GVK())
+	accessor(empty).SetName(req.name)
+	accessor(empty).SetNamespace(req.namespace)
+	merged, err := req.ep.fieldManager.Apply(empty, applyObj.DeepCopy(), manager, force)
+	if err != nil {
+		return nil, 0, asAPIError(err)
+	}
+	typed, err := toTyped(merged, res.New())
+	if err != nil {
+		return nil, 0, err
+	}
+	mf := accessor(typed).GetManagedFields()
+	out, code, err := s.createObjectKeepingManagedFields(ctx, r, req, typed, mf)
+	return out, code, err
+}
+
+// createObjectKeepingManagedFields creates an object whose managed fields were
+// computed by apply.
+func (s *Server) createObjectKeepingManagedFields(ctx context.Context, r *http.Request, req *request, obj runtime.Object, mf []metav1.ManagedFieldsEntry) (runtime.Object, int, error) {
+	out, code, err := s.createObjectWith(ctx, r, req, obj, mf)
+	return out, code, err
+}
+
+func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructured, error) {
+	js, err := yaml.YAMLToJSON(body)
+	if err != nil {
+		return nil, apierrors.NewBadRequest("error decoding YAML: " + err.Error())
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(js); err != nil {
+		return nil, apierrors.NewBadRequest("error decoding apply patch: " + err.Error())
+	}
+	gvk := req.ep.res.GVK()
+	if u.GroupVersionKind() != gvk {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the API version in the data (%s) does not match the expected API version (%s) or kind %q does not match %q",
+			u.GetAPIVersion(), gvk.GroupVersion(), u.GetKind(), gvk.Kind))
+	}
+	if u.GetName() != "" && u.GetName() != req.name {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", u.GetName(), req.name))
+	}
+	if u.GetNamespace() != "" && u.GetNamespace() != req.namespace {
+		return nil, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
+	}
+	if u.GetName() == "" {
+		u.SetName(req.name)
+	}
+	if req.ep.res.Namespaced && u.GetNamespace() == "" {
+		u.SetNamespace(req.namespace)
+	}
+	return u, nil
+}
+
+func toTyped(obj runtime.Object, into runtime.Object) (runtime.Object, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+			return nil, apierrors.NewBadRequest("converting applied object: " + err.Error())
+		}
+		into.GetObjectKind().SetGroupVersionKind(u.GroupVersionKind())
+		return into, nil
+	}
+	return obj, nil
+}
+
+func asAPIError(err error) error {
+	if _, ok := err.(apierrors.APIStatus); ok {
+		return err
+	}
+	return apierrors.NewBadRequest(err.Error())
+}
+
+// applyPatch applies a JSON, merge or strategic merge patch to a JSON document.
+func applyPatch(pt types.PatchType, doc, patch []byte, schemaObj runtime.Object) ([]byte, error) {
+	switch pt {
+	case types.JSONPatchType:
+		p, err := jsonpatch.DecodePatch(patch)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid JSON patch: " + err.Error())
+		}
+		out, err := p.Apply(doc)
+		if err != nil {
+			return nil, newUnprocessable(err)
+		}
+		return out, nil
+	case types.MergePatchType:
+		out, err := jsonpatch.MergePatch(doc, patch)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid merge patch: " + err.Error())
+		}
+		return out, nil
+	case types.StrategicMergePatchType:
+		out, err := strategicpatch.StrategicMergePatch(doc, patch, schemaObj)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid strategic merge patch: " + err.Error())
+		}
+		return out, nil
+	}
+	return nil, newUnsupportedMediaType(string(pt))
+}
+
+func (s *Server) patchScale(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, pt types.PatchType, body []byte) {
+	cur, err := req.ep.store.Get(ctx, s.key(req), req.name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	scale := scaleFor(req.ep.res, cur)
+	if pt == types.ApplyYAMLPatchType {
+		s.writeError(w, r, newUnsupportedMediaType("apply patches on /scale"))
+		return
+	}
+	doc, _ := jsonMarshal(scale)
+	out, err := applyPatch(pt, doc, body, &autoscalingv1.Scale{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	obj, err := s.decodeWith(w, r, out, "application/json", &autoscalingv1.Scale{}, autoscalingv1.SchemeGroupVersion.WithKind("Scale"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.applyScale(ctx, w, r, req, obj.(*autoscalingv1.Scale))
+}

@@ -1,0 +1,353 @@
+// Package apiserver serves the Kubernetes REST API over HTTP: discovery,
+// OpenAPI, the REST verbs with their subresources, watch, patch and apply,
+// Table output and Status errors. Requests go through the registry's
+// per-resource descriptions to the storage; a handler never talks to etcd.
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/storage"
+)
+
+// MaxRequestBodyBytes is the largest request body accepted, as Kubernetes (3 MiB
+// objects plus overhead).
+const MaxRequestBodyBytes = 3 << 20
+
+// Config is what the server serves.
+type Config struct {
+	Resources []*registry.Resource
+	Stores    map[schema.GroupVersionResource]*storage.Store
+	Version   version.Info
+	// Registry lets /metrics serve the process's metrics.
+	Metrics *prometheus.Registry
+	// Ready reports whether the server is ready for traffic (for /readyz).
+	Ready func() error
+}
+
+// Server is the API server's HTTP handler.
+type Server struct {
+	cfg        Config
+	byGroupVer map[schema.GroupVersion][]*endpoint
+	byPath     map[string]*endpoint // "<group>/<version>/<resource>"
+	openapi    *openAPI
+	discovery  *discoveryDocs
+	metrics    *serverMetrics
+	mux        *http.ServeMux
+	namespaces *storage.Store
+	tableCache sync.Map
+}
+
+// endpoint is one served resource with its storage and field manager.
+type endpoint struct {
+	res          *registry.Resource
+	store        *storage.Store
+	fieldManager *managedfields.FieldManager
+	statusFM     *managedfields.FieldManager
+}
+
+// New builds the handler.
+func New(cfg Config) (*Server, error) {
+	s := &Server{
+		cfg:        cfg,
+		byGroupVer: map[schema.GroupVersion][]*endpoint{},
+		byPath:     map[string]*endpoint{},
+		metrics:    newServerMetrics(cfg.Metrics),
+	}
+	oa, err := buildOpenAPI(cfg.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("building OpenAPI: %w", err)
+	}
+	s.openapi = oa
+	for _, res := range cfg.Resources {
+		st := cfg.Stores[res.GVR]
+		if st == nil {
+			return nil, fmt.Errorf("no storage for %s", res.GVR)
+		}
+		ep := &endpoint{res: res, store: st}
+		gvk := res.GVK()
+		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", oa.resetFields(res, false))
+		if err != nil {
+			return nil, fmt.Errorf("field manager for %s: %w", res.GVR, err)
+		}
+		if res.HasStatus {
+			ep.statusFM, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "status", oa.resetFields(res, true))
+			if err != nil {
+				return nil, fmt.Errorf("status field manager for %s: %w", res.GVR, err)
+			}
+		}
+		gv := res.GVR.GroupVersion()
+		s.byGroupVer[gv] = append(s.byGroupVer[gv], ep)
+		s.byPath[gv.Group+"/"+gv.Version+"/"+res.GVR.Resource] = ep
+		if res.GVR.Resource == "namespaces" && gv.Group == "" {
+			s.namespaces = st
+		}
+	}
+	s.discovery = buildDiscovery(cfg.Resources)
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/healthz", s.health)
+	s.mux.HandleFunc("/livez", s.health)
+	s.mux.HandleFunc("/readyz", s.ready)
+	s.mux.HandleFunc("/healthz/", s.health)
+	s.mux.HandleFunc("/livez/", s.health)
+	s.mux.HandleFunc("/readyz/", s.ready)
+	s.mux.HandleFunc("/version", s.version)
+	s.mux.HandleFunc("/version/", s.version)
+	if cfg.Metrics != nil {
+		s.mux.Handle("/metrics", metricsHandler(cfg.Metrics))
+	}
+	s.mux.Handle("/openapi/v2", s.openapi.v2Handler)
+	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
+	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)
+	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc("/apis/", s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc("/", s.notFound)
+	return s, nil
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok")
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	s.health(w, r)
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Version)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, apierrors.NewNotFound(schema.GroupResource{}, strings.TrimPrefix(r.URL.Path, "/")))
+}
+
+// request is a parsed resource request.
+type request struct {
+	ep          *endpoint
+	gv          schema.GroupVersion
+	namespace   string
+	name        string
+	subresource string
+	verb        string
+}
+
+func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
+	path := strings.Trim(r.URL.Path, "/")
+	parts := strings.Split(path, "/")
+	var gv schema.GroupVersion
+	var rest []string
+	switch {
+	case parts[0] == "api":
+		if len(parts) == 1 {
+			s.serveAPIVersions(w, r)
+			return
+		}
+		gv = schema.GroupVersion{Version: parts[1]}
+		rest = parts[2:]
+	case parts[0] == "apis":
+		if len(parts) == 1 {
+			s.serveAPIGroups(w, r)
+			return
+		}
+		if len(parts) == 2 {
+			s.serveAPIGroup(w, r, parts[1])
+			return
+		}
+		gv = schema.GroupVersion{Group: parts[1], Version: parts[2]}
+		rest = parts[3:]
+	}
+	if _, ok := s.byGroupVer[gv]; !ok {
+		s.notFound(w, r)
+		return
+	}
+	if len(rest) == 0 {
+		s.serveResourceList(w, r, gv)
+		return
+	}
+	req, ok := s.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))
+	if !ok {
+		s.notFound(w, r)
+		return
+	}
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	s.serveResource(rec, r, req)
+	if req.verb != "watch" {
+		s.metrics.observe(req, rec.code, time.Since(start))
+	}
+}
+
+// parse splits "<resource>[/<name>[/<sub>]]" and the namespaced form.
+func (s *Server) parse(gv schema.GroupVersion, rest []string, method, watchParam string) (*request, bool) {
+	req := &request{gv: gv}
+	key := func(resource string) *endpoint { return s.byPath[gv.Group+"/"+gv.Version+"/"+resource] }
+	if rest[0] == "namespaces" && len(rest) >= 3 {
+		if ep := key(rest[2]); ep != nil && ep.res.Namespaced {
+			req.ep, req.namespace = ep, rest[1]
+			rest = rest[2:]
+		}
+	}
+	if req.ep == nil {
+		req.ep = key(rest[0])
+		if req.ep == nil {
+			return nil, false
+		}
+	}
+	if len(rest) > 1 {
+		req.name = rest[1]
+	}
+	if len(rest) > 2 {
+		req.subresource = rest[2]
+	}
+	if len(rest) > 3 {
+		return nil, false
+	}
+	if req.ep.res.Namespaced && req.namespace == "" && req.name != "" {
+		return nil, false
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		switch {
+		case req.name != "":
+			req.verb = "get"
+		case watchParam == "true" || watchParam == "1":
+			req.verb = "watch"
+		default:
+			req.verb = "list"
+		}
+	case http.MethodPost:
+		req.verb = "create"
+	case http.MethodPut:
+		req.verb = "update"
+	case http.MethodPatch:
+		req.verb = "patch"
+	case http.MethodDelete:
+		if req.name != "" {
+			req.verb = "delete"
+		} else {
+			req.verb = "deletecollection"
+		}
+	default:
+		req.verb = "unsupported"
+	}
+	return req, true
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// writeError answers with a Kubernetes Status.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var st metav1.Status
+	if se, ok := err.(apierrors.APIStatus); ok {
+		st = se.Status()
+	} else {
+		st = apierrors.NewInternalError(err).Status()
+		slog.Error("internal error", "path", r.URL.Path, "err", err)
+	}
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	code := int(st.Code)
+	if code == 0 {
+		code = http.StatusInternalServerError
+	}
+	choice, ok := negotiate(r, nil)
+	if !ok {
+		choice.info, _ = runtime.SerializerInfoForMediaType(Codecs.SupportedMediaTypes(), "application/json")
+		choice.contentType = "application/json"
+	}
+	s.encode(w, code, choice, &st)
+}
+
+// encode writes obj, whose TypeMeta must be set, in the chosen encoding.
+func (s *Server) encode(w http.ResponseWriter, code int, choice mediaChoice, obj runtime.Object) {
+	var buf bytes.Buffer
+	if err := choice.info.Serializer.Encode(obj, &buf); err != nil {
+		slog.Error("encoding response", "err", err)
+		http.Error(w, "encoding failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", choice.contentType)
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// setKind fills TypeMeta for an object the server built itself.
+func setKind(obj runtime.Object) {
+	if !obj.GetObjectKind().GroupVersionKind().Empty() {
+		return
+	}
+	kinds, _, err := Scheme.ObjectKinds(obj)
+	if err == nil && len(kinds) > 0 {
+		obj.GetObjectKind().SetGroupVersionKind(kinds[0])
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v interface{}) {
+	data, err := jsonMarshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(data)
+}
+
+func accessor(obj runtime.Object) metav1.Object {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		panic(fmt.Sprintf("object %T has no metadata: %v", obj, err))
+	}
+	return acc
+}
+
+func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 60*time.Second)
+}

@@ -1,0 +1,188 @@
+// Package registry describes every served resource: its kind and scope, its
+// defaults, validation, status/spec split, selectable fields, table columns and
+// allocation hooks. The apiserver drives requests through these descriptions; the
+// storage below them knows nothing of kinds.
+package registry
+
+import (
+	"context"
+	"reflect"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Column is one Table column: its definition and how to compute a cell.
+type Column struct {
+	Name        string
+	Type        string
+	Format      string
+	Priority    int32
+	Description string
+	Cell        func(obj runtime.Object) interface{}
+}
+
+// Resource describes one served resource.
+type Resource struct {
+	GVR        schema.GroupVersionResource
+	Kind       string
+	Namespaced bool
+	ShortNames []string
+	Categories []string
+	// Singular is the lower-case kind.
+	Singular string
+	New      func() runtime.Object
+	NewList  func() runtime.Object
+
+	// HasStatus is true when the resource has a /status subresource: the main
+	// resource then ignores status changes and /status ignores everything else.
+	HasStatus bool
+	// Scale, when set, serves the /scale subresource.
+	Scale *ScaleAccess
+	// GenerationOnSpec bumps metadata.generation when the spec changes.
+	GenerationOnSpec bool
+	// DNSLabelName requires names to be DNS-1123 labels rather than subdomains.
+	DNSLabelName bool
+	// NameValidator overrides the name rule (for example paths or Lease names).
+	NameValidator func(name string, prefix bool) []string
+
+	// Default fills defaults on create and update.
+	Default func(obj runtime.Object)
+	// PrepareForCreate clears what a client cannot set on create.
+	PrepareForCreate func(obj runtime.Object)
+	// Validate checks a new object.
+	Validate func(obj runtime.Object) field.ErrorList
+	// ValidateUpdate checks a changed object against the old one.
+	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// Fields gives the selectable fields beyond metadata.name and metadata.namespace.
+	Fields func(obj runtime.Object) fields.Set
+	// Columns are the Table columns after NAME.
+	Columns []Column
+	// Hooks allocate and release what an object holds (ClusterIPs, NodePorts).
+	Hooks Hooks
+	// ResetFields are the fields each endpoint (main, status) does not own, for
+	// server-side apply: paths as field lists.
+	StatusPaths []string
+}
+
+// ScaleAccess reads and writes the replica count for /scale.
+type ScaleAccess struct {
+	Get      func(obj runtime.Object) (replicas int32, statusReplicas int32, selector string)
+	Set      func(obj runtime.Object, replicas int32)
+	Resource schema.GroupResource
+}
+
+// Hooks run around writes of a resource; they may allocate from shared pools.
+type Hooks interface {
+	// BeforeCreate allocates what obj needs; the release func undoes it when the
+	// create fails.
+	BeforeCreate(ctx context.Context, obj runtime.Object, dryRun bool) (release func(), err error)
+	// BeforeUpdate allocates what a changed obj needs.
+	BeforeUpdate(ctx context.Context, obj, old runtime.Object, dryRun bool) (release func(), err error)
+	// AfterDelete releases what obj held.
+	AfterDelete(ctx context.Context, obj runtime.Object)
+}
+
+// Kinds returns the group-version-kind of the resource.
+func (r *Resource) GVK() schema.GroupVersionKind {
+	return r.GVR.GroupVersion().WithKind(r.Kind)
+}
+
+// SelectableFields returns every field a field selector can use for obj.
+func (r *Resource) SelectableFields(obj runtime.Object) fields.Set {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return fields.Set{}
+	}
+	set := fields.Set{"metadata.name": acc.GetName()}
+	if r.Namespaced {
+		set["metadata.namespace"] = acc.GetNamespace()
+	}
+	if r.Fields != nil {
+		for k, v := range r.Fields(obj) {
+			set[k] = v
+		}
+	}
+	return set
+}
+
+// SpecChanged reports whether the Spec field (when the type has one) differs.
+func SpecChanged(obj, old runtime.Object) bool {
+	a, b := specOf(obj), specOf(old)
+	if !a.IsValid() || !b.IsValid() {
+		return false
+	}
+	return !apiequality.Semantic.DeepEqual(a.Interface(), b.Interface())
+}
+
+func specOf(obj runtime.Object) reflect.Value {
+	v := reflect.ValueOf(obj)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	return v.FieldByName("Spec")
+}
+
+// CopyStatus copies the Status field of from into to (used to keep the status
+// on main-resource writes).
+func CopyStatus(to, from runtime.Object) {
+	CopyField(to, from, "Status")
+}
+
+// CopySpecAndMeta keeps everything but status from "from" (used by /status
+// writes): the result is from with to's Status.
+func CopyAllButStatus(to, from runtime.Object) runtime.Object {
+	out := from.DeepCopyObject()
+	CopyField(out, to, "Status")
+	// Labels, annotations and the like belong to the main resource too, but
+	// Kubernetes lets /status change them; keep the caller's metadata.
+	accOut, _ := meta.Accessor(out)
+	accTo, _ := meta.Accessor(to)
+	if accOut != nil && accTo != nil {
+		accOut.SetResourceVersion(accTo.GetResourceVersion())
+		accOut.SetManagedFields(accTo.GetManagedFields())
+	}
+	return out
+}
+
+// CopyField copies the named top-level field of from into to.
+func CopyField(to, from runtime.Object, name string) {
+	tv := reflect.ValueOf(to).Elem()
+	fv := reflect.ValueOf(from).Elem()
+	if tv.Kind() != reflect.Struct {
+		return
+	}
+	tf, ff := tv.FieldByName(name), fv.FieldByName(name)
+	if tf.IsValid() && ff.IsValid() && tf.CanSet() {
+		tf.Set(ff)
+	}
+}
+
+// ClearStatus zeroes the Status field.
+func ClearStatus(obj runtime.Object) {
+	v := reflect.ValueOf(obj).Elem()
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	f := v.FieldByName("Status")
+	if f.IsValid() && f.CanSet() {
+		f.Set(reflect.Zero(f.Type()))
+	}
+}
+
+// Age returns the creation timestamp for the AGE column.
+func creationTime(obj runtime.Object) metav1.Time {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return metav1.Time{}
+	}
+	return acc.GetCreationTimestamp()
+}

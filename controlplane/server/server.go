@@ -1,0 +1,349 @@
+// Package server wires `petrel server`: flags → etcd → storage → API server →
+// bootstrap objects → controllers, and serves HTTPS until the context ends.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/petrel-project/petrel/controlplane/allocator"
+	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
+	"github.com/petrel-project/petrel/controlplane/etcd"
+	"github.com/petrel-project/petrel/controlplane/pki"
+	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/storage"
+)
+
+// Options are the flags of `petrel server`.
+type Options struct {
+	DataDir       string
+	BindAddress   string
+	SecurePort    int
+	EtcdEndpoints []string
+	// EtcdClientURL and EtcdPeerURL move the embedded etcd off its default
+	// ports (for several clusters on one machine).
+	EtcdClientURL string
+	EtcdPeerURL   string
+	ServiceCIDR   string
+	ClusterCIDR   string
+	LBPool        string
+	NodePortRange string
+}
+
+// DefaultOptions are the documented defaults.
+func DefaultOptions() Options {
+	return Options{
+		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
+		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767",
+	}
+}
+
+// Version is what /version reports: the Kubernetes API level served.
+var Version = version.Info{Major: "1", Minor: "32", GitVersion: "v1.32.0-petrel", Platform: "linux/amd64", GoVersion: "go1.26"}
+
+// Server is a running control plane.
+type Server struct {
+	opts       Options
+	Kubeconfig string
+	URL        string
+	backend    *etcd.Backend
+	httpServer *http.Server
+	listener   net.Listener
+	done       chan error
+}
+
+// storageCodec stores objects as Kubernetes does: protobuf with a type header.
+type storageCodec struct {
+	gvk schema.GroupVersionKind
+	pb  *protobuf.Serializer
+}
+
+func (c storageCodec) Encode(obj runtime.Object) ([]byte, error) {
+	obj.GetObjectKind().SetGroupVersionKind(c.gvk)
+	var buf bytes.Buffer
+	if err := c.pb.Encode(obj, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (c storageCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error) {
+	obj, _, err := c.pb.Decode(data, &c.gvk, into)
+	if err != nil {
+		return nil, err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(c.gvk)
+	return obj, nil
+}
+
+// keyPrefix is /registry/<resource>/ for the core group, else
+// /registry/<group>/<resource>/.
+func keyPrefix(gvr schema.GroupVersionResource) string {
+	if gvr.Group == "" {
+		return "/registry/" + gvr.Resource + "/"
+	}
+	return "/registry/" + gvr.Group + "/" + gvr.Resource + "/"
+}
+
+func parsePortRange(s string) (int, int, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return 0, 0, fmt.Errorf("invalid port range %q: want LOW-HIGH", s)
+	}
+	return a, b, nil
+}
+
+// Start brings the control plane up and returns once it serves.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir %s: %w", opts.DataDir, err)
+	}
+	_, serviceCIDR, err := net.ParseCIDR(opts.ServiceCIDR)
+	if err != nil {
+		return nil, fmt.Errorf("--service-cidr: %w", err)
+	}
+	if _, _, err := net.ParseCIDR(opts.ClusterCIDR); err != nil {
+		return nil, fmt.Errorf("--cluster-cidr: %w", err)
+	}
+	portMin, portMax, err := parsePortRange(opts.NodePortRange)
+	if err != nil {
+		return nil, fmt.Errorf("--service-node-port-range: %w", err)
+	}
+	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0)
+	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, backend: backend, done: make(chan error, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			backend.Close()
+		}
+	}()
+	alloc, err := allocator.New(backend.Client, serviceCIDR, portMin, portMax)
+	if err != nil {
+		return nil, err
+	}
+	resources := registry.All(registry.Config{ServiceCIDR: serviceCIDR, NodePortMin: portMin, NodePortMax: portMax, ServiceHooks: alloc})
+	pb := protobuf.NewSerializer(apiserver.Scheme, apiserver.Scheme)
+	stores := map[schema.GroupVersionResource]*storage.Store{}
+	for _, res := range resources {
+		res := res
+		st, err := storage.New(ctx, backend.Client, storage.Config{
+			Prefix: keyPrefix(res.GVR), Resource: res.GVR.GroupResource(), Codec: storageCodec{gvk: res.GVK(), pb: pb},
+			NewFunc: res.New,
+			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
+				acc, err := metaAccessor(obj)
+				if err != nil {
+					return nil, nil, err
+				}
+				return labels.Set(acc.GetLabels()), res.SelectableFields(obj), nil
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		stores[res.GVR] = st
+	}
+	if err := repairAllocations(ctx, stores[corev1.SchemeGroupVersion.WithResource("services")], alloc); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api, err := apiserver.New(apiserver.Config{
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg,
+		Ready: func() error {
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := backend.Client.Get(cctx, "/registry/\x00health")
+			return err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	hosts := []string{"localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", firstIP(serviceCIDR)}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	if opts.BindAddress != "0.0.0.0" && opts.BindAddress != "" && opts.BindAddress != "::" {
+		hosts = append(hosts, opts.BindAddress)
+	}
+	hosts = append(hosts, localAddresses()...)
+	certPath, keyPath, err := ca.EnsurePair(filepath.Join(opts.DataDir, "pki"), "apiserver", "petrel-apiserver", nil, hosts, false)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	tlsCert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	addr := net.JoinHostPort(opts.BindAddress, strconv.Itoa(opts.SecurePort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (is another API server running? pick --secure-port): %w", addr, err)
+	}
+	s.listener = ln
+	port := ln.Addr().(*net.TCPAddr).Port
+	s.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
+	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
+	}
+	s.httpServer = &http.Server{
+		Handler: authenticate(api),
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
+			MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+		},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          nil,
+	}
+	go func() {
+		err := s.httpServer.ServeTLS(ln, "", "")
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	if err := s.bootstrap(ctx, serviceCIDR); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("creating the built-in objects: %w", err)
+	}
+	go namespace.Run(ctx, s.clientConfigPath(), resources)
+	ok = true
+	return s, nil
+}
+
+func (s *Server) clientConfigPath() string { return s.Kubeconfig }
+
+// Wait blocks until the server stops.
+func (s *Server) Wait() error { return <-s.done }
+
+// Stop shuts the server down and closes etcd.
+func (s *Server) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.httpServer != nil {
+		_ = s.httpServer.Shutdown(ctx)
+	}
+	s.backend.Close()
+}
+
+func firstIP(n *net.IPNet) string {
+	ip := make(net.IP, len(n.IP.To4()))
+	copy(ip, n.IP.To4())
+	ip[len(ip)-1]++
+	return ip.String()
+}
+
+func localAddresses() []string {
+	var out []string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
+}
+
+// anonymousPaths may be read without a client certificate, as Kubernetes allows.
+var anonymousPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
+
+// authenticate admits requests with a client certificate the cluster CA
+// signed; everything else gets 401 except health and version.
+func authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 || anonymousPaths[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig)","reason":"Unauthorized","code":401}` + "\n"))
+	})
+}
+
+func repairAllocations(ctx context.Context, services *storage.Store, alloc *allocator.ServiceAllocator) error {
+	res, err := services.List(ctx, storage.ListOptions{Prefix: services.NamespacePrefix("")})
+	if err != nil {
+		return err
+	}
+	var svcs []*corev1.Service
+	for _, o := range res.Items {
+		svcs = append(svcs, o.(*corev1.Service))
+	}
+	return alloc.Repair(ctx, svcs)
+}
+
+// bootstrap creates the namespaces and the kubernetes Service every cluster has,
+// through the API like any client.
+func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range []string{"default", "kube-system", "kube-public", "kube-node-lease"} {
+		for {
+			_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{FieldManager: "petrel-bootstrap"})
+			if err == nil || apierrors.IsAlreadyExists(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("namespace %s: %w", name, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{ClusterIP: firstIP(serviceCIDR), Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP,
+			TargetPort: intOrStr(s.listener.Addr().(*net.TCPAddr).Port)}}},
+	}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("kubernetes service: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+// Package storage keeps API objects in etcd: one key per object under
+// /registry/<group>/<resource>/<namespace>/<name>, resourceVersion taken from the
+// key's etcd ModRevision, compare-and-swap updates through etcd transactions, and a
+// watch cache per resource that serves lists and watches without reading etcd on
+// every request.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Codec turns objects into the bytes stored in etcd and back.
+type Codec interface {
+	Encode(obj runtime.Object) ([]byte, error)
+	Decode(data []byte, into runtime.Object) (runtime.Object, error)
+}
+
+// Store is the etcd-backed storage of one resource.
+type Store struct {
+	client   *clientv3.Client
+	prefix   string
+	resource schema.GroupResource
+	codec    Codec
+	newFunc  func() runtime.Object
+	cache    *watchCache
+}
+
+// Config describes one resource's storage.
+type Config struct {
+	// Prefix is the key prefix of every object of the resource, ending in "/".
+	Prefix   string
+	Resource schema.GroupResource
+	Codec    Codec
+	NewFunc  func() runtime.Object
+	// AttrFunc gives the label and field sets that selectors match against.
+	AttrFunc AttrFunc
+	// CacheEvents is how many recent events the watch cache keeps for watches
+	// that resume from an older resourceVersion.
+	CacheEvents int
+}
+
+// New creates the store and starts its watch cache; it returns once the cache
+// holds the resource's current state.
+func New(ctx context.Context, client *clientv3.Client, cfg Config) (*Store, error) {
+	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc}
+	if cfg.CacheEvents <= 0 {
+		cfg.CacheEvents = 10000
+	}
+	c, err := newWatchCache(ctx, s, cfg.AttrFunc, cfg.CacheEvents)
+	if err != nil {
+		return nil, fmt.Errorf("starting watch cache for %s: %w", cfg.Resource, err)
+	}
+	s.cache = c
+	return s, nil
+}
+
+// Key returns the etcd key of an object.
+func (s *Store) Key(namespace, name string) string {
+	if namespace == "" {
+		return s.prefix + name
+	}
+	return s.prefix + namespace + "/" + name
+}
+
+// NamespacePrefix returns the key prefix of a namespace's objects (or of every
+// object when namespace is empty).
+func (s *Store) NamespacePrefix(namespace string) string {
+	if namespace == "" {
+		return s.prefix
+	}
+	return s.prefix + namespace + "/"
+}
+
+func (s *Store) decode(data []byte, rev int64) (runtime.Object, error) {
+	obj, err := s.codec.Decode(data, s.newFunc())
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", s.resource, err)
+	}
+	if err := setRV(obj, rev); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+func setRV(obj runtime.Object, rev int64) error {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return err
+	}
+	acc.SetResourceVersion(strconv.FormatInt(rev, 10))
+	return nil
+}
+
+func (s *Store) encode(obj runtime.Object) ([]byte, error) {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	// The resourceVersion lives in etcd's ModRevision, never in the value.
+	rv := acc.GetResourceVersion()
+	acc.SetResourceVersion("")
+	data, err := s.codec.Encode(obj)
+	acc.SetResourceVersion(rv)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", s.resource, err)
+	}
+	return data, nil
+}
+
+// Create stores obj under key unless the key exists; it returns the stored object
+// with its resourceVersion.
+func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	data, err := s.encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(data))).Commit()
+	if err != nil {
+		return nil, etcdErr(err)
+	}
+	if !resp.Succeeded {
+		acc, _ := meta.Accessor(obj)
+		return nil, apierrors.NewAlreadyExists(s.resource, acc.GetName())
+	}
+	out := obj.DeepCopyObject()
+	if err := setRV(out, resp.Header.Revision); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Get reads the object under key from etcd (a consistent read).
+func (s *Store) Get(ctx context.Context, key, name string) (runtime.Object, error) {
+	resp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, etcdErr(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, apierrors.NewNotFound(s.resource, name)
+	}
+	return s.decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// UpdateFunc computes the new object from the current one. It must not modify
+// current. Returning a nil object with a nil error means "delete the key".
+type UpdateFunc func(current runtime.Object) (runtime.Object, error)
+
+// ErrNoChange is returned by an UpdateFunc when the update would change nothing;
+// GuaranteedUpdate then returns the current object without writing.
+var ErrNoChange = errors.New("no change")
+
+// GuaranteedUpdate reads the object, applies update and writes the result with a
+// compare-and-swap on the ModRevision, retrying when another writer got there
+// first. The update func decides about resourceVersion preconditions.
+func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update UpdateFunc) (runtime.Object, bool, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := s.client.Get(ctx, key)
+		if err != nil {
+			return nil, false, etcdErr(err)
+		}
+		if len(resp.Kvs) == 0 {
+			return nil, false, apierrors.NewNotFound(s.resource, name)
+		}
+		kv := resp.Kvs[0]
+		current, err := s.decode(kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, false, err
+		}
+		next, err := update(current)
+		if errors.Is(err, ErrNoChange) {
+			return current, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		var op clientv3.Op
+		deleted := next == nil
+		if deleted {
+			op = clientv3.OpDelete(key)
+		} else {
+			data, err := s.encode(next)
+			if err != nil {
+				return nil, false, err
+			}
+			op = clientv3.OpPut(key, string(data))
+		}
+		txn, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(op).Commit()
+		if err != nil {
+			return nil, false, etcdErr(err)
+		}
+		if !txn.Succeeded {
+			if attempt > 100 {
+				return nil, false, apierrors.NewConflict(s.resource, name, errors.New("too many concurrent writers"))
+			}
+			continue
+		}
+		if deleted {
+			out := current.DeepCopyObject()
+			return out, true, setRV(out, txn.Header.Revision)
+		}
+		out := next.DeepCopyObject()
+		return out, false, setRV(out, txn.Header.Revision)
+	}
+}
+
+// Delete removes the object under key when its ModRevision still equals rev (or
+// unconditionally when rev is 0). It returns the deleted object.
+func (s *Store) Delete(ctx context.Context, key, name string, rev int64) (runtime.Object, error) {
+	cmp := clientv3.Compare(clientv3.ModRevision(key), ">", 0)
+	if rev > 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", rev)
+	}
+	resp, err := s.client.Txn(ctx).If(cmp).Then(clientv3.OpDelete(key, clientv3.WithPrevKV())).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, etcdErr(err)
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return nil, apierrors.NewNotFound(s.resource, name)
+		}
+		return nil, apierrors.NewConflict(s.resource, name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+	}
+	prev := resp.Responses[0].GetResponseDeleteRange().PrevKvs
+	if len(prev) == 0 {
+		return nil, apierrors.NewNotFound(s.resource, name)
+	}
+	return s.decode(prev[0].Value, resp.Header.Revision)
+}
+
+// CurrentRevision returns etcd's current revision.
+func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
+	resp, err := s.client.Get(ctx, "/registry/\x00revision-probe", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, etcdErr(err)
+	}
+	return resp.Header.Revision, nil
+}
+
+func etcdErr(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return apierrors.NewTimeoutError(fmt.Sprintf("storage request did not finish: %v", err), 1)
+	}
+	return apierrors.NewInternalError(fmt.Errorf("etcd: %w", err))
+}
