@@ -84,9 +84,9 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 		return nil, err
 	}
 	swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
-		Swagger: "2.0",
-		Info:    &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
-		Paths:   &spec.Paths{Paths: map[string]spec.PathItem{}},
+		Swagger:     "2.0",
+		Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
+		Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
 		Definitions: definitions,
 	}}
 	byGV := map[schema.GroupVersion][]*registry.Resource{}

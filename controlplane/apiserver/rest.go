@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -782,12 +785,13 @@ func deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 		return nil, err
 	}
 	if len(strings.TrimSpace(string(data))) > 0 {
-		dec, _, err := decoderFor(r.Header.Get("Content-Type"), false)
-		if err != nil {
-			return nil, newUnsupportedMediaType(r.Header.Get("Content-Type"))
+		// DeleteOptions arrive as meta.k8s.io/v1 or v1 JSON (or YAML); the
+		// fields are the same.
+		js, err := yaml.YAMLToJSON(data)
+		if err == nil {
+			err = json.Unmarshal(js, opts)
 		}
-		gvk := metav1.SchemeGroupVersion.WithKind("DeleteOptions")
-		if _, _, err := dec.Decode(data, &gvk, opts); err != nil {
+		if err != nil {
 			return nil, apierrors.NewBadRequest("invalid delete options: " + err.Error())
 		}
 	} else if err := ParameterCodec.DecodeParameters(r.URL.Query(), schema.GroupVersion{Version: "v1"}, opts); err != nil {

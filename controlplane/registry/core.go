@@ -53,6 +53,7 @@ func coreResources(cfg Config) []*Resource {
 			Default: func(obj runtime.Object) {
 				p := obj.(*corev1.Pod)
 				DefaultPodSpec(&p.Spec)
+				defaultPodOnly(&p.Spec)
 				if p.Status.Phase == "" {
 					p.Status.Phase = corev1.PodPending
 				}
@@ -102,7 +103,7 @@ func coreResources(cfg Config) []*Resource {
 		{
 			GVR: gv.WithResource("services"), Kind: "Service", Namespaced: true, ShortNames: []string{"svc"}, Categories: []string{"all"},
 			HasStatus: true, DNSLabelName: true, NameValidator: apivalidation.NameIsDNS1035Label,
-			New:     func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
+			New: func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
 			Default: func(obj runtime.Object) { DefaultService(obj.(*corev1.Service)) },
 			Validate: func(obj runtime.Object) field.ErrorList {
 				return ValidateService(obj.(*corev1.Service), cfg)
@@ -363,25 +364,9 @@ func validateTaint(t corev1.Taint, p *field.Path) field.ErrorList {
 	return errs
 }
 
-// DefaultPodSpec fills the defaults Kubernetes gives a pod spec (also used for
-// the pod templates of workloads).
-func DefaultPodSpec(s *corev1.PodSpec) {
-	if s.RestartPolicy == "" {
-		s.RestartPolicy = corev1.RestartPolicyAlways
-	}
-	if s.DNSPolicy == "" {
-		s.DNSPolicy = corev1.DNSClusterFirst
-	}
-	if s.SchedulerName == "" {
-		s.SchedulerName = corev1.DefaultSchedulerName
-	}
-	if s.TerminationGracePeriodSeconds == nil {
-		g := int64(corev1.DefaultTerminationGracePeriodSeconds)
-		s.TerminationGracePeriodSeconds = &g
-	}
-	if s.SecurityContext == nil {
-		s.SecurityContext = &corev1.PodSecurityContext{}
-	}
+// defaultPodOnly fills what Kubernetes' admission plugins add to pods (never
+// to templates): service account, priority, default tolerations.
+func defaultPodOnly(s *corev1.PodSpec) {
 	if s.ServiceAccountName == "" && s.DeprecatedServiceAccount == "" {
 		s.ServiceAccountName = "default"
 	}
@@ -415,6 +400,27 @@ func DefaultPodSpec(s *corev1.PodSpec) {
 			secs := int64(300)
 			s.Tolerations = append(s.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs})
 		}
+	}
+}
+
+// DefaultPodSpec fills the defaults Kubernetes gives a pod spec (also used for
+// the pod templates of workloads).
+func DefaultPodSpec(s *corev1.PodSpec) {
+	if s.RestartPolicy == "" {
+		s.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	if s.DNSPolicy == "" {
+		s.DNSPolicy = corev1.DNSClusterFirst
+	}
+	if s.SchedulerName == "" {
+		s.SchedulerName = corev1.DefaultSchedulerName
+	}
+	if s.TerminationGracePeriodSeconds == nil {
+		g := int64(corev1.DefaultTerminationGracePeriodSeconds)
+		s.TerminationGracePeriodSeconds = &g
+	}
+	if s.SecurityContext == nil {
+		s.SecurityContext = &corev1.PodSecurityContext{}
 	}
 	for i := range s.InitContainers {
 		defaultContainer(&s.InitContainers[i])

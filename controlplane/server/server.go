@@ -34,6 +34,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/pki"
@@ -247,11 +248,33 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("creating the built-in objects: %w", err)
 	}
 	go namespace.Run(ctx, s.clientConfigPath(), resources)
+	if err := s.startGarbageCollector(ctx, resources); err != nil {
+		s.Stop()
+		return nil, err
+	}
 	ok = true
 	return s, nil
 }
 
 func (s *Server) clientConfigPath() string { return s.Kubeconfig }
+
+func (s *Server) startGarbageCollector(ctx context.Context, resources []*registry.Resource) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 500, 1000
+	var rs []garbagecollector.Resource
+	for _, r := range resources {
+		rs = append(rs, garbagecollector.Resource{GVR: r.GVR, Kind: r.Kind})
+	}
+	gc, err := garbagecollector.New(cfg, rs)
+	if err != nil {
+		return fmt.Errorf("garbage collector: %w", err)
+	}
+	go gc.Run(ctx, 4)
+	return nil
+}
 
 // Wait blocks until the server stops.
 func (s *Server) Wait() error { return <-s.done }
