@@ -35,6 +35,8 @@ func init() {
 	utilRuntimeMust(apidiscoveryv2.AddToScheme(Scheme))
 	utilRuntimeMust(apidiscoveryv2beta1.AddToScheme(Scheme))
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	// Clients send option bodies as meta.k8s.io/v1 too.
+	Scheme.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{}, &metav1.CreateOptions{}, &metav1.UpdateOptions{}, &metav1.PatchOptions{})
 	Codecs = serializer.NewCodecFactory(Scheme)
 	ParameterCodec = runtime.NewParameterCodec(Scheme)
 	strictJSON = json.NewSerializerWithOptions(json.DefaultMetaFactory, Scheme, Scheme, json.SerializerOptions{Strict: true})

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -785,13 +782,12 @@ func deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 		return nil, err
 	}
 	if len(strings.TrimSpace(string(data))) > 0 {
-		// DeleteOptions arrive as meta.k8s.io/v1 or v1 JSON (or YAML); the
-		// fields are the same.
-		js, err := yaml.YAMLToJSON(data)
-		if err == nil {
-			err = json.Unmarshal(js, opts)
-		}
+		dec, mt, err := decoderFor(r.Header.Get("Content-Type"), false)
 		if err != nil {
+			return nil, newUnsupportedMediaType(mt)
+		}
+		gvk := metav1.SchemeGroupVersion.WithKind("DeleteOptions")
+		if _, _, err := dec.Decode(data, &gvk, opts); err != nil {
 			return nil, apierrors.NewBadRequest("invalid delete options: " + err.Error())
 		}
 	} else if err := ParameterCodec.DecodeParameters(r.URL.Query(), schema.GroupVersion{Version: "v1"}, opts); err != nil {
