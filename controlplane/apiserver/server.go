@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -242,7 +243,7 @@ func (s *Server) parse(gv schema.GroupVersion, rest []string, method, watchParam
 		switch {
 		case req.name != "":
 			req.verb = "get"
-		case watchParam == "true" || watchParam == "1":
+		case isTrue(watchParam):
 			req.verb = "watch"
 		default:
 			req.verb = "list"
@@ -350,4 +351,10 @@ func accessor(obj runtime.Object) metav1.Object {
 
 func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 60*time.Second)
+}
+
+// isTrue parses a boolean query parameter as Kubernetes does (strconv.ParseBool).
+func isTrue(v string) bool {
+	b, err := strconv.ParseBool(v)
+	return err == nil && b
 }

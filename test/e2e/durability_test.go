@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/petrel-project/petrel/test/cluster"
+)
+
+// TestCrashLosesNoAcknowledgedWrite kills the server with SIGKILL under a write
+// load and checks that every create that got a 201 is there after a restart.
+func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
+	s := cluster.StartServer(t)
+	cs := s.Clientset()
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("w%d-%d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"i": name}}, metav1.CreateOptions{})
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked = append(acked, name)
+					mu.Unlock()
+				} else {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}(w)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.Kill()
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	n := len(acked)
+	mu.Unlock()
+	if n < 50 {
+		t.Fatalf("only %d writes acknowledged before the kill; the load did not run", n)
+	}
+	s.Start()
+	list, err := s.Clientset().CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, c := range list.Items {
+		if c.Data["i"] != c.Name {
+			t.Fatalf("configmap %s has wrong data %v", c.Name, c.Data)
+		}
+		have[c.Name] = true
+	}
+	for _, name := range acked {
+		if !have[name] {
+			t.Fatalf("acknowledged write %s lost after kill -9 (%d acknowledged, %d present)", name, n, len(have))
+		}
+	}
+	t.Logf("%d acknowledged writes, all present after kill -9 and restart", n)
+}
+
+// TestExternalEtcd runs the server against Debian's etcd started here, and
+// checks that the data lives there: a second server on the same etcd sees it.
+func TestExternalEtcd(t *testing.T) {
+	etcdBin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("etcd-server is not installed (make test installs it)")
+	}
+	dir := t.TempDir()
+	cport, pport := cluster.FreePort(t), cluster.FreePort(t)
+	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
+	cmd := exec.Command(etcdBin, "--data-dir", filepath.Join(dir, "etcd"), "--name", "ext",
+		"--listen-client-urls", curl, "--advertise-client-urls", curl,
+		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl, "--initial-cluster", "ext="+purl)
+	logf, _ := os.Create(filepath.Join(dir, "etcd.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	s := cluster.StartServer(t, "--etcd-endpoints", curl)
+	if _, err := os.Stat(filepath.Join(s.DataDir, "etcd")); err == nil {
+		t.Fatal("an embedded etcd data dir was created although --etcd-endpoints was given")
+	}
+	mustCreateCM(t, s.Clientset(), "on-external", map[string]string{"where": "external"})
+	s.Stop()
+
+	// A second server with a fresh data dir on the same etcd sees the object.
+	s2 := cluster.StartServer(t, "--etcd-endpoints", curl)
+	cm, err := s2.Clientset().CoreV1().ConfigMaps("default").Get(context.Background(), "on-external", metav1.GetOptions{})
+	if err != nil || cm.Labels["where"] != "external" {
+		t.Fatalf("object not found through the external etcd: %v", err)
+	}
+}
