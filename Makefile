@@ -1,0 +1,50 @@
+# Petrel. `make run` starts a single-node cluster; `make test` runs every test.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+DATA_DIR ?= /var/lib/petrel
+BIN := $(CURDIR)/bin
+OPENAPI_PKGS := $(shell cat hack/openapi-packages.txt)
+
+.PHONY: all deps build run test unit e2e lint generate generate-openapi verify-generated bench clean
+
+all: build
+
+deps:
+	@hack/deps.sh
+
+build:
+	$(GO) build -o $(BIN)/petrel ./cmd/petrel
+	$(GO) build -o $(BIN)/petrelctl ./cmd/petrelctl
+
+run: deps build
+	$(BIN)/petrel up --data-dir $(DATA_DIR)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps build lint verify-generated
+	PETREL_BIN=$(BIN)/petrel $(GO) test -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 ./controlplane/...
+
+e2e: build
+	PETREL_BIN=$(BIN)/petrel $(GO) test -count=1 -timeout 20m ./test/...
+
+generate: generate-openapi
+
+generate-openapi:
+	$(GO) tool openapi-gen --output-dir controlplane/openapi/generated \
+	  --output-pkg github.com/petrel-project/petrel/controlplane/openapi/generated \
+	  --output-file zz_generated.openapi.go --go-header-file hack/boilerplate.go.txt \
+	  --report-filename /dev/null $(foreach p,$(OPENAPI_PKGS),--readonly-pkg $(p)) $(OPENAPI_PKGS)
+
+verify-generated:
+	@hack/verify-generated.sh
+
+bench: build
+	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,68 @@
+// Command petrelctl is the operators' CLI. Today it runs benchmarks
+// (`petrelctl bench api`); the BPF map views arrive with the data plane.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/petrel-project/petrel/test/bench"
+)
+
+func main() {
+	root := &cobra.Command{Use: "petrelctl", Short: "Operate and measure a Petrel cluster", SilenceUsage: true}
+	root.AddCommand(benchCommand())
+	if err := root.Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+// petrelBinary finds the petrel binary: next to petrelctl, else on PATH.
+func petrelBinary() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "petrel")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("petrel"); err == nil {
+		return p
+	}
+	return "petrel"
+}
+
+func benchCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench SUITE", Short: "Run a benchmark suite and print its table (or JSON with -o json)"}
+	var output string
+	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "table or json")
+	opts := bench.APIOptions{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr}
+	api := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o must be table or json, not %q", output)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			rep, err := bench.RunAPI(ctx, opts)
+			if err != nil {
+				return err
+			}
+			return rep.Write(os.Stdout, output)
+		}}
+	f := api.Flags()
+	f.StringVar(&opts.Petrel, "petrel", opts.Petrel, "the petrel binary to start")
+	f.DurationVar(&opts.Duration, "duration", opts.Duration, "length of each throughput run")
+	f.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
+	f.IntVar(&opts.Pods, "pods", opts.Pods, "pods in the LIST test")
+	f.IntVar(&opts.Watchers, "watchers", opts.Watchers, "watchers in the watch delivery test")
+	cmd.AddCommand(api)
+	return cmd
+}

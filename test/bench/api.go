@@ -1,0 +1,304 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// APIOptions tune the api suite.
+type APIOptions struct {
+	Petrel      string        // the petrel binary
+	Duration    time.Duration // length of each throughput run
+	Concurrency int
+	Pods        int // objects in the LIST test
+	Watchers    int
+	Progress    io.Writer
+}
+
+type serverProc struct {
+	cmd        *exec.Cmd
+	dir        string
+	etcdURL    string
+	kubeconfig string
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startServer(ctx context.Context, petrel string) (*serverProc, error) {
+	dir, err := os.MkdirTemp("", "petrel-bench-")
+	if err != nil {
+		return nil, err
+	}
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	sp.cmd = exec.CommandContext(ctx, petrel, "server", "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
+		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2]))
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	sp.cmd.Stdout, sp.cmd.Stderr = logf, logf
+	sp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := sp.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", petrel, err)
+	}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", ports[0]))
+		if err == nil {
+			resp.Body.Close()
+			if _, serr := os.Stat(sp.kubeconfig); resp.StatusCode == 200 && serr == nil {
+				return sp, nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sp.stop()
+	return nil, fmt.Errorf("petrel server did not become ready; see %s", filepath.Join(dir, "server.log"))
+}
+
+func (sp *serverProc) stop() {
+	if sp.cmd.Process != nil {
+		_ = sp.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = sp.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = sp.cmd.Process.Kill()
+		}
+	}
+	_ = os.RemoveAll(sp.dir)
+}
+
+// runFor runs work from n goroutines for d and returns completed operations per second.
+func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, error) {
+	var ops atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				if err := work(w, i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				ops.Add(1)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		return 0, e.(error)
+	}
+	return float64(ops.Load()) / time.Since(start).Seconds(), nil
+}
+
+// RunAPI runs the api suite.
+func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
+	progress := func(format string, args ...interface{}) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "bench api: "+format+"\n", args...)
+		}
+	}
+	rep := NewReport("api")
+	progress("starting petrel server")
+	sp, err := startServer(ctx, o.Petrel)
+	if err != nil {
+		return nil, err
+	}
+	defer sp.stop()
+	time.Sleep(3 * time.Second)
+	rss, err := rssMB(sp.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rep.Add("server_idle_rss", "MB", rss, "lower", f(100))
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", sp.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 1e6, 1e6
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer etcd.Close()
+
+	value := strings.Repeat("x", 300) // about the size of a stored small ConfigMap
+	progress("raw etcd puts, %d clients, %s", o.Concurrency, o.Duration)
+	raw, err := runFor(o.Concurrency, o.Duration, func(w, i int) error {
+		_, err := etcd.Put(ctx, fmt.Sprintf("/bench/raw/%d/%d", w, i), value)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raw etcd puts: %w", err)
+	}
+	progress("API creates, %d clients, %s", o.Concurrency, o.Duration)
+	creates, err := runFor(o.Concurrency, o.Duration, func(w, i int) error {
+		_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%d-%d", w, i)},
+			Data: map[string]string{"v": value[:200]}}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("API creates: %w", err)
+	}
+	rep.AddRatio(fmt.Sprintf("creates_per_second_%d_clients", o.Concurrency), "creates/s", creates, "raw_etcd_puts", raw, "higher", 0.7)
+
+	progress("creating %d pods for the LIST test", o.Pods)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-list"}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	var next atomic.Int64
+	_, err = runFor(o.Concurrency, time.Hour, func(w, i int) error {
+		n := next.Add(1)
+		if n > int64(o.Pods) {
+			return errDone
+		}
+		_, err := cs.CoreV1().Pods("bench-list").Create(ctx, benchPod(fmt.Sprintf("p-%d", n)), metav1.CreateOptions{})
+		return err
+	})
+	if err != nil && err != errDone {
+		return nil, fmt.Errorf("creating pods: %w", err)
+	}
+	var lat []time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		l, err := cs.CoreV1().Pods("bench-list").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(start))
+		if len(l.Items) != o.Pods {
+			return nil, fmt.Errorf("LIST returned %d pods, want %d", len(l.Items), o.Pods)
+		}
+	}
+	rep.Add(fmt.Sprintf("list_%d_pods_p50", o.Pods), "ms", ms(percentile(lat, 50)), "lower", nil)
+	rep.Add(fmt.Sprintf("list_%d_pods_p99", o.Pods), "ms", ms(percentile(lat, 99)), "lower", f(200))
+
+	progress("watch delivery to %d watchers", o.Watchers)
+	p50, p99, err := watchLatency(ctx, cs, o.Watchers, 100)
+	if err != nil {
+		return nil, err
+	}
+	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p50", o.Watchers), "ms", ms(p50), "lower", nil)
+	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p99", o.Watchers), "ms", ms(p99), "lower", nil)
+	if rss, err := rssMB(sp.cmd.Process.Pid); err == nil {
+		rep.Add(fmt.Sprintf("server_rss_after_%d_pods", o.Pods), "MB", rss, "lower", nil)
+	}
+	return rep, nil
+}
+
+var errDone = fmt.Errorf("done")
+
+func benchPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "bench", "tier": "list"}},
+		Spec: corev1.PodSpec{NodeName: "", Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1",
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}, Env: []corev1.EnvVar{{Name: "MODE", Value: "bench"}}}}},
+	}
+}
+
+// watchLatency opens n watches and measures, for each of count creates, the
+// time from the create call to each watcher's event.
+func watchLatency(ctx context.Context, cs kubernetes.Interface, n, count int) (time.Duration, time.Duration, error) {
+	ns := "bench-watch"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return 0, 0, err
+	}
+	l, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, 0, err
+	}
+	var sent sync.Map // name → time.Time
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i := 0; i < n; i++ {
+		w, err := cs.CoreV1().ConfigMaps(ns).Watch(wctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
+		if err != nil {
+			return 0, 0, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.Stop()
+			got := 0
+			for ev := range w.ResultChan() {
+				cm, ok := ev.Object.(*corev1.ConfigMap)
+				if !ok {
+					continue
+				}
+				if t, ok := sent.Load(cm.Name); ok {
+					mu.Lock()
+					lat = append(lat, time.Since(t.(time.Time)))
+					mu.Unlock()
+				}
+				got++
+				if got == count {
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < count; i++ {
+		name := fmt.Sprintf("w-%d", i)
+		sent.Store(name, time.Now())
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		return 0, 0, fmt.Errorf("watchers did not receive all %d events", count)
+	}
+	return percentile(lat, 50), percentile(lat, 99), nil
+}
