@@ -398,7 +398,13 @@ func (s *Server) checkNamespace(ctx context.Context, req *request, creating bool
 	if !req.ep.res.Namespaced || s.namespaces == nil {
 		return nil
 	}
-	obj, err := s.namespaces.Get(ctx, s.namespaces.Key("", req.namespace), req.namespace)
+	// The watch cache answers almost always; a namespace created a moment ago
+	// may not be there yet, so a miss asks etcd.
+	obj, ok := s.namespaces.CachedGet(s.namespaces.Key("", req.namespace))
+	var err error
+	if !ok {
+		obj, err = s.namespaces.Get(ctx, s.namespaces.Key("", req.namespace), req.namespace)
+	}
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, req.namespace)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,6 +116,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics != nil {
 		s.mux.Handle("/metrics", metricsHandler(cfg.Metrics))
 	}
+	// Profiles for operators holding the admin certificate (see docs/cli.md).
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.mux.Handle("/openapi/v2", s.openapi.v2Handler)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)

@@ -296,3 +296,15 @@ func (c *watchCache) snapshot(prefix string, p Predicate) ([]runtime.Object, int
 	})
 	return out, c.rev.Load()
 }
+
+// CachedGet returns the object under key from the watch cache, which may lag
+// etcd by a moment; callers that need the latest state use Get.
+func (s *Store) CachedGet(key string) (runtime.Object, bool) {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
+	e, ok := s.cache.objects.Get(&cacheEntry{key: key})
+	if !ok {
+		return nil, false
+	}
+	return e.obj, true
+}

@@ -191,7 +191,16 @@ func TestBadInput(t *testing.T) {
 		if err := cs.CoreV1().Namespaces().Delete(ctx, "closing", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		_, err := cs.CoreV1().ConfigMaps("closing").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "late"}}, metav1.CreateOptions{})
+		// Like Kubernetes' admission, the check reads a cache that follows etcd
+		// within moments.
+		var err error
+		for i := 0; i < 50; i++ {
+			_, err = cs.CoreV1().ConfigMaps("closing").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "late-"}}, metav1.CreateOptions{})
+			if err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "being terminated") {
 			t.Fatalf("want Forbidden (terminating), got %v", err)
 		}
