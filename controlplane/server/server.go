@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -163,6 +165,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		st, err := storage.New(ctx, backend.Client, storage.Config{
 			Prefix: keyPrefix(res.GVR), Resource: res.GVR.GroupResource(), Codec: storageCodec{gvk: res.GVK(), pb: pb},
 			NewFunc: res.New,
+			JSONEncode: func(obj runtime.Object) ([]byte, error) {
+				return json.Marshal(obj)
+			},
 			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
 				acc, err := metaAccessor(obj)
 				if err != nil {
@@ -253,6 +258,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	ok = true
+	// Start-up builds large transient structures (OpenAPI, type converters,
+	// the first lists); give that memory back before settling to idle.
+	go func() {
+		time.Sleep(2 * time.Second)
+		debug.FreeOSMemory()
+	}()
 	return s, nil
 }
 

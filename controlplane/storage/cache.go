@@ -26,6 +26,22 @@ type cacheEntry struct {
 	obj    runtime.Object
 	labels labels.Set
 	fields fields.Set
+	// json is the object's JSON, encoded at most once per object version:
+	// entries never change, so every list after the first reuses it.
+	json atomic.Pointer[[]byte]
+}
+
+// JSON returns the entry's cached JSON encoding, computing it on first use.
+func (e *cacheEntry) JSON(encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
+	if p := e.json.Load(); p != nil {
+		return *p, nil
+	}
+	data, err := encode(e.obj)
+	if err != nil {
+		return nil, err
+	}
+	e.json.Store(&data)
+	return data, nil
 }
 
 type cacheEvent struct {
@@ -280,17 +296,17 @@ func (p Predicate) matches(e *cacheEntry) bool {
 	return true
 }
 
-// snapshot returns the cached objects under prefix that match p, in key order.
-func (c *watchCache) snapshot(prefix string, p Predicate) ([]runtime.Object, int64) {
+// snapshot returns the cached entries under prefix that match p, in key order.
+func (c *watchCache) snapshot(prefix string, p Predicate) ([]*cacheEntry, int64) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []runtime.Object
+	var out []*cacheEntry
 	c.objects.AscendGreaterOrEqual(&cacheEntry{key: prefix}, func(e *cacheEntry) bool {
 		if !strings.HasPrefix(e.key, prefix) {
 			return false
 		}
 		if p.matches(e) {
-			out = append(out, e.obj)
+			out = append(out, e)
 		}
 		return true
 	})

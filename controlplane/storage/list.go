@@ -27,7 +27,10 @@ type ListOptions struct {
 
 // ListResult is one page of a list.
 type ListResult struct {
-	Items              []runtime.Object
+	Items []runtime.Object
+	// ItemJSON, when set, returns item i's JSON from the watch cache, encoded
+	// once per object version.
+	ItemJSON           func(i int) ([]byte, error)
 	ResourceVersion    int64
 	Continue           string
 	RemainingItemCount *int64
@@ -80,14 +83,20 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 			return nil, apierrors.NewTimeoutError(err.Error(), 1)
 		}
 	}
-	items, cacheRev := s.cache.snapshot(opts.Prefix, opts.Predicate)
+	entries, cacheRev := s.cache.snapshot(opts.Prefix, opts.Predicate)
 	res := &ListResult{ResourceVersion: cacheRev}
-	if opts.Limit > 0 && int64(len(items)) > opts.Limit {
+	if opts.Limit > 0 && int64(len(entries)) > opts.Limit {
 		// A limited list from the cache (resourceVersion=0) returns the first page
 		// only, without a continue token, as Kubernetes' cache does.
-		items = items[:opts.Limit]
+		entries = entries[:opts.Limit]
 	}
-	res.Items = items
+	res.Items = make([]runtime.Object, len(entries))
+	for i, e := range entries {
+		res.Items[i] = e.obj
+	}
+	if s.jsonEncode != nil {
+		res.ItemJSON = func(i int) ([]byte, error) { return entries[i].JSON(s.jsonEncode) }
+	}
 	return res, nil
 }
 

@@ -32,6 +32,8 @@ type Store struct {
 	codec    Codec
 	newFunc  func() runtime.Object
 	cache    *watchCache
+	// jsonEncode encodes an object as JSON for the cache's encoded copies.
+	jsonEncode func(runtime.Object) ([]byte, error)
 }
 
 // Config describes one resource's storage.
@@ -43,6 +45,9 @@ type Config struct {
 	NewFunc  func() runtime.Object
 	// AttrFunc gives the label and field sets that selectors match against.
 	AttrFunc AttrFunc
+	// JSONEncode, when set, lets lists served from the cache reuse each object's
+	// JSON encoding.
+	JSONEncode func(runtime.Object) ([]byte, error)
 	// CacheEvents is how many recent events the watch cache keeps for watches
 	// that resume from an older resourceVersion.
 	CacheEvents int
@@ -51,7 +56,7 @@ type Config struct {
 // New creates the store and starts its watch cache; it returns once the cache
 // holds the resource's current state.
 func New(ctx context.Context, client *clientv3.Client, cfg Config) (*Store, error) {
-	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc}
+	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc, jsonEncode: cfg.JSONEncode}
 	if cfg.CacheEvents <= 0 {
 		cfg.CacheEvents = 10000
 	}

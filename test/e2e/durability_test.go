@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,6 +23,13 @@ import (
 func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	s := cluster.StartServer(t)
 	cs := s.Clientset()
+	held := func(name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, ClusterIP: "10.96.100.100",
+			Ports: []corev1.ServicePort{{Port: 80, NodePort: 30100}}}}
+	}
+	if _, err := cs.CoreV1().Services("default").Create(context.Background(), held("held"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	var acked []string
 	stop := make(chan struct{})
@@ -79,6 +87,11 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes, all present after kill -9 and restart", n)
+	// Allocations survive the crash: the address and port are still taken.
+	_, err = s.Clientset().CoreV1().Services("default").Create(context.Background(), held("again"), metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "already allocated") {
+		t.Fatalf("ClusterIP/NodePort handed out twice after a restart: %v", err)
+	}
 }
 
 // TestExternalEtcd runs the server against Debian's etcd started here, and
