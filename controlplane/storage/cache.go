@@ -57,10 +57,12 @@ type watchCache struct {
 	store *Store
 	attrs AttrFunc
 
-	mu       sync.RWMutex
-	cond     *sync.Cond
-	objects  *btree.BTreeG[*cacheEntry]
+	mu      sync.RWMutex
+	cond    *sync.Cond
+	objects *btree.BTreeG[*cacheEntry]
+	// ring grows up to ringCap events, then wraps.
 	ring     []cacheEvent
+	ringCap  int
 	ringHead int // index of the oldest event
 	ringLen  int
 	// oldestRev is the revision from which the ring holds every event: a watch from
@@ -79,7 +81,7 @@ func newWatchCache(ctx context.Context, s *Store, attrs AttrFunc, capacity int) 
 		store:    s,
 		attrs:    attrs,
 		objects:  btree.NewG(32, entryLess),
-		ring:     make([]cacheEvent, capacity),
+		ringCap:  capacity,
 		watchers: map[*cacheWatcher]struct{}{},
 	}
 	c.cond = sync.NewCond(&c.mu)
@@ -119,7 +121,7 @@ func (c *watchCache) relist(ctx context.Context) (int64, error) {
 	}
 	c.mu.Lock()
 	c.objects = objects
-	c.ringHead, c.ringLen = 0, 0
+	c.ring, c.ringHead, c.ringLen = c.ring[:0], 0, 0
 	c.oldestRev = resp.Header.Revision
 	c.rev.Store(resp.Header.Revision)
 	for w := range c.watchers {
@@ -131,8 +133,9 @@ func (c *watchCache) relist(ctx context.Context) (int64, error) {
 }
 
 func (c *watchCache) run(ctx context.Context, rev int64) {
-	c.etcdWatcher = clientv3.NewWatcher(c.store.client)
-	defer c.etcdWatcher.Close()
+	// The client's own watcher: it multiplexes every resource's watch on one
+	// stream (and is the only kind an in-process client has).
+	c.etcdWatcher = c.store.client.Watcher
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := c.etcdWatcher.Watch(wctx, c.store.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1),
@@ -223,6 +226,12 @@ func (c *watchCache) apply(ev *clientv3.Event) {
 }
 
 func (c *watchCache) push(e cacheEvent) {
+	if len(c.ring) < c.ringCap {
+		// Still growing: nothing has been evicted, so the head is at 0.
+		c.ring = append(c.ring, e)
+		c.ringLen++
+		return
+	}
 	n := len(c.ring)
 	if c.ringLen == n {
 		// The oldest event falls out: a watch must now start after it.

@@ -42,7 +42,9 @@ type cacheWatcher struct {
 	stopped  bool // guarded by cache.mu
 }
 
-const watcherBuffer = 4096
+// watcherBuffer is how many events a watcher may fall behind before it is
+// closed (its client then re-watches from the last resourceVersion it saw).
+const watcherBuffer = 1024
 
 // Watch starts a watch served from the cache.
 func (s *Store) Watch(ctx context.Context, opts WatchOptions) (watch.Interface, error) {
