@@ -27,6 +27,7 @@ func main() {
 	root.AddCommand(serverCommand("up", "Run a single-node cluster (the control plane; the node agent joins it as it lands)"),
 		serverCommand("server", "Run the control plane: etcd, API server and controllers"),
 		&cobra.Command{Use: "kubectl", Short: "Run kubectl with the admin kubeconfig", DisableFlagParsing: true},
+		dnsCommand(),
 		&cobra.Command{Use: "version", Short: "Print the version", Run: func(*cobra.Command, []string) {
 			fmt.Printf("petrel %s (Kubernetes API %s.%s)\n", server.Version.GitVersion, server.Version.Major, server.Version.Minor)
 		}})
