@@ -64,5 +64,37 @@ func benchCommand() *cobra.Command {
 	f.IntVar(&opts.Pods, "pods", opts.Pods, "pods in the LIST test")
 	f.IntVar(&opts.Watchers, "watchers", opts.Watchers, "watchers in the watch delivery test")
 	cmd.AddCommand(api)
+
+	dopts := bench.DNSOptions{Petrel: opts.Petrel, Services: 1000, Duration: 10 * time.Second, Progress: os.Stderr}
+	dnsCmd := &cobra.Command{Use: "dns", Short: "Cluster DNS: dnsperf against petrel dns and a bare miekg/dns server, CPU per query, latency per kind",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o must be table or json, not %q", output)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			dopts.Petrelctl = exe
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			rep, err := bench.RunDNS(ctx, dopts)
+			if err != nil {
+				return err
+			}
+			return rep.Write(os.Stdout, output)
+		}}
+	df := dnsCmd.Flags()
+	df.StringVar(&dopts.Petrel, "petrel", dopts.Petrel, "the petrel binary to start")
+	df.IntVar(&dopts.Services, "services", dopts.Services, "Services in the cluster")
+	df.DurationVar(&dopts.Duration, "duration", dopts.Duration, "length of each dnsperf run")
+	cmd.AddCommand(dnsCmd)
+
+	var listen string
+	baseline := &cobra.Command{Use: "dns-baseline", Hidden: true, Short: "Serve the dns suite's baseline (stock miekg/dns server, one record)",
+		RunE: func(*cobra.Command, []string) error { return bench.ServeBaseline(listen) }}
+	baseline.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address")
+	cmd.AddCommand(baseline)
 	return cmd
 }
