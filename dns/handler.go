@@ -55,6 +55,10 @@ func (h *Handler) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 // Answer builds the response to r (nil means: drop it). udp says whether the
 // answer must fit the client's UDP size.
 func (h *Handler) Answer(r *mdns.Msg, udp bool) *mdns.Msg {
+	return h.answerWith(h.snap.Load(), r, udp)
+}
+
+func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 	if r.Response {
 		return nil // never answer answers
 	}
@@ -68,7 +72,6 @@ func (h *Handler) Answer(r *mdns.Msg, udp bool) *mdns.Msg {
 		return m
 	}
 	q := r.Question[0]
-	snap := h.snap.Load()
 	name := strings.ToLower(q.Name)
 	inZone := name == snap.zone || strings.HasSuffix(name, "."+snap.zone)
 	_, isPTR := snap.ptr[name]

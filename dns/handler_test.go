@@ -59,12 +59,14 @@ func fakeUpstream(t *testing.T) (string, *atomic.Int64) {
 		}
 		_ = w.WriteMsg(m)
 	})
-	srv, err := Listen("127.0.0.1:0", h)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
-	return srv.Addr, &n
+	srv := &mdns.Server{PacketConn: pc, Handler: h}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String(), &n
 }
 
 func startServer(t *testing.T, upstreams []string) (*Server, *Handler) {
@@ -357,4 +359,79 @@ func TestFollowsInformers(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Logf("Service answered %s after create", time.Since(start))
+}
+
+// TestFastPathMatchesSlowPath packs the same queries through the fast path
+// and through miekg/dns and the full handler: the replies must be the same.
+func TestFastPathMatchesSlowPath(t *testing.T) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	names := []string{"web.default.svc.cluster.local.", "Web.DEFAULT.svc.cluster.local.", "db.default.svc.cluster.local.",
+		"db-0.db.default.svc.cluster.local.", "_pg._tcp.db.default.svc.cluster.local.", "_http._tcp.web.default.svc.cluster.local.",
+		"alias.default.svc.cluster.local.", "ext.default.svc.cluster.local.", "nope.default.svc.cluster.local.", "default.svc.cluster.local.",
+		"20.0.96.10.in-addr.arpa.", "dns-version.cluster.local.", "empty.default.svc.cluster.local."}
+	types := []uint16{mdns.TypeA, mdns.TypeAAAA, mdns.TypeSRV, mdns.TypeTXT, mdns.TypePTR, mdns.TypeCNAME}
+	var sc fastScratch
+	out := make([]byte, 4096)
+	fast := 0
+	for _, name := range names {
+		for _, qt := range types {
+			for _, edns := range []bool{false, true} {
+				q := new(mdns.Msg)
+				q.SetQuestion(name, qt)
+				q.Id = 4242
+				if edns {
+					q.SetEdns0(1232, true)
+				}
+				pkt, _ := q.Pack()
+				n := h.FastAnswer(pkt, out, &sc)
+				if n == 0 {
+					continue
+				}
+				fast++
+				got := new(mdns.Msg)
+				if err := got.Unpack(out[:n]); err != nil {
+					t.Fatalf("%s %s: fast reply does not unpack: %v", name, mdns.TypeToString[qt], err)
+				}
+				want := h.Answer(q, true)
+				if got.String() != want.String() {
+					t.Fatalf("%s %s edns=%v:\nfast:\n%s\nslow:\n%s", name, mdns.TypeToString[qt], edns, got, want)
+				}
+			}
+		}
+	}
+	if fast < len(names)*4 {
+		t.Fatalf("fast path answered only %d queries", fast)
+	}
+}
+
+func BenchmarkFastAnswer(b *testing.B) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	q := new(mdns.Msg)
+	q.SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	pkt, _ := q.Pack()
+	out := make([]byte, 4096)
+	var sc fastScratch
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if h.FastAnswer(pkt, out, &sc) == 0 {
+			b.Fatal("slow path")
+		}
+	}
+}
+
+func BenchmarkSlowAnswer(b *testing.B) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	q := new(mdns.Msg)
+	q.SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	pkt, _ := q.Pack()
+	out := make([]byte, 4096)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if h.slowAnswer(pkt, out) == 0 {
+			b.Fatal("no answer")
+		}
+	}
 }

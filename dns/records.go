@@ -42,6 +42,10 @@ type Snapshot struct {
 	// NXDOMAIN versus NODATA.
 	exists map[string]bool
 	ptr    map[string]string // reverse name → target
+	// wire caches packed answers for the fast path; soaWire is the packed SOA
+	// for negative answers.
+	wire    wireCache
+	soaWire []byte
 }
 
 // ServiceInfo is what the DNS keeps of a Service (the informer's transform
@@ -186,6 +190,7 @@ func BuildSnapshot(zone string, services []*ServiceInfo, slices []*EndpointInfo)
 			}
 		}
 	}
+	s.soaWire = packSOA(s)
 	for _, n := range s.names {
 		sortIPs(n.a)
 		sortIPs(n.aaaa)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -19,7 +20,9 @@ import (
 
 // Metrics are the DNS server's Prometheus metrics.
 type Metrics struct {
-	requests    *prometheus.CounterVec
+	countersOnce sync.Once
+	counters     [8][7]prometheus.Counter
+	requests     *prometheus.CounterVec
 	latency     prometheus.Histogram
 	cacheHits   prometheus.Counter
 	cacheMisses prometheus.Counter
@@ -49,47 +52,41 @@ func (m *Metrics) observe(qtype, rcode string, d time.Duration) {
 
 // Server serves a Handler over UDP and TCP on one address.
 type Server struct {
-	udp, tcp *mdns.Server
+	udp *udpServer
+	tcp *mdns.Server
 	// Addr is the address served (with the port picked when it was 0).
 	Addr string
 }
 
-// Listen binds UDP and TCP on addr and serves h until Shutdown.
-func Listen(addr string, h mdns.Handler) (*Server, error) {
-	pc, err := net.ListenPacket("udp", addr)
+// Listen binds UDP and TCP on addr and serves h until Shutdown: UDP on the
+// batched fast path, TCP through miekg/dns.
+func Listen(addr string, h *Handler) (*Server, error) {
+	u, err := listenUDP(addr, h)
 	if err != nil {
 		return nil, fmt.Errorf("listening on udp %s: %w", addr, err)
 	}
 	// TCP on the same port as UDP (which may have been picked by the kernel).
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	ln, err := net.Listen("tcp", u.addr())
 	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("listening on tcp %s: %w", pc.LocalAddr(), err)
+		u.close()
+		return nil, fmt.Errorf("listening on tcp %s: %w", u.addr(), err)
 	}
-	s := &Server{Addr: pc.LocalAddr().String(),
-		udp: &mdns.Server{PacketConn: pc, Handler: h, UDPSize: ourUDPSize},
+	s := &Server{Addr: u.addr(), udp: u,
 		tcp: &mdns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}
-	started := make(chan struct{}, 2)
-	s.udp.NotifyStartedFunc = func() { started <- struct{}{} }
+	started := make(chan struct{}, 1)
 	s.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
-	go func() {
-		if err := s.udp.ActivateAndServe(); err != nil {
-			slog.Error("dns: udp server stopped", "err", err)
-		}
-	}()
 	go func() {
 		if err := s.tcp.ActivateAndServe(); err != nil {
 			slog.Error("dns: tcp server stopped", "err", err)
 		}
 	}()
 	<-started
-	<-started
 	return s, nil
 }
 
 // Shutdown stops both listeners.
 func (s *Server) Shutdown() {
-	_ = s.udp.Shutdown()
+	s.udp.close()
 	_ = s.tcp.Shutdown()
 }
 
