@@ -23,10 +23,10 @@ type Metrics struct {
 	countersOnce sync.Once
 	counters     [8][7]prometheus.Counter
 	requests     *prometheus.CounterVec
-	latency     prometheus.Histogram
-	cacheHits   prometheus.Counter
-	cacheMisses prometheus.Counter
-	rebuilds    prometheus.Counter
+	latency      prometheus.Histogram
+	cacheHits    prometheus.Counter
+	cacheMisses  prometheus.Counter
+	rebuilds     prometheus.Counter
 }
 
 // NewMetrics registers the DNS metrics with reg (nil: unregistered).
