@@ -307,6 +307,14 @@ func firstIP(n *net.IPNet) string {
 	return ip.String()
 }
 
+// dnsIP is the tenth address of the service range (10.96.0.10 by default).
+func dnsIP(n *net.IPNet) string {
+	ip := make(net.IP, len(n.IP.To4()))
+	copy(ip, n.IP.To4())
+	ip[len(ip)-1] += 10
+	return ip.String()
+}
+
 func localAddresses() []string {
 	var out []string
 	addrs, _ := net.InterfaceAddrs()
@@ -378,6 +386,19 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	}
 	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("kubernetes service: %w", err)
+	}
+	// kube-dns where Kubernetes puts it; each node's proxy sends it to the
+	// node-local DNS, so it has no selector.
+	dnsSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system",
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "PetrelDNS", "kubernetes.io/cluster-service": "true"}},
+		Spec: corev1.ServiceSpec{ClusterIP: dnsIP(serviceCIDR), Ports: []corev1.ServicePort{
+			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intOrStr(53)},
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intOrStr(53)},
+		}},
+	}
+	if _, err := cs.CoreV1().Services("kube-system").Create(ctx, dnsSvc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("kube-dns service: %w", err)
 	}
 	return nil
 }

@@ -150,6 +150,10 @@ func TestKubectl(t *testing.T) {
 		if out != "10.96.0.1" {
 			t.Fatalf("kubernetes service ClusterIP = %q", out)
 		}
+		out = kubectl(t, s, "", "get", "svc", "kube-dns", "-n", "kube-system")
+		if !regexp.MustCompile(`kube-dns\s+ClusterIP\s+10\.96\.0\.10\s+<none>\s+53/UDP,53/TCP`).MatchString(out) {
+			t.Fatalf("kube-dns service:\n%s", out)
+		}
 	})
 
 	t.Run("label annotate patch scale", func(t *testing.T) {
