@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -289,9 +290,10 @@ func (a *ServiceAllocator) AfterDelete(ctx context.Context, obj runtime.Object) 
 }
 
 // Repair frees allocations that no Service holds any more (after a crash between
-// allocation and create, or a type change). inUse reports the current holder
-// of an allocation key's value.
-func (a *ServiceAllocator) Repair(ctx context.Context, services []*corev1.Service) error {
+// allocation and create, or a type change). services is a list read before
+// the allocations; lookup reads one Service fresh, so that an allocation made
+// by another API server for a Service it is creating right now is kept.
+func (a *ServiceAllocator) Repair(ctx context.Context, services []*corev1.Service, lookup func(ctx context.Context, namespace, name string) (*corev1.Service, error)) error {
 	held := map[string]string{}
 	for _, s := range services {
 		if s.Spec.ClusterIP != "" && s.Spec.ClusterIP != corev1.ClusterIPNone {
@@ -303,23 +305,65 @@ func (a *ServiceAllocator) Repair(ctx context.Context, services []*corev1.Servic
 			}
 		}
 	}
+	type candidate struct {
+		key, who string
+		rev      int64
+	}
+	var candidates []candidate
 	for _, prefix := range []string{ipPrefix, portPrefix} {
 		resp, err := a.client.Get(ctx, prefix, clientv3.WithPrefix())
 		if err != nil {
 			return fmt.Errorf("listing allocations: %w", err)
 		}
 		for _, kv := range resp.Kvs {
-			k := string(kv.Key)
-			if held[k] == string(kv.Value) {
-				continue
+			if held[string(kv.Key)] != string(kv.Value) {
+				candidates = append(candidates, candidate{string(kv.Key), string(kv.Value), kv.ModRevision})
 			}
-			// Only free what has not changed since we looked.
-			_, err := a.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", kv.ModRevision)).Then(clientv3.OpDelete(k)).Commit()
-			if err != nil {
-				return fmt.Errorf("freeing %s: %w", k, err)
-			}
-			slog.Info("freed leaked service allocation", "key", k, "owner", string(kv.Value))
 		}
 	}
+	if len(candidates) > 0 && lookup != nil {
+		// A Service being created by another server gets its allocation first
+		// and is stored a moment later: look again after that moment.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	for _, c := range candidates {
+		if holdsFresh(ctx, lookup, c.key, c.who) {
+			continue
+		}
+		// Only free what has not changed since we looked.
+		_, err := a.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(c.key), "=", c.rev)).Then(clientv3.OpDelete(c.key)).Commit()
+		if err != nil {
+			return fmt.Errorf("freeing %s: %w", c.key, err)
+		}
+		slog.Info("freed leaked service allocation", "key", c.key, "owner", c.who)
+	}
 	return nil
+}
+
+// holdsFresh reports whether the owner Service, read now, holds the allocation.
+func holdsFresh(ctx context.Context, lookup func(ctx context.Context, namespace, name string) (*corev1.Service, error), key, who string) bool {
+	if lookup == nil {
+		return false
+	}
+	ns, name, ok := strings.Cut(who, "/")
+	if !ok {
+		return false
+	}
+	svc, err := lookup(ctx, ns, name)
+	if err != nil || svc == nil {
+		return false
+	}
+	if strings.HasPrefix(key, ipPrefix) {
+		return ipPrefix+svc.Spec.ClusterIP == key
+	}
+	for _, p := range svc.Spec.Ports {
+		if portPrefix+strconv.Itoa(int(p.NodePort)) == key {
+			return true
+		}
+	}
+	return false
 }

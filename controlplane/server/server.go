@@ -39,6 +39,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/etcd"
+	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -71,11 +72,16 @@ func DefaultOptions() Options {
 // Version is what /version reports: the Kubernetes API level served.
 var Version = version.Info{Major: "1", Minor: "32", GitVersion: "v1.32.0-petrel", Platform: "linux/amd64", GoVersion: "go1.26"}
 
+// LeaseTTL is how long a dead leader keeps the controllers' lease.
+var LeaseTTL = 5 * time.Second
+
 // Server is a running control plane.
 type Server struct {
 	opts       Options
 	Kubeconfig string
 	URL        string
+	// Identity names this server in leader elections.
+	Identity   string
 	backend    *etcd.Backend
 	httpServer *http.Server
 	listener   net.Listener
@@ -252,11 +258,23 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("creating the built-in objects: %w", err)
 	}
-	go namespace.Run(ctx, s.clientConfigPath(), resources)
-	if err := s.startGarbageCollector(ctx, resources); err != nil {
-		s.Stop()
-		return nil, err
-	}
+	// Controllers run in one server at a time: the leader on an etcd lease.
+	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "petrel_leader", Help: "1 while this server leads the controllers.",
+		ConstLabels: prometheus.Labels{"election": "controllers"}})
+	reg.MustRegister(leading)
+	host, _ := os.Hostname()
+	s.Identity = fmt.Sprintf("%s:%d/%d", host, port, os.Getpid())
+	go leader.Run(ctx, leader.Config{
+		Client: backend.Client, Name: "controllers", Identity: s.Identity, TTL: LeaseTTL,
+		OnLeading: func(lctx context.Context) { s.runControllers(lctx, resources) },
+		OnChange: func(on bool) {
+			if on {
+				leading.Set(1)
+			} else {
+				leading.Set(0)
+			}
+		},
+	})
 	ok = true
 	// Start-up builds large transient structures (OpenAPI, type converters,
 	// the first lists); give that memory back before settling to idle.
@@ -269,10 +287,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 func (s *Server) clientConfigPath() string { return s.Kubeconfig }
 
-func (s *Server) startGarbageCollector(ctx context.Context, resources []*registry.Resource) error {
+// runControllers runs the controllers until ctx ends (the lead is lost).
+func (s *Server) runControllers(ctx context.Context, resources []*registry.Resource) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
 	if err != nil {
-		return err
+		slog.Error("controllers: kubeconfig", "err", err)
+		return
 	}
 	cfg.QPS, cfg.Burst = 500, 1000
 	var rs []garbagecollector.Resource
@@ -281,10 +301,11 @@ func (s *Server) startGarbageCollector(ctx context.Context, resources []*registr
 	}
 	gc, err := garbagecollector.New(cfg, rs)
 	if err != nil {
-		return fmt.Errorf("garbage collector: %w", err)
+		slog.Error("controllers: garbage collector", "err", err)
+		return
 	}
-	go gc.Run(ctx, 4)
-	return nil
+	go namespace.Run(ctx, s.Kubeconfig, resources)
+	gc.Run(ctx, 4)
 }
 
 // Wait blocks until the server stops.
@@ -352,7 +373,13 @@ func repairAllocations(ctx context.Context, services *storage.Store, alloc *allo
 	for _, o := range res.Items {
 		svcs = append(svcs, o.(*corev1.Service))
 	}
-	return alloc.Repair(ctx, svcs)
+	return alloc.Repair(ctx, svcs, func(ctx context.Context, namespace, name string) (*corev1.Service, error) {
+		obj, err := services.Get(ctx, services.Key(namespace, name), name)
+		if err != nil {
+			return nil, err
+		}
+		return obj.(*corev1.Service), nil
+	})
 }
 
 // bootstrap creates the namespaces and the kubernetes Service every cluster has,

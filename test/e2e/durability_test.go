@@ -12,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/test/cluster"
 )
 
@@ -96,7 +100,8 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 
 // TestExternalEtcd runs the server against Debian's etcd started here, and
 // checks that the data lives there: a second server on the same etcd sees it.
-func TestExternalEtcd(t *testing.T) {
+// startEtcd starts Debian's etcd on free loopback ports and returns its client URL.
+func startEtcd(t *testing.T) string {
 	etcdBin, err := exec.LookPath("etcd")
 	if err != nil {
 		t.Skip("etcd-server is not installed (make test installs it)")
@@ -114,7 +119,11 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return curl
+}
 
+func TestExternalEtcd(t *testing.T) {
+	curl := startEtcd(t)
 	s := cluster.StartServer(t, "--etcd-endpoints", curl)
 	if _, err := os.Stat(filepath.Join(s.DataDir, "etcd")); err == nil {
 		t.Fatal("an embedded etcd data dir was created although --etcd-endpoints was given")
@@ -128,4 +137,56 @@ func TestExternalEtcd(t *testing.T) {
 	if err != nil || cm.Labels["where"] != "external" {
 		t.Fatalf("object not found through the external etcd: %v", err)
 	}
+}
+
+// TestLeaderFailover runs two servers on one etcd: one leads the controllers;
+// when it is killed, the other takes over and namespace deletion still
+// completes.
+func TestLeaderFailover(t *testing.T) {
+	curl := startEtcd(t)
+	a := cluster.StartServer(t, "--etcd-endpoints", curl)
+	b := cluster.StartServer(t, "--etcd-endpoints", curl)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{curl}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	leaderPort := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		id, err := leader.Leader(ctx, cli, "controllers")
+		if err != nil {
+			return 0
+		}
+		// identity is host:port/pid
+		var port, pid int
+		if i := strings.LastIndex(id, ":"); i >= 0 {
+			fmt.Sscanf(id[i+1:], "%d/%d", &port, &pid)
+		}
+		return port
+	}
+	var first int
+	waitFor(t, 20*time.Second, func() bool { first = leaderPort(); return first == a.Port || first == b.Port })
+	lead, standby := a, b
+	if first == b.Port {
+		lead, standby = b, a
+	}
+	lead.Kill()
+	waitFor(t, 30*time.Second, func() bool { return leaderPort() == standby.Port })
+
+	cs := standby.Clientset()
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "after-failover"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("after-failover").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CoreV1().Namespaces().Delete(ctx, "after-failover", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, "after-failover", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 }
