@@ -187,15 +187,7 @@ func (h *Handler) FastAnswer(pkt, out []byte, sc *fastScratch) int {
 	out[0], out[1] = pkt[0], pkt[1]
 	out[2] = out[2]&^0x01 | pkt[2]&0x01 // RD as asked
 	if q.hasOPT {
-		opt := out[len(body):n]
-		opt[0] = 0
-		binary.BigEndian.PutUint16(opt[1:], mdns.TypeOPT)
-		binary.BigEndian.PutUint16(opt[3:], ourUDPSize)
-		opt[5], opt[6], opt[7], opt[8] = 0, 0, 0, 0
-		if q.do {
-			opt[7] = 0x80
-		}
-		binary.BigEndian.PutUint16(opt[9:], 0)
+		writeOPT(out[len(body):n], q.do)
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	}
 	return n
@@ -241,15 +233,7 @@ func negativeReply(pkt, out []byte, q parsedQuery, soa []byte, rcode int, limit 
 	binary.BigEndian.PutUint16(out[10:], 0)
 	copy(out[q.end:], soa)
 	if q.hasOPT {
-		opt := out[q.end+len(soa) : n]
-		opt[0] = 0
-		binary.BigEndian.PutUint16(opt[1:], mdns.TypeOPT)
-		binary.BigEndian.PutUint16(opt[3:], ourUDPSize)
-		opt[5], opt[6], opt[7], opt[8] = 0, 0, 0, 0
-		if q.do {
-			opt[7] = 0x80
-		}
-		binary.BigEndian.PutUint16(opt[9:], 0)
+		writeOPT(out[q.end+len(soa):n], q.do)
 		binary.BigEndian.PutUint16(out[10:], 1)
 	}
 	return n
@@ -263,4 +247,16 @@ func packSOA(s *Snapshot) []byte {
 		return nil
 	}
 	return buf[:n]
+}
+
+// writeOPT writes an 11-byte OPT record advertising our UDP size, echoing DO.
+func writeOPT(opt []byte, do bool) {
+	opt[0] = 0
+	binary.BigEndian.PutUint16(opt[1:], mdns.TypeOPT)
+	binary.BigEndian.PutUint16(opt[3:], ourUDPSize)
+	opt[5], opt[6], opt[7], opt[8] = 0, 0, 0, 0
+	if do {
+		opt[7] = 0x80
+	}
+	binary.BigEndian.PutUint16(opt[9:], 0)
 }
