@@ -8,7 +8,6 @@ package dns
 import (
 	"net"
 	"sort"
-	"strconv"
 	"strings"
 
 	mdns "github.com/miekg/dns"
@@ -241,5 +240,3 @@ func (s *Snapshot) soa() *mdns.SOA {
 		Refresh: 7200, Retry: 1800, Expire: 86400, Minttl: 5,
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

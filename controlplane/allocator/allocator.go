@@ -82,54 +82,61 @@ func (a *ServiceAllocator) ipAt(off uint32) net.IP {
 	return ip
 }
 
-func (a *ServiceAllocator) allocateIP(ctx context.Context, who string) (string, error) {
-	// Random probes first: the range is sparse in practice.
-	for i := 0; i < 64; i++ {
-		off := 1 + rand.Uint32N(a.size-2)
-		ip := a.ipAt(off).String()
-		ok, err := a.reserve(ctx, ipPrefix+ip, who)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return ip, nil
-		}
-	}
-	for off := uint32(1); off < a.size-1; off++ {
-		ip := a.ipAt(off).String()
-		ok, err := a.reserve(ctx, ipPrefix+ip, who)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return ip, nil
+// claim reserves one of n slots for who and returns its index: a few random
+// probes first (the ranges are sparse in practice), then one read of what is
+// taken and a try of each free slot, so a nearly full range costs one range
+// read, not one transaction per taken slot.
+func (a *ServiceAllocator) claim(ctx context.Context, who, prefix string, n int, keyAt func(i int) string) (int, bool, error) {
+	for try := 0; try < 64; try++ {
+		i := rand.IntN(n)
+		ok, err := a.reserve(ctx, keyAt(i), who)
+		if err != nil || ok {
+			return i, ok, err
 		}
 	}
-	return "", apierrors.NewInternalError(errors.New("no ClusterIP is free in " + a.cidr.String()))
+	resp, err := a.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, false, fmt.Errorf("listing allocations: %w", err)
+	}
+	taken := make(map[string]bool, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		taken[string(kv.Key)] = true
+	}
+	for i := 0; i < n; i++ {
+		if taken[keyAt(i)] {
+			continue
+		}
+		ok, err := a.reserve(ctx, keyAt(i), who)
+		if err != nil || ok {
+			return i, ok, err
+		}
+	}
+	return 0, false, nil
 }
 
+// allocateIP reserves a free ClusterIP (neither the network nor the broadcast address).
+func (a *ServiceAllocator) allocateIP(ctx context.Context, who string) (string, error) {
+	ipOf := func(i int) string { return a.ipAt(uint32(i) + 1).String() }
+	i, ok, err := a.claim(ctx, who, ipPrefix, int(a.size-2), func(i int) string { return ipPrefix + ipOf(i) })
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", apierrors.NewInternalError(errors.New("no ClusterIP is free in " + a.cidr.String()))
+	}
+	return ipOf(i), nil
+}
+
+// allocatePort reserves a free NodePort.
 func (a *ServiceAllocator) allocatePort(ctx context.Context, who string) (int32, error) {
-	n := a.portMax - a.portMin + 1
-	for i := 0; i < 64; i++ {
-		p := a.portMin + rand.IntN(n)
-		ok, err := a.reserve(ctx, portPrefix+strconv.Itoa(p), who)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			return int32(p), nil
-		}
+	i, ok, err := a.claim(ctx, who, portPrefix, a.portMax-a.portMin+1, func(i int) string { return portPrefix + strconv.Itoa(a.portMin+i) })
+	if err != nil {
+		return 0, err
 	}
-	for p := a.portMin; p <= a.portMax; p++ {
-		ok, err := a.reserve(ctx, portPrefix+strconv.Itoa(p), who)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			return int32(p), nil
-		}
+	if !ok {
+		return 0, apierrors.NewInternalError(fmt.Errorf("no NodePort is free in %d-%d", a.portMin, a.portMax))
 	}
-	return 0, apierrors.NewInternalError(fmt.Errorf("no NodePort is free in %d-%d", a.portMin, a.portMax))
+	return int32(a.portMin + i), nil
 }
 
 func invalid(svc *corev1.Service, errs field.ErrorList) error {

@@ -28,6 +28,13 @@ var ParameterCodec runtime.ParameterCodec
 
 var strictJSON, strictYAML runtime.Serializer
 
+// mediaTypes are Codecs' serializers, listed once: the list is asked for on
+// every request.
+var mediaTypes []runtime.SerializerInfo
+
+// jsonInfo is the JSON serializer, the answer when nothing else fits.
+var jsonInfo runtime.SerializerInfo
+
 func init() {
 	utilRuntimeMust(clientgoscheme.AddToScheme(Scheme))
 	utilRuntimeMust(metav1.AddMetaToScheme(Scheme))
@@ -39,6 +46,8 @@ func init() {
 	Scheme.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{}, &metav1.CreateOptions{}, &metav1.UpdateOptions{}, &metav1.PatchOptions{})
 	Codecs = serializer.NewCodecFactory(Scheme)
 	ParameterCodec = runtime.NewParameterCodec(Scheme)
+	mediaTypes = Codecs.SupportedMediaTypes()
+	jsonInfo, _ = runtime.SerializerInfoForMediaType(mediaTypes, "application/json")
 	strictJSON = json.NewSerializerWithOptions(json.DefaultMetaFactory, Scheme, Scheme, json.SerializerOptions{Strict: true})
 	strictYAML = json.NewSerializerWithOptions(json.DefaultMetaFactory, Scheme, Scheme, json.SerializerOptions{Yaml: true, Strict: true})
 }
@@ -74,7 +83,7 @@ func negotiate(r *http.Request, allowAs func(as, group, version string) bool) (m
 		if mt == "*/*" || mt == "application/*" {
 			mt = "application/json"
 		}
-		info, ok := runtime.SerializerInfoForMediaType(Codecs.SupportedMediaTypes(), mt)
+		info, ok := runtime.SerializerInfoForMediaType(mediaTypes, mt)
 		if !ok {
 			continue
 		}
@@ -107,7 +116,7 @@ func decoderFor(contentType string, strict bool) (runtime.Decoder, string, error
 			return strictYAML, mt, nil
 		}
 	}
-	info, ok := runtime.SerializerInfoForMediaType(Codecs.SupportedMediaTypes(), mt)
+	info, ok := runtime.SerializerInfoForMediaType(mediaTypes, mt)
 	if !ok {
 		return nil, mt, errUnsupportedMediaType
 	}

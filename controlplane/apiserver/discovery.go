@@ -241,7 +241,7 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, gv sc
 func (s *Server) writePlain(w http.ResponseWriter, r *http.Request, obj runtime.Object) {
 	choice, ok := negotiate(r, nil)
 	if !ok {
-		choice.info, _ = runtime.SerializerInfoForMediaType(Codecs.SupportedMediaTypes(), "application/json")
+		choice.info = jsonInfo
 		choice.contentType = "application/json"
 	}
 	s.encode(w, http.StatusOK, choice, obj)

@@ -9,7 +9,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
-	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/handler"
 	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/openapiconv"
@@ -89,26 +88,25 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 		Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
 		Definitions: definitions,
 	}}
-	byGV := map[schema.GroupVersion][]*registry.Resource{}
+	// Each resource's paths go into the v2 document and into its group
+	// version's v3 document.
+	pathsByGV := map[schema.GroupVersion]map[string]spec.PathItem{}
 	for _, r := range resources {
-		byGV[r.GVR.GroupVersion()] = append(byGV[r.GVR.GroupVersion()], r)
+		gv := r.GVR.GroupVersion()
+		if pathsByGV[gv] == nil {
+			pathsByGV[gv] = map[string]spec.PathItem{}
+		}
 		for path, item := range pathsFor(r) {
 			swagger.Paths.Paths[path] = item
+			pathsByGV[gv][path] = item
 		}
 	}
 	oa := &openAPI{typeConverter: tc, v3: handler3.NewOpenAPIService()}
-	oa.v2Handler = handlerFunc(handler.NewOpenAPIService(swagger))
+	oa.v2Handler = v2Handler(handler.NewOpenAPIService(swagger))
 	full := openapiconv.ConvertV2ToV3(swagger)
-	for gv, rs := range byGV {
-		doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components, Paths: &spec3.Paths{Paths: map[string]*spec3.Path{}}}
-		for _, r := range rs {
-			for path, item := range pathsFor(r) {
-				paths := openapiconv.ConvertPaths(&spec.Paths{Paths: map[string]spec.PathItem{path: item}})
-				for p, v := range paths.Paths {
-					doc.Paths.Paths[p] = v
-				}
-			}
-		}
+	for gv, paths := range pathsByGV {
+		doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components,
+			Paths: openapiconv.ConvertPaths(&spec.Paths{Paths: paths})}
 		key := "apis/" + gv.Group + "/" + gv.Version
 		if gv.Group == "" {
 			key = "api/" + gv.Version
@@ -118,11 +116,12 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 	return oa, nil
 }
 
+// openAPIV2Mux captures the handler kube-openapi registers for /openapi/v2.
 type openAPIV2Mux struct{ h http.Handler }
 
 func (m *openAPIV2Mux) Handle(path string, h http.Handler) { m.h = h }
 
-func handlerFunc(svc *handler.OpenAPIService) http.Handler {
+func v2Handler(svc *handler.OpenAPIService) http.Handler {
 	m := &openAPIV2Mux{}
 	svc.RegisterOpenAPIVersionedService("/openapi/v2", m)
 	return m.h
@@ -189,8 +188,6 @@ func (o *openAPI) resetFields(r *registry.Resource, status bool) map[fieldpath.A
 		fieldpath.APIVersion(r.GVR.GroupVersion().String()): fieldpath.NewExcludeSetFilter(fieldpath.NewSet(fieldpath.MakePathOrDie(p))),
 	}
 }
-
-var _ = common.OpenAPIDefinition{}
 
 func jsonUnmarshal(data []byte, v interface{}) error { return json.Unmarshal(data, v) }
 

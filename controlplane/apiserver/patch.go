@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,9 +34,6 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, newUnsupportedMediaType(mt))
 		return
 	}
-	if pt == types.StrategicMergePatchType && res.GVR.Group == "" && false {
-		return
-	}
 	patchBody, err := readBody(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -49,7 +47,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 	force := r.URL.Query().Get("force") == "true"
 	if pt == types.ApplyYAMLPatchType && r.URL.Query().Get("fieldManager") == "" {
 		s.writeError(w, r, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("PatchOptions").GroupKind(), "",
-			fieldErrRequired("fieldManager", "is required for apply patch")))
+			field.ErrorList{field.Required(field.NewPath("fieldManager"), "is required for apply patch")}))
 		return
 	}
 	if req.subresource == "scale" {
@@ -64,7 +62,6 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 			return
 		}
 	}
-	var patched runtime.Object
 	fn := func(cur runtime.Object) (runtime.Object, error) {
 		setKindTo(cur, res.GVK())
 		if applyObj != nil {
@@ -81,7 +78,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 				return nil, err
 			}
 			accessor(typed).SetResourceVersion("")
-			return s.prepareUpdate(req, typed, cur, manager, applyObj, force)
+			return s.prepareUpdate(req, typed, cur, manager, true)
 		}
 		curJSON, err := jsonMarshal(cur)
 		if err != nil {
@@ -95,8 +92,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		if err != nil {
 			return nil, err
 		}
-		patched = obj
-		return s.prepareUpdate(req, obj, cur, manager, nil, false)
+		return s.prepareUpdate(req, obj, cur, manager, false)
 	}
 	out, err := s.guaranteedUpdate(ctx, r, req, fn)
 	if err != nil && apierrors.IsNotFound(err) && applyObj != nil && req.subresource == "" {
@@ -109,16 +105,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeObject(w, r, req, code, created)
 		return
 	}
-	_ = patched
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.writeObject(w, r, req, http.StatusOK, out)
-}
-
-func fieldErrRequired(name, msg string) fieldErrorList {
-	return fieldErrorList{fieldRequired(name, msg)}
 }
 
 func (s *Server) applyCreate(ctx context.Context, r *http.Request, req *request, applyObj *unstructured.Unstructured, manager string, force bool) (runtime.Object, int, error) {
@@ -135,16 +126,7 @@ func (s *Server) applyCreate(ctx context.Context, r *http.Request, req *request,
 	if err != nil {
 		return nil, 0, err
 	}
-	mf := accessor(typed).GetManagedFields()
-	out, code, err := s.createObjectKeepingManagedFields(ctx, r, req, typed, mf)
-	return out, code, err
-}
-
-// createObjectKeepingManagedFields creates an object whose managed fields were
-// computed by apply.
-func (s *Server) createObjectKeepingManagedFields(ctx context.Context, r *http.Request, req *request, obj runtime.Object, mf []metav1.ManagedFieldsEntry) (runtime.Object, int, error) {
-	out, code, err := s.createObjectWith(ctx, r, req, obj, mf)
-	return out, code, err
+	return s.createObjectWith(ctx, r, req, typed, accessor(typed).GetManagedFields())
 }
 
 func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructured, error) {

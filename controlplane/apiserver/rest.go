@@ -569,8 +569,9 @@ func (s *Server) validateCreate(req *request, obj runtime.Object) field.ErrorLis
 
 // prepareUpdate turns a client's new object into what is stored, given the
 // current one: immutable metadata kept, the status/spec split enforced,
-// defaults, generation, validation and managed fields.
-func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager string, applyPatch runtime.Object, force bool) (runtime.Object, error) {
+// defaults, generation, validation and managed fields (unless applied is set:
+// server-side apply has computed them already).
+func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager string, applied bool) (runtime.Object, error) {
 	res := req.ep.res
 	acc, curAcc := accessor(obj), accessor(cur)
 	if rv := acc.GetResourceVersion(); rv != "" && rv != curAcc.GetResourceVersion() {
@@ -618,12 +619,11 @@ func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager st
 	}
 	setKindTo(obj, res.GVK())
 	setKindTo(cur, res.GVK())
-	var err error
-	if applyPatch == nil {
-		obj, err = fm.Update(cur, obj, manager)
-	}
-	if err != nil {
-		return nil, apierrors.NewInternalError(fmt.Errorf("tracking managed fields: %w", err))
+	if !applied {
+		var err error
+		if obj, err = fm.Update(cur, obj, manager); err != nil {
+			return nil, apierrors.NewInternalError(fmt.Errorf("tracking managed fields: %w", err))
+		}
 	}
 	if semanticEqualIgnoringRV(obj, cur) {
 		return nil, storage.ErrNoChange
@@ -682,7 +682,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, req *request) {
 			}
 			return curNs, nil
 		}
-		return s.prepareUpdate(req, obj.DeepCopyObject(), cur, manager, nil, false)
+		return s.prepareUpdate(req, obj.DeepCopyObject(), cur, manager, false)
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -776,7 +776,7 @@ func (s *Server) applyScale(ctx context.Context, w http.ResponseWriter, r *http.
 		next := cur.DeepCopyObject()
 		res.Scale.Set(next, scale.Spec.Replicas)
 		accessor(next).SetResourceVersion("")
-		return s.prepareUpdate(&mainReq, next, cur, manager, nil, false)
+		return s.prepareUpdate(&mainReq, next, cur, manager, false)
 	})
 	if err != nil {
 		s.writeError(w, r, err)

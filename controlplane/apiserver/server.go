@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +54,6 @@ type Server struct {
 	metrics    *serverMetrics
 	mux        *http.ServeMux
 	namespaces *storage.Store
-	tableCache sync.Map
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -305,7 +303,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	choice, ok := negotiate(r, nil)
 	if !ok {
-		choice.info, _ = runtime.SerializerInfoForMediaType(Codecs.SupportedMediaTypes(), "application/json")
+		choice.info = jsonInfo
 		choice.contentType = "application/json"
 	}
 	s.encode(w, code, choice, &st)

@@ -10,7 +10,6 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func jsonMarshal(v interface{}) ([]byte, error) { return json.Marshal(v) }
@@ -31,10 +30,6 @@ func semanticEqualIgnoringRV(a, b runtime.Object) bool {
 	}
 	return apiequality.Semantic.DeepEqual(a2, b2)
 }
-
-type fieldErrorList = field.ErrorList
-
-func fieldRequired(name, msg string) *field.Error { return field.Required(field.NewPath(name), msg) }
 
 func statusError(code int32, reason metav1.StatusReason, msg string) *apierrors.StatusError {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -50,7 +51,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 	if opts.SendInitialEvents != nil {
 		if opts.ResourceVersionMatch != metav1.ResourceVersionMatchNotOlderThan || !opts.AllowWatchBookmarks {
 			s.writeError(w, r, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("ListOptions").GroupKind(), "",
-				fieldErrorList{fieldRequired("resourceVersionMatch", "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true")}))
+				field.ErrorList{field.Required(field.NewPath("resourceVersionMatch"), "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true")}))
 			return
 		}
 		wopts.InitialEvents = *opts.SendInitialEvents

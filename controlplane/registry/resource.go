@@ -65,16 +65,12 @@ type Resource struct {
 	Columns []Column
 	// Hooks allocate and release what an object holds (ClusterIPs, NodePorts).
 	Hooks Hooks
-	// ResetFields are the fields each endpoint (main, status) does not own, for
-	// server-side apply: paths as field lists.
-	StatusPaths []string
 }
 
 // ScaleAccess reads and writes the replica count for /scale.
 type ScaleAccess struct {
-	Get      func(obj runtime.Object) (replicas int32, statusReplicas int32, selector string)
-	Set      func(obj runtime.Object, replicas int32)
-	Resource schema.GroupResource
+	Get func(obj runtime.Object) (replicas int32, statusReplicas int32, selector string)
+	Set func(obj runtime.Object, replicas int32)
 }
 
 // Hooks run around writes of a resource; they may allocate from shared pools.
@@ -135,22 +131,6 @@ func specOf(obj runtime.Object) reflect.Value {
 // on main-resource writes).
 func CopyStatus(to, from runtime.Object) {
 	CopyField(to, from, "Status")
-}
-
-// CopySpecAndMeta keeps everything but status from "from" (used by /status
-// writes): the result is from with to's Status.
-func CopyAllButStatus(to, from runtime.Object) runtime.Object {
-	out := from.DeepCopyObject()
-	CopyField(out, to, "Status")
-	// Labels, annotations and the like belong to the main resource too, but
-	// Kubernetes lets /status change them; keep the caller's metadata.
-	accOut, _ := meta.Accessor(out)
-	accTo, _ := meta.Accessor(to)
-	if accOut != nil && accTo != nil {
-		accOut.SetResourceVersion(accTo.GetResourceVersion())
-		accOut.SetManagedFields(accTo.GetManagedFields())
-	}
-	return out
 }
 
 // CopyField copies the named top-level field of from into to.

@@ -62,7 +62,7 @@ func defaultIntOrPercent(v **intstr.IntOrString, d string) {
 	}
 }
 
-func scaleOf(get func(runtime.Object) (int32, int32, *metav1.LabelSelector), set func(runtime.Object, int32), gr string) *ScaleAccess {
+func scaleOf(get func(runtime.Object) (int32, int32, *metav1.LabelSelector), set func(runtime.Object, int32)) *ScaleAccess {
 	return &ScaleAccess{
 		Get: func(o runtime.Object) (int32, int32, string) {
 			spec, status, sel := get(o)
@@ -135,7 +135,7 @@ func workloadResources() []*Resource {
 			Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 				d := deploy(o)
 				return ptrInt32(d.Spec.Replicas), d.Status.Replicas, d.Spec.Selector
-			}, func(o runtime.Object, n int32) { deploy(o).Spec.Replicas = &n }, "deployments"),
+			}, func(o runtime.Object, n int32) { deploy(o).Spec.Replicas = &n }),
 			Columns: []Column{
 				col("Ready", "string", func(o runtime.Object) interface{} {
 					d := deploy(o)
@@ -171,7 +171,7 @@ func workloadResources() []*Resource {
 			Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 				r := rs(o)
 				return ptrInt32(r.Spec.Replicas), r.Status.Replicas, r.Spec.Selector
-			}, func(o runtime.Object, n int32) { rs(o).Spec.Replicas = &n }, "replicasets"),
+			}, func(o runtime.Object, n int32) { rs(o).Spec.Replicas = &n }),
 			Columns: []Column{
 				col("Desired", "integer", func(o runtime.Object) interface{} { return int64(ptrInt32(rs(o).Spec.Replicas)) }),
 				col("Current", "integer", func(o runtime.Object) interface{} { return int64(rs(o).Status.Replicas) }),
@@ -226,7 +226,7 @@ func workloadResources() []*Resource {
 			Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 				s := sts(o)
 				return ptrInt32(s.Spec.Replicas), s.Status.Replicas, s.Spec.Selector
-			}, func(o runtime.Object, n int32) { sts(o).Spec.Replicas = &n }, "statefulsets"),
+			}, func(o runtime.Object, n int32) { sts(o).Spec.Replicas = &n }),
 			Columns: []Column{
 				col("Ready", "string", func(o runtime.Object) interface{} {
 					s := sts(o)

@@ -24,12 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -57,7 +59,6 @@ type Options struct {
 	EtcdPeerURL   string
 	ServiceCIDR   string
 	ClusterCIDR   string
-	LBPool        string
 	NodePortRange string
 }
 
@@ -175,7 +176,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 				return json.Marshal(obj)
 			},
 			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
-				acc, err := metaAccessor(obj)
+				acc, err := meta.Accessor(obj)
 				if err != nil {
 					return nil, nil, err
 				}
@@ -208,7 +209,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
-	hosts := []string{"localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", firstIP(serviceCIDR)}
+	hosts := []string{"localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", serviceIP(serviceCIDR, 1)}
 	if h, err := os.Hostname(); err == nil {
 		hosts = append(hosts, h)
 	}
@@ -285,8 +286,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) clientConfigPath() string { return s.Kubeconfig }
-
 // runControllers runs the controllers until ctx ends (the lead is lost).
 func (s *Server) runControllers(ctx context.Context, resources []*registry.Resource) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
@@ -321,18 +320,12 @@ func (s *Server) Stop() {
 	s.backend.Close()
 }
 
-func firstIP(n *net.IPNet) string {
+// serviceIP is the k-th address of the service range: 1 for the kubernetes
+// Service (10.96.0.1), 10 for kube-dns (10.96.0.10).
+func serviceIP(n *net.IPNet, k byte) string {
 	ip := make(net.IP, len(n.IP.To4()))
 	copy(ip, n.IP.To4())
-	ip[len(ip)-1]++
-	return ip.String()
-}
-
-// dnsIP is the tenth address of the service range (10.96.0.10 by default).
-func dnsIP(n *net.IPNet) string {
-	ip := make(net.IP, len(n.IP.To4()))
-	copy(ip, n.IP.To4())
-	ip[len(ip)-1] += 10
+	ip[len(ip)-1] += k
 	return ip.String()
 }
 
@@ -408,8 +401,8 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default", Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
-		Spec: corev1.ServiceSpec{ClusterIP: firstIP(serviceCIDR), Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP,
-			TargetPort: intOrStr(s.listener.Addr().(*net.TCPAddr).Port)}}},
+		Spec: corev1.ServiceSpec{ClusterIP: serviceIP(serviceCIDR, 1), Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP,
+			TargetPort: intstr.FromInt32(int32(s.listener.Addr().(*net.TCPAddr).Port))}}},
 	}
 	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("kubernetes service: %w", err)
@@ -419,9 +412,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	dnsSvc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system",
 			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "PetrelDNS", "kubernetes.io/cluster-service": "true"}},
-		Spec: corev1.ServiceSpec{ClusterIP: dnsIP(serviceCIDR), Ports: []corev1.ServicePort{
-			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intOrStr(53)},
-			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intOrStr(53)},
+		Spec: corev1.ServiceSpec{ClusterIP: serviceIP(serviceCIDR, 10), Ports: []corev1.ServicePort{
+			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
 		}},
 	}
 	if _, err := cs.CoreV1().Services("kube-system").Create(ctx, dnsSvc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -42,8 +42,6 @@ type continueToken struct {
 	StartKey        string `json:"start"`
 }
 
-func strconvFormat(i int64) string { return strconv.FormatInt(i, 10) }
-
 // List returns objects under opts.Prefix. Whole lists come from the watch cache
 // (after it has caught up with etcd for a consistent read); paginated lists and
 // exact-revision lists read etcd at a fixed revision so that every page is from
@@ -64,10 +62,10 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 		if rv == 0 {
 			return nil, apierrors.NewBadRequest("resourceVersionMatch=Exact requires a non-zero resourceVersion")
 		}
-		return s.listEtcd(ctx, opts, opts.Prefix, rv)
+		return s.listEtcdFrom(ctx, opts, opts.Prefix, rv)
 	}
 	if opts.Limit > 0 && opts.ResourceVersion == "" {
-		return s.listEtcd(ctx, opts, opts.Prefix, 0)
+		return s.listEtcdFrom(ctx, opts, opts.Prefix, 0)
 	}
 	switch {
 	case opts.ResourceVersion == "":
@@ -76,7 +74,7 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 			return nil, err
 		}
 		if err := s.cache.waitFresh(ctx, cur); err != nil {
-			return s.listEtcd(ctx, opts, opts.Prefix, 0)
+			return s.listEtcdFrom(ctx, opts, opts.Prefix, 0)
 		}
 	case rv > 0:
 		if err := s.cache.waitFresh(ctx, rv); err != nil {
@@ -113,10 +111,6 @@ func (s *Store) listContinue(ctx context.Context, opts ListOptions) (*ListResult
 		return nil, apierrors.NewBadRequest("continue key does not belong to this list")
 	}
 	return s.listEtcdFrom(ctx, opts, tok.StartKey, tok.ResourceVersion)
-}
-
-func (s *Store) listEtcd(ctx context.Context, opts ListOptions, start string, rev int64) (*ListResult, error) {
-	return s.listEtcdFrom(ctx, opts, start, rev)
 }
 
 // listEtcdFrom reads pages from etcd at one revision until the page is full of

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -9,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -77,7 +77,7 @@ func (s *Store) Watch(ctx context.Context, opts WatchOptions) (watch.Interface, 
 	} else {
 		if opts.ResourceVersion < c.oldestRev {
 			c.mu.Unlock()
-			return nil, apierrors.NewResourceExpired("too old resource version: " + itoa(opts.ResourceVersion) + " (" + itoa(c.oldestRev) + ")")
+			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", opts.ResourceVersion, c.oldestRev))
 		}
 		n := len(c.ring)
 		for i := 0; i < c.ringLen; i++ {
@@ -96,8 +96,6 @@ func (s *Store) Watch(ctx context.Context, opts WatchOptions) (watch.Interface, 
 	go w.run(ctx, startRev)
 	return w, nil
 }
-
-func itoa(i int64) string { return strconvFormat(i) }
 
 // translate turns a cache event into what this watcher sees: an update that moves
 // an object into or out of the selector becomes ADDED or DELETED.
@@ -237,4 +235,3 @@ func (w *cacheWatcher) Stop() {
 func (w *cacheWatcher) ResultChan() <-chan watch.Event { return w.result }
 
 var _ watch.Interface = (*cacheWatcher)(nil)
-var _ runtime.Object = (*metav1.Status)(nil)

@@ -104,6 +104,17 @@ func (sp *serverProc) stop() {
 	_ = os.RemoveAll(sp.dir)
 }
 
+// client returns an unthrottled admin client of the server.
+func (sp *serverProc) client() (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", sp.kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.QPS, cfg.Burst = 1e6, 1e6
+	cs, err := kubernetes.NewForConfig(cfg)
+	return cfg, cs, err
+}
+
 // runFor runs work from n goroutines for d and returns completed operations per second.
 func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, error) {
 	var ops atomic.Int64
@@ -152,12 +163,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	}
 	rep.Add("server_idle_rss", "MB", rss, "lower", f(100))
 
-	cfg, err := clientcmd.BuildConfigFromFlags("", sp.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	cfg.QPS, cfg.Burst = 1e6, 1e6
-	cs, err := kubernetes.NewForConfig(cfg)
+	cfg, cs, err := sp.client()
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // DNSOptions tune the dns suite.
@@ -143,21 +143,16 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 		return nil, err
 	}
 	defer sp.stop()
-	cfg, err := clientcmd.BuildConfigFromFlags("", sp.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	cfg.QPS, cfg.Burst = 1e6, 1e6
-	cs, err := kubernetes.NewForConfig(cfg)
+	_, cs, err := sp.client()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	var next int64
+	var next atomic.Int64
 	if _, err := runFor(16, time.Hour, func(w, i int) error {
-		n := int(atomicAdd(&next))
+		n := int(next.Add(1))
 		if n > o.Services {
 			return errDone
 		}

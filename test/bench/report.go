@@ -14,8 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sync/atomic"
-
 	"golang.org/x/sys/unix"
 )
 
@@ -160,5 +158,3 @@ func rssMB(pid int) (float64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }
-
-func atomicAdd(p *int64) int64 { return atomic.AddInt64(p, 1) }

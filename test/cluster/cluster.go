@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -138,7 +140,7 @@ func (s *Server) WaitReady(timeout time.Duration) {
 			if resp.StatusCode == 200 {
 				if _, err := os.Stat(s.Kubeconfig); err == nil {
 					cs := s.Clientset()
-					if _, err := cs.CoreV1().Services("default").Get(context.Background(), "kubernetes", metav1GetOptions); err == nil {
+					if _, err := cs.CoreV1().Services("default").Get(context.Background(), "kubernetes", metav1.GetOptions{}); err == nil {
 						return
 					}
 				}
@@ -206,7 +208,7 @@ func (s *Server) KubectlEnv(ctx context.Context, env []string, stdin string, arg
 	all := append([]string{"--kubeconfig", s.Kubeconfig, "--cache-dir", filepath.Join(s.DataDir, "kubectl-cache")}, args...)
 	cmd := exec.CommandContext(ctx, kubectlPath(), all...)
 	if stdin != "" {
-		cmd.Stdin = stringsReader(stdin)
+		cmd.Stdin = strings.NewReader(stdin)
 	}
 	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+s.Kubeconfig), env...)
 	out, err := cmd.CombinedOutput()

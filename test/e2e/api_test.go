@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -263,7 +265,7 @@ func TestClientGo(t *testing.T) {
 
 	t.Run("informer syncs and follows", func(t *testing.T) {
 		for i := 0; i < 20; i++ {
-			mustCreateCM(t, cs, "pre-"+itoa(i), map[string]string{"batch": "pre"})
+			mustCreateCM(t, cs, "pre-"+strconv.Itoa(i), map[string]string{"batch": "pre"})
 		}
 		factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("default"))
 		inf := factory.Core().V1().ConfigMaps()
@@ -282,7 +284,7 @@ func TestClientGo(t *testing.T) {
 		if !cache.WaitForCacheSync(stop, inf.Informer().HasSynced) {
 			t.Fatal("informer did not sync")
 		}
-		if l, _ := inf.Lister().List(labelsEverything()); len(l) < 20 {
+		if l, _ := inf.Lister().List(labels.Everything()); len(l) < 20 {
 			t.Fatalf("informer holds %d configmaps, want >= 20", len(l))
 		}
 		mustCreateCM(t, cs, "late", nil)
