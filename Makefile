@@ -5,7 +5,7 @@ DATA_DIR ?= /var/lib/petrel
 BIN := $(CURDIR)/bin
 OPENAPI_PKGS := $(shell cat hack/openapi-packages.txt)
 
-.PHONY: all deps build run test unit e2e lint generate generate-openapi verify-generated bench clean
+.PHONY: all deps build run test unit e2e lint generate generate-openapi generate-bpf verify-generated bench clean
 
 all: build
 
@@ -32,7 +32,10 @@ unit:
 e2e: build
 	PETREL_BIN=$(BIN)/petrel $(GO) test -count=1 -timeout 20m ./test/...
 
-generate: generate-openapi
+generate: generate-openapi generate-bpf
+
+generate-bpf:
+	$(GO) generate ./dataplane/bpfobj/
 
 generate-openapi:
 	$(GO) tool openapi-gen --output-dir controlplane/openapi/generated \

@@ -2,7 +2,8 @@
 # Installs what building and testing Petrel needs on Debian 12, idempotently:
 # Debian packages (only the missing ones) and the Go modules.
 set -euo pipefail
-PACKAGES=(etcd-server python3-kubernetes dnsutils dnsperf iproute2 curl ca-certificates)
+PACKAGES=(etcd-server python3-kubernetes dnsutils dnsperf iproute2 curl ca-certificates
+  clang llvm libbpf-dev linux-libc-dev bpftool)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

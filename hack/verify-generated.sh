@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fails when the committed generated code differs from what `make generate` makes.
+# Fails when the committed generated code (OpenAPI definitions, BPF objects
+# and their Go bindings) differs from what `make generate` makes.
 set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cp controlplane/openapi/generated/zz_generated.openapi.go "$tmp/before.go"
-make -s generate-openapi >/dev/null
-if ! cmp -s "$tmp/before.go" controlplane/openapi/generated/zz_generated.openapi.go; then
-  echo "generated OpenAPI code is stale: run 'make generate' and commit" >&2
-  exit 1
-fi
+files=(controlplane/openapi/generated/zz_generated.openapi.go dataplane/bpfobj/socklb_bpfel.go dataplane/bpfobj/socklb_bpfel.o)
+for f in "${files[@]}"; do mkdir -p "$tmp/$(dirname "$f")"; cp "$f" "$tmp/$f"; done
+make -s generate >/dev/null
+stale=0
+for f in "${files[@]}"; do
+  if ! cmp -s "$tmp/$f" "$f"; then echo "generated file is stale: $f" >&2; stale=1; fi
+done
+if ((stale)); then echo "run 'make generate' and commit the result" >&2; exit 1; fi

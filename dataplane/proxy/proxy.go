@@ -1,0 +1,245 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+)
+
+// Config is what the proxy needs to know about its node.
+type Config struct {
+	// NodeName selects the endpoints that traffic policy Local keeps.
+	NodeName string
+	// Redirect, when set, sends one Service (kube-dns) to a node-local address.
+	Redirect *LocalRedirect
+	// NodeAddresses lists the addresses NodePort frontends answer on; nil
+	// reads the node's IPv4 addresses (loopback excepted) every 10 seconds.
+	NodeAddresses func() ([]netip.Addr, error)
+}
+
+// Proxy keeps the BPF maps in line with the cluster's Services.
+type Proxy struct {
+	cfg     Config
+	metrics *Metrics
+
+	mu     sync.Mutex // guards tables: the worker and the node address loop write maps
+	tables *tables
+	owned  map[string][]FrontendKey // Service namespace/name → its frontends
+	seen   map[string]string        // EndpointSlice namespace/name → last trigger time observed
+
+	queue     workqueue.TypedRateLimitingInterface[string]
+	svcLister corelisters.ServiceLister
+	epLister  discoverylisters.EndpointSliceLister
+}
+
+// New builds a proxy writing into maps. It reads back what the maps already
+// hold (from pins of an earlier run) so that it rewrites only what changed.
+func New(cfg Config, maps *bpfobj.Maps, metrics *Metrics) (*Proxy, error) {
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	p := &Proxy{cfg: cfg, metrics: metrics, tables: newTables(maps),
+		owned: map[string][]FrontendKey{}, seen: map[string]string{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "proxy"})}
+	if err := p.tables.readBack(); err != nil {
+		return nil, err
+	}
+	metrics.watchMaps(maps)
+	return p, nil
+}
+
+// Run watches Services and EndpointSlices through cs and programs the maps
+// until ctx ends. It returns after the first full sync, or with an error.
+func (p *Proxy) Run(ctx context.Context, cs kubernetes.Interface) error {
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	svcInf := factory.Core().V1().Services()
+	epInf := factory.Discovery().V1().EndpointSlices()
+	p.svcLister, p.epLister = svcInf.Lister(), epInf.Lister()
+	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    p.enqueueService,
+		UpdateFunc: func(_, obj interface{}) { p.enqueueService(obj) },
+		DeleteFunc: p.enqueueService,
+	})
+	_, _ = epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    p.enqueueSlice,
+		UpdateFunc: func(_, obj interface{}) { p.enqueueSlice(obj) },
+		DeleteFunc: p.enqueueSlice,
+	})
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, epInf.Informer().HasSynced) {
+		return fmt.Errorf("proxy: informers did not sync")
+	}
+	if err := p.syncNodeAddresses(); err != nil {
+		slog.Warn("proxy: node addresses", "err", err)
+	}
+	if err := p.fullSync(); err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		p.queue.ShutDown()
+	}()
+	go p.work()
+	go p.nodeAddressLoop(ctx)
+	return nil
+}
+
+func (p *Proxy) enqueueService(obj interface{}) {
+	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		p.queue.Add(key)
+	}
+}
+
+func (p *Proxy) enqueueSlice(obj interface{}) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	if svc := s.Labels[discoveryv1.LabelServiceName]; svc != "" {
+		p.queue.Add(s.Namespace + "/" + svc)
+	}
+}
+
+func (p *Proxy) work() {
+	for {
+		key, quit := p.queue.Get()
+		if quit {
+			return
+		}
+		if err := p.syncService(key); err != nil {
+			slog.Error("proxy: sync failed; retrying", "service", key, "err", err)
+			p.queue.AddRateLimited(key)
+		} else {
+			p.queue.Forget(key)
+		}
+		p.queue.Done(key)
+	}
+}
+
+// fullSync programs every Service, then deletes what the maps hold that no
+// Service claims (left by an earlier run).
+func (p *Proxy) fullSync() error {
+	svcs, err := p.svcLister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, s := range svcs {
+		if err := p.syncService(s.Namespace + "/" + s.Name); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, f := range p.tables.frontends {
+		if f.owner == "" {
+			if err := p.tables.remove(key); err != nil {
+				return err
+			}
+		}
+	}
+	p.metrics.frontends.Set(float64(len(p.tables.frontends)))
+	return nil
+}
+
+// syncService makes the maps hold the frontends of one Service.
+func (p *Proxy) syncService(key string) error {
+	start := time.Now()
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	svc, err := p.svcLister.Services(ns).Get(name)
+	var want []Frontend
+	var slices []*discoveryv1.EndpointSlice
+	if err == nil {
+		sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
+		slices, _ = p.epLister.EndpointSlices(ns).List(sel)
+		want = desiredFrontends(svc, slices, p.cfg.NodeName, p.cfg.Redirect)
+	}
+	return p.apply(key, want, slices, start)
+}
+
+// apply writes want for the Service key and deletes its frontends not in it.
+func (p *Proxy) apply(key string, want []Frontend, slices []*discoveryv1.EndpointSlice, start time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	before := p.tables.writes
+	keep := make(map[FrontendKey]bool, len(want))
+	keys := make([]FrontendKey, 0, len(want))
+	for _, f := range want {
+		if owner := p.tables.frontends[f.Key]; owner != nil && owner.owner != "" && owner.owner != key {
+			slog.Warn("proxy: two services claim one frontend; the first keeps it", "frontend", f.Key, "owner", owner.owner, "service", key)
+			continue
+		}
+		if err := p.tables.apply(key, f); err != nil {
+			return err
+		}
+		keep[f.Key] = true
+		keys = append(keys, f.Key)
+	}
+	for _, k := range p.owned[key] {
+		if !keep[k] {
+			if err := p.tables.remove(k); err != nil {
+				return err
+			}
+		}
+	}
+	if len(keys) == 0 {
+		delete(p.owned, key)
+	} else {
+		p.owned[key] = keys
+	}
+	now := time.Now()
+	if p.tables.writes != before {
+		p.metrics.syncDuration.Observe(now.Sub(start).Seconds())
+		p.metrics.writes.Add(float64(p.tables.writes - before))
+	}
+	p.observeProgramming(slices, now)
+	p.metrics.frontends.Set(float64(len(p.tables.frontends)))
+	return nil
+}
+
+// observeProgramming reports, once per change of each EndpointSlice, the time
+// from the change the endpoints controller recorded to the maps holding it.
+func (p *Proxy) observeProgramming(slices []*discoveryv1.EndpointSlice, now time.Time) {
+	for _, s := range slices {
+		v := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
+		if v == "" {
+			continue
+		}
+		id := s.Namespace + "/" + s.Name
+		if p.seen[id] == v {
+			continue
+		}
+		p.seen[id] = v
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil && now.After(t) {
+			p.metrics.programming.Observe(now.Sub(t).Seconds())
+		}
+	}
+}
+
+// Writes is the number of map updates and deletes so far.
+func (p *Proxy) Writes() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tables.writes
+}
