@@ -1,6 +1,7 @@
 // Command petrel is the one Petrel binary: `petrel up` runs a single-node
-// cluster, `petrel server` the control plane, `petrel kubectl` kubectl with the
-// admin kubeconfig.
+// cluster, `petrel server` the control plane, `petrel node` a node,
+// `petrel dns` the cluster DNS alone, `petrel kubectl` kubectl with the admin
+// kubeconfig.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
 	"github.com/petrel-project/petrel/controlplane/server"
+	"github.com/petrel-project/petrel/dataplane/node"
 )
 
 func main() {
@@ -24,8 +26,9 @@ func main() {
 		os.Exit(runKubectl(os.Args[2:]))
 	}
 	root := &cobra.Command{Use: "petrel", Short: "Petrel: a Kubernetes-compatible cluster with an eBPF data plane", SilenceUsage: true}
-	root.AddCommand(serverCommand("up", "Run a single-node cluster (the control plane; the node agent joins it as it lands)"),
+	root.AddCommand(serverCommand("up", "Run a single-node cluster: the control plane and a node in one process"),
 		serverCommand("server", "Run the control plane: etcd, API server and controllers"),
+		nodeCommand(),
 		&cobra.Command{Use: "kubectl", Short: "Run kubectl with the admin kubeconfig", DisableFlagParsing: true},
 		dnsCommand(),
 		&cobra.Command{Use: "version", Short: "Print the version", Run: func(*cobra.Command, []string) {
@@ -38,13 +41,29 @@ func main() {
 
 func serverCommand(use, short string) *cobra.Command {
 	opts := server.DefaultOptions()
+	withNode := use == "up"
+	var nf nodeFlags
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		nopts, err := nf.resolve()
+		if err != nil {
+			return err
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		fmt.Fprintf(os.Stderr, "petrel: starting the control plane in %s ...\n", opts.DataDir)
 		s, err := server.Start(ctx, opts)
 		if err != nil {
 			return err
+		}
+		if withNode {
+			nopts.Kubeconfig, nopts.DataDir = s.Kubeconfig, opts.DataDir
+			fmt.Fprintf(os.Stderr, "petrel: starting node %s (socket load balancer, cluster DNS) ...\n", nopts.NodeName)
+			n, err := node.Start(ctx, nopts)
+			if err != nil {
+				s.Stop()
+				return err
+			}
+			printNodeReady(nopts, n)
 		}
 		fmt.Printf("\nPetrel is up: API server at %s\n", s.URL)
 		fmt.Printf("  kubeconfig: %s\n", s.Kubeconfig)
@@ -63,6 +82,9 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.ServiceCIDR, "service-cidr", opts.ServiceCIDR, "range of Service ClusterIPs")
 	f.StringVar(&opts.ClusterCIDR, "cluster-cidr", opts.ClusterCIDR, "range of pod addresses, a /24 per node")
 	f.StringVar(&opts.NodePortRange, "service-node-port-range", opts.NodePortRange, "range of NodePorts")
+	if withNode {
+		nf.add(f, false)
+	}
 	return cmd
 }
 

@@ -1,5 +1,6 @@
-// Command petrelctl is the operators' CLI. Today it runs benchmarks
-// (`petrelctl bench api`); the BPF map views arrive with the data plane.
+// Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
+// (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
+// (`bench api|dns`).
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 
 func main() {
 	root := &cobra.Command{Use: "petrelctl", Short: "Operate and measure a Petrel cluster", SilenceUsage: true}
-	root.AddCommand(benchCommand())
+	root.AddCommand(benchCommand(), bpfCommand(), serviceCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

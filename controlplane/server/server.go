@@ -420,5 +420,5 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if _, err := cs.CoreV1().Services("kube-system").Create(ctx, dnsSvc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("kube-dns service: %w", err)
 	}
-	return nil
+	return publishEndpoints(ctx, cs, advertiseAddress(s.opts.BindAddress), int32(s.listener.Addr().(*net.TCPAddr).Port))
 }

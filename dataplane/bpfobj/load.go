@@ -254,7 +254,12 @@ func Remove(dir string) error {
 			l.Close()
 		}
 	}
-	return os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	// The shared parent (/sys/fs/bpf/petrel) goes too once it is empty.
+	_ = os.Remove(filepath.Dir(dir))
+	return nil
 }
 
 // EnsureBPFFS mounts bpffs at BPFFSRoot unless it is mounted already.

@@ -31,6 +31,45 @@ var (
 	buildErr  error
 )
 
+var (
+	ctlOnce  sync.Once
+	ctlPath  string
+	ctlError error
+)
+
+// Petrelctl returns the petrelctl binary: the one next to $PETREL_BIN when
+// there is one (make test builds both), else one built once for this process.
+func Petrelctl(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("PETREL_BIN"); p != "" {
+		if c := filepath.Join(filepath.Dir(p), "petrelctl"); fileExists(c) {
+			return c
+		}
+	}
+	ctlOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "petrelctl-bin-")
+		if err != nil {
+			ctlError = err
+			return
+		}
+		ctlPath = filepath.Join(dir, "petrelctl")
+		cmd := exec.Command("go", "build", "-o", ctlPath, "./cmd/petrelctl")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			ctlError = fmt.Errorf("go build petrelctl: %v\n%s", err, out)
+		}
+	})
+	if ctlError != nil {
+		t.Fatal(ctlError)
+	}
+	return ctlPath
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // RepoRoot is the repository's root directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -84,6 +123,8 @@ type Server struct {
 	EtcdPeer   int
 	ExtraArgs  []string
 	Kubeconfig string
+	// Command is "server" (the default) or "up" (server and node in one).
+	Command string
 	cmd        *exec.Cmd
 	logFile    *os.File
 	exited     chan struct{}
@@ -104,7 +145,11 @@ func StartServer(t testing.TB, extraArgs ...string) *Server {
 // it is ready.
 func (s *Server) Start() {
 	s.t.Helper()
-	args := append([]string{"server", "--data-dir", s.DataDir, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(s.Port),
+	command := s.Command
+	if command == "" {
+		command = "server"
+	}
+	args := append([]string{command, "--data-dir", s.DataDir, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(s.Port),
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdClient), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdPeer)}, s.ExtraArgs...)
 	s.cmd = exec.Command(Binary(s.t), args...)
 	lf, err := os.OpenFile(filepath.Join(s.DataDir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

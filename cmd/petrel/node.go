@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/petrel-project/petrel/dataplane/node"
+)
+
+// nodeFlags are `petrel node`'s flags; `petrel up` shares them.
+type nodeFlags struct {
+	opts      node.Options
+	localDNS  string
+	upstreams string
+}
+
+func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
+	f.opts = node.DefaultOptions()
+	f.localDNS = f.opts.LocalDNS.String()
+	if withDataDir {
+		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig is given")
+		fs.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default <data-dir>/admin.kubeconfig)")
+	}
+	fs.StringVar(&f.opts.NodeName, "node-name", f.opts.NodeName, "name of this Node")
+	fs.StringVar(&f.opts.CgroupRoot, "cgroup-root", f.opts.CgroupRoot, "cgroup (under the cgroup v2 mount) that pods go in")
+	fs.StringVar(&f.opts.LBCgroup, "lb-cgroup", f.opts.LBCgroup, "cgroup (under the cgroup v2 mount) whose processes reach Services through the socket load balancer; / is every process on the node")
+	fs.StringVar(&f.opts.PinDir, "pin-dir", "", "bpffs directory of the pinned maps and links (default /sys/fs/bpf/petrel/<node-name>)")
+	fs.StringVar(&f.localDNS, "local-dns-address", f.localDNS, "node-local address of the cluster DNS that kube-dns leads to; empty turns the DNS off")
+	fs.StringVar(&f.upstreams, "dns-upstream", "", "comma-separated resolvers for names outside the cluster (default: /etc/resolv.conf's)")
+	fs.StringVar(&f.opts.ClusterDomain, "cluster-domain", f.opts.ClusterDomain, "DNS domain of the cluster")
+	fs.StringVar(&f.opts.MetricsAddress, "metrics-address", f.opts.MetricsAddress, "address of the node's /metrics and /healthz")
+}
+
+// resolve turns the string flags into options.
+func (f *nodeFlags) resolve() (node.Options, error) {
+	o := f.opts
+	if o.Kubeconfig == "" {
+		o.Kubeconfig = filepath.Join(o.DataDir, "admin.kubeconfig")
+	}
+	o.LocalDNS = netip.Addr{}
+	if f.localDNS != "" {
+		a, err := netip.ParseAddr(f.localDNS)
+		if err != nil || !a.Is4() {
+			return o, fmt.Errorf("--local-dns-address %q is not an IPv4 address", f.localDNS)
+		}
+		o.LocalDNS = a
+	}
+	if f.upstreams != "" {
+		for _, u := range strings.Split(f.upstreams, ",") {
+			if !strings.Contains(u, ":") {
+				u += ":53"
+			}
+			o.DNSUpstreams = append(o.DNSUpstreams, u)
+		}
+	}
+	return o, nil
+}
+
+func nodeCommand() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{Use: "node", Short: "Run a node: the eBPF service proxy and the node-local cluster DNS (pods: not yet)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := f.resolve()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Start(ctx, opts)
+			if err != nil {
+				return err
+			}
+			printNodeReady(opts, n)
+			n.Wait()
+			return nil
+		}}
+	f.add(cmd.Flags(), true)
+	return cmd
+}
+
+func printNodeReady(opts node.Options, n *node.Node) {
+	fmt.Printf("Node %s is up: Services are load balanced at the socket for cgroup %s", opts.NodeName, opts.LBCgroup)
+	if opts.LocalDNS.IsValid() {
+		fmt.Printf("; cluster DNS on %s:53 (behind kube-dns 10.96.0.10)", opts.LocalDNS)
+	}
+	fmt.Printf("\n  metrics:  %s\n  BPF maps: petrelctl bpf lb list --node-name %s\n", n.MetricsURL, opts.NodeName)
+}

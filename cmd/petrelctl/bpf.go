@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/lbview"
+)
+
+// mapFlags locate a node's pinned maps.
+type mapFlags struct {
+	node, pinDir, output string
+}
+
+func (f *mapFlags) add(cmd *cobra.Command) {
+	host, _ := os.Hostname()
+	cmd.PersistentFlags().StringVar(&f.node, "node-name", strings.ToLower(host), "the node whose pinned maps to read")
+	cmd.PersistentFlags().StringVar(&f.pinDir, "pin-dir", "", "the pin directory (default /sys/fs/bpf/petrel/<node-name>)")
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "table or json")
+}
+
+func (f *mapFlags) open() (*bpfobj.Maps, error) {
+	if f.output != "table" && f.output != "json" {
+		return nil, fmt.Errorf("-o must be table or json, not %q", f.output)
+	}
+	dir := f.pinDir
+	if dir == "" {
+		dir = bpfobj.PinDir(f.node)
+	}
+	return bpfobj.OpenPinned(dir)
+}
+
+// print writes v as JSON, or calls table with a tab writer.
+func (f *mapFlags) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {
+	if f.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func bpfCommand() *cobra.Command {
+	var f mapFlags
+	cmd := &cobra.Command{Use: "bpf", Short: "Read the node's pinned BPF maps (works while the node daemon is down)"}
+	f.add(cmd)
+
+	lb := &cobra.Command{Use: "lb", Short: "The service load balancer's maps"}
+	var frontendsOnly, backendsOnly, revnatOnly bool
+	lbList := &cobra.Command{Use: "list", Short: "Frontends with their backends (id, slot, state) and rev-NAT id",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			out := cmd.OutOrStdout()
+			switch {
+			case backendsOnly:
+				rows, err := lbview.Backends(m)
+				if err != nil {
+					return err
+				}
+				return f.print(out, rows, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tBACKEND\tSTATE")
+					for _, b := range rows {
+						fmt.Fprintf(tw, "%d\t%s\t%s\n", b.ID, b.Address, b.State)
+					}
+				})
+			case revnatOnly:
+				rows, err := lbview.RevNats(m)
+				if err != nil {
+					return err
+				}
+				return f.print(out, rows, func(tw *tabwriter.Writer) {
+					fmt.Fprintln(tw, "ID\tSERVICE ADDRESS")
+					for _, r := range rows {
+						fmt.Fprintf(tw, "%d\t%s\n", r.ID, r.Address)
+					}
+				})
+			}
+			rows, err := lbview.Frontends(m)
+			if err != nil {
+				return err
+			}
+			return f.print(out, rows, func(tw *tabwriter.Writer) {
+				if frontendsOnly {
+					fmt.Fprintln(tw, "FRONTEND\tREV-NAT ID\tBACKENDS\tFLAGS")
+					for _, r := range rows {
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Frontend, r.RevNatID, len(r.Backends), flags(r))
+					}
+					return
+				}
+				fmt.Fprintln(tw, "FRONTEND\tREV-NAT ID\tSLOT\tBACKEND ID\tBACKEND\tSTATE\tFLAGS")
+				for _, r := range rows {
+					if len(r.Backends) == 0 {
+						fmt.Fprintf(tw, "%s\t%d\t-\t-\t(none: connects are refused)\t-\t%s\n", r.Frontend, r.RevNatID, flags(r))
+					}
+					for i, b := range r.Backends {
+						name, fl := r.Frontend, flags(r)
+						if i > 0 {
+							name, fl = "", ""
+						}
+						fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", name, r.RevNatID, b.Slot, b.ID, b.Address, b.State, fl)
+					}
+				}
+			})
+		}}
+	lbList.Flags().BoolVar(&frontendsOnly, "frontends", false, "only the frontends (service entries)")
+	lbList.Flags().BoolVar(&backendsOnly, "backends", false, "only the backend map")
+	lbList.Flags().BoolVar(&revnatOnly, "revnat", false, "only the reverse-NAT map")
+	lbList.MarkFlagsMutuallyExclusive("frontends", "backends", "revnat")
+	lb.AddCommand(lbList)
+	cmd.AddCommand(lb)
+
+	ct := &cobra.Command{Use: "ct", Short: "Connections the load balancer translated"}
+	ct.AddCommand(&cobra.Command{Use: "list", Short: "Sockets translated at connect/sendmsg: socket cookie, backend, the frontend it maps to",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			rows, err := lbview.Sockets(m)
+			if err != nil {
+				return err
+			}
+			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "SOCKET COOKIE\tBACKEND\tFRONTEND\tREV-NAT ID")
+				for _, s := range rows {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", s.Cookie, s.Backend, s.Frontend, s.RevNatID)
+				}
+			})
+		}})
+	cmd.AddCommand(ct)
+
+	cmd.AddCommand(&cobra.Command{Use: "maps", Short: "Every map: type, entries, capacity, pressure",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			rows, err := lbview.Maps(m)
+			if err != nil {
+				return err
+			}
+			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NAME\tTYPE\tENTRIES\tCAPACITY\tPRESSURE")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\n", r.Name, r.Type, r.Entries, r.Capacity, 100*r.Pressure)
+				}
+			})
+		}})
+	return cmd
+}
+
+func flags(r lbview.Frontend) string {
+	s := strings.Join(r.Flags, ",")
+	if r.AffinityTimeout > 0 {
+		s += " timeout=" + strconv.Itoa(int(r.AffinityTimeout)) + "s"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// serviceRow joins a Service with the BPF frontends it should have.
+type serviceRow struct {
+	Namespace  string           `json:"namespace"`
+	Name       string           `json:"name"`
+	Type       string           `json:"type"`
+	Frontend   string           `json:"frontend"`
+	RevNatID   uint16           `json:"revNatID,omitempty"`
+	Programmed bool             `json:"programmed"`
+	Backends   []lbview.Backend `json:"backends"`
+}
+
+func serviceCommand() *cobra.Command {
+	var f mapFlags
+	var kubeconfig string
+	cmd := &cobra.Command{Use: "service", Short: "Services joined with their BPF frontends"}
+	f.add(cmd)
+	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", defaultKubeconfig(), "kubeconfig of the cluster")
+	cmd.AddCommand(&cobra.Command{Use: "list", Short: "Each Service's frontends (ClusterIP, NodePort, external) with the backends the maps hold",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			fronts, err := lbview.Frontends(m)
+			if err != nil {
+				return err
+			}
+			byName := map[string]lbview.Frontend{}
+			for _, fr := range fronts {
+				byName[fr.Frontend] = fr
+			}
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return fmt.Errorf("kubeconfig %s: %w (give --kubeconfig)", kubeconfig, err)
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return fmt.Errorf("list services: %w", err)
+			}
+			var rows []serviceRow
+			for _, s := range svcs.Items {
+				for _, name := range serviceFrontends(&s) {
+					r := serviceRow{Namespace: s.Namespace, Name: s.Name, Type: string(s.Spec.Type), Frontend: name, Backends: []lbview.Backend{}}
+					if fr, ok := byName[name]; ok {
+						r.Programmed, r.RevNatID, r.Backends = true, fr.RevNatID, fr.Backends
+					}
+					rows = append(rows, r)
+				}
+			}
+			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NAMESPACE\tNAME\tTYPE\tFRONTEND\tREV-NAT ID\tBACKENDS")
+				for _, r := range rows {
+					var bs []string
+					for _, b := range r.Backends {
+						bs = append(bs, fmt.Sprintf("%s (%d)", b.Address, b.ID))
+					}
+					backends := strings.Join(bs, ", ")
+					switch {
+					case !r.Programmed:
+						backends = "(not in the maps)"
+					case len(bs) == 0:
+						backends = "(none: connects are refused)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Namespace, r.Name, r.Type, r.Frontend, r.RevNatID, backends)
+				}
+			})
+		}})
+	return cmd
+}
+
+// serviceFrontends names the frontends a Service should have, as lbview
+// names them.
+func serviceFrontends(s *corev1.Service) []string {
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil
+	}
+	ips := s.Spec.ClusterIPs
+	if len(ips) == 0 && s.Spec.ClusterIP != "" {
+		ips = []string{s.Spec.ClusterIP}
+	}
+	var out []string
+	for _, p := range s.Spec.Ports {
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = "TCP"
+		}
+		for _, ip := range ips {
+			if ip != "None" && !strings.Contains(ip, ":") {
+				out = append(out, fmt.Sprintf("%s:%d/%s", ip, p.Port, proto))
+			}
+		}
+		if p.NodePort != 0 {
+			out = append(out, fmt.Sprintf("*:%d/%s", p.NodePort, proto))
+		}
+		ext := append([]string{}, s.Spec.ExternalIPs...)
+		for _, ing := range s.Status.LoadBalancer.Ingress {
+			if ing.IP != "" {
+				ext = append(ext, ing.IP)
+			}
+		}
+		for _, ip := range ext {
+			out = append(out, fmt.Sprintf("%s:%d/%s", ip, p.Port, proto))
+		}
+	}
+	return out
+}
+
+func defaultKubeconfig() string {
+	if k := os.Getenv("KUBECONFIG"); k != "" {
+		return k
+	}
+	return "/var/lib/petrel/admin.kubeconfig"
+}

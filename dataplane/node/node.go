@@ -1,0 +1,207 @@
+// Package node wires `petrel node`: it registers the Node and keeps its
+// Lease, loads the socket load balancer onto the node's cgroup, runs the
+// service proxy that programs it and the node-local cluster DNS, and serves
+// the node's metrics. Pods (the kubelet on containerd) are not run yet: the
+// Node carries a NoSchedule taint saying so.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dns"
+)
+
+// Options configure a node.
+type Options struct {
+	// Kubeconfig reaches the API server.
+	Kubeconfig string
+	// NodeName names the Node (default: the host name).
+	NodeName string
+	// DataDir holds the node's state.
+	DataDir string
+	// CgroupRoot is the cgroup (under the v2 mount) pods go in.
+	CgroupRoot string
+	// LBCgroup is the cgroup (under the v2 mount) whose processes reach
+	// Services through the socket load balancer: "/" is every process on the
+	// node, as kube-proxy serves them.
+	LBCgroup string
+	// PinDir holds the pinned maps and links (default /sys/fs/bpf/petrel/<node>).
+	PinDir string
+	// LocalDNS is the node-local DNS address kube-dns leads to; invalid: no DNS.
+	LocalDNS netip.Addr
+	// DNSUpstreams are the resolvers for names outside the cluster (default:
+	// /etc/resolv.conf's).
+	DNSUpstreams []string
+	// ClusterDomain is the DNS zone of Services.
+	ClusterDomain string
+	// MetricsAddress serves /metrics and /healthz.
+	MetricsAddress string
+}
+
+// DefaultOptions are the documented defaults.
+func DefaultOptions() Options {
+	host, _ := os.Hostname()
+	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
+		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249"}
+}
+
+// Node is a running node daemon.
+type Node struct {
+	opts    Options
+	lb      *bpfobj.SocketLB
+	dns     *dns.Server
+	metrics *http.Server
+	// MetricsURL is where /metrics is served.
+	MetricsURL string
+	done       chan struct{}
+}
+
+// Start brings the node up and returns once Services are programmed and the
+// DNS answers; it runs until ctx ends.
+func Start(ctx context.Context, opts Options) (*Node, error) {
+	if opts.NodeName == "" {
+		return nil, errors.New("node name is empty: pass --node-name")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
+	}
+	cfg.UserAgent = "petrel-node/" + opts.NodeName
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n := &Node{opts: opts, done: make(chan struct{})}
+
+	cgroupMount, err := bpfobj.CgroupV2Mount()
+	if err != nil {
+		return nil, err
+	}
+	podCgroup := filepath.Join(cgroupMount, opts.CgroupRoot)
+	if err := os.MkdirAll(podCgroup, 0o755); err != nil {
+		return nil, fmt.Errorf("create the pods' cgroup %s: %w", podCgroup, err)
+	}
+	pinDir := opts.PinDir
+	if pinDir == "" {
+		pinDir = bpfobj.PinDir(opts.NodeName)
+	}
+	lbCgroup := filepath.Join(cgroupMount, opts.LBCgroup)
+	if err := os.MkdirAll(lbCgroup, 0o755); err != nil {
+		return nil, fmt.Errorf("create the load-balanced cgroup %s: %w", lbCgroup, err)
+	}
+	slog.Info("node: loading the socket load balancer", "cgroup", lbCgroup, "pins", pinDir)
+	n.lb, err = bpfobj.LoadSocketLB(bpfobj.Options{PinDir: pinDir, CgroupPath: lbCgroup})
+	if err != nil {
+		return nil, fmt.Errorf("load the socket load balancer (needs root and BPF): %w", err)
+	}
+
+	pcfg := proxy.Config{NodeName: opts.NodeName}
+	if opts.LocalDNS.IsValid() {
+		pcfg.Redirect = &proxy.LocalRedirect{Namespace: "kube-system", Name: "kube-dns", Address: opts.LocalDNS}
+	}
+	px, err := proxy.New(pcfg, &n.lb.Maps, proxy.NewMetrics(reg))
+	if err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("read back the pinned maps: %w", err)
+	}
+	if err := px.Run(ctx, cs); err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("program services: %w", err)
+	}
+	slog.Info("node: services programmed")
+
+	if opts.LocalDNS.IsValid() {
+		if err := n.startDNS(ctx, cs, reg); err != nil {
+			n.lb.Close()
+			return nil, err
+		}
+	}
+	if err := n.serveMetrics(reg); err != nil {
+		n.close()
+		return nil, err
+	}
+	if err := register(ctx, cs, opts); err != nil {
+		n.close()
+		return nil, fmt.Errorf("register node %s: %w", opts.NodeName, err)
+	}
+	go keepLease(ctx, cs, opts.NodeName)
+	go func() {
+		<-ctx.Done()
+		n.close()
+		close(n.done)
+	}()
+	return n, nil
+}
+
+func (n *Node) startDNS(ctx context.Context, cs kubernetes.Interface, reg prometheus.Registerer) error {
+	if err := ensureLocalAddress(n.opts.LocalDNS); err != nil {
+		return err
+	}
+	ups := n.opts.DNSUpstreams
+	if len(ups) == 0 {
+		var err error
+		if ups, err = dns.UpstreamsFromResolvConf("/etc/resolv.conf"); err != nil {
+			return fmt.Errorf("read /etc/resolv.conf for upstream resolvers (or pass --dns-upstream): %w", err)
+		}
+	}
+	m := dns.NewMetrics(reg)
+	h := dns.NewHandler(n.opts.ClusterDomain, dns.NewForwarder(ups, m), m)
+	if err := dns.Watch(ctx, cs, n.opts.ClusterDomain, h, m); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	srv, err := dns.Listen(netip.AddrPortFrom(n.opts.LocalDNS, 53).String(), h)
+	if err != nil {
+		return fmt.Errorf("node-local DNS: %w", err)
+	}
+	n.dns = srv
+	slog.Info("node: cluster DNS answering", "address", srv.Addr)
+	return nil
+}
+
+func (n *Node) serveMetrics(reg *prometheus.Registry) error {
+	ln, err := net.Listen("tcp", n.opts.MetricsAddress)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s (pick another with --metrics-address): %w", n.opts.MetricsAddress, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
+	go func() { _ = n.metrics.Serve(ln) }()
+	return nil
+}
+
+// close stops serving; the pinned programs and maps keep forwarding.
+func (n *Node) close() {
+	if n.dns != nil {
+		n.dns.Shutdown()
+	}
+	if n.metrics != nil {
+		_ = n.metrics.Close()
+	}
+	n.lb.Close()
+}
+
+// Wait blocks until the node has stopped.
+func (n *Node) Wait() { <-n.done }

@@ -1,0 +1,156 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+)
+
+// NoRuntimeTaint keeps pods off a node that cannot run them yet.
+const NoRuntimeTaint = "node.petrel.io/no-container-runtime"
+
+const (
+	leaseDuration = 40 * time.Second
+	leaseRenew    = 10 * time.Second
+)
+
+// register creates or refreshes the Node with the machine's capacity,
+// addresses and a Ready condition.
+func register(ctx context.Context, cs kubernetes.Interface, opts Options) error {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(110, resource.DecimalSI),
+	}
+	now := metav1.Now()
+	status := corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Addresses:   nodeAddresses(opts.NodeName),
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
+			Message: "service proxy and cluster DNS are running; pods are not run yet (no container runtime)", LastHeartbeatTime: now, LastTransitionTime: now}},
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel",
+			OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
+	}
+	nodes := cs.CoreV1().Nodes()
+	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsInvalid(err) }, func() error {
+		n, err := nodes.Get(ctx, opts.NodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			n = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: opts.NodeName, Labels: map[string]string{
+				corev1.LabelHostname: opts.NodeName, corev1.LabelOSStable: runtime.GOOS, corev1.LabelArchStable: runtime.GOARCH}},
+				Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: NoRuntimeTaint, Effect: corev1.TaintEffectNoSchedule}}}}
+			if n, err = nodes.Create(ctx, n, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		n.Status = status
+		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// keepLease renews the node's Lease in kube-node-lease, as kubelets do, so
+// that the node lifecycle controller sees the node alive.
+func keepLease(ctx context.Context, cs kubernetes.Interface, name string) {
+	leases := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	for {
+		if err := renew(ctx, leases, name); err != nil && ctx.Err() == nil {
+			slog.Warn("node: lease renewal failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leaseRenew):
+		}
+	}
+}
+
+func renew(ctx context.Context, leases interface {
+	Get(context.Context, string, metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(context.Context, *coordinationv1.Lease, metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(context.Context, *coordinationv1.Lease, metav1.UpdateOptions) (*coordinationv1.Lease, error)
+}, name string) error {
+	now := metav1.NewMicroTime(time.Now())
+	l, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(leaseDuration.Seconds())),
+				AcquireTime: &now, RenewTime: &now}}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.RenewTime = &now
+	l.Spec.HolderIdentity = ptr.To(name)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(leaseDuration.Seconds()))
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+// nodeAddresses are the host name and the address of the default route's
+// interface (what other nodes reach this one at).
+func nodeAddresses(name string) []corev1.NodeAddress {
+	out := []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}}
+	// A UDP "connection" sends nothing; it only makes the kernel pick the
+	// source address of the default route.
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err == nil {
+		ip := c.LocalAddr().(*net.UDPAddr).IP.String()
+		c.Close()
+		out = append([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}, out...)
+	}
+	return out
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func kernelVersion() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+func osImage() string {
+	b, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return runtime.GOOS
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return fmt.Sprint(runtime.GOOS)
+}

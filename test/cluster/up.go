@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
+	"github.com/petrel-project/petrel/dataplane/node"
+)
+
+// Up is a single-node cluster (`petrel up`) confined for a test: its socket
+// load balancer serves only the test's cgroup, its DNS listens on a test
+// address, and its pins live under a test node name.
+type Up struct {
+	*Server
+	NodeName    string
+	LBCgroup    string // full path under the cgroup v2 mount
+	PinDir      string
+	LocalDNS    netip.Addr
+	MetricsPort int
+}
+
+// StartUp starts `petrel up` for a test; the test's cleanup stops it and
+// removes its cgroups, pins and the DNS address. It skips where BPF cannot be
+// loaded (not root).
+func StartUp(t testing.TB, extraArgs ...string) *Up {
+	t.Helper()
+	bpftest.Require(t)
+	root, _ := bpfobj.CgroupV2Mount()
+	id := fmt.Sprintf("e2e-%d-%d", os.Getpid(), FreePort(t))
+	u := &Up{NodeName: id, LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
+		LocalDNS: netip.MustParseAddr("169.254.20.98"), MetricsPort: FreePort(t)}
+	podCgroup := filepath.Join(root, "petrel-pods-"+id)
+	t.Cleanup(func() {
+		if err := bpfobj.Remove(u.PinDir); err != nil {
+			t.Errorf("remove pins: %v", err)
+		}
+		for _, cg := range []string{u.LBCgroup, podCgroup} {
+			if err := os.Remove(cg); err != nil && !os.IsNotExist(err) {
+				t.Errorf("remove cgroup %s: %v", cg, err)
+			}
+		}
+		if err := node.RemoveLocalAddress(u.LocalDNS); err != nil {
+			t.Errorf("remove the DNS address: %v", err)
+		}
+	})
+	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", filepath.Base(podCgroup),
+		"--local-dns-address", u.LocalDNS.String(), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", u.MetricsPort)}, extraArgs...)
+	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
+	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
+	u.Server = s
+	s.Start()
+	t.Cleanup(s.Stop)
+	u.WaitNode()
+	return u
+}
+
+// WaitNode waits for the node half to answer /healthz.
+func (u *Up) WaitNode() {
+	u.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", u.MetricsPort))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-u.exited:
+			log, _ := os.ReadFile(filepath.Join(u.DataDir, "server.log"))
+			u.t.Fatalf("petrel up exited during start:\n%s", log)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(u.DataDir, "server.log"))
+	u.t.Fatalf("node not healthy after 60s:\n%s", log)
+}
+
+// InCgroup runs a command inside the load-balanced cgroup, as a pod or a
+// host process on the node would, and returns its combined output.
+func (u *Up) InCgroup(ctx context.Context, name string, args ...string) (string, error) {
+	fd, err := syscall.Open(u.LBCgroup, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return "", fmt.Errorf("open cgroup: %w", err)
+	}
+	defer syscall.Close(fd)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Petrelctl runs petrelctl against this node's pins.
+func (u *Up) Petrelctl(ctx context.Context, args ...string) (string, error) {
+	args = append(args, "--node-name", u.NodeName)
+	cmd := exec.CommandContext(ctx, Petrelctl(u.t), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+u.Kubeconfig)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
