@@ -125,9 +125,9 @@ type Server struct {
 	Kubeconfig string
 	// Command is "server" (the default) or "up" (server and node in one).
 	Command string
-	cmd        *exec.Cmd
-	logFile    *os.File
-	exited     chan struct{}
+	cmd     *exec.Cmd
+	logFile *os.File
+	exited  chan struct{}
 }
 
 // StartServer starts `petrel server` with a fresh data dir and free ports; the

@@ -3,8 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
