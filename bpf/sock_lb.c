@@ -131,7 +131,15 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 		.port = *port,
 		.rev_nat_index = svc->rev_nat_index,
 	};
-	bpf_map_update_elem(&petrel_sk_rnat4, &rkey, &rval, BPF_ANY);
+	struct sock_revnat4_val *old = bpf_map_lookup_elem(&petrel_sk_rnat4, &rkey);
+
+	/*
+	 * An unconnected UDP socket sends to the same backend again and again:
+	 * an LRU update per datagram costs more than this lookup.
+	 */
+	if (!old || old->address != rval.address || old->port != rval.port ||
+	    old->rev_nat_index != rval.rev_nat_index)
+		bpf_map_update_elem(&petrel_sk_rnat4, &rkey, &rval, BPF_ANY);
 
 	*address = backend->address;
 	*port = backend->port;

@@ -93,6 +93,52 @@ func benchCommand() *cobra.Command {
 	cmd.AddCommand(dnsCmd)
 
 	var listen string
+	popts := bench.DataplaneOptions{Duration: 3 * time.Second, Concurrency: 16, Rounds: 3, Sizes: []int{1, 1000, 10000}, Progress: os.Stderr}
+	dataplane := &cobra.Command{Use: "dataplane", Short: "Socket load balancer: connects/s and UDP requests/s via a ClusterIP vs direct and vs kube-proxy iptables rules; map programming",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o must be table or json, not %q", output)
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			popts.Petrelctl = exe
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			rep, err := bench.RunDataplane(ctx, popts)
+			if err != nil {
+				return err
+			}
+			return rep.Write(os.Stdout, output)
+		}}
+	pf := dataplane.Flags()
+	pf.DurationVar(&popts.Duration, "duration", popts.Duration, "length of each load run")
+	pf.IntVar(&popts.Concurrency, "concurrency", popts.Concurrency, "concurrent client connections")
+	pf.IntVar(&popts.Rounds, "rounds", popts.Rounds, "measurements of each figure; the median is reported")
+	pf.IntSliceVar(&popts.Sizes, "services", popts.Sizes, "numbers of Services loaded (the target is the last)")
+	cmd.AddCommand(dataplane)
+
+	var role, mode, target, listenAddr string
+	var workers int
+	var runFor time.Duration
+	worker := &cobra.Command{Use: "dataplane-worker", Hidden: true, Short: "The dataplane suite's client or server, run inside its network namespaces",
+		RunE: func(*cobra.Command, []string) error {
+			if role == "server" {
+				return bench.ServeDataplane(listenAddr)
+			}
+			return bench.DriveDataplane(mode, target, workers, runFor)
+		}}
+	wf := worker.Flags()
+	wf.StringVar(&role, "role", "client", "client or server")
+	wf.StringVar(&mode, "mode", "tcp", "tcp or udp")
+	wf.StringVar(&target, "target", "", "address to load")
+	wf.StringVar(&listenAddr, "listen", "", "server address")
+	wf.IntVar(&workers, "concurrency", 16, "concurrent clients")
+	wf.DurationVar(&runFor, "duration", 5*time.Second, "run length")
+	cmd.AddCommand(worker)
+
 	baseline := &cobra.Command{Use: "dns-baseline", Hidden: true, Short: "Serve the dns suite's baseline (stock miekg/dns server, one record)",
 		RunE: func(*cobra.Command, []string) error { return bench.ServeBaseline(listen) }}
 	baseline.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address")

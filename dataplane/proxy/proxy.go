@@ -243,3 +243,10 @@ func (p *Proxy) Writes() uint64 {
 	defer p.mu.Unlock()
 	return p.tables.writes
 }
+
+// Apply programs the given frontends for one Service key (namespace/name)
+// directly, without informers, and deletes its frontends not listed: for
+// benchmarks and tools that drive the maps themselves.
+func (p *Proxy) Apply(service string, want []Frontend) error {
+	return p.apply(service, want, nil, time.Now())
+}

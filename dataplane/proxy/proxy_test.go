@@ -318,7 +318,33 @@ func TestSocketLB(t *testing.T) {
 		if _, _, err := dialName("10.96.77.1:80"); err != nil {
 			t.Fatalf("after restart: %v", err)
 		}
+		h2.close()
+
+		// Changes made while the proxy is down are reconciled at the next
+		// start, leaving no stale or duplicate entry behind.
 		ctx := context.Background()
+		if err := cs.CoreV1().Services("default").Delete(ctx, "sticky", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		es, err := cs.DiscoveryV1().EndpointSlices("default").Get(ctx, "web-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es.Endpoints = es.Endpoints[:1]
+		if _, err := cs.DiscoveryV1().EndpointSlices("default").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		h2 = start(t, env, cs)
+		checkNoLeaks(t, h2)
+		if _, ok := h2.proxy.tables.frontends[FrontendKey{Address: netip.MustParseAddr("10.96.77.5"), Port: 80, Proto: protoTCP}]; ok {
+			t.Error("the service deleted while the proxy was down is still programmed")
+		}
+		for range 10 {
+			if _, _, err := dialName("10.96.77.1:80"); err != nil {
+				t.Fatalf("after reconcile: %v", err)
+			}
+		}
+
 		if err := cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -340,4 +366,24 @@ func errString(err error) string {
 		return "nil"
 	}
 	return err.Error()
+}
+
+// checkNoLeaks compares the maps' entry counts with what the proxy's
+// frontends account for.
+func checkNoLeaks(t *testing.T, h *harness) {
+	t.Helper()
+	var slots, backends int
+	for _, f := range h.proxy.tables.frontends {
+		slots += 1 + len(f.backends)
+		backends += len(f.backends)
+	}
+	for name, want := range map[string]int{bpfobj.MapServices: slots, bpfobj.MapBackends: backends, bpfobj.MapRevNat: len(h.proxy.tables.frontends)} {
+		got, err := bpfobj.CountEntries(h.lb.Maps.ByName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s holds %d entries, want %d", name, got, want)
+		}
+	}
 }

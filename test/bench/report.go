@@ -68,8 +68,12 @@ func (r *Report) AddRatio(name, unit string, value float64, baseline string, bas
 			ratio = baselineValue / value
 		}
 	}
-	r.Results = append(r.Results, Result{Name: name, Unit: unit, Value: round(value), Baseline: baseline, BaselineValue: f(round(baselineValue)),
-		Ratio: f(round(ratio)), Better: better, Goal: f(goal)})
+	res := Result{Name: name, Unit: unit, Value: round(value), Baseline: baseline, BaselineValue: f(round(baselineValue)),
+		Ratio: f(round(ratio)), Better: better}
+	if goal > 0 { // 0: a comparison with no goal set
+		res.Goal = f(goal)
+	}
+	r.Results = append(r.Results, res)
 }
 
 func round(v float64) float64 {

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
+	"github.com/petrel-project/petrel/dataplane/lbview"
+	"github.com/petrel-project/petrel/dataplane/proxy"
+)
+
+// loaded programs known frontends into freshly pinned maps.
+func loaded(t *testing.T) string {
+	env := bpftest.New(t)
+	lb, err := bpfobj.LoadSocketLB(bpfobj.Options{PinDir: env.PinDir, CgroupPath: env.Cgroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lb.Close)
+	p, err := proxy.New(proxy.Config{NodeName: "n1", NodeAddresses: func() ([]netip.Addr, error) { return nil, nil }}, &lb.Maps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(p.Apply("default/web", []proxy.Frontend{
+		{Key: proxy.FrontendKey{Address: a("10.96.1.1"), Port: 80, Proto: 6}, Flags: bpfobj.FlagAffinity, AffinityTimeout: 60,
+			Backends: []proxy.BackendAddr{{Address: a("10.244.0.2"), Port: 8080}, {Address: a("10.244.0.3"), Port: 8080, Terminating: true}}},
+		{Key: proxy.FrontendKey{Address: netip.IPv4Unspecified(), Port: 30080, Proto: 6}, Flags: bpfobj.FlagNodePort,
+			Backends: []proxy.BackendAddr{{Address: a("10.244.0.2"), Port: 8080}}},
+	}))
+	must(p.Apply("default/empty", []proxy.Frontend{{Key: proxy.FrontendKey{Address: a("10.96.1.2"), Port: 53, Proto: 17}}}))
+	return env.PinDir
+}
+
+func runCtl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := bpfCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("petrelctl bpf %v: %v\n%s", args, err, out.String())
+	}
+	return out.String()
+}
+
+func TestBPFViews(t *testing.T) {
+	dir := loaded(t)
+
+	t.Run("lb list as a table", func(t *testing.T) {
+		out := runCtl(t, "lb", "list", "--pin-dir", dir)
+		for _, want := range []string{
+			"10.96.1.1:80/TCP", "10.244.0.2:8080", "active", "10.244.0.3:8080", "terminating", "affinity timeout=60s",
+			"*:30080/TCP", "nodeport", "10.96.1.2:53/UDP", "(none: connects are refused)",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("lb list lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("lb list as JSON", func(t *testing.T) {
+		var rows []lbview.Frontend
+		if err := json.Unmarshal([]byte(runCtl(t, "lb", "list", "--pin-dir", dir, "-o", "json")), &rows); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 {
+			t.Fatalf("%d frontends, want 3: %+v", len(rows), rows)
+		}
+		// Sorted by address: *:30080 (0.0.0.0) first, then 10.96.1.1, 10.96.1.2.
+		web := rows[1]
+		if web.Frontend != "10.96.1.1:80/TCP" || len(web.Backends) != 2 || web.Backends[0].Slot != 1 || web.Backends[1].Slot != 2 ||
+			web.Backends[1].State != "terminating" || web.AffinityTimeout != 60 {
+			t.Errorf("web frontend = %+v", web)
+		}
+		if rows[0].Frontend != "*:30080/TCP" || rows[2].Frontend != "10.96.1.2:53/UDP" || len(rows[2].Backends) != 0 {
+			t.Errorf("frontends = %+v", rows)
+		}
+		ids := map[uint16]bool{}
+		for _, r := range rows {
+			ids[r.RevNatID] = true
+		}
+		if len(ids) != 3 {
+			t.Errorf("rev-NAT ids not distinct: %+v", rows)
+		}
+	})
+
+	t.Run("backends, revnat and maps", func(t *testing.T) {
+		var backends []lbview.Backend
+		if err := json.Unmarshal([]byte(runCtl(t, "lb", "list", "--backends", "--pin-dir", dir, "-o", "json")), &backends); err != nil {
+			t.Fatal(err)
+		}
+		if len(backends) != 3 { // two for the ClusterIP, one for the NodePort: ids are per frontend
+			t.Errorf("backends = %+v", backends)
+		}
+		var revnat []lbview.RevNat
+		if err := json.Unmarshal([]byte(runCtl(t, "lb", "list", "--revnat", "--pin-dir", dir, "-o", "json")), &revnat); err != nil {
+			t.Fatal(err)
+		}
+		if len(revnat) != 3 {
+			t.Errorf("revnat = %+v", revnat)
+		}
+		var maps []lbview.Map
+		if err := json.Unmarshal([]byte(runCtl(t, "maps", "--pin-dir", dir, "-o", "json")), &maps); err != nil {
+			t.Fatal(err)
+		}
+		entries := map[string]int{}
+		for _, m := range maps {
+			entries[m.Name] = m.Entries
+		}
+		// Slot 0 of three frontends + 2 + 1 backend slots.
+		if entries[bpfobj.MapServices] != 6 || entries[bpfobj.MapBackends] != 3 || entries[bpfobj.MapRevNat] != 3 {
+			t.Errorf("map entries = %v", entries)
+		}
+		if table := runCtl(t, "maps", "--pin-dir", dir); !strings.Contains(table, "petrel_lb4_svc") || !strings.Contains(table, "65536") {
+			t.Errorf("maps table:\n%s", table)
+		}
+	})
+
+	t.Run("a missing pin directory says what to do", func(t *testing.T) {
+		cmd := bpfCommand()
+		cmd.SetArgs([]string{"maps", "--pin-dir", dir + "-absent"})
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		err := cmd.Execute()
+		if err == nil || !strings.Contains(err.Error(), "petrel node") {
+			t.Errorf("error = %v", err)
+		}
+	})
+}
