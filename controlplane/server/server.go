@@ -33,11 +33,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/etcd"
@@ -303,6 +305,15 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		slog.Error("controllers: garbage collector", "err", err)
 		return
 	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		slog.Error("controllers: client", "err", err)
+		return
+	}
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	slices := endpointslice.New(cs, factory)
+	factory.Start(ctx.Done())
+	go slices.Run(ctx, 4)
 	go namespace.Run(ctx, s.Kubeconfig, resources)
 	gc.Run(ctx, 4)
 }

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/petrel-project/petrel/dataplane/lbview"
 	"github.com/petrel-project/petrel/test/cluster"
 )
@@ -153,6 +156,69 @@ func TestNodeServicesAndDNS(t *testing.T) {
 		if err != nil || !strings.Contains(out, "petrel_lb4_svc") {
 			t.Errorf("petrelctl bpf maps:\n%s (%v)", out, err)
 		}
+	})
+
+	t.Run("a selector Service follows its pods through the EndpointSlice controller", func(t *testing.T) {
+		podPort := httpBackend(t, "pod")
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: app-1, namespace: default, labels: {app: app}}
+spec:
+  nodeName: %s
+  containers: [{name: c, image: petrel.local/testserver:1, ports: [{name: http, containerPort: %d}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: default}
+spec:
+  selector: {app: app}
+  ports: [{name: http, port: 80, targetPort: http}]
+`, u.NodeName, podPort)
+		if out, err := u.Kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		// No kubelet runs pods yet: report the pod running and ready on
+		// loopback, as a kubelet would through the status subresource.
+		cs := u.Clientset()
+		pod, err := cs.CoreV1().Pods("default").Get(ctx, "app-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if _, err := cs.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		appIP, err := u.Kubectl(ctx, "", "get", "service", "app", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "curl the selector Service", 10*time.Second, func() error {
+			out, err := u.InCgroup(ctx, "curl", "-sS", "--max-time", "2", "http://"+appIP+"/")
+			if err != nil || out != "hello from pod" {
+				return fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			return nil
+		})
+		out, err := u.Kubectl(ctx, "", "get", "endpointslices", "-l", "kubernetes.io/service-name=app",
+			"-o", "jsonpath={.items[0].endpoints[0].targetRef.name} {.items[0].ports[0].port}")
+		if err != nil || out != fmt.Sprintf("app-1 %d", podPort) {
+			t.Errorf("EndpointSlice = %q (%v)", out, err)
+		}
+		// Not ready any more: out of rotation, and connects are refused.
+		pod, _ = cs.CoreV1().Pods("default").Get(ctx, "app-1", metav1.GetOptions{})
+		pod.Status.Conditions[0].Status = corev1.ConditionFalse
+		if _, err := cs.CoreV1().Pods("default").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "not-ready pod leaves the rotation", 10*time.Second, func() error {
+			out, err := u.InCgroup(ctx, "curl", "-sS", "--max-time", "2", "http://"+appIP+"/")
+			// curl's 7 is "couldn't connect": the socket LB refused it.
+			if err == nil || !strings.Contains(out, "(7)") {
+				return fmt.Errorf("curl = %q (%v), want a failed connect", out, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("forwarding goes on while the node is down, and a restart picks up changes", func(t *testing.T) {
