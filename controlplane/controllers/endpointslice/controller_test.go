@@ -30,7 +30,6 @@ func pod(name, ip string, ready bool, lbls map[string]string) *corev1.Pod {
 	}
 }
 
-
 func TestDesiredSlices(t *testing.T) {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{
