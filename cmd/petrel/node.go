@@ -12,12 +12,16 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/node"
+	"github.com/petrel-project/petrel/dataplane/simnode"
 )
 
 // nodeFlags are `petrel node`'s flags; `petrel up` shares them.
 type nodeFlags struct {
+	simulate  int
 	opts      node.Options
 	localDNS  string
 	upstreams string
@@ -75,6 +79,9 @@ func nodeCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if f.simulate > 0 {
+				return runSimulated(ctx, opts, f.simulate)
+			}
 			n, err := node.Start(ctx, opts)
 			if err != nil {
 				return err
@@ -84,7 +91,27 @@ func nodeCommand() *cobra.Command {
 			return nil
 		}}
 	f.add(cmd.Flags(), true)
+	cmd.Flags().IntVar(&f.simulate, "simulate", 0, "run N simulated nodes named <node-name>-<i> instead (control-plane scale tests only, like kwok)")
 	return cmd
+}
+
+// runSimulated runs simulated nodes until ctx ends.
+func runSimulated(ctx context.Context, opts node.Options, count int) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := simnode.Start(ctx, cs, simnode.Options{Prefix: opts.NodeName, Count: count}); err != nil {
+		return err
+	}
+	fmt.Printf("%d simulated nodes %s-0 .. %s-%d are up: pods bound to them are reported Running (nothing runs)\n", count, opts.NodeName, opts.NodeName, count-1)
+	<-ctx.Done()
+	return nil
 }
 
 func printNodeReady(opts node.Options, n *node.Node) {

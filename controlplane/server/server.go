@@ -42,10 +42,13 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
+	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
+	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
 )
 
@@ -312,8 +315,18 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	slices := endpointslice.New(cs, factory)
+	sets := replicaset.New(cs, factory)
+	sched := scheduler.New(cs, factory)
+	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
+	if err != nil {
+		slog.Error("controllers: node IPAM", "err", err)
+		return
+	}
 	factory.Start(ctx.Done())
 	go slices.Run(ctx, 4)
+	go sets.Run(ctx, 4)
+	go sched.Run(ctx)
+	go ipam.Run(ctx)
 	go namespace.Run(ctx, s.Kubeconfig, resources)
 	gc.Run(ctx, 4)
 }

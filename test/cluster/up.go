@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -108,4 +109,32 @@ func (u *Up) Petrelctl(ctx context.Context, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+u.Kubeconfig)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// StartSimulatedNodes runs `petrel node --simulate n` against the server,
+// with nodes named <prefix>-0 .. <prefix>-(n-1); the test's cleanup stops it.
+func (s *Server) StartSimulatedNodes(prefix string, n int) {
+	s.t.Helper()
+	cmd := exec.Command(Binary(s.t), "node", "--simulate", strconv.Itoa(n), "--node-name", prefix, "--kubeconfig", s.Kubeconfig)
+	lf, err := os.Create(filepath.Join(s.DataDir, "simulated-nodes.log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		lf.Close()
+	})
 }

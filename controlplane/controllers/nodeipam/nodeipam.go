@@ -1,0 +1,148 @@
+// Package nodeipam gives every Node a pod CIDR (a /24 by default) from the
+// cluster CIDR, once, in spec.podCIDR and spec.podCIDRs. Allocations are
+// read back from the Nodes themselves, so a restart never hands one out twice.
+package nodeipam
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Controller assigns pod CIDRs to Nodes.
+type Controller struct {
+	client  kubernetes.Interface
+	cluster netip.Prefix
+	bits    int
+	nodes   corelisters.NodeLister
+	synced  cache.InformerSynced
+	queue   workqueue.TypedRateLimitingInterface[string]
+
+	mu   sync.Mutex
+	used map[netip.Prefix]string // prefix → node
+}
+
+// New builds the controller for clusterCIDR, handing out prefixes of
+// nodeBits (24: a /24 per node).
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, clusterCIDR string, nodeBits int) (*Controller, error) {
+	cluster, err := netip.ParsePrefix(clusterCIDR)
+	if err != nil || !cluster.Addr().Is4() || nodeBits < cluster.Bits() || nodeBits > 30 {
+		return nil, fmt.Errorf("cluster CIDR %q cannot hold /%d node ranges", clusterCIDR, nodeBits)
+	}
+	inf := factory.Core().V1().Nodes()
+	c := &Controller{client: cs, cluster: cluster.Masked(), bits: nodeBits, nodes: inf.Lister(), synced: inf.Informer().HasSynced,
+		used:  map[netip.Prefix]string{},
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { c.queue.Add(obj.(*corev1.Node).Name) },
+		UpdateFunc: func(_, obj interface{}) { c.queue.Add(obj.(*corev1.Node).Name) },
+		DeleteFunc: func(obj interface{}) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok {
+				c.release(n)
+			}
+		},
+	})
+	return c, nil
+}
+
+func (c *Controller) release(n *corev1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil && c.used[p] == n.Name {
+		delete(c.used, p)
+	}
+}
+
+// Run assigns until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
+		return
+	}
+	nodes, _ := c.nodes.List(labels.Everything())
+	c.mu.Lock()
+	for _, n := range nodes {
+		if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
+			c.used[p] = n.Name
+		}
+	}
+	c.mu.Unlock()
+	go wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for {
+			name, quit := c.queue.Get()
+			if quit {
+				return
+			}
+			if err := c.sync(ctx, name); err != nil {
+				slog.Warn("node IPAM: retrying", "node", name, "err", err)
+				c.queue.AddRateLimited(name)
+			} else {
+				c.queue.Forget(name)
+			}
+			c.queue.Done(name)
+		}
+	}, time.Second)
+	<-ctx.Done()
+}
+
+func (c *Controller) sync(ctx context.Context, name string) error {
+	n, err := c.nodes.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n.Spec.PodCIDR != "" {
+		return nil
+	}
+	prefix, err := c.allocate(name)
+	if err != nil {
+		return err
+	}
+	upd := n.DeepCopy()
+	upd.Spec.PodCIDR, upd.Spec.PodCIDRs = prefix.String(), []string{prefix.String()}
+	if _, err := c.client.CoreV1().Nodes().Update(ctx, upd, metav1.UpdateOptions{FieldManager: "petrel-node-ipam"}); err != nil {
+		c.mu.Lock()
+		delete(c.used, prefix)
+		c.mu.Unlock()
+		return fmt.Errorf("set podCIDR: %w", err)
+	}
+	slog.Info("node IPAM: assigned", "node", name, "podCIDR", prefix)
+	return nil
+}
+
+func (c *Controller) allocate(node string) (netip.Prefix, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	step := uint32(1) << (32 - c.bits)
+	count := uint32(1) << (c.bits - c.cluster.Bits())
+	base := c.cluster.Addr().As4()
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	for i := range count {
+		v := start + i*step
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), c.bits)
+		if _, taken := c.used[p]; !taken {
+			c.used[p] = node
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("cluster CIDR %s is full: all %d node ranges are assigned", c.cluster, count)
+}

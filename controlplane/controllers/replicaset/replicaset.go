@@ -1,0 +1,371 @@
+// Package replicaset keeps each ReplicaSet's number of pods at its replicas:
+// it creates pods from the template with a controller ownerReference, adopts
+// matching orphans, deletes the least useful pods first (unscheduled, then
+// pending, then not ready, then the newest), and reports replicas, ready and
+// available counts in the status. Expectations keep a burst of its own
+// writes from being counted twice before the informer sees them.
+package replicaset
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+)
+
+// burst bounds the pods created or deleted in one sync.
+const burst = 500
+
+// Controller reconciles ReplicaSets.
+type Controller struct {
+	client kubernetes.Interface
+	queue  workqueue.TypedRateLimitingInterface[string]
+	sets   appslisters.ReplicaSetLister
+	pods   corelisters.PodLister
+	synced []cache.InformerSynced
+
+	mu     sync.Mutex
+	expect map[string]*expectation
+}
+
+// expectation counts the creates and deletes a sync issued and the
+// informer has not shown yet.
+type expectation struct {
+	adds, dels int
+	at         time.Time
+}
+
+// New builds the controller on a shared informer factory.
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
+	c := &Controller{client: cs, expect: map[string]*expectation{},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "replicaset"})}
+	rsInf, podInf := factory.Apps().V1().ReplicaSets(), factory.Core().V1().Pods()
+	c.sets, c.pods = rsInf.Lister(), podInf.Lister()
+	c.synced = []cache.InformerSynced{rsInf.Informer().HasSynced, podInf.Informer().HasSynced}
+	enqueueRS := func(obj interface{}) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	_, _ = rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueueRS,
+		UpdateFunc: func(_, obj interface{}) { enqueueRS(obj) },
+		DeleteFunc: func(obj interface{}) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				c.mu.Lock()
+				delete(c.expect, key)
+				c.mu.Unlock()
+			}
+		},
+	})
+	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) { c.podEvent(obj, +1) },
+		UpdateFunc: func(old, obj interface{}) {
+			c.podEvent(obj, 0)
+			if o, n := old.(*corev1.Pod), obj.(*corev1.Pod); o.DeletionTimestamp == nil && n.DeletionTimestamp != nil {
+				c.podEvent(obj, -1)
+			}
+		},
+		DeleteFunc: func(obj interface{}) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			seen := -1
+			if p, ok := obj.(*corev1.Pod); ok && p.DeletionTimestamp != nil {
+				seen = 0 // counted when the deletion began
+			}
+			c.podEvent(obj, seen)
+		},
+	})
+	return c
+}
+
+// podEvent queues the pod's ReplicaSet (or, for an orphan, every set that
+// selects it) and settles expectations: +1 an add seen, -1 a delete seen.
+func (c *Controller) podEvent(obj interface{}, seen int) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		if ref.Kind != "ReplicaSet" {
+			return
+		}
+		key := pod.Namespace + "/" + ref.Name
+		c.mu.Lock()
+		if e := c.expect[key]; e != nil {
+			if seen > 0 {
+				e.adds--
+			} else if seen < 0 {
+				e.dels--
+			}
+		}
+		c.mu.Unlock()
+		c.queue.Add(key)
+		return
+	}
+	sets, _ := c.sets.ReplicaSets(pod.Namespace).List(labels.Everything())
+	for _, rs := range sets {
+		if sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(labels.Set(pod.Labels)) {
+			c.queue.Add(rs.Namespace + "/" + rs.Name)
+		}
+	}
+}
+
+func (c *Controller) satisfied(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.expect[key]
+	return e == nil || (e.adds <= 0 && e.dels <= 0) || time.Since(e.at) > 5*time.Minute
+}
+
+func (c *Controller) setExpect(key string, adds, dels int) {
+	c.mu.Lock()
+	c.expect[key] = &expectation{adds: adds, dels: dels, at: time.Now()}
+	c.mu.Unlock()
+}
+
+func (c *Controller) lowerExpect(key string, adds, dels int) {
+	c.mu.Lock()
+	if e := c.expect[key]; e != nil {
+		e.adds -= adds
+		e.dels -= dels
+	}
+	c.mu.Unlock()
+}
+
+// Run works the queue until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		requeue, err := c.sync(ctx, key)
+		switch {
+		case err != nil:
+			slog.Warn("replicaset controller: retrying", "replicaset", key, "err", err)
+			c.queue.AddRateLimited(key)
+		case requeue > 0:
+			c.queue.Forget(key)
+			c.queue.AddAfter(key, requeue)
+		default:
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+func isActive(p *corev1.Pod) bool {
+	return p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+func isReady(p *corev1.Pod) (bool, time.Time) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return true, c.LastTransitionTime.Time
+		}
+	}
+	return false, time.Time{}
+}
+
+// sync reconciles one ReplicaSet; it returns when to look again (for
+// minReadySeconds) or an error.
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	rs, err := c.sets.ReplicaSets(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return 0, nil // validation refuses these; nothing to do
+	}
+	all, err := c.pods.Pods(ns).List(labels.Everything())
+	if err != nil {
+		return 0, err
+	}
+	var owned []*corev1.Pod
+	for _, p := range all {
+		ref := metav1.GetControllerOf(p)
+		switch {
+		case ref != nil && ref.UID == rs.UID:
+			owned = append(owned, p)
+		case ref == nil && rs.DeletionTimestamp == nil && p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels)):
+			if err := c.adopt(ctx, rs, p); err == nil {
+				owned = append(owned, p)
+			} else if !apierrors.IsNotFound(err) {
+				return 0, err
+			}
+		}
+	}
+	var active []*corev1.Pod
+	for _, p := range owned {
+		if isActive(p) {
+			active = append(active, p)
+		}
+	}
+	if c.satisfied(key) && rs.DeletionTimestamp == nil {
+		if err := c.manage(ctx, key, rs, active); err != nil {
+			return 0, err
+		}
+	}
+	return c.updateStatus(ctx, rs, active)
+}
+
+func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
+	patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+		"ownerReferences": []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
+		"uid":             p.UID,
+	}})
+	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "replicaset-controller"})
+	return err
+}
+
+func (c *Controller) manage(ctx context.Context, key string, rs *appsv1.ReplicaSet, active []*corev1.Pod) error {
+	want := int(ptr.Deref(rs.Spec.Replicas, 1))
+	diff := want - len(active)
+	switch {
+	case diff > 0:
+		n := min(diff, burst)
+		c.setExpect(key, n, 0)
+		// Slow start: 1, 2, 4, ... so that a template the API refuses fails
+		// once, not n times.
+		created := 0
+		for batch := 1; created < n; batch *= 2 {
+			size := min(batch, n-created)
+			errs := make(chan error, size)
+			for range size {
+				go func() { errs <- c.createPod(ctx, rs) }()
+			}
+			var first error
+			for range size {
+				if err := <-errs; err != nil {
+					c.lowerExpect(key, 1, 0)
+					if first == nil {
+						first = err
+					}
+				}
+			}
+			created += size
+			if first != nil {
+				c.lowerExpect(key, n-created, 0)
+				return fmt.Errorf("create pods: %w", first)
+			}
+		}
+	case diff < 0:
+		victims := rank(active)[:min(-diff, burst)]
+		c.setExpect(key, 0, len(victims))
+		for _, p := range victims {
+			err := c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+			if err != nil {
+				c.lowerExpect(key, 0, 1)
+				if !apierrors.IsNotFound(err) {
+					return fmt.Errorf("delete pod %s: %w", p.Name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error {
+	t := rs.Spec.Template
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: rs.Name + "-", Namespace: rs.Namespace, Labels: t.Labels, Annotations: t.Annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+		Spec: *t.Spec.DeepCopy(),
+	}
+	_, err := c.client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "replicaset-controller"})
+	return err
+}
+
+// rank orders pods from the first to delete to the last.
+func rank(pods []*corev1.Pod) []*corev1.Pod {
+	out := append([]*corev1.Pod(nil), pods...)
+	phase := map[corev1.PodPhase]int{corev1.PodPending: 0, corev1.PodUnknown: 1, corev1.PodRunning: 2}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Spec.NodeName == "") != (b.Spec.NodeName == "") {
+			return a.Spec.NodeName == ""
+		}
+		if phase[a.Status.Phase] != phase[b.Status.Phase] {
+			return phase[a.Status.Phase] < phase[b.Status.Phase]
+		}
+		ra, _ := isReady(a)
+		rb, _ := isReady(b)
+		if ra != rb {
+			return !ra
+		}
+		return a.CreationTimestamp.After(b.CreationTimestamp.Time)
+	})
+	return out
+}
+
+func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, active []*corev1.Pod) (time.Duration, error) {
+	st := appsv1.ReplicaSetStatus{Replicas: int32(len(active)), ObservedGeneration: rs.Generation, Conditions: rs.Status.Conditions}
+	tmplLabels := labels.Set(rs.Spec.Template.Labels)
+	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second
+	var recheck time.Duration
+	for _, p := range active {
+		if labels.SelectorFromSet(tmplLabels).Matches(labels.Set(p.Labels)) {
+			st.FullyLabeledReplicas++
+		}
+		ready, since := isReady(p)
+		if !ready {
+			continue
+		}
+		st.ReadyReplicas++
+		if left := minReady - time.Since(since); minReady == 0 || left <= 0 {
+			st.AvailableReplicas++
+		} else if recheck == 0 || left < recheck {
+			recheck = left
+		}
+	}
+	if rs.Status.Replicas == st.Replicas && rs.Status.ReadyReplicas == st.ReadyReplicas && rs.Status.AvailableReplicas == st.AvailableReplicas &&
+		rs.Status.FullyLabeledReplicas == st.FullyLabeledReplicas && rs.Status.ObservedGeneration == st.ObservedGeneration {
+		return recheck, nil
+	}
+	upd := rs.DeepCopy()
+	upd.Status = st
+	if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if apierrors.IsConflict(err) {
+			return time.Millisecond, nil // the newer object is queued already
+		}
+		return 0, fmt.Errorf("update status: %w", err)
+	}
+	return recheck, nil
+}

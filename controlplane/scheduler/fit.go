@@ -1,0 +1,305 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
+)
+
+// nodeState is a node and what is already placed on it.
+type nodeState struct {
+	node      *corev1.Node
+	requested corev1.ResourceList
+	pods      []*corev1.Pod
+	hostPorts map[string]bool // "proto/ip/port"
+}
+
+func newNodeState(node *corev1.Node) *nodeState {
+	return &nodeState{node: node, requested: corev1.ResourceList{}, hostPorts: map[string]bool{}}
+}
+
+func (n *nodeState) add(pod *corev1.Pod) {
+	for name, q := range resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}) {
+		cur := n.requested[name]
+		cur.Add(q)
+		n.requested[name] = cur
+	}
+	n.pods = append(n.pods, pod)
+	for _, p := range hostPorts(pod) {
+		n.hostPorts[p] = true
+	}
+}
+
+func hostPorts(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort == 0 {
+				continue
+			}
+			ip := p.HostIP
+			if ip == "" {
+				ip = "0.0.0.0"
+			}
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			out = append(out, fmt.Sprintf("%s/%s/%d", proto, ip, p.HostPort))
+		}
+	}
+	return out
+}
+
+// Reasons a node does not fit, in the words `kubectl describe` users know.
+const (
+	reasonNotReady      = "node(s) were not ready"
+	reasonUnschedulable = "node(s) were unschedulable"
+	reasonSelector      = "node(s) didn't match Pod's node affinity/selector"
+	reasonTaint         = "node(s) had untolerated taint"
+	reasonHostPort      = "node(s) didn't have free ports for the requested pod ports"
+	reasonAntiAffinity  = "node(s) didn't match pod anti-affinity rules"
+	reasonAffinity      = "node(s) didn't match pod affinity rules"
+)
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// fits says whether pod can go on n, and if not, why.
+func fits(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) (bool, string) {
+	node := n.node
+	if !nodeReady(node) {
+		return false, reasonNotReady
+	}
+	if node.Spec.Unschedulable && !toleratesUnschedulable(pod) {
+		return false, reasonUnschedulable
+	}
+	if ok, _ := nodeaffinity.GetRequiredNodeAffinity(pod).Match(node); !ok {
+		return false, reasonSelector
+	}
+	noScheduleOrExecute := func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}
+	if taint, bad := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pod.Spec.Tolerations, noScheduleOrExecute, false); bad {
+		return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
+	}
+	for _, p := range hostPorts(pod) {
+		if n.hostPorts[p] || wildcardConflict(p, n.hostPorts) {
+			return false, reasonHostPort
+		}
+	}
+	if r := insufficient(pod, n); r != "" {
+		return false, "Insufficient " + r
+	}
+	if ok, why := interPodAffinity(pod, n, all); !ok {
+		return false, why
+	}
+	return true, ""
+}
+
+func toleratesUnschedulable(pod *corev1.Pod) bool {
+	for _, t := range pod.Spec.Tolerations {
+		if (t.Key == corev1.TaintNodeUnschedulable || t.Key == "") && (t.Effect == corev1.TaintEffectNoSchedule || t.Effect == "") &&
+			(t.Operator == corev1.TolerationOpExists || t.Key == corev1.TaintNodeUnschedulable) {
+			return true
+		}
+	}
+	return false
+}
+
+// wildcardConflict: a port on 0.0.0.0 clashes with the same port on any IP.
+func wildcardConflict(p string, used map[string]bool) bool {
+	parts := strings.SplitN(p, "/", 3)
+	for u := range used {
+		up := strings.SplitN(u, "/", 3)
+		if up[0] == parts[0] && up[2] == parts[2] && (up[1] == "0.0.0.0" || parts[1] == "0.0.0.0") {
+			return true
+		}
+	}
+	return false
+}
+
+// insufficient names the first resource the node lacks for pod, or "".
+func insufficient(pod *corev1.Pod, n *nodeState) string {
+	alloc := n.node.Status.Allocatable
+	if maxPods, ok := alloc[corev1.ResourcePods]; ok && int64(len(n.pods))+1 > maxPods.Value() {
+		return "pods"
+	}
+	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	names := make([]string, 0, len(req))
+	for name := range req {
+		names = append(names, string(name))
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := req[corev1.ResourceName(name)]
+		if want.IsZero() {
+			continue
+		}
+		have, ok := alloc[corev1.ResourceName(name)]
+		if !ok {
+			return name
+		}
+		used := n.requested[corev1.ResourceName(name)].DeepCopy()
+		used.Add(want)
+		if used.Cmp(have) > 0 {
+			return name
+		}
+	}
+	return ""
+}
+
+// interPodAffinity checks required pod affinity and anti-affinity on their
+// topology keys, both the incoming pod's terms and existing pods'
+// anti-affinity against it.
+func interPodAffinity(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) (bool, string) {
+	sameDomain := func(key string) []*corev1.Pod {
+		value, ok := n.node.Labels[key]
+		if !ok {
+			return nil
+		}
+		var out []*corev1.Pod
+		for _, other := range all {
+			if other.node.Labels[key] == value {
+				out = append(out, other.pods...)
+			}
+		}
+		return out
+	}
+	matches := func(term corev1.PodAffinityTerm, owner, candidate *corev1.Pod) bool {
+		sel, err := metav1LabelSelector(term)
+		if err != nil {
+			return false
+		}
+		nss := term.Namespaces
+		if len(nss) == 0 && term.NamespaceSelector == nil {
+			nss = []string{owner.Namespace}
+		}
+		inNS := term.NamespaceSelector != nil && len(nss) == 0
+		for _, ns := range nss {
+			if ns == candidate.Namespace {
+				inNS = true
+			}
+		}
+		return inNS && sel.Matches(labels.Set(candidate.Labels))
+	}
+	if a := pod.Spec.Affinity; a != nil {
+		if a.PodAntiAffinity != nil {
+			for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+				for _, other := range sameDomain(term.TopologyKey) {
+					if matches(term, pod, other) {
+						return false, reasonAntiAffinity
+					}
+				}
+			}
+		}
+		if a.PodAffinity != nil {
+			for _, term := range a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+				found := false
+				for _, other := range sameDomain(term.TopologyKey) {
+					if matches(term, pod, other) {
+						found = true
+						break
+					}
+				}
+				// The first pod of a group that selects itself may go anywhere.
+				if !found && !(matches(term, pod, pod) && noneAnywhere(term, pod, all, matches)) {
+					return false, reasonAffinity
+				}
+			}
+		}
+	}
+	for _, other := range n.pods {
+		if other.Spec.Affinity == nil || other.Spec.Affinity.PodAntiAffinity == nil {
+			continue
+		}
+		for _, term := range other.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+			if _, ok := n.node.Labels[term.TopologyKey]; ok && matches(term, other, pod) {
+				return false, reasonAntiAffinity
+			}
+		}
+	}
+	return true, ""
+}
+
+func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*nodeState, matches func(corev1.PodAffinityTerm, *corev1.Pod, *corev1.Pod) bool) bool {
+	for _, n := range all {
+		for _, other := range n.pods {
+			if matches(term, pod, other) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// score prefers nodes with more room left (least allocated, balanced CPU
+// and memory) and fewer pods of the same owner (spreading replicas).
+func score(pod *corev1.Pod, n *nodeState) float64 {
+	alloc := n.node.Status.Allocatable
+	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	free := func(name corev1.ResourceName) float64 {
+		a, ok := alloc[name]
+		if !ok || a.IsZero() {
+			return 0
+		}
+		used := n.requested[name].DeepCopy()
+		used.Add(req[name])
+		return 1 - fraction(used, a)
+	}
+	cpu, mem := free(corev1.ResourceCPU), free(corev1.ResourceMemory)
+	balance := 1 - abs(cpu-mem)
+	s := 40*(cpu+mem)/2 + 20*balance
+	if owner := controllerUID(pod); owner != "" {
+		same := 0
+		for _, other := range n.pods {
+			if controllerUID(other) == owner {
+				same++
+			}
+		}
+		s += 40 / float64(1+same)
+	}
+	return s
+}
+
+func fraction(used, total resource.Quantity) float64 {
+	return float64(used.MilliValue()) / float64(total.MilliValue())
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+func controllerUID(pod *corev1.Pod) string {
+	for _, o := range pod.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return string(o.UID)
+		}
+	}
+	return ""
+}
+
+func metav1LabelSelector(term corev1.PodAffinityTerm) (labels.Selector, error) {
+	if term.LabelSelector == nil {
+		return labels.Nothing(), nil
+	}
+	return metav1.LabelSelectorAsSelector(term.LabelSelector)
+}

@@ -1,0 +1,120 @@
+package scheduler
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+func node(name string, cpu string, mut func(*corev1.Node)) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name, "zone": "z-" + name}},
+		Status: corev1.NodeStatus{
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse("4Gi"),
+				corev1.ResourcePods: resource.MustParse("110")},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		}}
+	if mut != nil {
+		mut(n)
+	}
+	return n
+}
+
+func podReq(name, cpu string, mut func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	if cpu != "" {
+		p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}
+	}
+	if mut != nil {
+		mut(p)
+	}
+	return p
+}
+
+func states(nodes ...*corev1.Node) map[string]*nodeState {
+	out := map[string]*nodeState{}
+	for _, n := range nodes {
+		out[n.Name] = newNodeState(n)
+	}
+	return out
+}
+
+func TestFilters(t *testing.T) {
+	cases := []struct {
+		name   string
+		node   *corev1.Node
+		placed []*corev1.Pod
+		pod    *corev1.Pod
+		reason string // empty: fits
+	}{
+		{"fits", node("a", "2", nil), nil, podReq("p", "1", nil), ""},
+		{"not ready", node("a", "2", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }), nil, podReq("p", "", nil), reasonNotReady},
+		{"unschedulable", node("a", "2", func(n *corev1.Node) { n.Spec.Unschedulable = true }), nil, podReq("p", "", nil), reasonUnschedulable},
+		{"cpu", node("a", "2", nil), []*corev1.Pod{podReq("x", "1500m", nil)}, podReq("p", "1", nil), "Insufficient cpu"},
+		{"nodeSelector", node("a", "2", nil), nil, podReq("p", "", func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"disk": "ssd"} }), reasonSelector},
+		{"required node affinity", node("a", "2", nil), nil, podReq("p", "", func(p *corev1.Pod) {
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"z-b"}}}}}}}}
+		}), reasonSelector},
+		{"untolerated taint", node("a", "2", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+		}), nil, podReq("p", "", nil), reasonTaint},
+		{"tolerated taint", node("a", "2", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+		}), nil, podReq("p", "", func(p *corev1.Pod) {
+			p.Spec.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+		}), ""},
+		{"PreferNoSchedule does not filter", node("a", "2", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "soft", Effect: corev1.TaintEffectPreferNoSchedule}}
+		}), nil, podReq("p", "", nil), ""},
+		{"host port taken", node("a", "2", nil), []*corev1.Pod{podReq("x", "", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{HostPort: 8080, ContainerPort: 80}}
+		})}, podReq("p", "", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{HostPort: 8080, HostIP: "10.0.0.1", ContainerPort: 80}}
+		}), reasonHostPort},
+		{"anti-affinity on hostname", node("a", "2", nil), []*corev1.Pod{podReq("x", "", func(p *corev1.Pod) { p.Labels["app"] = "web" })},
+			podReq("p", "", func(p *corev1.Pod) {
+				p.Labels["app"] = "web"
+				p.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+					LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}, TopologyKey: corev1.LabelHostname}}}}
+			}), reasonAntiAffinity},
+		{"pods limit", node("a", "2", func(n *corev1.Node) { n.Status.Allocatable[corev1.ResourcePods] = resource.MustParse("1") }),
+			[]*corev1.Pod{podReq("x", "", nil)}, podReq("p", "", nil), "Insufficient pods"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			all := states(c.node)
+			for _, p := range c.placed {
+				all[c.node.Name].add(p)
+			}
+			ok, why := fits(c.pod, all[c.node.Name], all)
+			if c.reason == "" && !ok {
+				t.Errorf("does not fit: %s", why)
+			}
+			if c.reason != "" && (ok || !strings.HasPrefix(why, c.reason)) {
+				t.Errorf("fits=%v why=%q, want %q", ok, why, c.reason)
+			}
+		})
+	}
+}
+
+func TestScoreSpreadsReplicasAndPrefersRoom(t *testing.T) {
+	owner := []metav1.OwnerReference{{UID: "rs-1", Controller: ptr.To(true), Kind: "ReplicaSet", Name: "web", APIVersion: "apps/v1"}}
+	replica := func(name string) *corev1.Pod {
+		return podReq(name, "100m", func(p *corev1.Pod) { p.OwnerReferences = owner })
+	}
+	all := states(node("a", "4", nil), node("b", "4", nil))
+	all["a"].add(replica("r1"))
+	if sa, sb := score(replica("r2"), all["a"]), score(replica("r2"), all["b"]); sb <= sa {
+		t.Errorf("a second replica should prefer the empty node: a=%.1f b=%.1f", sa, sb)
+	}
+	busy := states(node("a", "4", nil), node("b", "4", nil))
+	busy["a"].add(podReq("big", "3", nil))
+	if sa, sb := score(podReq("p", "100m", nil), busy["a"]), score(podReq("p", "100m", nil), busy["b"]); sb <= sa {
+		t.Errorf("least allocated should win: a=%.1f b=%.1f", sa, sb)
+	}
+}

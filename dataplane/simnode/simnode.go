@@ -1,0 +1,287 @@
+// Package simnode runs simulated nodes for control-plane scale tests, like
+// kwok: each registers a Node, keeps its Lease, and reports the pods bound to
+// it Running and Ready with an address from its podCIDR, without running
+// anything; pods being deleted are confirmed gone at once. They never stand
+// in for a real node in a test of the node itself.
+package simnode
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+)
+
+// SimulatedLabel marks simulated Nodes.
+const SimulatedLabel = "node.petrel.io/simulated"
+
+// Options say how many nodes to simulate and how big they are.
+type Options struct {
+	Prefix string // node names are <Prefix>-<i>
+	Count  int
+	CPU    string
+	Memory string
+	Pods   int
+}
+
+// Simulator is a running set of simulated nodes.
+type Simulator struct {
+	client kubernetes.Interface
+	opts   Options
+	names  map[string]bool
+	pods   corelisters.PodLister
+	nodes  corelisters.NodeLister
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	mu  sync.Mutex
+	ips map[string]map[netip.Addr]string // node → address → pod key
+}
+
+// Start registers the nodes and begins reporting their pods; it returns once
+// all nodes exist.
+func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Simulator, error) {
+	if opts.Count <= 0 {
+		return nil, fmt.Errorf("simulate: count must be positive, not %d", opts.Count)
+	}
+	if opts.CPU == "" {
+		opts.CPU = "32"
+	}
+	if opts.Memory == "" {
+		opts.Memory = "256Gi"
+	}
+	if opts.Pods == 0 {
+		opts.Pods = 110
+	}
+	s := &Simulator{client: cs, opts: opts, names: map[string]bool{}, ips: map[string]map[netip.Addr]string{},
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+	for i := range opts.Count {
+		name := fmt.Sprintf("%s-%d", opts.Prefix, i)
+		s.names[name] = true
+		if err := s.register(ctx, name); err != nil {
+			return nil, fmt.Errorf("register simulated node %s: %w", name, err)
+		}
+	}
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	podInf, nodeInf := factory.Core().V1().Pods(), factory.Core().V1().Nodes()
+	s.pods, s.nodes = podInf.Lister(), nodeInf.Lister()
+	enqueue := func(obj interface{}) {
+		if p, ok := obj.(*corev1.Pod); ok && s.names[p.Spec.NodeName] {
+			s.queue.Add(p.Namespace + "/" + p.Name)
+		}
+	}
+	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj interface{}) { enqueue(obj) },
+		DeleteFunc: func(obj interface{}) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				s.release(p)
+			}
+		},
+	})
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.Informer().HasSynced, nodeInf.Informer().HasSynced) {
+		return nil, fmt.Errorf("simulate: informers did not sync")
+	}
+	// Addresses given before a restart stay taken.
+	pods, _ := s.pods.List(labels.Everything())
+	for _, p := range pods {
+		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil && s.names[p.Spec.NodeName] {
+			if s.ips[p.Spec.NodeName] == nil {
+				s.ips[p.Spec.NodeName] = map[netip.Addr]string{}
+			}
+			s.ips[p.Spec.NodeName][a] = p.Namespace + "/" + p.Name
+		}
+	}
+	for range 4 {
+		go wait.UntilWithContext(ctx, s.worker, time.Second)
+	}
+	go s.keepLeases(ctx)
+	go func() { <-ctx.Done(); s.queue.ShutDown() }()
+	return s, nil
+}
+
+func (s *Simulator) register(ctx context.Context, name string) error {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(s.opts.CPU),
+		corev1.ResourceMemory: resource.MustParse(s.opts.Memory),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(s.opts.Pods), resource.DecimalSI),
+	}
+	nodes := s.client.CoreV1().Nodes()
+	// Node IPAM may write the new Node between our create and status update.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			n, err = nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+				corev1.LabelHostname: name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64", SimulatedLabel: "true"}}},
+				metav1.CreateOptions{})
+		}
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status = corev1.NodeStatus{Capacity: capacity, Allocatable: capacity, Phase: corev1.NodeRunning,
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "SimulatedNodeReady",
+				Message: "simulated node: pods are reported running, nothing runs", LastHeartbeatTime: now, LastTransitionTime: now}},
+			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel-simulated", OperatingSystem: "linux", Architecture: "amd64"}}
+		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func (s *Simulator) keepLeases(ctx context.Context) {
+	leases := s.client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	for {
+		for name := range s.names {
+			now := metav1.NewMicroTime(time.Now())
+			l, err := leases.Get(ctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
+					Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), LeaseDurationSeconds: ptr.To(int32(40)), RenewTime: &now}}, metav1.CreateOptions{})
+			case err == nil:
+				l.Spec.RenewTime = &now
+				_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			}
+			if err != nil && ctx.Err() == nil {
+				slog.Warn("simulated node: lease", "node", name, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+func (s *Simulator) worker(ctx context.Context) {
+	for {
+		key, quit := s.queue.Get()
+		if quit {
+			return
+		}
+		if err := s.sync(ctx, key); err != nil {
+			slog.Warn("simulated node: retrying", "pod", key, "err", err)
+			s.queue.AddRateLimited(key)
+		} else {
+			s.queue.Forget(key)
+		}
+		s.queue.Done(key)
+	}
+}
+
+func (s *Simulator) sync(ctx context.Context, key string) error {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	pod, err := s.pods.Pods(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if pod.DeletionTimestamp != nil {
+		// A kubelet confirms deletion once containers are gone; none run here.
+		err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)),
+			Preconditions: &metav1.Preconditions{UID: &pod.UID}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return err
+		}
+		return nil
+	}
+	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
+		return nil
+	}
+	ip, err := s.assign(pod)
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	upd := pod.DeepCopy()
+	conds := []corev1.PodCondition{}
+	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+		conds = append(conds, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	var statuses []corev1.ContainerStatus
+	for _, c := range pod.Spec.Containers {
+		statuses = append(statuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}})
+	}
+	upd.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: conds, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}},
+		StartTime: &now, ContainerStatuses: statuses, QOSClass: corev1.PodQOSBestEffort}
+	if n, err := s.nodes.Get(pod.Spec.NodeName); err == nil {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				upd.Status.HostIP, upd.Status.HostIPs = a.Address, []corev1.HostIP{{IP: a.Address}}
+			}
+		}
+	}
+	_, err = s.client.CoreV1().Pods(ns).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		s.release(pod)
+		return nil
+	}
+	return err
+}
+
+// assign gives the pod the next free address of its node's podCIDR.
+func (s *Simulator) assign(pod *corev1.Pod) (netip.Addr, error) {
+	n, err := s.nodes.Get(pod.Spec.NodeName)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	prefix, err := netip.ParsePrefix(n.Spec.PodCIDR)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("node %s has no podCIDR yet", n.Name)
+	}
+	key := pod.Namespace + "/" + pod.Name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used := s.ips[n.Name]
+	if used == nil {
+		used = map[netip.Addr]string{}
+		s.ips[n.Name] = used
+	}
+	for a, k := range used {
+		if k == key {
+			return a, nil
+		}
+	}
+	for a := prefix.Addr().Next().Next(); prefix.Contains(a); a = a.Next() {
+		if _, taken := used[a]; !taken {
+			used[a] = key
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("podCIDR %s of node %s is full", prefix, n.Name)
+}
+
+func (s *Simulator) release(pod *corev1.Pod) {
+	key := pod.Namespace + "/" + pod.Name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, k := range s.ips[pod.Spec.NodeName] {
+		if k == key {
+			delete(s.ips[pod.Spec.NodeName], a)
+		}
+	}
+}
