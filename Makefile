@@ -48,6 +48,8 @@ verify-generated:
 
 bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench dataplane
 
 clean:
 	rm -rf $(BIN)
