@@ -39,6 +39,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
@@ -316,6 +317,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	slices := endpointslice.New(cs, factory)
 	sets := replicaset.New(cs, factory)
+	deployments := deployment.New(cs, factory)
 	sched := scheduler.New(cs, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
 	if err != nil {
@@ -325,6 +327,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go slices.Run(ctx, 4)
 	go sets.Run(ctx, 4)
+	go deployments.Run(ctx, 4)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)
 	go namespace.Run(ctx, s.Kubeconfig, resources)
