@@ -42,9 +42,11 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
+	"github.com/petrel-project/petrel/controlplane/controllers/loadbalancer"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
+	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/pki"
@@ -66,6 +68,9 @@ type Options struct {
 	ServiceCIDR   string
 	ClusterCIDR   string
 	NodePortRange string
+	// LBPool is where LoadBalancer Services get addresses ("CIDR" or
+	// "FIRST-LAST", comma-separated); empty leaves them pending.
+	LBPool string
 }
 
 // DefaultOptions are the documented defaults.
@@ -92,6 +97,7 @@ type Server struct {
 	backend    *etcd.Backend
 	httpServer *http.Server
 	listener   net.Listener
+	lbPool     []loadbalancer.Range
 	done       chan error
 }
 
@@ -154,12 +160,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--service-node-port-range: %w", err)
 	}
+	lbPool, err := loadbalancer.ParsePool(opts.LBPool)
+	if err != nil {
+		return nil, err
+	}
 	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0)
 	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, backend: backend, done: make(chan error, 1)}
+	s := &Server{opts: opts, backend: backend, lbPool: lbPool, done: make(chan error, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -324,7 +334,12 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		slog.Error("controllers: node IPAM", "err", err)
 		return
 	}
+	accounts := serviceaccount.New(cs, factory)
+	if len(s.lbPool) > 0 {
+		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
+	}
 	factory.Start(ctx.Done())
+	go accounts.Run(ctx)
 	go slices.Run(ctx, 4)
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)

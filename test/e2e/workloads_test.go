@@ -39,7 +39,7 @@ spec:
 // scheduler (spreading, nodeSelector, the unschedulable message and its
 // retry), the ReplicaSet controller (scale up and down) and EndpointSlices.
 func TestSchedulerAndReplicaSetOnSimulatedNodes(t *testing.T) {
-	s := cluster.StartServer(t)
+	s := cluster.StartServer(t, "--lb-pool", "198.51.100.0/29")
 	s.StartSimulatedNodes("sim", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -60,6 +60,37 @@ func TestSchedulerAndReplicaSetOnSimulatedNodes(t *testing.T) {
 			return fmt.Errorf("%d nodes, distinct pod CIDRs %v", len(nodes.Items), cidrs)
 		}
 		return nil
+	})
+
+	t.Run("LoadBalancer Services get a pool address, namespaces a default ServiceAccount", func(t *testing.T) {
+		if out, err := s.Kubectl(ctx, "", "create", "service", "loadbalancer", "lb", "--tcp=80:8080"); err != nil {
+			t.Fatalf("kubectl create service: %v\n%s", err, out)
+		}
+		poll(t, "ingress address", 20*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+			if err != nil || out != "198.51.100.1" {
+				return fmt.Errorf("ingress = %q (%v)", out, err)
+			}
+			return nil
+		})
+		if out, err := s.Kubectl(ctx, "", "patch", "service", "lb", "--type=json",
+			"-p", `[{"op":"replace","path":"/spec/type","value":"ClusterIP"},{"op":"remove","path":"/spec/ports/0/nodePort"}]`); err != nil {
+			t.Fatalf("kubectl patch: %v\n%s", err, out)
+		}
+		poll(t, "address released", 20*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress}")
+			if err != nil || out != "" {
+				return fmt.Errorf("ingress = %q (%v)", out, err)
+			}
+			return nil
+		})
+		if out, err := s.Kubectl(ctx, "", "create", "namespace", "team-a"); err != nil {
+			t.Fatalf("kubectl create namespace: %v\n%s", err, out)
+		}
+		poll(t, "default ServiceAccount", 20*time.Second, func() error {
+			_, err := s.Kubectl(ctx, "", "get", "serviceaccount", "default", "-n", "team-a")
+			return err
+		})
 	})
 
 	if out, err := s.Kubectl(ctx, replicaSetManifest, "apply", "-f", "-"); err != nil {
