@@ -42,6 +42,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.StringVar(&f.upstreams, "dns-upstream", "", "comma-separated resolvers for names outside the cluster (default: /etc/resolv.conf's)")
 	fs.StringVar(&f.opts.ClusterDomain, "cluster-domain", f.opts.ClusterDomain, "DNS domain of the cluster")
 	fs.StringVar(&f.opts.MetricsAddress, "metrics-address", f.opts.MetricsAddress, "address of the node's /metrics and /healthz")
+	fs.DurationVar(&f.opts.LeaseRenewInterval, "lease-renew-interval", f.opts.LeaseRenewInterval, "how often the node renews its Lease (keep it well under the server's --node-monitor-grace-period)")
 }
 
 // resolve turns the string flags into options.
@@ -106,7 +107,7 @@ func runSimulated(ctx context.Context, opts node.Options, count int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := simnode.Start(ctx, cs, simnode.Options{Prefix: opts.NodeName, Count: count}); err != nil {
+	if _, err := simnode.Start(ctx, cs, simnode.Options{Prefix: opts.NodeName, Count: count, LeaseRenewInterval: opts.LeaseRenewInterval}); err != nil {
 		return err
 	}
 	fmt.Printf("%d simulated nodes %s-0 .. %s-%d are up: pods bound to them are reported Running (nothing runs)\n", count, opts.NodeName, opts.NodeName, count-1)

@@ -45,6 +45,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/loadbalancer"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
+	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/etcd"
@@ -71,13 +72,16 @@ type Options struct {
 	// LBPool is where LoadBalancer Services get addresses ("CIDR" or
 	// "FIRST-LAST", comma-separated); empty leaves them pending.
 	LBPool string
+	// NodeMonitorGracePeriod is how long a node may stay silent before it is
+	// marked Unknown and tainted unreachable.
+	NodeMonitorGracePeriod time.Duration
 }
 
 // DefaultOptions are the documented defaults.
 func DefaultOptions() Options {
 	return Options{
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
-		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767",
+		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
 	}
 }
 
@@ -335,11 +339,13 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		return
 	}
 	accounts := serviceaccount.New(cs, factory)
+	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	if len(s.lbPool) > 0 {
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
+	go lifecycle.Run(ctx)
 	go slices.Run(ctx, 4)
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)

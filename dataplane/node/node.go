@@ -54,13 +54,16 @@ type Options struct {
 	ClusterDomain string
 	// MetricsAddress serves /metrics and /healthz.
 	MetricsAddress string
+	// LeaseRenewInterval is how often the node's Lease is renewed.
+	LeaseRenewInterval time.Duration
 }
 
 // DefaultOptions are the documented defaults.
 func DefaultOptions() Options {
 	host, _ := os.Hostname()
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
-		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249"}
+		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
+		LeaseRenewInterval: DefaultLeaseRenewInterval}
 }
 
 // Node is a running node daemon.
@@ -144,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("register node %s: %w", opts.NodeName, err)
 	}
-	go keepLease(ctx, cs, opts.NodeName)
+	go keepLease(ctx, cs, opts)
 	go func() {
 		<-ctx.Done()
 		n.close()

@@ -25,10 +25,11 @@ import (
 // NoRuntimeTaint keeps pods off a node that cannot run them yet.
 const NoRuntimeTaint = "node.petrel.io/no-container-runtime"
 
-const (
-	leaseDuration = 40 * time.Second
-	leaseRenew    = 10 * time.Second
-)
+// DefaultLeaseRenewInterval is how often a node renews its Lease, as
+// kubelets do; the node lifecycle controller's grace period must be longer.
+const DefaultLeaseRenewInterval = 10 * time.Second
+
+const leaseDuration = 40 * time.Second
 
 // register creates or refreshes the Node with the machine's capacity,
 // addresses and a Ready condition.
@@ -69,16 +70,24 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options) error 
 
 // keepLease renews the node's Lease in kube-node-lease, as kubelets do, so
 // that the node lifecycle controller sees the node alive.
-func keepLease(ctx context.Context, cs kubernetes.Interface, name string) {
+func keepLease(ctx context.Context, cs kubernetes.Interface, opts Options) {
+	name := opts.NodeName
 	leases := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	for {
 		if err := renew(ctx, leases, name); err != nil && ctx.Err() == nil {
 			slog.Warn("node: lease renewal failed; retrying", "err", err)
 		}
+		// Back after a silence the node lifecycle controller noticed: say
+		// Ready again.
+		if n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil && !ready(n) {
+			if err := register(ctx, cs, opts); err != nil && ctx.Err() == nil {
+				slog.Warn("node: status update failed; retrying", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(leaseRenew):
+		case <-time.After(opts.LeaseRenewInterval):
 		}
 	}
 }
@@ -153,4 +162,13 @@ func osImage() string {
 		}
 	}
 	return fmt.Sprint(runtime.GOOS)
+}
+
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -39,6 +39,8 @@ type Options struct {
 	CPU    string
 	Memory string
 	Pods   int
+	// LeaseRenewInterval is how often each node's Lease is renewed.
+	LeaseRenewInterval time.Duration
 }
 
 // Simulator is a running set of simulated nodes.
@@ -68,6 +70,9 @@ func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Simulat
 	}
 	if opts.Pods == 0 {
 		opts.Pods = 110
+	}
+	if opts.LeaseRenewInterval == 0 {
+		opts.LeaseRenewInterval = 10 * time.Second
 	}
 	s := &Simulator{client: cs, opts: opts, names: map[string]bool{}, ips: map[string]map[netip.Addr]string{},
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
@@ -165,11 +170,16 @@ func (s *Simulator) keepLeases(ctx context.Context) {
 			if err != nil && ctx.Err() == nil {
 				slog.Warn("simulated node: lease", "node", name, "err", err)
 			}
+			if n, err := s.nodes.Get(name); err == nil && !nodeReady(n) {
+				if err := s.register(ctx, name); err != nil && ctx.Err() == nil {
+					slog.Warn("simulated node: status", "node", name, "err", err)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Second):
+		case <-time.After(s.opts.LeaseRenewInterval):
 		}
 	}
 }
@@ -284,4 +294,13 @@ func (s *Simulator) release(pod *corev1.Pod) {
 			delete(s.ips[pod.Spec.NodeName], a)
 		}
 	}
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -112,11 +113,13 @@ func (u *Up) Petrelctl(ctx context.Context, args ...string) (string, error) {
 }
 
 // StartSimulatedNodes runs `petrel node --simulate n` against the server,
-// with nodes named <prefix>-0 .. <prefix>-(n-1); the test's cleanup stops it.
-func (s *Server) StartSimulatedNodes(prefix string, n int) {
+// with nodes named <prefix>-0 .. <prefix>-(n-1), and returns a function that
+// kills it (as a crash would); the test's cleanup stops it in any case.
+func (s *Server) StartSimulatedNodes(prefix string, n int, extraArgs ...string) (kill func()) {
 	s.t.Helper()
-	cmd := exec.Command(Binary(s.t), "node", "--simulate", strconv.Itoa(n), "--node-name", prefix, "--kubeconfig", s.Kubeconfig)
-	lf, err := os.Create(filepath.Join(s.DataDir, "simulated-nodes.log"))
+	args := append([]string{"node", "--simulate", strconv.Itoa(n), "--node-name", prefix, "--kubeconfig", s.Kubeconfig}, extraArgs...)
+	cmd := exec.Command(Binary(s.t), args...)
+	lf, err := os.OpenFile(filepath.Join(s.DataDir, "simulated-nodes.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -127,14 +130,19 @@ func (s *Server) StartSimulatedNodes(prefix string, n int) {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	s.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		lf.Close()
-	})
+	var once sync.Once
+	stop := func(sig syscall.Signal) {
+		once.Do(func() {
+			_ = cmd.Process.Signal(sig)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			lf.Close()
+		})
+	}
+	s.t.Cleanup(func() { stop(syscall.SIGTERM) })
+	return func() { stop(syscall.SIGKILL) }
 }
