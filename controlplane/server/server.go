@@ -42,6 +42,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
+	"github.com/petrel-project/petrel/controlplane/controllers/job"
 	"github.com/petrel-project/petrel/controlplane/controllers/loadbalancer"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
@@ -332,6 +333,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	slices := endpointslice.New(cs, factory)
 	sets := replicaset.New(cs, factory)
 	deployments := deployment.New(cs, factory)
+	jobs := job.New(cs, factory)
 	sched := scheduler.New(cs, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
 	if err != nil {
@@ -349,6 +351,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go slices.Run(ctx, 4)
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)
+	go jobs.Run(ctx, 4)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)
 	go namespace.Run(ctx, s.Kubeconfig, resources)

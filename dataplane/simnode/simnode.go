@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -218,8 +219,11 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		}
 		return nil
 	}
-	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
+	}
+	if pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" {
+		return s.finish(ctx, pod)
 	}
 	ip, err := s.assign(pod)
 	if err != nil {
@@ -303,4 +307,68 @@ func nodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// Annotations that make a simulated pod's containers exit, so that Jobs can
+// run to completion (or fail) on simulated nodes, as kwok's stages allow.
+const (
+	ExitCodeAnnotation   = "simulate.petrel.io/exit-code"
+	RunSecondsAnnotation = "simulate.petrel.io/run-seconds"
+)
+
+// finish ends a running pod's containers when its annotations ask for it:
+// Succeeded or Failed for restartPolicy Never, a restart for the others.
+func (s *Simulator) finish(ctx context.Context, pod *corev1.Pod) error {
+	codeText, ok := pod.Annotations[ExitCodeAnnotation]
+	if !ok || len(pod.Status.ContainerStatuses) == 0 {
+		return nil
+	}
+	code, err := strconv.Atoi(codeText)
+	if err != nil {
+		return nil // a bad annotation: the pod just runs
+	}
+	run, _ := strconv.ParseFloat(pod.Annotations[RunSecondsAnnotation], 64)
+	running := pod.Status.ContainerStatuses[0].State.Running
+	if running == nil {
+		return nil
+	}
+	if left := time.Duration(run*float64(time.Second)) - time.Since(running.StartedAt.Time); left > 0 {
+		s.queue.AddAfter(pod.Namespace+"/"+pod.Name, left)
+		return nil
+	}
+	now := metav1.Now()
+	upd := pod.DeepCopy()
+	terminated := corev1.ContainerStateTerminated{ExitCode: int32(code), StartedAt: running.StartedAt, FinishedAt: now, Reason: "Completed"}
+	if code != 0 {
+		terminated.Reason = "Error"
+	}
+	restart := pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || (pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure && code != 0)
+	for i := range upd.Status.ContainerStatuses {
+		cs := &upd.Status.ContainerStatuses[i]
+		if restart {
+			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated.DeepCopy()}
+			cs.RestartCount++
+			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+		} else {
+			cs.State = corev1.ContainerState{Terminated: terminated.DeepCopy()}
+			cs.Ready, cs.Started = false, ptr.To(false)
+		}
+	}
+	if !restart {
+		upd.Status.Phase = corev1.PodSucceeded
+		if code != 0 {
+			upd.Status.Phase = corev1.PodFailed
+		}
+		for i := range upd.Status.Conditions {
+			if t := upd.Status.Conditions[i].Type; t == corev1.PodReady || t == corev1.ContainersReady {
+				upd.Status.Conditions[i].Status, upd.Status.Conditions[i].Reason = corev1.ConditionFalse, "PodCompleted"
+				upd.Status.Conditions[i].LastTransitionTime = now
+			}
+		}
+	}
+	_, err = s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
 }

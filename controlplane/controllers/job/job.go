@@ -1,0 +1,458 @@
+// Package job runs Jobs to completion: pods up to parallelism until
+// completions succeed (NonIndexed, or Indexed with one pod per index),
+// failures retried with exponential backoff until backoffLimit,
+// activeDeadlineSeconds, suspend, and ttlSecondsAfterFinished clean-up;
+// the status carries active/ready/succeeded/failed, completedIndexes and the
+// Complete or Failed condition that `kubectl wait` reads.
+package job
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+)
+
+// BackoffBase is the first retry delay after a failed pod; it doubles per
+// failure up to BackoffMax, as Kubernetes' job controller does.
+var (
+	BackoffBase = 10 * time.Second
+	BackoffMax  = 6 * time.Minute
+)
+
+// Controller reconciles Jobs.
+type Controller struct {
+	client kubernetes.Interface
+	clock  clock.Clock
+	queue  workqueue.TypedRateLimitingInterface[string]
+	jobs   batchlisters.JobLister
+	pods   corelisters.PodLister
+	synced []cache.InformerSynced
+}
+
+// New builds the controller on a shared informer factory.
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
+	c := &Controller{client: cs, clock: clock.RealClock{}, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "job"})}
+	jInf, pInf := factory.Batch().V1().Jobs(), factory.Core().V1().Pods()
+	c.jobs, c.pods = jInf.Lister(), pInf.Lister()
+	c.synced = []cache.InformerSynced{jInf.Informer().HasSynced, pInf.Informer().HasSynced}
+	enqueue := func(obj interface{}) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	_, _ = jInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
+	owner := func(obj interface{}) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok {
+			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
+				c.queue.Add(p.Namespace + "/" + ref.Name)
+			}
+		}
+	}
+	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	return c
+}
+
+// Run works the queue until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		after, err := c.sync(ctx, key)
+		switch {
+		case err != nil:
+			slog.Warn("job controller: retrying", "job", key, "err", err)
+			c.queue.AddRateLimited(key)
+		case after > 0:
+			c.queue.Forget(key)
+			c.queue.AddAfter(key, after)
+		default:
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+func finished(j *batchv1.Job) (bool, *metav1.Time) {
+	for _, cond := range j.Status.Conditions {
+		if (cond.Type == batchv1.JobComplete || cond.Type == batchv1.JobFailed) && cond.Status == corev1.ConditionTrue {
+			return true, &cond.LastTransitionTime
+		}
+	}
+	return false, nil
+}
+
+// counts is what the Job's pods say.
+type counts struct {
+	active           []*corev1.Pod
+	ready            int32
+	succeeded        int32
+	failed           int32
+	lastFailure      time.Time
+	succeededIndexes map[int]bool
+	activeIndexes    map[int]bool
+}
+
+func completionIndex(p *corev1.Pod) (int, bool) {
+	v, ok := p.Annotations[batchv1.JobCompletionIndexAnnotation]
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(v)
+	return i, err == nil
+}
+
+func (c *Controller) count(j *batchv1.Job) (counts, error) {
+	all, err := c.pods.Pods(j.Namespace).List(labels.Everything())
+	if err != nil {
+		return counts{}, err
+	}
+	out := counts{succeededIndexes: map[int]bool{}, activeIndexes: map[int]bool{}}
+	for _, p := range all {
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.UID != j.UID {
+			continue
+		}
+		idx, indexed := completionIndex(p)
+		switch {
+		case p.Status.Phase == corev1.PodSucceeded:
+			out.succeeded++
+			if indexed {
+				out.succeededIndexes[idx] = true
+			}
+		case p.Status.Phase == corev1.PodFailed:
+			out.failed++
+			if t := failureTime(p); t.After(out.lastFailure) {
+				out.lastFailure = t
+			}
+		case p.DeletionTimestamp == nil:
+			out.active = append(out.active, p)
+			if indexed {
+				out.activeIndexes[idx] = true
+			}
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					out.ready++
+				}
+			}
+			// OnFailure restarts in place; each restart counts as a failure.
+			for _, cs := range p.Status.ContainerStatuses {
+				out.failed += cs.RestartCount
+			}
+		}
+	}
+	if indexed(j) {
+		// Several pods may have succeeded for one index: count indexes.
+		out.succeeded = int32(len(out.succeededIndexes))
+	}
+	return out, nil
+}
+
+func failureTime(p *corev1.Pod) time.Time {
+	var t time.Time
+	for _, cs := range p.Status.ContainerStatuses {
+		if term := cs.State.Terminated; term != nil && term.FinishedAt.After(t) {
+			t = term.FinishedAt.Time
+		}
+	}
+	if t.IsZero() && p.Status.StartTime != nil {
+		t = p.Status.StartTime.Time
+	}
+	return t
+}
+
+func indexed(j *batchv1.Job) bool {
+	return j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion
+}
+
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	j, err := c.jobs.Jobs(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if j.DeletionTimestamp != nil {
+		return 0, nil
+	}
+	if done, at := finished(j); done {
+		return c.expire(ctx, j, at)
+	}
+	cnt, err := c.count(j)
+	if err != nil {
+		return 0, err
+	}
+	now := c.clock.Now()
+	st := j.Status.DeepCopy()
+	suspended := ptr.Deref(j.Spec.Suspend, false)
+	if st.StartTime == nil && !suspended {
+		st.StartTime = &metav1.Time{Time: now}
+	}
+	st.Active, st.Ready, st.Succeeded, st.Failed = int32(len(cnt.active)), ptr.To(cnt.ready), cnt.succeeded, cnt.failed
+	if indexed(j) {
+		st.CompletedIndexes = formatIndexes(cnt.succeededIndexes)
+	}
+	var after time.Duration
+
+	completions := j.Spec.Completions
+	switch {
+	case cnt.failed > ptr.Deref(j.Spec.BackoffLimit, 6):
+		if err := c.deletePods(ctx, cnt.active); err != nil {
+			return 0, err
+		}
+		setFinished(st, batchv1.JobFailed, "BackoffLimitExceeded", "Job has reached the specified backoff limit", now)
+	case j.Spec.ActiveDeadlineSeconds != nil && st.StartTime != nil && now.Sub(st.StartTime.Time) >= time.Duration(*j.Spec.ActiveDeadlineSeconds)*time.Second:
+		if err := c.deletePods(ctx, cnt.active); err != nil {
+			return 0, err
+		}
+		setFinished(st, batchv1.JobFailed, "DeadlineExceeded", "Job was active longer than specified deadline", now)
+	case (completions != nil && cnt.succeeded >= *completions) || (completions == nil && cnt.succeeded > 0 && len(cnt.active) == 0):
+		if err := c.deletePods(ctx, cnt.active); err != nil {
+			return 0, err
+		}
+		setFinished(st, batchv1.JobComplete, "CompletionsReached", "Reached expected number of succeeded pods", now)
+		st.CompletionTime = &metav1.Time{Time: now}
+	case suspended:
+		if err := c.deletePods(ctx, cnt.active); err != nil {
+			return 0, err
+		}
+		setCondition(st, batchv1.JobSuspended, corev1.ConditionTrue, "JobSuspended", "Job suspended", now)
+	default:
+		setCondition(st, batchv1.JobSuspended, corev1.ConditionFalse, "JobResumed", "Job resumed", now)
+		// Failed pods hold back replacements: 10 s, 20 s, 40 s, ...
+		if cnt.failed > 0 {
+			delay := min(BackoffBase<<min(cnt.failed-1, 10), BackoffMax)
+			if wait := delay - now.Sub(cnt.lastFailure); wait > 0 {
+				after = wait
+				break
+			}
+		}
+		if err := c.createPods(ctx, j, cnt); err != nil {
+			return 0, err
+		}
+		if d := j.Spec.ActiveDeadlineSeconds; d != nil && st.StartTime != nil {
+			left := time.Duration(*d)*time.Second - now.Sub(st.StartTime.Time)
+			if after == 0 || left < after {
+				after = max(left, time.Millisecond)
+			}
+		}
+	}
+	if err := c.writeStatus(ctx, j, st); err != nil {
+		return 0, err
+	}
+	return after, nil
+}
+
+// createPods starts pods up to parallelism for the work left.
+func (c *Controller) createPods(ctx context.Context, j *batchv1.Job, cnt counts) error {
+	parallelism := ptr.Deref(j.Spec.Parallelism, 1)
+	active := int32(len(cnt.active))
+	if indexed(j) {
+		n := int(ptr.Deref(j.Spec.Completions, 1))
+		for i := 0; i < n && active < parallelism; i++ {
+			if cnt.succeededIndexes[i] || cnt.activeIndexes[i] {
+				continue
+			}
+			if err := c.createPod(ctx, j, &i); err != nil {
+				return err
+			}
+			active++
+		}
+		return nil
+	}
+	want := parallelism
+	if comp := j.Spec.Completions; comp != nil {
+		want = min(parallelism, *comp-cnt.succeeded)
+	} else if cnt.succeeded > 0 {
+		want = 0 // a work queue: once one succeeds, no new pods
+	}
+	for ; active < want; active++ {
+		if err := c.createPod(ctx, j, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Controller) createPod(ctx context.Context, j *batchv1.Job, index *int) error {
+	t := j.Spec.Template.DeepCopy()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: j.Name + "-", Namespace: j.Namespace, Labels: t.Labels, Annotations: t.Annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job"))}},
+		Spec: t.Spec,
+	}
+	if index != nil {
+		s := strconv.Itoa(*index)
+		pod.GenerateName = j.Name + "-" + s + "-"
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[batchv1.JobCompletionIndexAnnotation] = s
+		pod.Labels = copyMap(pod.Labels)
+		pod.Labels[batchv1.JobCompletionIndexAnnotation] = s
+		pod.Spec.Hostname = j.Name + "-" + s
+		for i := range pod.Spec.Containers {
+			pod.Spec.Containers[i].Env = append(pod.Spec.Containers[i].Env, corev1.EnvVar{Name: "JOB_COMPLETION_INDEX", Value: s})
+		}
+	}
+	_, err := c.client.CoreV1().Pods(j.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "job-controller"})
+	if err != nil {
+		return fmt.Errorf("create pod: %w", err)
+	}
+	return nil
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *Controller) deletePods(ctx context.Context, pods []*corev1.Pod) error {
+	for _, p := range pods {
+		if err := c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete pod %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// expire deletes a finished Job once its ttlSecondsAfterFinished passed.
+func (c *Controller) expire(ctx context.Context, j *batchv1.Job, at *metav1.Time) (time.Duration, error) {
+	ttl := j.Spec.TTLSecondsAfterFinished
+	if ttl == nil {
+		return 0, nil
+	}
+	left := time.Duration(*ttl)*time.Second - c.clock.Since(at.Time)
+	if left > 0 {
+		return left, nil
+	}
+	bg := metav1.DeletePropagationBackground
+	err := c.client.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &bg,
+		Preconditions: &metav1.Preconditions{UID: &j.UID}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 0, err
+	}
+	return 0, nil
+}
+
+func setCondition(st *batchv1.JobStatus, t batchv1.JobConditionType, status corev1.ConditionStatus, reason, msg string, now time.Time) {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == t {
+			if st.Conditions[i].Status != status {
+				st.Conditions[i] = batchv1.JobCondition{Type: t, Status: status, Reason: reason, Message: msg,
+					LastProbeTime: metav1.Time{Time: now}, LastTransitionTime: metav1.Time{Time: now}}
+			}
+			return
+		}
+	}
+	if t == batchv1.JobSuspended && status == corev1.ConditionFalse {
+		return // no condition needed for a Job that was never suspended
+	}
+	st.Conditions = append(st.Conditions, batchv1.JobCondition{Type: t, Status: status, Reason: reason, Message: msg,
+		LastProbeTime: metav1.Time{Time: now}, LastTransitionTime: metav1.Time{Time: now}})
+}
+
+// setFinished adds the terminal condition with the interim one Kubernetes
+// 1.31+ writes before it (SuccessCriteriaMet or FailureTarget).
+func setFinished(st *batchv1.JobStatus, t batchv1.JobConditionType, reason, msg string, now time.Time) {
+	interim := batchv1.JobFailureTarget
+	if t == batchv1.JobComplete {
+		interim = batchv1.JobSuccessCriteriaMet
+	}
+	setCondition(st, interim, corev1.ConditionTrue, reason, msg, now)
+	setCondition(st, t, corev1.ConditionTrue, reason, msg, now)
+}
+
+func (c *Controller) writeStatus(ctx context.Context, j *batchv1.Job, st *batchv1.JobStatus) error {
+	if equalStatus(&j.Status, st) {
+		return nil
+	}
+	upd := j.DeepCopy()
+	upd.Status = *st
+	if _, err := c.client.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			c.queue.Add(j.Namespace + "/" + j.Name)
+			return nil
+		}
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}
+
+func equalStatus(a, b *batchv1.JobStatus) bool {
+	if a.Active != b.Active || ptr.Deref(a.Ready, -1) != ptr.Deref(b.Ready, -1) || a.Succeeded != b.Succeeded || a.Failed != b.Failed ||
+		a.CompletedIndexes != b.CompletedIndexes || (a.StartTime == nil) != (b.StartTime == nil) ||
+		(a.CompletionTime == nil) != (b.CompletionTime == nil) || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.Conditions {
+		if a.Conditions[i].Type != b.Conditions[i].Type || a.Conditions[i].Status != b.Conditions[i].Status {
+			return false
+		}
+	}
+	return true
+}
+
+// formatIndexes writes "0-2,4" as Kubernetes' completedIndexes does.
+func formatIndexes(set map[int]bool) string {
+	idx := make([]int, 0, len(set))
+	for i := range set {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	var parts []string
+	for k := 0; k < len(idx); {
+		start := idx[k]
+		for k+1 < len(idx) && idx[k+1] == idx[k]+1 {
+			k++
+		}
+		if idx[k] == start {
+			parts = append(parts, strconv.Itoa(start))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", start, idx[k]))
+		}
+		k++
+	}
+	return strings.Join(parts, ",")
+}

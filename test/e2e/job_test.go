@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/petrel-project/petrel/test/cluster"
+)
+
+const jobsManifest = `apiVersion: batch/v1
+kind: Job
+metadata: {name: works, namespace: default}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    metadata: {annotations: {simulate.petrel.io/exit-code: "0", simulate.petrel.io/run-seconds: "0.5"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: petrel.local/testserver:1, command: ["true"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: fails, namespace: default}
+spec:
+  backoffLimit: 1
+  template:
+    metadata: {annotations: {simulate.petrel.io/exit-code: "1"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: petrel.local/testserver:1, command: ["false"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: indexed, namespace: default}
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  ttlSecondsAfterFinished: 3
+  template:
+    metadata: {annotations: {simulate.petrel.io/exit-code: "0"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: petrel.local/testserver:1}]
+`
+
+// TestJobs runs Jobs on simulated nodes, whose pods exit as their
+// annotations say: completions with parallelism, failures up to
+// backoffLimit, an Indexed Job and its ttlSecondsAfterFinished.
+func TestJobs(t *testing.T) {
+	s := cluster.StartServer(t)
+	s.StartSimulatedNodes("jobs", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := s.Kubectl(ctx, jobsManifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "wait", "--for=condition=complete", "job/works", "--timeout=60s"); err != nil {
+		t.Fatalf("kubectl wait complete: %v\n%s", err, out)
+	}
+	if out, _ := s.Kubectl(ctx, "", "get", "job", "works", "-o", "jsonpath={.status.succeeded}/{.status.failed}"); out != "3/" && out != "3/0" {
+		t.Errorf("works: succeeded/failed = %s", out)
+	}
+	if out, _ := s.Kubectl(ctx, "", "get", "job", "works"); !strings.Contains(out, "Complete") || !strings.Contains(out, "3/3") {
+		t.Errorf("kubectl get job:\n%s", out)
+	}
+
+	if out, err := s.Kubectl(ctx, "", "wait", "--for=condition=failed", "job/fails", "--timeout=90s"); err != nil {
+		t.Fatalf("kubectl wait failed: %v\n%s", err, out)
+	}
+	out, _ := s.Kubectl(ctx, "", "get", "job", "fails", "-o", "jsonpath={.status.failed} {.status.conditions[?(@.type=='Failed')].reason}")
+	if out != "2 BackoffLimitExceeded" {
+		t.Errorf("fails: %q, want 2 failures and BackoffLimitExceeded", out)
+	}
+
+	poll(t, "indexed job done, then removed by its TTL", 60*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "jobs", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, "job.batch/indexed") {
+			return fmt.Errorf("still there: %s", out)
+		}
+		return nil
+	})
+	poll(t, "its pods collected", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "batch.kubernetes.io/job-name=indexed", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("pods = %q (%v)", out, err)
+		}
+		return nil
+	})
+}
