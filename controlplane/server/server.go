@@ -36,9 +36,11 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
@@ -334,6 +336,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	sets := replicaset.New(cs, factory)
 	deployments := deployment.New(cs, factory)
 	jobs := job.New(cs, factory)
+	cronJobs := cronjob.New(cs, factory, clock.RealClock{})
 	sched := scheduler.New(cs, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
 	if err != nil {
@@ -352,6 +355,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)
 	go jobs.Run(ctx, 4)
+	go cronJobs.Run(ctx)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)
 	go namespace.Run(ctx, s.Kubeconfig, resources)
