@@ -51,6 +51,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
+	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/pki"
@@ -336,6 +337,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	sets := replicaset.New(cs, factory)
 	deployments := deployment.New(cs, factory)
 	jobs := job.New(cs, factory)
+	statefulSets := statefulset.New(cs, factory)
 	cronJobs := cronjob.New(cs, factory, clock.RealClock{})
 	sched := scheduler.New(cs, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
@@ -355,6 +357,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)
 	go jobs.Run(ctx, 4)
+	go statefulSets.Run(ctx, 4)
 	go cronJobs.Run(ctx)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)

@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/petrel-project/petrel/test/cluster"
+)
+
+const statefulSetManifest = `apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: default}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: petrel.local/testserver:1}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+`
+
+// TestStatefulSet checks ordered start with stable names, hostnames and
+// per-ordinal claims, scale down from the top, and a rolling update.
+func TestStatefulSet(t *testing.T) {
+	s := cluster.StartServer(t)
+	s.StartSimulatedNodes("sts", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := s.Clientset()
+
+	var mu sync.Mutex
+	var order []string
+	w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				mu.Lock()
+				order = append(order, p.Name)
+				mu.Unlock()
+			}
+		}
+	}()
+	if out, err := s.Kubectl(ctx, statefulSetManifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "rollout", "status", "statefulset/db", "--timeout=60s"); err != nil {
+		t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+	mu.Lock()
+	if strings.Join(order, ",") != "db-0,db-1,db-2" {
+		t.Errorf("pods created in order %v, want db-0,db-1,db-2", order)
+	}
+	mu.Unlock()
+	out, _ := s.Kubectl(ctx, "", "get", "pod", "db-1", "-o", "jsonpath={.spec.hostname}.{.spec.subdomain} {.spec.volumes[?(@.name=='data')].persistentVolumeClaim.claimName}")
+	if out != "db-1.db data-db-1" {
+		t.Errorf("db-1 identity = %q", out)
+	}
+	poll(t, "headless slice with hostnames", 20*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "endpointslices", "-l", "kubernetes.io/service-name=db", "-o", "jsonpath={.items[0].endpoints[*].hostname}")
+		if err != nil || len(strings.Fields(out)) != 3 || !strings.Contains(out, "db-2") {
+			return fmt.Errorf("hostnames = %q (%v)", out, err)
+		}
+		return nil
+	})
+
+	if out, err := s.Kubectl(ctx, "", "scale", "statefulset", "db", "--replicas=1"); err != nil {
+		t.Fatalf("kubectl scale: %v\n%s", err, out)
+	}
+	poll(t, "scaled down to db-0", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "app=db", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "pod/db-0" {
+			return fmt.Errorf("pods = %q (%v)", out, err)
+		}
+		return nil
+	})
+	if out, _ := s.Kubectl(ctx, "", "get", "pvc", "-o", "name"); strings.Count(out, "persistentvolumeclaim/data-db-") != 3 {
+		t.Errorf("claims must outlive scale-down: %q", out)
+	}
+
+	if out, err := s.Kubectl(ctx, "", "scale", "statefulset", "db", "--replicas=3"); err != nil {
+		t.Fatalf("kubectl scale: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "rollout", "status", "statefulset/db", "--timeout=60s"); err != nil {
+		t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "set", "image", "statefulset/db", "db=petrel.local/testserver:2"); err != nil {
+		t.Fatalf("set image: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "rollout", "status", "statefulset/db", "--timeout=90s"); err != nil {
+		t.Fatalf("rollout status after set image: %v\n%s", err, out)
+	}
+	poll(t, "all pods updated", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "app=db", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}")
+		if err != nil || strings.Count(out, "testserver:2") != 3 {
+			return fmt.Errorf("images = %q (%v)", out, err)
+		}
+		return nil
+	})
+	if out, _ := s.Kubectl(ctx, "", "rollout", "history", "statefulset/db"); !strings.Contains(out, "1") || !strings.Contains(out, "2") {
+		t.Errorf("rollout history:\n%s", out)
+	}
+}
