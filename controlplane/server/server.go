@@ -41,6 +41,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
+	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
@@ -338,6 +339,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	deployments := deployment.New(cs, factory)
 	jobs := job.New(cs, factory)
 	statefulSets := statefulset.New(cs, factory)
+	daemonSets := daemonset.New(cs, factory)
 	cronJobs := cronjob.New(cs, factory, clock.RealClock{})
 	sched := scheduler.New(cs, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
@@ -358,6 +360,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go deployments.Run(ctx, 4)
 	go jobs.Run(ctx, 4)
 	go statefulSets.Run(ctx, 4)
+	go daemonSets.Run(ctx, 2)
 	go cronJobs.Run(ctx)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)

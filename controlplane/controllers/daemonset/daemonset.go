@@ -1,0 +1,351 @@
+// Package daemonset runs one pod of each DaemonSet on every eligible node:
+// nodes matching the template's node selector and affinity whose NoSchedule
+// and NoExecute taints the pod tolerates (with the tolerations Kubernetes
+// adds to daemon pods). Pods are pinned with node affinity on metadata.name
+// and placed by the scheduler; they follow nodes added and removed, and a
+// template change rolls out node by node within maxUnavailable.
+package daemonset
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+	"k8s.io/klog/v2"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/revision"
+)
+
+var kind = appsv1.SchemeGroupVersion.WithKind("DaemonSet")
+
+// Controller reconciles DaemonSets.
+type Controller struct {
+	client kubernetes.Interface
+	queue  workqueue.TypedRateLimitingInterface[string]
+	sets   appslisters.DaemonSetLister
+	pods   corelisters.PodLister
+	nodes  corelisters.NodeLister
+	synced []cache.InformerSynced
+}
+
+// New builds the controller on a shared informer factory.
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
+	c := &Controller{client: cs, queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "daemonset"})}
+	dInf, pInf, nInf := factory.Apps().V1().DaemonSets(), factory.Core().V1().Pods(), factory.Core().V1().Nodes()
+	c.sets, c.pods, c.nodes = dInf.Lister(), pInf.Lister(), nInf.Lister()
+	c.synced = []cache.InformerSynced{dInf.Informer().HasSynced, pInf.Informer().HasSynced, nInf.Informer().HasSynced}
+	enqueue := func(obj interface{}) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.queue.Add(key)
+		}
+	}
+	_, _ = dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
+	owner := func(obj interface{}) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok {
+			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "DaemonSet" {
+				c.queue.Add(p.Namespace + "/" + ref.Name)
+			}
+		}
+	}
+	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	all := func(interface{}) {
+		sets, _ := c.sets.List(labels.Everything())
+		for _, ds := range sets {
+			c.queue.Add(ds.Namespace + "/" + ds.Name)
+		}
+	}
+	_, _ = nInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, n interface{}) { all(n) }, DeleteFunc: all})
+	return c
+}
+
+// Run works the queue until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		if err := c.sync(ctx, key); err != nil {
+			slog.Warn("daemonset controller: retrying", "daemonset", key, "err", err)
+			c.queue.AddRateLimited(key)
+		} else {
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+// daemonTolerations are what Kubernetes adds to every daemon pod, so that
+// daemons stay on nodes that are unhealthy or cordoned.
+var daemonTolerations = []corev1.Toleration{
+	{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
+	{Key: corev1.TaintNodeDiskPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodeMemoryPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodePIDPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+	{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+}
+
+func withDaemonTolerations(spec *corev1.PodSpec) {
+	for _, t := range daemonTolerations {
+		has := false
+		for _, e := range spec.Tolerations {
+			if e.Key == t.Key && e.Effect == t.Effect {
+				has = true
+			}
+		}
+		if !has {
+			spec.Tolerations = append(spec.Tolerations, t)
+		}
+	}
+}
+
+// eligible says whether ds should run on node.
+func eligible(ds *appsv1.DaemonSet, node *corev1.Node) bool {
+	probe := &corev1.Pod{Spec: *ds.Spec.Template.Spec.DeepCopy()}
+	withDaemonTolerations(&probe.Spec)
+	if ok, _ := nodeaffinity.GetRequiredNodeAffinity(probe).Match(node); !ok {
+		return false
+	}
+	filter := func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}
+	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, probe.Spec.Tolerations, filter, false)
+	return !untolerated
+}
+
+func available(p *corev1.Pod, minReady int32) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return minReady == 0 || time.Since(c.LastTransitionTime.Time) >= time.Duration(minReady)*time.Second
+		}
+	}
+	return false
+}
+
+// targetNode reads the node a daemon pod is pinned to.
+func targetNode(p *corev1.Pod) string {
+	if p.Spec.NodeName != "" {
+		return p.Spec.NodeName
+	}
+	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			for _, f := range term.MatchFields {
+				if f.Key == "metadata.name" && len(f.Values) == 1 {
+					return f.Values[0]
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func (c *Controller) sync(ctx context.Context, key string) error {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	ds, err := c.sets.DaemonSets(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || ds.DeletionTimestamp != nil {
+		return err
+	}
+	rev, err := revision.Ensure(ctx, c.client, ds, kind, &ds.Spec.Template)
+	if err != nil {
+		return err
+	}
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	all, err := c.pods.Pods(ns).List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	byNode := map[string][]*corev1.Pod{}
+	for _, p := range all {
+		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == ds.UID && p.DeletionTimestamp == nil &&
+			p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			byNode[targetNode(p)] = append(byNode[targetNode(p)], p)
+		}
+	}
+	want := map[string]bool{}
+	for _, n := range nodes {
+		if eligible(ds, n) {
+			want[n.Name] = true
+		}
+	}
+	var st appsv1.DaemonSetStatus
+	var outdated []*corev1.Pod
+	unavailable := 0
+	for _, n := range nodes {
+		pods := byNode[n.Name]
+		if !want[n.Name] {
+			st.NumberMisscheduled += int32(len(pods))
+			for _, p := range pods {
+				if err := c.deletePod(ctx, p); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		st.DesiredNumberScheduled++
+		if len(pods) == 0 {
+			if err := c.createPod(ctx, ds, n.Name, rev); err != nil {
+				return err
+			}
+			unavailable++
+			continue
+		}
+		sort.Slice(pods, func(i, j int) bool { return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp) })
+		for _, extra := range pods[1:] {
+			if err := c.deletePod(ctx, extra); err != nil {
+				return err
+			}
+		}
+		p := pods[0]
+		st.CurrentNumberScheduled++
+		if p.Labels[revision.HashLabel] == rev {
+			st.UpdatedNumberScheduled++
+		} else {
+			outdated = append(outdated, p)
+		}
+		if available(p, ds.Spec.MinReadySeconds) {
+			st.NumberAvailable++
+		} else {
+			unavailable++
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				st.NumberReady++
+			}
+		}
+	}
+	// Pods on nodes that are gone.
+	for nodeName, pods := range byNode {
+		if _, err := c.nodes.Get(nodeName); apierrors.IsNotFound(err) {
+			for _, p := range pods {
+				if err := c.deletePod(ctx, p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
+		maxUnavailable := intstr.FromInt32(1)
+		if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {
+			maxUnavailable = *ru.MaxUnavailable
+		}
+		budget, _ := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, int(st.DesiredNumberScheduled), true)
+		budget = max(budget, 1) - unavailable
+		// Unavailable outdated pods go first: replacing them costs nothing.
+		sort.SliceStable(outdated, func(i, j int) bool {
+			return !available(outdated[i], ds.Spec.MinReadySeconds) && available(outdated[j], ds.Spec.MinReadySeconds)
+		})
+		for _, p := range outdated {
+			if available(p, ds.Spec.MinReadySeconds) {
+				if budget <= 0 {
+					break
+				}
+				budget--
+			}
+			if err := c.deletePod(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	st.NumberUnavailable = max(st.DesiredNumberScheduled-st.NumberAvailable, 0)
+	st.ObservedGeneration = ds.Generation
+	old := ds.Status
+	if old.ObservedGeneration == st.ObservedGeneration && old.DesiredNumberScheduled == st.DesiredNumberScheduled &&
+		old.CurrentNumberScheduled == st.CurrentNumberScheduled && old.NumberMisscheduled == st.NumberMisscheduled &&
+		old.NumberReady == st.NumberReady && old.UpdatedNumberScheduled == st.UpdatedNumberScheduled &&
+		old.NumberAvailable == st.NumberAvailable && old.NumberUnavailable == st.NumberUnavailable {
+		return nil
+	}
+	upd := ds.DeepCopy()
+	st.CollisionCount, st.Conditions = ds.Status.CollisionCount, ds.Status.Conditions
+	upd.Status = st
+	if _, err := c.client.AppsV1().DaemonSets(ns).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}
+
+func (c *Controller) createPod(ctx context.Context, ds *appsv1.DaemonSet, node, rev string) error {
+	t := ds.Spec.Template.DeepCopy()
+	lbls := map[string]string{}
+	for k, v := range t.Labels {
+		lbls[k] = v
+	}
+	lbls[revision.HashLabel] = rev
+	spec := t.Spec
+	withDaemonTolerations(&spec)
+	// Pinned to the node by affinity on its name; the scheduler binds it.
+	pin := corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}}}
+	if spec.Affinity == nil {
+		spec.Affinity = &corev1.Affinity{}
+	}
+	if spec.Affinity.NodeAffinity == nil {
+		spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	req := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	if req == nil || len(req.NodeSelectorTerms) == 0 {
+		spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{pin}}
+	} else {
+		for i := range req.NodeSelectorTerms {
+			req.NodeSelectorTerms[i].MatchFields = pin.MatchFields
+		}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: ds.Name + "-", Namespace: ds.Namespace, Labels: lbls, Annotations: t.Annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ds, kind)}},
+		Spec: spec,
+	}
+	if _, err := c.client.CoreV1().Pods(ds.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "daemonset-controller"}); err != nil {
+		return fmt.Errorf("create daemon pod for node %s: %w", node, err)
+	}
+	return nil
+}
+
+func (c *Controller) deletePod(ctx context.Context, p *corev1.Pod) error {
+	err := c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete pod %s: %w", p.Name, err)
+	}
+	return nil
+}
