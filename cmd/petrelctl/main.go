@@ -120,6 +120,29 @@ func benchCommand() *cobra.Command {
 	pf.IntSliceVar(&popts.Sizes, "services", popts.Sizes, "numbers of Services loaded (the target is the last)")
 	cmd.AddCommand(dataplane)
 
+	sopts := bench.SchedulerOptions{Petrel: opts.Petrel, Nodes: 1000, Pods: 10000, Replicas: 1000, SimNodes: 100, Progress: os.Stderr}
+	schedCmd := &cobra.Command{Use: "scheduler", Short: "Scheduler: pods/s bound on many nodes, create-to-bind latency; a large Deployment on simulated nodes",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o must be table or json, not %q", output)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			rep, err := bench.RunScheduler(ctx, sopts)
+			if err != nil {
+				return err
+			}
+			return rep.Write(os.Stdout, output)
+		}}
+	sf := schedCmd.Flags()
+	sf.StringVar(&sopts.Petrel, "petrel", sopts.Petrel, "the petrel binary to start")
+	sf.IntVar(&sopts.Nodes, "nodes", sopts.Nodes, "nodes in the scheduling run")
+	sf.IntVar(&sopts.Pods, "pods", sopts.Pods, "pods in the scheduling run")
+	sf.IntVar(&sopts.Replicas, "replicas", sopts.Replicas, "replicas of the Deployment run")
+	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
+	cmd.AddCommand(schedCmd)
+
 	var role, mode, target, listenAddr string
 	var workers int
 	var runFor time.Duration

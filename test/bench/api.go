@@ -51,7 +51,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startServer(ctx context.Context, petrel string) (*serverProc, error) {
+func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serverProc, error) {
 	dir, err := os.MkdirTemp("", "petrel-bench-")
 	if err != nil {
 		return nil, err
@@ -63,8 +63,9 @@ func startServer(ctx context.Context, petrel string) (*serverProc, error) {
 		}
 	}
 	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
-	sp.cmd = exec.CommandContext(ctx, petrel, "server", "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
-		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2]))
+	args := append([]string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
+		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
+	sp.cmd = exec.CommandContext(ctx, petrel, args...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		return nil, err
