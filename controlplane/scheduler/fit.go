@@ -6,38 +6,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	resourcehelper "k8s.io/component-helpers/resource"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
-	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 )
-
-// nodeState is a node and what is already placed on it.
-type nodeState struct {
-	node      *corev1.Node
-	requested corev1.ResourceList
-	pods      []*corev1.Pod
-	hostPorts map[string]bool // "proto/ip/port"
-}
-
-func newNodeState(node *corev1.Node) *nodeState {
-	return &nodeState{node: node, requested: corev1.ResourceList{}, hostPorts: map[string]bool{}}
-}
-
-func (n *nodeState) add(pod *corev1.Pod) {
-	for name, q := range resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}) {
-		cur := n.requested[name]
-		cur.Add(q)
-		n.requested[name] = cur
-	}
-	n.pods = append(n.pods, pod)
-	for _, p := range hostPorts(pod) {
-		n.hostPorts[p] = true
-	}
-}
 
 func hostPorts(pod *corev1.Pod) []string {
 	var out []string
@@ -80,8 +53,9 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// fits says whether pod can go on n, and if not, why.
-func fits(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) (bool, string) {
+// fits says whether the candidate can go on n, and if not, why.
+func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) {
+	pod := c.pod
 	node := n.node
 	if !nodeReady(node) {
 		return false, reasonNotReady
@@ -89,7 +63,7 @@ func fits(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) (bool, strin
 	if node.Spec.Unschedulable && !toleratesUnschedulable(pod) {
 		return false, reasonUnschedulable
 	}
-	if ok, _ := nodeaffinity.GetRequiredNodeAffinity(pod).Match(node); !ok {
+	if ok, _ := c.affinity.Match(node); !ok {
 		return false, reasonSelector
 	}
 	noScheduleOrExecute := func(t *corev1.Taint) bool {
@@ -98,16 +72,18 @@ func fits(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) (bool, strin
 	if taint, bad := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pod.Spec.Tolerations, noScheduleOrExecute, false); bad {
 		return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
 	}
-	for _, p := range hostPorts(pod) {
-		if n.hostPorts[p] || wildcardConflict(p, n.hostPorts) {
+	for _, p := range c.ports {
+		if n.hostPorts[p] > 0 || wildcardConflict(p, n.hostPorts) {
 			return false, reasonHostPort
 		}
 	}
-	if r := insufficient(pod, n); r != "" {
+	if r := insufficient(c, n); r != "" {
 		return false, "Insufficient " + r
 	}
-	if ok, why := interPodAffinity(pod, n, all); !ok {
-		return false, why
+	if (pod.Spec.Affinity != nil && (pod.Spec.Affinity.PodAffinity != nil || pod.Spec.Affinity.PodAntiAffinity != nil)) || n.antiAffinity > 0 {
+		if ok, why := interPodAffinity(pod, n, all); !ok {
+			return false, why
+		}
 	}
 	return true, ""
 }
@@ -123,7 +99,7 @@ func toleratesUnschedulable(pod *corev1.Pod) bool {
 }
 
 // wildcardConflict: a port on 0.0.0.0 clashes with the same port on any IP.
-func wildcardConflict(p string, used map[string]bool) bool {
+func wildcardConflict(p string, used map[string]int) bool {
 	parts := strings.SplitN(p, "/", 3)
 	for u := range used {
 		up := strings.SplitN(u, "/", 3)
@@ -134,13 +110,14 @@ func wildcardConflict(p string, used map[string]bool) bool {
 	return false
 }
 
-// insufficient names the first resource the node lacks for pod, or "".
-func insufficient(pod *corev1.Pod, n *nodeState) string {
+// insufficient names the first resource the node lacks for the candidate,
+// or "".
+func insufficient(c *candidate, n *nodeState) string {
 	alloc := n.node.Status.Allocatable
 	if maxPods, ok := alloc[corev1.ResourcePods]; ok && int64(len(n.pods))+1 > maxPods.Value() {
 		return "pods"
 	}
-	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	req := c.requests
 	names := make([]string, 0, len(req))
 	for name := range req {
 		names = append(names, string(name))
@@ -155,9 +132,8 @@ func insufficient(pod *corev1.Pod, n *nodeState) string {
 		if !ok {
 			return name
 		}
-		used := n.requested[corev1.ResourceName(name)].DeepCopy()
-		used.Add(want)
-		if used.Cmp(have) > 0 {
+		used := n.requested[corev1.ResourceName(name)]
+		if used.MilliValue()+want.MilliValue() > have.MilliValue() {
 			return name
 		}
 	}
@@ -176,7 +152,9 @@ func interPodAffinity(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) 
 		var out []*corev1.Pod
 		for _, other := range all {
 			if other.node.Labels[key] == value {
-				out = append(out, other.pods...)
+				for _, pi := range other.pods {
+					out = append(out, pi.pod)
+				}
 			}
 		}
 		return out
@@ -224,7 +202,8 @@ func interPodAffinity(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) 
 			}
 		}
 	}
-	for _, other := range n.pods {
+	for _, pi := range n.pods {
+		other := pi.pod
 		if other.Spec.Affinity == nil || other.Spec.Affinity.PodAntiAffinity == nil {
 			continue
 		}
@@ -239,8 +218,8 @@ func interPodAffinity(pod *corev1.Pod, n *nodeState, all map[string]*nodeState) 
 
 func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*nodeState, matches func(corev1.PodAffinityTerm, *corev1.Pod, *corev1.Pod) bool) bool {
 	for _, n := range all {
-		for _, other := range n.pods {
-			if matches(term, pod, other) {
+		for _, pi := range n.pods {
+			if matches(term, pod, pi.pod) {
 				return false
 			}
 		}
@@ -250,35 +229,24 @@ func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*
 
 // score prefers nodes with more room left (least allocated, balanced CPU
 // and memory) and fewer pods of the same owner (spreading replicas).
-func score(pod *corev1.Pod, n *nodeState) float64 {
+func score(c *candidate, n *nodeState) float64 {
 	alloc := n.node.Status.Allocatable
-	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
 	free := func(name corev1.ResourceName) float64 {
 		a, ok := alloc[name]
 		if !ok || a.IsZero() {
 			return 0
 		}
-		used := n.requested[name].DeepCopy()
-		used.Add(req[name])
-		return 1 - fraction(used, a)
+		used := n.requested[name]
+		want := c.requests[name]
+		return 1 - float64(used.MilliValue()+want.MilliValue())/float64(a.MilliValue())
 	}
 	cpu, mem := free(corev1.ResourceCPU), free(corev1.ResourceMemory)
 	balance := 1 - abs(cpu-mem)
 	s := 40*(cpu+mem)/2 + 20*balance
-	if owner := controllerUID(pod); owner != "" {
-		same := 0
-		for _, other := range n.pods {
-			if controllerUID(other) == owner {
-				same++
-			}
-		}
-		s += 40 / float64(1+same)
+	if c.owner != "" {
+		s += 40 / float64(1+n.owners[c.owner])
 	}
 	return s
-}
-
-func fraction(used, total resource.Quantity) float64 {
-	return float64(used.MilliValue()) / float64(total.MilliValue())
 }
 
 func abs(f float64) float64 {

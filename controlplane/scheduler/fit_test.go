@@ -89,9 +89,9 @@ func TestFilters(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			all := states(c.node)
 			for _, p := range c.placed {
-				all[c.node.Name].add(p)
+				all[c.node.Name].add(newPodInfo(p))
 			}
-			ok, why := fits(c.pod, all[c.node.Name], all)
+			ok, why := fits(newCandidate(c.pod), all[c.node.Name], all)
 			if c.reason == "" && !ok {
 				t.Errorf("does not fit: %s", why)
 			}
@@ -108,13 +108,39 @@ func TestScoreSpreadsReplicasAndPrefersRoom(t *testing.T) {
 		return podReq(name, "100m", func(p *corev1.Pod) { p.OwnerReferences = owner })
 	}
 	all := states(node("a", "4", nil), node("b", "4", nil))
-	all["a"].add(replica("r1"))
-	if sa, sb := score(replica("r2"), all["a"]), score(replica("r2"), all["b"]); sb <= sa {
+	all["a"].add(newPodInfo(replica("r1")))
+	if sa, sb := score(newCandidate(replica("r2")), all["a"]), score(newCandidate(replica("r2")), all["b"]); sb <= sa {
 		t.Errorf("a second replica should prefer the empty node: a=%.1f b=%.1f", sa, sb)
 	}
 	busy := states(node("a", "4", nil), node("b", "4", nil))
-	busy["a"].add(podReq("big", "3", nil))
-	if sa, sb := score(podReq("p", "100m", nil), busy["a"]), score(podReq("p", "100m", nil), busy["b"]); sb <= sa {
+	busy["a"].add(newPodInfo(podReq("big", "3", nil)))
+	if sa, sb := score(newCandidate(podReq("p", "100m", nil)), busy["a"]), score(newCandidate(podReq("p", "100m", nil)), busy["b"]); sb <= sa {
 		t.Errorf("least allocated should win: a=%.1f b=%.1f", sa, sb)
+	}
+}
+
+func TestCacheAccounting(t *testing.T) {
+	c := newClusterCache()
+	early := podReq("early", "1", nil)
+	early.Spec.NodeName = "a"
+	c.setPod(early) // seen before its node
+	c.setNode(node("a", "4", nil))
+	st := c.nodes["a"]
+	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 1000 || len(st.pods) != 1 {
+		t.Fatalf("pod seen before its node not counted: %v", st.requested)
+	}
+	again := early.DeepCopy()
+	c.setPod(again) // the informer confirming an assumed pod: counted once
+	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 1000 {
+		t.Errorf("pod counted twice: %v", q.String())
+	}
+	done := early.DeepCopy()
+	done.Status.Phase = corev1.PodSucceeded
+	c.setPod(done)
+	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 0 || len(st.pods) != 0 {
+		t.Errorf("a finished pod still holds %v", q.String())
+	}
+	if feasibleToFind(50) != 50 || feasibleToFind(1000) != 420 || feasibleToFind(100000) != 5000 {
+		t.Errorf("feasibleToFind = %d %d %d", feasibleToFind(50), feasibleToFind(1000), feasibleToFind(100000))
 	}
 }

@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -45,15 +44,18 @@ type Scheduler struct {
 	recorder record.EventRecorder
 	events   record.EventBroadcaster
 
+	cache *clusterCache
+	next  int           // where the next decision starts looking, so load spreads
+	binds chan struct{} // bounds the bindings in flight
+
 	mu      sync.Mutex
-	assumed map[string]*corev1.Pod // bound by us, not yet seen bound by the informer
-	waiting map[string]bool        // fit nowhere last time: retried when nodes change
+	waiting map[string]bool // fit nowhere last time: retried when nodes change
 }
 
 // New builds a scheduler on a shared informer factory; start the factory
 // before Run.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Scheduler {
-	s := &Scheduler{client: cs, assumed: map[string]*corev1.Pod{}, waiting: map[string]bool{},
+	s := &Scheduler{client: cs, cache: newClusterCache(), waiting: map[string]bool{}, binds: make(chan struct{}, 32),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"})}
@@ -66,8 +68,22 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 		DeleteFunc: s.podDeleted,
 	})
 	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(interface{}) { s.retryWaiting() },
-		UpdateFunc: func(interface{}, interface{}) { s.retryWaiting() },
+		AddFunc: func(obj interface{}) {
+			s.cache.setNode(obj.(*corev1.Node))
+			s.retryWaiting()
+		},
+		UpdateFunc: func(_, obj interface{}) {
+			s.cache.setNode(obj.(*corev1.Node))
+			s.retryWaiting()
+		},
+		DeleteFunc: func(obj interface{}) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok {
+				s.cache.deleteNode(n.Name)
+			}
+		},
 	})
 	s.events = record.NewBroadcaster()
 	s.recorder = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Name})
@@ -85,8 +101,8 @@ func (s *Scheduler) podChanged(obj interface{}) {
 	}
 	key := pod.Namespace + "/" + pod.Name
 	if pod.Spec.NodeName != "" {
+		s.cache.setPod(pod)
 		s.mu.Lock()
-		delete(s.assumed, key)
 		delete(s.waiting, key)
 		s.mu.Unlock()
 		// A pod placed (or freed) changes what fits: pods waiting may go now.
@@ -106,8 +122,8 @@ func (s *Scheduler) podDeleted(obj interface{}) {
 	}
 	if pod, ok := obj.(*corev1.Pod); ok {
 		key := pod.Namespace + "/" + pod.Name
+		s.cache.removePod(key)
 		s.mu.Lock()
-		delete(s.assumed, key)
 		delete(s.waiting, key)
 		s.mu.Unlock()
 		if pod.Spec.NodeName != "" {
@@ -162,33 +178,15 @@ func (s *Scheduler) worker(ctx context.Context) {
 
 var errUnschedulable = errors.New("no node fits")
 
-// snapshot is every node with the pods bound or assumed on it.
-func (s *Scheduler) snapshot() (map[string]*nodeState, error) {
-	nodes, err := s.nodes.List(labels.Everything())
-	if err != nil {
-		return nil, err
+// feasibleToFind is how many fitting nodes a decision looks for before it
+// stops, as kube-scheduler's percentageOfNodesToScore: every node up to
+// 100, then a share falling from 50% towards 5% as clusters grow.
+func feasibleToFind(nodes int) int {
+	if nodes <= 100 {
+		return nodes
 	}
-	states := make(map[string]*nodeState, len(nodes))
-	for _, n := range nodes {
-		states[n.Name] = newNodeState(n)
-	}
-	pods, err := s.pods.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range pods {
-		if st := states[p.Spec.NodeName]; st != nil && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			st.add(p)
-		}
-	}
-	s.mu.Lock()
-	for _, p := range s.assumed {
-		if st := states[p.Spec.NodeName]; st != nil {
-			st.add(p)
-		}
-	}
-	s.mu.Unlock()
-	return states, nil
+	pct := max(50-nodes/125, 5)
+	return max(nodes*pct/100, 100)
 }
 
 func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
@@ -200,53 +198,75 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	_, isAssumed := s.assumed[key]
-	s.mu.Unlock()
-	if pod.Spec.NodeName != "" || pod.DeletionTimestamp != nil || !responsible(pod) || isAssumed {
+	if pod.Spec.NodeName != "" || pod.DeletionTimestamp != nil || !responsible(pod) || s.cache.has(key) {
 		return nil
 	}
-	states, err := s.snapshot()
-	if err != nil {
-		return err
-	}
+	cand := newCandidate(pod)
+	s.cache.mu.Lock()
+	states := s.cache.nodes
+	order := s.cache.order
 	best, bestScore := "", -1.0
 	reasons := map[string]int{}
-	names := make([]string, 0, len(states))
-	for n := range states {
-		names = append(names, n)
+	found, want := 0, feasibleToFind(len(order))
+	start := 0
+	if len(order) > 0 {
+		start = s.next % len(order)
 	}
-	sort.Strings(names) // ties go to the first name: decisions are repeatable
-	for _, n := range names {
-		st := states[n]
-		ok, why := fits(pod, st, states)
+	for k := range order {
+		st := states[order[(start+k)%len(order)]]
+		ok, why := fits(cand, st, states)
 		if !ok {
 			reasons[why]++
 			continue
 		}
-		if sc := score(pod, st); sc > bestScore {
-			best, bestScore = n, sc
+		if sc := score(cand, st); sc > bestScore {
+			best, bestScore = st.node.Name, sc
+		}
+		if found++; found >= want {
+			s.next = start + k + 1
+			break
 		}
 	}
+	nodes := len(order)
+	s.cache.mu.Unlock()
 	if best == "" {
-		return s.unschedulable(ctx, pod, len(states), reasons)
+		return s.unschedulable(ctx, pod, nodes, reasons)
 	}
-	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
-		Target: corev1.ObjectReference{Kind: "Node", Name: best}}
-	if err := s.client.CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil // bound or deleted meanwhile
-		}
-		return fmt.Errorf("bind to %s: %w", best, err)
-	}
+	// Assume the pod on the node at once, so the next decision counts it,
+	// and bind in the background: the API round trip is not on the
+	// scheduling path, as in kube-scheduler's binding cycle.
 	placed := pod.DeepCopy()
 	placed.Spec.NodeName = best
+	s.cache.setPod(placed)
 	s.mu.Lock()
-	s.assumed[key] = placed
 	delete(s.waiting, key)
 	s.mu.Unlock()
-	s.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, best)
+	s.binds <- struct{}{}
+	go func() {
+		defer func() { <-s.binds }()
+		s.bind(ctx, pod, best)
+	}()
 	return nil
+}
+
+// bind writes the binding; on failure the assumption is dropped and the
+// pod scheduled again.
+func (s *Scheduler) bind(ctx context.Context, pod *corev1.Pod, node string) {
+	key := pod.Namespace + "/" + pod.Name
+	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
+		Target: corev1.ObjectReference{Kind: "Node", Name: node}}
+	if err := s.client.CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return // bound or deleted meanwhile; the informer tells the cache
+		}
+		s.cache.removePod(key)
+		if ctx.Err() == nil {
+			slog.Warn("scheduler: bind failed; scheduling again", "pod", key, "node", node, "err", err)
+			s.queue.AddRateLimited(key)
+		}
+		return
+	}
+	s.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 }
 
 // unschedulable records why the pod fits nowhere, as Kubernetes words it:

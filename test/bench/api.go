@@ -119,7 +119,8 @@ func (sp *serverProc) client() (*rest.Config, kubernetes.Interface, error) {
 // runFor runs work from n goroutines for d and returns completed operations per second.
 func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, error) {
 	var ops atomic.Int64
-	var firstErr atomic.Value
+	var errOnce sync.Once
+	var firstErr error
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -129,7 +130,7 @@ func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, er
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
 				if err := work(w, i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					errOnce.Do(func() { firstErr = err })
 					return
 				}
 				ops.Add(1)
@@ -137,8 +138,8 @@ func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, er
 		}(w)
 	}
 	wg.Wait()
-	if e := firstErr.Load(); e != nil {
-		return 0, e.(error)
+	if firstErr != nil {
+		return 0, firstErr
 	}
 	return float64(ops.Load()) / time.Since(start).Seconds(), nil
 }
