@@ -9,17 +9,22 @@ import (
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 )
 
-// podInfo is a pod with what scheduling needs of it computed once.
+// podInfo is a pod with what scheduling needs of it computed once;
+// requests are in milli-units, as plain integers are cheap to add up.
 type podInfo struct {
 	pod      *corev1.Pod
-	requests corev1.ResourceList
+	requests map[corev1.ResourceName]int64
 	ports    []string
 	owner    string
 }
 
 func newPodInfo(pod *corev1.Pod) *podInfo {
-	return &podInfo{pod: pod, requests: resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{}),
-		ports: hostPorts(pod), owner: controllerUID(pod)}
+	req := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
+	milli := make(map[corev1.ResourceName]int64, len(req))
+	for name, q := range req {
+		milli[name] = q.MilliValue()
+	}
+	return &podInfo{pod: pod, requests: milli, ports: hostPorts(pod), owner: controllerUID(pod)}
 }
 
 func hasAntiAffinity(p *corev1.Pod) bool {
@@ -27,21 +32,37 @@ func hasAntiAffinity(p *corev1.Pod) bool {
 	return a != nil && a.PodAntiAffinity != nil && len(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0
 }
 
-// candidate is the pod being scheduled with its node matcher built once.
+// candidate is the pod being scheduled with what every node check needs
+// computed once: decisions look at hundreds of nodes.
 type candidate struct {
 	*podInfo
-	affinity nodeaffinity.RequiredNodeAffinity
+	affinity      nodeaffinity.RequiredNodeAffinity
+	needsAffinity bool                  // a nodeSelector or required node affinity to match
+	requestNames  []corev1.ResourceName // non-zero requests, sorted
+	podAffinity   bool                  // inter-pod (anti-)affinity terms of its own
 }
 
 func newCandidate(pod *corev1.Pod) *candidate {
-	return &candidate{podInfo: newPodInfo(pod), affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
+	c := &candidate{podInfo: newPodInfo(pod), affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
+	a := pod.Spec.Affinity
+	c.needsAffinity = len(pod.Spec.NodeSelector) > 0 || (a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil)
+	c.podAffinity = a != nil && (a.PodAffinity != nil || a.PodAntiAffinity != nil)
+	for name, q := range c.requests {
+		if q != 0 {
+			c.requestNames = append(c.requestNames, name)
+		}
+	}
+	sort.Slice(c.requestNames, func(i, j int) bool { return c.requestNames[i] < c.requestNames[j] })
+	return c
 }
 
 // nodeState is a node and what is placed on it, kept up to date by events
 // so that a decision costs a pass over the nodes, not over every pod.
 type nodeState struct {
 	node         *corev1.Node
-	requested    corev1.ResourceList
+	ready        bool
+	allocatable  map[corev1.ResourceName]int64 // milli-units
+	requested    map[corev1.ResourceName]int64 // milli-units
 	pods         map[string]*podInfo
 	hostPorts    map[string]int // "proto/ip/port" → pods using it
 	owners       map[string]int // controller UID → pods of it
@@ -49,17 +70,27 @@ type nodeState struct {
 }
 
 func newNodeState(node *corev1.Node) *nodeState {
-	return &nodeState{node: node, requested: corev1.ResourceList{}, pods: map[string]*podInfo{},
+	n := &nodeState{requested: map[corev1.ResourceName]int64{}, pods: map[string]*podInfo{},
 		hostPorts: map[string]int{}, owners: map[string]int{}}
+	n.setNode(node)
+	return n
+}
+
+// setNode takes a new version of the node, with what checks read of it
+// computed once.
+func (n *nodeState) setNode(node *corev1.Node) {
+	n.node, n.ready = node, nodeReady(node)
+	n.allocatable = make(map[corev1.ResourceName]int64, len(node.Status.Allocatable))
+	for name, q := range node.Status.Allocatable {
+		n.allocatable[name] = q.MilliValue()
+	}
 }
 
 func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
 
 func (n *nodeState) add(pi *podInfo) {
 	for name, q := range pi.requests {
-		cur := n.requested[name]
-		cur.Add(q)
-		n.requested[name] = cur
+		n.requested[name] += q
 	}
 	n.pods[podKey(pi.pod)] = pi
 	for _, p := range pi.ports {
@@ -80,9 +111,7 @@ func (n *nodeState) remove(key string) {
 	}
 	delete(n.pods, key)
 	for name, q := range pi.requests {
-		cur := n.requested[name]
-		cur.Sub(q)
-		n.requested[name] = cur
+		n.requested[name] -= q
 	}
 	for _, p := range pi.ports {
 		if n.hostPorts[p]--; n.hostPorts[p] <= 0 {
@@ -117,7 +146,7 @@ func (c *clusterCache) setNode(n *corev1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.nodes[n.Name]; ok {
-		st.node = n
+		st.setNode(n)
 		return
 	}
 	st := newNodeState(n)

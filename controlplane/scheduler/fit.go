@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,20 +56,24 @@ func nodeReady(n *corev1.Node) bool {
 func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) {
 	pod := c.pod
 	node := n.node
-	if !nodeReady(node) {
+	if !n.ready {
 		return false, reasonNotReady
 	}
 	if node.Spec.Unschedulable && !toleratesUnschedulable(pod) {
 		return false, reasonUnschedulable
 	}
-	if ok, _ := c.affinity.Match(node); !ok {
-		return false, reasonSelector
+	if c.needsAffinity {
+		if ok, _ := c.affinity.Match(node); !ok {
+			return false, reasonSelector
+		}
 	}
 	noScheduleOrExecute := func(t *corev1.Taint) bool {
 		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 	}
-	if taint, bad := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pod.Spec.Tolerations, noScheduleOrExecute, false); bad {
-		return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
+	if len(node.Spec.Taints) > 0 {
+		if taint, bad := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pod.Spec.Tolerations, noScheduleOrExecute, false); bad {
+			return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
+		}
 	}
 	for _, p := range c.ports {
 		if n.hostPorts[p] > 0 || wildcardConflict(p, n.hostPorts) {
@@ -80,7 +83,7 @@ func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) 
 	if r := insufficient(c, n); r != "" {
 		return false, "Insufficient " + r
 	}
-	if (pod.Spec.Affinity != nil && (pod.Spec.Affinity.PodAffinity != nil || pod.Spec.Affinity.PodAntiAffinity != nil)) || n.antiAffinity > 0 {
+	if c.podAffinity || n.antiAffinity > 0 {
 		if ok, why := interPodAffinity(pod, n, all); !ok {
 			return false, why
 		}
@@ -113,28 +116,13 @@ func wildcardConflict(p string, used map[string]int) bool {
 // insufficient names the first resource the node lacks for the candidate,
 // or "".
 func insufficient(c *candidate, n *nodeState) string {
-	alloc := n.node.Status.Allocatable
-	if maxPods, ok := alloc[corev1.ResourcePods]; ok && int64(len(n.pods))+1 > maxPods.Value() {
+	if maxPods, ok := n.allocatable[corev1.ResourcePods]; ok && int64(len(n.pods)+1)*1000 > maxPods {
 		return "pods"
 	}
-	req := c.requests
-	names := make([]string, 0, len(req))
-	for name := range req {
-		names = append(names, string(name))
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		want := req[corev1.ResourceName(name)]
-		if want.IsZero() {
-			continue
-		}
-		have, ok := alloc[corev1.ResourceName(name)]
-		if !ok {
-			return name
-		}
-		used := n.requested[corev1.ResourceName(name)]
-		if used.MilliValue()+want.MilliValue() > have.MilliValue() {
-			return name
+	for _, name := range c.requestNames {
+		have, ok := n.allocatable[name]
+		if !ok || n.requested[name]+c.requests[name] > have {
+			return string(name)
 		}
 	}
 	return ""
@@ -230,15 +218,12 @@ func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*
 // score prefers nodes with more room left (least allocated, balanced CPU
 // and memory) and fewer pods of the same owner (spreading replicas).
 func score(c *candidate, n *nodeState) float64 {
-	alloc := n.node.Status.Allocatable
 	free := func(name corev1.ResourceName) float64 {
-		a, ok := alloc[name]
-		if !ok || a.IsZero() {
+		a := n.allocatable[name]
+		if a == 0 {
 			return 0
 		}
-		used := n.requested[name]
-		want := c.requests[name]
-		return 1 - float64(used.MilliValue()+want.MilliValue())/float64(a.MilliValue())
+		return 1 - float64(n.requested[name]+c.requests[name])/float64(a)
 	}
 	cpu, mem := free(corev1.ResourceCPU), free(corev1.ResourceMemory)
 	balance := 1 - abs(cpu-mem)

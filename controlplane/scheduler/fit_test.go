@@ -126,19 +126,19 @@ func TestCacheAccounting(t *testing.T) {
 	c.setPod(early) // seen before its node
 	c.setNode(node("a", "4", nil))
 	st := c.nodes["a"]
-	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 1000 || len(st.pods) != 1 {
+	if q := st.requested[corev1.ResourceCPU]; q != 1000 || len(st.pods) != 1 {
 		t.Fatalf("pod seen before its node not counted: %v", st.requested)
 	}
 	again := early.DeepCopy()
 	c.setPod(again) // the informer confirming an assumed pod: counted once
-	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 1000 {
-		t.Errorf("pod counted twice: %v", q.String())
+	if q := st.requested[corev1.ResourceCPU]; q != 1000 {
+		t.Errorf("pod counted twice: %d m", q)
 	}
 	done := early.DeepCopy()
 	done.Status.Phase = corev1.PodSucceeded
 	c.setPod(done)
-	if q := st.requested[corev1.ResourceCPU]; q.MilliValue() != 0 || len(st.pods) != 0 {
-		t.Errorf("a finished pod still holds %v", q.String())
+	if q := st.requested[corev1.ResourceCPU]; q != 0 || len(st.pods) != 0 {
+		t.Errorf("a finished pod still holds %d m", q)
 	}
 	if feasibleToFind(50) != 50 || feasibleToFind(1000) != 420 || feasibleToFind(100000) != 5000 {
 		t.Errorf("feasibleToFind = %d %d %d", feasibleToFind(50), feasibleToFind(1000), feasibleToFind(100000))
