@@ -50,6 +50,7 @@ bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
+	$(BIN)/petrelctl bench scheduler --petrel $(BIN)/petrel
 
 clean:
 	rm -rf $(BIN)

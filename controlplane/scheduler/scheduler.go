@@ -55,7 +55,7 @@ type Scheduler struct {
 // New builds a scheduler on a shared informer factory; start the factory
 // before Run.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Scheduler {
-	s := &Scheduler{client: cs, cache: newClusterCache(), waiting: map[string]bool{}, binds: make(chan struct{}, 32),
+	s := &Scheduler{client: cs, cache: newClusterCache(), waiting: map[string]bool{}, binds: make(chan struct{}, 128),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"})}

@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
@@ -341,7 +342,16 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	statefulSets := statefulset.New(cs, factory)
 	daemonSets := daemonset.New(cs, factory)
 	cronJobs := cronjob.New(cs, factory, clock.RealClock{})
-	sched := scheduler.New(cs, factory)
+	// The scheduler writes a binding and an event per pod: a client-side
+	// rate limit would cap it (500 QPS capped it at about 500 pods/s).
+	schedCfg := rest.CopyConfig(cfg)
+	schedCfg.QPS, schedCfg.Burst = 5000, 5000
+	schedClient, err := kubernetes.NewForConfig(schedCfg)
+	if err != nil {
+		slog.Error("controllers: scheduler client", "err", err)
+		return
+	}
+	sched := scheduler.New(schedClient, factory)
 	ipam, err := nodeipam.New(cs, factory, s.opts.ClusterCIDR, 24)
 	if err != nil {
 		slog.Error("controllers: node IPAM", "err", err)
