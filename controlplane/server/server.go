@@ -45,6 +45,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
+	"github.com/petrel-project/petrel/controlplane/controllers/endpointslicemirroring"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
 	"github.com/petrel-project/petrel/controlplane/controllers/job"
 	"github.com/petrel-project/petrel/controlplane/controllers/loadbalancer"
@@ -336,6 +337,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	slices := endpointslice.New(cs, factory)
+	mirroring := endpointslicemirroring.New(cs, factory)
 	sets := replicaset.New(cs, factory)
 	deployments := deployment.New(cs, factory)
 	jobs := job.New(cs, factory)
@@ -366,6 +368,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go accounts.Run(ctx)
 	go lifecycle.Run(ctx)
 	go slices.Run(ctx, 4)
+	go mirroring.Run(ctx)
 	go sets.Run(ctx, 4)
 	go deployments.Run(ctx, 4)
 	go jobs.Run(ctx, 4)

@@ -40,7 +40,8 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	root, _ := bpfobj.CgroupV2Mount()
 	id := fmt.Sprintf("e2e-%d-%d", os.Getpid(), FreePort(t))
 	u := &Up{NodeName: id, LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
-		LocalDNS: netip.MustParseAddr("169.254.20.98"), MetricsPort: FreePort(t)}
+		// Per test process, so that two runs on one machine do not collide.
+		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 21, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
 	podCgroup := filepath.Join(root, "petrel-pods-"+id)
 	t.Cleanup(func() {
 		if err := bpfobj.Remove(u.PinDir); err != nil {

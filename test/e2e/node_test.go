@@ -221,6 +221,41 @@ spec:
 		})
 	})
 
+	t.Run("user-written Endpoints of a selectorless Service are mirrored into slices", func(t *testing.T) {
+		legacyPort := httpBackend(t, "legacy")
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: default}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: legacy, namespace: default}
+subsets:
+- addresses: [{ip: 127.0.0.1}]
+  ports: [{name: http, port: %d}]
+`, legacyPort)
+		if out, err := u.Kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		ip, err := u.Kubectl(ctx, "", "get", "service", "legacy", "-o", "jsonpath={.spec.clusterIP}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "curl the mirrored Service", 10*time.Second, func() error {
+			out, err := u.InCgroup(ctx, "curl", "-sS", "--max-time", "2", "http://"+ip+"/")
+			if err != nil || out != "hello from legacy" {
+				return fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			return nil
+		})
+		out, err := u.Kubectl(ctx, "", "get", "endpointslices", "-l", "kubernetes.io/service-name=legacy", "-o", "jsonpath={.items[*].metadata.labels.endpointslice\\.kubernetes\\.io/managed-by}")
+		if err != nil || out != "endpointslicemirroring-controller.k8s.io" {
+			t.Errorf("mirrored slice managed-by = %q (%v)", out, err)
+		}
+	})
+
 	t.Run("forwarding goes on while the node is down, and a restart picks up changes", func(t *testing.T) {
 		u.Kill()
 		out, err := u.InCgroup(ctx, "curl", "-sS", "--max-time", "2", "http://"+vip+"/")
