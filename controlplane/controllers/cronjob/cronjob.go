@@ -18,7 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
@@ -26,6 +25,8 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // ScheduledTimeAnnotation records which schedule slot a Job ran for.
@@ -35,67 +36,30 @@ const ScheduledTimeAnnotation = "batch.kubernetes.io/cronjob-scheduled-timestamp
 type Controller struct {
 	client   kubernetes.Interface
 	clock    clock.WithTicker
-	queue    workqueue.TypedRateLimitingInterface[string]
+	loop     *loop.Loop
 	cronJobs batchlisters.CronJobLister
 	jobs     batchlisters.JobLister
-	synced   []cache.InformerSynced
 }
 
 // New builds the controller; clk is the clock schedules are read against
 // (clock.RealClock{} outside tests).
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, clk clock.WithTicker) *Controller {
-	c := &Controller{client: cs, clock: clk, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "cronjob", Clock: clk})}
+	c := &Controller{client: cs, clock: clk}
+	// The queue runs on the same clock, so that AddAfter for the next slot
+	// follows a fake clock in tests.
+	c.loop = loop.NewWithQueue("cronjob controller", workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "cronjob", Clock: clk}), c.sync)
 	cjInf, jInf := factory.Batch().V1().CronJobs(), factory.Batch().V1().Jobs()
 	c.cronJobs, c.jobs = cjInf.Lister(), jInf.Lister()
-	c.synced = []cache.InformerSynced{cjInf.Informer().HasSynced, jInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = cjInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
-	owner := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		if j, ok := obj.(*batchv1.Job); ok {
-			if ref := metav1.GetControllerOf(j); ref != nil && ref.Kind == "CronJob" {
-				c.queue.Add(j.Namespace + "/" + ref.Name)
-			}
-		}
-	}
-	_, _ = jInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	c.loop.Synced(cjInf.Informer().HasSynced, jInf.Informer().HasSynced)
+	_, _ = cjInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = jInf.Informer().AddEventHandler(c.loop.OwnerHandlers("CronJob"))
 	return c
 }
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		for {
-			key, quit := c.queue.Get()
-			if quit {
-				return
-			}
-			after, err := c.sync(ctx, key)
-			switch {
-			case err != nil:
-				slog.Warn("cronjob controller: retrying", "cronjob", key, "err", err)
-				c.queue.AddRateLimited(key)
-			case after > 0:
-				c.queue.Forget(key)
-				c.queue.AddAfter(key, after)
-			default:
-				c.queue.Forget(key)
-			}
-			c.queue.Done(key)
-		}
-	}, time.Second)
-	<-ctx.Done()
+	c.loop.Run(ctx, 1)
 }
 
 func parseSchedule(cj *batchv1.CronJob) (cron.Schedule, error) {

@@ -9,7 +9,6 @@ package daemonset
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sort"
 	"time"
 
@@ -19,17 +18,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
 
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 	"github.com/petrel-project/petrel/controlplane/controllers/revision"
 )
 
@@ -38,41 +36,25 @@ var kind = appsv1.SchemeGroupVersion.WithKind("DaemonSet")
 // Controller reconciles DaemonSets.
 type Controller struct {
 	client kubernetes.Interface
-	queue  workqueue.TypedRateLimitingInterface[string]
+	loop   *loop.Loop
 	sets   appslisters.DaemonSetLister
 	pods   corelisters.PodLister
 	nodes  corelisters.NodeLister
-	synced []cache.InformerSynced
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "daemonset"})}
+	c := &Controller{client: cs}
+	c.loop = loop.New("daemonset controller", loop.Simple(c.sync))
 	dInf, pInf, nInf := factory.Apps().V1().DaemonSets(), factory.Core().V1().Pods(), factory.Core().V1().Nodes()
 	c.sets, c.pods, c.nodes = dInf.Lister(), pInf.Lister(), nInf.Lister()
-	c.synced = []cache.InformerSynced{dInf.Informer().HasSynced, pInf.Informer().HasSynced, nInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
-	owner := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		if p, ok := obj.(*corev1.Pod); ok {
-			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "DaemonSet" {
-				c.queue.Add(p.Namespace + "/" + ref.Name)
-			}
-		}
-	}
-	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	c.loop.Synced(dInf.Informer().HasSynced, pInf.Informer().HasSynced, nInf.Informer().HasSynced)
+	_, _ = dInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("DaemonSet"))
 	all := func(interface{}) {
 		sets, _ := c.sets.List(labels.Everything())
 		for _, ds := range sets {
-			c.queue.Add(ds.Namespace + "/" + ds.Name)
+			c.loop.Add(ds.Namespace + "/" + ds.Name)
 		}
 	}
 	_, _ = nInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, n interface{}) { all(n) }, DeleteFunc: all})
@@ -81,30 +63,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.sync(ctx, key); err != nil {
-			slog.Warn("daemonset controller: retrying", "daemonset", key, "err", err)
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 // daemonTolerations are what Kubernetes adds to every daemon pod, so that

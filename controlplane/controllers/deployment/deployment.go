@@ -9,7 +9,6 @@ package deployment
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -18,84 +17,38 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // Controller reconciles Deployments.
 type Controller struct {
 	client      kubernetes.Interface
-	queue       workqueue.TypedRateLimitingInterface[string]
+	loop        *loop.Loop
 	deployments appslisters.DeploymentLister
 	sets        appslisters.ReplicaSetLister
-	synced      []cache.InformerSynced
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "deployment"})}
+	c := &Controller{client: cs}
+	c.loop = loop.New("deployment controller", c.sync)
 	dInf, rsInf := factory.Apps().V1().Deployments(), factory.Apps().V1().ReplicaSets()
 	c.deployments, c.sets = dInf.Lister(), rsInf.Lister()
-	c.synced = []cache.InformerSynced{dInf.Informer().HasSynced, rsInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }, DeleteFunc: enqueue})
-	owner := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		if rs, ok := obj.(*appsv1.ReplicaSet); ok {
-			if ref := metav1.GetControllerOf(rs); ref != nil && ref.Kind == "Deployment" {
-				c.queue.Add(rs.Namespace + "/" + ref.Name)
-			}
-		}
-	}
-	_, _ = rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	c.loop.Synced(dInf.Informer().HasSynced, rsInf.Informer().HasSynced)
+	_, _ = dInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = rsInf.Informer().AddEventHandler(c.loop.OwnerHandlers("Deployment"))
 	return c
 }
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		requeue, err := c.sync(ctx, key)
-		switch {
-		case err != nil:
-			slog.Warn("deployment controller: retrying", "deployment", key, "err", err)
-			c.queue.AddRateLimited(key)
-		case requeue > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, requeue)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
@@ -424,7 +377,7 @@ func (c *Controller) updateStatus(ctx context.Context, d *appsv1.Deployment, new
 	upd.Status = *st
 	if _, err := c.client.AppsV1().Deployments(d.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) {
-			c.queue.Add(d.Namespace + "/" + d.Name)
+			c.loop.Add(d.Namespace + "/" + d.Name)
 			return nil
 		}
 		return fmt.Errorf("update status: %w", err)

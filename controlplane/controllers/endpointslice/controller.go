@@ -9,7 +9,6 @@ package endpointslice
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -20,14 +19,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // ManagedBy is the managed-by label value of the slices this controller
@@ -37,12 +36,11 @@ const ManagedBy = "endpointslice-controller.k8s.io"
 // Controller reconciles EndpointSlices and Endpoints of selector Services.
 type Controller struct {
 	client      kubernetes.Interface
-	queue       workqueue.TypedRateLimitingInterface[string]
+	loop        *loop.Loop
 	services    corelisters.ServiceLister
 	pods        corelisters.PodLister
 	slices      discoverylisters.EndpointSliceLister
 	endpoints   corelisters.EndpointsLister
-	synced      []cache.InformerSynced
 	triggerMu   sync.Mutex
 	triggerTime map[string]time.Time // Service key → first change not yet written
 }
@@ -50,15 +48,14 @@ type Controller struct {
 // New builds the controller on a shared informer factory; call
 // factory.Start before Run.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, triggerTime: map[string]time.Time{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "endpointslice"})}
+	c := &Controller{client: cs, triggerTime: map[string]time.Time{}}
+	c.loop = loop.New("endpointslice controller", loop.Simple(c.sync))
 	svcInf := factory.Core().V1().Services()
 	podInf := factory.Core().V1().Pods()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
 	epInf := factory.Core().V1().Endpoints()
 	c.services, c.pods, c.slices, c.endpoints = svcInf.Lister(), podInf.Lister(), sliceInf.Lister(), epInf.Lister()
-	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced, sliceInf.Informer().HasSynced, epInf.Informer().HasSynced}
+	c.loop.Synced(svcInf.Informer().HasSynced, podInf.Informer().HasSynced, sliceInf.Informer().HasSynced, epInf.Informer().HasSynced)
 	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueService,
 		UpdateFunc: func(_, obj interface{}) { c.enqueueService(obj) },
@@ -87,7 +84,7 @@ func (c *Controller) noteTrigger(key string) {
 		c.triggerTime[key] = time.Now()
 	}
 	c.triggerMu.Unlock()
-	c.queue.Add(key)
+	c.loop.Add(key)
 }
 
 func (c *Controller) enqueueService(obj interface{}) {
@@ -102,7 +99,7 @@ func (c *Controller) enqueueSlice(obj interface{}) {
 	}
 	if s, ok := obj.(*discoveryv1.EndpointSlice); ok && s.Labels[discoveryv1.LabelManagedBy] == ManagedBy {
 		if svc := s.Labels[discoveryv1.LabelServiceName]; svc != "" {
-			c.queue.Add(s.Namespace + "/" + svc)
+			c.loop.Add(s.Namespace + "/" + svc)
 		}
 	}
 }
@@ -132,32 +129,9 @@ func (c *Controller) enqueuePod(obj interface{}, oldLabels map[string]string) {
 	}
 }
 
-// Run works the queue with workers until ctx ends.
+// Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.sync(ctx, key); err != nil {
-			slog.Warn("endpointslice controller: sync failed, retrying", "service", key, "err", err)
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 func (c *Controller) takeTrigger(key string) time.Time {

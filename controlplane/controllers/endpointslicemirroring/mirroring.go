@@ -7,7 +7,6 @@ package endpointslicemirroring
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,14 +15,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // ManagedBy marks mirrored slices, with Kubernetes' own value.
@@ -37,52 +36,27 @@ const maxPerSlice = 100
 // Controller mirrors Endpoints into EndpointSlices.
 type Controller struct {
 	client    kubernetes.Interface
-	queue     workqueue.TypedRateLimitingInterface[string]
+	loop      *loop.Loop
 	endpoints corelisters.EndpointsLister
 	services  corelisters.ServiceLister
 	slices    discoverylisters.EndpointSliceLister
-	synced    []cache.InformerSynced
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+	c := &Controller{client: cs}
+	c.loop = loop.New("endpointslice mirroring", loop.Simple(c.sync))
 	eInf, sInf, slInf := factory.Core().V1().Endpoints(), factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	c.endpoints, c.services, c.slices = eInf.Lister(), sInf.Lister(), slInf.Lister()
-	c.synced = []cache.InformerSynced{eInf.Informer().HasSynced, sInf.Informer().HasSynced, slInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	handlers := cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }, DeleteFunc: enqueue}
-	_, _ = eInf.Informer().AddEventHandler(handlers)
-	_, _ = sInf.Informer().AddEventHandler(handlers)
+	c.loop.Synced(eInf.Informer().HasSynced, sInf.Informer().HasSynced, slInf.Informer().HasSynced)
+	_, _ = eInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = sInf.Informer().AddEventHandler(c.loop.Handlers())
 	return c
 }
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		for {
-			key, quit := c.queue.Get()
-			if quit {
-				return
-			}
-			if err := c.sync(ctx, key); err != nil {
-				slog.Warn("endpointslice mirroring: retrying", "endpoints", key, "err", err)
-				c.queue.AddRateLimited(key)
-			} else {
-				c.queue.Forget(key)
-			}
-			c.queue.Done(key)
-		}
-	}, time.Second)
-	<-ctx.Done()
+	c.loop.Run(ctx, 1)
 }
 
 // content is what one mirrored slice holds.

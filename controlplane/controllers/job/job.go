@@ -9,7 +9,6 @@ package job
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,15 +19,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // BackoffBase is the first retry delay after a failed pod; it doubles per
@@ -42,72 +41,26 @@ var (
 type Controller struct {
 	client kubernetes.Interface
 	clock  clock.Clock
-	queue  workqueue.TypedRateLimitingInterface[string]
+	loop   *loop.Loop
 	jobs   batchlisters.JobLister
 	pods   corelisters.PodLister
-	synced []cache.InformerSynced
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, clock: clock.RealClock{}, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "job"})}
+	c := &Controller{client: cs, clock: clock.RealClock{}}
+	c.loop = loop.New("job controller", c.sync)
 	jInf, pInf := factory.Batch().V1().Jobs(), factory.Core().V1().Pods()
 	c.jobs, c.pods = jInf.Lister(), pInf.Lister()
-	c.synced = []cache.InformerSynced{jInf.Informer().HasSynced, pInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = jInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
-	owner := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		if p, ok := obj.(*corev1.Pod); ok {
-			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
-				c.queue.Add(p.Namespace + "/" + ref.Name)
-			}
-		}
-	}
-	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	c.loop.Synced(jInf.Informer().HasSynced, pInf.Informer().HasSynced)
+	_, _ = jInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("Job"))
 	return c
 }
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		after, err := c.sync(ctx, key)
-		switch {
-		case err != nil:
-			slog.Warn("job controller: retrying", "job", key, "err", err)
-			c.queue.AddRateLimited(key)
-		case after > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, after)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 func finished(j *batchv1.Job) (bool, *metav1.Time) {
@@ -412,7 +365,7 @@ func (c *Controller) writeStatus(ctx context.Context, j *batchv1.Job, st *batchv
 	upd.Status = *st
 	if _, err := c.client.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil {
 		if apierrors.IsConflict(err) {
-			c.queue.Add(j.Namespace + "/" + j.Name)
+			c.loop.Add(j.Namespace + "/" + j.Name)
 			return nil
 		}
 		return fmt.Errorf("update status: %w", err)

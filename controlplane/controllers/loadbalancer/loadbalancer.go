@@ -12,19 +12,18 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // Range is an inclusive span of IPv4 addresses.
@@ -74,8 +73,7 @@ type Controller struct {
 	client   kubernetes.Interface
 	pool     []Range
 	services corelisters.ServiceLister
-	synced   cache.InformerSynced
-	queue    workqueue.TypedRateLimitingInterface[string]
+	loop     *loop.Loop
 
 	mu   sync.Mutex
 	used map[netip.Addr]string // address → namespace/name
@@ -84,15 +82,11 @@ type Controller struct {
 // New builds the controller.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, pool []Range) *Controller {
 	inf := factory.Core().V1().Services()
-	c := &Controller{client: cs, pool: pool, services: inf.Lister(), synced: inf.Informer().HasSynced, used: map[netip.Addr]string{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }, DeleteFunc: enqueue})
+	c := &Controller{client: cs, pool: pool, services: inf.Lister(), used: map[netip.Addr]string{}}
+	c.loop = loop.New("load balancer addresses", loop.Simple(c.sync))
+	c.loop.Synced(inf.Informer().HasSynced)
+	c.loop.Prepare(c.rebuild)
+	_, _ = inf.Informer().AddEventHandler(c.loop.Handlers())
 	return c
 }
 
@@ -102,10 +96,11 @@ func managed(s *corev1.Service) bool {
 
 // Run works until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return
-	}
+	c.loop.Run(ctx, 1)
+}
+
+// rebuild reads the allocations back from the cluster.
+func (c *Controller) rebuild() {
 	svcs, _ := c.services.List(labels.Everything())
 	c.mu.Lock()
 	for _, s := range svcs {
@@ -118,22 +113,6 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		for {
-			key, quit := c.queue.Get()
-			if quit {
-				return
-			}
-			if err := c.sync(ctx, key); err != nil {
-				slog.Warn("load balancer addresses: retrying", "service", key, "err", err)
-				c.queue.AddRateLimited(key)
-			} else {
-				c.queue.Forget(key)
-			}
-			c.queue.Done(key)
-		}
-	}, time.Second)
-	<-ctx.Done()
 }
 
 func (c *Controller) inPool(a netip.Addr) bool {

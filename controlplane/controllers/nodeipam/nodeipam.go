@@ -9,18 +9,17 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // Controller assigns pod CIDRs to Nodes.
@@ -29,8 +28,7 @@ type Controller struct {
 	cluster netip.Prefix
 	bits    int
 	nodes   corelisters.NodeLister
-	synced  cache.InformerSynced
-	queue   workqueue.TypedRateLimitingInterface[string]
+	loop    *loop.Loop
 
 	mu   sync.Mutex
 	used map[netip.Prefix]string // prefix → node
@@ -44,12 +42,13 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, clust
 		return nil, fmt.Errorf("cluster CIDR %q cannot hold /%d node ranges", clusterCIDR, nodeBits)
 	}
 	inf := factory.Core().V1().Nodes()
-	c := &Controller{client: cs, cluster: cluster.Masked(), bits: nodeBits, nodes: inf.Lister(), synced: inf.Informer().HasSynced,
-		used:  map[netip.Prefix]string{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+	c := &Controller{client: cs, cluster: cluster.Masked(), bits: nodeBits, nodes: inf.Lister(), used: map[netip.Prefix]string{}}
+	c.loop = loop.New("node IPAM", loop.Simple(c.sync))
+	c.loop.Synced(inf.Informer().HasSynced)
+	c.loop.Prepare(c.rebuild)
 	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { c.queue.Add(obj.(*corev1.Node).Name) },
-		UpdateFunc: func(_, obj interface{}) { c.queue.Add(obj.(*corev1.Node).Name) },
+		AddFunc:    func(obj interface{}) { c.loop.Add(obj.(*corev1.Node).Name) },
+		UpdateFunc: func(_, obj interface{}) { c.loop.Add(obj.(*corev1.Node).Name) },
 		DeleteFunc: func(obj interface{}) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
@@ -72,10 +71,11 @@ func (c *Controller) release(n *corev1.Node) {
 
 // Run assigns until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return
-	}
+	c.loop.Run(ctx, 1)
+}
+
+// rebuild reads the allocations back from the cluster.
+func (c *Controller) rebuild() {
 	nodes, _ := c.nodes.List(labels.Everything())
 	c.mu.Lock()
 	for _, n := range nodes {
@@ -84,22 +84,6 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		for {
-			name, quit := c.queue.Get()
-			if quit {
-				return
-			}
-			if err := c.sync(ctx, name); err != nil {
-				slog.Warn("node IPAM: retrying", "node", name, "err", err)
-				c.queue.AddRateLimited(name)
-			} else {
-				c.queue.Forget(name)
-			}
-			c.queue.Done(name)
-		}
-	}, time.Second)
-	<-ctx.Done()
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {

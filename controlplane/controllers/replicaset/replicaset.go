@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -21,14 +20,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // burst bounds the pods created or deleted in one sync.
@@ -37,10 +36,9 @@ const burst = 500
 // Controller reconciles ReplicaSets.
 type Controller struct {
 	client kubernetes.Interface
-	queue  workqueue.TypedRateLimitingInterface[string]
+	loop   *loop.Loop
 	sets   appslisters.ReplicaSetLister
 	pods   corelisters.PodLister
-	synced []cache.InformerSynced
 
 	mu     sync.Mutex
 	expect map[string]*expectation
@@ -55,15 +53,14 @@ type expectation struct {
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, expect: map[string]*expectation{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "replicaset"})}
+	c := &Controller{client: cs, expect: map[string]*expectation{}}
+	c.loop = loop.New("replicaset controller", c.sync)
 	rsInf, podInf := factory.Apps().V1().ReplicaSets(), factory.Core().V1().Pods()
 	c.sets, c.pods = rsInf.Lister(), podInf.Lister()
-	c.synced = []cache.InformerSynced{rsInf.Informer().HasSynced, podInf.Informer().HasSynced}
+	c.loop.Synced(rsInf.Informer().HasSynced, podInf.Informer().HasSynced)
 	enqueueRS := func(obj interface{}) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
+			c.loop.Add(key)
 		}
 	}
 	_, _ = rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -120,13 +117,13 @@ func (c *Controller) podEvent(obj interface{}, seen int) {
 			}
 		}
 		c.mu.Unlock()
-		c.queue.Add(key)
+		c.loop.Add(key)
 		return
 	}
 	sets, _ := c.sets.ReplicaSets(pod.Namespace).List(labels.Everything())
 	for _, rs := range sets {
 		if sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(labels.Set(pod.Labels)) {
-			c.queue.Add(rs.Namespace + "/" + rs.Name)
+			c.loop.Add(rs.Namespace + "/" + rs.Name)
 		}
 	}
 }
@@ -155,35 +152,7 @@ func (c *Controller) lowerExpect(key string, adds, dels int) {
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		requeue, err := c.sync(ctx, key)
-		switch {
-		case err != nil:
-			slog.Warn("replicaset controller: retrying", "replicaset", key, "err", err)
-			c.queue.AddRateLimited(key)
-		case requeue > 0:
-			c.queue.Forget(key)
-			c.queue.AddAfter(key, requeue)
-		default:
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 func isActive(p *corev1.Pod) bool {

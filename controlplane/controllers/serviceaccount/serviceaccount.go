@@ -5,18 +5,16 @@ package serviceaccount
 
 import (
 	"context"
-	"log/slog"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
 
 // Name is the ServiceAccount every namespace gets.
@@ -27,19 +25,18 @@ type Controller struct {
 	client     kubernetes.Interface
 	namespaces corelisters.NamespaceLister
 	accounts   corelisters.ServiceAccountLister
-	synced     []cache.InformerSynced
-	queue      workqueue.TypedRateLimitingInterface[string]
+	loop       *loop.Loop
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
 	nsInf, saInf := factory.Core().V1().Namespaces(), factory.Core().V1().ServiceAccounts()
-	c := &Controller{client: cs, namespaces: nsInf.Lister(), accounts: saInf.Lister(),
-		synced: []cache.InformerSynced{nsInf.Informer().HasSynced, saInf.Informer().HasSynced},
-		queue:  workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+	c := &Controller{client: cs, namespaces: nsInf.Lister(), accounts: saInf.Lister()}
+	c.loop = loop.New("serviceaccount controller", loop.Simple(c.sync))
+	c.loop.Synced(nsInf.Informer().HasSynced, saInf.Informer().HasSynced)
 	_, _ = nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { c.queue.Add(obj.(*corev1.Namespace).Name) },
-		UpdateFunc: func(_, obj interface{}) { c.queue.Add(obj.(*corev1.Namespace).Name) },
+		AddFunc:    func(obj interface{}) { c.loop.Add(obj.(*corev1.Namespace).Name) },
+		UpdateFunc: func(_, obj interface{}) { c.loop.Add(obj.(*corev1.Namespace).Name) },
 	})
 	_, _ = saInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj interface{}) {
@@ -47,7 +44,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 				obj = t.Obj
 			}
 			if sa, ok := obj.(*corev1.ServiceAccount); ok && sa.Name == Name {
-				c.queue.Add(sa.Namespace)
+				c.loop.Add(sa.Namespace)
 			}
 		},
 	})
@@ -56,26 +53,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 
 // Run works until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	go wait.UntilWithContext(ctx, func(ctx context.Context) {
-		for {
-			ns, quit := c.queue.Get()
-			if quit {
-				return
-			}
-			if err := c.sync(ctx, ns); err != nil {
-				slog.Warn("serviceaccount controller: retrying", "namespace", ns, "err", err)
-				c.queue.AddRateLimited(ns)
-			} else {
-				c.queue.Forget(ns)
-			}
-			c.queue.Done(ns)
-		}
-	}, time.Second)
-	<-ctx.Done()
+	c.loop.Run(ctx, 1)
 }
 
 func (c *Controller) sync(ctx context.Context, name string) error {

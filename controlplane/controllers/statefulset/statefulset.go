@@ -9,25 +9,22 @@ package statefulset
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 	"github.com/petrel-project/petrel/controlplane/controllers/revision"
 )
 
@@ -36,66 +33,27 @@ var kind = appsv1.SchemeGroupVersion.WithKind("StatefulSet")
 // Controller reconciles StatefulSets.
 type Controller struct {
 	client kubernetes.Interface
-	queue  workqueue.TypedRateLimitingInterface[string]
+	loop   *loop.Loop
 	sets   appslisters.StatefulSetLister
 	pods   corelisters.PodLister
 	pvcs   corelisters.PersistentVolumeClaimLister
-	synced []cache.InformerSynced
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "statefulset"})}
+	c := &Controller{client: cs}
+	c.loop = loop.New("statefulset controller", loop.Simple(c.sync))
 	sInf, pInf, cInf := factory.Apps().V1().StatefulSets(), factory.Core().V1().Pods(), factory.Core().V1().PersistentVolumeClaims()
 	c.sets, c.pods, c.pvcs = sInf.Lister(), pInf.Lister(), cInf.Lister()
-	c.synced = []cache.InformerSynced{sInf.Informer().HasSynced, pInf.Informer().HasSynced, cInf.Informer().HasSynced}
-	enqueue := func(obj interface{}) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			c.queue.Add(key)
-		}
-	}
-	_, _ = sInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj interface{}) { enqueue(obj) }})
-	owner := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		if p, ok := obj.(*corev1.Pod); ok {
-			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "StatefulSet" {
-				c.queue.Add(p.Namespace + "/" + ref.Name)
-			}
-		}
-	}
-	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner})
+	c.loop.Synced(sInf.Informer().HasSynced, pInf.Informer().HasSynced, cInf.Informer().HasSynced)
+	_, _ = sInf.Informer().AddEventHandler(c.loop.Handlers())
+	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("StatefulSet"))
 	return c
 }
 
 // Run works the queue until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer c.queue.ShutDown()
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return
-	}
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		if err := c.sync(ctx, key); err != nil {
-			slog.Warn("statefulset controller: retrying", "statefulset", key, "err", err)
-			c.queue.AddRateLimited(key)
-		} else {
-			c.queue.Forget(key)
-		}
-		c.queue.Done(key)
-	}
+	c.loop.Run(ctx, workers)
 }
 
 func ordinal(set *appsv1.StatefulSet, p *corev1.Pod) (int, bool) {
