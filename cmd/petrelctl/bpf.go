@@ -66,48 +66,30 @@ func bpfCommand() *cobra.Command {
 	lbList := &cobra.Command{Use: "list", Short: "Frontends with their backends (id, slot, state) and rev-NAT id",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := f.open()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			out := cmd.OutOrStdout()
 			switch {
 			case backendsOnly:
-				rows, err := lbview.Backends(m)
-				if err != nil {
-					return err
-				}
-				return f.print(out, rows, func(tw *tabwriter.Writer) {
+				return show(&f, cmd, lbview.Backends, func(tw *tabwriter.Writer, rows []lbview.Backend) {
 					fmt.Fprintln(tw, "ID\tBACKEND\tSTATE")
 					for _, b := range rows {
 						fmt.Fprintf(tw, "%d\t%s\t%s\n", b.ID, b.Address, b.State)
 					}
 				})
 			case revnatOnly:
-				rows, err := lbview.RevNats(m)
-				if err != nil {
-					return err
-				}
-				return f.print(out, rows, func(tw *tabwriter.Writer) {
+				return show(&f, cmd, lbview.RevNats, func(tw *tabwriter.Writer, rows []lbview.RevNat) {
 					fmt.Fprintln(tw, "ID\tSERVICE ADDRESS")
 					for _, r := range rows {
 						fmt.Fprintf(tw, "%d\t%s\n", r.ID, r.Address)
 					}
 				})
-			}
-			rows, err := lbview.Frontends(m)
-			if err != nil {
-				return err
-			}
-			return f.print(out, rows, func(tw *tabwriter.Writer) {
-				if frontendsOnly {
+			case frontendsOnly:
+				return show(&f, cmd, lbview.Frontends, func(tw *tabwriter.Writer, rows []lbview.Frontend) {
 					fmt.Fprintln(tw, "FRONTEND\tREV-NAT ID\tBACKENDS\tFLAGS")
 					for _, r := range rows {
 						fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Frontend, r.RevNatID, len(r.Backends), flags(r))
 					}
-					return
-				}
+				})
+			}
+			return show(&f, cmd, lbview.Frontends, func(tw *tabwriter.Writer, rows []lbview.Frontend) {
 				fmt.Fprintln(tw, "FRONTEND\tREV-NAT ID\tSLOT\tBACKEND ID\tBACKEND\tSTATE\tFLAGS")
 				for _, r := range rows {
 					if len(r.Backends) == 0 {
@@ -134,16 +116,7 @@ func bpfCommand() *cobra.Command {
 	ct.AddCommand(&cobra.Command{Use: "list", Short: "Sockets translated at connect/sendmsg: socket cookie, backend, the frontend it maps to",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := f.open()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			rows, err := lbview.Sockets(m)
-			if err != nil {
-				return err
-			}
-			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+			return show(&f, cmd, lbview.Sockets, func(tw *tabwriter.Writer, rows []lbview.Socket) {
 				fmt.Fprintln(tw, "SOCKET COOKIE\tBACKEND\tFRONTEND\tREV-NAT ID")
 				for _, s := range rows {
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", s.Cookie, s.Backend, s.Frontend, s.RevNatID)
@@ -155,16 +128,7 @@ func bpfCommand() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{Use: "maps", Short: "Every map: type, entries, capacity, pressure",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := f.open()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			rows, err := lbview.Maps(m)
-			if err != nil {
-				return err
-			}
-			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+			return show(&f, cmd, lbview.Maps, func(tw *tabwriter.Writer, rows []lbview.Map) {
 				fmt.Fprintln(tw, "NAME\tTYPE\tENTRIES\tCAPACITY\tPRESSURE")
 				for _, r := range rows {
 					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\n", r.Name, r.Type, r.Entries, r.Capacity, 100*r.Pressure)
@@ -172,6 +136,21 @@ func bpfCommand() *cobra.Command {
 			})
 		}})
 	return cmd
+}
+
+// show opens the pinned maps, reads rows from them and prints them as a
+// table or JSON.
+func show[T any](f *mapFlags, cmd *cobra.Command, read func(*bpfobj.Maps) (T, error), table func(*tabwriter.Writer, T)) error {
+	m, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	rows, err := read(m)
+	if err != nil {
+		return err
+	}
+	return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) { table(tw, rows) })
 }
 
 func flags(r lbview.Frontend) string {

@@ -46,17 +46,8 @@ func benchCommand() *cobra.Command {
 	opts := bench.APIOptions{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr}
 	api := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o must be table or json, not %q", output)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			rep, err := bench.RunAPI(ctx, opts)
-			if err != nil {
-				return err
-			}
-			return rep.Write(os.Stdout, output)
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunAPI(ctx, opts) })
 		}}
 	f := api.Flags()
 	f.StringVar(&opts.Petrel, "petrel", opts.Petrel, "the petrel binary to start")
@@ -69,22 +60,15 @@ func benchCommand() *cobra.Command {
 	dopts := bench.DNSOptions{Petrel: opts.Petrel, Services: 1000, Duration: 10 * time.Second, Progress: os.Stderr}
 	dnsCmd := &cobra.Command{Use: "dns", Short: "Cluster DNS: dnsperf against petrel dns and a bare miekg/dns server, CPU per query, latency per kind",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o must be table or json, not %q", output)
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			dopts.Petrelctl = exe
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			rep, err := bench.RunDNS(ctx, dopts)
-			if err != nil {
-				return err
-			}
-			return rep.Write(os.Stdout, output)
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) {
+				exe, err := os.Executable()
+				if err != nil {
+					return nil, err
+				}
+				dopts.Petrelctl = exe
+				return bench.RunDNS(ctx, dopts)
+			})
 		}}
 	df := dnsCmd.Flags()
 	df.StringVar(&dopts.Petrel, "petrel", dopts.Petrel, "the petrel binary to start")
@@ -96,22 +80,15 @@ func benchCommand() *cobra.Command {
 	popts := bench.DataplaneOptions{Duration: 3 * time.Second, Concurrency: 16, Rounds: 3, Sizes: []int{1, 1000, 10000}, Progress: os.Stderr}
 	dataplane := &cobra.Command{Use: "dataplane", Short: "Socket load balancer: connects/s and UDP requests/s via a ClusterIP vs direct and vs kube-proxy iptables rules; map programming",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o must be table or json, not %q", output)
-			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			popts.Petrelctl = exe
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			rep, err := bench.RunDataplane(ctx, popts)
-			if err != nil {
-				return err
-			}
-			return rep.Write(os.Stdout, output)
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) {
+				exe, err := os.Executable()
+				if err != nil {
+					return nil, err
+				}
+				popts.Petrelctl = exe
+				return bench.RunDataplane(ctx, popts)
+			})
 		}}
 	pf := dataplane.Flags()
 	pf.DurationVar(&popts.Duration, "duration", popts.Duration, "length of each load run")
@@ -123,17 +100,8 @@ func benchCommand() *cobra.Command {
 	sopts := bench.SchedulerOptions{Petrel: opts.Petrel, Nodes: 1000, Pods: 10000, Replicas: 1000, SimNodes: 100, Progress: os.Stderr}
 	schedCmd := &cobra.Command{Use: "scheduler", Short: "Scheduler: pods/s bound on many nodes, create-to-bind latency; a large Deployment on simulated nodes",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o must be table or json, not %q", output)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			rep, err := bench.RunScheduler(ctx, sopts)
-			if err != nil {
-				return err
-			}
-			return rep.Write(os.Stdout, output)
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunScheduler(ctx, sopts) })
 		}}
 	sf := schedCmd.Flags()
 	sf.StringVar(&sopts.Petrel, "petrel", sopts.Petrel, "the petrel binary to start")
@@ -167,4 +135,19 @@ func benchCommand() *cobra.Command {
 	baseline.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address")
 	cmd.AddCommand(baseline)
 	return cmd
+}
+
+// runSuite runs one benchmark suite until it ends or Ctrl-C, and prints its
+// report as a table or JSON.
+func runSuite(output string, run func(ctx context.Context) (*bench.Report, error)) error {
+	if output != "table" && output != "json" {
+		return fmt.Errorf("-o must be table or json, not %q", output)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := run(ctx)
+	if err != nil {
+		return err
+	}
+	return rep.Write(os.Stdout, output)
 }

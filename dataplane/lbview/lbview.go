@@ -5,7 +5,6 @@
 package lbview
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -59,18 +58,6 @@ type Map struct {
 	Pressure float64 `json:"pressure"`
 }
 
-func addr(v uint32) netip.Addr {
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
-}
-
-func port(v uint16) uint16 {
-	var b [2]byte
-	binary.NativeEndian.PutUint16(b[:], v)
-	return binary.BigEndian.Uint16(b[:])
-}
-
 func proto(p uint8) string {
 	switch p {
 	case 6:
@@ -82,15 +69,15 @@ func proto(p uint8) string {
 }
 
 func hostPort(a uint32, p uint16) string {
-	return netip.AddrPortFrom(addr(a), port(p)).String()
+	return netip.AddrPortFrom(bpfobj.AddrOf(a), bpfobj.PortOf(p)).String()
 }
 
 func frontendName(a uint32, p uint16, pr uint8) string {
-	host := addr(a).String()
+	host := bpfobj.AddrOf(a).String()
 	if a == 0 {
 		host = "*" // NodePort: every node address
 	}
-	return fmt.Sprintf("%s:%d/%s", host, port(p), proto(pr))
+	return fmt.Sprintf("%s:%d/%s", host, bpfobj.PortOf(p), proto(pr))
 }
 
 func flagNames(f uint8) []string {
@@ -154,8 +141,8 @@ func Frontends(m *bpfobj.Maps) ([]Frontend, error) {
 	for it.Next(&k, &v) {
 		fk := fkey{k.Address, k.Dport, k.Proto}
 		if k.BackendSlot == 0 {
-			fronts[fk] = &Frontend{Frontend: frontendName(k.Address, k.Dport, k.Proto), Address: addr(k.Address).String(),
-				Port: port(k.Dport), Protocol: proto(k.Proto), RevNatID: v.RevNatIndex, Flags: flagNames(v.Flags),
+			fronts[fk] = &Frontend{Frontend: frontendName(k.Address, k.Dport, k.Proto), Address: bpfobj.AddrOf(k.Address).String(),
+				Port: bpfobj.PortOf(k.Dport), Protocol: proto(k.Proto), RevNatID: v.RevNatIndex, Flags: flagNames(v.Flags),
 				AffinityTimeout: v.AffinityTimeout, Backends: make([]Backend, 0, v.Count)}
 			continue
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
 // hostAddresses lists the node's IPv4 addresses, loopback excepted: a pod's
@@ -43,7 +45,7 @@ func (p *Proxy) syncNodeAddresses() error {
 	want := map[uint32]bool{}
 	for _, a := range addrs {
 		if a.Is4() {
-			want[be32(a)] = true
+			want[bpfobj.AddrKey(a)] = true
 		}
 	}
 	p.mu.Lock()

@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 
 	"github.com/cilium/ebpf"
 
@@ -40,33 +38,8 @@ func newTables(m *bpfobj.Maps) *tables {
 		revNats: newIDPool(1<<16 - 1), backends: newIDPool(1<<32 - 1)}
 }
 
-// beOrder is the network byte order the BPF programs compare addresses and
-// ports in; the maps hold them as the host reads those bytes.
-func be32(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.NativeEndian.Uint32(b[:])
-}
-
-func be16(p uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], p)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
-func addrFromBE(v uint32) netip.Addr {
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
-}
-
-func portFromBE(v uint16) uint16 {
-	var b [2]byte
-	binary.NativeEndian.PutUint16(b[:], v)
-	return binary.BigEndian.Uint16(b[:])
-}
-
 func serviceKey(k FrontendKey, slot uint16) bpfobj.ServiceKey {
-	return bpfobj.ServiceKey{Address: be32(k.Address), Dport: be16(k.Port), BackendSlot: slot, Proto: k.Proto}
+	return bpfobj.ServiceKey{Address: bpfobj.AddrKey(k.Address), Dport: bpfobj.PortKey(k.Port), BackendSlot: slot, Proto: k.Proto}
 }
 
 func (t *tables) put(m *ebpf.Map, k, v any) error {
@@ -93,7 +66,7 @@ func (t *tables) apply(owner string, want Frontend) error {
 			return fmt.Errorf("frontend %s: %w", want.Key, err)
 		}
 		cur = &appliedFrontend{revNat: uint16(id)}
-		rn := bpfobj.RevNat{Address: be32(want.Key.Address), Port: be16(want.Key.Port)}
+		rn := bpfobj.RevNat{Address: bpfobj.AddrKey(want.Key.Address), Port: bpfobj.PortKey(want.Key.Port)}
 		if err := t.put(t.maps.RevNat, uint16(id), rn); err != nil {
 			t.revNats.release(id)
 			return fmt.Errorf("write rev-NAT %d for %s: %w", id, want.Key, err)
@@ -123,7 +96,7 @@ func (t *tables) apply(owner string, want Frontend) error {
 			if addr.Terminating {
 				state = bpfobj.BackendTerminating
 			}
-			be := bpfobj.Backend{Address: be32(addr.Address), Port: be16(addr.Port), Proto: want.Key.Proto, State: state}
+			be := bpfobj.Backend{Address: bpfobj.AddrKey(addr.Address), Port: bpfobj.PortKey(addr.Port), Proto: want.Key.Proto, State: state}
 			if err := t.put(t.maps.Backends, id, be); err != nil {
 				t.backends.release(id)
 				return fmt.Errorf("write backend %d: %w", id, err)
@@ -197,7 +170,7 @@ func (t *tables) readBack() error {
 	var orphans []bpfobj.ServiceKey
 	it := t.maps.Services.Iterate()
 	for it.Next(&k, &v) {
-		fk := FrontendKey{Address: addrFromBE(k.Address), Port: portFromBE(k.Dport), Proto: k.Proto}
+		fk := FrontendKey{Address: bpfobj.AddrOf(k.Address), Port: bpfobj.PortOf(k.Dport), Proto: k.Proto}
 		if k.BackendSlot == 0 {
 			t.frontends[fk] = &appliedFrontend{revNat: v.RevNatIndex, flags: v.Flags, timeout: v.AffinityTimeout,
 				backends: make([]appliedBackend, v.Count)}
@@ -217,7 +190,7 @@ func (t *tables) readBack() error {
 	backends := map[uint32]BackendAddr{}
 	bit := t.maps.Backends.Iterate()
 	for bit.Next(&id, &be) {
-		backends[id] = BackendAddr{Address: addrFromBE(be.Address), Port: portFromBE(be.Port), Terminating: be.State == bpfobj.BackendTerminating}
+		backends[id] = BackendAddr{Address: bpfobj.AddrOf(be.Address), Port: bpfobj.PortOf(be.Port), Terminating: be.State == bpfobj.BackendTerminating}
 	}
 	if err := bit.Err(); err != nil {
 		return fmt.Errorf("read the backend map: %w", err)
