@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/node"
 	"github.com/petrel-project/petrel/dataplane/simnode"
 )
@@ -22,6 +23,7 @@ import (
 // nodeFlags are `petrel node`'s flags; `petrel up` shares them.
 type nodeFlags struct {
 	simulate  int
+	cleanup   bool
 	opts      node.Options
 	localDNS  string
 	upstreams string
@@ -80,6 +82,9 @@ func nodeCommand() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if f.cleanup {
+				return cleanupNode(opts)
+			}
 			if f.simulate > 0 {
 				return runSimulated(ctx, opts, f.simulate)
 			}
@@ -92,6 +97,7 @@ func nodeCommand() *cobra.Command {
 			return nil
 		}}
 	f.add(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&f.cleanup, "cleanup", false, "detach the socket load balancer, remove the pinned maps and the node-local DNS address, and exit (Services stop answering on this machine)")
 	cmd.Flags().IntVar(&f.simulate, "simulate", 0, "run N simulated nodes named <node-name>-<i> instead (control-plane scale tests only, like kwok)")
 	return cmd
 }
@@ -121,4 +127,22 @@ func printNodeReady(opts node.Options, n *node.Node) {
 		fmt.Printf("; cluster DNS on %s:53 (behind kube-dns 10.96.0.10)", opts.LocalDNS)
 	}
 	fmt.Printf("\n  metrics:  %s\n  BPF maps: petrelctl bpf lb list --node-name %s\n", n.MetricsURL, opts.NodeName)
+}
+
+// cleanupNode undoes what a node leaves on the machine when it stops.
+func cleanupNode(opts node.Options) error {
+	dir := opts.PinDir
+	if dir == "" {
+		dir = bpfobj.PinDir(opts.NodeName)
+	}
+	if err := bpfobj.Remove(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	if opts.LocalDNS.IsValid() {
+		if err := node.RemoveLocalAddress(opts.LocalDNS); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("Removed the socket load balancer and maps under %s and the DNS address %s.\n", dir, opts.LocalDNS)
+	return nil
 }
