@@ -15,6 +15,7 @@ deps:
 build:
 	$(GO) build -o $(BIN)/petrel ./cmd/petrel
 	$(GO) build -o $(BIN)/petrelctl ./cmd/petrelctl
+	$(GO) build -o $(BIN)/petrel-cni ./cmd/petrel-cni
 
 run: deps build
 	$(BIN)/petrel up --data-dir $(DATA_DIR)
