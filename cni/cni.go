@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/petrel-project/petrel/cni/ipam"
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
 // Gateway is the pod's next hop: link-local, never a real address, so every
@@ -38,6 +39,9 @@ type Config struct {
 	DataDir string `json:"dataDir,omitempty"`
 	// MTU of the veths (default 1500).
 	MTU int `json:"mtu,omitempty"`
+	// PinDir is the node's bpffs directory; when the node has loaded tc_pod
+	// there, each pod's veth gets it and same-node traffic skips routing.
+	PinDir string `json:"pinDir,omitempty"`
 }
 
 // ParseConfig reads and checks a network configuration.
@@ -133,6 +137,12 @@ func Add(c *Config, containerID, netnsPath, ifName string) (*types100.Result, er
 	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Dst: hostPrefix(addr), Scope: netlink.SCOPE_LINK}); err != nil {
 		return nil, fmt.Errorf("host route to %s: %w", addr, err)
 	}
+	if c.PinDir != "" {
+		hostIf.Index = host.Attrs().Index
+		if err := bpfobj.AttachPod(c.PinDir, &hostIf, addr, contIf.HardwareAddr); err != nil {
+			return nil, err
+		}
+	}
 	return &types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,
 		Interfaces: []*types100.Interface{
@@ -147,6 +157,12 @@ func Add(c *Config, containerID, netnsPath, ifName string) (*types100.Result, er
 // Del disconnects the pod. What is already gone (the namespace, the veth,
 // the address) is not an error, as the CNI spec asks.
 func Del(c *Config, containerID, ifName string) error {
+	if c.PinDir != "" {
+		addr, _, _ := c.Store().Lookup(ipam.Owner{ContainerID: containerID, IfName: ifName})
+		if err := bpfobj.DetachPod(c.PinDir, HostVethName(containerID, ifName), addr); err != nil {
+			return err
+		}
+	}
 	if l, err := netlink.LinkByName(HostVethName(containerID, ifName)); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			return fmt.Errorf("delete host veth: %w", err)
@@ -211,7 +227,10 @@ func GC(c *Config, valid []types.GCAttachment) error {
 		return err
 	}
 	var errs []error
-	for _, o := range freed {
+	for o, addr := range freed {
+		if c.PinDir != "" {
+			errs = append(errs, bpfobj.DetachPod(c.PinDir, HostVethName(o.ContainerID, o.IfName), addr))
+		}
 		if l, err := netlink.LinkByName(HostVethName(o.ContainerID, o.IfName)); err == nil {
 			errs = append(errs, netlink.LinkDel(l))
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/petrel-project/petrel/cni"
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
 func requireRoot(t *testing.T) {
@@ -183,4 +184,87 @@ func TestPluginThroughLibcni(t *testing.T) {
 			t.Errorf("pod B broken by GC: %v", err)
 		}
 	})
+}
+
+// setForwarding sets IPv4 forwarding for the test and puts it back.
+func setForwarding(t *testing.T, v string) {
+	const knob = "/proc/sys/net/ipv4/ip_forward"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(knob, []byte(v), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0o644) })
+}
+
+// TestSameNodePodsByRedirect: with tc_pod loaded, a pod reaches another pod
+// on the node even with the host's forwarding off, which only
+// bpf_redirect_peer can do.
+func TestSameNodePodsByRedirect(t *testing.T) {
+	requireRoot(t)
+	pluginDir := buildPlugin(t)
+	id := fmt.Sprint(os.Getpid())
+	pinDir := filepath.Join(bpfobj.BPFFSRoot, "petrel-cni-test-"+id)
+	if err := bpfobj.LoadPodProgram(pinDir); err != nil {
+		t.Fatalf("load tc_pod: %v", err)
+	}
+	t.Cleanup(func() { _ = bpfobj.Remove(pinDir) })
+	list, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(`{"cniVersion":"1.1.0","name":"petrel-redirect-%s",
+		"plugins":[{"type":"petrel-cni","podCIDR":"10.251.%d.0/24","dataDir":%q,"pinDir":%q}]}`, id, os.Getpid()%200, t.TempDir(), pinDir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, t.TempDir(), nil)
+	ctx := context.Background()
+	ips := map[string]net.IP{}
+	for _, pod := range []string{"d", "e"} {
+		netns := netnsFor(t, "petrel-cni-"+pod+"-"+id)
+		rt := &libcni.RuntimeConf{ContainerID: "pod-" + pod + "-" + id, NetNS: netns, IfName: "eth0"}
+		res, err := cfg.AddNetworkList(ctx, list, rt)
+		if err != nil {
+			t.Fatalf("ADD %s: %v", pod, err)
+		}
+		t.Cleanup(func() { _ = cfg.DelNetworkList(ctx, list, rt) })
+		r, _ := types100.NewResultFromResult(res)
+		ips[pod] = r.IPs[0].Address.IP
+	}
+	setForwarding(t, "0")
+
+	var ln net.Listener
+	if err := ns.WithNetNSPath("/run/netns/petrel-cni-e-"+id, func(ns.NetNS) error {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(ips["e"].String(), "8080"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("from e"))
+			c.Close()
+		}
+	}()
+	var got string
+	err = ns.WithNetNSPath("/run/netns/petrel-cni-d-"+id, func(ns.NetNS) error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(ips["e"].String(), "8080"), 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 16)
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := c.Read(buf)
+		got = string(buf[:n])
+		return err
+	})
+	if err != nil || got != "from e" {
+		t.Fatalf("pod d → pod e with forwarding off: %q, %v", got, err)
+	}
 }

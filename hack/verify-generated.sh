@@ -3,7 +3,8 @@
 # and their Go bindings) differs from what `make generate` makes.
 set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-files=(controlplane/openapi/generated/zz_generated.openapi.go dataplane/bpfobj/socklb_bpfel.go dataplane/bpfobj/socklb_bpfel.o)
+files=(controlplane/openapi/generated/zz_generated.openapi.go dataplane/bpfobj/socklb_bpfel.go dataplane/bpfobj/socklb_bpfel.o
+  dataplane/bpfobj/tcpod_bpfel.go dataplane/bpfobj/tcpod_bpfel.o)
 for f in "${files[@]}"; do mkdir -p "$tmp/$(dirname "$f")"; cp "$f" "$tmp/$f"; done
 make -s generate >/dev/null
 stale=0

@@ -93,4 +93,13 @@ struct sock_revnat4_val {
 	__u16 rev_nat_index;
 };
 
+/* A pod on this node, as tc_pod forwards to it (petrel_endpoints). */
+struct endpoint_info {
+	__u32 ifindex;       /* host side of the pod's veth */
+	__u8 pod_mac[6];     /* the pod's eth0 */
+	__u8 host_mac[6];    /* the host side, the pod's gateway */
+	__u32 pad;
+};
+
+#define LB_ENDPOINT_MAP_MAX 4096
 #endif

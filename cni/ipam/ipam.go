@@ -119,24 +119,24 @@ func (s *Store) Lookup(o Owner) (netip.Addr, bool, error) {
 
 // Release frees the owner's address; releasing nothing is not an error.
 func (s *Store) Release(o Owner) error {
-	return s.releaseWhere(func(owner Owner) bool { return owner == o })
+	return s.releaseWhere(func(owner Owner, _ netip.Addr) bool { return owner == o })
 }
 
 // ReleaseExcept frees every address whose owner is not in keep, and returns
-// the owners it freed.
-func (s *Store) ReleaseExcept(keep map[Owner]bool) ([]Owner, error) {
-	var freed []Owner
-	err := s.releaseWhere(func(owner Owner) bool {
+// what it freed.
+func (s *Store) ReleaseExcept(keep map[Owner]bool) (map[Owner]netip.Addr, error) {
+	freed := map[Owner]netip.Addr{}
+	err := s.releaseWhere(func(owner Owner, a netip.Addr) bool {
 		if keep[owner] {
 			return false
 		}
-		freed = append(freed, owner)
+		freed[owner] = a
 		return true
 	})
 	return freed, err
 }
 
-func (s *Store) releaseWhere(match func(Owner) bool) error {
+func (s *Store) releaseWhere(match func(Owner, netip.Addr) bool) error {
 	unlock, err := s.lock()
 	if err != nil {
 		return err
@@ -147,7 +147,7 @@ func (s *Store) releaseWhere(match func(Owner) bool) error {
 		return err
 	}
 	for a, owner := range taken {
-		if match(owner) {
+		if match(owner, a) {
 			if err := os.Remove(filepath.Join(s.Dir, a.String())); err != nil && !os.IsNotExist(err) {
 				return fmt.Errorf("release %s: %w", a, err)
 			}

@@ -118,6 +118,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("load the socket load balancer (needs root and BPF): %w", err)
 	}
 
+	// tc_pod waits pinned for the CNI plugin to attach it to pod veths.
+	if err := bpfobj.LoadPodProgram(pinDir); err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("load the pod program: %w", err)
+	}
 	pcfg := proxy.Config{NodeName: opts.NodeName}
 	if opts.LocalDNS.IsValid() {
 		pcfg.Redirect = &proxy.LocalRedirect{Namespace: "kube-system", Name: "kube-dns", Address: opts.LocalDNS}

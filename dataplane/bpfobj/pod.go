@@ -1,0 +1,114 @@
+package bpfobj
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// EndpointInfo is a local pod as tc_pod forwards to it.
+type EndpointInfo = tcPodEndpointInfo
+
+// Pins of the pod program: the node loads it once; each CNI ADD attaches the
+// pinned program to the new veth without loading anything.
+const (
+	MapEndpoints  = "petrel_endpoints"
+	podProgramPin = "tc_pod"
+)
+
+// LoadPodProgram loads tc_pod, pins it and its endpoint map under dir, and
+// replaces an older pinned program (veths attached before keep theirs until
+// they go).
+func LoadPodProgram(dir string) error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lift the memlock limit for BPF maps: %w", err)
+	}
+	if err := EnsureBPFFS(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	spec, err := loadTcPod()
+	if err != nil {
+		return fmt.Errorf("read the embedded tc_pod object: %w", err)
+	}
+	var objs tcPodObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
+		return fmt.Errorf("load tc_pod: %w", describeVerifierError(err))
+	}
+	defer objs.Close()
+	pin := filepath.Join(dir, podProgramPin)
+	_ = os.Remove(pin)
+	if err := objs.PetrelFromPod.Pin(pin); err != nil {
+		return fmt.Errorf("pin tc_pod: %w", err)
+	}
+	return nil
+}
+
+func podLinkPin(dir, hostVeth string) string { return filepath.Join(dir, "links", "pod_"+hostVeth) }
+
+// AttachPod attaches the pinned tc_pod to a pod's host veth (TCX ingress:
+// what the pod sends) and records the pod in the endpoint map, so that
+// other local pods reach it by redirect. Without a loaded program it does
+// nothing and routing carries the traffic.
+func AttachPod(dir string, hostVeth *net.Interface, podIP netip.Addr, podMAC net.HardwareAddr) error {
+	prog, err := ebpf.LoadPinnedProgram(filepath.Join(dir, podProgramPin), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open the pinned tc_pod: %w", err)
+	}
+	defer prog.Close()
+	endpoints, err := ebpf.LoadPinnedMap(filepath.Join(dir, MapEndpoints), nil)
+	if err != nil {
+		return fmt.Errorf("open the endpoint map: %w", err)
+	}
+	defer endpoints.Close()
+	pin := podLinkPin(dir, hostVeth.Name)
+	_ = os.Remove(pin) // a link from an ADD that did not finish died with its veth
+	l, err := link.AttachTCX(link.TCXOptions{Interface: hostVeth.Index, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("attach tc_pod to %s: %w", hostVeth.Name, err)
+	}
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pin tc_pod link: %w", err)
+	}
+	var ep EndpointInfo
+	ep.Ifindex = uint32(hostVeth.Index)
+	copy(ep.PodMac[:], podMAC)
+	copy(ep.HostMac[:], hostVeth.HardwareAddr)
+	if err := endpoints.Put(AddrKey(podIP), ep); err != nil {
+		return fmt.Errorf("record endpoint %s: %w", podIP, err)
+	}
+	return nil
+}
+
+// DetachPod forgets a pod: its endpoint entry and its link pin. Gone
+// already is fine.
+func DetachPod(dir, hostVeth string, podIP netip.Addr) error {
+	_ = os.Remove(podLinkPin(dir, hostVeth))
+	endpoints, err := ebpf.LoadPinnedMap(filepath.Join(dir, MapEndpoints), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open the endpoint map: %w", err)
+	}
+	defer endpoints.Close()
+	if podIP.IsValid() {
+		if err := endpoints.Delete(AddrKey(podIP)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("forget endpoint %s: %w", podIP, err)
+		}
+	}
+	return nil
+}
