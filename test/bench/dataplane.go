@@ -168,14 +168,38 @@ func vip(i int) netip.Addr {
 }
 
 func benchFrontends(i int, backends ...netip.Addr) []proxy.Frontend {
-	var bs []proxy.BackendAddr
+	var bs, hs []proxy.BackendAddr
 	for _, b := range backends {
 		bs = append(bs, proxy.BackendAddr{Address: b, Port: serverPort})
+		hs = append(hs, proxy.BackendAddr{Address: b, Port: serverPort + 1})
 	}
 	return []proxy.Frontend{
 		{Key: proxy.FrontendKey{Address: vip(i), Port: 80, Proto: 6}, Backends: bs},
 		{Key: proxy.FrontendKey{Address: vip(i), Port: 80, Proto: 17}, Backends: bs},
+		{Key: proxy.FrontendKey{Address: vip(i), Port: 81, Proto: 6}, Backends: hs},
 	}
+}
+
+// modes are the loads each path carries, and what their clients target.
+var modes = []string{"tcp", "udp", "http"}
+
+// podTarget is the pod's own address for a load; serviceTarget the
+// ClusterIP of the last of n Services.
+func podTarget(mode string) string {
+	_, pod := modePort(mode)
+	return fmt.Sprintf("%s:%d", serverAddr, pod)
+}
+
+func serviceTarget(n int, mode string) string {
+	svc, _ := modePort(mode)
+	return fmt.Sprintf("%s:%d", vip(n-1), svc)
+}
+
+func modePort(mode string) (service, pod int) {
+	if mode == "http" {
+		return 81, serverPort + 1
+	}
+	return 80, serverPort
 }
 
 // programServices makes the maps hold services 0..n-1 and only those.
@@ -205,19 +229,23 @@ func kubeProxyRules(n int) []byte {
 	var b bytes.Buffer
 	b.WriteString("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n")
 	for i := range n {
-		for _, p := range []string{"tcp", "udp"} {
+		for _, p := range []string{"tcp", "udp", "http"} {
 			fmt.Fprintf(&b, ":KUBE-SVC-%s%d - [0:0]\n:KUBE-SEP-%s%d - [0:0]\n", strings.ToUpper(p), i, strings.ToUpper(p), i)
 		}
 	}
 	b.WriteString("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n")
 	b.WriteString("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n")
 	for i := range n {
-		for _, p := range []string{"tcp", "udp"} {
-			up := strings.ToUpper(p)
-			fmt.Fprintf(&b, "-A KUBE-SERVICES -d %s/32 -p %s -m comment --comment \"bench/svc-%d:%s cluster IP\" -m %s --dport 80 -j KUBE-SVC-%s%d\n", vip(i), p, i, p, p, up, i)
-			fmt.Fprintf(&b, "-A KUBE-SVC-%s%d -m comment --comment \"bench/svc-%d:%s -> %s:%d\" -m statistic --mode random --probability 1.0 -j KUBE-SEP-%s%d\n", up, i, i, p, serverAddr, serverPort, up, i)
-			fmt.Fprintf(&b, "-A KUBE-SEP-%s%d -s %s/32 -m comment --comment \"bench/svc-%d:%s\" -j KUBE-MARK-MASQ\n", up, i, serverAddr, i, p)
-			fmt.Fprintf(&b, "-A KUBE-SEP-%s%d -p %s -m comment --comment \"bench/svc-%d:%s\" -m %s -j DNAT --to-destination %s:%d\n", up, i, p, i, p, p, serverAddr, serverPort)
+		for _, mode := range []string{"tcp", "udp", "http"} {
+			up, p := strings.ToUpper(mode), mode
+			if p == "http" {
+				p = "tcp"
+			}
+			svcPort, podPort := modePort(mode)
+			fmt.Fprintf(&b, "-A KUBE-SERVICES -d %s/32 -p %s -m comment --comment \"bench/svc-%d:%s cluster IP\" -m %s --dport %d -j KUBE-SVC-%s%d\n", vip(i), p, i, mode, p, svcPort, up, i)
+			fmt.Fprintf(&b, "-A KUBE-SVC-%s%d -m comment --comment \"bench/svc-%d:%s -> %s:%d\" -m statistic --mode random --probability 1.0 -j KUBE-SEP-%s%d\n", up, i, i, mode, serverAddr, podPort, up, i)
+			fmt.Fprintf(&b, "-A KUBE-SEP-%s%d -s %s/32 -m comment --comment \"bench/svc-%d:%s\" -j KUBE-MARK-MASQ\n", up, i, serverAddr, i, mode)
+			fmt.Fprintf(&b, "-A KUBE-SEP-%s%d -p %s -m comment --comment \"bench/svc-%d:%s\" -m %s -j DNAT --to-destination %s:%d\n", up, i, p, i, mode, p, serverAddr, podPort)
 		}
 	}
 	b.WriteString("COMMIT\n")
@@ -288,8 +316,8 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 	// mood, so the ratios hold better than the absolute figures.
 	rates := map[string]float64{}
 	median := func(v []float64) float64 { sort.Float64s(v); return v[len(v)/2] }
-	unit := map[string]string{"tcp": "connects/s", "udp": "requests/s"}
-	what := map[string]string{"tcp": "clusterip_tcp_connects", "udp": "clusterip_udp_requests"}
+	unit := map[string]string{"tcp": "connects/s", "udp": "requests/s", "http": "requests/s"}
+	what := map[string]string{"tcp": "clusterip_tcp_connects", "udp": "clusterip_udp_requests", "http": "clusterip_http_requests"}
 	largest := o.Sizes[len(o.Sizes)-1]
 	var programTime, iptablesTime time.Duration
 	empty, err := mapMemory(&e.lb.Maps)
@@ -297,25 +325,23 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 		return nil, err
 	}
 	var perService float64
-	direct := fmt.Sprintf("%s:%d", serverAddr, serverPort)
 	rounds := max(o.Rounds, 1)
 	// Warm up (neighbour entries, page cache, CPU clocks): the first runs in
 	// fresh namespaces are slow and would skew the first size's figures.
 	progress("warming up")
 	warm := o
 	warm.Duration = time.Second
-	for _, mode := range []string{"tcp", "udp"} {
-		if _, err := e.drive(ctx, warm, e.plain, mode, direct); err != nil {
+	for _, mode := range modes {
+		if _, err := e.drive(ctx, warm, e.plain, mode, podTarget(mode)); err != nil {
 			return nil, err
 		}
 	}
 	for _, n := range o.Sizes {
-		target := fmt.Sprintf("%s:80", vip(n-1))
 		samples := map[string][]float64{}
 		for round := range rounds {
 			progress("%d services, round %d of %d: direct, socket LB, iptables", n, round+1, rounds)
-			for _, mode := range []string{"tcp", "udp"} {
-				r, err := e.drive(ctx, o, e.plain, mode, direct)
+			for _, mode := range modes {
+				r, err := e.drive(ctx, o, e.plain, mode, podTarget(mode))
 				if err != nil {
 					return nil, err
 				}
@@ -336,8 +362,8 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 					return nil, err
 				}
 			}
-			for _, mode := range []string{"tcp", "udp"} {
-				r, err := e.drive(ctx, o, e.lbCgroup, mode, target)
+			for _, mode := range modes {
+				r, err := e.drive(ctx, o, e.lbCgroup, mode, serviceTarget(n, mode))
 				if err != nil {
 					return nil, err
 				}
@@ -353,8 +379,8 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 			if n == largest && round == 0 {
 				iptablesTime = d
 			}
-			for _, mode := range []string{"tcp", "udp"} {
-				r, err := e.drive(ctx, o, e.plain, mode, target)
+			for _, mode := range modes {
+				r, err := e.drive(ctx, o, e.plain, mode, serviceTarget(n, mode))
 				if err != nil {
 					return nil, err
 				}
@@ -368,12 +394,12 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 			rates[fmt.Sprintf("%s_%d", k, n)] = median(v)
 		}
 	}
-	for _, mode := range []string{"tcp", "udp"} {
+	for _, mode := range modes {
 		for _, n := range o.Sizes {
 			v := rates[fmt.Sprintf("socklb_%s_%d", mode, n)]
 			goal := 0.97
-			if mode == "udp" {
-				goal = 0 // per-datagram rewriting: measured, no goal set
+			if mode != "tcp" {
+				goal = 0 // measured; the goals are set for connects
 			}
 			rep.AddRatio(fmt.Sprintf("%s_%d_services", what[mode], n), unit[mode], v, "direct_to_pod", rates[fmt.Sprintf("direct_%s_%d", mode, n)], "higher", goal)
 			ipGoal := 0.0

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,17 @@ func ServeDataplane(addr string) error {
 	if err != nil {
 		return err
 	}
+	// HTTP on the next port: short requests on kept-alive connections.
+	host, port, _ := net.SplitHostPort(addr)
+	httpPort, _ := strconv.Atoi(port)
+	hln, err := net.Listen("tcp4", net.JoinHostPort(host, strconv.Itoa(httpPort+1)))
+	if err != nil {
+		return err
+	}
+	go func() {
+		_ = (&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+			ReadHeaderTimeout: 5 * time.Second}).Serve(hln)
+	}()
 	pc, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		return err
@@ -60,14 +73,16 @@ type WorkerResult struct {
 }
 
 // DriveDataplane runs the client load: concurrency workers doing, for
-// "tcp", connect + one byte each way + close (SO_LINGER 0), or for "udp", one
-// datagram out and its echo back on an unconnected socket, for d.
+// "tcp", connect + one byte each way + close (SO_LINGER 0), for "udp", one
+// datagram out and its echo back on an unconnected socket, or for "http",
+// GET requests on kept-alive connections, for d.
 func DriveDataplane(mode, target string, concurrency int, d time.Duration) error {
 	raddr, err := net.ResolveUDPAddr("udp4", target)
 	if err != nil {
 		return err
 	}
 	var ops, errs atomic.Int64
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -80,6 +95,8 @@ func DriveDataplane(mode, target string, concurrency int, d time.Duration) error
 				tcpLoop(target, deadline, &ops, &errs)
 			case "udp":
 				udpLoop(raddr, deadline, &ops, &errs)
+			case "http":
+				httpLoop(client, "http://"+target+"/", deadline, &ops, &errs)
 			}
 		}()
 	}
@@ -128,5 +145,22 @@ func udpLoop(raddr *net.UDPAddr, deadline time.Time, ops, errs *atomic.Int64) {
 			continue
 		}
 		ops.Add(1)
+	}
+}
+
+func httpLoop(client *http.Client, url string, deadline time.Time, ops, errs *atomic.Int64) {
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(url)
+		if err != nil {
+			errs.Add(1)
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			ops.Add(1)
+		} else {
+			errs.Add(1)
+		}
 	}
 }
