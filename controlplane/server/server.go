@@ -52,6 +52,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
+	"github.com/petrel-project/petrel/controlplane/controllers/podgc"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
@@ -361,12 +362,14 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
+	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go lifecycle.Run(ctx)
+	go podGC.Run(ctx)
 	go slices.Run(ctx, 4)
 	go mirroring.Run(ctx)
 	go sets.Run(ctx, 4)
