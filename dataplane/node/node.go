@@ -1,7 +1,7 @@
 // Package node wires `petrel node`: it registers the Node and keeps its
 // Lease, loads the socket load balancer onto the node's cgroup, runs the
-// service proxy that programs it and the node-local cluster DNS, and serves
-// the node's metrics. Pods (the kubelet on containerd) are not run yet: the
+// service proxy that programs it, the routes to other nodes' pods and the
+// node-local cluster DNS, and serves the node's metrics. Pods (the kubelet on containerd) are not run yet: the
 // Node carries a NoSchedule taint saying so.
 package node
 
@@ -21,11 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vishvananda/netlink"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dns"
 )
 
@@ -137,6 +139,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("program services: %w", err)
 	}
 	slog.Info("node: services programmed")
+
+	handle, err := netlink.NewHandle()
+	if err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	if err := routing.New(opts.NodeName, handle).Run(ctx, cs); err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("routes to other nodes' pods: %w", err)
+	}
 
 	if opts.LocalDNS.IsValid() {
 		if err := n.startDNS(ctx, cs, reg); err != nil {
