@@ -143,6 +143,10 @@ func cleanupNode(opts node.Options) error {
 			return err
 		}
 	}
+	// The pods' cgroup goes when it is empty (no pod runs on this node).
+	if root, err := bpfobj.CgroupV2Mount(); err == nil {
+		_ = os.Remove(filepath.Join(root, opts.CgroupRoot))
+	}
 	fmt.Printf("Removed the socket load balancer and maps under %s and the DNS address %s.\n", dir, opts.LocalDNS)
 	return nil
 }
