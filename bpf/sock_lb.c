@@ -147,8 +147,11 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 	return 1;
 }
 
-/* Undoes lb4_xlate for what the socket reads back: the peer is the service. */
-static __always_inline void lb4_reverse(void *ctx, __be32 *address, __be16 *port)
+/*
+ * Undoes lb4_xlate for what the socket reads back: the peer is the service.
+ * Returns 1 when the address was a backend the socket was sent to.
+ */
+static __always_inline int lb4_reverse(void *ctx, __be32 *address, __be16 *port)
 {
 	struct sock_revnat4_key key = {
 		.cookie = bpf_get_socket_cookie(ctx),
@@ -159,10 +162,11 @@ static __always_inline void lb4_reverse(void *ctx, __be32 *address, __be16 *port
 
 	val = bpf_map_lookup_elem(&petrel_sk_rnat4, &key);
 	if (!val)
-		return;
+		return 0;
 	*address = val->address;
 	*port = val->port;
 	lb_count(LB_STAT_REVERSED);
+	return 1;
 }
 
 static __always_inline int refuse(void)
@@ -200,9 +204,12 @@ static __always_inline int sock4_reverse(struct bpf_sock_addr *ctx)
 	__be32 address = ctx->user_ip4;
 	__be16 port = ctx_dport(ctx);
 
-	lb4_reverse(ctx, &address, &port);
-	ctx->user_ip4 = address;
-	ctx->user_port = (__u32)port;
+	/* Every datagram any UDP socket receives passes here: write only when
+	 * there is something to undo. */
+	if (lb4_reverse(ctx, &address, &port)) {
+		ctx->user_ip4 = address;
+		ctx->user_port = (__u32)port;
+	}
 	return SYS_PROCEED;
 }
 
@@ -267,9 +274,10 @@ static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
 	if (!v4_mapped(ctx))
 		return SYS_PROCEED;
 	address = ctx->user_ip6[3];
-	lb4_reverse(ctx, &address, &port);
-	ctx->user_ip6[3] = address;
-	ctx->user_port = (__u32)port;
+	if (lb4_reverse(ctx, &address, &port)) {
+		ctx->user_ip6[3] = address;
+		ctx->user_port = (__u32)port;
+	}
 	return SYS_PROCEED;
 }
 

@@ -126,6 +126,16 @@ func coreResources(cfg Config) []*Resource {
 		{
 			GVR: gv.WithResource("endpoints"), Kind: "Endpoints", Namespaced: true, ShortNames: []string{"ep"},
 			New: func() runtime.Object { return &corev1.Endpoints{} }, NewList: func() runtime.Object { return &corev1.EndpointsList{} },
+			Default: func(obj runtime.Object) {
+				ep := obj.(*corev1.Endpoints)
+				for i := range ep.Subsets {
+					for j := range ep.Subsets[i].Ports {
+						if ep.Subsets[i].Ports[j].Protocol == "" {
+							ep.Subsets[i].Ports[j].Protocol = corev1.ProtocolTCP
+						}
+					}
+				}
+			},
 			Columns: []Column{
 				col("Endpoints", "string", func(o runtime.Object) interface{} { return endpointsString(o.(*corev1.Endpoints)) }),
 				AgeColumn,

@@ -56,6 +56,18 @@ func otherResources() []*Resource {
 		{
 			GVR: disc.WithResource("endpointslices"), Kind: "EndpointSlice", Namespaced: true,
 			New: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, NewList: func() runtime.Object { return &discoveryv1.EndpointSliceList{} },
+			Default: func(obj runtime.Object) {
+				s := obj.(*discoveryv1.EndpointSlice)
+				for i := range s.Ports {
+					if s.Ports[i].Name == nil {
+						s.Ports[i].Name = new(string)
+					}
+					if s.Ports[i].Protocol == nil || *s.Ports[i].Protocol == "" {
+						tcp := corev1.ProtocolTCP
+						s.Ports[i].Protocol = &tcp
+					}
+				}
+			},
 			Validate: func(obj runtime.Object) field.ErrorList {
 				s := obj.(*discoveryv1.EndpointSlice)
 				var errs field.ErrorList

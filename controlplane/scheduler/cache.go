@@ -189,8 +189,17 @@ func (c *clusterCache) setPod(p *corev1.Pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	key := podKey(p)
+	terminal := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	// Status updates of a placed pod are most events: what it requests
+	// and where it sits do not change, so only the object is swapped.
+	if node, ok := c.podNode[key]; ok && node == p.Spec.NodeName && !terminal {
+		if pi := c.nodes[node].pods[key]; pi != nil {
+			pi.pod = p
+			return
+		}
+	}
 	c.removeLocked(key)
-	if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	if p.Spec.NodeName == "" || terminal {
 		return
 	}
 	pi := newPodInfo(p)

@@ -295,17 +295,18 @@ func CountEntries(m *ebpf.Map) (int, error) {
 	if m.Type() == ebpf.Array || m.Type() == ebpf.PerCPUArray {
 		return int(m.MaxEntries()), nil
 	}
-	key := make([]byte, m.KeySize())
+	// Two buffers taking turns: the key just read is where the next starts.
+	cur, next := make([]byte, m.KeySize()), make([]byte, m.KeySize())
 	n := 0
 	var err error
-	var cur any // nil: start from the first key
+	var from any // nil: start from the first key
 	for {
-		if err = m.NextKey(cur, key); err != nil {
+		if err = m.NextKey(from, next); err != nil {
 			break
 		}
 		n++
-		k := append([]byte(nil), key...)
-		cur = k
+		cur, next = next, cur
+		from = cur
 	}
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return n, nil

@@ -72,6 +72,7 @@ func DefaultOptions() Options {
 type Node struct {
 	opts    Options
 	lb      *bpfobj.SocketLB
+	netlink *netlink.Handle
 	dns     *dns.Server
 	metrics *http.Server
 	// MetricsURL is where /metrics is served.
@@ -140,12 +141,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	slog.Info("node: services programmed")
 
-	handle, err := netlink.NewHandle()
-	if err != nil {
+	if n.netlink, err = netlink.NewHandle(); err != nil {
 		n.lb.Close()
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	if err := routing.New(opts.NodeName, handle).Run(ctx, cs); err != nil {
+	if err := routing.New(opts.NodeName, n.netlink).Run(ctx, cs); err != nil {
+		n.netlink.Close()
 		n.lb.Close()
 		return nil, fmt.Errorf("routes to other nodes' pods: %w", err)
 	}
@@ -219,6 +220,9 @@ func (n *Node) close() {
 	}
 	if n.metrics != nil {
 		_ = n.metrics.Close()
+	}
+	if n.netlink != nil {
+		n.netlink.Close()
 	}
 	n.lb.Close()
 }

@@ -210,7 +210,7 @@ func slicePort(s *discoveryv1.EndpointSlice, sp corev1.ServicePort) (uint16, boo
 			name = *p.Name
 		}
 		proto := corev1.ProtocolTCP
-		if p.Protocol != nil && *p.Protocol != "" {
+		if p.Protocol != nil {
 			proto = *p.Protocol
 		}
 		if name == sp.Name && proto == sp.Protocol && p.Port != nil {

@@ -79,7 +79,14 @@ func (p *Proxy) Run(ctx context.Context, cs kubernetes.Interface) error {
 	_, _ = epInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    p.enqueueSlice,
 		UpdateFunc: func(_, obj interface{}) { p.enqueueSlice(obj) },
-		DeleteFunc: p.enqueueSlice,
+		DeleteFunc: func(obj interface{}) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				p.mu.Lock()
+				delete(p.seen, key) // its trigger time is of no more use
+				p.mu.Unlock()
+			}
+			p.enqueueSlice(obj)
+		},
 	})
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, epInf.Informer().HasSynced) {

@@ -43,7 +43,6 @@ const (
 // dataplaneEnv is two network namespaces joined by a veth (a client pod and
 // a server pod), a load-balanced cgroup and a plain one, and the socket LB.
 type dataplaneEnv struct {
-	id                 string
 	clientNS, serverNS string
 	lbCgroup, plain    string
 	pinDir             string
@@ -69,7 +68,7 @@ func run(name string, args ...string) error {
 
 func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
 	id := strconv.Itoa(os.Getpid())
-	e := &dataplaneEnv{id: id, clientNS: "petrel-bench-c-" + id, serverNS: "petrel-bench-s-" + id}
+	e := &dataplaneEnv{clientNS: "petrel-bench-c-" + id, serverNS: "petrel-bench-s-" + id}
 	fail := func(err error) (*dataplaneEnv, error) { e.close(); return nil, err }
 	for _, ns := range []string{e.clientNS, e.serverNS} {
 		if err := run("ip", "netns", "add", ns); err != nil {

@@ -26,6 +26,7 @@ import (
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 	"github.com/petrel-project/petrel/controlplane/controllers/revision"
@@ -35,20 +36,22 @@ var kind = appsv1.SchemeGroupVersion.WithKind("DaemonSet")
 
 // Controller reconciles DaemonSets.
 type Controller struct {
-	client kubernetes.Interface
-	loop   *loop.Loop
-	sets   appslisters.DaemonSetLister
-	pods   corelisters.PodLister
-	nodes  corelisters.NodeLister
+	client  kubernetes.Interface
+	loop    *loop.Loop
+	history *revision.History
+	sets    appslisters.DaemonSetLister
+	pods    corelisters.PodLister
+	nodes   corelisters.NodeLister
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
 	c := &Controller{client: cs}
 	c.loop = loop.New("daemonset controller", loop.Simple(c.sync))
+	c.history = revision.NewHistory(cs, factory)
 	dInf, pInf, nInf := factory.Apps().V1().DaemonSets(), factory.Core().V1().Pods(), factory.Core().V1().Nodes()
 	c.sets, c.pods, c.nodes = dInf.Lister(), pInf.Lister(), nInf.Lister()
-	c.loop.Synced(dInf.Informer().HasSynced, pInf.Informer().HasSynced, nInf.Informer().HasSynced)
+	c.loop.Synced(c.history.Synced, dInf.Informer().HasSynced, pInf.Informer().HasSynced, nInf.Informer().HasSynced)
 	_, _ = dInf.Informer().AddEventHandler(c.loop.Handlers())
 	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("DaemonSet"))
 	all := func(interface{}) {
@@ -91,17 +94,27 @@ func withDaemonTolerations(spec *corev1.PodSpec) {
 	}
 }
 
-// eligible says whether ds should run on node.
-func eligible(ds *appsv1.DaemonSet, node *corev1.Node) bool {
+// placement is what decides where a DaemonSet's pods go, built once per sync.
+type placement struct {
+	affinity    nodeaffinity.RequiredNodeAffinity
+	tolerations []corev1.Toleration
+}
+
+func placementOf(ds *appsv1.DaemonSet) placement {
 	probe := &corev1.Pod{Spec: *ds.Spec.Template.Spec.DeepCopy()}
 	withDaemonTolerations(&probe.Spec)
-	if ok, _ := nodeaffinity.GetRequiredNodeAffinity(probe).Match(node); !ok {
+	return placement{affinity: nodeaffinity.GetRequiredNodeAffinity(probe), tolerations: probe.Spec.Tolerations}
+}
+
+// eligible says whether the DaemonSet should run on node.
+func (pl placement) eligible(node *corev1.Node) bool {
+	if ok, _ := pl.affinity.Match(node); !ok {
 		return false
 	}
 	filter := func(t *corev1.Taint) bool {
 		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 	}
-	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, probe.Spec.Tolerations, filter, false)
+	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pl.tolerations, filter, false)
 	return !untolerated
 }
 
@@ -143,7 +156,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil || ds.DeletionTimestamp != nil {
 		return err
 	}
-	rev, err := revision.Ensure(ctx, c.client, ds, kind, &ds.Spec.Template)
+	rev, err := c.history.Ensure(ctx, ds, kind, &ds.Spec.Template)
 	if err != nil {
 		return err
 	}
@@ -163,8 +176,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		}
 	}
 	want := map[string]bool{}
+	pl := placementOf(ds)
 	for _, n := range nodes {
-		if eligible(ds, n) {
+		if pl.eligible(n) {
 			want[n.Name] = true
 		}
 	}
@@ -246,6 +260,15 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 				return err
 			}
 		}
+	}
+	inUse := map[string]bool{rev: true}
+	for _, pods := range byNode {
+		for _, p := range pods {
+			inUse[p.Labels[revision.HashLabel]] = true
+		}
+	}
+	if err := c.history.Trim(ctx, ds, int(ptr.Deref(ds.Spec.RevisionHistoryLimit, 10)), inUse); err != nil {
+		return err
 	}
 	st.NumberUnavailable = max(st.DesiredNumberScheduled-st.NumberAvailable, 0)
 	st.ObservedGeneration = ds.Generation

@@ -71,11 +71,7 @@ func desired(ep *corev1.Endpoints) []content {
 	for _, sub := range ep.Subsets {
 		var ports []discoveryv1.EndpointPort
 		for _, p := range sub.Ports {
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
-			ports = append(ports, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Port: ptr.To(p.Port), Protocol: ptr.To(proto), AppProtocol: p.AppProtocol})
+			ports = append(ports, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Port: ptr.To(p.Port), Protocol: ptr.To(p.Protocol), AppProtocol: p.AppProtocol})
 		}
 		var eps []discoveryv1.Endpoint
 		add := func(a corev1.EndpointAddress, ready bool) {

@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -239,9 +238,8 @@ func (c *Controller) podsOn(node string) ([]*corev1.Pod, error) {
 		return nil, err
 	}
 	var out []*corev1.Pod
-	sel := fields.OneTermEqualSelector("spec.nodeName", node)
 	for _, p := range all {
-		if sel.Matches(fields.Set{"spec.nodeName": p.Spec.NodeName}) {
+		if p.Spec.NodeName == node {
 			out = append(out, p)
 		}
 	}

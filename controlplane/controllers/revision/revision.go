@@ -15,10 +15,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // HashLabel marks pods with the revision of the template they came from.
@@ -38,30 +42,45 @@ type Owner interface {
 	runtime.Object
 }
 
+// History reads revisions from an informer and writes them through the API.
+type History struct {
+	client kubernetes.Interface
+	lister appslisters.ControllerRevisionLister
+	// Synced tells when the informer's cache is in.
+	Synced cache.InformerSynced
+}
+
+// NewHistory builds a History on a shared informer factory.
+func NewHistory(cs kubernetes.Interface, factory informers.SharedInformerFactory) *History {
+	inf := factory.Apps().V1().ControllerRevisions()
+	return &History{client: cs, lister: inf.Lister(), Synced: inf.Informer().HasSynced}
+}
+
 // Ensure makes a ControllerRevision for template exist and returns its name
 // (<owner>-<hash>, the value pods carry in HashLabel). A template seen
 // before becomes the newest revision again, as on a rollback.
-func Ensure(ctx context.Context, cs kubernetes.Interface, owner Owner, gvk schema.GroupVersionKind, template *corev1.PodTemplateSpec) (string, error) {
+func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersionKind, template *corev1.PodTemplateSpec) (string, error) {
 	name := owner.GetName() + "-" + Hash(template)
-	api := cs.AppsV1().ControllerRevisions(owner.GetNamespace())
-	all, err := List(ctx, cs, owner)
+	api := h.client.AppsV1().ControllerRevisions(owner.GetNamespace())
+	all, err := h.list(owner)
 	if err != nil {
 		return "", err
 	}
 	var max int64
 	var existing *appsv1.ControllerRevision
-	for i := range all {
-		if all[i].Revision > max {
-			max = all[i].Revision
+	for _, cr := range all {
+		if cr.Revision > max {
+			max = cr.Revision
 		}
-		if all[i].Name == name {
-			existing = &all[i]
+		if cr.Name == name {
+			existing = cr
 		}
 	}
 	if existing != nil {
 		if existing.Revision != max {
-			existing.Revision = max + 1
-			if _, err := api.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
+			upd := existing.DeepCopy()
+			upd.Revision = max + 1
+			if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
 				return "", fmt.Errorf("renumber revision %s: %w", name, err)
 			}
 		}
@@ -79,21 +98,23 @@ func Ensure(ctx context.Context, cs kubernetes.Interface, owner Owner, gvk schem
 		Data:     runtime.RawExtension{Raw: data},
 		Revision: max + 1,
 	}
+	// The informer may not have shown our last create yet: AlreadyExists is
+	// that create.
 	if _, err := api.Create(ctx, cr, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create revision %s: %w", name, err)
 	}
 	return name, nil
 }
 
-// List returns the owner's revisions, oldest first.
-func List(ctx context.Context, cs kubernetes.Interface, owner Owner) ([]appsv1.ControllerRevision, error) {
-	list, err := cs.AppsV1().ControllerRevisions(owner.GetNamespace()).List(ctx, metav1.ListOptions{})
+// list returns the owner's revisions from the cache, oldest first.
+func (h *History) list(owner Owner) ([]*appsv1.ControllerRevision, error) {
+	all, err := h.lister.ControllerRevisions(owner.GetNamespace()).List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
-	var out []appsv1.ControllerRevision
-	for _, cr := range list.Items {
-		if ref := metav1.GetControllerOf(&cr); ref != nil && ref.UID == owner.GetUID() {
+	var out []*appsv1.ControllerRevision
+	for _, cr := range all {
+		if ref := metav1.GetControllerOf(cr); ref != nil && ref.UID == owner.GetUID() {
 			out = append(out, cr)
 		}
 	}
@@ -102,8 +123,8 @@ func List(ctx context.Context, cs kubernetes.Interface, owner Owner) ([]appsv1.C
 }
 
 // Trim deletes the oldest revisions beyond limit that no pod uses.
-func Trim(ctx context.Context, cs kubernetes.Interface, owner Owner, limit int, inUse map[string]bool) error {
-	all, err := List(ctx, cs, owner)
+func (h *History) Trim(ctx context.Context, owner Owner, limit int, inUse map[string]bool) error {
+	all, err := h.list(owner)
 	if err != nil {
 		return err
 	}
@@ -115,7 +136,7 @@ func Trim(ctx context.Context, cs kubernetes.Interface, owner Owner, limit int, 
 		if inUse[cr.Name] {
 			continue
 		}
-		if err := cs.AppsV1().ControllerRevisions(cr.Namespace).Delete(ctx, cr.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := h.client.AppsV1().ControllerRevisions(cr.Namespace).Delete(ctx, cr.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
 		excess--

@@ -32,20 +32,22 @@ var kind = appsv1.SchemeGroupVersion.WithKind("StatefulSet")
 
 // Controller reconciles StatefulSets.
 type Controller struct {
-	client kubernetes.Interface
-	loop   *loop.Loop
-	sets   appslisters.StatefulSetLister
-	pods   corelisters.PodLister
-	pvcs   corelisters.PersistentVolumeClaimLister
+	client  kubernetes.Interface
+	loop    *loop.Loop
+	history *revision.History
+	sets    appslisters.StatefulSetLister
+	pods    corelisters.PodLister
+	pvcs    corelisters.PersistentVolumeClaimLister
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
 	c := &Controller{client: cs}
 	c.loop = loop.New("statefulset controller", loop.Simple(c.sync))
+	c.history = revision.NewHistory(cs, factory)
 	sInf, pInf, cInf := factory.Apps().V1().StatefulSets(), factory.Core().V1().Pods(), factory.Core().V1().PersistentVolumeClaims()
 	c.sets, c.pods, c.pvcs = sInf.Lister(), pInf.Lister(), cInf.Lister()
-	c.loop.Synced(sInf.Informer().HasSynced, pInf.Informer().HasSynced, cInf.Informer().HasSynced)
+	c.loop.Synced(c.history.Synced, sInf.Informer().HasSynced, pInf.Informer().HasSynced, cInf.Informer().HasSynced)
 	_, _ = sInf.Informer().AddEventHandler(c.loop.Handlers())
 	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("StatefulSet"))
 	return c
@@ -86,7 +88,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil || set.DeletionTimestamp != nil {
 		return err
 	}
-	updateRev, err := revision.Ensure(ctx, c.client, set, kind, &set.Spec.Template)
+	updateRev, err := c.history.Ensure(ctx, set, kind, &set.Spec.Template)
 	if err != nil {
 		return err
 	}
@@ -176,6 +178,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 				}
 			}
 		}
+	}
+	inUse := map[string]bool{updateRev: true, set.Status.CurrentRevision: true}
+	for _, p := range byOrdinal {
+		inUse[p.Labels[revision.HashLabel]] = true
+	}
+	if err := c.history.Trim(ctx, set, int(ptr.Deref(set.Spec.RevisionHistoryLimit, 10)), inUse); err != nil {
+		return err
 	}
 	return c.updateStatus(ctx, set, byOrdinal, updateRev)
 }
