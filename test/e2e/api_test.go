@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -207,9 +208,9 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("want Forbidden (terminating), got %v", err)
 		}
 		// Release the finalizer: the namespace then goes away.
-		held, _ := cs.CoreV1().ConfigMaps("closing").Get(ctx, "held", metav1.GetOptions{})
-		held.Finalizers = nil
-		if _, err := cs.CoreV1().ConfigMaps("closing").Update(ctx, held, metav1.UpdateOptions{}); err != nil {
+		// A patch, not get-then-update: the namespace controller is deleting
+		// the object at the same moment and would make an update conflict.
+		if _, err := cs.CoreV1().ConfigMaps("closing").Patch(ctx, "held", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 20*time.Second, func() bool {
