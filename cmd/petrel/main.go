@@ -16,11 +16,18 @@ import (
 	"github.com/spf13/cobra"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
+	"github.com/petrel-project/petrel/cni"
 	"github.com/petrel-project/petrel/controlplane/server"
 	"github.com/petrel-project/petrel/dataplane/node"
 )
 
 func main() {
+	// The node links petrel-cni to this binary, so that libcni finds its
+	// plugin without a second install.
+	if filepath.Base(os.Args[0]) == "petrel-cni" {
+		cni.PluginMain()
+		return
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if len(os.Args) > 1 && os.Args[1] == "kubectl" {
 		os.Exit(runKubectl(os.Args[2:]))

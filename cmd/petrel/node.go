@@ -44,6 +44,9 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.StringVar(&f.upstreams, "dns-upstream", "", "comma-separated resolvers for names outside the cluster (default: /etc/resolv.conf's)")
 	fs.StringVar(&f.opts.ClusterDomain, "cluster-domain", f.opts.ClusterDomain, "DNS domain of the cluster")
 	fs.StringVar(&f.opts.MetricsAddress, "metrics-address", f.opts.MetricsAddress, "address of the node's /metrics and /healthz")
+	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
+	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
+	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
 	fs.DurationVar(&f.opts.LeaseRenewInterval, "lease-renew-interval", f.opts.LeaseRenewInterval, "how often the node renews its Lease (keep it well under the server's --node-monitor-grace-period)")
 }
 
@@ -74,7 +77,7 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 
 func nodeCommand() *cobra.Command {
 	var f nodeFlags
-	cmd := &cobra.Command{Use: "node", Short: "Run a node: the eBPF service proxy and the node-local cluster DNS (pods: not yet)", Args: cobra.NoArgs,
+	cmd := &cobra.Command{Use: "node", Short: "Run a node: pods on containerd, the eBPF service proxy and the node-local cluster DNS", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.resolve()
 			if err != nil {
@@ -83,7 +86,7 @@ func nodeCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if f.cleanup {
-				return cleanupNode(opts)
+				return cleanupNode(ctx, opts)
 			}
 			if f.simulate > 0 {
 				return runSimulated(ctx, opts, f.simulate)
@@ -97,7 +100,7 @@ func nodeCommand() *cobra.Command {
 			return nil
 		}}
 	f.add(cmd.Flags(), true)
-	cmd.Flags().BoolVar(&f.cleanup, "cleanup", false, "detach the socket load balancer, remove the pinned maps and the node-local DNS address, and exit (Services stop answering on this machine)")
+	cmd.Flags().BoolVar(&f.cleanup, "cleanup", false, "stop and remove the node's pods, detach the socket load balancer, remove the pinned maps and the node-local DNS address, and exit (Services stop answering on this machine)")
 	cmd.Flags().IntVar(&f.simulate, "simulate", 0, "run N simulated nodes named <node-name>-<i> instead (control-plane scale tests only, like kwok)")
 	return cmd
 }
@@ -122,7 +125,11 @@ func runSimulated(ctx context.Context, opts node.Options, count int) error {
 }
 
 func printNodeReady(opts node.Options, n *node.Node) {
-	fmt.Printf("Node %s is up: Services are load balanced at the socket for cgroup %s", opts.NodeName, opts.LBCgroup)
+	fmt.Printf("Node %s is up: ", opts.NodeName)
+	if opts.RunPods {
+		fmt.Printf("pods run on containerd (images: petrelctl image import FILE.tar, or drop them in %s/images); ", opts.DataDir)
+	}
+	fmt.Printf("Services are load balanced at the socket for cgroup %s", opts.LBCgroup)
 	if opts.LocalDNS.IsValid() {
 		fmt.Printf("; cluster DNS on %s:53 (behind kube-dns 10.96.0.10)", opts.LocalDNS)
 	}
@@ -130,7 +137,10 @@ func printNodeReady(opts node.Options, n *node.Node) {
 }
 
 // cleanupNode undoes what a node leaves on the machine when it stops.
-func cleanupNode(opts node.Options) error {
+func cleanupNode(ctx context.Context, opts node.Options) error {
+	if err := node.CleanupPods(ctx, opts); err != nil {
+		return err
+	}
 	dir := opts.PinDir
 	if dir == "" {
 		dir = bpfobj.PinDir(opts.NodeName)

@@ -1,8 +1,8 @@
 // Package node wires `petrel node`: it registers the Node and keeps its
 // Lease, loads the socket load balancer onto the node's cgroup, runs the
-// service proxy that programs it, the routes to other nodes' pods and the
-// node-local cluster DNS, and serves the node's metrics. Pods (the kubelet on containerd) are not run yet: the
-// Node carries a NoSchedule taint saying so.
+// service proxy that programs it, the routes to other nodes' pods, the
+// node-local cluster DNS, and the kubelet on a containerd it supervises,
+// and serves the node's metrics.
 package node
 
 import (
@@ -22,12 +22,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/kubelet"
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
+	"github.com/petrel-project/petrel/dataplane/runtime"
 	"github.com/petrel-project/petrel/dns"
 )
 
@@ -58,6 +61,13 @@ type Options struct {
 	MetricsAddress string
 	// LeaseRenewInterval is how often the node's Lease is renewed.
 	LeaseRenewInterval time.Duration
+	// RunPods runs the kubelet; without it the Node carries NoRuntimeTaint.
+	RunPods bool
+	// ContainerdAddress is a running containerd to use; empty starts one
+	// under the data directory.
+	ContainerdAddress string
+	// ClusterDNS is the nameserver ClusterFirst pods get.
+	ClusterDNS string
 }
 
 // DefaultOptions are the documented defaults.
@@ -65,7 +75,7 @@ func DefaultOptions() Options {
 	host, _ := os.Hostname()
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
-		LeaseRenewInterval: DefaultLeaseRenewInterval}
+		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10"}
 }
 
 // Node is a running node daemon.
@@ -75,6 +85,7 @@ type Node struct {
 	netlink *netlink.Handle
 	dns     *dns.Server
 	metrics *http.Server
+	runtime *runtime.Containerd
 	// MetricsURL is where /metrics is served.
 	MetricsURL string
 	done       chan struct{}
@@ -161,17 +172,61 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.close()
 		return nil, err
 	}
-	if err := register(ctx, cs, opts); err != nil {
+	if opts.RunPods {
+		if err := n.startRuntime(ctx); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	if err := register(ctx, cs, opts, n.runtime); err != nil {
 		n.close()
 		return nil, fmt.Errorf("register node %s: %w", opts.NodeName, err)
 	}
-	go keepLease(ctx, cs, opts)
+	go keepLease(ctx, cs, opts, n.runtime)
+	if opts.RunPods {
+		hostIP := ""
+		for _, a := range nodeAddresses(opts.NodeName) {
+			if a.Type == corev1.NodeInternalIP {
+				hostIP = a.Address
+			}
+		}
+		kl := kubelet.New(kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot,
+			PinDir: pinDir, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain}, cs, n.runtime.Client, hostIP, machineCapacity())
+		if err := kl.Run(ctx); err != nil {
+			n.close()
+			return nil, fmt.Errorf("kubelet: %w", err)
+		}
+		slog.Info("node: kubelet running pods", "containerd", n.runtime.Address)
+	}
 	go func() {
 		<-ctx.Done()
 		n.close()
 		close(n.done)
 	}()
 	return n, nil
+}
+
+// startRuntime starts (or connects to) containerd and imports the images
+// dropped in <data-dir>/images.
+func (n *Node) startRuntime(ctx context.Context) error {
+	var err error
+	if n.opts.ContainerdAddress != "" {
+		n.runtime, err = runtime.Connect(ctx, n.opts.ContainerdAddress)
+	} else {
+		n.runtime, err = runtime.Start(ctx, filepath.Join(n.opts.DataDir, "containerd"))
+	}
+	if err != nil {
+		return fmt.Errorf("container runtime: %w", err)
+	}
+	dir := filepath.Join(n.opts.DataDir, "images")
+	names, err := runtime.ImportDir(ctx, n.runtime.Client, dir)
+	if err != nil {
+		return fmt.Errorf("import images from %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		slog.Info("node: imported images", "dir", dir, "images", names)
+	}
+	return nil
 }
 
 func (n *Node) startDNS(ctx context.Context, cs kubernetes.Interface, reg prometheus.Registerer) error {
@@ -224,8 +279,39 @@ func (n *Node) close() {
 	if n.netlink != nil {
 		n.netlink.Close()
 	}
+	if n.runtime != nil {
+		n.runtime.Stop()
+	}
 	n.lb.Close()
 }
 
 // Wait blocks until the node has stopped.
 func (n *Node) Wait() { <-n.done }
+
+// CleanupPods stops and removes every pod the node left on the machine,
+// through the containerd under its data directory (started for the purpose
+// when it is not running).
+func CleanupPods(ctx context.Context, opts Options) error {
+	dir := filepath.Join(opts.DataDir, "containerd")
+	if _, err := os.Stat(filepath.Join(dir, "config.toml")); err != nil && opts.ContainerdAddress == "" {
+		return nil // this node never ran containerd
+	}
+	var rt *runtime.Containerd
+	var err error
+	if opts.ContainerdAddress != "" {
+		rt, err = runtime.Connect(ctx, opts.ContainerdAddress)
+	} else {
+		rt, err = runtime.Start(ctx, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("container runtime for cleanup: %w", err)
+	}
+	defer rt.Stop()
+	if err := kubelet.Cleanup(ctx, rt.Client, kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot}); err != nil {
+		return fmt.Errorf("remove pods: %w", err)
+	}
+	if err := rt.KillStrayShims(ctx); err != nil {
+		return err
+	}
+	return runtime.RemoveCgroup(opts.CgroupRoot)
+}

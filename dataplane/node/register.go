@@ -7,19 +7,22 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
 // NoRuntimeTaint keeps pods off a node that cannot run them yet.
@@ -33,34 +36,55 @@ const leaseDuration = 40 * time.Second
 
 // register creates or refreshes the Node with the machine's capacity,
 // addresses and a Ready condition.
-func register(ctx context.Context, cs kubernetes.Interface, opts Options) error {
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewQuantity(int64(runtime.NumCPU()), resource.DecimalSI),
-		corev1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
-		corev1.ResourcePods:   *resource.NewQuantity(110, resource.DecimalSI),
-	}
+func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *runtime.Containerd) error {
+	capacity := machineCapacity()
 	now := metav1.Now()
+	message := "service proxy and cluster DNS are running; pods are not run (no container runtime)"
+	var images []corev1.ContainerImage
+	if rt != nil {
+		message = "kubelet on containerd, service proxy and cluster DNS are running"
+		var err error
+		if images, err = runtime.NodeImages(ctx, rt.Client); err != nil {
+			return err
+		}
+	}
 	status := corev1.NodeStatus{
+		Images:      images,
 		Capacity:    capacity,
 		Allocatable: capacity,
 		Addresses:   nodeAddresses(opts.NodeName),
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
-			Message: "service proxy and cluster DNS are running; pods are not run yet (no container runtime)", LastHeartbeatTime: now, LastTransitionTime: now}},
+			Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel",
-			OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
+			OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
 	}
 	nodes := cs.CoreV1().Nodes()
 	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsInvalid(err) }, func() error {
 		n, err := nodes.Get(ctx, opts.NodeName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			n = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: opts.NodeName, Labels: map[string]string{
-				corev1.LabelHostname: opts.NodeName, corev1.LabelOSStable: runtime.GOOS, corev1.LabelArchStable: runtime.GOARCH}},
-				Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: NoRuntimeTaint, Effect: corev1.TaintEffectNoSchedule}}}}
+				corev1.LabelHostname: opts.NodeName, corev1.LabelOSStable: goruntime.GOOS, corev1.LabelArchStable: goruntime.GOARCH}},
+			}
+			if rt == nil {
+				n.Spec.Taints = []corev1.Taint{{Key: NoRuntimeTaint, Effect: corev1.TaintEffectNoSchedule}}
+			}
 			if n, err = nodes.Create(ctx, n, metav1.CreateOptions{}); err != nil {
 				return err
 			}
 		} else if err != nil {
 			return err
+		}
+		if rt != nil && hasTaint(n, NoRuntimeTaint) {
+			var kept []corev1.Taint
+			for _, t := range n.Spec.Taints {
+				if t.Key != NoRuntimeTaint {
+					kept = append(kept, t)
+				}
+			}
+			n.Spec.Taints = kept
+			if n, err = nodes.Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
 		}
 		n.Status = status
 		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
@@ -68,9 +92,18 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options) error 
 	})
 }
 
+// machineCapacity is what the machine offers pods.
+func machineCapacity() corev1.ResourceList {
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewQuantity(int64(goruntime.NumCPU()), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(memTotal(), resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(110, resource.DecimalSI),
+	}
+}
+
 // keepLease renews the node's Lease in kube-node-lease, as kubelets do, so
 // that the node lifecycle controller sees the node alive.
-func keepLease(ctx context.Context, cs kubernetes.Interface, opts Options) {
+func keepLease(ctx context.Context, cs kubernetes.Interface, opts Options, rt *runtime.Containerd) {
 	name := opts.NodeName
 	leases := cs.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	for {
@@ -79,8 +112,10 @@ func keepLease(ctx context.Context, cs kubernetes.Interface, opts Options) {
 		}
 		// Back after a silence the node lifecycle controller noticed: say
 		// Ready again.
-		if n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil && !ready(n) {
-			if err := register(ctx, cs, opts); err != nil && ctx.Err() == nil {
+		// Also when the images changed, so that Node.status.images follows
+		// imports.
+		if n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err == nil && (!ready(n) || imagesChanged(ctx, n, rt)) {
+			if err := register(ctx, cs, opts, rt); err != nil && ctx.Err() == nil {
 				slog.Warn("node: status update failed; retrying", "err", err)
 			}
 		}
@@ -154,14 +189,31 @@ func kernelVersion() string {
 func osImage() string {
 	b, err := os.ReadFile("/etc/os-release")
 	if err != nil {
-		return runtime.GOOS
+		return goruntime.GOOS
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
 			return strings.Trim(v, `"`)
 		}
 	}
-	return fmt.Sprint(runtime.GOOS)
+	return fmt.Sprint(goruntime.GOOS)
+}
+
+func hasTaint(n *corev1.Node, key string) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func imagesChanged(ctx context.Context, n *corev1.Node, rt *runtime.Containerd) bool {
+	if rt == nil {
+		return false
+	}
+	imgs, err := runtime.NodeImages(ctx, rt.Client)
+	return err == nil && !equality.Semantic.DeepEqual(imgs, n.Status.Images)
 }
 
 func ready(n *corev1.Node) bool {

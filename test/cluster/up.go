@@ -16,7 +16,6 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
-	"github.com/petrel-project/petrel/dataplane/node"
 )
 
 // Up is a single-node cluster (`petrel up`) confined for a test: its socket
@@ -42,25 +41,28 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	u := &Up{NodeName: id, LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
 		// Per test process, so that two runs on one machine do not collide.
 		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 21, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
-	podCgroup := filepath.Join(root, "petrel-pods-"+id)
-	t.Cleanup(func() {
-		if err := bpfobj.Remove(u.PinDir); err != nil {
-			t.Errorf("remove pins: %v", err)
-		}
-		for _, cg := range []string{u.LBCgroup, podCgroup} {
-			if err := os.Remove(cg); err != nil && !os.IsNotExist(err) {
-				t.Errorf("remove cgroup %s: %v", cg, err)
-			}
-		}
-		if err := node.RemoveLocalAddress(u.LocalDNS); err != nil {
-			t.Errorf("remove the DNS address: %v", err)
-		}
-	})
-	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", filepath.Base(podCgroup),
+	// Pods go below the load-balanced cgroup, so that they reach Services.
+	cgroupRoot := filepath.Join(filepath.Base(u.LBCgroup), "pods")
+	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", cgroupRoot,
 		"--local-dns-address", u.LocalDNS.String(), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", u.MetricsPort)}, extraArgs...)
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	u.Server = s
+	// After the node stops (cleanups run last first): its pods, pins, DNS
+	// address and cgroups go, as `petrel node --cleanup` removes them.
+	t.Cleanup(func() {
+		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", s.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
+			"--local-dns-address", u.LocalDNS.String()).CombinedOutput()
+		if err != nil {
+			t.Errorf("petrel node --cleanup: %v\n%s", err, out)
+		}
+		if err := os.Remove(u.LBCgroup); err != nil && !os.IsNotExist(err) {
+			t.Errorf("remove cgroup %s: %v", u.LBCgroup, err)
+		}
+		if _, err := os.Stat(u.PinDir); err == nil {
+			t.Errorf("pins left under %s", u.PinDir)
+		}
+	})
 	s.Start()
 	t.Cleanup(s.Stop)
 	u.WaitNode()

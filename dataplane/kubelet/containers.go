@@ -1,0 +1,413 @@
+package kubelet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
+)
+
+// Restart back-off, as the kubelet's: the first restart is at once, then
+// 10 s doubling to 5 min, reset after 10 min of running.
+const (
+	backoffInitial = 10 * time.Second
+	backoffMax     = 5 * time.Minute
+	backoffReset   = 10 * time.Minute
+)
+
+// containerRecord is what the kubelet keeps of a container across its
+// restarts.
+type containerRecord struct {
+	restarts int32
+	// lastTerm is how the previous run ended (lastState).
+	lastTerm *corev1.ContainerStateTerminated
+	// failedStart is a run that never started (the command is missing, say):
+	// there is no container to show for it.
+	failedStart *corev1.ContainerStateTerminated
+	// waiting explains why there is no container (image missing, bad config).
+	waiting   *corev1.ContainerStateWaiting
+	backoff   time.Duration
+	nextStart time.Time
+}
+
+func (ps *podState) record(name string) *containerRecord {
+	r := ps.containers[name]
+	if r == nil {
+		r = &containerRecord{}
+		ps.containers[name] = r
+	}
+	return r
+}
+
+// policyOf is the restart policy of a container: init containers of an
+// Always pod restart only on failure.
+func policyOf(pod *corev1.Pod, isInit bool) corev1.RestartPolicy {
+	if isInit && (pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Spec.RestartPolicy == "") {
+		return corev1.RestartPolicyOnFailure
+	}
+	return pod.Spec.RestartPolicy
+}
+
+// restartable says whether a container that ended with code runs again.
+func restartable(policy corev1.RestartPolicy, code int32) bool {
+	return policy == corev1.RestartPolicyAlways || policy == "" || (policy == corev1.RestartPolicyOnFailure && code != 0)
+}
+
+// syncRunning sets up the pod's sandbox and volumes, runs its init
+// containers in order and then its containers, and reports its status.
+func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState) (time.Duration, error) {
+	uid := string(pod.UID)
+	dir := k.podDir(uid)
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return 0, err
+	}
+	sb, err := k.ensureSandbox(ctx, pod, dir)
+	if err != nil {
+		k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+		return 0, err
+	}
+	var requeue time.Duration
+	soonest := func(d time.Duration) {
+		if d > 0 && (requeue == 0 || d < requeue) {
+			requeue = d
+		}
+	}
+	vols, err := k.volumes(ctx, pod, dir)
+	if err == nil {
+		err = k.podFiles(pod, dir, sb.IP)
+	}
+	var mountErr errMount
+	if errors.As(err, &mountErr) {
+		k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
+		soonest(5 * time.Second)
+	} else if err != nil {
+		return 0, err
+	} else {
+		initDone := true
+		for i := range pod.Spec.InitContainers {
+			c := &pod.Spec.InitContainers[i]
+			st := k.observe(ctx, uid, c.Name)
+			if st.exited && st.state.ExitCode == 0 {
+				continue
+			}
+			initDone = false
+			soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, st, policyOf(pod, true)))
+			break
+		}
+		if initDone {
+			for i := range pod.Spec.Containers {
+				c := &pod.Spec.Containers[i]
+				soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, k.observe(ctx, uid, c.Name), pod.Spec.RestartPolicy))
+			}
+		}
+	}
+	if err := k.updateStatus(ctx, pod, ps, sb, mountErr.err); err != nil {
+		return 0, err
+	}
+	return requeue, nil
+}
+
+// ensureSandbox gives the pod its network namespace and address, once.
+func (k *Kubelet) ensureSandbox(ctx context.Context, pod *corev1.Pod, dir string) (sandbox, error) {
+	record := filepath.Join(dir, "sandbox.json")
+	var sb sandbox
+	if b, err := os.ReadFile(record); err == nil && json.Unmarshal(b, &sb) == nil {
+		return sb, nil
+	}
+	sb = sandbox{UID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name}
+	if pod.Spec.HostNetwork {
+		sb.IP = k.hostIP
+	} else {
+		sb.NetNS = netnsPath(sb.UID)
+		// Left over from a crash midway: start again from nothing.
+		if err := k.network.del(ctx, sb); err != nil {
+			return sb, err
+		}
+		if err := removeNetNS(sb.NetNS); err != nil {
+			return sb, err
+		}
+		if err := newNetNS(sb.NetNS); err != nil {
+			return sb, err
+		}
+		ip, err := k.network.add(ctx, pod, sb.NetNS)
+		if err != nil {
+			return sb, err
+		}
+		sb.IP = ip
+	}
+	b, _ := json.Marshal(sb)
+	if err := os.WriteFile(record+".tmp", b, 0o644); err != nil {
+		return sb, err
+	}
+	return sb, os.Rename(record+".tmp", record)
+}
+
+// observed is a container as containerd has it.
+type observed struct {
+	ctr     containerd.Container
+	labels  map[string]string
+	state   runtime.TaskState
+	running bool
+	exited  bool
+}
+
+func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
+	ctr, err := k.runtime.LoadContainer(ctx, containerID(uid, name))
+	if err != nil {
+		return observed{}
+	}
+	o := observed{ctr: ctr}
+	o.labels, _ = ctr.Labels(ctx)
+	if o.state, err = runtime.State(ctx, ctr); err == nil {
+		o.running = o.state.Running
+		o.exited = o.state.Exists && !o.state.Running
+	}
+	return o
+}
+
+// terminated describes how an observed container's run ended.
+func (o observed) terminated() *corev1.ContainerStateTerminated {
+	t := &corev1.ContainerStateTerminated{ExitCode: int32(o.state.ExitCode), FinishedAt: metav1.NewTime(o.state.ExitedAt),
+		ContainerID: "containerd://" + o.ctr.ID(), Reason: "Error"}
+	if at, err := time.Parse(time.RFC3339Nano, o.labels[labelStartedAt]); err == nil {
+		t.StartedAt = metav1.NewTime(at)
+	}
+	switch {
+	case o.labels[labelOOM] == "true":
+		t.Reason = "OOMKilled"
+	case t.ExitCode == 0:
+		t.Reason = "Completed"
+	}
+	return t
+}
+
+// ensureContainer starts the container, or restarts it when its run ended
+// and the restart policy says so, honouring the back-off; it returns how
+// long until it should be looked at again.
+func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, vols map[string]string, c *corev1.Container, o observed, policy corev1.RestartPolicy) time.Duration {
+	rec := ps.record(c.Name)
+	if o.ctr != nil && rec.restarts == 0 {
+		// Adopted after a node restart: the count lives on the container.
+		if n, err := strconv.Atoi(o.labels[labelRestarts]); err == nil {
+			rec.restarts = int32(n)
+		}
+	}
+	var ended *corev1.ContainerStateTerminated
+	switch {
+	case o.running:
+		return 0
+	case o.exited:
+		ended = o.terminated()
+	case o.ctr != nil:
+		// Created but never started (a crash in between): start afresh.
+		if err := runtime.RemoveContainer(ctx, o.ctr, 0); err != nil {
+			return time.Second
+		}
+	case rec.failedStart != nil:
+		ended = rec.failedStart
+	}
+	if ended != nil {
+		if !restartable(policy, ended.ExitCode) {
+			return 0
+		}
+		if wait := time.Until(rec.nextStart); wait > 0 {
+			return wait
+		}
+		if o.ctr != nil {
+			if err := runtime.RemoveContainer(ctx, o.ctr, 0); err != nil {
+				return time.Second
+			}
+		}
+		if ran := ended.FinishedAt.Sub(ended.StartedAt.Time); ran > backoffReset {
+			rec.backoff = 0
+		}
+		rec.lastTerm, rec.failedStart = ended, nil
+		rec.restarts++
+	}
+	if err := k.startContainer(ctx, pod, sb, vols, c, rec); err != nil {
+		var notPresent bool
+		var cfgErr errConfig
+		var mountErr errMount
+		switch {
+		case errors.Is(err, runtime.ErrImageNotPresent) && c.ImagePullPolicy == corev1.PullNever:
+			notPresent = true
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull",
+				Message: fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)}
+		case errors.As(err, &cfgErr):
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		case errors.As(err, &mountErr):
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
+		case errors.Is(err, errPull):
+			reason := "ErrImagePull"
+			if rec.waiting != nil && (rec.waiting.Reason == "ErrImagePull" || rec.waiting.Reason == "ImagePullBackOff") {
+				reason = "ImagePullBackOff"
+			}
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		default:
+			// It was made but would not run: a run that ended at once.
+			now := metav1.Now()
+			rec.waiting = nil
+			rec.failedStart = &corev1.ContainerStateTerminated{ExitCode: 128, Reason: "StartError", Message: err.Error(), StartedAt: now, FinishedAt: now}
+		}
+		if notPresent {
+			k.recorder.Eventf(pod, corev1.EventTypeWarning, "ErrImageNeverPull", "Container image %q is not present with pull policy of Never", c.Image)
+		} else {
+			k.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+		}
+		return k.bumpBackoff(rec)
+	}
+	rec.waiting = nil
+	if rec.restarts > 0 {
+		k.bumpBackoff(rec)
+	}
+	return 0
+}
+
+// bumpBackoff sets when the next attempt may run and returns the wait.
+func (k *Kubelet) bumpBackoff(rec *containerRecord) time.Duration {
+	wait := rec.backoff
+	if wait == 0 {
+		rec.backoff = backoffInitial
+	} else {
+		rec.backoff = min(2*rec.backoff, backoffMax)
+	}
+	rec.nextStart = time.Now().Add(wait)
+	if wait == 0 {
+		wait = time.Second
+	}
+	return wait
+}
+
+var errPull = errors.New("image pull failed")
+
+// startContainer creates and starts one container of the pod.
+func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbox, vols map[string]string, c *corev1.Container, rec *containerRecord) error {
+	uid := string(pod.UID)
+	img, err := runtime.EnsureImage(ctx, k.runtime, c.Image, c.ImagePullPolicy != corev1.PullNever)
+	if err != nil {
+		if errors.Is(err, runtime.ErrImageNotPresent) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errPull, err)
+	}
+	env, vars, err := k.env(ctx, pod, c, sb.IP)
+	if err != nil {
+		return err
+	}
+	dir := k.podDir(uid)
+	mnts, err := mounts(c, dir, vols)
+	if err != nil {
+		return err
+	}
+	logDir := filepath.Join(dir, "logs", c.Name)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(logDir, fmt.Sprintf("%d.log", rec.restarts))
+	cfg := runtime.ContainerConfig{
+		ID: containerID(uid, c.Name), Image: img,
+		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
+			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath},
+		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,
+		Hostname: podHostname(pod), NetNS: sb.NetNS, Mounts: mnts,
+		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
+		TTY:         c.TTY,
+	}
+	if pod.Spec.HostNetwork {
+		cfg.Hostname = ""
+	}
+	if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+		cfg.MemoryLimit = q.Value()
+	}
+	if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
+		cfg.CPUShares = uint64(max(2, q.MilliValue()*1024/1000))
+	}
+	if q, ok := c.Resources.Limits[corev1.ResourceCPU]; ok {
+		cfg.CPUQuota = max(1000, q.MilliValue()*100)
+	}
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		cfg.UID, cfg.GID = sc.RunAsUser, sc.RunAsGroup
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			cfg.UID = sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			cfg.GID = sc.RunAsGroup
+		}
+		cfg.ReadOnlyRootfs = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+	}
+	ctr, err := runtime.CreateContainer(ctx, k.runtime, cfg)
+	if err != nil {
+		return err
+	}
+	k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
+	started := time.Now()
+	if _, err := runtime.StartTask(ctx, ctr, logPath); err != nil {
+		_ = runtime.RemoveContainer(ctx, ctr, 0)
+		return err
+	}
+	if _, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: started.UTC().Format(time.RFC3339Nano)}); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	k.recorder.Eventf(pod, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		if err := k.runHandler(ctx, pod, sb, c, ctr, c.Lifecycle.PostStart, 30*time.Second); err != nil {
+			k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
+			return runtime.StopTask(ctx, ctr, 2*time.Second)
+		}
+	}
+	return nil
+}
+
+func expandAll(in []string, vars map[string]string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = expand(s, vars)
+	}
+	return out
+}
+
+// runPreStop runs the preStop hooks of the pod's running containers, in
+// parallel, within the grace period.
+func (k *Kubelet) runPreStop(ctx context.Context, pod *corev1.Pod, grace time.Duration) {
+	sbBytes, _ := os.ReadFile(filepath.Join(k.podDir(string(pod.UID)), "sandbox.json"))
+	var sb sandbox
+	_ = json.Unmarshal(sbBytes, &sb)
+	done := make(chan struct{}, len(pod.Spec.Containers))
+	n := 0
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+			continue
+		}
+		o := k.observe(ctx, string(pod.UID), c.Name)
+		if !o.running {
+			continue
+		}
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := k.runHandler(ctx, pod, sb, c, o.ctr, c.Lifecycle.PreStop, grace); err != nil {
+				k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedPreStopHook", "PreStopHook failed: %v", err)
+			}
+		}()
+	}
+	for ; n > 0; n-- {
+		<-done
+	}
+}

@@ -1,0 +1,456 @@
+// Package kubelet runs the pods bound to this node on containerd: a pod
+// sync loop (one sync at a time per pod), the pod's network namespace and
+// address through libcni, its volumes and files, its containers with runc
+// (no pause container: every container joins the namespace the kubelet
+// made), restarts with back-off, probes, graceful termination, and the pod's
+// status as Kubernetes reports it. What it has on the machine is recorded
+// under the data directory and labelled in containerd, so a restarted node
+// adopts running pods and cleans up after pods deleted while it was down.
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	apievents "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/typeurl/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
+)
+
+// Labels on containerd containers that tie them to their pod.
+const (
+	labelPodUID       = "petrel.io/pod-uid"
+	labelPodName      = "petrel.io/pod-name"
+	labelPodNamespace = "petrel.io/pod-namespace"
+	labelContainer    = "petrel.io/container"
+	labelRestarts     = "petrel.io/restart-count"
+	labelStartedAt    = "petrel.io/started-at"
+	labelOOM          = "petrel.io/oom-killed"
+	labelLog          = "petrel.io/log-path"
+)
+
+// Config configures the kubelet.
+type Config struct {
+	NodeName string
+	// DataDir holds pods/<uid>/ (files, volumes, logs, the sandbox record)
+	// and cni/.
+	DataDir string
+	// CgroupRoot is the cgroup, relative to the hierarchies' roots, that
+	// pods go in as pod<uid>/<container>.
+	CgroupRoot string
+	// PinDir is the node's bpffs directory, for petrel-cni's tc_pod attach.
+	PinDir string
+	// ClusterDNS is the nameserver of ClusterFirst pods.
+	ClusterDNS string
+	// ClusterDomain is the cluster's DNS domain.
+	ClusterDomain string
+	// Workers bounds how many pods sync at once.
+	Workers int
+	// ResyncPeriod re-checks every pod even without an event.
+	ResyncPeriod time.Duration
+}
+
+// Kubelet runs this node's pods.
+type Kubelet struct {
+	cfg         Config
+	client      kubernetes.Interface
+	runtime     *containerd.Client
+	network     *network
+	recorder    record.EventRecorder
+	queue       workqueue.TypedRateLimitingInterface[string]
+	pods        cache.Indexer
+	hostIP      string
+	allocatable corev1.ResourceList
+
+	mu    sync.Mutex
+	state map[string]*podState // by pod UID
+}
+
+// podState is what the kubelet remembers of a pod between syncs.
+type podState struct {
+	containers map[string]*containerRecord
+	probes     map[string]*prober
+	// terminating is set while a goroutine stops the pod's containers.
+	terminating bool
+	// stopped is set once the containers of a finished or deleted pod are
+	// gone and its network released.
+	stopped bool
+}
+
+func (k *Kubelet) podState(uid string) *podState {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ps := k.state[uid]
+	if ps == nil {
+		ps = &podState{containers: map[string]*containerRecord{}, probes: map[string]*prober{}}
+		k.state[uid] = ps
+	}
+	return ps
+}
+
+// New makes a kubelet; Run starts it.
+func New(cfg Config, client kubernetes.Interface, rt *containerd.Client, hostIP string, allocatable corev1.ResourceList) *Kubelet {
+	if cfg.Workers == 0 {
+		cfg.Workers = 8
+	}
+	if cfg.ResyncPeriod == 0 {
+		cfg.ResyncPeriod = 10 * time.Second
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	return &Kubelet{cfg: cfg, client: client, runtime: rt, hostIP: hostIP, allocatable: allocatable,
+		recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet"}),
+		state: map[string]*podState{}}
+}
+
+// Run waits for the node's podCIDR, then syncs pods until ctx ends. It
+// returns once the pods known at start have been looked at.
+func (k *Kubelet) Run(ctx context.Context) error {
+	cidr, err := k.waitPodCIDR(ctx)
+	if err != nil {
+		return err
+	}
+	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.cfg.NodeName).String()
+	}))
+	inf := factory.Core().V1().Pods().Informer()
+	if err := inf.AddIndexers(cache.Indexers{"uid": func(obj any) ([]string, error) {
+		return []string{string(obj.(*corev1.Pod).UID)}, nil
+	}}); err != nil {
+		return err
+	}
+	k.pods = inf.GetIndexer()
+	enqueue := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok {
+			k.queue.Add(string(p.UID))
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return ctx.Err()
+	}
+	// Pods that left the API while the node was down still have
+	// directories and containers here: their syncs find no pod and clean up.
+	for _, uid := range k.localPods(ctx) {
+		k.queue.Add(uid)
+	}
+	go k.watchTasks(ctx)
+	go wait.UntilWithContext(ctx, func(context.Context) {
+		for _, obj := range k.pods.List() {
+			k.queue.Add(string(obj.(*corev1.Pod).UID))
+		}
+	}, k.cfg.ResyncPeriod)
+	for i := 0; i < k.cfg.Workers; i++ {
+		go wait.UntilWithContext(ctx, k.worker, time.Second)
+	}
+	go func() {
+		<-ctx.Done()
+		k.queue.ShutDown()
+		k.mu.Lock()
+		for _, ps := range k.state {
+			for _, p := range ps.probes {
+				p.stop()
+			}
+		}
+		k.mu.Unlock()
+	}()
+	return nil
+}
+
+func (k *Kubelet) waitPodCIDR(ctx context.Context) (string, error) {
+	var cidr string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		n, err := k.client.CoreV1().Nodes().Get(ctx, k.cfg.NodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		cidr = n.Spec.PodCIDR
+		return cidr != "", nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("node %s got no podCIDR (is the server's --cluster-cidr full?): %w", k.cfg.NodeName, err)
+	}
+	return cidr, nil
+}
+
+// localPods are the UIDs the node has something of: pod directories and
+// labelled containers.
+func (k *Kubelet) localPods(ctx context.Context) []string {
+	seen := map[string]bool{}
+	entries, _ := os.ReadDir(filepath.Join(k.cfg.DataDir, "pods"))
+	for _, e := range entries {
+		seen[e.Name()] = true
+	}
+	if ctrs, err := k.runtime.Containers(ctx); err == nil {
+		for _, c := range ctrs {
+			if labels, err := c.Labels(ctx); err == nil && labels[labelPodUID] != "" {
+				seen[labels[labelPodUID]] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for uid := range seen {
+		out = append(out, uid)
+	}
+	return out
+}
+
+// watchTasks turns containerd's exit and OOM events into pod syncs.
+func (k *Kubelet) watchTasks(ctx context.Context) {
+	for ctx.Err() == nil {
+		envelopes, errs := k.runtime.Subscribe(ctx, `topic=="/tasks/exit"`, `topic=="/tasks/oom"`)
+	loop:
+		for {
+			select {
+			case env := <-envelopes:
+				ev, err := typeurl.UnmarshalAny(env.Event)
+				if err != nil {
+					continue
+				}
+				var id string
+				switch e := ev.(type) {
+				case *apievents.TaskExit:
+					id = e.ContainerID
+				case *apievents.TaskOOM:
+					id = e.ContainerID
+					k.markOOM(ctx, id)
+				}
+				if uid, ok := podUIDOf(id); ok {
+					k.queue.Add(uid)
+				}
+			case err := <-errs:
+				if ctx.Err() == nil {
+					slog.Warn("kubelet: containerd event stream broke; resubscribing", "err", err)
+					time.Sleep(time.Second)
+				}
+				break loop
+			}
+		}
+	}
+}
+
+func (k *Kubelet) markOOM(ctx context.Context, id string) {
+	ctr, err := k.runtime.LoadContainer(ctx, id)
+	if err == nil {
+		_, _ = ctr.SetLabels(ctx, map[string]string{labelOOM: "true"})
+	}
+}
+
+// containerID names a pod's container in containerd: the pod UID (36
+// characters) and the container's name.
+func containerID(uid, name string) string { return uid + "-" + name }
+
+func podUIDOf(id string) (string, bool) {
+	if len(id) < 38 || id[36] != '-' {
+		return "", false
+	}
+	return id[:36], true
+}
+
+func (k *Kubelet) worker(ctx context.Context) {
+	for {
+		uid, quit := k.queue.Get()
+		if quit {
+			return
+		}
+		requeue, err := k.sync(ctx, uid)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			slog.Warn("kubelet: pod sync failed; retrying", "uid", uid, "err", err)
+			k.queue.AddRateLimited(uid)
+		case requeue > 0:
+			k.queue.Forget(uid)
+			k.queue.AddAfter(uid, requeue)
+		default:
+			k.queue.Forget(uid)
+		}
+		k.queue.Done(uid)
+	}
+}
+
+// podByUID is the informer's pod, or nil when the API has no such pod.
+func (k *Kubelet) podByUID(uid string) *corev1.Pod {
+	objs, _ := k.pods.ByIndex("uid", uid)
+	if len(objs) == 0 {
+		return nil
+	}
+	return objs[0].(*corev1.Pod)
+}
+
+func (k *Kubelet) podDir(uid string) string { return filepath.Join(k.cfg.DataDir, "pods", uid) }
+
+// sync brings one pod's containers to what its spec and phase ask; it
+// returns how soon to look again when something is pending.
+func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
+	pod := k.podByUID(uid)
+	ps := k.podState(uid)
+	switch {
+	case pod == nil:
+		if err := k.teardown(ctx, uid, nil, 0); err != nil {
+			return 0, err
+		}
+		k.mu.Lock()
+		delete(k.state, uid)
+		k.mu.Unlock()
+		return 0, nil
+	case pod.DeletionTimestamp != nil:
+		return 0, k.terminate(ctx, pod, ps)
+	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		if !ps.stopped {
+			if err := k.teardown(ctx, uid, pod, 0); err != nil {
+				return 0, err
+			}
+			ps.stopped = true
+		}
+		return 0, nil
+	}
+	return k.syncRunning(ctx, pod, ps)
+}
+
+// terminate stops a deleted pod's containers within its grace period (in
+// the background, not holding a worker), releases everything and then
+// removes the pod from the API.
+func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) error {
+	k.mu.Lock()
+	if ps.terminating {
+		k.mu.Unlock()
+		return nil
+	}
+	ps.terminating = true
+	k.mu.Unlock()
+	grace := 30 * time.Second
+	if pod.DeletionGracePeriodSeconds != nil {
+		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+	}
+	go func() {
+		err := k.teardown(ctx, string(pod.UID), pod, grace)
+		if err == nil {
+			err = k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+				GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				err = nil
+			}
+		}
+		k.mu.Lock()
+		ps.terminating = false
+		k.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			slog.Warn("kubelet: pod termination failed; retrying", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			k.queue.AddRateLimited(string(pod.UID))
+		}
+	}()
+	return nil
+}
+
+// teardown stops and removes the pod's containers (preStop hooks first when
+// the pod is known), its network and namespace, cgroups and directory.
+func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, grace time.Duration) error {
+	k.mu.Lock()
+	if ps := k.state[uid]; ps != nil {
+		for name, p := range ps.probes {
+			p.stop()
+			delete(ps.probes, name)
+		}
+	}
+	k.mu.Unlock()
+	ctrs, err := k.runtime.Containers(ctx, fmt.Sprintf(`labels."%s"==%s`, labelPodUID, uid))
+	if err != nil {
+		return fmt.Errorf("list the pod's containers: %w", err)
+	}
+	if pod != nil && grace > 0 {
+		k.runPreStop(ctx, pod, grace)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ctrs))
+	for i, c := range ctrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if pod != nil && grace > 0 {
+				if labels, err := c.Labels(ctx); err == nil {
+					if st, err := runtime.State(ctx, c); err == nil && st.Running {
+						k.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", labels[labelContainer])
+					}
+				}
+			}
+			errs[i] = runtime.RemoveContainer(ctx, c, grace)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	dir := k.podDir(uid)
+	sb := sandbox{UID: uid, NetNS: netnsPath(uid)}
+	if pod != nil {
+		sb.Namespace, sb.Name = pod.Namespace, pod.Name
+	}
+	if k.network != nil {
+		if err := k.network.del(ctx, sb); err != nil {
+			return err
+		}
+	}
+	if err := removeNetNS(sb.NetNS); err != nil {
+		return err
+	}
+	if err := runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)); err != nil {
+		return err
+	}
+	// A finished pod keeps its logs until it is deleted.
+	if pod != nil && pod.DeletionTimestamp == nil {
+		return unmountUnder(dir)
+	}
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// Cleanup removes every pod the node has on the machine (containers,
+// network, namespaces, cgroups, directories) without the API: what
+// `petrel node --cleanup` does after the node has stopped.
+func Cleanup(ctx context.Context, rt *containerd.Client, cfg Config) error {
+	k := &Kubelet{cfg: cfg, runtime: rt, state: map[string]*podState{}}
+	k.network, _ = loadNetwork(cfg.DataDir)
+	var errs []error
+	for _, uid := range k.localPods(ctx) {
+		if err := k.teardown(ctx, uid, nil, 0); err != nil {
+			errs = append(errs, fmt.Errorf("pod %s: %w", uid, err))
+		}
+	}
+	return errors.Join(errs...)
+}

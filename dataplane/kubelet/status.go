@@ -1,0 +1,216 @@
+package kubelet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// updateStatus computes the pod's status from what runs and writes it when
+// it changed.
+func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, mountErr error) error {
+	uid := string(pod.UID)
+	st := corev1.PodStatus{
+		HostIP: k.hostIP, HostIPs: []corev1.HostIP{{IP: k.hostIP}},
+		StartTime: pod.Status.StartTime, QOSClass: pod.Status.QOSClass,
+		NominatedNodeName: pod.Status.NominatedNodeName,
+	}
+	if st.StartTime == nil {
+		now := metav1.Now()
+		st.StartTime = &now
+	}
+	if sb.IP != "" {
+		st.PodIP, st.PodIPs = sb.IP, []corev1.PodIP{{IP: sb.IP}}
+	}
+
+	initDone, initFailed := true, false
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		cs := k.containerStatus(ctx, pod, ps, sb, c, initDone, true)
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
+			continue
+		}
+		if t := cs.State.Terminated; t != nil && !restartable(policyOf(pod, true), t.ExitCode) {
+			initFailed = true
+		}
+		initDone = false
+	}
+	allReady := true
+	var running, waiting, stopped, succeeded, unknown int
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		cs := k.containerStatus(ctx, pod, ps, sb, c, initDone, false)
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+		allReady = allReady && cs.Ready
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil:
+			stopped++
+			if cs.State.Terminated.ExitCode == 0 {
+				succeeded++
+			}
+		case cs.State.Waiting != nil:
+			if cs.LastTerminationState.Terminated != nil {
+				stopped++
+			} else {
+				waiting++
+			}
+		default:
+			unknown++
+		}
+	}
+	// The phase as the kubelet derives it from its containers.
+	switch {
+	case initFailed:
+		st.Phase = corev1.PodFailed
+	case !initDone:
+		st.Phase = corev1.PodPending
+	case waiting > 0:
+		st.Phase = corev1.PodPending
+	case running > 0 && unknown == 0:
+		st.Phase = corev1.PodRunning
+	case running == 0 && stopped > 0 && unknown == 0:
+		switch {
+		case pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Spec.RestartPolicy == "":
+			st.Phase = corev1.PodRunning
+		case stopped == succeeded:
+			st.Phase = corev1.PodSucceeded
+		case pod.Spec.RestartPolicy == corev1.RestartPolicyNever:
+			st.Phase = corev1.PodFailed
+		default:
+			st.Phase = corev1.PodRunning
+		}
+	default:
+		st.Phase = corev1.PodPending
+	}
+
+	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason}
+		if ok {
+			c.Status, c.Reason = corev1.ConditionTrue, ""
+		}
+		return c
+	}
+	notReady := "ContainersNotReady"
+	if st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed {
+		notReady = "PodCompleted"
+		allReady = false
+	}
+	conds := []corev1.PodCondition{
+		cond("PodReadyToStartContainers", sb.IP != "" && mountErr == nil, ""),
+		cond(corev1.PodInitialized, initDone, "ContainersNotInitialized"),
+		cond(corev1.ContainersReady, initDone && allReady, notReady),
+		cond(corev1.PodReady, initDone && allReady, notReady),
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			conds = append(conds, c)
+		}
+	}
+	// Keep transition times of conditions that did not change.
+	for i := range conds {
+		conds[i].LastTransitionTime = metav1.Now()
+		for _, old := range pod.Status.Conditions {
+			if old.Type == conds[i].Type && old.Status == conds[i].Status {
+				conds[i].LastTransitionTime, conds[i].LastProbeTime = old.LastTransitionTime, old.LastProbeTime
+			}
+		}
+	}
+	st.Conditions = conds
+	if equality.Semantic.DeepEqual(st, pod.Status) {
+		return nil
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": uid}, "status": st})
+	if err != nil {
+		return err
+	}
+	_, err = k.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("update status of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// containerStatus describes one container as Kubernetes reports it.
+func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, initDone, isInit bool) corev1.ContainerStatus {
+	rec := ps.record(c.Name)
+	policy := policyOf(pod, isInit)
+	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: rec.restarts, Started: new(bool)}
+	if rec.lastTerm != nil {
+		cs.LastTerminationState.Terminated = rec.lastTerm
+	}
+	// Adopted after a node restart: what the API last said is the best
+	// memory of earlier runs.
+	for _, old := range append(append([]corev1.ContainerStatus{}, pod.Status.ContainerStatuses...), pod.Status.InitContainerStatuses...) {
+		if old.Name == c.Name && rec.lastTerm == nil && old.LastTerminationState.Terminated != nil {
+			cs.LastTerminationState = old.LastTerminationState
+		}
+	}
+	o := k.observe(ctx, string(pod.UID), c.Name)
+	if o.ctr != nil {
+		cs.ContainerID = "containerd://" + o.ctr.ID()
+		if info, err := o.ctr.Info(ctx); err == nil {
+			cs.ImageID = info.Image
+		}
+	}
+	switch {
+	case o.running:
+		at, _ := time.Parse(time.RFC3339Nano, o.labels[labelStartedAt])
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at)}
+		started, ready := true, true
+		if !isInit {
+			if p := k.ensureProber(ctx, pod, ps, sb, c, o); p != nil {
+				started, ready = p.results()
+			}
+		} else {
+			ready = false
+		}
+		*cs.Started, cs.Ready = started, started && ready
+	case o.exited:
+		k.stopProber(ps, c.Name)
+		t := o.terminated()
+		if restartable(policy, t.ExitCode) {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", rec.backoff, c.Name, pod.Name, pod.Namespace, pod.UID)}
+			cs.LastTerminationState.Terminated = t
+		} else {
+			cs.State.Terminated = t
+			cs.Ready = isInit && t.ExitCode == 0
+		}
+	case rec.failedStart != nil:
+		if restartable(policy, rec.failedStart.ExitCode) {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: rec.failedStart.Message}
+			cs.LastTerminationState.Terminated = rec.failedStart
+		} else {
+			cs.State.Terminated = rec.failedStart
+		}
+	case rec.waiting != nil:
+		cs.State.Waiting = rec.waiting
+	case !initDone && !isInit:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+	default:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	}
+	return cs
+}
+
+func (k *Kubelet) stopProber(ps *podState, name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if p := ps.probes[name]; p != nil {
+		p.stop()
+		delete(ps.probes, name)
+	}
+}

@@ -1,0 +1,203 @@
+// Package runtime runs the node's containers through containerd: it starts
+// and supervises Debian's containerd (with runc) under the node's data
+// directory, or connects to one already running, and imports images from
+// OCI archives, since no registry is reachable from a Petrel test machine.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+)
+
+// Namespace is the containerd namespace that holds Petrel's images and
+// containers, apart from anything else using the same containerd.
+const Namespace = "petrel"
+
+// Snapshotter unpacks image layers; overlayfs is containerd's default.
+const Snapshotter = "overlayfs"
+
+// Containerd is a running containerd this node talks to.
+type Containerd struct {
+	// Client is connected with the Petrel namespace as its default.
+	Client *containerd.Client
+	// Address is the containerd socket.
+	Address string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+// configTemplate keeps every path of containerd under one directory, and
+// turns the CRI plugin off: the kubelet here is ours and speaks containerd's
+// own API.
+const configTemplate = `version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = "%[3]s.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[4]q
+`
+
+// Start runs containerd with its root, state and socket under dir and waits
+// until it serves. It is stopped by Stop, and killed if this process dies;
+// the containers' shims outlive both, so pods keep running.
+func Start(ctx context.Context, dir string) (*Containerd, error) {
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		return nil, fmt.Errorf("containerd is not installed (apt-get install containerd runc, or pass --containerd-address): %w", err)
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		return nil, fmt.Errorf("runc is not installed (apt-get install runc): %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	address := filepath.Join(dir, "containerd.sock")
+	if len(address) > 100 {
+		return nil, fmt.Errorf("containerd socket path %s is too long for a unix socket: use a shorter --data-dir", address)
+	}
+	config := filepath.Join(dir, "config.toml")
+	body := fmt.Sprintf(configTemplate, filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, filepath.Join(dir, "opt"))
+	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, "containerd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "--config", config)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group, so a ^C to the node does not reach it before
+	// the node has stopped it in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start containerd: %w", err)
+	}
+	c := &Containerd{Address: address, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.exited) }()
+	slog.Info("runtime: started containerd", "pid", cmd.Process.Pid, "socket", address, "log", logFile.Name())
+	if err := c.connect(ctx, 30*time.Second); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("%w (see %s)", err, logFile.Name())
+	}
+	return c, nil
+}
+
+// Connect uses a containerd that something else runs.
+func Connect(ctx context.Context, address string) (*Containerd, error) {
+	c := &Containerd{Address: address}
+	if err := c.connect(ctx, 10*time.Second); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Containerd) connect(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if c.exited != nil {
+			select {
+			case <-c.exited:
+				return errors.New("containerd exited during start")
+			default:
+			}
+		}
+		if _, err := os.Stat(c.Address); err == nil {
+			cl, err := containerd.New(c.Address, containerd.WithDefaultNamespace(Namespace), containerd.WithTimeout(5*time.Second))
+			if err == nil {
+				if ok, err := cl.IsServing(ctx); ok && err == nil {
+					c.Client = cl
+					return nil
+				} else {
+					lastErr = err
+				}
+				cl.Close()
+			} else {
+				lastErr = err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("containerd at %s did not serve within %s: %v", c.Address, timeout, lastErr)
+}
+
+// Stop closes the client and, when this node started containerd, stops it.
+func (c *Containerd) Stop() {
+	if c.Client != nil {
+		c.Client.Close()
+	}
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// KillStrayShims kills, by PID, the shims serving this containerd whose
+// container no longer exists: a shim whose task was deleted while the node
+// was stopping can miss its shutdown call and linger.
+func (c *Containerd) KillStrayShims(ctx context.Context) error {
+	ctrs, err := c.Client.Containers(ctx)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, ctr := range ctrs {
+		live[ctr.ID()] = true
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "containerd-shim") {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		var id, address string
+		for i := 0; i+1 < len(args); i++ {
+			switch args[i] {
+			case "-id":
+				id = args[i+1]
+			case "-address":
+				address = args[i+1]
+			}
+		}
+		if address != c.Address || id == "" || live[id] {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		slog.Warn("runtime: killing a shim whose container is gone", "pid", pid, "container", id)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return nil
+}

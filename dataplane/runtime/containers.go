@@ -1,0 +1,307 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ErrImageNotPresent says the image is not in containerd and may not be
+// pulled (imagePullPolicy Never).
+var ErrImageNotPresent = errors.New("image is not present")
+
+// NormalizeImage turns a Kubernetes image reference into containerd's full
+// name (busybox → docker.io/library/busybox:latest).
+func NormalizeImage(image string) (string, error) {
+	ref, err := reference.ParseDockerRef(image)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	return ref.String(), nil
+}
+
+// EnsureImage returns the image, pulling it when it is missing and pull is
+// allowed.
+func EnsureImage(ctx context.Context, c *containerd.Client, image string, pull bool) (containerd.Image, error) {
+	name, err := NormalizeImage(image)
+	if err != nil {
+		return nil, err
+	}
+	img, err := c.GetImage(ctx, name)
+	if err == nil {
+		return img, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("look up image %s: %w", name, err)
+	}
+	if !pull {
+		return nil, fmt.Errorf("%w: %s (import it with petrelctl image import)", ErrImageNotPresent, name)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	img, err = c.Pull(pctx, name, containerd.WithPullUnpack, containerd.WithPullSnapshotter(Snapshotter))
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", name, err)
+	}
+	return img, nil
+}
+
+// ContainerConfig is one container as the kubelet wants it run.
+type ContainerConfig struct {
+	ID     string
+	Image  containerd.Image
+	Labels map[string]string
+	// Command replaces the image's entrypoint; Args its cmd (Kubernetes'
+	// rules: args alone keep the entrypoint).
+	Command, Args []string
+	Env           []string
+	WorkingDir    string
+	Hostname      string
+	// NetNS is the pod's network namespace, which every container joins;
+	// empty for the host's (hostNetwork pods).
+	NetNS       string
+	Mounts      []specs.Mount
+	CgroupsPath string
+	// MemoryLimit in bytes, 0 for none; CPUShares and CPUQuota (µs per
+	// 100 ms period), 0 for none.
+	MemoryLimit    int64
+	CPUShares      uint64
+	CPUQuota       int64
+	UID, GID       *int64
+	ReadOnlyRootfs bool
+	TTY            bool
+}
+
+// Argv is the process the container runs, from the pod's command and args
+// over the image's entrypoint and cmd as Kubernetes combines them.
+func Argv(command, args, entrypoint, cmd []string) []string {
+	switch {
+	case len(command) > 0:
+		return append(append([]string{}, command...), args...)
+	case len(args) > 0:
+		return append(append([]string{}, entrypoint...), args...)
+	default:
+		return append(append([]string{}, entrypoint...), cmd...)
+	}
+}
+
+// CreateContainer creates the container with a fresh snapshot of its image.
+func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerConfig) (containerd.Container, error) {
+	spec, err := cfg.Image.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the config of image %s: %w", cfg.Image.Name(), err)
+	}
+	argv := Argv(cfg.Command, cfg.Args, spec.Config.Entrypoint, spec.Config.Cmd)
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("image %s has no entrypoint or cmd and the container sets no command", cfg.Image.Name())
+	}
+	opts := []oci.SpecOpts{
+		oci.WithDefaultSpec(), oci.WithDefaultUnixDevices,
+		oci.WithImageConfig(cfg.Image),
+		oci.WithProcessArgs(argv...),
+		oci.WithEnv(cfg.Env),
+		oci.WithMounts(cfg.Mounts),
+		oci.WithCgroup(cfg.CgroupsPath),
+	}
+	if cfg.NetNS != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS}))
+	} else {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	}
+	if cfg.Hostname != "" {
+		opts = append(opts, oci.WithHostname(cfg.Hostname))
+	}
+	if cfg.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(cfg.WorkingDir))
+	}
+	if cfg.MemoryLimit > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(cfg.MemoryLimit)))
+	}
+	if cfg.CPUShares > 0 {
+		opts = append(opts, oci.WithCPUShares(cfg.CPUShares))
+	}
+	if cfg.CPUQuota > 0 {
+		opts = append(opts, oci.WithCPUCFS(cfg.CPUQuota, 100000))
+	}
+	if cfg.UID != nil {
+		gid := uint32(0)
+		if cfg.GID != nil {
+			gid = uint32(*cfg.GID)
+		}
+		opts = append(opts, oci.WithUIDGID(uint32(*cfg.UID), gid))
+	}
+	if cfg.ReadOnlyRootfs {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if cfg.TTY {
+		opts = append(opts, oci.WithTTY)
+	}
+	ctr, err := c.NewContainer(ctx, cfg.ID,
+		containerd.WithImage(cfg.Image),
+		containerd.WithSnapshotter(Snapshotter),
+		containerd.WithNewSnapshot(cfg.ID, cfg.Image),
+		containerd.WithContainerLabels(cfg.Labels),
+		containerd.WithNewSpec(opts...))
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
+	}
+	return ctr, nil
+}
+
+// StartTask starts the container's process with stdout and stderr appended
+// to logPath by the shim, so logs survive a restart of the node daemon.
+func StartTask(ctx context.Context, ctr containerd.Container, logPath string) (containerd.Task, error) {
+	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		return nil, fmt.Errorf("create task of %s: %w", ctr.ID(), err)
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return nil, fmt.Errorf("start %s: %w", ctr.ID(), err)
+	}
+	return task, nil
+}
+
+// TaskState is what the kubelet needs to know of a container's process.
+type TaskState struct {
+	// Exists is false when the container has no task (never started, or
+	// deleted after it exited).
+	Exists   bool
+	Running  bool
+	Pid      uint32
+	ExitCode uint32
+	ExitedAt time.Time
+}
+
+// State reads the container's task.
+func State(ctx context.Context, ctr containerd.Container) (TaskState, error) {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return TaskState{}, nil
+	}
+	if err != nil {
+		return TaskState{}, err
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return TaskState{}, err
+	}
+	ts := TaskState{Exists: true, Pid: task.Pid()}
+	switch st.Status {
+	case containerd.Running, containerd.Paused, containerd.Pausing, containerd.Created:
+		ts.Running = true
+	case containerd.Stopped:
+		ts.ExitCode, ts.ExitedAt = st.ExitStatus, st.ExitTime
+	}
+	return ts, nil
+}
+
+// StopTask sends SIGTERM, waits up to grace, then SIGKILL, and deletes the
+// task. A container without a task is already stopped.
+func StopTask(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for %s: %w", ctr.ID(), err)
+	}
+	if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+		if grace > 0 {
+			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("signal %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(grace):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("kill %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("%s did not exit after SIGKILL", ctr.ID())
+			}
+		}
+	}
+	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task of %s: %w", ctr.ID(), err)
+	}
+	return nil
+}
+
+// RemoveContainer stops the container's task and deletes the container and
+// its snapshot.
+func RemoveContainer(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
+	if err := StopTask(ctx, ctr, grace); err != nil {
+		return err
+	}
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", ctr.ID(), err)
+	}
+	return nil
+}
+
+// Exec runs a command in the container's namespaces and cgroup, as the
+// container's process runs, and returns its exit code; stdout and stderr
+// may be nil. It is killed when ctx ends.
+func Exec(ctx context.Context, ctr containerd.Container, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return -1, fmt.Errorf("container %s is not running: %w", ctr.ID(), err)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return -1, err
+	}
+	pspec := *spec.Process
+	pspec.Args = args
+	pspec.Terminal = tty
+	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
+	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr)}
+	if tty {
+		opts = append(opts, cio.WithTerminal)
+	}
+	proc, err := task.Exec(ctx, id, &pspec, cio.NewCreator(opts...))
+	if err != nil {
+		return -1, fmt.Errorf("exec in %s: %w", ctr.ID(), err)
+	}
+	defer func() { _, _ = proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill) }()
+	exited, err := proc.Wait(ctx)
+	if err != nil {
+		return -1, err
+	}
+	if err := proc.Start(ctx); err != nil {
+		return -1, fmt.Errorf("exec %v in %s: %w", args, ctr.ID(), err)
+	}
+	select {
+	case st := <-exited:
+		proc.IO().Wait()
+		return int(st.ExitCode()), st.Error()
+	case <-ctx.Done():
+		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		return -1, ctx.Err()
+	}
+}
+
+var execSeq atomic.Uint64

@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/petrel-project/petrel/test/images"
+)
+
+// startContainerd runs a containerd for the test, or skips where it cannot.
+func startContainerd(t *testing.T) *Containerd {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	for _, bin := range []string{"containerd", "runc", images.Busybox} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (make deps installs it)", bin)
+		}
+	}
+	dir, err := os.MkdirTemp("", "petrel-rt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		// containerd leaves its snapshot mounts behind only while running.
+		_ = os.RemoveAll(dir)
+	})
+	return c
+}
+
+func TestImportAndRun(t *testing.T) {
+	c := startContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	archive, err := images.BuildTestServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := Import(ctx, c.Client, archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != images.TestServer {
+		t.Fatalf("imported %v, want [%s]", names, images.TestServer)
+	}
+	list, err := NodeImages(ctx, c.Client)
+	if err != nil || len(list) != 1 || list[0].Names[0] != images.TestServer || list[0].SizeBytes == 0 {
+		t.Fatalf("node images %+v (%v)", list, err)
+	}
+	if _, err := EnsureImage(ctx, c.Client, "petrel.local/absent:1", false); !errors.Is(err, ErrImageNotPresent) {
+		t.Fatalf("missing image with pull not allowed: %v", err)
+	}
+	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A container that prints its hostname and a mounted file, then exits 3.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "msg"), []byte("mounted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := CreateContainer(ctx, c.Client, ContainerConfig{
+		ID: "rt-test-" + filepath.Base(dir), Image: img, Hostname: "box",
+		Command: []string{"sh", "-c", `echo "$(hostname) $(cat /data/msg) $GREETING"; exit 3`},
+		Env:     []string{"GREETING=hi"},
+		NetNS:   "", Mounts: []specs.Mount{{Destination: "/data/msg", Type: "bind", Source: filepath.Join(dir, "msg"), Options: []string{"rbind", "ro"}}},
+		CgroupsPath: "/petrel-rt-test/" + filepath.Base(dir),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := RemoveContainer(context.Background(), ctr, time.Second); err != nil {
+			t.Error(err)
+		}
+		for _, h := range []string{"unified", "memory", "cpu", "pids"} {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", h, "petrel-rt-test"))
+		}
+	}()
+	logPath := filepath.Join(dir, "log")
+	if _, err := StartTask(ctx, ctr, logPath); err != nil {
+		t.Fatal(err)
+	}
+	var st TaskState
+	for i := 0; i < 100; i++ {
+		if st, err = State(ctx, ctr); err != nil {
+			t.Fatal(err)
+		}
+		if !st.Running {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !st.Exists || st.Running || st.ExitCode != 3 {
+		t.Fatalf("state %+v, want exited with 3", st)
+	}
+	out, _ := os.ReadFile(logPath)
+	if strings.TrimSpace(string(out)) != "box mounted hi" {
+		t.Fatalf("log %q", out)
+	}
+}
+
+// shimsOf counts the live shim processes serving container id.
+func shimsOf(t *testing.T, id string) int {
+	t.Helper()
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "containerd-shim") && strings.Contains(string(b), id) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestContainersOutliveContainerd is what a node restart relies on: the
+// task keeps running while containerd is down, a new containerd adopts it,
+// and removing it then leaves no shim behind.
+func TestContainersOutliveContainerd(t *testing.T) {
+	c := startContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	archive, err := images.BuildTestServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(ctx, c.Client, archive); err != nil {
+		t.Fatal(err)
+	}
+	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "rt-outlive-" + filepath.Base(t.TempDir())
+	ctr, err := CreateContainer(ctx, c.Client, ContainerConfig{ID: id, Image: img, Command: []string{"sleep", "1000"}, CgroupsPath: "/petrel-rt-test/" + id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := StartTask(ctx, ctr, filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := task.Pid()
+	dir := filepath.Dir(c.Address)
+	c.Stop()
+	if err := syscall.Kill(int(pid), 0); err != nil {
+		t.Fatalf("the container's process died with containerd: %v", err)
+	}
+	c2, err := Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	ctr, err = c2.Client.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := State(ctx, ctr); err != nil || !st.Running || st.Pid != pid {
+		t.Fatalf("adopted state %+v (%v), want running as pid %d", st, err, pid)
+	}
+	if err := RemoveContainer(ctx, ctr, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; shimsOf(t, id) > 0; i++ {
+		if i == 50 {
+			t.Fatalf("a shim of %s outlived its container", id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := RemoveCgroup("petrel-rt-test"); err != nil {
+		t.Error(err)
+	}
+}

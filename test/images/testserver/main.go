@@ -1,0 +1,96 @@
+// Command testserver is the process of Petrel's test image
+// petrel.local/testserver:1, in the spirit of Kubernetes' agnhost: HTTP on
+// :8080 (/hostname, /echo, /healthz, /exit, /dns), and TCP and UDP echo on
+// :9000. Tests use it to see which pod answered and to make a pod fail.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	httpAddr := flag.String("http", ":8080", "HTTP address")
+	echoAddr := flag.String("echo", ":9000", "TCP and UDP echo address")
+	flag.Parse()
+
+	go tcpEcho(*echoAddr)
+	go udpEcho(*echoAddr)
+
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hostname", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, host) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, host) })
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		if msg := r.URL.Query().Get("msg"); msg != "" {
+			fmt.Fprint(w, msg)
+			return
+		}
+		_, _ = io.Copy(w, r.Body)
+	})
+	// /healthz fails once /tmp/unhealthy exists, so a test can turn a probe
+	// red with `kubectl exec ... touch /tmp/unhealthy`.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if _, err := os.Stat("/tmp/unhealthy"); err == nil {
+			http.Error(w, "unhealthy", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		fmt.Fprintf(w, "exiting with %d\n", code)
+		go func() { time.Sleep(100 * time.Millisecond); os.Exit(code) }()
+	})
+	mux.HandleFunc("/dns", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupHost(ctx, r.URL.Query().Get("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		fmt.Fprint(w, strings.Join(addrs, "\n"))
+	})
+	log.Printf("testserver %s: HTTP on %s, echo on %s", host, *httpAddr, *echoAddr)
+	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.ListenAndServe())
+}
+
+func tcpEcho(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatalf("tcp echo: %v", err)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			log.Fatalf("tcp echo: %v", err)
+		}
+		go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+	}
+}
+
+func udpEcho(addr string) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		log.Fatalf("udp echo: %v", err)
+	}
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			log.Fatalf("udp echo: %v", err)
+		}
+		_, _ = pc.WriteTo(buf[:n], from)
+	}
+}
