@@ -5,7 +5,7 @@ DATA_DIR ?= /var/lib/petrel
 BIN := $(CURDIR)/bin
 OPENAPI_PKGS := $(shell cat hack/openapi-packages.txt)
 
-.PHONY: all deps build run test unit e2e lint generate generate-openapi generate-bpf verify-generated bench clean
+.PHONY: all deps build images run test unit e2e lint generate generate-openapi generate-bpf verify-generated bench clean
 
 all: build
 
@@ -17,7 +17,15 @@ build:
 	$(GO) build -o $(BIN)/petrelctl ./cmd/petrelctl
 	$(GO) build -o $(BIN)/petrel-cni ./cmd/petrel-cni
 
-run: deps build
+# The test images, as OCI archives built from busybox-static and the Go test
+# server (no registry, no container engine).
+images:
+	$(GO) run ./test/images/build -out test/images/out
+
+# The node imports <data-dir>/images/*.tar at start, so the test image is
+# ready for pods.
+run: deps build images
+	mkdir -p $(DATA_DIR)/images && cp test/images/out/*.tar $(DATA_DIR)/images/
 	$(BIN)/petrel up --data-dir $(DATA_DIR)
 
 lint:

@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/petrel-project/petrel/test/images"
+)
+
+func getPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string) *corev1.Pod {
+	t.Helper()
+	p, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func hasEvent(ctx context.Context, cs kubernetes.Interface, pod, reason string) error {
+	evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == pod && e.Reason == reason {
+			return nil
+		}
+	}
+	return fmt.Errorf("no %s event for pod %s", reason, pod)
+}
+
+// TestPodLifecycle runs pods that exercise the kubelet on real containerd:
+// liveness restarts, readiness in the Service, OOM kills, missing images and
+// commands, volumes that are not there yet, and graceful deletion.
+func TestPodLifecycle(t *testing.T) {
+	u := startPodCluster(t)
+	cs := u.Clientset()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	apply := func(manifest string) { kubectl(t, u.Server, manifest, "apply", "-f", "-") }
+	img := images.TestServer
+
+	t.Run("liveness failure restarts the container", func(t *testing.T) {
+		// The first run turns unhealthy after a second; an emptyDir (which
+		// outlives the container) tells the second run to stay healthy.
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  containers:
+  - name: web
+    image: %s
+    command: ["sh", "-c", "if [ ! -f /data/once ]; then touch /data/once; (sleep 1; touch /tmp/unhealthy) & fi; exec /testserver"]
+    livenessProbe:
+      httpGet: {path: /healthz, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+    volumeMounts: [{name: data, mountPath: /data}]
+  terminationGracePeriodSeconds: 2
+  volumes: [{name: data, emptyDir: {}}]
+`, img))
+		poll(t, "a restart after the liveness failure", 60*time.Second, func() error {
+			p := getPod(ctx, t, cs, "live")
+			if len(p.Status.ContainerStatuses) == 0 {
+				return fmt.Errorf("no status yet")
+			}
+			c := p.Status.ContainerStatuses[0]
+			if c.RestartCount != 1 || c.State.Running == nil || c.LastTerminationState.Terminated == nil || !c.Ready {
+				return fmt.Errorf("restarts %d, state %+v, last %+v, ready %v", c.RestartCount, c.State, c.LastTerminationState, c.Ready)
+			}
+			return hasEvent(ctx, cs, "live", "Unhealthy")
+		})
+		// And it stays up: the second run is healthy.
+		time.Sleep(3 * time.Second)
+		if c := getPod(ctx, t, cs, "live").Status.ContainerStatuses[0]; c.RestartCount != 1 {
+			t.Fatalf("restarted again: %+v", c)
+		}
+	})
+
+	t.Run("failing readiness takes the pod out of the Service", func(t *testing.T) {
+		flags := t.TempDir()
+		for _, name := range []string{"rd-a", "rd-b"} {
+			if err := os.MkdirAll(filepath.Join(flags, name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %[1]s, labels: {app: rd}}
+spec:
+  containers:
+  - name: web
+    image: %[2]s
+    readinessProbe:
+      exec: {command: ["sh", "-c", "test ! -f /flags/notready"]}
+      periodSeconds: 1
+    volumeMounts: [{name: flags, mountPath: /flags}]
+  volumes: [{name: flags, hostPath: {path: %[3]s}}]
+`, name, img, filepath.Join(flags, name)))
+		}
+		apply(`apiVersion: v1
+kind: Service
+metadata: {name: rd}
+spec:
+  selector: {app: rd}
+  ports: [{port: 80, targetPort: 8080}]
+`)
+		readyEndpoints := func() (map[string]bool, error) {
+			slices, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=rd"})
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]bool{}
+			for _, s := range slices.Items {
+				for _, e := range s.Endpoints {
+					if e.TargetRef != nil {
+						out[e.TargetRef.Name] = e.Conditions.Ready != nil && *e.Conditions.Ready
+					}
+				}
+			}
+			return out, nil
+		}
+		poll(t, "both pods ready in the Service", 60*time.Second, func() error {
+			eps, err := readyEndpoints()
+			if err != nil || !eps["rd-a"] || !eps["rd-b"] {
+				return fmt.Errorf("endpoints %v (%v)", eps, err)
+			}
+			return nil
+		})
+		if err := os.WriteFile(filepath.Join(flags, "rd-a", "notready"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "rd-a out of the Service", 30*time.Second, func() error {
+			eps, err := readyEndpoints()
+			if err != nil || eps["rd-a"] || !eps["rd-b"] {
+				return fmt.Errorf("endpoints %v (%v)", eps, err)
+			}
+			return nil
+		})
+		svc, err := cs.CoreV1().Services("default").Get(ctx, "rd", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every connection through the ClusterIP now lands on rd-b.
+		poll(t, "only rd-b answering", 20*time.Second, func() error {
+			for i := 0; i < 10; i++ {
+				out, err := u.InCgroup(ctx, "curl", "-sS", "--max-time", "2", "http://"+svc.Spec.ClusterIP+"/hostname")
+				if err != nil || out != "rd-b" {
+					return fmt.Errorf("answer %q (%v)", out, err)
+				}
+			}
+			return nil
+		})
+		if p := getPod(ctx, t, cs, "rd-a"); p.Status.Phase != corev1.PodRunning || podReady(p) {
+			t.Fatalf("rd-a should run unready: phase %s, conditions %+v", p.Status.Phase, p.Status.Conditions)
+		}
+	})
+
+	t.Run("memory limit OOM-kills", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: %s
+    command: ["sh", "-c", "head -c 200m /dev/zero | tail"]
+    resources: {limits: {memory: 32Mi}}
+`, img))
+		poll(t, "OOMKilled", 60*time.Second, func() error {
+			p := getPod(ctx, t, cs, "hog")
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Terminated == nil {
+				return fmt.Errorf("not terminated: %+v", p.Status.ContainerStatuses)
+			}
+			term := p.Status.ContainerStatuses[0].State.Terminated
+			if term.Reason != "OOMKilled" || term.ExitCode != 137 || p.Status.Phase != corev1.PodFailed {
+				return fmt.Errorf("phase %s, terminated %+v", p.Status.Phase, term)
+			}
+			return nil
+		})
+	})
+
+	t.Run("an image that is not there", func(t *testing.T) {
+		apply(`apiVersion: v1
+kind: Pod
+metadata: {name: noimage}
+spec:
+  containers: [{name: c, image: petrel.local/absent:1, imagePullPolicy: Never}]
+`)
+		poll(t, "ErrImageNeverPull", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "noimage")
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil ||
+				p.Status.ContainerStatuses[0].State.Waiting.Reason != "ErrImageNeverPull" || p.Status.Phase != corev1.PodPending {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			return hasEvent(ctx, cs, "noimage", "ErrImageNeverPull")
+		})
+	})
+
+	t.Run("a command that does not exist", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: nocmd}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: %s, command: ["/no/such/binary"]}]
+`, img))
+		poll(t, "StartError", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "nocmd")
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Terminated == nil {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			term := p.Status.ContainerStatuses[0].State.Terminated
+			if term.Reason != "StartError" || !strings.Contains(term.Message, "/no/such/binary") || p.Status.Phase != corev1.PodFailed {
+				return fmt.Errorf("phase %s, terminated %+v", p.Status.Phase, term)
+			}
+			return hasEvent(ctx, cs, "nocmd", "Failed")
+		})
+	})
+
+	t.Run("a volume whose ConfigMap comes later", func(t *testing.T) {
+		outDir := t.TempDir()
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: needscm}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: %s
+    command: ["sh", "-c", "cat /config/greeting > /out/seen; echo \"$GREETING $(cat /etc/podinfo/name)\" >> /out/seen"]
+    env:
+    - name: GREETING
+      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+    volumeMounts:
+    - {name: config, mountPath: /config}
+    - {name: out, mountPath: /out}
+    - {name: podinfo, mountPath: /etc/podinfo}
+  volumes:
+  - {name: config, configMap: {name: settings}}
+  - {name: out, hostPath: {path: %s}}
+  - name: podinfo
+    downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+`, img, outDir))
+		poll(t, "FailedMount while the ConfigMap is missing", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "needscm")
+			if p.Status.Phase != corev1.PodPending {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return hasEvent(ctx, cs, "needscm", "FailedMount")
+		})
+		kubectl(t, u.Server, "", "create", "configmap", "settings", "--from-literal=greeting=hello")
+		poll(t, "the pod to run once the ConfigMap exists", 60*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "needscm"); p.Status.Phase != corev1.PodSucceeded {
+				return fmt.Errorf("phase %s %+v", p.Status.Phase, p.Status.ContainerStatuses)
+			}
+			return nil
+		})
+		b, _ := os.ReadFile(filepath.Join(outDir, "seen"))
+		if string(b) != "hellohello needscm\n" {
+			t.Fatalf("the pod saw %q", b)
+		}
+	})
+
+	t.Run("deletion stops and cleans up", func(t *testing.T) {
+		p := getPod(ctx, t, cs, "live")
+		uid := string(p.UID)
+		kubectl(t, u.Server, "", "delete", "pod", "live", "--wait=true", "--timeout=60s")
+		for _, leftover := range []string{"/run/netns/petrel-" + uid, filepath.Join(u.DataDir, "pods", uid),
+			filepath.Join(u.LBCgroup, "pods", "pod"+uid), "/sys/fs/cgroup/memory/" + filepath.Base(u.LBCgroup) + "/pods/pod" + uid} {
+			if _, err := os.Stat(leftover); err == nil {
+				t.Errorf("%s is left after the pod was deleted", leftover)
+			}
+		}
+	})
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
