@@ -18,14 +18,22 @@ import (
 
 	"github.com/petrel-project/petrel/cni"
 	"github.com/petrel-project/petrel/controlplane/server"
+	"github.com/petrel-project/petrel/dataplane/containerlog"
 	"github.com/petrel-project/petrel/dataplane/node"
 )
 
 func main() {
 	// The node links petrel-cni to this binary, so that libcni finds its
 	// plugin without a second install.
-	if filepath.Base(os.Args[0]) == "petrel-cni" {
+	switch filepath.Base(os.Args[0]) {
+	case "petrel-cni":
 		cni.PluginMain()
+		return
+	case containerlog.LoggerName:
+		if err := containerlog.RunLogger(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		return
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))

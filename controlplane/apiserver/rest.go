@@ -58,7 +58,11 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.notFound(w, r)
 			return
 		}
-		s.writeError(w, r, apierrors.NewServiceUnavailable("pods/"+req.subresource+" is served by the node agent (petrel node), which this cluster does not run yet"))
+		if req.subresource == "proxy" {
+			s.writeError(w, r, apierrors.NewServiceUnavailable("pods/proxy is not served by Petrel yet; use kubectl port-forward"))
+			return
+		}
+		s.proxyToNode(w, r, req)
 		return
 	case "finalize":
 		if res.Kind != "Namespace" || req.verb != "update" {

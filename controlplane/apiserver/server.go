@@ -42,6 +42,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Ready reports whether the server is ready for traffic (for /readyz).
 	Ready func() error
+	// NodeTransport reaches node servers (pods/log, exec, attach,
+	// portforward) with the API server's client certificate.
+	NodeTransport http.RoundTripper
 }
 
 // Server is the API server's HTTP handler.

@@ -221,8 +221,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ca, err := pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	nodeTransport, err := nodeClientTransport(ca, filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		return nil, err
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg,
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport,
 		Ready: func() error {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -232,10 +240,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	ca, err := pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki"))
-	if err != nil {
-		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	hosts := []string{"localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", serviceIP(serviceCIDR, 1)}
 	if h, err := os.Hostname(); err == nil {
@@ -422,6 +426,27 @@ var anonymousPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz"
 
 // authenticate admits requests with a client certificate the cluster CA
 // signed; everything else gets 401 except health and version.
+// nodeClientTransport reaches node servers with a client certificate from
+// the cluster's CA. Like Kubernetes' API server without
+// --kubelet-certificate-authority, it does not verify the nodes' serving
+// certificates, which each node makes for itself.
+func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
+	certPath, keyPath, err := ca.EnsurePair(dir, "apiserver-node-client", "petrel-apiserver", []string{"system:masters"}, nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("node client certificate: %w", err)
+	}
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Transport{
+		TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // see above
+		Proxy:               nil,
+		TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout:     90 * time.Second,
+	}, nil
+}
+
 func authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 || anonymousPaths[r.URL.Path] {

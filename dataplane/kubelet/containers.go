@@ -354,7 +354,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	}
 	k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
 	started := time.Now()
-	if _, err := runtime.StartTask(ctx, ctr, logPath); err != nil {
+	if _, err := runtime.StartTask(ctx, ctr, runtime.LogBinary(k.loggerPath, logPath)); err != nil {
 		_ = runtime.RemoveContainer(ctx, ctr, 0)
 		return err
 	}

@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
+	"github.com/petrel-project/petrel/dataplane/containerlog"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -82,6 +83,8 @@ type Kubelet struct {
 	pods        cache.Indexer
 	hostIP      string
 	allocatable corev1.ResourceList
+	// loggerPath is this binary under containerlog.LoggerName.
+	loggerPath string
 
 	mu    sync.Mutex
 	state map[string]*podState // by pod UID
@@ -136,6 +139,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
 		return fmt.Errorf("pod network: %w", err)
+	}
+	if k.loggerPath, err = linkSelf(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
+		return fmt.Errorf("container logger: %w", err)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.cfg.NodeName).String()

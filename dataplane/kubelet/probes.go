@@ -173,7 +173,7 @@ func (k *Kubelet) act(ctx context.Context, pod *corev1.Pod, sb sandbox, c *corev
 	switch {
 	case exec != nil:
 		var out bytes.Buffer
-		code, err := runtime.Exec(ctx, ctr, exec.Command, nil, &out, &out, false)
+		code, err := runtime.Exec(ctx, ctr, exec.Command, runtime.ExecIO{Stdout: &out, Stderr: &out})
 		if err != nil {
 			return fmt.Errorf("exec %v: %w", exec.Command, err)
 		}

@@ -87,17 +87,7 @@ type network struct {
 // newNetwork writes petrel-cni's configuration for the node's podCIDR and
 // links the plugin to this binary.
 func newNetwork(dataDir, podCIDR, pinDir string) (*network, error) {
-	binDir := filepath.Join(dataDir, "cni", "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return nil, err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	plugin := filepath.Join(binDir, "petrel-cni")
-	_ = os.Remove(plugin)
-	if err := os.Symlink(self, plugin); err != nil {
+	if _, err := linkSelf(filepath.Join(dataDir, "cni", "bin"), "petrel-cni"); err != nil {
 		return nil, fmt.Errorf("link the CNI plugin: %w", err)
 	}
 	conf, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "petrel", "plugins": []any{
@@ -109,6 +99,21 @@ func newNetwork(dataDir, podCIDR, pinDir string) (*network, error) {
 		return nil, err
 	}
 	return loadNetwork(dataDir)
+}
+
+// linkSelf links name in dir to this binary, which acts as the CNI plugin
+// and the logging binary under those names.
+func linkSelf(dir, name string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	link := filepath.Join(dir, name)
+	_ = os.Remove(link)
+	return link, os.Symlink(self, link)
 }
 
 // loadNetwork reads the configuration newNetwork wrote; cleaning up after

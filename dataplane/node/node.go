@@ -7,6 +7,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
@@ -31,6 +33,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/dataplane/stream"
 	"github.com/petrel-project/petrel/dns"
 )
 
@@ -68,6 +71,11 @@ type Options struct {
 	ContainerdAddress string
 	// ClusterDNS is the nameserver ClusterFirst pods get.
 	ClusterDNS string
+	// NodeServerAddress serves logs, exec, attach and port-forward to the
+	// API server.
+	NodeServerAddress string
+	// nodeServerPort is where it listens, for Node.status.daemonEndpoints.
+	nodeServerPort int
 }
 
 // DefaultOptions are the documented defaults.
@@ -75,7 +83,8 @@ func DefaultOptions() Options {
 	host, _ := os.Hostname()
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
-		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10"}
+		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10",
+		NodeServerAddress: ":10250"}
 }
 
 // Node is a running node daemon.
@@ -172,26 +181,39 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.close()
 		return nil, err
 	}
+	var kl *kubelet.Kubelet
 	if opts.RunPods {
 		if err := n.startRuntime(ctx); err != nil {
 			n.close()
 			return nil, err
 		}
-	}
-	if err := register(ctx, cs, opts, n.runtime); err != nil {
-		n.close()
-		return nil, fmt.Errorf("register node %s: %w", opts.NodeName, err)
-	}
-	go keepLease(ctx, cs, opts, n.runtime)
-	if opts.RunPods {
 		hostIP := ""
 		for _, a := range nodeAddresses(opts.NodeName) {
 			if a.Type == corev1.NodeInternalIP {
 				hostIP = a.Address
 			}
 		}
-		kl := kubelet.New(kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot,
+		kl = kubelet.New(kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot,
 			PinDir: pinDir, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain}, cs, n.runtime.Client, hostIP, machineCapacity())
+		// Only the API server (a client certificate from the cluster's CA)
+		// may use the node server.
+		cas, err := clusterCAs(cfg)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl)); err != nil {
+			n.close()
+			return nil, err
+		}
+		n.opts = opts
+	}
+	if err := register(ctx, cs, opts, n.runtime); err != nil {
+		n.close()
+		return nil, fmt.Errorf("register node %s: %w", opts.NodeName, err)
+	}
+	go keepLease(ctx, cs, opts, n.runtime)
+	if kl != nil {
 		if err := kl.Run(ctx); err != nil {
 			n.close()
 			return nil, fmt.Errorf("kubelet: %w", err)
@@ -204,6 +226,22 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		close(n.done)
 	}()
 	return n, nil
+}
+
+// clusterCAs are the certificate authorities of the kubeconfig.
+func clusterCAs(cfg *rest.Config) (*x509.CertPool, error) {
+	pem := cfg.TLSClientConfig.CAData
+	if len(pem) == 0 && cfg.TLSClientConfig.CAFile != "" {
+		var err error
+		if pem, err = os.ReadFile(cfg.TLSClientConfig.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("the kubeconfig has no certificate authority to check the API server's client certificate against")
+	}
+	return pool, nil
 }
 
 // startRuntime starts (or connects to) containerd and imports the images

@@ -49,10 +49,11 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 		}
 	}
 	status := corev1.NodeStatus{
-		Images:      images,
-		Capacity:    capacity,
-		Allocatable: capacity,
-		Addresses:   nodeAddresses(opts.NodeName),
+		Images:          images,
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(opts.nodeServerPort)}},
+		Capacity:        capacity,
+		Allocatable:     capacity,
+		Addresses:       nodeAddresses(opts.NodeName),
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
 			Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -159,10 +160,20 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 	return ctr, nil
 }
 
-// StartTask starts the container's process with stdout and stderr appended
-// to logPath by the shim, so logs survive a restart of the node daemon.
-func StartTask(ctx context.Context, ctr containerd.Container, logPath string) (containerd.Task, error) {
-	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+// LogFile has the shim append the container's output to path as it comes.
+func LogFile(path string) cio.Creator { return cio.LogFile(path) }
+
+// LogBinary has the shim hand the container's output to a logging binary
+// (containerd's binary:// logging) that writes path; it lives beside the
+// shim, so logs go on while the node daemon is down.
+func LogBinary(binary, path string) cio.Creator {
+	return cio.BinaryIO(binary, map[string]string{"path": path})
+}
+
+// StartTask starts the container's process with its output going where
+// logs says.
+func StartTask(ctx context.Context, ctr containerd.Container, logs cio.Creator) (containerd.Task, error) {
+	task, err := ctr.NewTask(ctx, logs)
 	if err != nil {
 		return nil, fmt.Errorf("create task of %s: %w", ctr.ID(), err)
 	}
@@ -262,10 +273,20 @@ func RemoveContainer(ctx context.Context, ctr containerd.Container, grace time.D
 	return nil
 }
 
+// ExecIO is where an exec'd process reads and writes; nil streams are
+// not connected. With TTY, stderr goes to Stdout.
+type ExecIO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+	// Resize carries terminal sizes (width, height) while the process runs.
+	Resize <-chan [2]uint32
+}
+
 // Exec runs a command in the container's namespaces and cgroup, as the
-// container's process runs, and returns its exit code; stdout and stderr
-// may be nil. It is killed when ctx ends.
-func Exec(ctx context.Context, ctr containerd.Container, args []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+// container's process runs, and returns its exit code. It is killed when
+// ctx ends.
+func Exec(ctx context.Context, ctr containerd.Container, args []string, eio ExecIO) (int, error) {
 	task, err := ctr.Task(ctx, nil)
 	if err != nil {
 		return -1, fmt.Errorf("container %s is not running: %w", ctr.ID(), err)
@@ -276,13 +297,20 @@ func Exec(ctx context.Context, ctr containerd.Container, args []string, stdin io
 	}
 	pspec := *spec.Process
 	pspec.Args = args
-	pspec.Terminal = tty
+	pspec.Terminal = eio.TTY
 	id := fmt.Sprintf("exec-%d", execSeq.Add(1))
-	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr)}
-	if tty {
+	// The process sees end of input when the caller's stdin ends.
+	var proc containerd.Process
+	stdinDone := make(chan struct{})
+	stdin := eio.Stdin
+	if stdin != nil {
+		stdin = &eofNotifier{r: stdin, done: stdinDone}
+	}
+	opts := []cio.Opt{cio.WithStreams(stdin, eio.Stdout, eio.Stderr)}
+	if eio.TTY {
 		opts = append(opts, cio.WithTerminal)
 	}
-	proc, err := task.Exec(ctx, id, &pspec, cio.NewCreator(opts...))
+	proc, err = task.Exec(ctx, id, &pspec, cio.NewCreator(opts...))
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", ctr.ID(), err)
 	}
@@ -294,14 +322,42 @@ func Exec(ctx context.Context, ctr containerd.Container, args []string, stdin io
 	if err := proc.Start(ctx); err != nil {
 		return -1, fmt.Errorf("exec %v in %s: %w", args, ctr.ID(), err)
 	}
-	select {
-	case st := <-exited:
-		proc.IO().Wait()
-		return int(st.ExitCode()), st.Error()
-	case <-ctx.Done():
-		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
-		return -1, ctx.Err()
+	if stdin != nil {
+		go func() {
+			select {
+			case <-stdinDone:
+				_ = proc.CloseIO(ctx, containerd.WithStdinCloser)
+			case <-ctx.Done():
+			}
+		}()
 	}
+	for {
+		select {
+		case size := <-eio.Resize:
+			_ = proc.Resize(ctx, size[0], size[1])
+		case st := <-exited:
+			proc.IO().Wait()
+			return int(st.ExitCode()), st.Error()
+		case <-ctx.Done():
+			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+			return -1, ctx.Err()
+		}
+	}
+}
+
+// eofNotifier closes done when its reader ends.
+type eofNotifier struct {
+	r    io.Reader
+	done chan struct{}
+	once sync.Once
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.done) })
+	}
+	return n, err
 }
 
 var execSeq atomic.Uint64

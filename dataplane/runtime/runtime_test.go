@@ -96,7 +96,7 @@ func TestImportAndRun(t *testing.T) {
 		}
 	}()
 	logPath := filepath.Join(dir, "log")
-	if _, err := StartTask(ctx, ctr, logPath); err != nil {
+	if _, err := StartTask(ctx, ctr, LogFile(logPath)); err != nil {
 		t.Fatal(err)
 	}
 	var st TaskState
@@ -155,7 +155,7 @@ func TestContainersOutliveContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task, err := StartTask(ctx, ctr, filepath.Join(t.TempDir(), "log"))
+	task, err := StartTask(ctx, ctr, LogFile(filepath.Join(t.TempDir(), "log")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
+	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
 // Up is a single-node cluster (`petrel up`) confined for a test: its socket
@@ -44,7 +45,8 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	// Pods go below the load-balanced cgroup, so that they reach Services.
 	cgroupRoot := filepath.Join(filepath.Base(u.LBCgroup), "pods")
 	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", cgroupRoot,
-		"--local-dns-address", u.LocalDNS.String(), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", u.MetricsPort)}, extraArgs...)
+		"--local-dns-address", u.LocalDNS.String(), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", u.MetricsPort),
+		"--node-server-address", fmt.Sprintf(":%d", FreePort(t))}, extraArgs...)
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	u.Server = s
@@ -56,7 +58,8 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 		if err != nil {
 			t.Errorf("petrel node --cleanup: %v\n%s", err, out)
 		}
-		if err := os.Remove(u.LBCgroup); err != nil && !os.IsNotExist(err) {
+		// runc made the pods' parents in every hierarchy, not only v2's.
+		if err := runtime.RemoveCgroup(filepath.Base(u.LBCgroup)); err != nil {
 			t.Errorf("remove cgroup %s: %v", u.LBCgroup, err)
 		}
 		if _, err := os.Stat(u.PinDir); err == nil {

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -272,6 +275,73 @@ spec:
 		}
 	})
 
+	t.Run("logs, exec and port-forward", func(t *testing.T) {
+		// The live pod's first run was killed by its probe: its log is the
+		// previous one.
+		out := kubectl(t, u.Server, "", "logs", "live", "--previous")
+		mustContain(t, out, "testserver live: HTTP on :8080")
+		out = kubectl(t, u.Server, "", "logs", "live", "-c", "web", "--tail=1", "--timestamps")
+		if !strings.Contains(out, "testserver live") || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.HasPrefix(out, "20") {
+			t.Fatalf("logs --tail=1 --timestamps: %q", out)
+		}
+		if out := kubectl(t, u.Server, "", "logs", "live", "--since=1h"); !strings.Contains(out, "testserver live") {
+			t.Fatalf("logs --since=1h: %q", out)
+		}
+		out = kubectl(t, u.Server, "", "exec", "live", "--", "sh", "-c", "echo from $(hostname); ls /data")
+		mustContain(t, out, "from live", "once")
+		// Standard input reaches the command, and its end ends it.
+		out = kubectl(t, u.Server, "piped in\n", "exec", "-i", "live", "--", "cat")
+		if out != "piped in\n" {
+			t.Fatalf("exec -i cat: %q", out)
+		}
+		// A failing command's exit code comes back through kubectl.
+		cmd := exec.Command("kubectl", "--kubeconfig", u.Kubeconfig, "exec", "live", "--", "sh", "-c", "exit 7")
+		if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
+			t.Fatalf("exec exit 7: %v", err)
+		}
+		// Follow: a pod that prints a line a second; -f ends when it does.
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: %s, command: ["sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 1; done"]}
+`, img))
+		poll(t, "ticker running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "ticker"); p.Status.Phase == corev1.PodPending {
+				return fmt.Errorf("pending")
+			}
+			return nil
+		})
+		out = kubectl(t, u.Server, "", "logs", "-f", "ticker")
+		if !strings.Contains(out, "tick 1\ntick 2\ntick 3\n") {
+			t.Fatalf("logs -f: %q", out)
+		}
+
+		pf := exec.CommandContext(ctx, "kubectl", "--kubeconfig", u.Kubeconfig, "port-forward", "pod/rd-b", ":8080")
+		stdout, err := pf.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		pf.Stderr = &stderr
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+		line := make([]byte, 200)
+		n, _ := stdout.Read(line)
+		var local int
+		if _, err := fmt.Sscanf(string(line[:n]), "Forwarding from 127.0.0.1:%d", &local); err != nil {
+			t.Fatalf("port-forward said %q (%s)", line[:n], stderr.String())
+		}
+		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/hostname", local))
+		if body != "rd-b" {
+			t.Fatalf("through port-forward: %q (%s)", body, stderr.String())
+		}
+	})
+
 	t.Run("deletion stops and cleans up", func(t *testing.T) {
 		p := getPod(ctx, t, cs, "live")
 		uid := string(p.UID)
@@ -292,4 +362,15 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

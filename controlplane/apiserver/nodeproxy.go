@@ -1,0 +1,148 @@
+package apiserver
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// proxyToNode serves pods/log, exec, attach and portforward by passing the
+// request (and, for the streaming ones, the upgraded connection) to the
+// node server of the pod's node, as the Kubernetes API server does with
+// kubelets.
+func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *request) {
+	if s.cfg.NodeTransport == nil {
+		s.writeError(w, r, apierrors.NewServiceUnavailable("pods/"+req.subresource+" needs a connection to nodes, which this API server is not configured with"))
+		return
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	obj, err := req.ep.store.Get(ctx, s.key(req), req.name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	pod := obj.(*corev1.Pod)
+	q := r.URL.Query()
+	var target string
+	switch req.subresource {
+	case "portforward":
+		target = fmt.Sprintf("/portForward/%s/%s", pod.Namespace, pod.Name)
+	default:
+		container, err := podContainer(pod, q.Get("container"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		op := map[string]string{"log": "containerLogs", "exec": "exec", "attach": "attach"}[req.subresource]
+		target = fmt.Sprintf("/%s/%s/%s/%s", op, pod.Namespace, pod.Name, container)
+	}
+	if pod.Spec.NodeName == "" {
+		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("pod %s does not have a host assigned", pod.Name)))
+		return
+	}
+	nodes := s.byPath["/v1/nodes"]
+	nobj, err := nodes.store.Get(ctx, nodes.store.Key("", pod.Spec.NodeName), pod.Spec.NodeName)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	host, err := nodeServer(nobj.(*corev1.Node))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	u := &url.URL{Scheme: "https", Host: host, Path: target, RawQuery: nodeQuery(req.subresource, q).Encode()}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = u
+			pr.Out.Host = host
+			// The node trusts its client certificate, not the user's.
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport:     s.cfg.NodeTransport,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", pod.Spec.NodeName, err)))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// podContainer is the container a request names, or the pod's only one.
+func podContainer(pod *corev1.Pod, name string) (string, error) {
+	if name == "" {
+		if d := pod.Annotations["kubectl.kubernetes.io/default-container"]; d != "" {
+			name = d
+		} else if len(pod.Spec.Containers) == 1 {
+			return pod.Spec.Containers[0].Name, nil
+		} else {
+			var names []string
+			for _, c := range pod.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			return "", apierrors.NewBadRequest(fmt.Sprintf("a container name must be specified for pod %s, choose one of: [%s]", pod.Name, strings.Join(names, " ")))
+		}
+	}
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range list {
+			if c.Name == name {
+				return name, nil
+			}
+		}
+	}
+	return "", apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", name, pod.Name))
+}
+
+// nodeServer is the address of a node's server: its InternalIP and the
+// port it reports.
+func nodeServer(n *corev1.Node) (string, error) {
+	port := int(n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	if port == 0 {
+		return "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %s runs no node server (is it a simulated node, or a node without --run-pods?)", n.Name))
+	}
+	for _, t := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP, corev1.NodeHostName} {
+		for _, a := range n.Status.Addresses {
+			if a.Type == t {
+				return net.JoinHostPort(a.Address, strconv.Itoa(port)), nil
+			}
+		}
+	}
+	return "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %s reports no address", n.Name))
+}
+
+// nodeQuery turns the API's options into the node server's query, as the
+// Kubernetes API server does for kubelets (exec's stdin becomes input, and
+// so on).
+func nodeQuery(sub string, q url.Values) url.Values {
+	out := url.Values{}
+	switch sub {
+	case "log":
+		for _, k := range []string{"follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes"} {
+			if v := q.Get(k); v != "" {
+				out.Set(k, v)
+			}
+		}
+	case "exec", "attach":
+		for api, node := range map[string]string{"stdin": "input", "stdout": "output", "stderr": "error", "tty": "tty"} {
+			if isTrue(q.Get(api)) {
+				out.Set(node, "1")
+			}
+		}
+		for _, c := range q["command"] {
+			out.Add("command", c)
+		}
+	case "portforward":
+		for _, p := range q["ports"] {
+			out.Add("port", p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,262 @@
+// Package containerlog writes and reads container logs in the CRI logging
+// format that kubelets use ("<RFC3339Nano time> <stream> <F|P> <text>" per
+// line). The writer runs as containerd's logging binary, a child of the
+// container's shim, so logging goes on while the node daemon is down; the
+// reader serves `kubectl logs` with --tail, --since, --timestamps and -f.
+package containerlog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// LoggerName is the name the petrel binary answers to as a logging binary.
+const LoggerName = "petrel-logger"
+
+// maxLine splits longer output into partial (P) lines, as the CRI does.
+const maxLine = 16 * 1024
+
+// RunLogger is the logging binary's main: containerd's shim hands it the
+// container's stdout and stderr as fds 3 and 4 and waits for fd 5 to close;
+// args are "path" and the log file. It returns when both streams end.
+func RunLogger(args []string) error {
+	path := ""
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] == "path" {
+			path = args[i+1]
+		}
+	}
+	if path == "" {
+		return errors.New("petrel-logger: no path argument")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	stdout, stderr, ready := os.NewFile(3, "stdout"), os.NewFile(4, "stderr"), os.NewFile(5, "ready")
+	if err := ready.Close(); err != nil {
+		return fmt.Errorf("signal readiness: %w", err)
+	}
+	w := &Writer{out: f}
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		name string
+		r    io.Reader
+	}{{"stdout", stdout}, {"stderr", stderr}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w.Copy(s.name, s.r)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Writer writes CRI log lines from several streams to one file.
+type Writer struct {
+	mu  sync.Mutex
+	out io.Writer
+	now func() time.Time
+}
+
+// NewWriter writes to out.
+func NewWriter(out io.Writer) *Writer { return &Writer{out: out} }
+
+// Copy reads stream until EOF and writes each line with its time.
+func (w *Writer) Copy(stream string, r io.Reader) error {
+	br := bufio.NewReaderSize(r, maxLine)
+	var buf []byte
+	for {
+		line, isPrefix, err := br.ReadLine()
+		if len(line) > 0 || (err == nil && !isPrefix) {
+			tag := "F"
+			if isPrefix {
+				tag = "P"
+			}
+			now := time.Now
+			if w.now != nil {
+				now = w.now
+			}
+			buf = buf[:0]
+			buf = now().UTC().AppendFormat(buf, time.RFC3339Nano)
+			buf = append(buf, ' ')
+			buf = append(buf, stream...)
+			buf = append(buf, ' ')
+			buf = append(buf, tag...)
+			buf = append(buf, ' ')
+			buf = append(buf, line...)
+			buf = append(buf, '\n')
+			w.mu.Lock()
+			_, werr := w.out.Write(buf)
+			w.mu.Unlock()
+			if werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// Entry is one parsed log line.
+type Entry struct {
+	Time    time.Time
+	Stream  string
+	Partial bool
+	Text    []byte
+}
+
+// Parse reads one CRI log line (without its newline).
+func Parse(line []byte) (Entry, error) {
+	ts, rest, ok := bytes.Cut(line, []byte{' '})
+	if !ok {
+		return Entry{}, fmt.Errorf("log line without a time: %q", line)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return Entry{}, err
+	}
+	stream, rest, ok := bytes.Cut(rest, []byte{' '})
+	if !ok {
+		return Entry{}, fmt.Errorf("log line without a stream: %q", line)
+	}
+	tag, text, _ := bytes.Cut(rest, []byte{' '})
+	return Entry{Time: t, Stream: string(stream), Partial: string(tag) == "P", Text: text}, nil
+}
+
+// Options select what Read writes, as the kubelet's log query does.
+type Options struct {
+	// TailLines keeps only the last n lines; negative keeps all.
+	TailLines int64
+	// Since drops lines older than it.
+	Since time.Time
+	// Timestamps prefixes each line with its time.
+	Timestamps bool
+	// LimitBytes stops after that many bytes; 0 is no limit.
+	LimitBytes int64
+	// Follow keeps reading as the file grows until Done says the writer
+	// has finished (or ctx ends).
+	Follow bool
+	Done   func() bool
+}
+
+// Read writes the log at path to out as the options say.
+func Read(ctx context.Context, path string, out io.Writer, o Options) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	start := int64(0)
+	if o.TailLines >= 0 {
+		if start, err = tailOffset(f, o.TailLines); err != nil {
+			return err
+		}
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return err
+	}
+	var written int64
+	br := bufio.NewReader(f)
+	var pending []byte
+	for {
+		chunk, err := br.ReadBytes('\n')
+		pending = append(pending, chunk...)
+		if err == nil {
+			line := bytes.TrimSuffix(pending, []byte{'\n'})
+			pending = pending[:0]
+			e, perr := Parse(line)
+			if perr != nil || e.Time.Before(o.Since) {
+				continue
+			}
+			var b []byte
+			if o.Timestamps {
+				b = append(e.Time.AppendFormat(b, time.RFC3339Nano), ' ')
+			}
+			b = append(b, e.Text...)
+			if !e.Partial {
+				b = append(b, '\n')
+			}
+			if o.LimitBytes > 0 && written+int64(len(b)) > o.LimitBytes {
+				b = b[:o.LimitBytes-written]
+			}
+			n, werr := out.Write(b)
+			written += int64(n)
+			if werr != nil {
+				return werr
+			}
+			if fl, ok := out.(interface{ Flush() }); ok && o.Follow {
+				fl.Flush()
+			}
+			if o.LimitBytes > 0 && written >= o.LimitBytes {
+				return nil
+			}
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+		// At the end: done unless following a writer that goes on.
+		if !o.Follow || (o.Done != nil && o.Done()) {
+			if o.Follow {
+				// One last look: the writer may have finished after our read.
+				if more, _ := br.Peek(1); len(more) > 0 {
+					continue
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// tailOffset is where the last n lines of f begin.
+func tailOffset(f *os.File, n int64) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	if n == 0 {
+		return size, nil
+	}
+	const block = 8192
+	buf := make([]byte, block)
+	var lines int64
+	end := size
+	for end > 0 {
+		startAt := max(0, end-block)
+		chunk := buf[:end-startAt]
+		if _, err := f.ReadAt(chunk, startAt); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		for i := len(chunk) - 1; i >= 0; i-- {
+			if chunk[i] != '\n' || startAt+int64(i) == size-1 {
+				continue
+			}
+			lines++
+			if lines == n {
+				return startAt + int64(i) + 1, nil
+			}
+		}
+		end = startAt
+	}
+	return 0, nil
+}
