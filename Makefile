@@ -60,6 +60,7 @@ bench: build
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
 	$(BIN)/petrelctl bench scheduler --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench pods --petrel $(BIN)/petrel
 
 clean:
 	rm -rf $(BIN)

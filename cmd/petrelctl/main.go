@@ -111,6 +111,19 @@ func benchCommand() *cobra.Command {
 	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
 	cmd.AddCommand(schedCmd)
 
+	podOpts := bench.PodsOptions{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}
+	podsCmd := &cobra.Command{Use: "pods", Short: "Pods on real containerd: create → Running/Ready latency vs ctr run of the same image; petrel up memory with a few pods",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunPods(ctx, podOpts) })
+		}}
+	podFlags := podsCmd.Flags()
+	podFlags.StringVar(&podOpts.Petrel, "petrel", podOpts.Petrel, "the petrel binary to start")
+	podFlags.IntVar(&podOpts.Pods, "pods", podOpts.Pods, "pods to start")
+	podFlags.IntVar(&podOpts.Batch, "batch", podOpts.Batch, "pods created at once")
+	podFlags.IntVar(&podOpts.Idle, "idle-pods", podOpts.Idle, "pods kept for the memory figure")
+	cmd.AddCommand(podsCmd)
+
 	var role, mode, target, listenAddr string
 	var workers int
 	var runFor time.Duration

@@ -52,6 +52,12 @@ func freePort() (int, error) {
 }
 
 func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serverProc, error) {
+	return startPetrel(ctx, petrel, "server", extraArgs...)
+}
+
+// startPetrel starts `petrel server` or `petrel up` on a fresh data dir
+// and waits until the API is ready.
+func startPetrel(ctx context.Context, petrel, command string, extraArgs ...string) (*serverProc, error) {
 	dir, err := os.MkdirTemp("", "petrel-bench-")
 	if err != nil {
 		return nil, err
@@ -63,7 +69,7 @@ func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serv
 		}
 	}
 	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
-	args := append([]string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
+	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
 		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
 	sp.cmd = exec.CommandContext(ctx, petrel, args...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))

@@ -87,6 +87,9 @@ func TestPodsServeThroughServiceByName(t *testing.T) {
 		t.Fatalf("want 3 web pods, got %v", names)
 	}
 
+	// An ExternalName alias of it, which the client resolves as a CNAME.
+	kubectl(t, u.Server, "", "create", "service", "externalname", "ext", "--external-name=web.default.svc.cluster.local")
+
 	// A client pod asks the Service by name many times and writes what it
 	// heard where the test can read it.
 	outDir := t.TempDir()
@@ -98,7 +101,7 @@ spec:
   containers:
   - name: client
     image: %s
-    command: ["sh", "-c", "for i in $(seq 60); do wget -qO- http://web.default.svc.cluster.local/hostname; echo; done > /out/answers; echo done > /out/finished"]
+    command: ["sh", "-c", "nslookup ext > /out/ext 2>&1; for i in $(seq 60); do wget -qO- http://web.default.svc.cluster.local/hostname; echo; done > /out/answers"]
     volumeMounts: [{name: out, mountPath: /out}]
   volumes:
   - name: out
@@ -117,6 +120,15 @@ spec:
 	b, err := os.ReadFile(filepath.Join(outDir, "answers"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	web, err := cs.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Through the pod's search path (ndots:5), as an application would ask.
+	ext, _ := os.ReadFile(filepath.Join(outDir, "ext"))
+	if !strings.Contains(string(ext), "canonical name = web.default.svc.cluster.local") || !strings.Contains(string(ext), web.Spec.ClusterIP) {
+		t.Fatalf("nslookup ext in the pod:\n%s", ext)
 	}
 	heard := map[string]int{}
 	for _, line := range strings.Fields(string(b)) {

@@ -1,0 +1,249 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/test/images"
+)
+
+// PodsOptions configure the pods suite.
+type PodsOptions struct {
+	Petrel string
+	// Pods are started in batches of Batch, each batch once the one
+	// before is Ready.
+	Pods, Batch int
+	// Idle is how many pods stay for the memory figure.
+	Idle     int
+	Progress io.Writer
+}
+
+// RunPods measures pod startup on real containerd (create → Running and
+// create → Ready), next to `ctr run` of the same image on the same
+// containerd, and the memory of `petrel up` running a few pods.
+func RunPods(ctx context.Context, o PodsOptions) (*Report, error) {
+	progress := func(format string, args ...interface{}) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "bench pods: "+format+"\n", args...)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the pods suite runs containers: run it as root")
+	}
+	rep := NewReport("pods")
+	name := fmt.Sprintf("bench-%d", os.Getpid())
+	lbCgroup := "petrel-" + name
+	dnsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsPort, _ := freePort()
+	nodePort, _ := freePort()
+	progress("starting petrel up (node %s)", name)
+	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
+		"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"--node-server-address", fmt.Sprintf(":%d", nodePort))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		sp.stop()
+		out, err := exec.Command(o.Petrel, "node", "--cleanup", "--data-dir", sp.dir, "--node-name", name, "--cgroup-root", lbCgroup+"/pods",
+			"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250)).CombinedOutput()
+		if err != nil {
+			progress("cleanup: %v\n%s", err, out)
+		}
+		_ = runtime.RemoveCgroup(lbCgroup)
+		_ = os.RemoveAll(sp.dir)
+	}()
+	_, cs, err := sp.client()
+	if err != nil {
+		return nil, err
+	}
+
+	progress("building and importing %s", images.TestServer)
+	archive, err := images.BuildTestServer(ctx, filepath.Join(sp.dir, "build"))
+	if err != nil {
+		return nil, err
+	}
+	rt, err := runtime.Connect(ctx, filepath.Join(sp.dir, "containerd", "containerd.sock"))
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Stop()
+	if _, err := runtime.Import(ctx, rt.Client, archive); err != nil {
+		return nil, err
+	}
+
+	progress("baseline: ctr run of %d containers in batches of %d", o.Pods, o.Batch)
+	base, err := ctrRuns(ctx, rt, o.Pods, o.Batch)
+	if err != nil {
+		return nil, err
+	}
+
+	progress("waiting for the node to take pods")
+	if err := waitNodes(ctx, cs, 1); err != nil {
+		return nil, err
+	}
+	progress("pods: %d in batches of %d", o.Pods, o.Batch)
+	w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "bench=pods"})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	created, running, ready := map[string]time.Time{}, map[string]time.Duration{}, map[string]time.Duration{}
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			t0, ok := created[p.Name]
+			if ok {
+				if _, seen := running[p.Name]; !seen && p.Status.Phase == corev1.PodRunning {
+					running[p.Name] = now.Sub(t0)
+				}
+				if _, seen := ready[p.Name]; !seen && isPodReady(p) {
+					ready[p.Name] = now.Sub(t0)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	for b := 0; b*o.Batch < o.Pods; b++ {
+		var names []string
+		for i := b * o.Batch; i < min((b+1)*o.Batch, o.Pods); i++ {
+			n := fmt.Sprintf("bench-%03d", i)
+			names = append(names, n)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"bench": "pods"}},
+				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To(int64(1)),
+					Containers: []corev1.Container{{Name: "c", Image: images.TestServer, ImagePullPolicy: corev1.PullNever}}}}
+			mu.Lock()
+			created[n] = time.Now()
+			mu.Unlock()
+			if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				return nil, err
+			}
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			mu.Lock()
+			done := 0
+			for _, n := range names {
+				if _, ok := ready[n]; ok {
+					done++
+				}
+			}
+			mu.Unlock()
+			if done == len(names) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("batch %d: only %d of %d pods Ready after 2 minutes", b, done, len(names))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		progress("batch %d/%d ready", b+1, (o.Pods+o.Batch-1)/o.Batch)
+	}
+	mu.Lock()
+	var toRunning, toReady []time.Duration
+	for n := range created {
+		toRunning = append(toRunning, running[n])
+		toReady = append(toReady, ready[n])
+	}
+	mu.Unlock()
+	rep.Add("pod create → Running p50", "ms", ms(percentile(toRunning, 50)), "lower", f(300))
+	rep.Add("pod create → Running p99", "ms", ms(percentile(toRunning, 99)), "lower", f(1000))
+	rep.AddRatio("pod create → Ready p50", "ms", ms(percentile(toReady, 50)), "ctr run p50", ms(percentile(base, 50)), "lower", 0)
+	rep.AddRatio("pod create → Ready p99", "ms", ms(percentile(toReady, 99)), "ctr run p99", ms(percentile(base, 99)), "lower", 0)
+
+	progress("deleting all but %d pods for the memory figure", o.Idle)
+	for i := o.Idle; i < o.Pods; i++ {
+		_ = cs.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("bench-%03d", i), metav1.DeleteOptions{})
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "bench=pods"})
+		if err == nil && len(l.Items) <= o.Idle {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(10 * time.Second)
+	rss, err := rssMB(sp.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rep.Add(fmt.Sprintf("petrel up RSS with %d pods (containerd apart)", o.Idle), "MB", rss, "lower", f(150))
+	for i := 0; i < o.Idle; i++ {
+		_ = cs.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("bench-%03d", i), metav1.DeleteOptions{})
+	}
+	return rep, nil
+}
+
+// ctrRuns times `ctr run -d` of the test image (a shell that sleeps) on
+// the node's containerd, batch by batch, then removes the containers.
+func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int) ([]time.Duration, error) {
+	var out []time.Duration
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			if c, err := rt.Client.LoadContainer(ctx, id); err == nil {
+				_ = runtime.RemoveContainer(ctx, c, 0)
+			}
+		}
+		_ = runtime.RemoveCgroup("petrel-bench-ctr")
+	}()
+	for b := 0; b*batch < n; b++ {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		for i := b * batch; i < min((b+1)*batch, n); i++ {
+			id := fmt.Sprintf("bench-ctr-%d-%03d", os.Getpid(), i)
+			ids = append(ids, id)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				cmd := exec.CommandContext(ctx, "ctr", "--address", rt.Address, "--namespace", runtime.Namespace, "run", "-d",
+					"--snapshotter", runtime.Snapshotter, "--cgroup", "/petrel-bench-ctr/"+id, images.TestServer, id, "sleep", "3600")
+				b, err := cmd.CombinedOutput()
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("ctr run: %v: %s", err, b)
+				}
+				out = append(out, time.Since(start))
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return nil, firstErr
+		}
+	}
+	return out, nil
+}
+
+func isPodReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
+	"github.com/petrel-project/petrel/dataplane/runtime"
+)
+
+// Node is a real `petrel node` process against a Server, confined like
+// StartUp's node: its own cgroups, pins, DNS address and data directory.
+type Node struct {
+	t           testing.TB
+	Name        string
+	DataDir     string
+	LBCgroup    string
+	PinDir      string
+	LocalDNS    netip.Addr
+	MetricsPort int
+	args        []string
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	logFile     *os.File
+}
+
+// StartNode starts a node for the server; the test's cleanup stops it and
+// removes its pods, pins, DNS address and cgroups.
+func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
+	t.Helper()
+	bpftest.Require(t)
+	root, _ := bpfobj.CgroupV2Mount()
+	id := fmt.Sprintf("e2e-n-%d-%d", os.Getpid(), FreePort(t))
+	n := &Node{t: t, Name: id, DataDir: t.TempDir(), LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
+		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 22, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
+	cgroupRoot := filepath.Join(filepath.Base(n.LBCgroup), "pods")
+	n.args = append([]string{"node", "--kubeconfig", s.Kubeconfig, "--data-dir", n.DataDir, "--node-name", id,
+		"--lb-cgroup", filepath.Base(n.LBCgroup), "--cgroup-root", cgroupRoot, "--local-dns-address", n.LocalDNS.String(),
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t))}, extraArgs...)
+	t.Cleanup(func() {
+		n.Stop()
+		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", n.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
+			"--local-dns-address", n.LocalDNS.String()).CombinedOutput()
+		if err != nil {
+			t.Errorf("petrel node --cleanup: %v\n%s", err, out)
+		}
+		if err := runtime.RemoveCgroup(filepath.Base(n.LBCgroup)); err != nil {
+			t.Errorf("remove cgroup %s: %v", n.LBCgroup, err)
+		}
+	})
+	n.Start()
+	return n
+}
+
+// Start (re)starts the node process and waits for its /healthz.
+func (n *Node) Start() {
+	n.t.Helper()
+	n.cmd = exec.Command(Binary(n.t), n.args...)
+	lf, err := os.OpenFile(filepath.Join(n.DataDir, "node.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.logFile = lf
+	n.cmd.Stdout, n.cmd.Stderr = lf, lf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, ch chan struct{}) { _ = cmd.Wait(); close(ch) }(n.cmd, n.exited)
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MetricsPort)); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-n.exited:
+			log, _ := os.ReadFile(lf.Name())
+			n.t.Fatalf("petrel node exited during start:\n%s", log)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	log, _ := os.ReadFile(lf.Name())
+	n.t.Fatalf("node not healthy after 90s:\n%s", log)
+}
+
+// Kill kills the node process as a crash would.
+func (n *Node) Kill() { n.signal(syscall.SIGKILL) }
+
+// Stop stops the node process in order.
+func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
+
+func (n *Node) signal(sig syscall.Signal) {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.exited:
+	case <-time.After(20 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+	n.logFile.Close()
+	n.cmd = nil
+}
