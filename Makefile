@@ -16,6 +16,7 @@ build:
 	$(GO) build -o $(BIN)/petrel ./cmd/petrel
 	$(GO) build -o $(BIN)/petrelctl ./cmd/petrelctl
 	$(GO) build -o $(BIN)/petrel-cni ./cmd/petrel-cni
+	$(GO) build -o $(BIN)/petrel-logger ./cmd/petrel-logger
 
 # The test images, as OCI archives built from busybox-static and the Go test
 # server (no registry, no container engine).

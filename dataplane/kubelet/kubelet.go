@@ -140,7 +140,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
-	if k.loggerPath, err = linkSelf(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
+	if k.loggerPath, err = linkHelper(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
 		return fmt.Errorf("container logger: %w", err)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {

@@ -111,6 +111,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
 	}
 	cfg.UserAgent = "petrel-node/" + opts.NodeName
+	// The kubelet's defaults: status updates and events of many pods
+	// starting at once must not queue behind client-go's default of 5/s.
+	cfg.QPS, cfg.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

@@ -78,6 +78,10 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
+	pidFile := filepath.Join(dir, "containerd.pid")
+	if err := waitPrevious(pidFile, config); err != nil {
+		return nil, err
+	}
 	logFile, err := os.OpenFile(filepath.Join(dir, "containerd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
@@ -93,12 +97,51 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	}
 	c := &Containerd{Address: address, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(c.exited) }()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	slog.Info("runtime: started containerd", "pid", cmd.Process.Pid, "socket", address, "log", logFile.Name())
 	if err := c.connect(ctx, 30*time.Second); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("%w (see %s)", err, logFile.Name())
 	}
 	return c, nil
+}
+
+// waitPrevious lets a containerd that an earlier node started on the same
+// directory (one killed with its node, say) finish exiting, and kills it by
+// its PID if it will not: two would fight over the same state.
+func waitPrevious(pidFile, config string) error {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	alive := func() bool {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && strings.Contains(string(cmdline), config)
+	}
+	for i := 0; alive() && i < 150; i++ {
+		if i == 0 {
+			slog.Info("runtime: waiting for the previous containerd to exit", "pid", pid)
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if alive() {
+		slog.Warn("runtime: killing the previous containerd", "pid", pid)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("kill the previous containerd (pid %d): %w", pid, err)
+		}
+		for i := 0; alive() && i < 50; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // Connect uses a containerd that something else runs.

@@ -33,7 +33,7 @@ type PodsOptions struct {
 // RunPods measures pod startup on real containerd (create → Running and
 // create → Ready), next to `ctr run` of the same image on the same
 // containerd, and the memory of `petrel up` running a few pods.
-func RunPods(ctx context.Context, o PodsOptions) (*Report, error) {
+func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench pods: "+format+"\n", args...)
@@ -42,7 +42,7 @@ func RunPods(ctx context.Context, o PodsOptions) (*Report, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("the pods suite runs containers: run it as root")
 	}
-	rep := NewReport("pods")
+	rep = NewReport("pods")
 	name := fmt.Sprintf("bench-%d", os.Getpid())
 	lbCgroup := "petrel-" + name
 	dnsPort, err := freePort()
@@ -63,9 +63,16 @@ func RunPods(ctx context.Context, o PodsOptions) (*Report, error) {
 		out, err := exec.Command(o.Petrel, "node", "--cleanup", "--data-dir", sp.dir, "--node-name", name, "--cgroup-root", lbCgroup+"/pods",
 			"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250)).CombinedOutput()
 		if err != nil {
-			progress("cleanup: %v\n%s", err, out)
+			// Keep the data dir: petrel node --cleanup can be run again on it.
+			progress("cleanup failed (%v); rerun: %s node --cleanup --data-dir %s --node-name %s --cgroup-root %s/pods\n%s",
+				err, o.Petrel, sp.dir, name, lbCgroup, out)
+			return
 		}
 		_ = runtime.RemoveCgroup(lbCgroup)
+		if err != nil {
+			progress("the cluster's logs are kept in %s", sp.dir)
+			return
+		}
 		_ = os.RemoveAll(sp.dir)
 	}()
 	_, cs, err := sp.client()
@@ -190,8 +197,14 @@ func RunPods(ctx context.Context, o PodsOptions) (*Report, error) {
 		return nil, err
 	}
 	rep.Add(fmt.Sprintf("petrel up RSS with %d pods (containerd apart)", o.Idle), "MB", rss, "lower", f(150))
+	progress("deleting the last pods")
 	for i := 0; i < o.Idle; i++ {
 		_ = cs.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("bench-%03d", i), metav1.DeleteOptions{})
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "bench=pods"}); err == nil && len(l.Items) == 0 {
+			break
+		}
 	}
 	return rep, nil
 }

@@ -90,7 +90,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "petrel")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/petrel")
+		// The node's helpers go beside it, as make build puts them.
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/petrel", "./cmd/petrel-cni", "./cmd/petrel-logger")
 		cmd.Dir = RepoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
