@@ -45,16 +45,34 @@ func newNetNS(path string) error {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread never goes back to Go's pool: it ends with this
-		// goroutine, taking the new namespace with it once mounted.
+		// The namespace is made on this thread, mounted, and the thread goes
+		// back to its own namespace before Go may use it again. A thread
+		// is never left to die: child processes (containerd) forked from it
+		// would get their parent-death signal.
 		goruntime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread()
 			errc <- fmt.Errorf("unshare the network namespace: %w", err)
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mount the network namespace at %s: %w", path, err)
+		mountErr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Stuck in the new namespace: let the thread die with the
+			// goroutine rather than serve others from the wrong namespace.
+			errc <- fmt.Errorf("return to the host network namespace: %w", err)
+			return
+		}
+		goruntime.UnlockOSThread()
+		if mountErr != nil {
+			errc <- fmt.Errorf("bind-mount the network namespace at %s: %w", path, mountErr)
 			return
 		}
 		errc <- nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,8 +34,13 @@ type Containerd struct {
 	Client *containerd.Client
 	// Address is the containerd socket.
 	Address string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+
+	// What Start runs and supervises; unset for Connect.
+	bin, config, pidFile, logPath string
+	stopping, supervised          chan struct{}
+	mu                            sync.Mutex
+	cmd                           *exec.Cmd
+	exited                        chan struct{}
 }
 
 // configTemplate keeps every path of containerd under one directory, and
@@ -82,31 +88,79 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	if err := waitPrevious(pidFile, config); err != nil {
 		return nil, err
 	}
-	logFile, err := os.OpenFile(filepath.Join(dir, "containerd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
+	c := &Containerd{Address: address, bin: bin, config: config, pidFile: pidFile, logPath: filepath.Join(dir, "containerd.log"),
+		stopping: make(chan struct{}), supervised: make(chan struct{})}
+	if err := c.spawn(); err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(bin, "--config", config)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group, so a ^C to the node does not reach it before
-	// the node has stopped it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start containerd: %w", err)
-	}
-	c := &Containerd{Address: address, cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.exited) }()
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	slog.Info("runtime: started containerd", "pid", cmd.Process.Pid, "socket", address, "log", logFile.Name())
+	go c.supervise()
 	if err := c.connect(ctx, 30*time.Second); err != nil {
 		c.Stop()
-		return nil, fmt.Errorf("%w (see %s)", err, logFile.Name())
+		return nil, fmt.Errorf("%w (see %s)", err, c.logPath)
 	}
 	return c, nil
+}
+
+// spawn starts the containerd process and records its PID.
+func (c *Containerd) spawn() error {
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(c.bin, "--config", c.config)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group, so a ^C to the node does not reach it before
+	// the node has stopped it in order. No parent-death signal: Linux sends
+	// it when the forking thread ends, which Go does not promise against; a
+	// containerd left by a killed node is stopped by the next start
+	// (waitPrevious).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	c.mu.Lock()
+	c.cmd, c.exited = cmd, exited
+	c.mu.Unlock()
+	if err := os.WriteFile(c.pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		return err
+	}
+	slog.Info("runtime: started containerd", "pid", cmd.Process.Pid, "socket", c.Address, "log", c.logPath)
+	return nil
+}
+
+// supervise restarts containerd when it exits without being asked to; the
+// client reconnects by itself, and the shims never stopped.
+func (c *Containerd) supervise() {
+	defer close(c.supervised)
+	backoff := time.Second
+	for {
+		c.mu.Lock()
+		exited := c.exited
+		c.mu.Unlock()
+		select {
+		case <-c.stopping:
+			return
+		case <-exited:
+		}
+		select {
+		case <-c.stopping:
+			return
+		default:
+		}
+		slog.Warn("runtime: containerd exited; restarting it", "log", c.logPath, "after", backoff)
+		select {
+		case <-c.stopping:
+			return
+		case <-time.After(backoff):
+		}
+		if err := c.spawn(); err != nil {
+			slog.Error("runtime: restarting containerd failed", "err", err)
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 // waitPrevious lets a containerd that an earlier node started on the same
@@ -157,9 +211,12 @@ func (c *Containerd) connect(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		if c.exited != nil {
+		c.mu.Lock()
+		exited := c.exited
+		c.mu.Unlock()
+		if exited != nil {
 			select {
-			case <-c.exited:
+			case <-exited:
 				return errors.New("containerd exited during start")
 			default:
 			}
@@ -192,15 +249,20 @@ func (c *Containerd) Stop() {
 	if c.Client != nil {
 		c.Client.Close()
 	}
-	if c.cmd == nil {
+	if c.stopping == nil {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	close(c.stopping)
+	<-c.supervised
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
+	c.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-c.exited:
+	case <-exited:
 	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 }
 

@@ -190,3 +190,48 @@ func TestContainersOutliveContainerd(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestArgv(t *testing.T) {
+	ep, cmd := []string{"/entry"}, []string{"default"}
+	for _, c := range []struct {
+		command, args []string
+		want          string
+	}{
+		{nil, nil, "/entry default"},
+		{nil, []string{"x"}, "/entry x"},
+		{[]string{"sh"}, nil, "sh"},
+		{[]string{"sh", "-c"}, []string{"echo"}, "sh -c echo"},
+	} {
+		if got := strings.Join(Argv(c.command, c.args, ep, cmd), " "); got != c.want {
+			t.Errorf("Argv(%v, %v) = %q, want %q", c.command, c.args, got, c.want)
+		}
+	}
+}
+
+// TestSupervisedContainerdComesBack kills the node's containerd: the
+// supervisor starts it again and the client serves once more.
+func TestSupervisedContainerdComesBack(t *testing.T) {
+	c := startContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c.mu.Lock()
+	pid := c.cmd.Process.Pid
+	c.mu.Unlock()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		c.mu.Lock()
+		newPid := c.cmd.Process.Pid
+		c.mu.Unlock()
+		if newPid != pid {
+			if ok, err := c.Client.IsServing(ctx); ok && err == nil {
+				return
+			}
+		}
+		if i == 200 {
+			t.Fatal("containerd was not restarted within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +48,9 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t))}, extraArgs...)
 	t.Cleanup(func() {
 		n.Stop()
+		if t.Failed() {
+			tailLog(t, filepath.Join(n.DataDir, "node.log"))
+		}
 		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", n.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
 			"--local-dns-address", n.LocalDNS.String()).CombinedOutput()
 		if err != nil {
@@ -114,4 +118,27 @@ func (n *Node) signal(sig syscall.Signal) {
 	}
 	n.logFile.Close()
 	n.cmd = nil
+}
+
+// tailLog prints the end of a daemon's log into a failed test's output,
+// warnings and errors first, so CI shows why.
+func tailLog(t testing.TB, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var problems []string
+	for _, l := range lines {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			problems = append(problems, l)
+		}
+	}
+	if len(problems) > 40 {
+		problems = problems[len(problems)-40:]
+	}
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	t.Logf("%s, warnings and errors:\n%s\nlast lines:\n%s", path, strings.Join(problems, "\n"), strings.Join(lines, "\n"))
 }

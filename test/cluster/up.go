@@ -53,6 +53,9 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	// After the node stops (cleanups run last first): its pods, pins, DNS
 	// address and cgroups go, as `petrel node --cleanup` removes them.
 	t.Cleanup(func() {
+		if t.Failed() {
+			tailLog(t, filepath.Join(s.DataDir, "server.log"))
+		}
 		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", s.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
 			"--local-dns-address", u.LocalDNS.String()).CombinedOutput()
 		if err != nil {
