@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
+	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // errConfig is a container that cannot be made from what the pod names
@@ -29,6 +33,10 @@ func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 			order = append(order, name)
 		}
 		vars[name] = value
+	}
+	// Service links first, so that the container's own variables win.
+	for _, kv := range k.serviceEnv(pod) {
+		set(kv[0], kv[1])
 	}
 	for _, from := range c.EnvFrom {
 		switch {
@@ -239,3 +247,53 @@ func expand(s string, vars map[string]string) string {
 	}
 	return b.String()
 }
+
+// serviceEnv is the Docker-links-style variables of the Services a pod
+// sees: those of its namespace (unless enableServiceLinks is false) and the
+// API server's `kubernetes` Service, as the kubelet sets them.
+func (k *Kubelet) serviceEnv(pod *corev1.Pod) [][2]string {
+	if k.services == nil {
+		return nil
+	}
+	var svcs []*corev1.Service
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		list, _ := k.services.Services(pod.Namespace).List(labels.Everything())
+		svcs = append(svcs, list...)
+	}
+	if pod.Namespace != metav1.NamespaceDefault || (pod.Spec.EnableServiceLinks != nil && !*pod.Spec.EnableServiceLinks) {
+		if api, err := k.services.Services(metav1.NamespaceDefault).Get("kubernetes"); err == nil {
+			svcs = append(svcs, api)
+		}
+	}
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
+	var out [][2]string
+	seen := map[string]bool{}
+	for _, svc := range svcs {
+		ip := svc.Spec.ClusterIP
+		if ip == "" || ip == corev1.ClusterIPNone || len(svc.Spec.Ports) == 0 || seen[svc.Name] {
+			continue
+		}
+		seen[svc.Name] = true
+		name := envName(svc.Name)
+		first := svc.Spec.Ports[0]
+		out = append(out, [2]string{name + "_SERVICE_HOST", ip}, [2]string{name + "_SERVICE_PORT", strconv.Itoa(int(first.Port))})
+		for _, p := range svc.Spec.Ports {
+			if p.Name != "" {
+				out = append(out, [2]string{name + "_SERVICE_PORT_" + envName(p.Name), strconv.Itoa(int(p.Port))})
+			}
+		}
+		proto := strings.ToLower(string(first.Protocol))
+		out = append(out, [2]string{name + "_PORT", fmt.Sprintf("%s://%s", proto, net.JoinHostPort(ip, strconv.Itoa(int(first.Port))))})
+		for _, p := range svc.Spec.Ports {
+			prefix := fmt.Sprintf("%s_PORT_%d_%s", name, p.Port, strings.ToUpper(string(p.Protocol)))
+			out = append(out,
+				[2]string{prefix, fmt.Sprintf("%s://%s", strings.ToLower(string(p.Protocol)), net.JoinHostPort(ip, strconv.Itoa(int(p.Port))))},
+				[2]string{prefix + "_PROTO", strings.ToLower(string(p.Protocol))},
+				[2]string{prefix + "_PORT", strconv.Itoa(int(p.Port))},
+				[2]string{prefix + "_ADDR", ip})
+		}
+	}
+	return out
+}
+
+func envName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }

@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -106,5 +108,55 @@ func TestArgvAndPolicies(t *testing.T) {
 	}
 	if restartable(corev1.RestartPolicyOnFailure, 0) || !restartable(corev1.RestartPolicyOnFailure, 1) || restartable(corev1.RestartPolicyNever, 1) {
 		t.Fatal("restart policy table")
+	}
+}
+
+func TestServiceEnv(t *testing.T) {
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, s := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1", Ports: []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "my-db", Namespace: "shop"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.5.5", Ports: []corev1.ServicePort{{Name: "sql", Port: 5432, Protocol: corev1.ProtocolTCP}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "headless", Namespace: "shop"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Port: 80}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "other"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.9.9", Ports: []corev1.ServicePort{{Port: 80}}}},
+	} {
+		_ = idx.Add(s)
+	}
+	k := &Kubelet{services: corelisters.NewServiceLister(idx)}
+	env := map[string]string{}
+	for _, kv := range k.serviceEnv(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"}}) {
+		env[kv[0]] = kv[1]
+	}
+	for name, want := range map[string]string{
+		"KUBERNETES_SERVICE_HOST":      "10.96.0.1",
+		"KUBERNETES_SERVICE_PORT":      "443",
+		"MY_DB_SERVICE_HOST":           "10.96.5.5",
+		"MY_DB_SERVICE_PORT_SQL":       "5432",
+		"MY_DB_PORT":                   "tcp://10.96.5.5:5432",
+		"MY_DB_PORT_5432_TCP_ADDR":     "10.96.5.5",
+		"MY_DB_PORT_5432_TCP_PROTO":    "tcp",
+		"KUBERNETES_PORT_443_TCP":      "tcp://10.96.0.1:443",
+		"KUBERNETES_PORT_443_TCP_PORT": "443",
+	} {
+		if env[name] != want {
+			t.Errorf("%s = %q, want %q", name, env[name], want)
+		}
+	}
+	if _, ok := env["HEADLESS_SERVICE_HOST"]; ok {
+		t.Error("a headless Service has no variables")
+	}
+	if _, ok := env["ELSEWHERE_SERVICE_HOST"]; ok {
+		t.Error("another namespace's Service leaked in")
+	}
+	// Links off: only the API server's.
+	env = map[string]string{}
+	for _, kv := range k.serviceEnv(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"}, Spec: corev1.PodSpec{EnableServiceLinks: ptr.To(false)}}) {
+		env[kv[0]] = kv[1]
+	}
+	if env["KUBERNETES_SERVICE_HOST"] != "10.96.0.1" || env["MY_DB_SERVICE_HOST"] != "" {
+		t.Errorf("enableServiceLinks false: %v", env)
 	}
 }

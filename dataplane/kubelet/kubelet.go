@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -81,6 +82,7 @@ type Kubelet struct {
 	recorder    record.EventRecorder
 	queue       workqueue.TypedRateLimitingInterface[string]
 	pods        cache.Indexer
+	services    corelisters.ServiceLister
 	hostIP      string
 	allocatable corev1.ResourceList
 	// loggerPath is this binary under containerlog.LoggerName.
@@ -165,8 +167,14 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}); err != nil {
 		return err
 	}
+	// Every Service, for the pods' service environment variables.
+	svcFactory := informers.NewSharedInformerFactory(k.client, 0)
+	svcInf := svcFactory.Core().V1().Services()
+	k.services = svcInf.Lister()
+	svcSynced := svcInf.Informer().HasSynced
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	svcFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced, svcSynced) {
 		return ctx.Err()
 	}
 	// Pods that left the API while the node was down still have

@@ -39,6 +39,7 @@ type Containerd struct {
 	bin, config, pidFile, logPath string
 	stopping, supervised          chan struct{}
 	mu                            sync.Mutex
+	stopOnce                      sync.Once
 	cmd                           *exec.Cmd
 	exited                        chan struct{}
 }
@@ -245,7 +246,10 @@ func (c *Containerd) connect(ctx context.Context, timeout time.Duration) error {
 }
 
 // Stop closes the client and, when this node started containerd, stops it.
-func (c *Containerd) Stop() {
+// Stopping twice is harmless.
+func (c *Containerd) Stop() { c.stopOnce.Do(c.stop) }
+
+func (c *Containerd) stop() {
 	if c.Client != nil {
 		c.Client.Close()
 	}

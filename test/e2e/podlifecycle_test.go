@@ -241,7 +241,7 @@ spec:
   containers:
   - name: c
     image: %s
-    command: ["sh", "-c", "cat /config/greeting > /out/seen; echo \"$GREETING $(cat /etc/podinfo/name)\" >> /out/seen"]
+    command: ["sh", "-c", "cat /config/greeting > /out/seen; echo \"$GREETING $(cat /etc/podinfo/name) $KUBERNETES_SERVICE_HOST\" >> /out/seen"]
     env:
     - name: GREETING
       valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
@@ -270,7 +270,7 @@ spec:
 			return nil
 		})
 		b, _ := os.ReadFile(filepath.Join(outDir, "seen"))
-		if string(b) != "hellohello needscm\n" {
+		if string(b) != "hellohello needscm 10.96.0.1\n" {
 			t.Fatalf("the pod saw %q", b)
 		}
 	})
@@ -293,6 +293,16 @@ spec:
 		out = kubectl(t, u.Server, "piped in\n", "exec", "-i", "live", "--", "cat")
 		if out != "piped in\n" {
 			t.Fatalf("exec -i cat: %q", out)
+		}
+		// With a terminal (script gives kubectl one), -it gets the container
+		// a tty of its own.
+		if _, err := exec.LookPath("script"); err == nil {
+			tty := exec.CommandContext(ctx, "script", "-qec", "kubectl --kubeconfig "+u.Kubeconfig+" exec -it live -- sh -c 'tty; echo cols=$(stty size)'", "/dev/null")
+			tty.Stdin = strings.NewReader("")
+			b, err := tty.CombinedOutput()
+			if err != nil || !strings.Contains(string(b), "/dev/pts/") || !strings.Contains(string(b), "cols=") {
+				t.Fatalf("exec -it through a terminal: %v\n%s", err, b)
+			}
 		}
 		// A failing command's exit code comes back through kubectl.
 		cmd := exec.Command("kubectl", "--kubeconfig", u.Kubeconfig, "exec", "live", "--", "sh", "-c", "exit 7")
