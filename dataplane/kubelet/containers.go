@@ -163,12 +163,26 @@ type observed struct {
 }
 
 func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
-	ctr, err := k.runtime.LoadContainer(ctx, containerID(uid, name))
-	if err != nil {
+	ctrs, err := k.runtime.Containers(ctx, fmt.Sprintf(`labels."%s"=="%s",labels."%s"=="%s"`, labelPodUID, uid, labelContainer, name))
+	if err != nil || len(ctrs) == 0 {
 		return observed{}
 	}
-	o := observed{ctr: ctr}
-	o.labels, _ = ctr.Labels(ctx)
+	// The latest run, should an older one not be gone yet.
+	var o observed
+	latest := -1
+	for _, c := range ctrs {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			continue
+		}
+		if n, _ := strconv.Atoi(labels[labelRestarts]); n > latest {
+			latest, o.ctr, o.labels = n, c, labels
+		}
+	}
+	if o.ctr == nil {
+		return observed{}
+	}
+	ctr := o.ctr
 	if o.state, err = runtime.State(ctx, ctr); err == nil {
 		o.running = o.state.Running
 		o.exited = o.state.Exists && !o.state.Running
@@ -316,7 +330,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	}
 	logPath := filepath.Join(logDir, fmt.Sprintf("%d.log", rec.restarts))
 	cfg := runtime.ContainerConfig{
-		ID: containerID(uid, c.Name), Image: img,
+		ID: containerID(uid, c.Name, rec.restarts), Image: img,
 		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
 			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath},
 		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,

@@ -284,9 +284,13 @@ func (k *Kubelet) markOOM(ctx context.Context, id string) {
 	}
 }
 
-// containerID names a pod's container in containerd: the pod UID (36
-// characters) and the container's name.
-func containerID(uid, name string) string { return uid + "-" + name }
+// containerID names one run of a pod's container in containerd: the pod
+// UID (36 characters), the container's name and the restart count. A new
+// name per run, as the CRI gives: the shim of the run before may still be
+// clearing its state when the next starts.
+func containerID(uid, name string, restarts int32) string {
+	return fmt.Sprintf("%s-%s-%d", uid, name, restarts)
+}
 
 func podUIDOf(id string) (string, bool) {
 	if len(id) < 38 || id[36] != '-' {
@@ -401,7 +405,7 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 		}
 	}
 	k.mu.Unlock()
-	ctrs, err := k.runtime.Containers(ctx, fmt.Sprintf(`labels."%s"==%s`, labelPodUID, uid))
+	ctrs, err := k.runtime.Containers(ctx, fmt.Sprintf(`labels."%s"=="%s"`, labelPodUID, uid))
 	if err != nil {
 		return fmt.Errorf("list the pod's containers: %w", err)
 	}

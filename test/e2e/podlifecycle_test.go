@@ -231,6 +231,22 @@ spec:
 		})
 	})
 
+	t.Run("a mount of a volume the pod does not have", func(t *testing.T) {
+		out, err := u.Kubectl(ctx, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: badmount}
+spec:
+  containers:
+  - {name: c, image: %s, volumeMounts: [{name: nowhere, mountPath: /x}]}
+`, img), "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, "spec.containers[0].volumeMounts[0].name: Not found") {
+			t.Fatalf("want a 422 naming the field, got %v:\n%s", err, out)
+		}
+		if _, err := cs.CoreV1().Pods("default").Get(ctx, "badmount", metav1.GetOptions{}); err == nil {
+			t.Fatal("the invalid pod was stored")
+		}
+	})
+
 	t.Run("a volume whose ConfigMap comes later", func(t *testing.T) {
 		outDir := t.TempDir()
 		apply(fmt.Sprintf(`apiVersion: v1
