@@ -70,10 +70,11 @@ func serverCommand(use, short string) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		var n *node.Node
 		if withNode {
 			nopts.Kubeconfig, nopts.DataDir = s.Kubeconfig, opts.DataDir
-			fmt.Fprintf(os.Stderr, "petrel: starting node %s (socket load balancer, cluster DNS) ...\n", nopts.NodeName)
-			n, err := node.Start(ctx, nopts)
+			fmt.Fprintf(os.Stderr, "petrel: starting node %s (pods, socket load balancer, cluster DNS) ...\n", nopts.NodeName)
+			n, err = node.Start(ctx, nopts)
 			if err != nil {
 				s.Stop()
 				return err
@@ -84,7 +85,15 @@ func serverCommand(use, short string) *cobra.Command {
 		fmt.Printf("  kubeconfig: %s\n", s.Kubeconfig)
 		fmt.Printf("  try:        export KUBECONFIG=%s; kubectl get namespaces\n", s.Kubeconfig)
 		fmt.Printf("         or:  petrel kubectl --data-dir %s get namespaces   (Ctrl-C stops the cluster)\n\n", opts.DataDir)
-		go func() { <-ctx.Done(); s.Stop() }()
+		go func() {
+			<-ctx.Done()
+			// The node first (it stops its containerd in order; pods go on),
+			// then the control plane.
+			if n != nil {
+				n.Wait()
+			}
+			s.Stop()
+		}()
 		return s.Wait()
 	}}
 	f := cmd.Flags()

@@ -41,11 +41,15 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 	now := metav1.Now()
 	message := "service proxy and cluster DNS are running; pods are not run (no container runtime)"
 	var images []corev1.ContainerImage
+	runtimeVersion := ""
 	if rt != nil {
 		message = "kubelet on containerd, service proxy and cluster DNS are running"
 		var err error
 		if images, err = runtime.NodeImages(ctx, rt.Client); err != nil {
 			return err
+		}
+		if v, err := rt.Client.Version(ctx); err == nil {
+			runtimeVersion = "containerd://" + v.Version
 		}
 	}
 	status := corev1.NodeStatus{
@@ -56,7 +60,7 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 		Addresses:       nodeAddresses(opts.NodeName),
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
 			Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
-		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel",
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel", ContainerRuntimeVersion: runtimeVersion,
 			OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
 	}
 	nodes := cs.CoreV1().Nodes()
