@@ -54,7 +54,13 @@ func (k *Kubelet) podFiles(pod *corev1.Pod, dir, ip string) error {
 		return err
 	}
 	for name, body := range map[string]string{"hosts": hosts.String(), "resolv.conf": resolv, "hostname": host + "\n"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+		// Bind-mounted file by file: rewritten in place, and only when it
+		// changed, so that a container never reads it half-written.
+		path := filepath.Join(dir, name)
+		if old, err := os.ReadFile(path); err == nil && string(old) == body {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 			return err
 		}
 	}
@@ -225,8 +231,8 @@ func hostPath(v *corev1.HostPathVolumeSource) error {
 	return nil
 }
 
-// writeFiles fills a configMap, secret, downwardAPI or projected volume.
-// Files are written once when the pod starts.
+// writeFiles fills a configMap, secret, downwardAPI or projected volume;
+// it runs at every sync, so the files follow their objects.
 func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, defaultMode *int32, sources []corev1.VolumeProjection) error {
 	mode := os.FileMode(0o644)
 	if defaultMode != nil {
@@ -327,14 +333,31 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 		if pm, ok := modes[path]; ok {
 			m = pm
 		}
-		if err := os.WriteFile(full, body, m); err != nil {
-			return err
-		}
-		if err := os.Chmod(full, m); err != nil {
+		if err := replaceFile(full, body, m); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// replaceFile puts body at path when it differs from what is there, by a
+// rename, so that a container reading the volume sees the old file or the
+// new one, never a half-written one. ConfigMap and Secret volumes follow
+// their objects this way, at each sync of the pod.
+func replaceFile(path string, body []byte, mode os.FileMode) error {
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode.Perm() {
+		if old, err := os.ReadFile(path); err == nil && string(old) == string(body) {
+			return nil
+		}
+	}
+	tmp := filepath.Join(filepath.Dir(path), ".."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, body, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // claimPath is the host directory of the local (or hostPath) volume a

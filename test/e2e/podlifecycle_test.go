@@ -291,6 +291,31 @@ spec:
 		}
 	})
 
+	t.Run("a configMap volume follows its ConfigMap", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: cmwatch}
+spec:
+  containers:
+  - {name: c, image: %s, volumeMounts: [{name: config, mountPath: /config}]}
+  volumes: [{name: config, configMap: {name: settings}}]
+`, img))
+		poll(t, "cmwatch running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "cmwatch"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "patch", "configmap", "settings", "-p", `{"data":{"greeting":"bonjour"}}`)
+		poll(t, "the new value in the running pod", 40*time.Second, func() error {
+			out, err := u.Kubectl(ctx, "", "exec", "cmwatch", "--", "cat", "/config/greeting")
+			if err != nil || out != "bonjour" {
+				return fmt.Errorf("cat = %q (%v)", out, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("logs, exec and port-forward", func(t *testing.T) {
 		// The live pod's first run was killed by its probe: its log is the
 		// previous one.
