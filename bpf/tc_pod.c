@@ -1,26 +1,43 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Pod egress on the host side of a pod's veth (TCX ingress). A packet to
- * another pod on this node goes straight into that pod's namespace with
- * bpf_redirect_peer, skipping the host's routing; everything else is left
- * to the host stack.
+ * Pod egress on the host side of a pod's veth (TCX ingress). A reply to a
+ * NodePort client that tc_nodeport sent here is NATed back and sent out of
+ * the interface the client came in on. A packet to another pod on this node
+ * goes straight into that pod's namespace with bpf_redirect_peer, skipping
+ * the host's routing. Everything else is left to the host stack.
  */
 #include "include/lb.h"
-
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/pkt_cls.h>
-#include <bpf/bpf_endian.h>
+#include "include/endpoints.h"
+#include "include/nodeport.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __be32);
-	__type(value, struct endpoint_info);
-	__uint(max_entries, LB_ENDPOINT_MAP_MAX);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} petrel_endpoints SEC(".maps");
+/* A reply of a NodePort backend: back to the client, as the node. */
+static __always_inline int reverse_nodeport(struct __sk_buff *skb, struct iphdr *ip4, void *data_end)
+{
+	struct np_ct_key key = {};
+	struct np_ct_val *ct;
+	__be16 *ports = (void *)(ip4 + 1);
+	__u8 ttl = ip4->ttl;
+
+	if (ip4->ihl != 5 || (ip4->protocol != IPPROTO_TCP && ip4->protocol != IPPROTO_UDP) || (void *)(ports + 2) > data_end)
+		return -1;
+	key.saddr = ip4->saddr;
+	key.daddr = ip4->daddr;
+	key.sport = ports[0];
+	key.dport = ports[1];
+	key.proto = ip4->protocol;
+	ct = bpf_map_lookup_elem(&petrel_np_ct, &key);
+	if (!ct)
+		return -1;
+	if (np_rewrite(skb, key.proto, IP_SRC_OFF, key.saddr, ct->addr, L4_OFF, key.sport, ct->port) < 0)
+		return TC_ACT_SHOT;
+	if (np_dec_ttl(skb, ttl) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, ct->peer_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ct->local_mac, 6, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(ct->ifindex, 0);
+}
 
 SEC("tc")
 int petrel_from_pod(struct __sk_buff *skb)
@@ -31,26 +48,28 @@ int petrel_from_pod(struct __sk_buff *skb)
 	struct iphdr *ip4;
 	struct endpoint_info *ep;
 	__be32 daddr;
-	__u8 ttl;
+	int ret;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	ip4 = (void *)(eth + 1);
 	if ((void *)(ip4 + 1) > data_end || ip4->ttl <= 1)
 		return TC_ACT_OK;
+	ret = reverse_nodeport(skb, ip4, data_end);
+	if (ret >= 0)
+		return ret;
+
+	/* The packet may have moved: parse again. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	ip4 = data + ETH_HLEN;
+	if ((void *)(ip4 + 1) > data_end)
+		return TC_ACT_OK;
 	daddr = ip4->daddr;
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
 	if (!ep)
 		return TC_ACT_OK;
-
-	/* What the host's forwarding would do: one hop less, new L2 ends. */
-	ttl = ip4->ttl;
-	__u16 old = bpf_htons((__u16)ttl << 8);
-	__u16 new = bpf_htons((__u16)(ttl - 1) << 8);
-	if (bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old, new, 2) < 0)
-		return TC_ACT_OK;
-	ttl--;
-	if (bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0) < 0)
+	if (np_dec_ttl(skb, ip4->ttl) < 0)
 		return TC_ACT_OK;
 	if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, 6, ep->host_mac, 6, 0) < 0)

@@ -4,7 +4,7 @@
 set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 files=(controlplane/openapi/generated/zz_generated.openapi.go dataplane/bpfobj/socklb_bpfel.go dataplane/bpfobj/socklb_bpfel.o
-  dataplane/bpfobj/tcpod_bpfel.go dataplane/bpfobj/tcpod_bpfel.o)
+  dataplane/bpfobj/tcpod_bpfel.go dataplane/bpfobj/tcpod_bpfel.o dataplane/bpfobj/tcnodeport_bpfel.go dataplane/bpfobj/tcnodeport_bpfel.o)
 for f in "${files[@]}"; do mkdir -p "$tmp/$(dirname "$f")"; cp "$f" "$tmp/$f"; done
 make -s generate >/dev/null
 stale=0

@@ -22,11 +22,12 @@ import (
 
 // nodeFlags are `petrel node`'s flags; `petrel up` shares them.
 type nodeFlags struct {
-	simulate  int
-	cleanup   bool
-	opts      node.Options
-	localDNS  string
-	upstreams string
+	nodePortIfaces string
+	simulate       int
+	cleanup        bool
+	opts           node.Options
+	localDNS       string
+	upstreams      string
 }
 
 func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
@@ -46,6 +47,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.StringVar(&f.opts.MetricsAddress, "metrics-address", f.opts.MetricsAddress, "address of the node's /metrics and /healthz")
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
+	fs.StringVar(&f.nodePortIfaces, "nodeport-interfaces", "default", "comma-separated interfaces where NodePorts answer clients on other hosts (tc_nodeport); \"default\" is the default route's, \"none\" none")
 	fs.StringVar(&f.opts.NodeServerAddress, "node-server-address", f.opts.NodeServerAddress, "address of the node server behind kubectl logs, exec, attach and port-forward")
 	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
 	fs.DurationVar(&f.opts.LeaseRenewInterval, "lease-renew-interval", f.opts.LeaseRenewInterval, "how often the node renews its Lease (keep it well under the server's --node-monitor-grace-period)")
@@ -64,6 +66,14 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 			return o, fmt.Errorf("--local-dns-address %q is not an IPv4 address", f.localDNS)
 		}
 		o.LocalDNS = a
+	}
+	switch f.nodePortIfaces {
+	case "default", "":
+		o.NodePortInterfaces = nil
+	case "none":
+		o.NodePortInterfaces = []string{}
+	default:
+		o.NodePortInterfaces = strings.Split(f.nodePortIfaces, ",")
 	}
 	if f.upstreams != "" {
 		for _, u := range strings.Split(f.upstreams, ",") {

@@ -37,8 +37,15 @@ const (
 // MapNames lists every pinned map, in the order operators read them.
 var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSockRevNat, MapNodeAddrs, MapStats}
 
+// PodMapNames are the maps of tc_pod and tc_nodeport, pinned beside the
+// load balancer's when the node runs them; OpenPinned opens them when there.
+var PodMapNames = []string{MapEndpoints, MapNodePortCT}
+
 // Maps are the load balancer's maps, pinned or freshly opened from pins.
 type Maps struct {
+	// Pod holds PodMapNames that were pinned, by name (OpenPinned only).
+	Pod map[string]*ebpf.Map
+
 	Services   *ebpf.Map
 	Backends   *ebpf.Map
 	RevNat     *ebpf.Map
@@ -66,12 +73,12 @@ func (m *Maps) ByName(name string) *ebpf.Map {
 	case MapStats:
 		return m.Stats
 	}
-	return nil
+	return m.Pod[name]
 }
 
 // Close releases the file descriptors; the pins stay.
 func (m *Maps) Close() {
-	for _, name := range MapNames {
+	for _, name := range append(append([]string{}, MapNames...), PodMapNames...) {
 		if mp := m.ByName(name); mp != nil {
 			mp.Close()
 		}
@@ -96,6 +103,14 @@ func OpenPinned(dir string) (*Maps, error) {
 			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
 		}
 		*targets[name] = mp
+	}
+	for _, name := range PodMapNames {
+		if mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+			if m.Pod == nil {
+				m.Pod = map[string]*ebpf.Map{}
+			}
+			m.Pod[name] = mp
+		}
 	}
 	return m, nil
 }

@@ -21,11 +21,32 @@ type tcPodEndpointInfo struct {
 	Pad     uint32
 }
 
+type tcPodNpCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type tcPodNpCtVal struct {
+	_        structs.HostLayout
+	Addr     uint32
+	Port     uint16
+	Pad      uint16
+	Ifindex  uint32
+	PeerMac  [6]uint8
+	LocalMac [6]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcPodMapPetrelEndpoints = "petrel_endpoints"
+	tcPodMapPetrelNpCt      = "petrel_np_ct"
 	tcPodProgPetrelFromPod  = "petrel_from_pod"
 )
 
@@ -79,6 +100,7 @@ type tcPodProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcPodMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
+	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
 }
 
 // tcPodVariableSpecs contains global variables before they are loaded into the kernel.
@@ -108,11 +130,13 @@ func (o *tcPodObjects) Close() error {
 // It can be passed to loadTcPodObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcPodMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
+	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
 }
 
 func (m *tcPodMaps) Close() error {
 	return _TcPodClose(
 		m.PetrelEndpoints,
+		m.PetrelNpCt,
 	)
 }
 

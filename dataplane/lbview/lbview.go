@@ -222,8 +222,11 @@ func Sockets(m *bpfobj.Maps) ([]Socket, error) {
 // Maps lists every map's entries against its capacity.
 func Maps(m *bpfobj.Maps) ([]Map, error) {
 	var out []Map
-	for _, name := range bpfobj.MapNames {
+	for _, name := range append(append([]string{}, bpfobj.MapNames...), bpfobj.PodMapNames...) {
 		mp := m.ByName(name)
+		if mp == nil {
+			continue // a pod map of a node that runs no pods
+		}
 		n, err := bpfobj.CountEntries(mp)
 		if err != nil {
 			return nil, fmt.Errorf("count %s: %w", name, err)

@@ -71,6 +71,10 @@ type Options struct {
 	ContainerdAddress string
 	// ClusterDNS is the nameserver ClusterFirst pods get.
 	ClusterDNS string
+	// NodePortInterfaces get tc_nodeport, which answers NodePorts for
+	// clients on other hosts; nil means the default route's interface,
+	// empty (non-nil) none.
+	NodePortInterfaces []string
 	// NodeServerAddress serves logs, exec, attach and port-forward to the
 	// API server.
 	NodeServerAddress string
@@ -148,6 +152,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := bpfobj.LoadPodProgram(pinDir); err != nil {
 		n.lb.Close()
 		return nil, fmt.Errorf("load the pod program: %w", err)
+	}
+	ifaces, err := nodePortInterfaces(opts.NodePortInterfaces)
+	if err == nil {
+		err = bpfobj.AttachNodePort(pinDir, ifaces)
+	}
+	if err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("NodePort for other hosts (pick interfaces with --nodeport-interfaces): %w", err)
+	}
+	if len(ifaces) > 0 {
+		slog.Info("node: NodePorts answer other hosts", "interfaces", ifaces)
 	}
 	pcfg := proxy.Config{NodeName: opts.NodeName}
 	if opts.LocalDNS.IsValid() {
@@ -229,6 +244,26 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		close(n.done)
 	}()
 	return n, nil
+}
+
+// nodePortInterfaces resolves the option: nil is the default route's
+// interface (none when there is no default route).
+func nodePortInterfaces(given []string) ([]string, error) {
+	if given != nil {
+		return given, nil
+	}
+	routes, err := netlink.RouteGet(net.IPv4(192, 0, 2, 1))
+	if err != nil || len(routes) == 0 {
+		return nil, nil
+	}
+	l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return nil, err
+	}
+	if l.Attrs().Flags&net.FlagLoopback != 0 {
+		return nil, nil
+	}
+	return []string{l.Attrs().Name}, nil
 }
 
 // clusterCAs are the certificate authorities of the kubeconfig.

@@ -45,7 +45,8 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 	cgroupRoot := filepath.Join(filepath.Base(n.LBCgroup), "pods")
 	n.args = append([]string{"node", "--kubeconfig", s.Kubeconfig, "--data-dir", n.DataDir, "--node-name", id,
 		"--lb-cgroup", filepath.Base(n.LBCgroup), "--cgroup-root", cgroupRoot, "--local-dns-address", n.LocalDNS.String(),
-		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t))}, extraArgs...)
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
+		"--nodeport-interfaces", "none"}, extraArgs...)
 	t.Cleanup(func() {
 		n.Stop()
 		if t.Failed() {

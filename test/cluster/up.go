@@ -46,7 +46,10 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	cgroupRoot := filepath.Join(filepath.Base(u.LBCgroup), "pods")
 	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", cgroupRoot,
 		"--local-dns-address", u.LocalDNS.String(), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", u.MetricsPort),
-		"--node-server-address", fmt.Sprintf(":%d", FreePort(t))}, extraArgs...)
+		"--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
+		// The machine's own interface stays out of tests; a test that wants
+		// NodePorts from outside names its interface (the later flag wins).
+		"--nodeport-interfaces", "none"}, extraArgs...)
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	u.Server = s

@@ -19,7 +19,7 @@ import (
 
 // startPodCluster is `petrel up` with the test image imported through
 // petrelctl, as a user would load it.
-func startPodCluster(t *testing.T) *cluster.Up {
+func startPodCluster(t *testing.T, extraArgs ...string) *cluster.Up {
 	t.Helper()
 	requireKubectl(t)
 	for _, bin := range []string{"containerd", "runc", images.Busybox} {
@@ -29,7 +29,7 @@ func startPodCluster(t *testing.T) *cluster.Up {
 			t.Skipf("%s is not installed (make deps installs it)", bin)
 		}
 	}
-	u := cluster.StartUp(t, "--lease-renew-interval", "1s")
+	u := cluster.StartUp(t, append([]string{"--lease-renew-interval", "1s"}, extraArgs...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	archive, err := images.BuildTestServer(ctx, t.TempDir())

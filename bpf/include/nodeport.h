@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * NodePort connection tracking shared by tc_nodeport (a client's packets
+ * arriving on a node interface, DNATed to a local backend) and tc_pod (the
+ * backend's replies, NATed back and sent out where the client came from).
+ * Both directions live in one LRU map: the forward key has the node address
+ * as destination, the reverse key the backend as source, so they never meet.
+ */
+#ifndef PETREL_NODEPORT_H
+#define PETREL_NODEPORT_H
+
+#include "lb.h"
+
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+
+#define NP_CT_MAP_MAX 65536
+
+struct np_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/*
+ * Forward entries: the backend. Reverse entries: the node address and port
+ * the client asked, the interface it came in on and the two MACs of that
+ * hop, so the reply goes straight back out.
+ */
+struct np_ct_val {
+	__be32 addr;
+	__be16 port;
+	__u16 pad;
+	__u32 ifindex;
+	__u8 peer_mac[6];
+	__u8 local_mac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct np_ct_key);
+	__type(value, struct np_ct_val);
+	__uint(max_entries, NP_CT_MAP_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} petrel_np_ct SEC(".maps");
+
+#define IP_CSUM_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, check))
+#define IP_SRC_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, saddr))
+#define IP_DST_OFF (ETH_HLEN + __builtin_offsetof(struct iphdr, daddr))
+#define L4_OFF (ETH_HLEN + sizeof(struct iphdr))
+
+/* Offset of the L4 checksum, or 0 for a protocol we do not NAT. */
+static __always_inline __u32 np_l4_csum_off(__u8 proto)
+{
+	if (proto == IPPROTO_TCP)
+		return L4_OFF + 16;
+	if (proto == IPPROTO_UDP)
+		return L4_OFF + 6;
+	return 0;
+}
+
+/*
+ * Rewrites one address (at addr_off) and the port after it in the L4
+ * header (at port_off), fixing the IP and L4 checksums.
+ */
+static __always_inline int np_rewrite(struct __sk_buff *skb, __u8 proto, __u32 addr_off, __be32 old_addr, __be32 new_addr,
+				      __u32 port_off, __be16 old_port, __be16 new_port)
+{
+	__u32 csum_off = np_l4_csum_off(proto);
+	__u64 flags = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (!csum_off)
+		return -1;
+	if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr, flags | BPF_F_PSEUDO_HDR | 4) < 0)
+		return -1;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_addr, new_addr, 4) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0) < 0)
+		return -1;
+	if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, flags | 2) < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0) < 0)
+		return -1;
+	return 0;
+}
+
+/* One hop less, as the host's forwarding would do. */
+static __always_inline int np_dec_ttl(struct __sk_buff *skb, __u8 ttl)
+{
+	__u16 old = bpf_htons((__u16)ttl << 8);
+	__u16 new = bpf_htons((__u16)(ttl - 1) << 8);
+
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, 2) < 0)
+		return -1;
+	ttl--;
+	return bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0);
+}
+#endif

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/petrel-project/petrel/test/images"
+)
+
+// TestNodePortFromAnotherHost reaches a NodePort from a network namespace
+// outside the node (another host on a veth "wire"): tc_nodeport DNATs to the
+// pods, tc_pod NATs the replies back, over TCP and UDP.
+func TestNodePortFromAnotherHost(t *testing.T) {
+	requireKubectl(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 is not installed")
+	}
+	id := os.Getpid() % 100000
+	outside := fmt.Sprintf("petrel-out-%d", id)
+	hostIf, outIf := fmt.Sprintf("pnp%d", id), fmt.Sprintf("pnp%do", id)
+	subnet := 1 + os.Getpid()%250
+	nodeIP, clientIP := fmt.Sprintf("192.168.%d.1", subnet), fmt.Sprintf("192.168.%d.2", subnet)
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	run("netns", "add", outside)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", outside).Run() })
+	run("link", "add", hostIf, "type", "veth", "peer", "name", outIf, "netns", outside)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostIf).Run() })
+	run("addr", "add", nodeIP+"/30", "dev", hostIf)
+	run("link", "set", hostIf, "up")
+	run("-n", outside, "addr", "add", clientIP+"/30", "dev", outIf)
+	run("-n", outside, "link", "set", outIf, "up")
+	run("-n", outside, "link", "set", "lo", "up")
+
+	u := startPodCluster(t, "--nodeport-interfaces", hostIf)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	kubectl(t, u.Server, "", "create", "deployment", "np", "--image="+images.TestServer, "--replicas=2")
+	kubectl(t, u.Server, "", "rollout", "status", "deployment/np", "--timeout=90s")
+	kubectl(t, u.Server, `apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {app: np}
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+  - {name: echo, port: 9000, targetPort: 9000, protocol: UDP}
+`, "apply", "-f", "-")
+	svc, err := u.Clientset().CoreV1().Services("default").Get(ctx, "np", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, udpPort := svc.Spec.Ports[0].NodePort, svc.Spec.Ports[1].NodePort
+	pods, err := u.Clientset().CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=np"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, p := range pods.Items {
+		names[p.Name] = true
+	}
+
+	heard := map[string]int{}
+	poll(t, "NodePort over TCP from the other host", 30*time.Second, func() error {
+		for i := 0; i < 20; i++ {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+				fmt.Sprintf("http://%s:%d/hostname", nodeIP, httpPort)).CombinedOutput()
+			if err != nil || !names[string(out)] {
+				return fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			heard[string(out)]++
+		}
+		return nil
+	})
+	if len(heard) != 2 {
+		t.Errorf("answers came from %v, want both pods", heard)
+	}
+
+	// UDP: a connected socket takes only replies from the address it
+	// sent to, so an answer proves the reverse NAT.
+	poll(t, "NodePort over UDP from the other host", 20*time.Second, func() error {
+		return ns.WithNetNSPath("/run/netns/"+outside, func(ns.NetNS) error {
+			c, err := net.Dial("udp4", net.JoinHostPort(nodeIP, fmt.Sprint(udpPort)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("ping")); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 16)
+			n, err := c.Read(buf)
+			if err != nil || string(buf[:n]) != "ping" {
+				return fmt.Errorf("udp echo %q (%v)", buf[:n], err)
+			}
+			return nil
+		})
+	})
+	out, err := u.Petrelctl(ctx, "bpf", "maps")
+	if err != nil || !strings.Contains(out, "petrel_np_ct") {
+		t.Errorf("petrelctl bpf maps lacks the NodePort conntrack map:\n%s", out)
+	}
+}
