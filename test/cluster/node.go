@@ -14,7 +14,6 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
-	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
 // Node is a real `petrel node` process against a Server, confined like
@@ -52,14 +51,7 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 		if t.Failed() {
 			tailLog(t, filepath.Join(n.DataDir, "node.log"))
 		}
-		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", n.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
-			"--local-dns-address", n.LocalDNS.String()).CombinedOutput()
-		if err != nil {
-			t.Errorf("petrel node --cleanup: %v\n%s", err, out)
-		}
-		if err := runtime.RemoveCgroup(filepath.Base(n.LBCgroup)); err != nil {
-			t.Errorf("remove cgroup %s: %v", n.LBCgroup, err)
-		}
+		cleanupNode(t, n.DataDir, id, n.LBCgroup, cgroupRoot, n.LocalDNS, n.PinDir)
 	})
 	n.Start()
 	return n

@@ -59,23 +59,29 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 		if t.Failed() {
 			tailLog(t, filepath.Join(s.DataDir, "server.log"))
 		}
-		out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", s.DataDir, "--node-name", id, "--cgroup-root", cgroupRoot,
-			"--local-dns-address", u.LocalDNS.String()).CombinedOutput()
-		if err != nil {
-			t.Errorf("petrel node --cleanup: %v\n%s", err, out)
-		}
-		// runc made the pods' parents in every hierarchy, not only v2's.
-		if err := runtime.RemoveCgroup(filepath.Base(u.LBCgroup)); err != nil {
-			t.Errorf("remove cgroup %s: %v", u.LBCgroup, err)
-		}
-		if _, err := os.Stat(u.PinDir); err == nil {
-			t.Errorf("pins left under %s", u.PinDir)
-		}
+		cleanupNode(t, s.DataDir, id, u.LBCgroup, cgroupRoot, u.LocalDNS, u.PinDir)
 	})
 	s.Start()
 	t.Cleanup(s.Stop)
 	u.WaitNode()
 	return u
+}
+
+// cleanupNode runs `petrel node --cleanup` for a test's stopped node and
+// checks that its cgroups and pins are gone.
+func cleanupNode(t testing.TB, dataDir, name, lbCgroup, cgroupRoot string, dns netip.Addr, pinDir string) {
+	out, err := exec.Command(Binary(t), "node", "--cleanup", "--data-dir", dataDir, "--node-name", name, "--cgroup-root", cgroupRoot,
+		"--local-dns-address", dns.String()).CombinedOutput()
+	if err != nil {
+		t.Errorf("petrel node --cleanup: %v\n%s", err, out)
+	}
+	// runc made the pods' parents in every hierarchy, not only v2's.
+	if err := runtime.RemoveCgroup(filepath.Base(lbCgroup)); err != nil {
+		t.Errorf("remove cgroup %s: %v", lbCgroup, err)
+	}
+	if _, err := os.Stat(pinDir); err == nil {
+		t.Errorf("pins left under %s", pinDir)
+	}
 }
 
 // WaitNode waits for the node half to answer /healthz.
