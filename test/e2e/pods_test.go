@@ -140,4 +140,15 @@ spec:
 	if len(heard) != 3 {
 		t.Fatalf("answers came from %v, want all three replicas", heard)
 	}
+
+	// The Python client reads a pod's log and execs in it.
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import kubernetes").CombinedOutput(); err != nil {
+		t.Logf("python3-kubernetes is not installed, skipping its part: %s", out)
+		return
+	}
+	py := exec.CommandContext(ctx, "/usr/bin/python3", filepath.Join("python", "pods_check.py"), u.Kubeconfig)
+	py.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + os.TempDir()}
+	if out, err := py.CombinedOutput(); err != nil || !strings.Contains(string(out), "all checks passed") {
+		t.Fatalf("python client: %v\n%s", err, out)
+	}
 }
