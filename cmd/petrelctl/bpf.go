@@ -123,6 +123,16 @@ func bpfCommand() *cobra.Command {
 				}
 			})
 		}})
+	ct.AddCommand(&cobra.Command{Use: "nodeport", Short: "NodePort connections from other hosts (tc_nodeport): client, node address and port, backend, interface",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return show(&f, cmd, lbview.NodePortFlows, func(tw *tabwriter.Writer, rows []lbview.NodePortFlow) {
+				fmt.Fprintln(tw, "CLIENT\tFRONTEND\tBACKEND\tPROTOCOL\tINTERFACE")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Client, r.Frontend, r.Backend, r.Protocol, r.Interface)
+				}
+			})
+		}})
 	cmd.AddCommand(ct)
 
 	cmd.AddCommand(&cobra.Command{Use: "maps", Short: "Every map: type, entries, capacity, pressure",

@@ -19,6 +19,12 @@ type (
 	SockRevNatKey = sockLBSockRevnat4Key
 	// SockRevNatValue is the service frontend that socket asked for.
 	SockRevNatValue = sockLBSockRevnat4Val
+	// NodePortCTKey is one direction of a NodePort connection: forward
+	// (client → node address and NodePort) or reverse (backend → client).
+	NodePortCTKey = tcPodNpCtKey
+	// NodePortCTValue is the backend (forward), or the node address and
+	// port, ingress interface and MACs the reply goes back with (reverse).
+	NodePortCTValue = tcPodNpCtVal
 )
 
 // Service flags, as SVC_FLAG_* in bpf/include/lb.h.

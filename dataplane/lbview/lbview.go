@@ -6,6 +6,7 @@ package lbview
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 
@@ -237,5 +238,48 @@ func Maps(m *bpfobj.Maps) ([]Map, error) {
 		}
 		out = append(out, row)
 	}
+	return out, nil
+}
+
+// NodePortFlow is a connection from another host through a NodePort, as
+// tc_nodeport tracks it.
+type NodePortFlow struct {
+	Client    string `json:"client"`
+	Frontend  string `json:"frontend"`
+	Backend   string `json:"backend"`
+	Protocol  string `json:"protocol"`
+	Interface string `json:"interface,omitempty"`
+}
+
+// NodePortFlows lists the NodePort connections in petrel_np_ct (forward
+// entries, with the interface from their reverse entry); none when the
+// node does not run tc_nodeport.
+func NodePortFlows(m *bpfobj.Maps) ([]NodePortFlow, error) {
+	ct := m.ByName(bpfobj.MapNodePortCT)
+	if ct == nil {
+		return nil, nil
+	}
+	var k bpfobj.NodePortCTKey
+	var v bpfobj.NodePortCTValue
+	var out []NodePortFlow
+	it := ct.Iterate()
+	for it.Next(&k, &v) {
+		if v.Ifindex != 0 {
+			continue // a reverse entry
+		}
+		f := NodePortFlow{Client: hostPort(k.Saddr, k.Sport), Frontend: hostPort(k.Daddr, k.Dport), Backend: hostPort(v.Addr, v.Port), Protocol: proto(k.Proto)}
+		rev := bpfobj.NodePortCTKey{Saddr: v.Addr, Daddr: k.Saddr, Sport: v.Port, Dport: k.Sport, Proto: k.Proto}
+		var back bpfobj.NodePortCTValue
+		if err := ct.Lookup(&rev, &back); err == nil {
+			if iface, err := net.InterfaceByIndex(int(back.Ifindex)); err == nil {
+				f.Interface = iface.Name
+			}
+		}
+		out = append(out, f)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read NodePort connections: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Client < out[j].Client })
 	return out, nil
 }

@@ -114,7 +114,12 @@ spec:
 			return nil
 		})
 	})
-	out, err := u.Petrelctl(ctx, "bpf", "maps")
+	// Network engineers see the flows: client, node port, backend, interface.
+	out, err := u.Petrelctl(ctx, "bpf", "ct", "nodeport")
+	if err != nil || !strings.Contains(out, clientIP+":") || !strings.Contains(out, fmt.Sprintf("%s:%d", nodeIP, httpPort)) || !strings.Contains(out, hostIf) {
+		t.Errorf("petrelctl bpf ct nodeport:\n%s (%v)", out, err)
+	}
+	out, err = u.Petrelctl(ctx, "bpf", "maps")
 	if err != nil || !strings.Contains(out, "petrel_np_ct") {
 		t.Errorf("petrelctl bpf maps lacks the NodePort conntrack map:\n%s", out)
 	}
