@@ -160,3 +160,15 @@ func TestServiceEnv(t *testing.T) {
 		t.Errorf("enableServiceLinks false: %v", env)
 	}
 }
+
+func TestImageRef(t *testing.T) {
+	for name, want := range map[string]string{
+		"petrel.local/testserver:1":        "petrel.local/testserver@sha256:ab",
+		"localhost:5000/app":               "localhost:5000/app@sha256:ab",
+		"docker.io/library/busybox:latest": "docker.io/library/busybox@sha256:ab",
+	} {
+		if got := imageRef(name, "sha256:ab"); got != want {
+			t.Errorf("imageRef(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

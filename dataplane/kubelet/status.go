@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -161,8 +162,9 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 	o := k.observe(ctx, string(pod.UID), c.Name)
 	if o.ctr != nil {
 		cs.ContainerID = "containerd://" + o.ctr.ID()
-		if info, err := o.ctr.Info(ctx); err == nil {
-			cs.ImageID = info.Image
+		// The image by digest, as kubelets report it.
+		if img, err := o.ctr.Image(ctx); err == nil {
+			cs.ImageID = imageRef(img.Name(), img.Target().Digest.String())
 		}
 	}
 	switch {
@@ -204,6 +206,15 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 	}
 	return cs
+}
+
+// imageRef is name@digest for a name that may carry a tag.
+func imageRef(name, digest string) string {
+	repo := name
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		repo = name[:i]
+	}
+	return repo + "@" + digest
 }
 
 func (k *Kubelet) stopProber(ps *podState, name string) {

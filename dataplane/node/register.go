@@ -58,8 +58,17 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 		Capacity:        capacity,
 		Allocatable:     capacity,
 		Addresses:       nodeAddresses(opts.NodeName),
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
-			Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
+		Conditions: []corev1.NodeCondition{
+			// No eviction under pressure yet: these say so plainly rather
+			// than leave kubectl describe with gaps.
+			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory",
+				Message: "no memory pressure eviction on Petrel nodes yet", LastHeartbeatTime: now, LastTransitionTime: now},
+			{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasNoDiskPressure",
+				Message: "no disk pressure eviction on Petrel nodes yet", LastHeartbeatTime: now, LastTransitionTime: now},
+			{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientPID",
+				Message: "no PID pressure eviction on Petrel nodes yet", LastHeartbeatTime: now, LastTransitionTime: now},
+			{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "PetrelNodeReady",
+				Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel", ContainerRuntimeVersion: runtimeVersion,
 			OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
 	}
