@@ -130,16 +130,27 @@ func (f flushWriter) Flush() {
 	}
 }
 
-func (h *handler) exec(w http.ResponseWriter, r *http.Request) {
+// streamTarget is the running container and stream options of an exec or
+// attach request; false when an error has been written.
+func (h *handler) streamTarget(w http.ResponseWriter, r *http.Request) (containerd.Container, types.UID, *remotecommand.Options, bool) {
 	ns, pod, ctr := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
 	c, uid, err := h.pods.RunningContainer(r.Context(), ns, pod, ctr)
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, "", nil, false
 	}
 	opts, err := remotecommand.NewOptions(r)
 	if err != nil {
 		writeError(w, apierrors.NewBadRequest(err.Error()))
+		return nil, "", nil, false
+	}
+	return c, uid, opts, true
+}
+
+func (h *handler) exec(w http.ResponseWriter, r *http.Request) {
+	pod, ctr := r.PathValue("pod"), r.PathValue("container")
+	c, uid, opts, ok := h.streamTarget(w, r)
+	if !ok {
 		return
 	}
 	cmd := r.URL.Query()["command"]
@@ -194,13 +205,8 @@ func (e executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []str
 
 func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
 	ns, pod, ctr := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
-	if _, _, err := h.pods.RunningContainer(r.Context(), ns, pod, ctr); err != nil {
-		writeError(w, err)
-		return
-	}
-	opts, err := remotecommand.NewOptions(r)
-	if err != nil {
-		writeError(w, apierrors.NewBadRequest(err.Error()))
+	_, _, opts, ok := h.streamTarget(w, r)
+	if !ok {
 		return
 	}
 	if opts.Stdin {

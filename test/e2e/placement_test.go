@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 
@@ -53,9 +55,11 @@ func TestSchedulerPlacementsAreValid(t *testing.T) {
 		}
 		alloc := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(sp.cpu), corev1.ResourceMemory: resource.MustParse("8Gi"),
 			corev1.ResourcePods: resource.MustParse("20")}
-		n.Status = corev1.NodeStatus{Capacity: alloc, Allocatable: alloc,
-			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}}
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		// A patch, as a kubelet reports: the node IPAM controller writes the
+		// new node's podCIDR at the same moment, and an update would conflict.
+		st, _ := json.Marshal(map[string]any{"status": corev1.NodeStatus{Capacity: alloc, Allocatable: alloc,
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}}})
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, st, metav1.PatchOptions{}, "status"); err != nil {
 			t.Fatal(err)
 		}
 	}
