@@ -36,6 +36,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	if withDataDir {
 		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig is given")
 		fs.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default <data-dir>/admin.kubeconfig)")
+		fs.StringVar(&f.opts.Server, "server", "", "API server URL, replacing the kubeconfig's (its credentials are still used), e.g. https://10.0.0.1:6443")
 	}
 	fs.StringVar(&f.opts.NodeName, "node-name", f.opts.NodeName, "name of this Node")
 	fs.StringVar(&f.opts.CgroupRoot, "cgroup-root", f.opts.CgroupRoot, "cgroup (under the cgroup v2 mount) that pods go in")
@@ -118,7 +119,7 @@ func nodeCommand() *cobra.Command {
 
 // runSimulated runs simulated nodes until ctx ends.
 func runSimulated(ctx context.Context, opts node.Options, count int) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
 	}

@@ -41,6 +41,9 @@ import (
 type Options struct {
 	// Kubeconfig reaches the API server.
 	Kubeconfig string
+	// Server, when set, replaces the kubeconfig's API server address (a
+	// kubeconfig copied from the control plane names 127.0.0.1).
+	Server string
 	// NodeName names the Node (default: the host name).
 	NodeName string
 	// DataDir holds the node's state.
@@ -110,7 +113,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("node name is empty: pass --node-name")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
 	}

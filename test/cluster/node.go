@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
 )
@@ -42,7 +44,21 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 	n := &Node{t: t, Name: id, DataDir: t.TempDir(), LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
 		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 22, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
 	cgroupRoot := filepath.Join(filepath.Base(n.LBCgroup), "pods")
-	n.args = append([]string{"node", "--kubeconfig", s.Kubeconfig, "--data-dir", n.DataDir, "--node-name", id,
+	// The node gets the admin kubeconfig as a machine joining a cluster
+	// would, its server address wrong for it, and --server with the right one.
+	kc, err := clientcmd.LoadFromFile(s.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range kc.Clusters {
+		c.Server = "https://192.0.2.1:1"
+	}
+	nodeKubeconfig := filepath.Join(n.DataDir, "node.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, nodeKubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	n.args = append([]string{"node", "--kubeconfig", nodeKubeconfig, "--server", fmt.Sprintf("https://127.0.0.1:%d", s.Port),
+		"--data-dir", n.DataDir, "--node-name", id,
 		"--lb-cgroup", filepath.Base(n.LBCgroup), "--cgroup-root", cgroupRoot, "--local-dns-address", n.LocalDNS.String(),
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
 		"--nodeport-interfaces", "none"}, extraArgs...)
