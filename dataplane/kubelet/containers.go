@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,9 +13,11 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/petrel-project/petrel/dataplane/containerlog"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -206,6 +209,41 @@ func (o observed) terminated() *corev1.ContainerStateTerminated {
 	return t
 }
 
+func terminationFile(podDir, name string, run int32) string {
+	return filepath.Join(podDir, "termination", name, fmt.Sprintf("%d", run))
+}
+
+// maxTerminationMessage bounds a termination message, as Kubernetes does.
+const maxTerminationMessage = 4096
+
+// terminated is how a run ended, with the container's termination message:
+// what it wrote to terminationMessagePath, or with FallbackToLogsOnError
+// and nothing written, the end of its log when it failed.
+func (k *Kubelet) terminated(pod *corev1.Pod, c *corev1.Container, o observed) *corev1.ContainerStateTerminated {
+	t := o.terminated()
+	run, _ := strconv.Atoi(o.labels[labelRestarts])
+	dir := k.podDir(string(pod.UID))
+	if b, err := os.ReadFile(terminationFile(dir, c.Name, int32(run))); err == nil && len(b) > 0 {
+		if len(b) > maxTerminationMessage {
+			b = b[:maxTerminationMessage]
+		}
+		t.Message = string(b)
+		return t
+	}
+	if c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError && t.ExitCode != 0 {
+		var buf bytes.Buffer
+		path := filepath.Join(dir, "logs", c.Name, fmt.Sprintf("%d.log", run))
+		if err := containerlog.Read(context.Background(), path, &buf, containerlog.Options{TailLines: 80}); err == nil {
+			b := buf.Bytes()
+			if len(b) > 2048 {
+				b = b[len(b)-2048:]
+			}
+			t.Message = string(b)
+		}
+	}
+	return t
+}
+
 // ensureContainer starts the container, or restarts it when its run ended
 // and the restart policy says so, honouring the back-off; it returns how
 // long until it should be looked at again.
@@ -222,7 +260,7 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 	case o.running:
 		return 0
 	case o.exited:
-		ended = o.terminated()
+		ended = k.terminated(pod, c, o)
 	case o.ctr != nil:
 		// Created but never started (a crash in between): start afresh.
 		if err := runtime.RemoveContainer(ctx, o.ctr, 0); err != nil {
@@ -329,6 +367,18 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		return err
 	}
 	logPath := filepath.Join(logDir, fmt.Sprintf("%d.log", rec.restarts))
+	if c.TerminationMessagePath != "" {
+		// A file per run the container may write its last words to.
+		msgPath := terminationFile(dir, c.Name, rec.restarts)
+		if err := os.MkdirAll(filepath.Dir(msgPath), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(msgPath, nil, 0o666); err != nil {
+			return err
+		}
+		_ = os.Chmod(msgPath, 0o666)
+		mnts = append(mnts, specs.Mount{Destination: c.TerminationMessagePath, Type: "bind", Source: msgPath, Options: []string{"rbind", "rprivate", "rw"}})
+	}
 	cfg := runtime.ContainerConfig{
 		ID: containerID(uid, c.Name, rec.restarts), Image: img,
 		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,

@@ -182,7 +182,7 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 		*cs.Started, cs.Ready = started, started && ready
 	case o.exited:
 		k.stopProber(ps, c.Name)
-		t := o.terminated()
+		t := k.terminated(pod, c, o)
 		if restartable(policy, t.ExitCode) {
 			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", rec.backoff, c.Name, pod.Name, pod.Namespace, pod.UID)}

@@ -193,6 +193,31 @@ spec:
 		})
 	})
 
+	t.Run("termination messages", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: lastwords}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: file, image: %[1]s, command: ["sh", "-c", "echo 'bye now' > /dev/termination-log; exit 3"]}
+  - {name: logs, image: %[1]s, command: ["sh", "-c", "echo oops; exit 4"], terminationMessagePolicy: FallbackToLogsOnError}
+`, img))
+		poll(t, "both containers' messages", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "lastwords")
+			msgs := map[string]string{}
+			for _, c := range p.Status.ContainerStatuses {
+				if c.State.Terminated != nil {
+					msgs[c.Name] = c.State.Terminated.Message
+				}
+			}
+			if msgs["file"] != "bye now\n" || msgs["logs"] != "oops\n" || p.Status.Phase != corev1.PodFailed {
+				return fmt.Errorf("phase %s, messages %q", p.Status.Phase, msgs)
+			}
+			return nil
+		})
+	})
+
 	t.Run("an image that is not there", func(t *testing.T) {
 		apply(`apiVersion: v1
 kind: Pod
