@@ -96,26 +96,38 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 		soonest(5 * time.Second)
 	} else if err != nil {
 		return 0, err
-	} else {
+	}
+	// What this sync leaves as it found (running, or an init container
+	// done) is not asked of containerd again for the status.
+	unchanged := map[string]observed{}
+	if err == nil {
 		initDone := true
 		for i := range pod.Spec.InitContainers {
 			c := &pod.Spec.InitContainers[i]
 			st := k.observe(ctx, uid, c.Name)
 			if st.exited && st.state.ExitCode == 0 {
+				unchanged[c.Name] = st
 				continue
 			}
 			initDone = false
+			if st.running {
+				unchanged[c.Name] = st
+			}
 			soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, st, policyOf(pod, true)))
 			break
 		}
 		if initDone {
 			for i := range pod.Spec.Containers {
 				c := &pod.Spec.Containers[i]
-				soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, k.observe(ctx, uid, c.Name), pod.Spec.RestartPolicy))
+				st := k.observe(ctx, uid, c.Name)
+				if st.running {
+					unchanged[c.Name] = st
+				}
+				soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, st, pod.Spec.RestartPolicy))
 			}
 		}
 	}
-	if err := k.updateStatus(ctx, pod, ps, sb, mountErr.err); err != nil {
+	if err := k.updateStatus(ctx, pod, ps, sb, mountErr.err, unchanged); err != nil {
 		return 0, err
 	}
 	return requeue, nil
@@ -174,7 +186,7 @@ func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
 	var o observed
 	latest := -1
 	for _, c := range ctrs {
-		labels, err := c.Labels(ctx)
+		labels, err := labelsOf(ctx, c)
 		if err != nil {
 			continue
 		}
@@ -191,6 +203,13 @@ func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
 		o.exited = o.state.Exists && !o.state.Running
 	}
 	return o
+}
+
+// labelsOf reads a container's labels from the record a list just
+// returned, without another round trip to containerd.
+func labelsOf(ctx context.Context, c containerd.Container) (map[string]string, error) {
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	return info.Labels, err
 }
 
 // terminated describes how an observed container's run ended.

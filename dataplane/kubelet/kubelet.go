@@ -231,7 +231,7 @@ func (k *Kubelet) localPods(ctx context.Context) []string {
 	}
 	if ctrs, err := k.runtime.Containers(ctx); err == nil {
 		for _, c := range ctrs {
-			if labels, err := c.Labels(ctx); err == nil && labels[labelPodUID] != "" {
+			if labels, err := labelsOf(ctx, c); err == nil && labels[labelPodUID] != "" {
 				seen[labels[labelPodUID]] = true
 			}
 		}
@@ -419,7 +419,7 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 		go func() {
 			defer wg.Done()
 			if pod != nil && grace > 0 {
-				if labels, err := c.Labels(ctx); err == nil {
+				if labels, err := labelsOf(ctx, c); err == nil {
 					if st, err := runtime.State(ctx, c); err == nil && st.Running {
 						k.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Stopping container %s", labels[labelContainer])
 					}

@@ -16,7 +16,8 @@ import (
 
 // updateStatus computes the pod's status from what runs and writes it when
 // it changed.
-func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, mountErr error) error {
+// seen holds containers this sync already observed and left alone.
+func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, mountErr error, seen map[string]observed) error {
 	uid := string(pod.UID)
 	st := corev1.PodStatus{
 		HostIP: k.hostIP, HostIPs: []corev1.HostIP{{IP: k.hostIP}},
@@ -34,7 +35,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	initDone, initFailed := true, false
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, initDone, true)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, initDone, true)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
 			continue
@@ -48,7 +49,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	var running, waiting, stopped, succeeded, unknown int
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, initDone, false)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, initDone, false)
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 		allReady = allReady && cs.Ready
 		switch {
@@ -145,7 +146,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 }
 
 // containerStatus describes one container as Kubernetes reports it.
-func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, initDone, isInit bool) corev1.ContainerStatus {
+func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, seen map[string]observed, initDone, isInit bool) corev1.ContainerStatus {
 	rec := ps.record(c.Name)
 	policy := policyOf(pod, isInit)
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: rec.restarts, Started: new(bool)}
@@ -159,7 +160,10 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 			cs.LastTerminationState = old.LastTerminationState
 		}
 	}
-	o := k.observe(ctx, string(pod.UID), c.Name)
+	o, ok := seen[c.Name]
+	if !ok {
+		o = k.observe(ctx, string(pod.UID), c.Name)
+	}
 	if o.ctr != nil {
 		cs.ContainerID = "containerd://" + o.ctr.ID()
 		// The image by digest, as kubelets report it.
