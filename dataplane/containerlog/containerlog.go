@@ -23,16 +23,19 @@ const LoggerName = "petrel-logger"
 // maxLine splits longer output into partial (P) lines, as the CRI does.
 const maxLine = 16 * 1024
 
-// RunLogger is the logging binary's main: containerd's shim hands it the
-// container's stdout and stderr as fds 3 and 4 and waits for fd 5 to close;
-// args are "path" and the log file. It returns when both streams end.
+// RunLogger is the logging binary's main. As containerd's logging binary,
+// the shim hands it the container's stdout and stderr as fds 3 and 4 and
+// waits for fd 5 to close. Started by the kubelet itself for a container
+// with stdin and no terminal (which containerd's logging binaries cannot
+// serve), it reads the named pipes given as "stdout" and "stderr" instead.
+// Args are pairs: "path" and the log file; optionally "attach" and the
+// socket to serve the raw output on. It returns when both streams end.
 func RunLogger(args []string) error {
-	path := ""
+	opts := map[string]string{}
 	for i := 0; i+1 < len(args); i += 2 {
-		if args[i] == "path" {
-			path = args[i+1]
-		}
+		opts[args[i]] = args[i+1]
 	}
+	path := opts["path"]
 	if path == "" {
 		return errors.New("petrel-logger: no path argument")
 	}
@@ -41,23 +44,47 @@ func RunLogger(args []string) error {
 		return err
 	}
 	defer f.Close()
-	stdout, stderr, ready := os.NewFile(3, "stdout"), os.NewFile(4, "stderr"), os.NewFile(5, "ready")
-	if err := ready.Close(); err != nil {
-		return fmt.Errorf("signal readiness: %w", err)
+	h := newHub()
+	if sock := opts["attach"]; sock != "" {
+		ln, err := listenAttach(sock)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(sock)
+		defer ln.Close()
+		go h.serve(ln)
+	}
+	var streams [2]io.Reader
+	if opts["stdout"] != "" {
+		// Named pipes: opening each waits for the shim to open its end.
+		for i, name := range []string{opts["stdout"], opts["stderr"]} {
+			p, err := os.OpenFile(name, os.O_RDONLY, 0)
+			if err != nil {
+				return fmt.Errorf("open %s: %w", name, err)
+			}
+			defer p.Close()
+			streams[i] = p
+		}
+	} else {
+		streams[0], streams[1] = os.NewFile(3, "stdout"), os.NewFile(4, "stderr")
+		if err := os.NewFile(5, "ready").Close(); err != nil {
+			return fmt.Errorf("signal readiness: %w", err)
+		}
 	}
 	w := &Writer{out: f}
 	var wg sync.WaitGroup
-	for _, s := range []struct {
+	for i, s := range []struct {
 		name string
-		r    io.Reader
-	}{{"stdout", stdout}, {"stderr", stderr}} {
+		kind byte
+	}{{"stdout", frameStdout}, {"stderr", frameStderr}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = w.Copy(s.name, s.r)
+			_ = w.Copy(s.name, io.TeeReader(streams[i], streamTee{h: h, kind: s.kind}))
 		}()
 	}
 	wg.Wait()
+	h.close()
 	return nil
 }
 

@@ -299,6 +299,9 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 			if err := runtime.RemoveContainer(ctx, o.ctr, 0); err != nil {
 				return time.Second
 			}
+			if n, err := strconv.Atoi(o.labels[labelRestarts]); err == nil {
+				_ = os.RemoveAll(ioDir(k.podDir(string(pod.UID)), c.Name, int32(n)))
+			}
 		}
 		if ran := ended.FinishedAt.Sub(ended.StartedAt.Time); ran > backoffReset {
 			rec.backoff = 0
@@ -437,7 +440,8 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	}
 	k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
 	started := time.Now()
-	if _, err := runtime.StartTask(ctx, ctr, runtime.LogBinary(k.loggerPath, logPath)); err != nil {
+	tio := runtime.TaskIO{Logger: k.loggerPath, LogPath: logPath, Dir: ioDir(dir, c.Name, rec.restarts), Stdin: c.Stdin, TTY: c.TTY}
+	if _, err := runtime.StartLoggedTask(ctx, ctr, tio); err != nil {
 		_ = runtime.RemoveContainer(ctx, ctr, 0)
 		return err
 	}
@@ -452,6 +456,11 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		}
 	}
 	return nil
+}
+
+// ioDir holds the named pipes and attach socket of one run of a container.
+func ioDir(podDir, container string, restarts int32) string {
+	return filepath.Join(podDir, "io", fmt.Sprintf("%s-%d", container, restarts))
 }
 
 func expandAll(in []string, vars map[string]string) []string {

@@ -15,6 +15,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
 // What the node's stream server (logs, exec, port-forward) asks of the
@@ -54,6 +56,32 @@ func (k *Kubelet) RunningContainer(ctx context.Context, namespace, name, contain
 		return nil, "", apierrors.NewBadRequest(fmt.Sprintf("container %s in pod %s is not running", container, name))
 	}
 	return o.ctr, pod.UID, nil
+}
+
+// Attachable is a running container and how its IO was made, for attach.
+func (k *Kubelet) Attachable(ctx context.Context, namespace, name, container string) (runtime.Attachable, error) {
+	ctr, uid, err := k.RunningContainer(ctx, namespace, name, container)
+	if err != nil {
+		return runtime.Attachable{}, err
+	}
+	pod, err := k.pod(namespace, name)
+	if err != nil {
+		return runtime.Attachable{}, err
+	}
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return runtime.Attachable{}, fmt.Errorf("container %s: %w", container, err)
+	}
+	restarts, _ := strconv.Atoi(labels[labelRestarts])
+	a := runtime.Attachable{Container: ctr, PodUID: string(uid), IODir: ioDir(k.podDir(string(uid)), container, int32(restarts))}
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == container {
+				a.Stdin, a.StdinOnce, a.TTY = c.Stdin, c.StdinOnce, c.TTY
+			}
+		}
+	}
+	return a, nil
 }
 
 // LogFile is the log of the container's current run (or, with previous, of

@@ -1,7 +1,7 @@
 // Package stream is the node's server on :10250 behind the API server's
 // pods/log, pods/exec, pods/attach and pods/portforward: container logs from
 // the CRI-format files, exec into a running container, attach to its
-// output, and port forwarding to the pod's address. Exec, attach and
+// stdin and raw output (served by its logger), and port forwarding to the pod's address. Exec, attach and
 // port-forward speak Kubernetes' streaming protocols (SPDY and WebSocket
 // channels) through k8s.io/cri-streaming, as kubelets do.
 package stream
@@ -41,6 +41,7 @@ type Pods interface {
 	RunningContainer(ctx context.Context, namespace, name, container string) (containerd.Container, types.UID, error)
 	LogFile(ctx context.Context, namespace, name, container string, previous bool) (string, func() bool, error)
 	PodIP(namespace, name string) (string, types.UID, error)
+	Attachable(ctx context.Context, namespace, name, container string) (runtime.Attachable, error)
 }
 
 const (
@@ -205,26 +206,75 @@ func (e executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []str
 
 func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
 	ns, pod, ctr := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
-	_, _, opts, ok := h.streamTarget(w, r)
-	if !ok {
+	a, err := h.pods.Attachable(r.Context(), ns, pod, ctr)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	if opts.Stdin {
-		// The container's stdin is not kept open: Petrel hands its output
-		// to the logger and gives it no input.
-		writeError(w, apierrors.NewBadRequest("attaching to a container's stdin is not supported by Petrel; attach without -i to follow its output"))
+	opts, err := remotecommand.NewOptions(r)
+	if err != nil {
+		writeError(w, apierrors.NewBadRequest(err.Error()))
 		return
 	}
-	remotecommand.ServeAttach(w, r, attacher{h: h, ns: ns}, pod, "", ctr, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+	if opts.Stdin && !a.Stdin {
+		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("container %s in pod %s was not started with stdin: true; attach without -i to follow its output", ctr, pod)))
+		return
+	}
+	remotecommand.ServeAttach(w, r, attacher{h: h, ns: ns, target: a}, pod, a.PodUID, ctr, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 
-// attacher follows the container's output from now on.
+// attacher joins the container's stdin and its output from now on.
 type attacher struct {
-	h  *handler
-	ns string
+	h      *handler
+	ns     string
+	target runtime.Attachable
 }
 
-func (a attacher) AttachContainer(ctx context.Context, pod, _, container string, _ io.Reader, out, _ io.WriteCloser, _ bool, _ <-chan remotecommand.TerminalSize) error {
+func (a attacher) AttachContainer(ctx context.Context, pod, _, container string, in io.Reader, out, errw io.WriteCloser, _ bool, resize <-chan remotecommand.TerminalSize) error {
+	var stdout, stderr io.Writer
+	if out != nil {
+		stdout = out
+	}
+	if errw != nil {
+		stderr = errw
+	}
+	copyOut, err := containerlog.Attach(ctx, runtime.AttachSocket(a.target.IODir), stdout, stderr)
+	if errors.Is(err, containerlog.ErrNoAttachSocket) && in == nil {
+		// A container started before its logger had a socket: its log.
+		return a.followLog(ctx, pod, container, stdout)
+	}
+	if err != nil {
+		return fmt.Errorf("attach to container %s: %w", container, err)
+	}
+	if in != nil {
+		stdin, err := runtime.OpenStdin(a.target.IODir)
+		if err != nil {
+			return fmt.Errorf("attach to the stdin of container %s: %w", container, err)
+		}
+		go func() {
+			_, _ = io.Copy(stdin, in)
+			stdin.Close()
+			if a.target.StdinOnce {
+				// Kubernetes' stdinOnce: the first attach to end closes it.
+				if err := runtime.CloseStdin(context.WithoutCancel(ctx), a.target.Container); err != nil {
+					slog.Warn("stream: close stdin", "pod", a.ns+"/"+pod, "container", container, "err", err)
+				}
+			}
+		}()
+	}
+	if resize != nil && a.target.TTY {
+		go func() {
+			for s := range resize {
+				if err := runtime.ResizeTerminal(ctx, a.target.Container, uint32(s.Width), uint32(s.Height)); err != nil && ctx.Err() == nil {
+					slog.Debug("stream: resize terminal", "container", container, "err", err)
+				}
+			}
+		}()
+	}
+	return copyOut()
+}
+
+func (a attacher) followLog(ctx context.Context, pod, container string, out io.Writer) error {
 	path, done, err := a.h.pods.LogFile(ctx, a.ns, pod, container, false)
 	if err != nil {
 		return err

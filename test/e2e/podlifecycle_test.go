@@ -418,6 +418,65 @@ spec:
 		}
 	})
 
+	t.Run("run -i, run -it and attach -i", func(t *testing.T) {
+		// Without a terminal: stdin reaches the container, its answer comes
+		// back, and --rm deletes the pod once the attach ends.
+		out := kubectl(t, u.Server, "hello\n", "run", "-i", "--rm", "--restart=Never", "reader", "--image="+img, "--command",
+			"--", "sh", "-c", "read line; echo got $line")
+		mustContain(t, out, "got hello")
+		poll(t, "pod reader deleted", 30*time.Second, func() error {
+			if _, err := cs.CoreV1().Pods("default").Get(ctx, "reader", metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
+		// With a terminal (script gives kubectl one): an interactive shell,
+		// whose arithmetic proves it ran what was typed.
+		if _, err := exec.LookPath("script"); err == nil {
+			sh := exec.CommandContext(ctx, "script", "-qec", "kubectl --kubeconfig "+u.Kubeconfig+
+				" run -it --rm --restart=Never shell --image="+img+" --command -- sh", "/dev/null")
+			sh.Stdin = strings.NewReader("echo marker-$((6*7)); exit\n")
+			b, err := sh.CombinedOutput()
+			if err != nil || !strings.Contains(string(b), "marker-42") {
+				t.Fatalf("run -it through a terminal: %v\n%s", err, b)
+			}
+		}
+		// attach -i to a running container with stdin (kept open between
+		// attaches): what is typed is answered; the container ends on "quit".
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: echoer}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: %s
+    stdin: true
+    command: ["sh", "-c", "while read l; do echo echo:$l; [ \"$l\" = quit ] && exit 0; done"]
+`, img))
+		poll(t, "echoer running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "echoer"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		out = kubectl(t, u.Server, "one\nquit\n", "attach", "-i", "echoer")
+		mustContain(t, out, "echo:one", "echo:quit")
+		poll(t, "echoer succeeded", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "echoer"); p.Status.Phase != corev1.PodSucceeded {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		// A container without stdin refuses -i with a reason.
+		cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", u.Kubeconfig, "attach", "-i", "rd-b")
+		cmd.Stdin = strings.NewReader("x\n")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "not started with stdin") {
+			t.Fatalf("attach -i to a container without stdin: %v\n%s", err, b)
+		}
+	})
+
 	t.Run("deletion stops and cleans up", func(t *testing.T) {
 		p := getPod(ctx, t, cs, "live")
 		uid := string(p.UID)

@@ -1,0 +1,121 @@
+package containerlog
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The logger reading named pipes (a container with stdin and no
+// terminal) writes the CRI log and serves the raw output, unsplit by
+// lines, to an attached client, on a socket path too long for a socket
+// address.
+func TestLoggerServesRawOutputToAttach(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stdoutPipe, stderrPipe := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	for _, p := range []string{stdoutPipe, stderrPipe} {
+		if err := unix.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logPath, sock := filepath.Join(dir, "0.log"), filepath.Join(dir, "attach")
+	loggerDone := make(chan error, 1)
+	go func() {
+		loggerDone <- RunLogger([]string{"path", logPath, "attach", sock, "stdout", stdoutPipe, "stderr", stderrPipe})
+	}()
+	// The shim's side: opened in the order the logger opens them.
+	stdout, err := os.OpenFile(stdoutPipe, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := os.OpenFile(stderrPipe, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the attach socket", func() bool { _, err := os.Stat(sock); return err == nil })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut syncBuffer
+	copyOut, err := Attach(ctx, sock, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := make(chan error, 1)
+	go func() { copied <- copyOut() }()
+
+	if _, err := stdout.WriteString("/ # "); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the prompt without a newline", func() bool { return out.String() == "/ # " })
+	if _, err := stderr.WriteString("oops\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stderr", func() bool { return errOut.String() == "oops\n" })
+	stdout.Close()
+	stderr.Close()
+	if err := <-loggerDone; err != nil {
+		t.Fatalf("logger: %v", err)
+	}
+	select {
+	case err := <-copied:
+		if err != nil {
+			t.Fatalf("attach copy: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("attach did not end with the container's output")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("attach socket left behind: %v", err)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	if !strings.Contains(log, " stdout F / # \n") || !strings.Contains(log, " stderr F oops\n") {
+		t.Errorf("log file:\n%s", log)
+	}
+	if _, err := Attach(ctx, sock, nil, nil); err != ErrNoAttachSocket {
+		t.Errorf("attach after the logger ended: %v, want ErrNoAttachSocket", err)
+	}
+}
