@@ -148,17 +148,20 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // rssMB reads a process's resident set size.
-func rssMB(pid int) (float64, error) {
+func rssMB(pid int) (float64, error) { return procStatusMB(pid, "VmRSS") }
+
+// procStatusMB reads one of /proc/<pid>/status's kB fields, in MB.
+func procStatusMB(pid int, field string) (float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			var kb float64
-			_, err := fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f kB", &kb)
+			_, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kb)
 			return kb / 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	return 0, fmt.Errorf("no %s for pid %d", field, pid)
 }
