@@ -2,50 +2,126 @@
 /*
  * NodePort from other hosts (TCX ingress on the node's external
  * interfaces). A TCP or UDP packet to a node address and a NodePort is
- * DNATed to one of the service's backends on this node and handed into
- * that pod's namespace; tc_pod NATs the replies back. Connections are
- * tracked in petrel_np_ct, so every packet of one follows the first.
- * Backends on other nodes would need SNAT, which is not done: only local
- * backends are chosen, and a NodePort without one is left to the host
- * stack (which refuses it).
+ * DNATed to one of the service's backends. A backend on this node gets it
+ * handed into its pod's namespace, and tc_pod NATs the replies back. A
+ * backend on another node gets it SNATed to the node address the client
+ * asked and a port of the node's own, and forwarded by the kernel's FIB;
+ * the replies come back to this program, which NATs them to the client.
+ * Connections are tracked in petrel_np_ct, so every packet of one follows
+ * the first.
  */
 #include "include/lb.h"
 #include "include/lb_maps.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
 
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* How many slots are looked at for local backends. */
-#define NP_MAX_SLOTS 64
+#ifndef AF_INET
+#define AF_INET 2
+#endif
 
-/*
- * From a random slot on, the first backend that runs on this node: every
- * local backend is as likely as the slots make it.
- */
-static __always_inline int pick_local_backend(struct lb4_key *key, __u16 count, struct lb4_backend *out)
+/* How many ports are tried for a new SNATed connection. */
+#define NP_SNAT_TRIES 16
+
+/* A random active backend of the service, as its slots weigh them. */
+static __always_inline int pick_backend(struct lb4_key *key, __u16 count, struct lb4_backend *out)
 {
 	struct lb4_service *slot;
 	struct lb4_backend *be;
-	__u32 start, n = count;
 
-	if (n > NP_MAX_SLOTS)
-		n = NP_MAX_SLOTS;
-	if (n == 0)
+	if (count == 0)
 		return -1;
-	start = bpf_get_prandom_u32() % n;
-	for (__u32 i = 0; i < NP_MAX_SLOTS; i++) {
-		if (i >= n)
-			break;
-		key->backend_slot = ((start + i) % n) + 1;
-		slot = bpf_map_lookup_elem(&petrel_lb4_svc, key);
-		if (!slot)
-			continue;
-		be = bpf_map_lookup_elem(&petrel_lb4_be, &slot->backend_id);
-		if (!be || be->state != BACKEND_STATE_ACTIVE || !bpf_map_lookup_elem(&petrel_endpoints, &be->address))
-			continue;
-		*out = *be;
+	key->backend_slot = (bpf_get_prandom_u32() % count) + 1;
+	slot = bpf_map_lookup_elem(&petrel_lb4_svc, key);
+	if (!slot)
+		return -1;
+	be = bpf_map_lookup_elem(&petrel_lb4_be, &slot->backend_id);
+	if (!be || be->state != BACKEND_STATE_ACTIVE)
+		return -1;
+	*out = *be;
+	return 0;
+}
+
+/*
+ * Sends the rewritten packet toward daddr as the kernel's FIB says: out of
+ * the route's interface with the next hop's MAC, or through the neighbour
+ * table when that MAC is not known yet. Negative when the FIB has no way
+ * (the packet is then left to the host stack, unchanged).
+ */
+static __always_inline int fib_out(struct __sk_buff *skb, struct bpf_fib_lookup *fib)
+{
+	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return 0;
+	return -1;
+}
+
+static __always_inline int fib_redirect(struct __sk_buff *skb, struct bpf_fib_lookup *fib)
+{
+	struct bpf_redir_neigh nh = {};
+
+	if (fib->dmac[0] | fib->dmac[1] | fib->dmac[2] | fib->dmac[3] | fib->dmac[4] | fib->dmac[5]) {
+		if (bpf_skb_store_bytes(skb, 0, fib->dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, fib->smac, 6, 0) < 0)
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib->ifindex, 0);
+	}
+	nh.nh_family = AF_INET;
+	nh.ipv4_nh = fib->ipv4_dst;
+	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+}
+
+static __always_inline void fib_params(struct bpf_fib_lookup *fib, struct __sk_buff *skb, struct iphdr *ip4, __be32 saddr, __be32 daddr)
+{
+	fib->family = AF_INET;
+	fib->tos = ip4->tos;
+	fib->l4_protocol = ip4->protocol;
+	fib->tot_len = bpf_ntohs(ip4->tot_len);
+	fib->ifindex = skb->ingress_ifindex;
+	fib->ipv4_src = saddr;
+	fib->ipv4_dst = daddr;
+}
+
+/* A remote backend's reply to a SNATed connection: back to the client. */
+static __always_inline int reply_to_client(struct __sk_buff *skb, struct np_ct_key *k, struct np_ct_val *ct, __u8 ttl)
+{
+	if (np_rewrite(skb, k->proto, IP_SRC_OFF, k->saddr, ct->addr, L4_OFF, k->sport, ct->port) < 0)
+		return TC_ACT_SHOT;
+	if (np_rewrite(skb, k->proto, IP_DST_OFF, k->daddr, ct->client_addr, L4_OFF + 2, k->dport, ct->client_port) < 0)
+		return TC_ACT_SHOT;
+	if (np_dec_ttl(skb, ttl) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, ct->peer_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ct->local_mac, 6, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(ct->ifindex, 0);
+}
+
+/*
+ * Records a new connection to a remote backend: a port of the node's
+ * toward the backend (the first free one from a random start), its reverse
+ * entry, then the forward entry. Negative when no port is free.
+ */
+static __always_inline int track_snat(struct __sk_buff *skb, struct ethhdr *eth, struct np_ct_key *fwd, struct np_ct_val *val)
+{
+	struct np_ct_key rev = {.saddr = val->addr, .daddr = fwd->daddr, .sport = val->port, .proto = fwd->proto};
+	struct np_ct_val back = {.addr = fwd->daddr, .port = fwd->dport, .ifindex = skb->ingress_ifindex,
+				 .client_addr = fwd->saddr, .client_port = fwd->sport, .flags = NP_CT_SNAT};
+	__u32 start = bpf_get_prandom_u32();
+
+	__builtin_memcpy(back.peer_mac, eth->h_source, 6);
+	__builtin_memcpy(back.local_mac, eth->h_dest, 6);
+	for (__u32 i = 0; i < NP_SNAT_TRIES; i++) {
+		rev.dport = bpf_htons(NP_SNAT_PORT_MIN + (start + i) % NP_SNAT_PORT_RANGE);
+		if (bpf_map_update_elem(&petrel_np_ct, &rev, &back, BPF_NOEXIST) == 0) {
+			val->nat_port = rev.dport;
+			if (bpf_map_update_elem(&petrel_np_ct, fwd, val, BPF_ANY) < 0) {
+				bpf_map_delete_elem(&petrel_np_ct, &rev);
+				return -1;
+			}
+			return 0;
+		}
 	}
 	return -1;
 }
@@ -62,6 +138,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 	struct np_ct_val val = {}, back = {};
 	struct np_ct_val *ct;
 	struct endpoint_info *ep;
+	struct bpf_fib_lookup fib = {};
 	__be32 daddr;
 	__u8 ttl;
 
@@ -90,6 +167,10 @@ int petrel_nodeport(struct __sk_buff *skb)
 	ttl = ip4->ttl;
 
 	ct = bpf_map_lookup_elem(&petrel_np_ct, &fwd);
+	if (ct && (ct->flags & NP_CT_SNAT)) {
+		val = *ct;
+		return reply_to_client(skb, &fwd, &val, ttl);
+	}
 	if (ct) {
 		val = *ct;
 	} else {
@@ -99,26 +180,49 @@ int petrel_nodeport(struct __sk_buff *skb)
 
 		if (!svc || !(svc->flags & SVC_FLAG_NODEPORT) || svc->count == 0)
 			return TC_ACT_OK;
-		if (pick_local_backend(&key, svc->count, &be) < 0)
+		if (pick_backend(&key, svc->count, &be) < 0)
 			return TC_ACT_OK;
 		val.addr = be.address;
 		val.port = be.port;
-		if (bpf_map_update_elem(&petrel_np_ct, &fwd, &val, BPF_ANY) < 0)
-			return TC_ACT_OK;
-		rev.saddr = be.address;
-		rev.daddr = fwd.saddr;
-		rev.sport = be.port;
-		rev.dport = fwd.sport;
-		rev.proto = fwd.proto;
-		back.addr = fwd.daddr;
-		back.port = fwd.dport;
-		back.ifindex = skb->ingress_ifindex;
-		__builtin_memcpy(back.peer_mac, eth->h_source, 6);
-		__builtin_memcpy(back.local_mac, eth->h_dest, 6);
-		if (bpf_map_update_elem(&petrel_np_ct, &rev, &back, BPF_ANY) < 0)
-			return TC_ACT_OK;
+		if (!bpf_map_lookup_elem(&petrel_endpoints, &val.addr)) {
+			fib_params(&fib, skb, ip4, fwd.daddr, val.addr);
+			if (fib_out(skb, &fib) < 0)
+				return TC_ACT_OK;
+			if (track_snat(skb, eth, &fwd, &val) < 0)
+				return TC_ACT_OK;
+		} else {
+			if (bpf_map_update_elem(&petrel_np_ct, &fwd, &val, BPF_ANY) < 0)
+				return TC_ACT_OK;
+			rev.saddr = be.address;
+			rev.daddr = fwd.saddr;
+			rev.sport = be.port;
+			rev.dport = fwd.sport;
+			rev.proto = fwd.proto;
+			back.addr = fwd.daddr;
+			back.port = fwd.dport;
+			back.ifindex = skb->ingress_ifindex;
+			__builtin_memcpy(back.peer_mac, eth->h_source, 6);
+			__builtin_memcpy(back.local_mac, eth->h_dest, 6);
+			if (bpf_map_update_elem(&petrel_np_ct, &rev, &back, BPF_ANY) < 0)
+				return TC_ACT_OK;
+		}
 	}
 
+	if (val.nat_port) {
+		/* A backend on another node: as the node, through the FIB. */
+		if (!fib.family) {
+			fib_params(&fib, skb, ip4, fwd.daddr, val.addr);
+			if (fib_out(skb, &fib) < 0)
+				return TC_ACT_SHOT;
+		}
+		if (np_rewrite(skb, fwd.proto, IP_DST_OFF, fwd.daddr, val.addr, L4_OFF + 2, fwd.dport, val.port) < 0)
+			return TC_ACT_SHOT;
+		if (np_rewrite(skb, fwd.proto, IP_SRC_OFF, fwd.saddr, fwd.daddr, L4_OFF, fwd.sport, val.nat_port) < 0)
+			return TC_ACT_SHOT;
+		if (np_dec_ttl(skb, ttl) < 0)
+			return TC_ACT_SHOT;
+		return fib_redirect(skb, &fib);
+	}
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &val.addr);
 	if (!ep)
 		return TC_ACT_OK;

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * NodePort connection tracking shared by tc_nodeport (a client's packets
- * arriving on a node interface, DNATed to a local backend) and tc_pod (the
- * backend's replies, NATed back and sent out where the client came from).
- * Both directions live in one LRU map: the forward key has the node address
- * as destination, the reverse key the backend as source, so they never meet.
+ * arriving on a node interface, DNATed to a backend, and SNATed too when the
+ * backend is on another node, whose replies come back to tc_nodeport) and
+ * tc_pod (a local backend's replies, NATed back and sent out where the
+ * client came from). Both directions live in one LRU map: a forward key has
+ * the client as source, a reverse key the backend as source.
  */
 #ifndef PETREL_NODEPORT_H
 #define PETREL_NODEPORT_H
@@ -29,18 +30,35 @@ struct np_ct_key {
 };
 
 /*
- * Forward entries: the backend. Reverse entries: the node address and port
- * the client asked, the interface it came in on and the two MACs of that
- * hop, so the reply goes straight back out.
+ * Forward entries (key: the client's packet): the backend, and for a
+ * backend on another node the port the node uses toward it (nat_port; 0 for
+ * a local backend). Reverse entries (key: the backend's reply): the node
+ * address and port the client asked, the interface it came in on and the
+ * two MACs of that hop, so the reply goes straight back out; for a backend
+ * on another node (NP_CT_SNAT) also the client, whom the reply is for.
  */
 struct np_ct_val {
 	__be32 addr;
 	__be16 port;
-	__u16 pad;
+	__be16 nat_port;
 	__u32 ifindex;
 	__u8 peer_mac[6];
 	__u8 local_mac[6];
+	__be32 client_addr;
+	__be16 client_port;
+	__u8 flags;
+	__u8 pad;
 };
+
+/* A reverse entry of a connection SNATed to a backend on another node. */
+#define NP_CT_SNAT 1
+
+/*
+ * The node's ports toward remote backends: above Linux's default ephemeral
+ * range (32768-60999), so the node's own connections do not take them.
+ */
+#define NP_SNAT_PORT_MIN 61000
+#define NP_SNAT_PORT_RANGE 4536
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

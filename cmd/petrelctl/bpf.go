@@ -123,13 +123,17 @@ func bpfCommand() *cobra.Command {
 				}
 			})
 		}})
-	ct.AddCommand(&cobra.Command{Use: "nodeport", Short: "NodePort connections from other hosts (tc_nodeport): client, node address and port, backend, interface",
+	ct.AddCommand(&cobra.Command{Use: "nodeport", Short: "NodePort connections from other hosts (tc_nodeport): client, node address and port, backend, interface, SNAT toward a remote backend",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return show(&f, cmd, lbview.NodePortFlows, func(tw *tabwriter.Writer, rows []lbview.NodePortFlow) {
-				fmt.Fprintln(tw, "CLIENT\tFRONTEND\tBACKEND\tPROTOCOL\tINTERFACE")
+				fmt.Fprintln(tw, "CLIENT\tFRONTEND\tBACKEND\tPROTOCOL\tINTERFACE\tSNAT")
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Client, r.Frontend, r.Backend, r.Protocol, r.Interface)
+					snat := r.SNAT
+					if snat == "" {
+						snat = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Client, r.Frontend, r.Backend, r.Protocol, r.Interface, snat)
 				}
 			})
 		}})

@@ -3,6 +3,7 @@ package bpfobj
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -40,6 +41,7 @@ func LoadPodProgram(dir string) error {
 	if err != nil {
 		return fmt.Errorf("read the embedded tc_pod object: %w", err)
 	}
+	dropIncompatiblePins(dir, spec, PodMapNames)
 	var objs tcPodObjects
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
 		return fmt.Errorf("load tc_pod: %w", describeVerifierError(err))
@@ -50,7 +52,41 @@ func LoadPodProgram(dir string) error {
 	if err := objs.PetrelFromPod.Pin(pin); err != nil {
 		return fmt.Errorf("pin tc_pod: %w", err)
 	}
+	// Pods attached by an older program get this one, so that they share
+	// the maps it was loaded with.
+	links, _ := filepath.Glob(filepath.Join(dir, "links", "pod_*"))
+	for _, p := range links {
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			continue
+		}
+		if err := l.Update(objs.PetrelFromPod); err != nil {
+			slog.Warn("bpf: could not update the program of a pod link", "pin", p, "err", err)
+		}
+		l.Close()
+	}
 	return nil
+}
+
+// dropIncompatiblePins removes pinned maps whose layout the programs about
+// to load no longer share (an upgrade), so that loading makes them anew;
+// the others keep their entries.
+func dropIncompatiblePins(dir string, spec *ebpf.CollectionSpec, names []string) {
+	for _, name := range names {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			continue
+		}
+		if err := ms.Compatible(m); err != nil {
+			slog.Warn("bpf: a pinned map has an older layout; recreating it", "map", name, "err", err)
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+		m.Close()
+	}
 }
 
 func podLinkPin(dir, hostVeth string) string { return filepath.Join(dir, "links", "pod_"+hostVeth) }

@@ -32,13 +32,17 @@ type tcPodNpCtKey struct {
 }
 
 type tcPodNpCtVal struct {
-	_        structs.HostLayout
-	Addr     uint32
-	Port     uint16
-	Pad      uint16
-	Ifindex  uint32
-	PeerMac  [6]uint8
-	LocalMac [6]uint8
+	_          structs.HostLayout
+	Addr       uint32
+	Port       uint16
+	NatPort    uint16
+	Ifindex    uint32
+	PeerMac    [6]uint8
+	LocalMac   [6]uint8
+	ClientAddr uint32
+	ClientPort uint16
+	Flags      uint8
+	Pad        uint8
 }
 
 // Names of all BPF objects in the ELF.

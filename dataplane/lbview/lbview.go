@@ -249,6 +249,9 @@ type NodePortFlow struct {
 	Backend   string `json:"backend"`
 	Protocol  string `json:"protocol"`
 	Interface string `json:"interface,omitempty"`
+	// SNAT is the node's address and port toward a backend on another
+	// node; empty for a backend on this one.
+	SNAT string `json:"snat,omitempty"`
 }
 
 // NodePortFlows lists the NodePort connections in petrel_np_ct (forward
@@ -269,6 +272,10 @@ func NodePortFlows(m *bpfobj.Maps) ([]NodePortFlow, error) {
 		}
 		f := NodePortFlow{Client: hostPort(k.Saddr, k.Sport), Frontend: hostPort(k.Daddr, k.Dport), Backend: hostPort(v.Addr, v.Port), Protocol: proto(k.Proto)}
 		rev := bpfobj.NodePortCTKey{Saddr: v.Addr, Daddr: k.Saddr, Sport: v.Port, Dport: k.Sport, Proto: k.Proto}
+		if v.NatPort != 0 {
+			f.SNAT = hostPort(k.Daddr, v.NatPort)
+			rev.Daddr, rev.Dport = k.Daddr, v.NatPort
+		}
 		var back bpfobj.NodePortCTValue
 		if err := ct.Lookup(&rev, &back); err == nil {
 			if iface, err := net.InterfaceByIndex(int(back.Ifindex)); err == nil {

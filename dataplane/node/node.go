@@ -167,6 +167,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if len(ifaces) > 0 {
 		slog.Info("node: NodePorts answer other hosts", "interfaces", ifaces)
 	}
+	warnNoForwarding(ifaces)
 	pcfg := proxy.Config{NodeName: opts.NodeName}
 	if opts.LocalDNS.IsValid() {
 		pcfg.Redirect = &proxy.LocalRedirect{Namespace: "kube-system", Name: "kube-dns", Address: opts.LocalDNS}
@@ -393,4 +394,19 @@ func CleanupPods(ctx context.Context, opts Options) error {
 		return err
 	}
 	return runtime.RemoveCgroup(opts.CgroupRoot)
+}
+
+// warnNoForwarding says what does not work while the kernel does not
+// forward IPv4: the node leaves that setting to its operator (as kubeadm's
+// preflight does) rather than change the machine behind their back.
+func warnNoForwarding(ifaces []string) {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		slog.Warn("node: IPv4 forwarding is off, so pods reach neither other nodes nor the outside; turn it on with: sysctl -w net.ipv4.ip_forward=1")
+	}
+	for _, ifc := range ifaces {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + ifc + "/forwarding")
+		if err == nil && strings.TrimSpace(string(b)) == "0" {
+			slog.Warn("node: "+ifc+" does not forward IPv4, so NodePorts it receives reach only backends on this node; turn it on with: sysctl -w net.ipv4.conf."+ifc+".forwarding=1", "interface", ifc)
+		}
+	}
 }

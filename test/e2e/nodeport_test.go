@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -123,4 +124,109 @@ spec:
 	if err != nil || !strings.Contains(out, "petrel_np_ct") {
 		t.Errorf("petrelctl bpf maps lacks the NodePort conntrack map:\n%s", out)
 	}
+
+	t.Run("a backend on another node is reached through SNAT", func(t *testing.T) {
+		// The "other node" is the outside namespace itself: a server on an
+		// address of its own, routed from the node through the wire, and a
+		// selectorless Service whose EndpointSlice names it. The request
+		// goes out of the interface it came in on, as the node.
+		remoteIP := fmt.Sprintf("10.77.%d.10", subnet)
+		run("-n", outside, "addr", "add", remoteIP+"/32", "dev", "lo")
+		run("route", "add", remoteIP+"/32", "via", clientIP, "dev", hostIf)
+		// The kernel's FIB forwards only for an interface that forwards;
+		// the setting goes with the test's link.
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+hostIf+"/forwarding", []byte("1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var httpLn net.Listener
+		var udp net.PacketConn
+		if err := ns.WithNetNSPath("/run/netns/"+outside, func(ns.NetNS) error {
+			var err error
+			if httpLn, err = net.Listen("tcp4", remoteIP+":8080"); err != nil {
+				return err
+			}
+			udp, err = net.ListenPacket("udp4", remoteIP+":9000")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			fmt.Fprintf(w, "remote, asked by %s", host)
+		})}
+		go func() { _ = srv.Serve(httpLn) }()
+		defer srv.Close()
+		defer udp.Close()
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, from, err := udp.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = udp.WriteTo(buf[:n], from)
+			}
+		}()
+		kubectl(t, u.Server, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: np-remote}
+spec:
+  type: NodePort
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+  - {name: echo, port: 9000, targetPort: 9000, protocol: UDP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: np-remote-1
+  labels: {kubernetes.io/service-name: np-remote}
+addressType: IPv4
+endpoints:
+- addresses: [%s]
+  conditions: {ready: true}
+ports:
+- {name: http, port: 8080, protocol: TCP}
+- {name: echo, port: 9000, protocol: UDP}
+`, remoteIP), "apply", "-f", "-")
+		svc, err := u.Clientset().CoreV1().Services("default").Get(ctx, "np-remote", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		httpPort, udpPort := svc.Spec.Ports[0].NodePort, svc.Spec.Ports[1].NodePort
+		want := "remote, asked by " + nodeIP
+		poll(t, "NodePort to a remote backend over TCP", 30*time.Second, func() error {
+			for i := 0; i < 5; i++ {
+				out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+					fmt.Sprintf("http://%s:%d/", nodeIP, httpPort)).CombinedOutput()
+				if err != nil || string(out) != want {
+					return fmt.Errorf("curl = %q (%v), want %q", out, err, want)
+				}
+			}
+			return nil
+		})
+		poll(t, "NodePort to a remote backend over UDP", 20*time.Second, func() error {
+			return ns.WithNetNSPath("/run/netns/"+outside, func(ns.NetNS) error {
+				c, err := net.Dial("udp4", net.JoinHostPort(nodeIP, fmt.Sprint(udpPort)))
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if _, err := c.Write([]byte("pong")); err != nil {
+					return err
+				}
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 16)
+				n, err := c.Read(buf)
+				if err != nil || string(buf[:n]) != "pong" {
+					return fmt.Errorf("udp echo %q (%v)", buf[:n], err)
+				}
+				return nil
+			})
+		})
+		out, err := u.Petrelctl(ctx, "bpf", "ct", "nodeport", "-o", "json")
+		if err != nil || !strings.Contains(out, `"snat": "`+nodeIP+":6") || !strings.Contains(out, remoteIP+":8080") {
+			t.Errorf("petrelctl bpf ct nodeport does not show the SNATed flow:\n%s (%v)", out, err)
+		}
+	})
 }
