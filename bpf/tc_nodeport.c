@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * NodePort from other hosts (TCX ingress on the node's external
- * interfaces). A TCP or UDP packet to a node address and a NodePort is
- * DNATed to one of the service's backends. A backend on this node gets it
+ * NodePort, LoadBalancer and external IPs from other hosts (TCX ingress on
+ * the node's external interfaces). A TCP or UDP packet to a node address
+ * and a NodePort, or to a LoadBalancer ingress IP or external IP and its
+ * service port, is DNATed to one of the service's backends. A backend on this node gets it
  * handed into its pod's namespace, and tc_pod NATs the replies back. A
  * backend on another node gets it SNATed to the node address the client
- * asked and a port of the node's own, and forwarded by the kernel's FIB;
+ * asked (for a service address: the address of the interface it came in
+ * on, from petrel_np_ifaddr) and a port of the node's own, and forwarded by the kernel's FIB;
  * the replies come back to this program, which NATs them to the client.
  * Connections are tracked in petrel_np_ct, so every packet of one follows
  * the first.
@@ -21,6 +23,15 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+
+/* Each NodePort interface's IPv4 address, for SNAT of service addresses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __be32);
+	__uint(max_entries, 64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} petrel_np_ifaddr SEC(".maps");
 
 /* How many ports are tried for a new SNATed connection. */
 #define NP_SNAT_TRIES 16
@@ -105,7 +116,7 @@ static __always_inline int reply_to_client(struct __sk_buff *skb, struct np_ct_k
  */
 static __always_inline int track_snat(struct __sk_buff *skb, struct ethhdr *eth, struct np_ct_key *fwd, struct np_ct_val *val)
 {
-	struct np_ct_key rev = {.saddr = val->addr, .daddr = fwd->daddr, .sport = val->port, .proto = fwd->proto};
+	struct np_ct_key rev = {.saddr = val->addr, .daddr = val->nat_addr, .sport = val->port, .proto = fwd->proto};
 	struct np_ct_val back = {.addr = fwd->daddr, .port = fwd->dport, .ifindex = skb->ingress_ifindex,
 				 .client_addr = fwd->saddr, .client_port = fwd->sport, .flags = NP_CT_SNAT};
 	__u32 start = bpf_get_prandom_u32();
@@ -140,6 +151,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 	struct endpoint_info *ep;
 	struct bpf_fib_lookup fib = {};
 	__be32 daddr;
+	__u8 is_node;
 	__u8 ttl;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -156,8 +168,15 @@ int petrel_nodeport(struct __sk_buff *skb)
 	if ((void *)(ports + 2) > data_end)
 		return TC_ACT_OK;
 	daddr = ip4->daddr;
-	if (!bpf_map_lookup_elem(&petrel_node_addr4, &daddr))
-		return TC_ACT_OK;
+	is_node = bpf_map_lookup_elem(&petrel_node_addr4, &daddr) != NULL;
+	if (!is_node) {
+		/* Only a service address goes on; the rest is not ours. */
+		struct lb4_key ek = {.address = daddr, .dport = ports[1], .proto = ip4->protocol};
+		struct lb4_service *esvc = bpf_map_lookup_elem(&petrel_lb4_svc, &ek);
+
+		if (!esvc || !(esvc->flags & SVC_FLAG_EXTERNAL))
+			return TC_ACT_OK;
+	}
 
 	fwd.saddr = ip4->saddr;
 	fwd.daddr = daddr;
@@ -174,18 +193,29 @@ int petrel_nodeport(struct __sk_buff *skb)
 	if (ct) {
 		val = *ct;
 	} else {
-		struct lb4_key key = {.address = 0, .dport = fwd.dport, .proto = fwd.proto};
+		struct lb4_key key = {.address = is_node ? 0 : daddr, .dport = fwd.dport, .proto = fwd.proto};
 		struct lb4_service *svc = bpf_map_lookup_elem(&petrel_lb4_svc, &key);
+		__u8 want = is_node ? SVC_FLAG_NODEPORT : SVC_FLAG_EXTERNAL;
 		struct lb4_backend be = {};
 
-		if (!svc || !(svc->flags & SVC_FLAG_NODEPORT) || svc->count == 0)
+		if (!svc || !(svc->flags & want) || svc->count == 0)
 			return TC_ACT_OK;
 		if (pick_backend(&key, svc->count, &be) < 0)
 			return TC_ACT_OK;
 		val.addr = be.address;
 		val.port = be.port;
 		if (!bpf_map_lookup_elem(&petrel_endpoints, &val.addr)) {
-			fib_params(&fib, skb, ip4, fwd.daddr, val.addr);
+			if (is_node) {
+				val.nat_addr = fwd.daddr;
+			} else {
+				__u32 ifindex = skb->ingress_ifindex;
+				__be32 *ifaddr = bpf_map_lookup_elem(&petrel_np_ifaddr, &ifindex);
+
+				if (!ifaddr)
+					return TC_ACT_OK;
+				val.nat_addr = *ifaddr;
+			}
+			fib_params(&fib, skb, ip4, val.nat_addr, val.addr);
 			if (fib_out(skb, &fib) < 0)
 				return TC_ACT_OK;
 			if (track_snat(skb, eth, &fwd, &val) < 0)
@@ -211,13 +241,13 @@ int petrel_nodeport(struct __sk_buff *skb)
 	if (val.nat_port) {
 		/* A backend on another node: as the node, through the FIB. */
 		if (!fib.family) {
-			fib_params(&fib, skb, ip4, fwd.daddr, val.addr);
+			fib_params(&fib, skb, ip4, val.nat_addr, val.addr);
 			if (fib_out(skb, &fib) < 0)
 				return TC_ACT_SHOT;
 		}
 		if (np_rewrite(skb, fwd.proto, IP_DST_OFF, fwd.daddr, val.addr, L4_OFF + 2, fwd.dport, val.port) < 0)
 			return TC_ACT_SHOT;
-		if (np_rewrite(skb, fwd.proto, IP_SRC_OFF, fwd.saddr, fwd.daddr, L4_OFF, fwd.sport, val.nat_port) < 0)
+		if (np_rewrite(skb, fwd.proto, IP_SRC_OFF, fwd.saddr, val.nat_addr, L4_OFF, fwd.sport, val.nat_port) < 0)
 			return TC_ACT_SHOT;
 		if (np_dec_ttl(skb, ttl) < 0)
 			return TC_ACT_SHOT;

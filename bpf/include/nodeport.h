@@ -31,8 +31,8 @@ struct np_ct_key {
 
 /*
  * Forward entries (key: the client's packet): the backend, and for a
- * backend on another node the port the node uses toward it (nat_port; 0 for
- * a local backend). Reverse entries (key: the backend's reply): the node
+ * backend on another node the address and port the node uses toward it
+ * (nat_addr, nat_port; nat_port is 0 for a local backend). Reverse entries (key: the backend's reply): the node
  * address and port the client asked, the interface it came in on and the
  * two MACs of that hop, so the reply goes straight back out; for a backend
  * on another node (NP_CT_SNAT) also the client, whom the reply is for.
@@ -48,6 +48,7 @@ struct np_ct_val {
 	__be16 client_port;
 	__u8 flags;
 	__u8 pad;
+	__be32 nat_addr;
 };
 
 /* A reverse entry of a connection SNATed to a backend on another node. */

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -15,6 +16,11 @@ import (
 // MapNodePortCT is NodePort connection tracking, shared by tc_nodeport and
 // tc_pod.
 const MapNodePortCT = "petrel_np_ct"
+
+// MapNodePortIfAddr is each NodePort interface's IPv4 address, the source
+// tc_nodeport gives connections to a service address it sends to a backend
+// on another node.
+const MapNodePortIfAddr = "petrel_np_ifaddr"
 
 func nodePortLinkPin(dir, iface string) string { return filepath.Join(dir, "links", "nodeport_"+iface) }
 
@@ -33,6 +39,7 @@ func AttachNodePort(dir string, ifaces []string) error {
 	if err != nil {
 		return fmt.Errorf("read the embedded tc_nodeport object: %w", err)
 	}
+	dropIncompatiblePins(dir, spec, []string{MapNodePortIfAddr})
 	var objs tcNodePortObjects
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
 		return fmt.Errorf("load tc_nodeport: %w", describeVerifierError(err))
@@ -42,6 +49,11 @@ func AttachNodePort(dir string, ifaces []string) error {
 		iface, err := net.InterfaceByName(name)
 		if err != nil {
 			return fmt.Errorf("NodePort interface %q: %w", name, err)
+		}
+		if addr, ok := interfaceIPv4(iface); ok {
+			if err := objs.PetrelNpIfaddr.Put(uint32(iface.Index), addr.As4()); err != nil {
+				return fmt.Errorf("record the address of %s: %w", name, err)
+			}
 		}
 		pin := nodePortLinkPin(dir, name)
 		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
@@ -73,4 +85,18 @@ func DetachNodePort(dir, iface string) error {
 		return nil
 	}
 	return err
+}
+
+// interfaceIPv4 is the interface's first IPv4 address.
+func interfaceIPv4(iface *net.Interface) (netip.Addr, bool) {
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
 }

@@ -92,6 +92,7 @@ type tcNodePortNpCtVal struct {
 	ClientPort uint16
 	Flags      uint8
 	Pad        uint8
+	NatAddr    uint32
 }
 
 type tcNodePortSockRevnat4Key struct {
@@ -121,6 +122,7 @@ const (
 	tcNodePortMapPetrelLbStats   = "petrel_lb_stats"
 	tcNodePortMapPetrelNodeAddr4 = "petrel_node_addr4"
 	tcNodePortMapPetrelNpCt      = "petrel_np_ct"
+	tcNodePortMapPetrelNpIfaddr  = "petrel_np_ifaddr"
 	tcNodePortMapPetrelSkRnat4   = "petrel_sk_rnat4"
 	tcNodePortProgPetrelNodeport = "petrel_nodeport"
 )
@@ -182,6 +184,7 @@ type tcNodePortMapSpecs struct {
 	PetrelLbStats   *ebpf.MapSpec `ebpf:"petrel_lb_stats"`
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelNpIfaddr  *ebpf.MapSpec `ebpf:"petrel_np_ifaddr"`
 	PetrelSkRnat4   *ebpf.MapSpec `ebpf:"petrel_sk_rnat4"`
 }
 
@@ -219,6 +222,7 @@ type tcNodePortMaps struct {
 	PetrelLbStats   *ebpf.Map `ebpf:"petrel_lb_stats"`
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelNpIfaddr  *ebpf.Map `ebpf:"petrel_np_ifaddr"`
 	PetrelSkRnat4   *ebpf.Map `ebpf:"petrel_sk_rnat4"`
 }
 
@@ -232,6 +236,7 @@ func (m *tcNodePortMaps) Close() error {
 		m.PetrelLbStats,
 		m.PetrelNodeAddr4,
 		m.PetrelNpCt,
+		m.PetrelNpIfaddr,
 		m.PetrelSkRnat4,
 	)
 }

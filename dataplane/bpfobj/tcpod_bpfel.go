@@ -43,6 +43,7 @@ type tcPodNpCtVal struct {
 	ClientPort uint16
 	Flags      uint8
 	Pad        uint8
+	NatAddr    uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -228,5 +228,30 @@ ports:
 		if err != nil || !strings.Contains(out, `"snat": "`+nodeIP+":6") || !strings.Contains(out, remoteIP+":8080") {
 			t.Errorf("petrelctl bpf ct nodeport does not show the SNATed flow:\n%s (%v)", out, err)
 		}
+
+		// External IPs routed to the node: to the local pods, and to the
+		// remote backend as the address of the interface they came in on.
+		localExt, remoteExt := fmt.Sprintf("10.78.%d.1", subnet), fmt.Sprintf("10.78.%d.2", subnet)
+		for _, ip := range []string{localExt, remoteExt} {
+			run("-n", outside, "route", "add", ip+"/32", "via", nodeIP)
+		}
+		kubectl(t, u.Server, `{"spec":{"externalIPs":["`+localExt+`"]}}`, "patch", "service", "np", "--type=merge", "--patch-file=/dev/stdin")
+		kubectl(t, u.Server, `{"spec":{"externalIPs":["`+remoteExt+`"]}}`, "patch", "service", "np-remote", "--type=merge", "--patch-file=/dev/stdin")
+		poll(t, "an external IP to the local pods", 30*time.Second, func() error {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+				fmt.Sprintf("http://%s:80/hostname", localExt)).CombinedOutput()
+			if err != nil || !names[string(out)] {
+				return fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			return nil
+		})
+		poll(t, "an external IP to the remote backend", 30*time.Second, func() error {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+				fmt.Sprintf("http://%s:80/", remoteExt)).CombinedOutput()
+			if err != nil || string(out) != want {
+				return fmt.Errorf("curl = %q (%v), want %q", out, err, want)
+			}
+			return nil
+		})
 	})
 }
