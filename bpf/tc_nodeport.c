@@ -36,19 +36,36 @@ struct {
 /* How many ports are tried for a new SNATed connection. */
 #define NP_SNAT_TRIES 16
 
-/* A random active backend of the service, as its slots weigh them. */
-static __always_inline int pick_backend(struct lb4_key *key, __u16 count, struct lb4_backend *out)
+/*
+ * The backend of a new flow: by the service's Maglev table when it has
+ * one, else a random slot (as the slots weigh the backends).
+ */
+static __always_inline int pick_backend(struct lb4_key *key, struct lb4_service *svc, struct np_ct_key *flow, struct lb4_backend *out)
 {
 	struct lb4_service *slot;
 	struct lb4_backend *be;
+	__u32 *id = NULL;
 
-	if (count == 0)
+	if (svc->count == 0)
 		return -1;
-	key->backend_slot = (bpf_get_prandom_u32() % count) + 1;
-	slot = bpf_map_lookup_elem(&petrel_lb4_svc, key);
-	if (!slot)
-		return -1;
-	be = bpf_map_lookup_elem(&petrel_lb4_be, &slot->backend_id);
+	if (svc->flags & SVC_FLAG_MAGLEV) {
+		__u16 rev_nat = svc->rev_nat_index;
+		void *table = bpf_map_lookup_elem(&petrel_lb4_maglev, &rev_nat);
+
+		if (table) {
+			__u32 idx = lb_flow_hash(flow->saddr, flow->daddr, flow->sport, flow->dport, flow->proto) % LB_MAGLEV_SIZE;
+
+			id = bpf_map_lookup_elem(table, &idx);
+		}
+	}
+	if (!id) {
+		key->backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
+		slot = bpf_map_lookup_elem(&petrel_lb4_svc, key);
+		if (!slot)
+			return -1;
+		id = &slot->backend_id;
+	}
+	be = bpf_map_lookup_elem(&petrel_lb4_be, id);
 	if (!be || be->state != BACKEND_STATE_ACTIVE)
 		return -1;
 	*out = *be;
@@ -200,7 +217,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 
 		if (!svc || !(svc->flags & want) || svc->count == 0)
 			return TC_ACT_OK;
-		if (pick_backend(&key, svc->count, &be) < 0)
+		if (pick_backend(&key, svc, &fwd, &be) < 0)
 			return TC_ACT_OK;
 		val.addr = be.address;
 		val.port = be.port;

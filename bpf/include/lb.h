@@ -23,6 +23,15 @@
 #define SVC_FLAG_AFFINITY (1 << 1) /* sessionAffinity: ClientIP */
 #define SVC_FLAG_LOCAL (1 << 2)    /* traffic policy Local selected the backends */
 #define SVC_FLAG_EXTERNAL (1 << 3) /* LoadBalancer IP or externalIP frontend */
+#define SVC_FLAG_MAGLEV (1 << 4)   /* tc_nodeport picks by the Maglev table */
+
+/*
+ * Maglev: a lookup table per service of LB_MAGLEV_SIZE (a prime) backend
+ * ids, filled by the proxy; a flow's hash picks the entry, so that every
+ * node sends one flow to one backend and a backend change moves few flows.
+ */
+#define LB_MAGLEV_SIZE 1021
+#define LB_MAGLEV_MAP_MAX 8192
 
 /* lb4_backend.state */
 #define BACKEND_STATE_ACTIVE 0

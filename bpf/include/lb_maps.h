@@ -9,6 +9,8 @@
 
 #include "lb.h"
 
+#include <bpf/bpf_endian.h>
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct lb4_key);
@@ -60,6 +62,45 @@ struct {
 	__uint(max_entries, LB_NODE_ADDR_MAP_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } petrel_node_addr4 SEC(".maps");
+
+/* A service's Maglev table (by rev-NAT id): LB_MAGLEV_SIZE backend ids. */
+struct lb4_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, LB_MAGLEV_SIZE);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u16);
+	__uint(max_entries, LB_MAGLEV_MAP_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb4_maglev_table);
+} petrel_lb4_maglev SEC(".maps");
+
+/*
+ * A flow's hash for Maglev: fixed (no per-boot seed), so that every node
+ * computes the same one; dataplane/maglev mirrors it.
+ */
+static __always_inline __u32 lb_mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 lb_flow_hash(__be32 saddr, __be32 daddr, __be16 sport, __be16 dport, __u8 proto)
+{
+	__u32 h = lb_mix32(bpf_ntohl(saddr) ^ 0x9e3779b9);
+
+	h = lb_mix32(h ^ bpf_ntohl(daddr));
+	h = lb_mix32(h ^ (((__u32)bpf_ntohs(sport) << 16) | bpf_ntohs(dport)));
+	return lb_mix32(h ^ proto);
+}
 
 /* Counters, one slot per LB_STAT_*, per CPU so that no packet contends. */
 #define LB_STAT_TRANSLATED 0

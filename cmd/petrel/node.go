@@ -17,6 +17,7 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/node"
+	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/simnode"
 )
 
@@ -49,6 +50,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
 	fs.StringVar(&f.nodePortIfaces, "nodeport-interfaces", "default", "comma-separated interfaces where NodePorts answer clients on other hosts (tc_nodeport); \"default\" is the default route's, \"none\" none")
+	fs.StringVar(&f.opts.LBAlgorithm, "lb-algorithm", f.opts.LBAlgorithm, "how tc_nodeport picks the backend of a new flow from another host: random, or maglev (consistent hashing: every node picks the same backend for a flow); a Service's service.petrel.io/lb-algorithm annotation overrides it")
 	fs.StringVar(&f.opts.NodeServerAddress, "node-server-address", f.opts.NodeServerAddress, "address of the node server behind kubectl logs, exec, attach and port-forward")
 	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
 	fs.DurationVar(&f.opts.LeaseRenewInterval, "lease-renew-interval", f.opts.LeaseRenewInterval, "how often the node renews its Lease (keep it well under the server's --node-monitor-grace-period)")
@@ -67,6 +69,9 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 			return o, fmt.Errorf("--local-dns-address %q is not an IPv4 address", f.localDNS)
 		}
 		o.LocalDNS = a
+	}
+	if !proxy.ValidAlgorithm(o.LBAlgorithm) {
+		return o, fmt.Errorf("--lb-algorithm %q: use %s or %s", o.LBAlgorithm, proxy.AlgorithmRandom, proxy.AlgorithmMaglev)
 	}
 	switch f.nodePortIfaces {
 	case "default", "":

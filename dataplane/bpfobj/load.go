@@ -32,10 +32,11 @@ const (
 	MapSockRevNat = "petrel_sk_rnat4"
 	MapNodeAddrs  = "petrel_node_addr4"
 	MapStats      = "petrel_lb_stats"
+	MapMaglev     = "petrel_lb4_maglev"
 )
 
 // MapNames lists every pinned map, in the order operators read them.
-var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSockRevNat, MapNodeAddrs, MapStats}
+var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSockRevNat, MapNodeAddrs, MapStats, MapMaglev}
 
 // PodMapNames are the maps of tc_pod and tc_nodeport, pinned beside the
 // load balancer's when the node runs them; OpenPinned opens them when there.
@@ -53,6 +54,9 @@ type Maps struct {
 	SockRevNat *ebpf.Map
 	NodeAddrs  *ebpf.Map
 	Stats      *ebpf.Map
+	// Maglev holds, by rev-NAT id, the Maglev table of each service that
+	// has one (a map of maps).
+	Maglev *ebpf.Map
 }
 
 // ByName returns the map pinned under name, or nil.
@@ -72,6 +76,8 @@ func (m *Maps) ByName(name string) *ebpf.Map {
 		return m.NodeAddrs
 	case MapStats:
 		return m.Stats
+	case MapMaglev:
+		return m.Maglev
 	}
 	return m.Pod[name]
 }
@@ -92,6 +98,7 @@ func OpenPinned(dir string) (*Maps, error) {
 	targets := map[string]**ebpf.Map{
 		MapServices: &m.Services, MapBackends: &m.Backends, MapRevNat: &m.RevNat,
 		MapAffinity: &m.Affinity, MapSockRevNat: &m.SockRevNat, MapNodeAddrs: &m.NodeAddrs, MapStats: &m.Stats,
+		MapMaglev: &m.Maglev,
 	}
 	for _, name := range MapNames {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
@@ -169,7 +176,8 @@ func LoadSocketLB(opts Options) (*SocketLB, error) {
 	}
 	m := lb.objs.sockLBMaps
 	lb.Maps = Maps{Services: m.PetrelLb4Svc, Backends: m.PetrelLb4Be, RevNat: m.PetrelLb4Rnat,
-		Affinity: m.PetrelLbAff, SockRevNat: m.PetrelSkRnat4, NodeAddrs: m.PetrelNodeAddr4, Stats: m.PetrelLbStats}
+		Affinity: m.PetrelLbAff, SockRevNat: m.PetrelSkRnat4, NodeAddrs: m.PetrelNodeAddr4, Stats: m.PetrelLbStats,
+		Maglev: m.PetrelLb4Maglev}
 
 	p := lb.objs.sockLBPrograms
 	attachments := []struct {

@@ -82,6 +82,7 @@ type sockLBSockRevnat4Val struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockLBMapPetrelLb4Be         = "petrel_lb4_be"
+	sockLBMapPetrelLb4Maglev     = "petrel_lb4_maglev"
 	sockLBMapPetrelLb4Rnat       = "petrel_lb4_rnat"
 	sockLBMapPetrelLb4Svc        = "petrel_lb4_svc"
 	sockLBMapPetrelLbAff         = "petrel_lb_aff"
@@ -155,6 +156,7 @@ type sockLBProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockLBMapSpecs struct {
 	PetrelLb4Be     *ebpf.MapSpec `ebpf:"petrel_lb4_be"`
+	PetrelLb4Maglev *ebpf.MapSpec `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.MapSpec `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.MapSpec `ebpf:"petrel_lb_aff"`
@@ -190,6 +192,7 @@ func (o *sockLBObjects) Close() error {
 // It can be passed to loadSockLBObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockLBMaps struct {
 	PetrelLb4Be     *ebpf.Map `ebpf:"petrel_lb4_be"`
+	PetrelLb4Maglev *ebpf.Map `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.Map `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.Map `ebpf:"petrel_lb_aff"`
@@ -201,6 +204,7 @@ type sockLBMaps struct {
 func (m *sockLBMaps) Close() error {
 	return _SockLBClose(
 		m.PetrelLb4Be,
+		m.PetrelLb4Maglev,
 		m.PetrelLb4Rnat,
 		m.PetrelLb4Svc,
 		m.PetrelLbAff,

@@ -116,6 +116,7 @@ type tcNodePortSockRevnat4Val struct {
 const (
 	tcNodePortMapPetrelEndpoints = "petrel_endpoints"
 	tcNodePortMapPetrelLb4Be     = "petrel_lb4_be"
+	tcNodePortMapPetrelLb4Maglev = "petrel_lb4_maglev"
 	tcNodePortMapPetrelLb4Rnat   = "petrel_lb4_rnat"
 	tcNodePortMapPetrelLb4Svc    = "petrel_lb4_svc"
 	tcNodePortMapPetrelLbAff     = "petrel_lb_aff"
@@ -178,6 +179,7 @@ type tcNodePortProgramSpecs struct {
 type tcNodePortMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
 	PetrelLb4Be     *ebpf.MapSpec `ebpf:"petrel_lb4_be"`
+	PetrelLb4Maglev *ebpf.MapSpec `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.MapSpec `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.MapSpec `ebpf:"petrel_lb_aff"`
@@ -216,6 +218,7 @@ func (o *tcNodePortObjects) Close() error {
 type tcNodePortMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
 	PetrelLb4Be     *ebpf.Map `ebpf:"petrel_lb4_be"`
+	PetrelLb4Maglev *ebpf.Map `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.Map `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.Map `ebpf:"petrel_lb_aff"`
@@ -230,6 +233,7 @@ func (m *tcNodePortMaps) Close() error {
 	return _TcNodePortClose(
 		m.PetrelEndpoints,
 		m.PetrelLb4Be,
+		m.PetrelLb4Maglev,
 		m.PetrelLb4Rnat,
 		m.PetrelLb4Svc,
 		m.PetrelLbAff,

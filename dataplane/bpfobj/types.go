@@ -33,6 +33,9 @@ const (
 	FlagAffinity = 1 << 1
 	FlagLocal    = 1 << 2
 	FlagExternal = 1 << 3
+	// FlagMaglev: tc_nodeport picks backends by the service's Maglev
+	// table in the Maglev map.
+	FlagMaglev = 1 << 4
 )
 
 // Backend states, as BACKEND_STATE_* in bpf/include/lb.h.

@@ -86,7 +86,7 @@ func flagNames(f uint8) []string {
 	for _, n := range []struct {
 		bit  uint8
 		name string
-	}{{bpfobj.FlagNodePort, "nodeport"}, {bpfobj.FlagExternal, "external"}, {bpfobj.FlagLocal, "local"}, {bpfobj.FlagAffinity, "affinity"}} {
+	}{{bpfobj.FlagNodePort, "nodeport"}, {bpfobj.FlagExternal, "external"}, {bpfobj.FlagLocal, "local"}, {bpfobj.FlagAffinity, "affinity"}, {bpfobj.FlagMaglev, "maglev"}} {
 		if f&n.bit != 0 {
 			out = append(out, n.name)
 		}

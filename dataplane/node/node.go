@@ -78,6 +78,9 @@ type Options struct {
 	// clients on other hosts; nil means the default route's interface,
 	// empty (non-nil) none.
 	NodePortInterfaces []string
+	// LBAlgorithm is how tc_nodeport picks backends (proxy.AlgorithmRandom
+	// or proxy.AlgorithmMaglev).
+	LBAlgorithm string
 	// NodeServerAddress serves logs, exec, attach and port-forward to the
 	// API server.
 	NodeServerAddress string
@@ -91,7 +94,7 @@ func DefaultOptions() Options {
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
 		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10",
-		NodeServerAddress: ":10250"}
+		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom}
 }
 
 // Node is a running node daemon.
@@ -168,7 +171,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		slog.Info("node: NodePorts answer other hosts", "interfaces", ifaces)
 	}
 	warnNoForwarding(ifaces)
-	pcfg := proxy.Config{NodeName: opts.NodeName}
+	pcfg := proxy.Config{NodeName: opts.NodeName, LBAlgorithm: opts.LBAlgorithm}
 	if opts.LocalDNS.IsValid() {
 		pcfg.Redirect = &proxy.LocalRedirect{Namespace: "kube-system", Name: "kube-dns", Address: opts.LocalDNS}
 	}

@@ -30,6 +30,34 @@ type Config struct {
 	// NodeAddresses lists the addresses NodePort frontends answer on; nil
 	// reads the node's IPv4 addresses (loopback excepted) every 10 seconds.
 	NodeAddresses func() ([]netip.Addr, error)
+	// LBAlgorithm picks the backends of traffic from other hosts (NodePort,
+	// LoadBalancer and external IPs): AlgorithmRandom (the default) or
+	// AlgorithmMaglev. A Service's AnnotationLBAlgorithm overrides it.
+	LBAlgorithm string
+}
+
+// Backend selection algorithms for traffic from other hosts.
+const (
+	AlgorithmRandom = "random"
+	AlgorithmMaglev = "maglev"
+	// AnnotationLBAlgorithm on a Service picks its algorithm.
+	AnnotationLBAlgorithm = "service.petrel.io/lb-algorithm"
+)
+
+// ValidAlgorithm says whether name is a backend selection algorithm.
+func ValidAlgorithm(name string) bool { return name == AlgorithmRandom || name == AlgorithmMaglev }
+
+// useMaglev says whether svc's external traffic is balanced by Maglev.
+func (p *Proxy) useMaglev(svc *corev1.Service) bool {
+	algo := p.cfg.LBAlgorithm
+	if a, ok := svc.Annotations[AnnotationLBAlgorithm]; ok {
+		if ValidAlgorithm(a) {
+			algo = a
+		} else {
+			slog.Warn("proxy: unknown "+AnnotationLBAlgorithm+"; use random or maglev", "service", svc.Namespace+"/"+svc.Name, "value", a)
+		}
+	}
+	return algo == AlgorithmMaglev
 }
 
 // Proxy keeps the BPF maps in line with the cluster's Services.
@@ -181,6 +209,13 @@ func (p *Proxy) syncService(key string) error {
 		sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
 		slices, _ = p.epLister.EndpointSlices(ns).List(sel)
 		want = desiredFrontends(svc, slices, p.cfg.NodeName, p.cfg.Redirect)
+		if p.useMaglev(svc) {
+			for i := range want {
+				if want[i].Flags&(bpfobj.FlagNodePort|bpfobj.FlagExternal) != 0 {
+					want[i].Flags |= bpfobj.FlagMaglev
+				}
+			}
+		}
 	}
 	return p.apply(key, want, slices, start)
 }

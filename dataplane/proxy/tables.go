@@ -16,6 +16,7 @@ type appliedFrontend struct {
 	flags    uint8
 	timeout  uint32
 	backends []appliedBackend // slot i+1 holds backends[i]
+	maglev   []uint32         // the Maglev table written (backend ids), nil for none
 }
 
 type appliedBackend struct {
@@ -124,6 +125,10 @@ func (t *tables) apply(owner string, want Frontend) error {
 			return fmt.Errorf("delete slot %d of %s: %w", i+1, want.Key, err)
 		}
 	}
+	// The table before the backends it no longer names go.
+	if err := t.syncMaglev(want.Key, cur, want.Flags&bpfobj.FlagMaglev != 0, next); err != nil {
+		return err
+	}
 	for _, id := range byAddr {
 		if err := t.del(t.maps.Backends, id); err != nil {
 			return fmt.Errorf("delete backend %d: %w", id, err)
@@ -142,6 +147,9 @@ func (t *tables) remove(key FrontendKey) error {
 	}
 	if err := t.del(t.maps.Services, serviceKey(key, 0)); err != nil {
 		return fmt.Errorf("delete service entry of %s: %w", key, err)
+	}
+	if err := t.syncMaglev(key, cur, false, nil); err != nil {
+		return err
 	}
 	for i, b := range cur.backends {
 		if err := t.del(t.maps.Services, serviceKey(key, uint16(i+1))); err != nil {
@@ -224,6 +232,7 @@ func (t *tables) readBack() error {
 	for _, ok := range orphans {
 		_ = t.del(t.maps.Services, ok)
 	}
+	t.readBackMaglev()
 	for bid := range backends {
 		if !used[bid] {
 			_ = t.del(t.maps.Backends, bid)

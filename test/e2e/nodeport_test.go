@@ -253,5 +253,27 @@ ports:
 			}
 			return nil
 		})
+
+		// Maglev, asked for by annotation: the frontends say so, and the
+		// local pods still answer (which one is the table's choice).
+		kubectl(t, u.Server, "", "annotate", "service", "np", "service.petrel.io/lb-algorithm=maglev")
+		poll(t, "the NodePort frontend flagged maglev", 30*time.Second, func() error {
+			out, err := u.Petrelctl(ctx, "bpf", "lb", "list", "--frontends")
+			if err != nil || !strings.Contains(out, "maglev") {
+				return fmt.Errorf("petrelctl bpf lb list --frontends:\n%s (%v)", out, err)
+			}
+			return nil
+		})
+		npSvc, err := u.Clientset().CoreV1().Services("default").Get(ctx, "np", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+				fmt.Sprintf("http://%s:%d/hostname", nodeIP, npSvc.Spec.Ports[0].NodePort)).CombinedOutput()
+			if err != nil || !names[string(out)] {
+				t.Fatalf("NodePort with Maglev: curl = %q (%v)", out, err)
+			}
+		}
 	})
 }
