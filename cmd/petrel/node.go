@@ -70,6 +70,9 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 		}
 		o.LocalDNS = a
 	}
+	if o.LBAlgorithm == "" {
+		o.LBAlgorithm = proxy.AlgorithmRandom
+	}
 	if !proxy.ValidAlgorithm(o.LBAlgorithm) {
 		return o, fmt.Errorf("--lb-algorithm %q: use %s or %s", o.LBAlgorithm, proxy.AlgorithmRandom, proxy.AlgorithmMaglev)
 	}
