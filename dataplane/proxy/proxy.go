@@ -170,37 +170,83 @@ func (p *Proxy) work() {
 	}
 }
 
-// fullSync programs every Service, then deletes what the maps hold that no
-// Service claims (left by an earlier run).
+// fullSync programs every Service in one batch, then deletes what the maps
+// hold that no Service claims (left by an earlier run).
 func (p *Proxy) fullSync() error {
+	start := time.Now()
 	svcs, err := p.svcLister.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	for _, s := range svcs {
-		if err := p.syncService(s.Namespace + "/" + s.Name); err != nil {
-			return err
-		}
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for key, f := range p.tables.frontends {
-		if f.owner == "" {
-			if err := p.tables.remove(key); err != nil {
+	err = p.batched(func() error {
+		for _, s := range svcs {
+			key := s.Namespace + "/" + s.Name
+			want, slices := p.desired(key)
+			if err := p.applyLocked(key, want, slices, start); err != nil {
 				return err
 			}
 		}
-	}
+		for key, f := range p.tables.frontends {
+			if f.owner == "" {
+				if err := p.tables.remove(key); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	p.metrics.frontends.Set(float64(len(p.tables.frontends)))
-	return nil
+	return err
+}
+
+// batched runs f with the tables' writes batched (p.mu held). When a batch
+// fails, the tables are read back from the maps so that nothing is taken
+// as written that is not.
+func (p *Proxy) batched(f func() error) error {
+	p.tables.begin()
+	err := f()
+	if ferr := p.tables.flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		if rerr := p.tables.resync(); rerr != nil {
+			slog.Error("proxy: reading the maps back after a failed batch", "err", rerr)
+		}
+	}
+	return err
+}
+
+// ApplyAll programs many Services at once, in one batch of map writes: for
+// benchmarks and tools that drive the maps themselves.
+func (p *Proxy) ApplyAll(services map[string][]Frontend) error {
+	start := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.batched(func() error {
+		for key, want := range services {
+			if err := p.applyLocked(key, want, nil, start); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // syncService makes the maps hold the frontends of one Service.
 func (p *Proxy) syncService(key string) error {
 	start := time.Now()
+	want, slices := p.desired(key)
+	return p.apply(key, want, slices, start)
+}
+
+// desired is what the maps should hold for the Service key, and the
+// EndpointSlices it was computed from; nothing once the Service is gone.
+func (p *Proxy) desired(key string) ([]Frontend, []*discoveryv1.EndpointSlice) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	svc, err := p.svcLister.Services(ns).Get(name)
 	var want []Frontend
@@ -217,13 +263,17 @@ func (p *Proxy) syncService(key string) error {
 			}
 		}
 	}
-	return p.apply(key, want, slices, start)
+	return want, slices
 }
 
 // apply writes want for the Service key and deletes its frontends not in it.
 func (p *Proxy) apply(key string, want []Frontend, slices []*discoveryv1.EndpointSlice, start time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.applyLocked(key, want, slices, start)
+}
+
+func (p *Proxy) applyLocked(key string, want []Frontend, slices []*discoveryv1.EndpointSlice, start time.Time) error {
 	before := p.tables.writes
 	keep := make(map[FrontendKey]bool, len(want))
 	keys := make([]FrontendKey, 0, len(want))

@@ -32,6 +32,7 @@ type tables struct {
 	revNats   idPool
 	backends  idPool
 	writes    uint64 // map updates and deletes, for tests and metrics
+	batch     *pendingWrites
 }
 
 func newTables(m *bpfobj.Maps) *tables {
@@ -45,11 +46,22 @@ func serviceKey(k FrontendKey, slot uint16) bpfobj.ServiceKey {
 
 func (t *tables) put(m *ebpf.Map, k, v any) error {
 	t.writes++
+	if t.batch != nil {
+		if t.batch.add(t, m, k, v) {
+			return nil
+		}
+		if err := t.settle(); err != nil {
+			return err
+		}
+	}
 	return m.Put(k, v)
 }
 
 func (t *tables) del(m *ebpf.Map, k any) error {
 	t.writes++
+	if err := t.settle(); err != nil {
+		return err
+	}
 	if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return err
 	}
