@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -70,6 +71,21 @@ func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
 	id := strconv.Itoa(os.Getpid())
 	e := &dataplaneEnv{clientNS: "petrel-bench-c-" + id, serverNS: "petrel-bench-s-" + id}
 	fail := func(err error) (*dataplaneEnv, error) { e.close(); return nil, err }
+	// Interrupted or killed politely, the run takes down what it made
+	// (namespaces, cgroups, pins, rules) before it goes.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "bench dataplane: %v: cleaning up\n", s)
+			e.close()
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	e.cleanups = append(e.cleanups, func() { signal.Stop(sigs); close(done) })
 	for _, ns := range []string{e.clientNS, e.serverNS} {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return fail(err)
