@@ -26,6 +26,7 @@ type openAPI struct {
 	v2Handler     http.Handler
 	v3            *handler3.OpenAPIService
 	typeConverter managedfields.TypeConverter
+	createFields  *createFields
 }
 
 type modelNamer interface{ OpenAPIModelName() string }
@@ -101,7 +102,11 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 			pathsByGV[gv][path] = item
 		}
 	}
-	oa := &openAPI{typeConverter: tc, v3: handler3.NewOpenAPIService()}
+	cf, err := newCreateFields(schemas, kinds)
+	if err != nil {
+		return nil, err
+	}
+	oa := &openAPI{typeConverter: tc, createFields: cf, v3: handler3.NewOpenAPIService()}
 	oa.v2Handler = v2Handler(handler.NewOpenAPIService(swagger))
 	full := openapiconv.ConvertV2ToV3(swagger)
 	for gv, paths := range pathsByGV {

@@ -527,6 +527,8 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	setKindTo(obj, res.GVK())
 	if applied != nil {
 		acc.SetManagedFields(applied)
+	} else if e, ok := s.openapi.createFields.entry(obj, res.GVK(), res.New, manager, req.ep.reset); ok {
+		acc.SetManagedFields([]metav1.ManagedFieldsEntry{e})
 	} else {
 		empty := res.New()
 		setKindTo(empty, res.GVK())

@@ -27,6 +27,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 )
 
 // MaxRequestBodyBytes is the largest request body accepted, as Kubernetes (3 MiB
@@ -65,6 +66,9 @@ type endpoint struct {
 	store        *storage.Store
 	fieldManager *managedfields.FieldManager
 	statusFM     *managedfields.FieldManager
+	// reset are the fields the main endpoint does not own (status), for
+	// the managed fields of a create.
+	reset map[fieldpath.APIVersion]fieldpath.Filter
 }
 
 // New builds the handler.
@@ -87,7 +91,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		ep := &endpoint{res: res, store: st}
 		gvk := res.GVK()
-		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", oa.resetFields(res, false))
+		ep.reset = oa.resetFields(res, false)
+		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", ep.reset)
 		if err != nil {
 			return nil, fmt.Errorf("field manager for %s: %w", res.GVR, err)
 		}
