@@ -144,6 +144,9 @@ func subresources(r *registry.Resource) []subresource {
 	if r.Kind == "Namespace" && r.GVR.Group == "" {
 		out = append(out, subresource{"finalize", r.GVK(), []string{"update"}})
 	}
+	if r.Kind == "ServiceAccount" && r.GVR.Group == "" {
+		out = append(out, subresource{"token", schema.GroupVersionKind{Group: "authentication.k8s.io", Version: "v1", Kind: "TokenRequest"}, []string{"create"}})
+	}
 	return out
 }
 

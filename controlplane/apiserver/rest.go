@@ -64,6 +64,11 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 		}
 		s.proxyToNode(w, r, req)
 		return
+	case "token":
+		if res.Kind != "ServiceAccount" || req.verb != "create" {
+			s.notFound(w, r)
+			return
+		}
 	case "finalize":
 		if res.Kind != "Namespace" || req.verb != "update" {
 			s.notFound(w, r)
@@ -86,6 +91,8 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.bind(w, r, req)
 		case "eviction":
 			s.evict(w, r, req)
+		case "token":
+			s.createToken(w, r, req)
 		default:
 			if req.name != "" {
 				s.writeError(w, r, apierrors.NewMethodNotSupported(res.GVR.GroupResource(), "create on a named resource"))

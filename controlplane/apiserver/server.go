@@ -28,6 +28,8 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"github.com/petrel-project/petrel/controlplane/tokens"
 )
 
 // MaxRequestBodyBytes is the largest request body accepted, as Kubernetes (3 MiB
@@ -46,6 +48,8 @@ type Config struct {
 	// NodeTransport reaches node servers (pods/log, exec, attach,
 	// portforward) with the API server's client certificate.
 	NodeTransport http.RoundTripper
+	// Tokens issues and checks service account tokens; nil serves none.
+	Tokens *tokens.Issuer
 }
 
 // Server is the API server's HTTP handler.

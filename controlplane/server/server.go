@@ -54,6 +54,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
 	"github.com/petrel-project/petrel/controlplane/controllers/podgc"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
+	"github.com/petrel-project/petrel/controlplane/controllers/rootca"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
 	"github.com/petrel-project/petrel/controlplane/etcd"
@@ -62,6 +63,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/tokens"
 )
 
 // Options are the flags of `petrel server`.
@@ -110,6 +112,7 @@ type Server struct {
 	httpServer *http.Server
 	listener   net.Listener
 	lbPool     []loadbalancer.Range
+	caPEM      []byte
 	done       chan error
 }
 
@@ -225,12 +228,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
+	s.caPEM = ca.CertPEM
 	nodeTransport, err := nodeClientTransport(ca, filepath.Join(opts.DataDir, "pki"))
 	if err != nil {
 		return nil, err
 	}
+	tokens, err := tokens.LoadOrCreate(filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		return nil, fmt.Errorf("service account signing key: %w", err)
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport,
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens,
 		Ready: func() error {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -272,7 +280,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
 	}
 	s.httpServer = &http.Server{
-		Handler: authenticate(api),
+		Handler: authenticate(api, api.AuthenticateToken),
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
 			MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
@@ -365,6 +373,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		return
 	}
 	accounts := serviceaccount.New(cs, factory)
+	rootCA := rootca.New(cs, factory, s.caPEM)
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {
@@ -372,6 +381,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
+	go rootCA.Run(ctx)
 	go lifecycle.Run(ctx)
 	go podGC.Run(ctx)
 	go slices.Run(ctx, 4)
@@ -447,15 +457,29 @@ func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
 	}, nil
 }
 
-func authenticate(next http.Handler) http.Handler {
+// authenticate lets in clients with a certificate from the cluster CA
+// (admins, nodes, controllers) and clients with a service account token of
+// this cluster (pods); the rest get 401.
+func authenticate(next http.Handler, token func(context.Context, string) (string, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 || anonymousPaths[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}
+		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig) or a service account token"
+		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && bearer != "" {
+			if _, err := token(r.Context(), strings.TrimSpace(bearer)); err == nil {
+				next.ServeHTTP(w, r)
+				return
+			} else {
+				msg = "Unauthorized: " + err.Error()
+			}
+		}
+		b, _ := json.Marshal(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+			Message: msg, Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized})
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig)","reason":"Unauthorized","code":401}` + "\n"))
+		_, _ = w.Write(append(b, '\n'))
 	})
 }
 

@@ -101,6 +101,8 @@ type podState struct {
 	// stopped is set once the containers of a finished or deleted pod are
 	// gone and its network released.
 	stopped bool
+	// tokens are the service account tokens projected into the pod (k.mu).
+	tokens map[string]projectedToken
 }
 
 func (k *Kubelet) podState(uid string) *podState {

@@ -316,9 +316,11 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 				}
 			}
 		case s.ServiceAccountToken != nil:
-			// No token issuer yet: the file is there, empty, so that
-			// clients reading it fail clearly rather than on a missing path.
-			files[s.ServiceAccountToken.Path] = nil
+			tok, err := k.serviceAccountToken(ctx, pod, s.ServiceAccountToken)
+			if err != nil {
+				return err
+			}
+			files[s.ServiceAccountToken.Path] = tok
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -474,6 +475,73 @@ spec:
 		b, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(b), "not started with stdin") {
 			t.Fatalf("attach -i to a container without stdin: %v\n%s", err, b)
+		}
+	})
+
+	t.Run("pods reach the API server with their service account token", func(t *testing.T) {
+		// hostNetwork, so that the API server this test binds to loopback is
+		// in reach; the token, CA and namespace come from the projected
+		// volume every pod gets, and 10.96.0.1 leads to the API server
+		// through the socket load balancer.
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: api-client}
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, image: %s, command: ["sleep", "3600"]}
+`, img))
+		poll(t, "api-client running", 60*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "api-client"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		p := getPod(ctx, t, cs, "api-client")
+		found := false
+		for _, v := range p.Spec.Volumes {
+			found = found || strings.HasPrefix(v.Name, "kube-api-access-")
+		}
+		if !found {
+			t.Fatalf("no kube-api-access volume: %+v", p.Spec.Volumes)
+		}
+		const sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+		out := kubectl(t, u.Server, "", "exec", "api-client", "--", "sh", "-c", "cat "+sa+"/namespace; echo; head -1 "+sa+"/ca.crt")
+		mustContain(t, out, "default\n-----BEGIN CERTIFICATE-----")
+		poll(t, "the API server answers the pod's token", 30*time.Second, func() error {
+			out, err := u.Server.Kubectl(ctx, "", "exec", "api-client", "--", "/testserver", "kube-get", "/api/v1/namespaces/default/pods/api-client")
+			if err != nil || !strings.Contains(out, `"name":"api-client"`) {
+				return fmt.Errorf("%v: %.300s", err, out)
+			}
+			return nil
+		})
+		// The token is bound to the pod: once the pod is gone, it opens nothing.
+		token := kubectl(t, u.Server, "", "exec", "api-client", "--", "cat", sa+"/token")
+		get := func(tok string) int {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/api/v1/namespaces/default/pods", u.Port), nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := get(token); code != http.StatusOK {
+			t.Fatalf("the pod's token from outside: %d", code)
+		}
+		// kubectl create token: a token for the service account itself.
+		made := strings.TrimSpace(kubectl(t, u.Server, "", "create", "token", "default", "--duration=15m"))
+		if code := get(made); code != http.StatusOK {
+			t.Fatalf("kubectl create token: %d", code)
+		}
+		if code := get(made + "x"); code != http.StatusUnauthorized {
+			t.Fatalf("a forged token: %d", code)
+		}
+		kubectl(t, u.Server, "", "delete", "pod", "api-client", "--wait=true", "--timeout=60s")
+		if code := get(token); code != http.StatusUnauthorized {
+			t.Fatalf("the token of a deleted pod: %d, want 401", code)
 		}
 	})
 

@@ -2,10 +2,15 @@
 // petrel.local/testserver:1, in the spirit of Kubernetes' agnhost: HTTP on
 // :8080 (/hostname, /echo, /healthz, /exit, /dns), and TCP and UDP echo on
 // :9000. Tests use it to see which pod answered and to make a pod fail.
+// `testserver kube-get PATH` is an in-cluster API client, as client-go's
+// in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
+// account token and the CA from the projected volume.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +23,53 @@ import (
 	"time"
 )
 
+// serviceAccountDir is where pods find their API credentials.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// kubeGet GETs path from the API server as a pod's in-cluster client does
+// and prints the body; the exit code says whether it got a 200.
+func kubeGet(path string) int {
+	token, err := os.ReadFile(serviceAccountDir + "/token")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ca, err := os.ReadFile(serviceAccountDir + "/ca.crt")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		fmt.Fprintln(os.Stderr, "ca.crt holds no certificate")
+		return 2
+	}
+	url := "https://" + net.JoinHostPort(os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")) + path
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(os.Stdout, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}
+
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "kube-get" {
+		os.Exit(kubeGet(os.Args[2]))
+	}
 	httpAddr := flag.String("http", ":8080", "HTTP address")
 	echoAddr := flag.String("echo", ":9000", "TCP and UDP echo address")
 	flag.Parse()

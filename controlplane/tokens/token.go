@@ -1,0 +1,163 @@
+// Package tokens issues and checks service account tokens: JWTs
+// signed (ES256) with a key the API server makes at first start, carrying
+// the claims Kubernetes' tokens carry (issuer, subject
+// system:serviceaccount:<ns>:<name>, audiences, expiry, and under
+// "kubernetes.io" the namespace, service account and bound pod), so that
+// clients in pods (client-go's in-cluster config, kubectl) reach the API
+// server with the token the kubelet projects into them.
+package tokens
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+)
+
+// DefaultIssuer is the issuer and default audience of tokens, as
+// Kubernetes' --service-account-issuer is usually set.
+const DefaultIssuer = "https://kubernetes.default.svc.cluster.local"
+
+// Ref names an object a token is bound to or issued for.
+type Ref struct {
+	Name string `json:"name"`
+	UID  string `json:"uid"`
+}
+
+// Private are the "kubernetes.io" claims.
+type Private struct {
+	Namespace      string `json:"namespace"`
+	ServiceAccount Ref    `json:"serviceaccount"`
+	Pod            *Ref   `json:"pod,omitempty"`
+}
+
+// Claims are a token's claims.
+type Claims struct {
+	jwt.RegisteredClaims
+	Kubernetes Private `json:"kubernetes.io"`
+}
+
+// Subject is the user name of a service account.
+func Subject(namespace, name string) string {
+	return "system:serviceaccount:" + namespace + ":" + name
+}
+
+// Issuer signs and checks tokens.
+type Issuer struct {
+	key    *ecdsa.PrivateKey
+	issuer string
+	now    func() time.Time
+}
+
+// LoadOrCreate reads <dir>/sa.key, making it the first time.
+func LoadOrCreate(dir string) (*Issuer, error) {
+	path := filepath.Join(dir, "sa.key")
+	if b, err := os.ReadFile(path); err == nil {
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%s is not PEM", path)
+		}
+		key, err := x509.ParseECPrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		return New(key), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	return New(key), nil
+}
+
+// New issues with key.
+func New(key *ecdsa.PrivateKey) *Issuer {
+	return &Issuer{key: key, issuer: DefaultIssuer, now: time.Now}
+}
+
+// Request is what a token is issued for.
+type Request struct {
+	Namespace      string
+	ServiceAccount Ref
+	// Pod, when set, binds the token: it is good only while that pod
+	// (this UID) exists.
+	Pod       *Ref
+	Audiences []string
+	TTL       time.Duration
+}
+
+// Issue signs a token for r; it returns the token and its expiry.
+func (i *Issuer) Issue(r Request) (string, time.Time, error) {
+	now := i.now().Truncate(time.Second)
+	exp := now.Add(r.TTL)
+	aud := r.Audiences
+	if len(aud) == 0 {
+		aud = []string{i.issuer}
+	}
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: i.issuer, Subject: Subject(r.Namespace, r.ServiceAccount.Name), Audience: aud,
+			ExpiresAt: jwt.NewNumericDate(exp), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+			ID: uuid.NewString(),
+		},
+		Kubernetes: Private{Namespace: r.Namespace, ServiceAccount: r.ServiceAccount, Pod: r.Pod},
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(i.key)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign a service account token: %w", err)
+	}
+	return tok, exp, nil
+}
+
+// ErrNotOurs says a bearer token is not one of this issuer's (another
+// kind of token, or another key); other errors say it is ours but not
+// good (expired, wrong audience).
+var ErrNotOurs = errors.New("not a service account token of this cluster")
+
+// Verify checks a token's signature, issuer, time window and that it is
+// meant for the API server; the caller checks that the service account
+// and bound pod still exist with the UIDs it names.
+func (i *Issuer) Verify(token string) (*Claims, error) {
+	var c Claims
+	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (interface{}, error) { return &i.key.PublicKey, nil },
+		jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(i.issuer), jwt.WithTimeFunc(i.now), jwt.WithExpirationRequired())
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return nil, ErrNotOurs
+	case err != nil:
+		return nil, err
+	}
+	if !slices.Contains(c.Audience, i.issuer) {
+		return nil, fmt.Errorf("the token is not meant for the API server (audiences %v)", c.Audience)
+	}
+	if c.Kubernetes.Namespace == "" || c.Kubernetes.ServiceAccount.Name == "" {
+		return nil, errors.New("the token names no service account")
+	}
+	return &c, nil
+}
