@@ -524,6 +524,9 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if res.PrepareForCreate != nil {
 		res.PrepareForCreate(obj)
 	}
+	if pod, ok := obj.(*corev1.Pod); ok {
+		s.admitServiceAccount(ctx, pod)
+	}
 	if res.Default != nil {
 		res.Default(obj)
 	}

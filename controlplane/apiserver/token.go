@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
 	"github.com/petrel-project/petrel/controlplane/tokens"
 )
@@ -152,4 +153,26 @@ func (s *Server) AuthenticateToken(ctx context.Context, token string) (string, e
 		}
 	}
 	return c.Subject, nil
+}
+
+// admitServiceAccount gives a new pod its API credentials volume, as
+// Kubernetes' ServiceAccount admission does; the pod's service account,
+// when it exists, may opt out for pods that do not say.
+func (s *Server) admitServiceAccount(ctx context.Context, pod *corev1.Pod) {
+	var accountAutomount *bool
+	if pod.Spec.AutomountServiceAccountToken == nil {
+		name := pod.Spec.ServiceAccountName
+		if name == "" {
+			name = pod.Spec.DeprecatedServiceAccount
+		}
+		if name == "" {
+			name = "default"
+		}
+		if st := s.store("serviceaccounts"); st != nil {
+			if obj, err := lookup(ctx, st, pod.Namespace, name); err == nil {
+				accountAutomount = obj.(*corev1.ServiceAccount).AutomountServiceAccountToken
+			}
+		}
+	}
+	registry.InjectAPIAccess(pod, accountAutomount)
 }

@@ -22,12 +22,16 @@ const apiAccessTokenSeconds = 3607
 
 // InjectAPIAccess does what Kubernetes' ServiceAccount admission does to a
 // new pod: unless the pod opts out (automountServiceAccountToken: false),
-// it adds a projected volume kube-api-access-<suffix> (a token for the
-// pod's service account, kube-root-ca.crt's ca.crt and the namespace) and
-// mounts it read-only at APIAccessPath in every container that has
+// or leaves it to its service account and that opts out (accountAutomount
+// false), it adds a projected volume kube-api-access-<suffix> (a token for
+// the pod's service account, kube-root-ca.crt's ca.crt and the namespace)
+// and mounts it read-only at APIAccessPath in every container that has
 // nothing there already.
-func InjectAPIAccess(p *corev1.Pod) {
+func InjectAPIAccess(p *corev1.Pod, accountAutomount *bool) {
 	if a := p.Spec.AutomountServiceAccountToken; a != nil && !*a {
+		return
+	}
+	if p.Spec.AutomountServiceAccountToken == nil && accountAutomount != nil && !*accountAutomount {
 		return
 	}
 	for _, v := range p.Spec.Volumes {

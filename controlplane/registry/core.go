@@ -50,7 +50,6 @@ func coreResources(cfg Config) []*Resource {
 			GVR: gv.WithResource("pods"), Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, Categories: []string{"all"},
 			HasStatus: true,
 			New:       func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
-			PrepareForCreate: func(obj runtime.Object) { InjectAPIAccess(obj.(*corev1.Pod)) },
 			Default: func(obj runtime.Object) {
 				p := obj.(*corev1.Pod)
 				DefaultPodSpec(&p.Spec)
