@@ -12,7 +12,7 @@ func TestInjectAPIAccess(t *testing.T) {
 	pod := func() *corev1.Pod {
 		return &corev1.Pod{Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{Name: "init"}},
-			Containers: []corev1.Container{{Name: "a"}, {Name: "b", VolumeMounts: []corev1.VolumeMount{{Name: "own", MountPath: APIAccessPath}}}},
+			Containers:     []corev1.Container{{Name: "a"}, {Name: "b", VolumeMounts: []corev1.VolumeMount{{Name: "own", MountPath: APIAccessPath}}}},
 		}}
 	}
 	p := pod()
