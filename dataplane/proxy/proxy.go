@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -73,6 +75,7 @@ type Proxy struct {
 	queue     workqueue.TypedRateLimitingInterface[string]
 	svcLister corelisters.ServiceLister
 	epLister  discoverylisters.EndpointSliceLister
+	podLister corelisters.PodLister // this node's pods (hostPorts); nil without a node name
 }
 
 // New builds a proxy writing into maps. It reads back what the maps already
@@ -116,8 +119,24 @@ func (p *Proxy) Run(ctx context.Context, cs kubernetes.Interface) error {
 			p.enqueueSlice(obj)
 		},
 	})
+	synced := []cache.InformerSynced{svcInf.Informer().HasSynced, epInf.Informer().HasSynced}
+	if p.cfg.NodeName != "" {
+		// The pods of this node, for their hostPorts.
+		pods := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = "spec.nodeName=" + p.cfg.NodeName
+		}))
+		podInf := pods.Core().V1().Pods()
+		p.podLister = podInf.Lister()
+		_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    p.enqueuePod,
+			UpdateFunc: func(_, obj interface{}) { p.enqueuePod(obj) },
+			DeleteFunc: p.enqueuePod,
+		})
+		pods.Start(ctx.Done())
+		synced = append(synced, podInf.Informer().HasSynced)
+	}
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, epInf.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("proxy: informers did not sync")
 	}
 	if err := p.syncNodeAddresses(); err != nil {
@@ -188,6 +207,19 @@ func (p *Proxy) fullSync() error {
 				return err
 			}
 		}
+		if p.podLister != nil {
+			pods, err := p.podLister.List(labels.Everything())
+			if err != nil {
+				return err
+			}
+			for _, pod := range pods {
+				if want := desiredHostPorts(pod); len(want) > 0 {
+					if err := p.applyLocked(hostPortPrefix+pod.Namespace+"/"+pod.Name, want, nil, start); err != nil {
+						return err
+					}
+				}
+			}
+		}
 		for key, f := range p.tables.frontends {
 			if f.owner == "" {
 				if err := p.tables.remove(key); err != nil {
@@ -237,6 +269,9 @@ func (p *Proxy) ApplyAll(services map[string][]Frontend) error {
 // syncService makes the maps hold the frontends of one Service.
 func (p *Proxy) syncService(key string) error {
 	start := time.Now()
+	if strings.HasPrefix(key, hostPortPrefix) {
+		return p.apply(key, p.desiredForPod(key), nil, start)
+	}
 	want, slices := p.desired(key)
 	return p.apply(key, want, slices, start)
 }

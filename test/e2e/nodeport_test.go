@@ -125,6 +125,34 @@ spec:
 		t.Errorf("petrelctl bpf maps lacks the NodePort conntrack map:\n%s", out)
 	}
 
+	t.Run("a pod's hostPort answers on the node's address", func(t *testing.T) {
+		kubectl(t, u.Server, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hp}
+spec:
+  containers:
+  - name: c
+    image: %s
+    ports: [{containerPort: 8080, hostPort: 18080, protocol: TCP}]
+`, images.TestServer), "apply", "-f", "-")
+		poll(t, "hostPort 18080 from the other host", 60*time.Second, func() error {
+			out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+				fmt.Sprintf("http://%s:18080/hostname", nodeIP)).CombinedOutput()
+			if err != nil || string(out) != "hp" {
+				return fmt.Errorf("curl = %q (%v)", out, err)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "delete", "pod", "hp", "--wait=true", "--timeout=60s")
+		poll(t, "hostPort 18080 gone with its pod", 30*time.Second, func() error {
+			out, err := u.Petrelctl(ctx, "bpf", "lb", "list", "--frontends")
+			if err != nil || strings.Contains(out, ":18080/") {
+				return fmt.Errorf("still in the maps:\n%s (%v)", out, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a backend on another node is reached through SNAT", func(t *testing.T) {
 		// The "other node" is the outside namespace itself: a server on an
 		// address of its own, routed from the node through the wire, and a
