@@ -135,7 +135,8 @@ static __always_inline int track_snat(struct __sk_buff *skb, struct ethhdr *eth,
 {
 	struct np_ct_key rev = {.saddr = val->addr, .daddr = val->nat_addr, .sport = val->port, .proto = fwd->proto};
 	struct np_ct_val back = {.addr = fwd->daddr, .port = fwd->dport, .ifindex = skb->ingress_ifindex,
-				 .client_addr = fwd->saddr, .client_port = fwd->sport, .flags = NP_CT_SNAT};
+				 .client_addr = fwd->saddr, .client_port = fwd->sport, .flags = NP_CT_SNAT,
+				 .last_seen = val->last_seen};
 	__u32 start = bpf_get_prandom_u32();
 
 	__builtin_memcpy(back.peer_mac, eth->h_source, 6);
@@ -169,6 +170,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 	struct bpf_fib_lookup fib = {};
 	__be32 daddr;
 	__u8 is_node;
+	__u8 tcp_flags;
 	__u8 ttl;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -202,7 +204,10 @@ int petrel_nodeport(struct __sk_buff *skb)
 	fwd.proto = ip4->protocol;
 	ttl = ip4->ttl;
 
+	tcp_flags = np_tcp_flags(ip4, data_end);
 	ct = bpf_map_lookup_elem(&petrel_np_ct, &fwd);
+	if (ct)
+		np_touch(ct, tcp_flags);
 	if (ct && (ct->flags & NP_CT_SNAT)) {
 		val = *ct;
 		return reply_to_client(skb, &fwd, &val, ttl);
@@ -221,6 +226,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		val.addr = be.address;
 		val.port = be.port;
+		val.last_seen = np_now();
 		if (!bpf_map_lookup_elem(&petrel_endpoints, &val.addr)) {
 			if (is_node) {
 				val.nat_addr = fwd.daddr;
@@ -247,6 +253,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 			rev.proto = fwd.proto;
 			back.addr = fwd.daddr;
 			back.port = fwd.dport;
+			back.last_seen = val.last_seen;
 			back.ifindex = skb->ingress_ifindex;
 			__builtin_memcpy(back.peer_mac, eth->h_source, 6);
 			__builtin_memcpy(back.local_mac, eth->h_dest, 6);

@@ -30,6 +30,7 @@ static __always_inline int reverse_nodeport(struct __sk_buff *skb, struct iphdr 
 	ct = bpf_map_lookup_elem(&petrel_np_ct, &key);
 	if (!ct)
 		return -1;
+	np_touch(ct, np_tcp_flags(ip4, data_end));
 	if (np_rewrite(skb, key.proto, IP_SRC_OFF, key.saddr, ct->addr, L4_OFF, key.sport, ct->port) < 0)
 		return TC_ACT_SHOT;
 	if (np_dec_ttl(skb, ttl) < 0)

@@ -49,10 +49,45 @@ struct np_ct_val {
 	__u8 flags;
 	__u8 pad;
 	__be32 nat_addr;
+	/* Seconds of CLOCK_MONOTONIC when a packet last used the entry, for
+	 * the node's garbage collection of finished connections. */
+	__u32 last_seen;
 };
 
 /* A reverse entry of a connection SNATed to a backend on another node. */
 #define NP_CT_SNAT 1
+/* A TCP FIN or RST went this way: the connection is ending. */
+#define NP_CT_CLOSING 2
+
+static __always_inline __u32 np_now(void)
+{
+	return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ULL);
+}
+
+/*
+ * Notes that a packet used the entry: its time (written only when the
+ * second changed, to spare the cache line) and, for TCP, a FIN or RST.
+ * tcp_flags is the 13th byte of the TCP header, 0 for UDP.
+ */
+static __always_inline void np_touch(struct np_ct_val *ct, __u8 tcp_flags)
+{
+	__u32 now = np_now();
+
+	if (ct->last_seen != now)
+		ct->last_seen = now;
+	if ((tcp_flags & 0x05) && !(ct->flags & NP_CT_CLOSING))
+		ct->flags |= NP_CT_CLOSING;
+}
+
+/* The TCP flags byte of a packet (0 when not TCP or not there). */
+static __always_inline __u8 np_tcp_flags(struct iphdr *ip4, void *data_end)
+{
+	__u8 *flags = (__u8 *)(ip4 + 1) + 13;
+
+	if (ip4->protocol != IPPROTO_TCP || (void *)(flags + 1) > data_end)
+		return 0;
+	return *flags;
+}
 
 /*
  * The node's ports toward remote backends: above Linux's default ephemeral

@@ -132,3 +132,98 @@ func TestNodePortMaglevPicksThePredictedBackend(t *testing.T) {
 		}
 	}
 }
+
+func countCT(t *testing.T, m *ebpf.Map) (forward, reverse int) {
+	t.Helper()
+	var k NodePortCTKey
+	var v NodePortCTValue
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if v.Ifindex == 0 {
+			forward++
+		} else {
+			reverse++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return forward, reverse
+}
+
+// Connections through tc_nodeport are stamped with their last packet and
+// marked by a FIN; the node's collection drops a finished connection's two
+// entries after the closing timeout, an idle one after its protocol's, and
+// reverse entries whose forward entry the LRU dropped.
+func TestNodePortConntrackCollection(t *testing.T) {
+	objs := loadNodePortUnpinned(t)
+	node := netip.MustParseAddr("192.0.2.1")
+	backend := netip.MustParseAddr("10.244.1.10")
+	const nodePort = 30081
+	if err := objs.PetrelNodeAddr4.Put(AddrKey(node), uint8(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.PetrelLb4Be.Put(uint32(1), Backend{Address: AddrKey(backend), Port: PortKey(8080), Proto: 6}); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.PetrelLb4Svc.Put(ServiceKey{Dport: PortKey(nodePort), BackendSlot: 1, Proto: 6}, ServiceValue{BackendId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.PetrelLb4Svc.Put(ServiceKey{Dport: PortKey(nodePort), Proto: 6}, ServiceValue{Count: 1, RevNatIndex: 1, Flags: FlagNodePort}); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.PetrelEndpoints.Put(AddrKey(backend), EndpointInfo{Ifindex: 1}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(client string, sport uint16, tcpFlags byte) {
+		t.Helper()
+		pkt := synPacket(netip.MustParseAddr(client), node, sport, nodePort)
+		pkt[14+20+13] = tcpFlags
+		// __sk_buff up to tc_index, with ingress_ifindex (offset 36) the
+		// loopback's: a reverse entry records where the client came in.
+		skb := make([]byte, 48)
+		binary.LittleEndian.PutUint32(skb[36:], 1)
+		if _, err := objs.PetrelNodeport.Run(&ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)), Context: skb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := MonotonicSeconds()
+	send("198.51.100.1", 40000, 0x02) // SYN
+	send("198.51.100.1", 40000, 0x11) // FIN+ACK: ending
+	send("198.51.100.2", 40001, 0x02) // SYN: going on
+	ct := objs.PetrelNpCt
+	if f, r := countCT(t, ct); f != 2 || r != 2 {
+		t.Fatalf("%d forward and %d reverse entries, want 2 and 2", f, r)
+	}
+	var v NodePortCTValue
+	key := NodePortCTKey{Saddr: AddrKey(netip.MustParseAddr("198.51.100.1")), Daddr: AddrKey(node), Sport: PortKey(40000), Dport: PortKey(nodePort), Proto: 6}
+	if err := ct.Lookup(&key, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Flags&NodePortCTClosing == 0 || v.LastSeen < now-1 || v.LastSeen > now+1 {
+		t.Fatalf("the finished connection's entry: flags %d, last seen %d (now %d)", v.Flags, v.LastSeen, now)
+	}
+
+	if n, err := CollectNodePortCT(ct, now+5, DefaultCTTimeouts); err != nil || n != 0 {
+		t.Fatalf("within the closing timeout: %d deleted (%v)", n, err)
+	}
+	if n, err := CollectNodePortCT(ct, now+11, DefaultCTTimeouts); err != nil || n != 2 {
+		t.Fatalf("after the closing timeout: %d deleted (%v), want the finished pair", n, err)
+	}
+	if err := ct.Lookup(&key, &v); err == nil {
+		t.Error("the finished connection is still tracked")
+	}
+	if n, err := CollectNodePortCT(ct, now+3601, DefaultCTTimeouts); err != nil || n != 2 {
+		t.Fatalf("after the TCP idle timeout: %d deleted (%v)", n, err)
+	}
+	orphan := NodePortCTKey{Saddr: AddrKey(backend), Daddr: AddrKey(netip.MustParseAddr("198.51.100.9")), Sport: PortKey(8080), Dport: PortKey(40009), Proto: 6}
+	if err := ct.Put(&orphan, &NodePortCTValue{Addr: AddrKey(node), Port: PortKey(nodePort), Ifindex: 1, LastSeen: now}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CollectNodePortCT(ct, now+11, DefaultCTTimeouts); err != nil || n != 1 {
+		t.Fatalf("a reverse entry without its forward entry: %d deleted (%v)", n, err)
+	}
+	if f, r := countCT(t, ct); f != 0 || r != 0 {
+		t.Errorf("left: %d forward, %d reverse", f, r)
+	}
+}

@@ -93,6 +93,7 @@ type tcNodePortNpCtVal struct {
 	Flags      uint8
 	Pad        uint8
 	NatAddr    uint32
+	LastSeen   uint32
 }
 
 type tcNodePortSockRevnat4Key struct {

@@ -44,6 +44,7 @@ type tcPodNpCtVal struct {
 	Flags      uint8
 	Pad        uint8
 	NatAddr    uint32
+	LastSeen   uint32
 }
 
 // Names of all BPF objects in the ELF.

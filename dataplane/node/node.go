@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -195,6 +197,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.lb.Close()
 		return nil, fmt.Errorf("routes to other nodes' pods: %w", err)
 	}
+	go collectConntrack(ctx, pinDir, reg)
 
 	if opts.LocalDNS.IsValid() {
 		if err := n.startDNS(ctx, cs, reg); err != nil {
@@ -410,6 +413,33 @@ func warnNoForwarding(ifaces []string) {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + ifc + "/forwarding")
 		if err == nil && strings.TrimSpace(string(b)) == "0" {
 			slog.Warn("node: "+ifc+" does not forward IPv4, so NodePorts it receives reach only backends on this node; turn it on with: sysctl -w net.ipv4.conf."+ifc+".forwarding=1", "interface", ifc)
+		}
+	}
+}
+
+// collectConntrack drops the NodePort connection tracking entries of
+// connections that are over, every 10 seconds, while ctx lasts.
+func collectConntrack(ctx context.Context, pinDir string, reg prometheus.Registerer) {
+	collected := prometheus.NewCounter(prometheus.CounterOpts{Name: "petrel_nodeport_conntrack_collected_total",
+		Help: "NodePort connection tracking entries dropped because their connection was over."})
+	reg.MustRegister(collected)
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ct, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, bpfobj.MapNodePortCT), nil)
+		if err != nil {
+			continue // no tc_nodeport on this node, or not loaded yet
+		}
+		n, err := bpfobj.CollectNodePortCT(ct, bpfobj.MonotonicSeconds(), bpfobj.DefaultCTTimeouts)
+		ct.Close()
+		collected.Add(float64(n))
+		if err != nil {
+			slog.Warn("node: NodePort connection tracking collection", "err", err)
 		}
 	}
 }
