@@ -119,11 +119,7 @@ static __always_inline int reply_to_client(struct __sk_buff *skb, struct np_ct_k
 		return TC_ACT_SHOT;
 	if (np_rewrite(skb, k->proto, IP_DST_OFF, k->daddr, ct->client_addr, L4_OFF + 2, k->dport, ct->client_port) < 0)
 		return TC_ACT_SHOT;
-	if (np_dec_ttl(skb, ttl) < 0)
-		return TC_ACT_SHOT;
-	if (bpf_skb_store_bytes(skb, 0, ct->peer_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ct->local_mac, 6, 0) < 0)
-		return TC_ACT_SHOT;
-	return bpf_redirect(ct->ifindex, 0);
+	return np_send_back(skb, ct, ttl);
 }
 
 /*

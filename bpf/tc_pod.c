@@ -33,11 +33,7 @@ static __always_inline int reverse_nodeport(struct __sk_buff *skb, struct iphdr 
 	np_touch(ct, np_tcp_flags(ip4, data_end));
 	if (np_rewrite(skb, key.proto, IP_SRC_OFF, key.saddr, ct->addr, L4_OFF, key.sport, ct->port) < 0)
 		return TC_ACT_SHOT;
-	if (np_dec_ttl(skb, ttl) < 0)
-		return TC_ACT_SHOT;
-	if (bpf_skb_store_bytes(skb, 0, ct->peer_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ct->local_mac, 6, 0) < 0)
-		return TC_ACT_SHOT;
-	return bpf_redirect(ct->ifindex, 0);
+	return np_send_back(skb, ct, ttl);
 }
 
 SEC("tc")

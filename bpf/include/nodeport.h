@@ -155,4 +155,16 @@ static __always_inline int np_dec_ttl(struct __sk_buff *skb, __u8 ttl)
 	ttl--;
 	return bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0);
 }
+/*
+ * Sends a reply, already NATed, back out of the interface its client came
+ * in on, addressed to the hop it came from, one hop less.
+ */
+static __always_inline int np_send_back(struct __sk_buff *skb, struct np_ct_val *ct, __u8 ttl)
+{
+	if (np_dec_ttl(skb, ttl) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, ct->peer_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ct->local_mac, 6, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(ct->ifindex, 0);
+}
 #endif
