@@ -75,7 +75,17 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return 0, err
 	}
+	// Volumes (API reads: ConfigMaps, Secrets, the service account token)
+	// do not need the network, so they are made while the sandbox is.
+	var vols map[string]string
+	var volErr error
+	volsDone := make(chan struct{})
+	go func() {
+		defer close(volsDone)
+		vols, volErr = k.volumes(ctx, pod, dir)
+	}()
 	sb, err := k.ensureSandbox(ctx, pod, dir)
+	<-volsDone
 	if err != nil {
 		k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return 0, err
@@ -86,7 +96,7 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 			requeue = d
 		}
 	}
-	vols, err := k.volumes(ctx, pod, dir)
+	err = volErr
 	if err == nil {
 		err = k.podFiles(pod, dir, sb.IP)
 	}
