@@ -123,17 +123,21 @@ func bpfCommand() *cobra.Command {
 				}
 			})
 		}})
-	ct.AddCommand(&cobra.Command{Use: "nodeport", Short: "NodePort connections from other hosts (tc_nodeport): client, node address and port, backend, interface, SNAT toward a remote backend",
+	ct.AddCommand(&cobra.Command{Use: "nodeport", Short: "NodePort connections from other hosts (tc_nodeport): client, node address and port, backend, interface, SNAT toward a remote backend, idle time, open or closing",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return show(&f, cmd, lbview.NodePortFlows, func(tw *tabwriter.Writer, rows []lbview.NodePortFlow) {
-				fmt.Fprintln(tw, "CLIENT\tFRONTEND\tBACKEND\tPROTOCOL\tINTERFACE\tSNAT")
+				fmt.Fprintln(tw, "CLIENT\tFRONTEND\tBACKEND\tPROTOCOL\tINTERFACE\tSNAT\tIDLE\tSTATE")
 				for _, r := range rows {
 					snat := r.SNAT
 					if snat == "" {
 						snat = "-"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Client, r.Frontend, r.Backend, r.Protocol, r.Interface, snat)
+					state := "open"
+					if r.Closing {
+						state = "closing"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%ds\t%s\n", r.Client, r.Frontend, r.Backend, r.Protocol, r.Interface, snat, r.IdleSeconds, state)
 				}
 			})
 		}})

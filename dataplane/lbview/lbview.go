@@ -252,6 +252,10 @@ type NodePortFlow struct {
 	// SNAT is the node's address and port toward a backend on another
 	// node; empty for a backend on this one.
 	SNAT string `json:"snat,omitempty"`
+	// IdleSeconds since a packet of the connection passed either way.
+	IdleSeconds uint32 `json:"idleSeconds"`
+	// Closing says a TCP FIN or RST passed: the node drops the entries soon.
+	Closing bool `json:"closing,omitempty"`
 }
 
 // NodePortFlows lists the NodePort connections in petrel_np_ct (forward
@@ -276,12 +280,18 @@ func NodePortFlows(m *bpfobj.Maps) ([]NodePortFlow, error) {
 			f.SNAT = hostPort(k.Daddr, v.NatPort)
 			rev.Daddr, rev.Dport = k.Daddr, v.NatPort
 		}
+		last, flags := v.LastSeen, v.Flags
 		var back bpfobj.NodePortCTValue
 		if err := ct.Lookup(&rev, &back); err == nil {
 			if iface, err := net.InterfaceByIndex(int(back.Ifindex)); err == nil {
 				f.Interface = iface.Name
 			}
+			last, flags = max(last, back.LastSeen), flags|back.Flags
 		}
+		if now := bpfobj.MonotonicSeconds(); last != 0 && now > last {
+			f.IdleSeconds = now - last
+		}
+		f.Closing = flags&bpfobj.NodePortCTClosing != 0
 		out = append(out, f)
 	}
 	if err := it.Err(); err != nil {

@@ -115,9 +115,16 @@ spec:
 			return nil
 		})
 	})
-	// Network engineers see the flows: client, node port, backend, interface.
+	// Network engineers see the flows: client, node port, backend,
+	// interface, and a finished connection (curl's FIN went through) marked
+	// closing until the node collects it.
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", outside, "curl", "-sS", "--max-time", "3",
+		fmt.Sprintf("http://%s:%d/hostname", nodeIP, httpPort)).CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
 	out, err := u.Petrelctl(ctx, "bpf", "ct", "nodeport")
-	if err != nil || !strings.Contains(out, clientIP+":") || !strings.Contains(out, fmt.Sprintf("%s:%d", nodeIP, httpPort)) || !strings.Contains(out, hostIf) {
+	if err != nil || !strings.Contains(out, clientIP+":") || !strings.Contains(out, fmt.Sprintf("%s:%d", nodeIP, httpPort)) || !strings.Contains(out, hostIf) ||
+		!strings.Contains(out, "closing") {
 		t.Errorf("petrelctl bpf ct nodeport:\n%s (%v)", out, err)
 	}
 	out, err = u.Petrelctl(ctx, "bpf", "maps")
