@@ -133,6 +133,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.Handle("/openapi/v2", s.openapi.v2Handler)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)
+	// Reviews kubectl auth can-i and whoami ask for (no stored objects).
+	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.selfSubjectAccessReview)
+	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", s.selfSubjectRulesReview)
+	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)

@@ -126,33 +126,35 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 
 // AuthenticateToken says whether a bearer token is a service account
 // token of this cluster whose service account (and bound pod) still exist
-// as it names them; the error says why not.
-func (s *Server) AuthenticateToken(ctx context.Context, token string) (string, error) {
+// as it names them, and whose it is; the error says why not.
+func (s *Server) AuthenticateToken(ctx context.Context, token string) (User, error) {
 	if s.cfg.Tokens == nil {
-		return "", tokens.ErrNotOurs
+		return User{}, tokens.ErrNotOurs
 	}
 	c, err := s.cfg.Tokens.Verify(token)
 	if err != nil {
-		return "", err
+		return User{}, err
 	}
 	k := c.Kubernetes
 	saObj, err := lookup(ctx, s.store("serviceaccounts"), k.Namespace, k.ServiceAccount.Name)
 	if err != nil {
-		return "", fmt.Errorf("service account %s/%s: %w", k.Namespace, k.ServiceAccount.Name, err)
+		return User{}, fmt.Errorf("service account %s/%s: %w", k.Namespace, k.ServiceAccount.Name, err)
 	}
-	if uid := string(saObj.(*corev1.ServiceAccount).UID); k.ServiceAccount.UID != "" && uid != k.ServiceAccount.UID {
-		return "", fmt.Errorf("service account %s/%s was recreated", k.Namespace, k.ServiceAccount.Name)
+	uid := string(saObj.(*corev1.ServiceAccount).UID)
+	if k.ServiceAccount.UID != "" && uid != k.ServiceAccount.UID {
+		return User{}, fmt.Errorf("service account %s/%s was recreated", k.Namespace, k.ServiceAccount.Name)
 	}
 	if k.Pod != nil {
 		podObj, err := lookup(ctx, s.store("pods"), k.Namespace, k.Pod.Name)
 		if err != nil {
-			return "", fmt.Errorf("the token's pod %s/%s: %w", k.Namespace, k.Pod.Name, err)
+			return User{}, fmt.Errorf("the token's pod %s/%s: %w", k.Namespace, k.Pod.Name, err)
 		}
 		if p := podObj.(*corev1.Pod); string(p.UID) != k.Pod.UID || p.DeletionTimestamp != nil {
-			return "", fmt.Errorf("the token's pod %s/%s is gone", k.Namespace, k.Pod.Name)
+			return User{}, fmt.Errorf("the token's pod %s/%s is gone", k.Namespace, k.Pod.Name)
 		}
 	}
-	return c.Subject, nil
+	return User{Name: c.Subject, UID: uid,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + k.Namespace, "system:authenticated"}}, nil
 }
 
 // admitServiceAccount gives a new pod its API credentials volume, as

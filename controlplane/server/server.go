@@ -458,22 +458,30 @@ func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
 }
 
 // authenticate lets in clients with a certificate from the cluster CA
-// (admins, nodes, controllers) and clients with a service account token of
-// this cluster (pods); the rest get 401.
-func authenticate(next http.Handler, token func(context.Context, string) (string, error)) http.Handler {
+// (admins, nodes, controllers: the user is the certificate's common name,
+// its organizations the groups) and clients with a service account token
+// of this cluster (pods); the rest get 401. The handlers find the user
+// with the request.
+func authenticate(next http.Handler, token func(context.Context, string) (apiserver.User, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 || anonymousPaths[r.URL.Path] {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			cert := r.TLS.VerifiedChains[0][0]
+			u := apiserver.User{Name: cert.Subject.CommonName, Groups: append(append([]string{}, cert.Subject.Organization...), "system:authenticated")}
+			next.ServeHTTP(w, r.WithContext(apiserver.WithUser(r.Context(), u)))
+			return
+		}
+		if anonymousPaths[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}
 		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig) or a service account token"
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && bearer != "" {
-			if _, err := token(r.Context(), strings.TrimSpace(bearer)); err == nil {
-				next.ServeHTTP(w, r)
+			u, err := token(r.Context(), strings.TrimSpace(bearer))
+			if err == nil {
+				next.ServeHTTP(w, r.WithContext(apiserver.WithUser(r.Context(), u)))
 				return
-			} else {
-				msg = "Unauthorized: " + err.Error()
 			}
+			msg = "Unauthorized: " + err.Error()
 		}
 		b, _ := json.Marshal(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
 			Message: msg, Reason: metav1.StatusReasonUnauthorized, Code: http.StatusUnauthorized})

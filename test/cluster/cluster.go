@@ -252,7 +252,7 @@ func (s *Server) Kubectl(ctx context.Context, stdin string, args ...string) (str
 // KubectlEnv is Kubectl with extra environment variables (EDITOR, say).
 func (s *Server) KubectlEnv(ctx context.Context, env []string, stdin string, args ...string) (string, error) {
 	all := append([]string{"--kubeconfig", s.Kubeconfig, "--cache-dir", filepath.Join(s.DataDir, "kubectl-cache")}, args...)
-	cmd := exec.CommandContext(ctx, kubectlPath(), all...)
+	cmd := exec.CommandContext(ctx, KubectlPath(), all...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
@@ -261,7 +261,8 @@ func (s *Server) KubectlEnv(ctx context.Context, env []string, stdin string, arg
 	return string(out), err
 }
 
-func kubectlPath() string {
+// KubectlPath is the kubectl the tests run: $KUBECTL, else /usr/bin/kubectl.
+func KubectlPath() string {
 	if p := os.Getenv("KUBECTL"); p != "" {
 		return p
 	}

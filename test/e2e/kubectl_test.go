@@ -5,7 +5,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -99,6 +101,28 @@ func mustContain(t *testing.T, out string, want ...string) {
 func TestKubectl(t *testing.T) {
 	requireKubectl(t)
 	s := cluster.StartServer(t)
+
+	t.Run("auth can-i and whoami", func(t *testing.T) {
+		mustContain(t, kubectl(t, s, "", "auth", "can-i", "create", "pods"), "yes")
+		mustContain(t, kubectl(t, s, "", "auth", "can-i", "--list"), "*.*")
+		mustContain(t, kubectl(t, s, "", "auth", "whoami"), "petrel-admin", "system:masters")
+		// A service account token alone (no client certificate): its
+		// service account's name and groups.
+		var token string
+		waitFor(t, 20*time.Second, func() bool {
+			out, err := s.Kubectl(context.Background(), "", "create", "token", "default")
+			token = strings.TrimSpace(out)
+			return err == nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, cluster.KubectlPath(), "--kubeconfig", "/dev/null", "--server", fmt.Sprintf("https://127.0.0.1:%d", s.Port),
+			"--insecure-skip-tls-verify", "--token", token, "auth", "whoami")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "system:serviceaccount:default:default") || !strings.Contains(string(out), "system:serviceaccounts:default") {
+			t.Fatalf("whoami with a token: %v\n%s", err, out)
+		}
+	})
 
 	t.Run("apply multi-document", func(t *testing.T) {
 		out := kubectl(t, s, appYAML, "apply", "-f", "-")
