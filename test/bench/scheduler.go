@@ -187,8 +187,12 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 			return errDone
 		}
 		name := fmt.Sprintf("p-%d", i)
+		noToken := false
+		// No API credentials volume: the pods never run, and
+		// kube-scheduler's scheduler_perf pods have none either (its API
+		// server runs without ServiceAccount admission).
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": fmt.Sprintf("a%d", i%20)}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1",
+			Spec: corev1.PodSpec{AutomountServiceAccountToken: &noToken, Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1",
 				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"),
 					corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}}
 		mu.Lock()
@@ -246,7 +250,7 @@ func deploymentReady(ctx context.Context, cs kubernetes.Interface, replicas int,
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "bench"},
 			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(replicas)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "bench"}},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "bench"}},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: image}}}}}}
+					Spec: corev1.PodSpec{AutomountServiceAccountToken: ptr.To(false), Containers: []corev1.Container{{Name: "c", Image: image}}}}}}
 		if _, err := api.Create(ctx, d, metav1.CreateOptions{}); err != nil {
 			return 0, err
 		}
