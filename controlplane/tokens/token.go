@@ -22,6 +22,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/util/cache"
 )
 
 // DefaultIssuer is the issuer and default audience of tokens, as
@@ -57,7 +58,14 @@ type Issuer struct {
 	key    *ecdsa.PrivateKey
 	issuer string
 	now    func() time.Time
+	// verified keeps the claims of tokens whose signature was checked a
+	// moment ago: a pod's client sends the same token with every request,
+	// and an ECDSA verification costs more than the rest of a GET.
+	verified *cache.LRUExpireCache
 }
+
+// verifiedTTL bounds how long a checked signature is taken as read.
+const verifiedTTL = 10 * time.Second
 
 // LoadOrCreate reads <dir>/sa.key, making it the first time.
 func LoadOrCreate(dir string) (*Issuer, error) {
@@ -98,7 +106,7 @@ func LoadOrCreate(dir string) (*Issuer, error) {
 
 // New issues with key.
 func New(key *ecdsa.PrivateKey) *Issuer {
-	return &Issuer{key: key, issuer: DefaultIssuer, now: time.Now}
+	return &Issuer{key: key, issuer: DefaultIssuer, now: time.Now, verified: cache.NewLRUExpireCache(4096)}
 }
 
 // Request is what a token is issued for.
@@ -144,6 +152,13 @@ var ErrNotOurs = errors.New("not a service account token of this cluster")
 // meant for the API server; the caller checks that the service account
 // and bound pod still exist with the UIDs it names.
 func (i *Issuer) Verify(token string) (*Claims, error) {
+	if v, ok := i.verified.Get(token); ok {
+		c := v.(*Claims)
+		if c.ExpiresAt != nil && i.now().Before(c.ExpiresAt.Time) {
+			return c, nil
+		}
+		i.verified.Remove(token)
+	}
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (interface{}, error) { return &i.key.PublicKey, nil },
 		jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(i.issuer), jwt.WithTimeFunc(i.now), jwt.WithExpirationRequired())
@@ -159,5 +174,6 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	if c.Kubernetes.Namespace == "" || c.Kubernetes.ServiceAccount.Name == "" {
 		return nil, errors.New("the token names no service account")
 	}
+	i.verified.Add(token, &c, min(verifiedTTL, c.ExpiresAt.Sub(i.now())))
 	return &c, nil
 }

@@ -8,11 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NodePort connection tracking flags, as NP_CT_* in bpf/include/nodeport.h.
-const (
-	NodePortCTSNAT    = 1
-	NodePortCTClosing = 2
-)
+// NodePortCTClosing is NP_CT_CLOSING of bpf/include/nodeport.h: a TCP FIN
+// or RST passed.
+const NodePortCTClosing = 2
 
 // CTTimeouts say how long a NodePort connection may go without a packet
 // before its entries are dropped.

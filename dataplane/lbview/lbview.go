@@ -269,6 +269,7 @@ func NodePortFlows(m *bpfobj.Maps) ([]NodePortFlow, error) {
 	var k bpfobj.NodePortCTKey
 	var v bpfobj.NodePortCTValue
 	var out []NodePortFlow
+	now := bpfobj.MonotonicSeconds()
 	it := ct.Iterate()
 	for it.Next(&k, &v) {
 		if v.Ifindex != 0 {
@@ -288,7 +289,7 @@ func NodePortFlows(m *bpfobj.Maps) ([]NodePortFlow, error) {
 			}
 			last, flags = max(last, back.LastSeen), flags|back.Flags
 		}
-		if now := bpfobj.MonotonicSeconds(); last != 0 && now > last {
+		if last != 0 && now > last {
 			f.IdleSeconds = now - last
 		}
 		f.Closing = flags&bpfobj.NodePortCTClosing != 0

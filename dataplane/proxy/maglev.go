@@ -119,11 +119,19 @@ func readTable(id ebpf.MapID) []uint32 {
 		return nil
 	}
 	defer inner.Close()
-	out := make([]uint32, inner.MaxEntries())
-	for i := range out {
-		if err := inner.Lookup(uint32(i), &out[i]); err != nil {
+	n := int(inner.MaxEntries())
+	keys, vals := make([]uint32, n), make([]uint32, n)
+	var cursor ebpf.MapBatchCursor
+	got, err := inner.BatchLookup(&cursor, keys, vals, nil)
+	if got != n || (err != nil && !errors.Is(err, ebpf.ErrKeyNotExist)) {
+		return nil
+	}
+	out := make([]uint32, n)
+	for i, k := range keys {
+		if int(k) >= n {
 			return nil
 		}
+		out[k] = vals[i]
 	}
 	return out
 }

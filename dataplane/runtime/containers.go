@@ -163,13 +163,6 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 // LogFile has the shim append the container's output to path as it comes.
 func LogFile(path string) cio.Creator { return cio.LogFile(path) }
 
-// LogBinary has the shim hand the container's output to a logging binary
-// (containerd's binary:// logging) that writes path; it lives beside the
-// shim, so logs go on while the node daemon is down.
-func LogBinary(binary, path string) cio.Creator {
-	return cio.BinaryIO(binary, map[string]string{"path": path})
-}
-
 // StartTask starts the container's process with its output going where
 // logs says.
 func StartTask(ctx context.Context, ctr containerd.Container, logs cio.Creator) (containerd.Task, error) {
