@@ -124,6 +124,22 @@ func TestKubectl(t *testing.T) {
 		}
 	})
 
+	t.Run("kube-root-ca.crt is put back", func(t *testing.T) {
+		ca, err := os.ReadFile(filepath.Join(s.DataDir, "pki", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		published := func() bool {
+			out, err := s.Kubectl(context.Background(), "", "get", "configmap", "kube-root-ca.crt", "-n", "kube-public", "-o", "jsonpath={.data.ca\\.crt}")
+			return err == nil && strings.TrimSpace(out) == strings.TrimSpace(string(ca))
+		}
+		waitFor(t, 20*time.Second, published)
+		kubectl(t, s, "", "patch", "configmap", "kube-root-ca.crt", "-n", "kube-public", "--type=merge", "-p", `{"data":{"ca.crt":"forged"}}`)
+		waitFor(t, 20*time.Second, published)
+		kubectl(t, s, "", "delete", "configmap", "kube-root-ca.crt", "-n", "kube-public")
+		waitFor(t, 20*time.Second, published)
+	})
+
 	t.Run("apply multi-document", func(t *testing.T) {
 		out := kubectl(t, s, appYAML, "apply", "-f", "-")
 		mustContain(t, out, "namespace/demo created", "configmap/web-config created", "secret/web-secret created",

@@ -11,7 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -33,16 +35,26 @@ type Controller struct {
 	caPEM      string
 	namespaces corelisters.NamespaceLister
 	configMaps corelisters.ConfigMapLister
+	// cmInformer sees only the ConfigMaps named kube-root-ca.crt: watching
+	// every ConfigMap would copy each one the cluster stores into this
+	// controller's cache and decode every write for nothing.
+	cmInformer cache.SharedIndexInformer
 	loop       *loop.Loop
 }
 
 // New builds the controller on a shared informer factory; caPEM is the
 // cluster CA's certificate.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, caPEM []byte) *Controller {
-	nsInf, cmInf := factory.Core().V1().Namespaces(), factory.Core().V1().ConfigMaps()
-	c := &Controller{client: cs, caPEM: string(caPEM), namespaces: nsInf.Lister(), configMaps: cmInf.Lister()}
+	nsInf := factory.Core().V1().Namespaces()
+	cmInf := coreinformers.NewFilteredConfigMapInformer(cs, metav1.NamespaceAll, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", registry.RootCAConfigMap).String()
+		})
+	c := &Controller{client: cs, caPEM: string(caPEM), namespaces: nsInf.Lister(),
+		configMaps: corelisters.NewConfigMapLister(cmInf.GetIndexer()), cmInformer: cmInf}
 	c.loop = loop.New("root CA publisher", loop.Simple(c.sync))
-	c.loop.Synced(nsInf.Informer().HasSynced, cmInf.Informer().HasSynced)
+	c.loop.Synced(nsInf.Informer().HasSynced, cmInf.HasSynced)
 	_, _ = nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj interface{}) { c.loop.Add(obj.(*corev1.Namespace).Name) },
 		UpdateFunc: func(_, obj interface{}) { c.loop.Add(obj.(*corev1.Namespace).Name) },
@@ -55,7 +67,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, caPEM
 			c.loop.Add(cm.Namespace)
 		}
 	}
-	_, _ = cmInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = cmInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(_, obj interface{}) { ours(obj) },
 		DeleteFunc: ours,
 	})
@@ -64,6 +76,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, caPEM
 
 // Run works until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	go c.cmInformer.Run(ctx.Done())
 	c.loop.Run(ctx, 2)
 }
 
