@@ -107,6 +107,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.ClusterCIDR, "cluster-cidr", opts.ClusterCIDR, "range of pod addresses, a /24 per node")
 	f.StringVar(&opts.NodePortRange, "service-node-port-range", opts.NodePortRange, "range of NodePorts")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", opts.NodeMonitorGracePeriod, "how long a node may stay silent before it is marked NotReady (Unknown) and tainted unreachable")
+	f.StringVar(&opts.AuthorizationMode, "authorization-mode", opts.AuthorizationMode, "RBAC (Roles and bindings decide what each user may do; system:masters may do everything) or AlwaysAllow (every authenticated client may do everything)")
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")
 	if withNode {
 		nf.add(f, false)

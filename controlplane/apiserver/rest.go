@@ -533,6 +533,9 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if errs := s.validateCreate(req, obj); len(errs) > 0 {
 		return nil, 0, apierrors.NewInvalid(res.GVK().GroupKind(), acc.GetName(), errs)
 	}
+	if err := s.admitRBAC(ctx, obj); err != nil {
+		return nil, 0, err
+	}
 	acc.SetManagedFields(nil)
 	setKindTo(obj, res.GVK())
 	if applied != nil {
@@ -720,6 +723,9 @@ func (s *Server) guaranteedUpdate(ctx context.Context, r *http.Request, req *req
 		next, err := fn(cur)
 		if err != nil || next == nil {
 			return next, err
+		}
+		if err := s.admitRBAC(ctx, next); err != nil {
+			return nil, err
 		}
 		if res.Hooks != nil {
 			if release != nil {

@@ -3,12 +3,17 @@ package apiserver
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/rbac"
 )
 
 // User is who made a request, as authentication found it.
@@ -30,8 +35,8 @@ func userFrom(ctx context.Context) (User, bool) {
 	return u, ok
 }
 
-// noRBAC is the reason every review gives: there is no authorization yet.
-const noRBAC = "Petrel has no RBAC yet: every authenticated client may do everything"
+// everything is the answer of a server without an authorizer.
+const everything = "this server runs without RBAC: every authenticated client may do everything"
 
 // serveReview decodes a review of kind gvk into review, lets answer fill
 // its status, and writes it back (JSON, YAML or protobuf; never a Table).
@@ -62,23 +67,60 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, review runt
 	s.encode(w, http.StatusCreated, choice, review)
 }
 
-// selfSubjectAccessReview answers `kubectl auth can-i`: yes, for now.
+// selfSubjectAccessReview answers `kubectl auth can-i`.
 func (s *Server) selfSubjectAccessReview(w http.ResponseWriter, r *http.Request) {
 	review := &authorizationv1.SelfSubjectAccessReview{}
 	s.serveReview(w, r, review, authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectAccessReview"), func() error {
-		review.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: noRBAC}
+		u, _ := userFrom(r.Context())
+		if s.cfg.Authorizer == nil {
+			review.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: everything}
+			return nil
+		}
+		a := rbac.Attributes{User: u.Name, Groups: u.Groups}
+		switch spec := review.Spec; {
+		case spec.ResourceAttributes != nil:
+			ra := spec.ResourceAttributes
+			a.ResourceRequest, a.Verb, a.APIGroup, a.Resource, a.Subresource, a.Namespace, a.Name =
+				true, ra.Verb, ra.Group, ra.Resource, ra.Subresource, ra.Namespace, ra.Name
+		case spec.NonResourceAttributes != nil:
+			a.Verb, a.Path = spec.NonResourceAttributes.Verb, spec.NonResourceAttributes.Path
+		default:
+			return apierrors.NewInvalid(authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectAccessReview").GroupKind(), "",
+				field.ErrorList{field.Required(field.NewPath("spec"), "exactly one of nonResourceAttributes or resourceAttributes must be specified")})
+		}
+		allowed, reason := s.cfg.Authorizer.Authorize(a)
+		review.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: allowed, Reason: reason}
 		return nil
 	})
 }
 
-// selfSubjectRulesReview answers `kubectl auth can-i --list`: everything.
+// selfSubjectRulesReview answers `kubectl auth can-i --list`: the rules
+// bound to the user in the namespace and cluster-wide.
 func (s *Server) selfSubjectRulesReview(w http.ResponseWriter, r *http.Request) {
 	review := &authorizationv1.SelfSubjectRulesReview{}
 	s.serveReview(w, r, review, authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectRulesReview"), func() error {
-		review.Status = authorizationv1.SubjectRulesReviewStatus{
-			ResourceRules:    []authorizationv1.ResourceRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}},
-			NonResourceRules: []authorizationv1.NonResourceRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+		u, _ := userFrom(r.Context())
+		rules := []rbacv1.PolicyRule{
+			{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
+			{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
 		}
+		var problems []string
+		if s.cfg.Authorizer != nil {
+			rules, problems = s.cfg.Authorizer.RulesFor(u.Name, u.Groups, review.Spec.Namespace)
+		}
+		st := authorizationv1.SubjectRulesReviewStatus{ResourceRules: []authorizationv1.ResourceRule{}, NonResourceRules: []authorizationv1.NonResourceRule{}}
+		for _, rule := range rules {
+			if len(rule.NonResourceURLs) > 0 {
+				st.NonResourceRules = append(st.NonResourceRules, authorizationv1.NonResourceRule{Verbs: rule.Verbs, NonResourceURLs: rule.NonResourceURLs})
+				continue
+			}
+			st.ResourceRules = append(st.ResourceRules, authorizationv1.ResourceRule{Verbs: rule.Verbs, APIGroups: rule.APIGroups,
+				Resources: rule.Resources, ResourceNames: rule.ResourceNames})
+		}
+		if len(problems) > 0 {
+			st.Incomplete, st.EvaluationError = true, strings.Join(problems, ", ")
+		}
+		review.Status = st
 		return nil
 	})
 }

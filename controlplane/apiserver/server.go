@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
@@ -50,6 +51,9 @@ type Config struct {
 	NodeTransport http.RoundTripper
 	// Tokens issues and checks service account tokens; nil serves none.
 	Tokens *tokens.Issuer
+	// Authorizer decides what each user may do (RBAC); nil lets every
+	// authenticated client do everything.
+	Authorizer *rbac.Authorizer
 }
 
 // Server is the API server's HTTP handler.
@@ -147,6 +151,9 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP serves one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -29,6 +29,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, coreResources(cfg)...)
 	out = append(out, workloadResources()...)
 	out = append(out, otherResources()...)
+	out = append(out, rbacResources()...)
 	for _, r := range out {
 		if r.Singular == "" {
 			r.Singular = strings.ToLower(r.Kind)
@@ -42,7 +43,7 @@ func All(cfg Config) []*Resource {
 
 func hasAge(cols []Column) bool {
 	for _, c := range cols {
-		if c.Name == "Age" {
+		if c.Name == "Age" || c.Name == createdAtColumn.Name {
 			return true
 		}
 	}

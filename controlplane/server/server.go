@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
@@ -60,6 +62,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/pki"
+	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -85,6 +88,9 @@ type Options struct {
 	// NodeMonitorGracePeriod is how long a node may stay silent before it is
 	// marked Unknown and tainted unreachable.
 	NodeMonitorGracePeriod time.Duration
+	// AuthorizationMode is RBAC (the default) or AlwaysAllow (every
+	// authenticated client may do everything).
+	AuthorizationMode string
 }
 
 // DefaultOptions are the documented defaults.
@@ -92,6 +98,7 @@ func DefaultOptions() Options {
 	return Options{
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
+		AuthorizationMode: AuthorizationRBAC,
 	}
 }
 
@@ -103,9 +110,11 @@ var LeaseTTL = 5 * time.Second
 
 // Server is a running control plane.
 type Server struct {
-	opts       Options
-	Kubeconfig string
-	URL        string
+	opts Options
+	// bootstrapped is set once the built-in objects exist (see /readyz).
+	bootstrapped atomic.Bool
+	Kubeconfig   string
+	URL          string
 	// Identity names this server in leader elections.
 	Identity   string
 	backend    *etcd.Backend
@@ -179,6 +188,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch opts.AuthorizationMode {
+	case AuthorizationRBAC, AuthorizationAlwaysAllow:
+	case "":
+		opts.AuthorizationMode = AuthorizationRBAC
+	default:
+		return nil, fmt.Errorf("--authorization-mode %q: want %s or %s", opts.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow)
+	}
 	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0)
 	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL})
 	if err != nil {
@@ -237,9 +253,24 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service account signing key: %w", err)
 	}
+	var authz *rbac.Authorizer
+	if opts.AuthorizationMode == AuthorizationRBAC {
+		if authz, err = startAuthorizer(ctx, stores); err != nil {
+			return nil, fmt.Errorf("authorization: %w", err)
+		}
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens,
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz,
 		Ready: func() error {
+			// As Kubernetes' post-start hooks: not ready before the default
+			// namespaces, Services and RBAC policy exist and the policy is
+			// loaded, or early clients would be refused what they may do.
+			if !s.bootstrapped.Load() {
+				return errors.New("creating the built-in objects")
+			}
+			if authz != nil && !authz.HasSynced() {
+				return errors.New("loading the authorization policy")
+			}
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_, err := backend.Client.Get(cctx, "/registry/\x00health")
@@ -296,9 +327,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.done <- err
 	}()
 	if err := s.bootstrap(ctx, serviceCIDR); err != nil {
+		ok = true // Stop closes the backend
 		s.Stop()
 		return nil, fmt.Errorf("creating the built-in objects: %w", err)
 	}
+	s.bootstrapped.Store(true)
 	// Controllers run in one server at a time: the leader on an etcd lease.
 	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "petrel_leader", Help: "1 while this server leads the controllers.",
 		ConstLabels: prometheus.Labels{"election": "controllers"}})
@@ -374,6 +407,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
+	aggregation := clusterroleaggregation.New(cs, factory)
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {
@@ -382,6 +416,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
+	go aggregation.Run(ctx)
 	go lifecycle.Run(ctx)
 	go podGC.Run(ctx)
 	go slices.Run(ctx, 4)
@@ -434,8 +469,6 @@ func localAddresses() []string {
 // anonymousPaths may be read without a client certificate, as Kubernetes allows.
 var anonymousPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
 
-// authenticate admits requests with a client certificate the cluster CA
-// signed; everything else gets 401 except health and version.
 // nodeClientTransport reaches node servers with a client certificate from
 // the cluster's CA. Like Kubernetes' API server without
 // --kubelet-certificate-authority, it does not verify the nodes' serving
@@ -553,6 +586,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	}
 	if _, err := cs.CoreV1().Services("kube-system").Create(ctx, dnsSvc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("kube-dns service: %w", err)
+	}
+	if err := rbac.EnsureDefaults(ctx, cs); err != nil {
+		return err
 	}
 	return publishEndpoints(ctx, cs, advertiseAddress(s.opts.BindAddress), int32(s.listener.Addr().(*net.TCPAddr).Port))
 }

@@ -508,6 +508,16 @@ spec:
 		const sa = "/var/run/secrets/kubernetes.io/serviceaccount"
 		out := kubectl(t, u.Server, "", "exec", "api-client", "--", "sh", "-c", "cat "+sa+"/namespace; echo; head -1 "+sa+"/ca.crt")
 		mustContain(t, out, "default\n-----BEGIN CERTIFICATE-----")
+		// RBAC: the service account may do nothing with pods until it is
+		// bound to a role that allows it.
+		poll(t, "the API server refuses the unbound token", 30*time.Second, func() error {
+			out, _ := u.Server.Kubectl(ctx, "", "exec", "api-client", "--", "/testserver", "kube-get", "/api/v1/namespaces/default/pods/api-client")
+			if !strings.Contains(out, `cannot get resource \"pods\" in API group \"\" in the namespace \"default\"`) {
+				return fmt.Errorf("want a 403 naming the permission: %.400s", out)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "create", "rolebinding", "api-client-view", "--clusterrole=view", "--serviceaccount=default:default")
 		poll(t, "the API server answers the pod's token", 30*time.Second, func() error {
 			out, err := u.Server.Kubectl(ctx, "", "exec", "api-client", "--", "/testserver", "kube-get", "/api/v1/namespaces/default/pods/api-client")
 			if err != nil || !strings.Contains(out, `"name":"api-client"`) {

@@ -1,0 +1,176 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/petrel-project/petrel/controlplane/rbac"
+)
+
+// authorize lets the request on when the authorizer allows it and answers
+// 403 Forbidden (with Kubernetes' wording) when it does not.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.Authorizer == nil {
+		return true
+	}
+	u, ok := userFrom(r.Context())
+	if !ok {
+		// Only the anonymous paths (health, version) get here without a user.
+		return true
+	}
+	if rbac.IsMaster(u.Groups) {
+		return true
+	}
+	attrs := requestAttributes(r, u)
+	allowed, reason := s.cfg.Authorizer.Authorize(attrs)
+	if allowed {
+		return true
+	}
+	s.writeError(w, r, forbidden(attrs, reason))
+	return false
+}
+
+// forbidden is the 403 Kubernetes answers, naming the user, verb and
+// resource (or path), so that the user knows which permission to ask for.
+func forbidden(a rbac.Attributes, reason string) error {
+	var msg string
+	switch {
+	case !a.ResourceRequest:
+		msg = fmt.Sprintf("User %q cannot %s path %q", a.User, a.Verb, a.Path)
+	default:
+		resource := a.Resource
+		if a.Subresource != "" {
+			resource += "/" + a.Subresource
+		}
+		if a.Namespace != "" {
+			msg = fmt.Sprintf("User %q cannot %s resource %q in API group %q in the namespace %q", a.User, a.Verb, resource, a.APIGroup, a.Namespace)
+		} else {
+			msg = fmt.Sprintf("User %q cannot %s resource %q in API group %q at the cluster scope", a.User, a.Verb, resource, a.APIGroup)
+		}
+	}
+	if reason != "" {
+		msg += ": " + reason
+	}
+	return apierrors.NewForbidden(schema.GroupResource{Group: a.APIGroup, Resource: a.Resource}, a.Name, errors.New(msg))
+}
+
+// streamingSubresources open a connection into a container: Kubernetes
+// asks for create on them whatever the HTTP method (a WebSocket upgrade is
+// a GET).
+var streamingSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true}
+
+// requestAttributes reads what a request asks for from its path, method
+// and query, as Kubernetes' request info does.
+func requestAttributes(r *http.Request, u User) rbac.Attributes {
+	a := rbac.Attributes{User: u.Name, Groups: u.Groups, Path: r.URL.Path}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var rest []string
+	switch {
+	case parts[0] == "api" && len(parts) >= 3:
+		rest = parts[2:]
+	case parts[0] == "apis" && len(parts) >= 4:
+		a.APIGroup, rest = parts[1], parts[3:]
+	default:
+		a.Verb = strings.ToLower(r.Method)
+		if r.Method == http.MethodHead {
+			a.Verb = "get"
+		}
+		return a
+	}
+	a.ResourceRequest = true
+	if rest[0] == "namespaces" && len(rest) > 1 {
+		a.Namespace = rest[1]
+		if len(rest) > 2 && rest[2] != "status" && rest[2] != "finalize" {
+			rest = rest[2:]
+		}
+	}
+	a.Resource = rest[0]
+	if len(rest) > 1 {
+		a.Name = rest[1]
+	}
+	if len(rest) > 2 {
+		a.Subresource = rest[2]
+	}
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		switch {
+		case a.Name != "":
+			a.Verb = "get"
+		case q.Get("watch") == "true" || q.Get("watch") == "1":
+			a.Verb = "watch"
+		default:
+			a.Verb = "list"
+		}
+	case http.MethodPost:
+		a.Verb = "create"
+	case http.MethodPut:
+		a.Verb = "update"
+	case http.MethodPatch:
+		a.Verb = "patch"
+	case http.MethodDelete:
+		a.Verb = "delete"
+		if a.Name == "" {
+			a.Verb = "deletecollection"
+		}
+	default:
+		a.Verb = strings.ToLower(r.Method)
+	}
+	if a.Resource == "pods" && streamingSubresources[a.Subresource] {
+		a.Verb = "create"
+	}
+	return a
+}
+
+// admitRBAC keeps a user from writing a role with permissions it does not
+// hold, or binding one, unless it holds escalate or bind on it.
+func (s *Server) admitRBAC(ctx context.Context, obj runtime.Object) error {
+	if s.cfg.Authorizer == nil {
+		return nil
+	}
+	u, ok := userFrom(ctx)
+	if !ok || rbac.IsMaster(u.Groups) {
+		return nil
+	}
+	az := s.cfg.Authorizer
+	var err error
+	var gr schema.GroupResource
+	var name string
+	switch o := obj.(type) {
+	case *rbacv1.Role:
+		gr, name = rbacv1.Resource("roles"), o.Name
+		err = az.ConfirmCanWriteRole(u.Name, u.Groups, o.Namespace, o.Name, o.Rules)
+	case *rbacv1.ClusterRole:
+		gr, name = rbacv1.Resource("clusterroles"), o.Name
+		rules := o.Rules
+		if o.AggregationRule != nil {
+			// Its rules will be whatever its selectors pick: only a user
+			// who may do everything (or holds escalate) may write one.
+			rules = []rbacv1.PolicyRule{
+				{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
+				{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
+			}
+		}
+		err = az.ConfirmCanWriteRole(u.Name, u.Groups, "", o.Name, rules)
+	case *rbacv1.RoleBinding:
+		gr, name = rbacv1.Resource("rolebindings"), o.Name
+		err = az.ConfirmCanBind(u.Name, u.Groups, o.Namespace, o.RoleRef)
+	case *rbacv1.ClusterRoleBinding:
+		gr, name = rbacv1.Resource("clusterrolebindings"), o.Name
+		err = az.ConfirmCanBind(u.Name, u.Groups, "", o.RoleRef)
+	default:
+		return nil
+	}
+	if err != nil {
+		return apierrors.NewForbidden(gr, name, err)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package registry
+
+import (
+	"strings"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// createdAtColumn is what kubectl prints for roles instead of an age.
+var createdAtColumn = Column{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+	Cell: func(obj runtime.Object) interface{} { return creationTime(obj).UTC().Format(time.RFC3339) }}
+
+func rbacResources() []*Resource {
+	gv := rbacv1.SchemeGroupVersion
+	bindingColumns := func(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []Column {
+		of := func(kind string) func(runtime.Object) interface{} {
+			return func(o runtime.Object) interface{} {
+				var names []string
+				for _, s := range subjects(o) {
+					if s.Kind != kind {
+						continue
+					}
+					if kind == rbacv1.ServiceAccountKind {
+						names = append(names, s.Namespace+"/"+s.Name)
+					} else {
+						names = append(names, s.Name)
+					}
+				}
+				return strings.Join(names, ", ")
+			}
+		}
+		return []Column{
+			col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
+			AgeColumn,
+			wide(col("Users", "string", of(rbacv1.UserKind))),
+			wide(col("Groups", "string", of(rbacv1.GroupKind))),
+			wide(col("ServiceAccounts", "string", of(rbacv1.ServiceAccountKind))),
+		}
+	}
+	return []*Resource{
+		{
+			GVR: gv.WithResource("roles"), Kind: "Role", Namespaced: true, NameValidator: rbacName,
+			New: func() runtime.Object { return &rbacv1.Role{} }, NewList: func() runtime.Object { return &rbacv1.RoleList{} },
+			Validate: func(obj runtime.Object) field.ErrorList {
+				return validateRules(obj.(*rbacv1.Role).Rules, true)
+			},
+			ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
+				return validateRules(obj.(*rbacv1.Role).Rules, true)
+			},
+			Columns: []Column{createdAtColumn},
+		},
+		{
+			GVR: gv.WithResource("clusterroles"), Kind: "ClusterRole", NameValidator: rbacName,
+			New: func() runtime.Object { return &rbacv1.ClusterRole{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleList{} },
+			Validate: func(obj runtime.Object) field.ErrorList {
+				return validateClusterRole(obj.(*rbacv1.ClusterRole))
+			},
+			ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
+				return validateClusterRole(obj.(*rbacv1.ClusterRole))
+			},
+			Columns: []Column{createdAtColumn},
+		},
+		{
+			GVR: gv.WithResource("rolebindings"), Kind: "RoleBinding", Namespaced: true, NameValidator: rbacName,
+			New: func() runtime.Object { return &rbacv1.RoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.RoleBindingList{} },
+			Default: func(obj runtime.Object) {
+				b := obj.(*rbacv1.RoleBinding)
+				defaultBinding(&b.RoleRef, b.Subjects)
+			},
+			Validate: func(obj runtime.Object) field.ErrorList {
+				b := obj.(*rbacv1.RoleBinding)
+				return validateBinding(b.RoleRef, b.Subjects, true)
+			},
+			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
+				b, o := obj.(*rbacv1.RoleBinding), old.(*rbacv1.RoleBinding)
+				return append(validateBinding(b.RoleRef, b.Subjects, true), immutableRoleRef(b.RoleRef, o.RoleRef)...)
+			},
+			Columns: bindingColumns(func(o runtime.Object) rbacv1.RoleRef { return o.(*rbacv1.RoleBinding).RoleRef },
+				func(o runtime.Object) []rbacv1.Subject { return o.(*rbacv1.RoleBinding).Subjects }),
+		},
+		{
+			GVR: gv.WithResource("clusterrolebindings"), Kind: "ClusterRoleBinding", NameValidator: rbacName,
+			New: func() runtime.Object { return &rbacv1.ClusterRoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} },
+			Default: func(obj runtime.Object) {
+				b := obj.(*rbacv1.ClusterRoleBinding)
+				defaultBinding(&b.RoleRef, b.Subjects)
+			},
+			Validate: func(obj runtime.Object) field.ErrorList {
+				b := obj.(*rbacv1.ClusterRoleBinding)
+				return validateBinding(b.RoleRef, b.Subjects, false)
+			},
+			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
+				b, o := obj.(*rbacv1.ClusterRoleBinding), old.(*rbacv1.ClusterRoleBinding)
+				return append(validateBinding(b.RoleRef, b.Subjects, false), immutableRoleRef(b.RoleRef, o.RoleRef)...)
+			},
+			Columns: bindingColumns(func(o runtime.Object) rbacv1.RoleRef { return o.(*rbacv1.ClusterRoleBinding).RoleRef },
+				func(o runtime.Object) []rbacv1.Subject { return o.(*rbacv1.ClusterRoleBinding).Subjects }),
+		},
+	}
+}
+
+// rbacName accepts what Kubernetes accepts for RBAC objects: any name that
+// is a valid path segment ("system:basic-user" included).
+func rbacName(name string, _ bool) []string {
+	return path.IsValidPathSegmentName(name)
+}
+
+func validateClusterRole(r *rbacv1.ClusterRole) field.ErrorList {
+	errs := validateRules(r.Rules, false)
+	if r.AggregationRule != nil && len(r.AggregationRule.ClusterRoleSelectors) == 0 {
+		errs = append(errs, field.Required(field.NewPath("aggregationRule", "clusterRoleSelectors"), "at least one clusterRoleSelector required if aggregationRule is non-nil"))
+	}
+	return errs
+}
+
+// validateRules checks policy rules as Kubernetes does: verbs always; a
+// rule is about resources (groups and resources) or about paths, never
+// both, and a namespaced Role has no paths.
+func validateRules(rules []rbacv1.PolicyRule, namespaced bool) field.ErrorList {
+	var errs field.ErrorList
+	for i, r := range rules {
+		p := field.NewPath("rules").Index(i)
+		if len(r.Verbs) == 0 {
+			errs = append(errs, field.Required(p.Child("verbs"), "verbs must contain at least one value"))
+		}
+		if len(r.NonResourceURLs) > 0 {
+			if namespaced {
+				errs = append(errs, field.Invalid(p.Child("nonResourceURLs"), r.NonResourceURLs, "namespaced rules cannot apply to non-resource URLs"))
+			}
+			if len(r.APIGroups) > 0 || len(r.Resources) > 0 || len(r.ResourceNames) > 0 {
+				errs = append(errs, field.Invalid(p.Child("nonResourceURLs"), r.NonResourceURLs, "rules cannot apply to both regular resources and non-resource URLs"))
+			}
+			continue
+		}
+		if len(r.APIGroups) == 0 {
+			errs = append(errs, field.Required(p.Child("apiGroups"), "resource rules must supply at least one api group"))
+		}
+		if len(r.Resources) == 0 {
+			errs = append(errs, field.Required(p.Child("resources"), "resource rules must supply at least one resource"))
+		}
+	}
+	return errs
+}
+
+// defaultBinding fills the API group Kubernetes' defaulting fills.
+func defaultBinding(ref *rbacv1.RoleRef, subjects []rbacv1.Subject) {
+	if ref.APIGroup == "" {
+		ref.APIGroup = rbacv1.GroupName
+	}
+	for i := range subjects {
+		if subjects[i].APIGroup == "" && (subjects[i].Kind == rbacv1.UserKind || subjects[i].Kind == rbacv1.GroupKind) {
+			subjects[i].APIGroup = rbacv1.GroupName
+		}
+	}
+}
+
+func validateBinding(ref rbacv1.RoleRef, subjects []rbacv1.Subject, namespaced bool) field.ErrorList {
+	var errs field.ErrorList
+	rp := field.NewPath("roleRef")
+	if ref.APIGroup != rbacv1.GroupName {
+		errs = append(errs, field.NotSupported(rp.Child("apiGroup"), ref.APIGroup, []string{rbacv1.GroupName}))
+	}
+	kinds := []string{"ClusterRole"}
+	if namespaced {
+		kinds = []string{"Role", "ClusterRole"}
+	}
+	if ref.Kind != "ClusterRole" && (!namespaced || ref.Kind != "Role") {
+		errs = append(errs, field.NotSupported(rp.Child("kind"), ref.Kind, kinds))
+	}
+	if ref.Name == "" {
+		errs = append(errs, field.Required(rp.Child("name"), ""))
+	}
+	for i, s := range subjects {
+		p := field.NewPath("subjects").Index(i)
+		if s.Name == "" {
+			errs = append(errs, field.Required(p.Child("name"), ""))
+		}
+		switch s.Kind {
+		case rbacv1.ServiceAccountKind:
+			if s.APIGroup != "" {
+				errs = append(errs, field.NotSupported(p.Child("apiGroup"), s.APIGroup, []string{""}))
+			}
+			if !namespaced && s.Namespace == "" {
+				errs = append(errs, field.Required(p.Child("namespace"), ""))
+			}
+		case rbacv1.UserKind, rbacv1.GroupKind:
+			if s.APIGroup != rbacv1.GroupName {
+				errs = append(errs, field.NotSupported(p.Child("apiGroup"), s.APIGroup, []string{rbacv1.GroupName}))
+			}
+		default:
+			errs = append(errs, field.NotSupported(p.Child("kind"), s.Kind, []string{rbacv1.ServiceAccountKind, rbacv1.UserKind, rbacv1.GroupKind}))
+		}
+	}
+	return errs
+}
+
+func immutableRoleRef(ref, old rbacv1.RoleRef) field.ErrorList {
+	if apiequality.Semantic.DeepEqual(ref, old) {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(field.NewPath("roleRef"), ref, "cannot change roleRef")}
+}
