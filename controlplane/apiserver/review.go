@@ -70,28 +70,68 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, review runt
 // selfSubjectAccessReview answers `kubectl auth can-i`.
 func (s *Server) selfSubjectAccessReview(w http.ResponseWriter, r *http.Request) {
 	review := &authorizationv1.SelfSubjectAccessReview{}
-	s.serveReview(w, r, review, authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectAccessReview"), func() error {
+	gvk := authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectAccessReview")
+	s.serveReview(w, r, review, gvk, func() error {
 		u, _ := userFrom(r.Context())
-		if s.cfg.Authorizer == nil {
-			review.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: everything}
-			return nil
-		}
-		a := rbac.Attributes{User: u.Name, Groups: u.Groups}
-		switch spec := review.Spec; {
-		case spec.ResourceAttributes != nil:
-			ra := spec.ResourceAttributes
-			a.ResourceRequest, a.Verb, a.APIGroup, a.Resource, a.Subresource, a.Namespace, a.Name =
-				true, ra.Verb, ra.Group, ra.Resource, ra.Subresource, ra.Namespace, ra.Name
-		case spec.NonResourceAttributes != nil:
-			a.Verb, a.Path = spec.NonResourceAttributes.Verb, spec.NonResourceAttributes.Path
-		default:
-			return apierrors.NewInvalid(authorizationv1.SchemeGroupVersion.WithKind("SelfSubjectAccessReview").GroupKind(), "",
-				field.ErrorList{field.Required(field.NewPath("spec"), "exactly one of nonResourceAttributes or resourceAttributes must be specified")})
-		}
-		allowed, reason := s.cfg.Authorizer.Authorize(a)
-		review.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: allowed, Reason: reason}
-		return nil
+		st, err := s.accessReview(gvk, u, review.Spec.ResourceAttributes, review.Spec.NonResourceAttributes)
+		review.Status = st
+		return err
 	})
+}
+
+// subjectAccessReview answers whether any user may do something (for
+// tools that check on behalf of others, such as kube-rbac-proxy).
+func (s *Server) subjectAccessReview(w http.ResponseWriter, r *http.Request) {
+	review := &authorizationv1.SubjectAccessReview{}
+	gvk := authorizationv1.SchemeGroupVersion.WithKind("SubjectAccessReview")
+	s.serveReview(w, r, review, gvk, func() error {
+		u := User{Name: review.Spec.User, UID: review.Spec.UID, Groups: review.Spec.Groups}
+		st, err := s.accessReview(gvk, u, review.Spec.ResourceAttributes, review.Spec.NonResourceAttributes)
+		review.Status = st
+		return err
+	})
+}
+
+// localSubjectAccessReview is subjectAccessReview within one namespace.
+func (s *Server) localSubjectAccessReview(w http.ResponseWriter, r *http.Request) {
+	review := &authorizationv1.LocalSubjectAccessReview{}
+	gvk := authorizationv1.SchemeGroupVersion.WithKind("LocalSubjectAccessReview")
+	namespace := r.PathValue("namespace")
+	s.serveReview(w, r, review, gvk, func() error {
+		ra := review.Spec.ResourceAttributes
+		if ra == nil || review.Spec.NonResourceAttributes != nil {
+			return apierrors.NewInvalid(gvk.GroupKind(), "", field.ErrorList{field.Required(field.NewPath("spec", "resourceAttributes"), "a local review is about resources in its namespace")})
+		}
+		if ra.Namespace != namespace {
+			return apierrors.NewInvalid(gvk.GroupKind(), "", field.ErrorList{field.Invalid(field.NewPath("spec", "resourceAttributes", "namespace"), ra.Namespace,
+				"must be the namespace of the request, "+namespace)})
+		}
+		review.Namespace = namespace
+		u := User{Name: review.Spec.User, UID: review.Spec.UID, Groups: review.Spec.Groups}
+		st, err := s.accessReview(gvk, u, ra, nil)
+		review.Status = st
+		return err
+	})
+}
+
+// accessReview decides one access review's question for u.
+func (s *Server) accessReview(gvk schema.GroupVersionKind, u User, ra *authorizationv1.ResourceAttributes, nra *authorizationv1.NonResourceAttributes) (authorizationv1.SubjectAccessReviewStatus, error) {
+	if (ra == nil) == (nra == nil) {
+		return authorizationv1.SubjectAccessReviewStatus{}, apierrors.NewInvalid(gvk.GroupKind(), "",
+			field.ErrorList{field.Required(field.NewPath("spec"), "exactly one of nonResourceAttributes or resourceAttributes must be specified")})
+	}
+	if s.cfg.Authorizer == nil {
+		return authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: everything}, nil
+	}
+	a := rbac.Attributes{User: u.Name, Groups: u.Groups}
+	if ra != nil {
+		a.ResourceRequest, a.Verb, a.APIGroup, a.Resource, a.Subresource, a.Namespace, a.Name =
+			true, ra.Verb, ra.Group, ra.Resource, ra.Subresource, ra.Namespace, ra.Name
+	} else {
+		a.Verb, a.Path = nra.Verb, nra.Path
+	}
+	allowed, reason := s.cfg.Authorizer.Authorize(a)
+	return authorizationv1.SubjectAccessReviewStatus{Allowed: allowed, Reason: reason}, nil
 }
 
 // selfSubjectRulesReview answers `kubectl auth can-i --list`: the rules

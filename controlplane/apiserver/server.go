@@ -140,6 +140,8 @@ func New(cfg Config) (*Server, error) {
 	// Reviews kubectl auth can-i and whoami ask for (no stored objects).
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.selfSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", s.selfSubjectRulesReview)
+	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/subjectaccessreviews", s.subjectAccessReview)
+	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
@@ -151,7 +153,8 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP serves one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r) {
+	r, ok := s.impersonate(w, r)
+	if !ok || !s.authorize(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -150,3 +150,32 @@ func findResource(t *testing.T, name string) *Resource {
 	t.Fatalf("no resource %s", name)
 	return nil
 }
+
+// TestObjectFieldsMatchSelectableFields holds the watch cache's compact
+// fields to the full set selectors are checked against.
+func TestObjectFieldsMatchSelectableFields(t *testing.T) {
+	objs := map[string]runtime.Object{
+		"Pod": &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"},
+			Spec: corev1.PodSpec{NodeName: "n1", RestartPolicy: corev1.RestartPolicyAlways}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+		"ConfigMap": &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"}},
+		"Node":      &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: corev1.NodeSpec{Unschedulable: true}},
+	}
+	for _, r := range All(testConfig()) {
+		obj, ok := objs[r.Kind]
+		if !ok || r.GVR.Group != "" {
+			continue
+		}
+		want := r.SelectableFields(obj)
+		got := r.ObjectFields(obj)
+		for k, v := range want {
+			if !got.Has(k) || got.Get(k) != v {
+				t.Errorf("%s %s: Has %v Get %q, want %q", r.Kind, k, got.Has(k), got.Get(k), v)
+			}
+		}
+		for _, absent := range []string{"spec.nothing", "metadata.namespace"} {
+			if _, in := want[absent]; !in && got.Has(absent) {
+				t.Errorf("%s has %s", r.Kind, absent)
+			}
+		}
+	}
+}

@@ -222,12 +222,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			JSONEncode: func(obj runtime.Object) ([]byte, error) {
 				return json.Marshal(obj)
 			},
-			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
+			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 				acc, err := meta.Accessor(obj)
 				if err != nil {
 					return nil, nil, err
 				}
-				return labels.Set(acc.GetLabels()), res.SelectableFields(obj), nil
+				return labels.Set(acc.GetLabels()), res.ObjectFields(obj), nil
 			},
 		})
 		if err != nil {

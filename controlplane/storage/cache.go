@@ -19,13 +19,15 @@ import (
 )
 
 // AttrFunc returns the labels and fields of an object that selectors match.
-type AttrFunc func(obj runtime.Object) (labels.Set, fields.Set, error)
+// The cache keeps both for every object it holds, so implementations should
+// share the object's own maps and strings rather than copy them.
+type AttrFunc func(obj runtime.Object) (labels.Set, fields.Fields, error)
 
 type cacheEntry struct {
 	key    string
 	obj    runtime.Object
 	labels labels.Set
-	fields fields.Set
+	fields fields.Fields
 	// json is the object's JSON, encoded at most once per object version:
 	// entries never change, so every list after the first reuses it.
 	json atomic.Pointer[[]byte]

@@ -58,7 +58,7 @@ func newStore(t *testing.T, cacheEvents int) (*storage.Store, *etcd.Backend) {
 	st, err := storage.New(ctx, b.Client, storage.Config{
 		Prefix: "/registry/configmaps/", Resource: schema.GroupResource{Resource: "configmaps"},
 		Codec: pbCodec{protobuf.NewSerializer(clientgoscheme.Scheme, clientgoscheme.Scheme)}, NewFunc: func() runtime.Object { return &corev1.ConfigMap{} },
-		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Set, error) {
+		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 			cm := obj.(*corev1.ConfigMap)
 			return cm.Labels, fields.Set{"metadata.name": cm.Name}, nil
 		},
