@@ -65,6 +65,9 @@ type Resource struct {
 	Columns []Column
 	// Hooks allocate and release what an object holds (ClusterIPs, NodePorts).
 	Hooks Hooks
+	// Storage, when set, keeps the objects in another resource's storage
+	// (events.k8s.io events as core events).
+	Storage *StorageMapping
 }
 
 // ScaleAccess reads and writes the replica count for /scale.

@@ -149,6 +149,25 @@ func (c storageCodec) Decode(data []byte, into runtime.Object) (runtime.Object, 
 	return obj, nil
 }
 
+// mappedCodec stores a resource as another (events.k8s.io events as core
+// events), so that both groups read and write the same objects.
+type mappedCodec struct {
+	stored storageCodec
+	m      *registry.StorageMapping
+}
+
+func (c mappedCodec) Encode(obj runtime.Object) ([]byte, error) {
+	return c.stored.Encode(c.m.ToStored(obj))
+}
+
+func (c mappedCodec) Decode(data []byte, _ runtime.Object) (runtime.Object, error) {
+	obj, err := c.stored.Decode(data, c.m.NewStored())
+	if err != nil {
+		return nil, err
+	}
+	return c.m.FromStored(obj), nil
+}
+
 // keyPrefix is /registry/<resource>/ for the core group, else
 // /registry/<group>/<resource>/.
 func keyPrefix(gvr schema.GroupVersionResource) string {
@@ -216,8 +235,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	stores := map[schema.GroupVersionResource]*storage.Store{}
 	for _, res := range resources {
 		res := res
+		prefix, codec := keyPrefix(res.GVR), storage.Codec(storageCodec{gvk: res.GVK(), pb: pb})
+		if m := res.Storage; m != nil {
+			prefix = keyPrefix(m.GVR)
+			codec = mappedCodec{stored: storageCodec{gvk: m.GVR.GroupVersion().WithKind(m.Kind), pb: pb}, m: m}
+		}
 		st, err := storage.New(ctx, backend.Client, storage.Config{
-			Prefix: keyPrefix(res.GVR), Resource: res.GVR.GroupResource(), Codec: storageCodec{gvk: res.GVK(), pb: pb},
+			Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: codec,
 			NewFunc: res.New,
 			JSONEncode: func(obj runtime.Object) ([]byte, error) {
 				return json.Marshal(obj)
@@ -549,6 +573,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if err != nil {
 		return err
 	}
+	// The default RBAC policy is written concurrently: client-go's default
+	// 5 requests/s would queue it for seconds.
+	cfg.QPS, cfg.Burst = 100, 100
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
