@@ -246,7 +246,7 @@ func otherResources() []*Resource {
 		{
 			GVR: eventsv1.SchemeGroupVersion.WithResource("events"), Kind: "Event", Namespaced: true, ShortNames: []string{"ev"},
 			Storage: eventsStorage,
-			New: func() runtime.Object { return &eventsv1.Event{} }, NewList: func() runtime.Object { return &eventsv1.EventList{} },
+			New:     func() runtime.Object { return &eventsv1.Event{} }, NewList: func() runtime.Object { return &eventsv1.EventList{} },
 			Validate: func(obj runtime.Object) field.ErrorList {
 				e := obj.(*eventsv1.Event)
 				var errs field.ErrorList
