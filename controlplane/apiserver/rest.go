@@ -1097,6 +1097,17 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request, req *request) {
 	}
 	podReq := *req
 	podReq.subresource = ""
+	cur, err := req.ep.store.Get(ctx, s.key(&podReq), req.name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if pod := cur.(*corev1.Pod); pod.DeletionTimestamp == nil {
+		if err := s.checkDisruptionBudget(ctx, pod); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	if _, _, err := s.deleteObject(ctx, &podReq, opts); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -30,6 +30,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, workloadResources()...)
 	out = append(out, otherResources()...)
 	out = append(out, rbacResources()...)
+	out = append(out, policyResources()...)
 	for _, r := range out {
 		if r.Singular == "" {
 			r.Singular = strings.ToLower(r.Kind)

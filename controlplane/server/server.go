@@ -44,6 +44,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
+	"github.com/petrel-project/petrel/controlplane/controllers/disruption"
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
@@ -432,6 +433,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
 	aggregation := clusterroleaggregation.New(cs, factory)
+	budgets := disruption.New(cs, factory)
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {
@@ -441,6 +443,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
 	go aggregation.Run(ctx)
+	go budgets.Run(ctx)
 	go lifecycle.Run(ctx)
 	go podGC.Run(ctx)
 	go slices.Run(ctx, 4)

@@ -1,0 +1,104 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/petrel-project/petrel/controlplane/storage"
+)
+
+// checkDisruptionBudget decides whether the pod may be evicted now, as
+// Kubernetes' eviction subresource does: with no budget over it, yes; a pod
+// that is not running healthy may go when the budget allows (its
+// unhealthyPodEvictionPolicy); a healthy pod takes one of the budget's
+// allowed disruptions, recorded in the budget's status before the pod is
+// deleted, or the request gets 429 and kubectl drain retries.
+func (s *Server) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod) error {
+	ep := s.byPath["policy/v1/poddisruptionbudgets"]
+	if ep == nil {
+		return nil
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodPending {
+		return nil
+	}
+	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace)})
+	if err != nil {
+		return err
+	}
+	var matching []*policyv1.PodDisruptionBudget
+	for _, o := range res.Items {
+		pdb := o.(*policyv1.PodDisruptionBudget)
+		if pdb.Spec.Selector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		matching = append(matching, pdb)
+	}
+	switch len(matching) {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return apierrors.NewInternalError(fmt.Errorf("this pod has more than one PodDisruptionBudget, which the eviction subresource does not support"))
+	}
+	pdb := matching[0]
+	if !podReady(pod) {
+		always := pdb.Spec.UnhealthyPodEvictionPolicy != nil && *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.AlwaysAllow
+		if always || (pdb.Status.CurrentHealthy >= pdb.Status.DesiredHealthy && pdb.Status.DesiredHealthy > 0) {
+			return nil
+		}
+		return budgetError(pdb)
+	}
+	key := ep.store.Key(pdb.Namespace, pdb.Name)
+	_, _, err = ep.store.GuaranteedUpdate(ctx, key, pdb.Name, func(cur runtime.Object) (runtime.Object, error) {
+		p := cur.(*policyv1.PodDisruptionBudget).DeepCopy()
+		if p.Status.ObservedGeneration < p.Generation {
+			return nil, tooManyRequests(fmt.Sprintf("The disruption budget %s is still being processed by the server.", p.Name))
+		}
+		if p.Status.DisruptionsAllowed <= 0 {
+			return nil, budgetError(p)
+		}
+		if len(p.Status.DisruptedPods) > 2000 {
+			return nil, tooManyRequests("DisruptedPods map too big - too many evictions not confirmed by PDB controller")
+		}
+		p.Status.DisruptionsAllowed--
+		if p.Status.DisruptedPods == nil {
+			p.Status.DisruptedPods = map[string]metav1.Time{}
+		}
+		p.Status.DisruptedPods[pod.Name] = metav1.NewTime(time.Now())
+		return p, nil
+	})
+	return err
+}
+
+func budgetError(p *policyv1.PodDisruptionBudget) error {
+	return tooManyRequests(fmt.Sprintf("The disruption budget %s needs %d healthy pods and has %d currently", p.Name, p.Status.DesiredHealthy, p.Status.CurrentHealthy))
+}
+
+// tooManyRequests is the 429 kubectl drain waits on and retries.
+func tooManyRequests(cause string) error {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Type: policyv1.DisruptionBudgetCause, Message: cause})
+	return err
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
