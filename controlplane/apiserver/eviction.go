@@ -101,4 +101,3 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
-

@@ -266,4 +266,3 @@ func isReady(p *corev1.Pod) bool {
 	}
 	return false
 }
-
