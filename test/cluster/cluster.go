@@ -65,6 +65,16 @@ func Petrelctl(t testing.TB) string {
 	return ctlPath
 }
 
+// RemoveBuilt deletes the binaries built for this test process (when
+// $PETREL_BIN was not given); a package's TestMain calls it after m.Run.
+func RemoveBuilt() {
+	for _, p := range []string{binPath, ctlPath} {
+		if p != "" && p != os.Getenv("PETREL_BIN") && strings.Contains(filepath.Base(filepath.Dir(p)), "-bin-") {
+			_ = os.RemoveAll(filepath.Dir(p))
+		}
+	}
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
