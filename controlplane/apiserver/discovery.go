@@ -27,10 +27,13 @@ type discoveryDocs struct {
 	groupsAggB1   *apidiscoveryv2beta1.APIGroupDiscoveryList
 }
 
-var groupOrder = []string{"", "apps", "events.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
+var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
 	"storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io"}
 
 func verbsFor(res *registry.Resource) []string {
+	if res.CreateOnly {
+		return []string{"create"}
+	}
 	return []string{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/handler"
 	"k8s.io/kube-openapi/pkg/handler3"
 	"k8s.io/kube-openapi/pkg/openapiconv"
@@ -75,7 +76,17 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 		if k, ok := kinds[name]; ok {
 			s.AddExtension("x-kubernetes-group-version-kind", k)
 		}
-		definitions[name] = s
+		// Types with a different OpenAPI v2 shape (Quantity, IntOrString:
+		// oneOf is v3 only) carry it in an extension, as kube-openapi's
+		// builder reads it; without the swap the v2 protobuf document
+		// fails to build and kubectl's v2 fallback gets 503.
+		v2 := s
+		if ext, ok := s.Extensions[common.ExtensionV2Schema]; ok {
+			if v2s, ok := ext.(spec.Schema); ok {
+				v2 = v2s
+			}
+		}
+		definitions[name] = v2
 		sc := s
 		schemas[name] = &sc
 	}
@@ -161,6 +172,17 @@ func pathsFor(r *registry.Resource) map[string]spec.PathItem {
 		o.AddExtension("x-kubernetes-group-version-kind", gvk)
 		o.AddExtension("x-kubernetes-action", strings.ToLower(id))
 		return o
+	}
+	if r.CreateOnly {
+		collection := base + "/" + r.GVR.Resource
+		if r.Namespaced {
+			collection = base + "/namespaces/{namespace}/" + r.GVR.Resource
+		}
+		create := op("create")
+		create.AddExtension("x-kubernetes-action", "post")
+		create.Parameters = []spec.Parameter{{ParamProps: spec.ParamProps{Name: "body", In: "body", Required: true,
+			Schema: &spec.Schema{SchemaProps: spec.SchemaProps{Ref: ref}}}}, queryParam("dryRun"), queryParam("fieldManager"), queryParam("fieldValidation")}
+		return map[string]spec.PathItem{collection: {PathItemProps: spec.PathItemProps{Post: create}}}
 	}
 	patch := op("patch")
 	patch.Consumes = []string{"application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"}

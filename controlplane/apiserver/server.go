@@ -87,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 		byPath:     map[string]*endpoint{},
 		metrics:    newServerMetrics(cfg.Metrics),
 	}
-	oa, err := buildOpenAPI(cfg.Resources)
+	oa, err := buildOpenAPI(append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...))
 	if err != nil {
 		return nil, fmt.Errorf("building OpenAPI: %w", err)
 	}
@@ -117,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 			s.namespaces = st
 		}
 	}
-	s.discovery = buildDiscovery(cfg.Resources)
+	s.discovery = buildDiscovery(append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...))
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
 	s.mux.HandleFunc("/livez", s.health)
@@ -143,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/subjectaccessreviews", s.subjectAccessReview)
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
+	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/tokenreviews", s.tokenReview)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
@@ -218,12 +219,13 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 		gv = schema.GroupVersion{Group: parts[1], Version: parts[2]}
 		rest = parts[3:]
 	}
-	if _, ok := s.byGroupVer[gv]; !ok {
-		s.notFound(w, r)
+	if len(rest) == 0 && s.discovery.resourceLists[gv] != nil {
+		// Groups of reviews only (authorization.k8s.io) are listed too.
+		s.serveResourceList(w, r, gv)
 		return
 	}
-	if len(rest) == 0 {
-		s.serveResourceList(w, r, gv)
+	if _, ok := s.byGroupVer[gv]; !ok {
+		s.notFound(w, r)
 		return
 	}
 	req, ok := s.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))

@@ -135,6 +135,12 @@ func (s *Server) AuthenticateToken(ctx context.Context, token string) (User, err
 	if err != nil {
 		return User{}, err
 	}
+	return s.tokenUser(ctx, c)
+}
+
+// tokenUser is the user a verified token stands for, while its service
+// account (and bound pod) still exist with the UIDs it names.
+func (s *Server) tokenUser(ctx context.Context, c *tokens.Claims) (User, error) {
 	k := c.Kubernetes
 	saObj, err := lookup(ctx, s.store("serviceaccounts"), k.Namespace, k.ServiceAccount.Name)
 	if err != nil {

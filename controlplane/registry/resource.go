@@ -65,6 +65,8 @@ type Resource struct {
 	Columns []Column
 	// Hooks allocate and release what an object holds (ClusterIPs, NodePorts).
 	Hooks Hooks
+	// CreateOnly marks a review (see Reviews): only create, nothing stored.
+	CreateOnly bool
 	// Storage, when set, keeps the objects in another resource's storage
 	// (events.k8s.io events as core events).
 	Storage *StorageMapping

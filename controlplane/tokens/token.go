@@ -159,6 +159,42 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 		}
 		i.verified.Remove(token)
 	}
+	c, err := i.parse(token)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(c.Audience, i.issuer) {
+		return nil, fmt.Errorf("the token is not meant for the API server (audiences %v)", c.Audience)
+	}
+	i.verified.Add(token, c, min(verifiedTTL, c.ExpiresAt.Sub(i.now())))
+	return c, nil
+}
+
+// VerifyFor checks a token as Verify does, but for any of audiences (the
+// API server's when empty), and returns the audiences it is meant for: a
+// TokenReview from a service that accepts tokens made for itself.
+func (i *Issuer) VerifyFor(token string, audiences []string) (*Claims, []string, error) {
+	if len(audiences) == 0 {
+		audiences = []string{i.issuer}
+	}
+	c, err := i.parse(token)
+	if err != nil {
+		return nil, nil, err
+	}
+	var meant []string
+	for _, a := range audiences {
+		if slices.Contains(c.Audience, a) {
+			meant = append(meant, a)
+		}
+	}
+	if len(meant) == 0 {
+		return nil, nil, fmt.Errorf("the token is not meant for %v (audiences %v)", audiences, c.Audience)
+	}
+	return c, meant, nil
+}
+
+// parse checks a token's signature, issuer and time window.
+func (i *Issuer) parse(token string) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (interface{}, error) { return &i.key.PublicKey, nil },
 		jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(i.issuer), jwt.WithTimeFunc(i.now), jwt.WithExpirationRequired())
@@ -168,12 +204,8 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	case err != nil:
 		return nil, err
 	}
-	if !slices.Contains(c.Audience, i.issuer) {
-		return nil, fmt.Errorf("the token is not meant for the API server (audiences %v)", c.Audience)
-	}
 	if c.Kubernetes.Namespace == "" || c.Kubernetes.ServiceAccount.Name == "" {
 		return nil, errors.New("the token names no service account")
 	}
-	i.verified.Add(token, &c, min(verifiedTTL, c.ExpiresAt.Sub(i.now())))
 	return &c, nil
 }

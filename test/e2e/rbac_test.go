@@ -97,9 +97,7 @@ func TestRBAC(t *testing.T) {
 		if err == nil || !strings.Contains(out, `cannot impersonate resource "users" in API group "" at the cluster scope`) {
 			t.Fatalf("the account may not impersonate: %v\n%s", err, out)
 		}
-		// The review endpoints are not in discovery yet, so kubectl create -f
-		// cannot map their kinds: ask over HTTP as tools such as
-		// kube-rbac-proxy do.
+		// Over HTTP, as tools such as kube-rbac-proxy ask.
 		review := func(path, verb string) bool {
 			t.Helper()
 			body := fmt.Sprintf(`{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"system:serviceaccount:team:app",
@@ -124,6 +122,32 @@ func TestRBAC(t *testing.T) {
 		if !review(sar, "list") || review(sar, "delete") || !review(lsar, "watch") || review(lsar, "create") {
 			t.Fatal("the access reviews disagree with the policy (want list yes, delete no, watch yes, create no)")
 		}
+		// TokenReview: whose a token is, for services that take them.
+		tokenReview := func(tok string, audiences ...string) (ok bool, user string, errText string) {
+			t.Helper()
+			b, _ := json.Marshal(map[string]interface{}{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+				"spec": map[string]interface{}{"token": tok, "audiences": audiences}})
+			code, _, data := rawRequest(t, s, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", "application/json", b)
+			if code != 201 {
+				t.Fatalf("tokenreviews: %d %s", code, data)
+			}
+			var out struct {
+				Status struct {
+					Authenticated bool
+					User          struct{ Username string }
+					Error         string
+				} `json:"status"`
+			}
+			_ = json.Unmarshal(data, &out)
+			return out.Status.Authenticated, out.Status.User.Username, out.Status.Error
+		}
+		if ok, user, e := tokenReview(token); !ok || user != "system:serviceaccount:team:app" {
+			t.Fatalf("TokenReview of the account's token: %v %q %q", ok, user, e)
+		}
+		if ok, _, e := tokenReview(token, "https://vault.example"); ok || !strings.Contains(e, "not meant for") {
+			t.Fatalf("TokenReview for another audience: %v %q", ok, e)
+		}
+		mustContain(t, kubectl(t, s, "", "api-resources", "--api-group=authorization.k8s.io"), "subjectaccessreviews", "localsubjectaccessreviews")
 		code, st, _ := rawRequest(t, s, "POST", "/apis/authorization.k8s.io/v1/namespaces/other/localsubjectaccessreviews", "application/json",
 			[]byte(`{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","spec":{"user":"u","resourceAttributes":{"namespace":"team","verb":"get","resource":"pods"}}}`))
 		if code != 422 || !hasCause(st, "spec.resourceAttributes.namespace") {
