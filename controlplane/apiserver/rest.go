@@ -530,6 +530,11 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if res.Default != nil {
 		res.Default(obj)
 	}
+	if pod, ok := obj.(*corev1.Pod); ok {
+		if err := s.admitLimitRanges(ctx, pod); err != nil {
+			return nil, 0, err
+		}
+	}
 	if errs := s.validateCreate(req, obj); len(errs) > 0 {
 		return nil, 0, apierrors.NewInvalid(res.GVK().GroupKind(), acc.GetName(), errs)
 	}
