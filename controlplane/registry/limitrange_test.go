@@ -11,9 +11,9 @@ import (
 func TestLimitRanges(t *testing.T) {
 	q := resource.MustParse
 	lr := &corev1.LimitRange{Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
-		Type: corev1.LimitTypeContainer,
-		Max:  corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")},
-		Min:  corev1.ResourceList{corev1.ResourceMemory: q("16Mi")},
+		Type:           corev1.LimitTypeContainer,
+		Max:            corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")},
+		Min:            corev1.ResourceList{corev1.ResourceMemory: q("16Mi")},
 		DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: q("100m")},
 	}}}}
 	DefaultLimitRange(lr)
