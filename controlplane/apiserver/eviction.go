@@ -29,7 +29,7 @@ func (s *Server) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod) err
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodPending {
 		return nil
 	}
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace)})
+	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace), ResourceVersion: "0"})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ func (s *Server) admitLimitRanges(ctx context.Context, pod *corev1.Pod) error {
 	if ep == nil {
 		return nil
 	}
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace)})
+	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace), ResourceVersion: "0"})
 	if err != nil || len(res.Items) == 0 {
 		return err
 	}

@@ -541,6 +541,10 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if err := s.admitRBAC(ctx, obj); err != nil {
 		return nil, 0, err
 	}
+	// Last, as in Kubernetes: what is refused after this was charged.
+	if err := s.admitQuota(ctx, req, obj, dryRun); err != nil {
+		return nil, 0, err
+	}
 	acc.SetManagedFields(nil)
 	setKindTo(obj, res.GVK())
 	if applied != nil {

@@ -57,6 +57,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
 	"github.com/petrel-project/petrel/controlplane/controllers/podgc"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
+	"github.com/petrel-project/petrel/controlplane/controllers/resourcequota"
 	"github.com/petrel-project/petrel/controlplane/controllers/rootca"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
@@ -434,6 +435,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	rootCA := rootca.New(cs, factory, s.caPEM)
 	aggregation := clusterroleaggregation.New(cs, factory)
 	budgets := disruption.New(cs, factory)
+	quotas := resourcequota.New(cs, factory)
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {
@@ -444,6 +446,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go rootCA.Run(ctx)
 	go aggregation.Run(ctx)
 	go budgets.Run(ctx)
+	go quotas.Run(ctx)
 	go lifecycle.Run(ctx)
 	go podGC.Run(ctx)
 	go slices.Run(ctx, 4)

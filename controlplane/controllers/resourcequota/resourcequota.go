@@ -1,0 +1,185 @@
+// Package resourcequota keeps each ResourceQuota's status — its hard
+// limits and what the namespace uses of them — computed from the objects
+// stored, as Kubernetes' resource quota controller does. Admission charges
+// new objects against that status; this controller gives back what
+// deletions free and corrects what admission charged for creates that
+// then failed.
+package resourcequota
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/loop"
+	"github.com/petrel-project/petrel/controlplane/registry"
+)
+
+// counted is one kind of object quotas count, read from an informer or,
+// for kinds nothing else here watches (ConfigMaps, Secrets), listed when a
+// quota asks for them: watching every ConfigMap and Secret of the cluster
+// for the rare quota on them would cost every write of them a copy here.
+type counted struct {
+	gr      schema.GroupResource
+	indexer cache.Indexer
+	list    func(ctx context.Context, namespace string) ([]interface{}, error)
+	names   []corev1.ResourceName // what it counts under (listed kinds only)
+}
+
+// Controller recomputes quota usage.
+type Controller struct {
+	client  kubernetes.Interface
+	quotas  corelisters.ResourceQuotaLister
+	counted []counted
+	loop    *loop.Loop
+}
+
+// New builds the controller on a shared informer factory. It counts the
+// kinds Kubernetes' quota covers by name (pods, services, configmaps,
+// secrets, persistentvolumeclaims, resourcequotas) and the workloads'
+// count/<resource>.<group>.
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
+	qInf := factory.Core().V1().ResourceQuotas()
+	c := &Controller{client: cs, quotas: qInf.Lister()}
+	c.loop = loop.New("resource quota controller", c.sync)
+	c.loop.Synced(qInf.Informer().HasSynced)
+	_, _ = qInf.Informer().AddEventHandler(c.loop.Handlers())
+	add := func(gr schema.GroupResource, inf cache.SharedIndexInformer) {
+		c.counted = append(c.counted, counted{gr: gr, indexer: inf.GetIndexer()})
+		c.loop.Synced(inf.HasSynced)
+		byNamespace := func(obj interface{}) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			m, err := meta.Accessor(obj)
+			if err != nil {
+				return
+			}
+			quotas, _ := c.quotas.ResourceQuotas(m.GetNamespace()).List(labels.Everything())
+			for _, q := range quotas {
+				c.loop.Enqueue(q)
+			}
+		}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byNamespace,
+			UpdateFunc: func(_, o interface{}) { byNamespace(o) }, DeleteFunc: byNamespace})
+	}
+	core := factory.Core().V1()
+	add(corev1.Resource("pods"), core.Pods().Informer())
+	add(corev1.Resource("services"), core.Services().Informer())
+	c.counted = append(c.counted,
+		counted{gr: corev1.Resource("configmaps"), names: []corev1.ResourceName{corev1.ResourceConfigMaps, "count/configmaps"},
+			list: func(ctx context.Context, ns string) ([]interface{}, error) {
+				l, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return nil, err
+				}
+				out := make([]interface{}, 0, len(l.Items))
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				return out, nil
+			}},
+		counted{gr: corev1.Resource("secrets"), names: []corev1.ResourceName{corev1.ResourceSecrets, "count/secrets"},
+			list: func(ctx context.Context, ns string) ([]interface{}, error) {
+				l, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return nil, err
+				}
+				out := make([]interface{}, 0, len(l.Items))
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				return out, nil
+			}})
+	add(corev1.Resource("persistentvolumeclaims"), core.PersistentVolumeClaims().Informer())
+	add(corev1.Resource("resourcequotas"), qInf.Informer())
+	apps, batch := factory.Apps().V1(), factory.Batch().V1()
+	add(schema.GroupResource{Group: "apps", Resource: "deployments"}, apps.Deployments().Informer())
+	add(schema.GroupResource{Group: "apps", Resource: "replicasets"}, apps.ReplicaSets().Informer())
+	add(schema.GroupResource{Group: "apps", Resource: "statefulsets"}, apps.StatefulSets().Informer())
+	add(schema.GroupResource{Group: "apps", Resource: "daemonsets"}, apps.DaemonSets().Informer())
+	add(schema.GroupResource{Group: "batch", Resource: "jobs"}, batch.Jobs().Informer())
+	add(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, batch.CronJobs().Informer())
+	return c
+}
+
+// Run works until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	c.loop.Run(ctx, 2)
+}
+
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	q, err := c.quotas.ResourceQuotas(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	used := corev1.ResourceList{}
+	for name := range q.Spec.Hard {
+		used[name] = resource.MustParse("0")
+	}
+	resync := 5 * time.Minute
+	for _, k := range c.counted {
+		var objs []interface{}
+		if k.list != nil {
+			wanted := false
+			for _, n := range k.names {
+				_, in := q.Spec.Hard[n]
+				wanted = wanted || in
+			}
+			if !wanted {
+				continue
+			}
+			// Not watched: deletions show at the next look.
+			resync = 10 * time.Second
+			if objs, err = k.list(ctx, ns); err != nil {
+				return 0, err
+			}
+		} else if objs, err = k.indexer.ByIndex(cache.NamespaceIndex, ns); err != nil {
+			return 0, err
+		}
+		for _, o := range objs {
+			if m, err := meta.Accessor(o); err == nil && m.GetDeletionTimestamp() != nil && k.gr.Resource == "pods" {
+				continue // a terminating pod no longer counts, as in Kubernetes
+			}
+			for name, v := range registry.QuotaUsage(k.gr, o.(runtime.Object)) {
+				if cur, ok := used[name]; ok {
+					cur.Add(v)
+					used[name] = cur
+				}
+			}
+		}
+	}
+	status := corev1.ResourceQuotaStatus{Hard: q.Spec.Hard.DeepCopy(), Used: used}
+	if apiequality.Semantic.DeepEqual(status, q.Status) {
+		// Look again now and then: admission may have charged a create
+		// that failed afterwards.
+		return resync, nil
+	}
+	next := q.DeepCopy()
+	next.Status = status
+	_, err = c.client.CoreV1().ResourceQuotas(ns).UpdateStatus(ctx, next, metav1.UpdateOptions{FieldManager: "resourcequota-controller"})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return time.Second, nil
+	}
+	return resync, err
+}

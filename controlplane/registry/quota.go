@@ -1,0 +1,143 @@
+package registry
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func resourceQuotaResource() *Resource {
+	rq := func(o runtime.Object) *corev1.ResourceQuota { return o.(*corev1.ResourceQuota) }
+	// usageColumn prints "pods: 1/10, services: 0/5" for the names that
+	// pick, as kubectl does (REQUEST: everything but limits.*; LIMIT: limits.*).
+	usageColumn := func(name string, pick func(corev1.ResourceName) bool) Column {
+		return col(name, "string", func(o runtime.Object) interface{} {
+			q := rq(o)
+			var parts []string
+			for _, n := range sortedNames(q.Status.Hard) {
+				if !pick(n) {
+					continue
+				}
+				used := q.Status.Used[n]
+				hard := q.Status.Hard[n]
+				parts = append(parts, fmt.Sprintf("%s: %s/%s", n, used.String(), hard.String()))
+			}
+			return strings.Join(parts, ", ")
+		})
+	}
+	isLimit := func(n corev1.ResourceName) bool { return strings.HasPrefix(string(n), "limits.") }
+	return &Resource{
+		GVR: corev1.SchemeGroupVersion.WithResource("resourcequotas"), Kind: "ResourceQuota", Namespaced: true, ShortNames: []string{"quota"},
+		HasStatus: true,
+		New:       func() runtime.Object { return &corev1.ResourceQuota{} }, NewList: func() runtime.Object { return &corev1.ResourceQuotaList{} },
+		Validate:       func(obj runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
+		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
+		Columns: []Column{AgeColumn,
+			usageColumn("Request", func(n corev1.ResourceName) bool { return !isLimit(n) }),
+			usageColumn("Limit", isLimit)},
+	}
+}
+
+func sortedNames(l corev1.ResourceList) []corev1.ResourceName {
+	out := make([]corev1.ResourceName, 0, len(l))
+	for n := range l {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func validateQuota(q *corev1.ResourceQuota) field.ErrorList {
+	var errs field.ErrorList
+	for name, v := range q.Spec.Hard {
+		if v.Sign() < 0 {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "hard").Key(string(name)), v.String(), "must be greater than or equal to 0"))
+		}
+	}
+	if len(q.Spec.Scopes) > 0 || q.Spec.ScopeSelector != nil {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "scopes"), "quota scopes are not supported by Petrel yet"))
+	}
+	return errs
+}
+
+// QuotaUsage is what one object counts against a namespace's quotas, as
+// Kubernetes' quota evaluators count it: every object as
+// count/<resource>[.<group>], core objects also under their short names
+// (pods, services, configmaps ...), pods their CPU and memory requests and
+// limits (finished pods count nothing), Services their NodePorts and load
+// balancers, claims their storage.
+func QuotaUsage(gr schema.GroupResource, obj runtime.Object) corev1.ResourceList {
+	one := resource.MustParse("1")
+	count := "count/" + gr.Resource
+	if gr.Group != "" {
+		count += "." + gr.Group
+	}
+	use := corev1.ResourceList{corev1.ResourceName(count): one}
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		if o.Status.Phase == corev1.PodSucceeded || o.Status.Phase == corev1.PodFailed {
+			return corev1.ResourceList{}
+		}
+		use[corev1.ResourcePods] = one
+		req, lim := corev1.ResourceList{}, corev1.ResourceList{}
+		for _, c := range o.Spec.Containers {
+			addTo(req, c.Resources.Requests)
+			addTo(lim, c.Resources.Limits)
+		}
+		// An init container runs alone: the pod needs the larger of it
+		// and the sum of the others.
+		for _, c := range o.Spec.InitContainers {
+			for n, v := range c.Resources.Requests {
+				if cur := req[n]; v.Cmp(cur) > 0 {
+					req[n] = v.DeepCopy()
+				}
+			}
+			for n, v := range c.Resources.Limits {
+				if cur := lim[n]; v.Cmp(cur) > 0 {
+					lim[n] = v.DeepCopy()
+				}
+			}
+		}
+		for _, n := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+			if v, ok := req[n]; ok {
+				use[n] = v.DeepCopy()
+				use["requests."+n] = v.DeepCopy()
+			}
+			if v, ok := lim[n]; ok {
+				use["limits."+n] = v.DeepCopy()
+			}
+		}
+	case *corev1.Service:
+		use[corev1.ResourceServices] = one
+		ports := 0
+		for _, p := range o.Spec.Ports {
+			if p.NodePort != 0 {
+				ports++
+			}
+		}
+		if o.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			use[corev1.ResourceServicesLoadBalancers] = one
+		}
+		if o.Spec.Type == corev1.ServiceTypeNodePort || o.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			use[corev1.ResourceServicesNodePorts] = *resource.NewQuantity(int64(ports), resource.DecimalSI)
+		}
+	case *corev1.ConfigMap:
+		use[corev1.ResourceConfigMaps] = one
+	case *corev1.Secret:
+		use[corev1.ResourceSecrets] = one
+	case *corev1.ResourceQuota:
+		use[corev1.ResourceQuotas] = one
+	case *corev1.PersistentVolumeClaim:
+		use[corev1.ResourcePersistentVolumeClaims] = one
+		if v, ok := o.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+			use[corev1.ResourceRequestsStorage] = v.DeepCopy()
+		}
+	}
+	return use
+}

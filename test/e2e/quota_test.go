@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/petrel-project/petrel/test/cluster"
+)
+
+// TestResourceQuota: a namespace's quota counts what is there, refuses
+// what would go over it with Kubernetes' message, and frees what deletions
+// give back.
+func TestResourceQuota(t *testing.T) {
+	requireKubectl(t)
+	s := cluster.StartServer(t)
+	ctx := context.Background()
+	kubectl(t, s, "", "create", "namespace", "q")
+	kubectl(t, s, "", "create", "quota", "q1", "-n", "q", "--hard=pods=2,requests.cpu=1,configmaps=3")
+	poll(t, "the quota's usage computed", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "quota", "q1", "-n", "q", "-o", "jsonpath={.status.used}")
+		if err != nil || !strings.Contains(out, `"pods":"0"`) || !strings.Contains(out, `"configmaps":"1"`) {
+			return fmt.Errorf("%v: %s", err, out) // kube-root-ca.crt counts
+		}
+		return nil
+	})
+	run := func(name, cpu string) (string, error) {
+		res := ""
+		if cpu != "" {
+			res = fmt.Sprintf(`,"resources":{"requests":{"cpu":%q}}`, cpu)
+		}
+		return s.Kubectl(ctx, "", "run", name, "-n", "q", "--image=petrel.local/testserver:1", "--overrides",
+			fmt.Sprintf(`{"spec":{"containers":[{"name":%q,"image":"petrel.local/testserver:1"%s}]}}`, name, res))
+	}
+	if out, err := run("p1", "400m"); err != nil {
+		t.Fatalf("p1: %v\n%s", err, out)
+	}
+	if out, err := run("nores", ""); err == nil || !strings.Contains(out, `pods "nores" is forbidden: failed quota: q1: must specify requests.cpu`) {
+		t.Fatalf("a pod without a CPU request under a CPU quota: %v\n%s", err, out)
+	}
+	if out, err := run("p2", "400m"); err != nil {
+		t.Fatalf("p2: %v\n%s", err, out)
+	}
+	out, err := run("p3", "100m")
+	if err == nil || !strings.Contains(out, `pods "p3" is forbidden: exceeded quota: q1, requested: pods=1, used: pods=2, limited: pods=2`) {
+		t.Fatalf("a third pod: %v\n%s", err, out)
+	}
+	mustContain(t, kubectl(t, s, "", "get", "quota", "-n", "q"), "REQUEST", "pods: 2/2", "requests.cpu: 800m/1")
+	kubectl(t, s, "", "delete", "pod", "p1", "-n", "q", "--wait=false")
+	poll(t, "the deletion frees a pod", 30*time.Second, func() error {
+		out, err := run("p3", "100m")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	kubectl(t, s, "", "create", "configmap", "c1", "-n", "q")
+	kubectl(t, s, "", "create", "configmap", "c2", "-n", "q")
+	out, err = s.Kubectl(ctx, "", "create", "configmap", "c3", "-n", "q")
+	if err == nil || !strings.Contains(out, "exceeded quota: q1, requested: configmaps=1, used: configmaps=3, limited: configmaps=3") {
+		t.Fatalf("a fourth configmap: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "create", "configmap", "c4", "-n", "q", "--dry-run=server"); err == nil {
+		t.Fatalf("a dry run over quota must be refused too:\n%s", out)
+	}
+}
