@@ -99,31 +99,7 @@ func requestAttributes(r *http.Request, u User) rbac.Attributes {
 	if len(rest) > 2 {
 		a.Subresource = rest[2]
 	}
-	q := r.URL.Query()
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		switch {
-		case a.Name != "":
-			a.Verb = "get"
-		case q.Get("watch") == "true" || q.Get("watch") == "1":
-			a.Verb = "watch"
-		default:
-			a.Verb = "list"
-		}
-	case http.MethodPost:
-		a.Verb = "create"
-	case http.MethodPut:
-		a.Verb = "update"
-	case http.MethodPatch:
-		a.Verb = "patch"
-	case http.MethodDelete:
-		a.Verb = "delete"
-		if a.Name == "" {
-			a.Verb = "deletecollection"
-		}
-	default:
-		a.Verb = strings.ToLower(r.Method)
-	}
+	a.Verb = verbFor(r.Method, a.Name != "", isTrue(r.URL.Query().Get("watch")))
 	if a.Resource == "pods" && streamingSubresources[a.Subresource] {
 		a.Verb = "create"
 	}

@@ -269,31 +269,7 @@ func (s *Server) parse(gv schema.GroupVersion, rest []string, method, watchParam
 	if req.ep.res.Namespaced && req.namespace == "" && req.name != "" {
 		return nil, false
 	}
-	switch method {
-	case http.MethodGet, http.MethodHead:
-		switch {
-		case req.name != "":
-			req.verb = "get"
-		case isTrue(watchParam):
-			req.verb = "watch"
-		default:
-			req.verb = "list"
-		}
-	case http.MethodPost:
-		req.verb = "create"
-	case http.MethodPut:
-		req.verb = "update"
-	case http.MethodPatch:
-		req.verb = "patch"
-	case http.MethodDelete:
-		if req.name != "" {
-			req.verb = "delete"
-		} else {
-			req.verb = "deletecollection"
-		}
-	default:
-		req.verb = "unsupported"
-	}
+	req.verb = verbFor(method, req.name != "", isTrue(watchParam))
 	return req, true
 }
 
@@ -382,6 +358,35 @@ func accessor(obj runtime.Object) metav1.Object {
 
 func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 60*time.Second)
+}
+
+// verbFor is the API verb of a resource request, as Kubernetes' request
+// info derives it: GET is get, list or watch, DELETE of a collection
+// deletecollection, and so on.
+func verbFor(method string, named, watch bool) string {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		switch {
+		case named:
+			return "get"
+		case watch:
+			return "watch"
+		default:
+			return "list"
+		}
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		if named {
+			return "delete"
+		}
+		return "deletecollection"
+	}
+	return strings.ToLower(method)
 }
 
 // isTrue parses a boolean query parameter as Kubernetes does (strconv.ParseBool).

@@ -35,30 +35,9 @@ func DefaultLimitRange(lr *corev1.LimitRange) {
 		if item.Type != corev1.LimitTypeContainer {
 			continue
 		}
-		for name, max := range item.Max {
-			if _, ok := item.Default[name]; !ok {
-				if item.Default == nil {
-					item.Default = corev1.ResourceList{}
-				}
-				item.Default[name] = max.DeepCopy()
-			}
-		}
-		for name, def := range item.Default {
-			if _, ok := item.DefaultRequest[name]; !ok {
-				if item.DefaultRequest == nil {
-					item.DefaultRequest = corev1.ResourceList{}
-				}
-				item.DefaultRequest[name] = def.DeepCopy()
-			}
-		}
-		for name, min := range item.Min {
-			if _, ok := item.DefaultRequest[name]; !ok {
-				if item.DefaultRequest == nil {
-					item.DefaultRequest = corev1.ResourceList{}
-				}
-				item.DefaultRequest[name] = min.DeepCopy()
-			}
-		}
+		fillMissing(&item.Default, item.Max, "")
+		fillMissing(&item.DefaultRequest, item.Default, "")
+		fillMissing(&item.DefaultRequest, item.Min, "")
 	}
 }
 
@@ -121,25 +100,8 @@ func ApplyLimitRanges(pod *corev1.Pod, ranges []*corev1.LimitRange) []string {
 			for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 				for i := range cs {
 					c := &cs[i]
-					var what []string
-					for name, q := range item.Default {
-						if _, ok := c.Resources.Limits[name]; !ok {
-							if c.Resources.Limits == nil {
-								c.Resources.Limits = corev1.ResourceList{}
-							}
-							c.Resources.Limits[name] = q.DeepCopy()
-							what = append(what, string(name)+" limit")
-						}
-					}
-					for name, q := range item.DefaultRequest {
-						if _, ok := c.Resources.Requests[name]; !ok {
-							if c.Resources.Requests == nil {
-								c.Resources.Requests = corev1.ResourceList{}
-							}
-							c.Resources.Requests[name] = q.DeepCopy()
-							what = append(what, string(name)+" request")
-						}
-					}
+					what := fillMissing(&c.Resources.Limits, item.Default, "limit")
+					what = append(what, fillMissing(&c.Resources.Requests, item.DefaultRequest, "request")...)
 					if len(what) > 0 {
 						sort.Strings(what)
 						set = append(set, strings.Join(what, ", ")+" for container "+c.Name)
@@ -175,6 +137,23 @@ func ApplyLimitRanges(pod *corev1.Pod, ranges []*corev1.LimitRange) []string {
 		pod.Annotations[LimitRangeAnnotation] = "LimitRanger plugin set: " + strings.Join(set, "; ")
 	}
 	return problems
+}
+
+// fillMissing copies into *dst each default it lacks and says which ("cpu
+// limit").
+func fillMissing(dst *corev1.ResourceList, defaults corev1.ResourceList, kind string) []string {
+	var what []string
+	for name, q := range defaults {
+		if _, ok := (*dst)[name]; ok {
+			continue
+		}
+		if *dst == nil {
+			*dst = corev1.ResourceList{}
+		}
+		(*dst)[name] = q.DeepCopy()
+		what = append(what, string(name)+" "+kind)
+	}
+	return what
 }
 
 func addTo(sum, l corev1.ResourceList) {

@@ -56,20 +56,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	_, _ = pdbInf.Informer().AddEventHandler(c.loop.Handlers())
 	// Anything that changes a namespace's pods or their controllers' scale
 	// may change its budgets.
-	byNamespace := func(obj interface{}) {
-		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = t.Obj
-		}
-		m, err := meta.Accessor(obj)
-		if err != nil {
-			return
-		}
-		pdbs, _ := c.pdbs.PodDisruptionBudgets(m.GetNamespace()).List(labels.Everything())
-		for _, p := range pdbs {
-			c.loop.Enqueue(p)
-		}
-	}
-	handlers := cache.ResourceEventHandlerFuncs{AddFunc: byNamespace, UpdateFunc: func(_, o interface{}) { byNamespace(o) }, DeleteFunc: byNamespace}
+	handlers := c.loop.NamespaceHandlers(func(namespace string) []interface{} {
+		pdbs, _ := c.pdbs.PodDisruptionBudgets(namespace).List(labels.Everything())
+		return loop.Objects(pdbs)
+	})
 	for _, inf := range []cache.SharedIndexInformer{podInf.Informer(), rsInf.Informer(), depInf.Informer(), setInf.Informer()} {
 		_, _ = inf.AddEventHandler(handlers)
 	}

@@ -80,6 +80,32 @@ func (l *Loop) OwnerHandlers(kind string) cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, obj interface{}) { owner(obj) }, DeleteFunc: owner}
 }
 
+// NamespaceHandlers queue, for every event of any object, each object that
+// inNamespace lists for its namespace: for objects whose state sums up a
+// whole namespace (disruption budgets, quotas).
+func (l *Loop) NamespaceHandlers(inNamespace func(namespace string) []interface{}) cache.ResourceEventHandlerFuncs {
+	queue := func(obj interface{}) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		if m, ok := obj.(metav1.Object); ok {
+			for _, o := range inNamespace(m.GetNamespace()) {
+				l.Enqueue(o)
+			}
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: queue, UpdateFunc: func(_, obj interface{}) { queue(obj) }, DeleteFunc: queue}
+}
+
+// Objects returns a lister's result as NamespaceHandlers wants it.
+func Objects[T any](items []T) []interface{} {
+	out := make([]interface{}, len(items))
+	for i := range items {
+		out[i] = items[i]
+	}
+	return out
+}
+
 // Run starts workers once the caches are in and blocks until ctx ends.
 func (l *Loop) Run(ctx context.Context, workers int) {
 	defer l.queue.ShutDown()

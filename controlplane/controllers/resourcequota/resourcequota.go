@@ -57,24 +57,14 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	c.loop = loop.New("resource quota controller", c.sync)
 	c.loop.Synced(qInf.Informer().HasSynced)
 	_, _ = qInf.Informer().AddEventHandler(c.loop.Handlers())
+	inNamespace := c.loop.NamespaceHandlers(func(namespace string) []interface{} {
+		quotas, _ := c.quotas.ResourceQuotas(namespace).List(labels.Everything())
+		return loop.Objects(quotas)
+	})
 	add := func(gr schema.GroupResource, inf cache.SharedIndexInformer) {
 		c.counted = append(c.counted, counted{gr: gr, indexer: inf.GetIndexer()})
 		c.loop.Synced(inf.HasSynced)
-		byNamespace := func(obj interface{}) {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			m, err := meta.Accessor(obj)
-			if err != nil {
-				return
-			}
-			quotas, _ := c.quotas.ResourceQuotas(m.GetNamespace()).List(labels.Everything())
-			for _, q := range quotas {
-				c.loop.Enqueue(q)
-			}
-		}
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byNamespace,
-			UpdateFunc: func(_, o interface{}) { byNamespace(o) }, DeleteFunc: byNamespace})
+		_, _ = inf.AddEventHandler(inNamespace)
 	}
 	core := factory.Core().V1()
 	add(corev1.Resource("pods"), core.Pods().Informer())
@@ -86,11 +76,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 				if err != nil {
 					return nil, err
 				}
-				out := make([]interface{}, 0, len(l.Items))
-				for i := range l.Items {
-					out = append(out, &l.Items[i])
-				}
-				return out, nil
+				return pointers(l.Items), nil
 			}},
 		counted{gr: corev1.Resource("secrets"), names: []corev1.ResourceName{corev1.ResourceSecrets, "count/secrets"},
 			list: func(ctx context.Context, ns string) ([]interface{}, error) {
@@ -98,11 +84,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 				if err != nil {
 					return nil, err
 				}
-				out := make([]interface{}, 0, len(l.Items))
-				for i := range l.Items {
-					out = append(out, &l.Items[i])
-				}
-				return out, nil
+				return pointers(l.Items), nil
 			}})
 	add(corev1.Resource("persistentvolumeclaims"), core.PersistentVolumeClaims().Informer())
 	add(corev1.Resource("resourcequotas"), qInf.Informer())
@@ -114,6 +96,15 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	add(schema.GroupResource{Group: "batch", Resource: "jobs"}, batch.Jobs().Informer())
 	add(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, batch.CronJobs().Informer())
 	return c
+}
+
+// pointers returns a pointer to each item, as informers hold them.
+func pointers[T any](items []T) []interface{} {
+	out := make([]interface{}, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out
 }
 
 // Run works until ctx ends.
