@@ -45,6 +45,9 @@ func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Objec
 	use := registry.QuotaUsage(gr, obj)
 	for _, item := range res.Items {
 		q := item.(*corev1.ResourceQuota)
+		if !registry.QuotaCovers(q, obj) {
+			continue
+		}
 		charged := corev1.ResourceList{}
 		var missing []string
 		for name := range q.Spec.Hard {

@@ -60,10 +60,75 @@ func validateQuota(q *corev1.ResourceQuota) field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath("spec", "hard").Key(string(name)), v.String(), "must be greater than or equal to 0"))
 		}
 	}
-	if len(q.Spec.Scopes) > 0 || q.Spec.ScopeSelector != nil {
-		errs = append(errs, field.Forbidden(field.NewPath("spec", "scopes"), "quota scopes are not supported by Petrel yet"))
+	for i, scope := range q.Spec.Scopes {
+		p := field.NewPath("spec", "scopes").Index(i)
+		if !supportedScopes[scope] {
+			errs = append(errs, field.NotSupported(p, scope, []string{string(corev1.ResourceQuotaScopeTerminating),
+				string(corev1.ResourceQuotaScopeNotTerminating), string(corev1.ResourceQuotaScopeBestEffort), string(corev1.ResourceQuotaScopeNotBestEffort)}))
+			continue
+		}
+		if scope == corev1.ResourceQuotaScopeBestEffort {
+			for name := range q.Spec.Hard {
+				if name != corev1.ResourcePods && name != "count/pods" {
+					errs = append(errs, field.Invalid(field.NewPath("spec", "hard").Key(string(name)), name, "unsupported scope applied to resource: BestEffort tracks pods only"))
+				}
+			}
+		}
+	}
+	if q.Spec.ScopeSelector != nil {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "scopeSelector"), "scope selectors (priority classes) are not supported by Petrel yet"))
 	}
 	return errs
+}
+
+var supportedScopes = map[corev1.ResourceQuotaScope]bool{
+	corev1.ResourceQuotaScopeTerminating: true, corev1.ResourceQuotaScopeNotTerminating: true,
+	corev1.ResourceQuotaScopeBestEffort: true, corev1.ResourceQuotaScopeNotBestEffort: true,
+}
+
+// QuotaCovers reports whether a quota counts obj: a quota with scopes
+// counts only pods in all of them (Terminating: with activeDeadlineSeconds;
+// BestEffort: no container asks for or limits anything).
+func QuotaCovers(q *corev1.ResourceQuota, obj runtime.Object) bool {
+	if len(q.Spec.Scopes) == 0 {
+		return true
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return false
+	}
+	bestEffort := true
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			if len(c.Resources.Requests) > 0 || len(c.Resources.Limits) > 0 {
+				bestEffort = false
+			}
+		}
+	}
+	terminating := pod.Spec.ActiveDeadlineSeconds != nil
+	for _, scope := range q.Spec.Scopes {
+		switch scope {
+		case corev1.ResourceQuotaScopeTerminating:
+			if !terminating {
+				return false
+			}
+		case corev1.ResourceQuotaScopeNotTerminating:
+			if terminating {
+				return false
+			}
+		case corev1.ResourceQuotaScopeBestEffort:
+			if !bestEffort {
+				return false
+			}
+		case corev1.ResourceQuotaScopeNotBestEffort:
+			if bestEffort {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // QuotaUsage is what one object counts against a namespace's quotas, as

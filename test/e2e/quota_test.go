@@ -65,4 +65,24 @@ func TestResourceQuota(t *testing.T) {
 	if out, err := s.Kubectl(ctx, "", "create", "configmap", "c4", "-n", "q", "--dry-run=server"); err == nil {
 		t.Fatalf("a dry run over quota must be refused too:\n%s", out)
 	}
+
+	// A BestEffort quota counts only pods that ask for nothing.
+	kubectl(t, s, "", "create", "namespace", "be")
+	kubectl(t, s, "", "create", "quota", "be", "-n", "be", "--hard=pods=1", "--scopes=BestEffort")
+	poll(t, "the scoped quota's usage", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "quota", "be", "-n", "be", "-o", "jsonpath={.status.used.pods}")
+		if err != nil || out != "0" {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	kubectl(t, s, "", "run", "free1", "-n", "be", "--image=petrel.local/testserver:1")
+	out, err = s.Kubectl(ctx, "", "run", "free2", "-n", "be", "--image=petrel.local/testserver:1")
+	if err == nil || !strings.Contains(out, "exceeded quota: be") {
+		t.Fatalf("a second best-effort pod: %v\n%s", err, out)
+	}
+	if out, err := s.Kubectl(ctx, "", "run", "sized", "-n", "be", "--image=petrel.local/testserver:1", "--overrides",
+		`{"spec":{"containers":[{"name":"sized","image":"petrel.local/testserver:1","resources":{"requests":{"cpu":"10m"}}}]}}`); err != nil {
+		t.Fatalf("a pod with requests is outside the BestEffort quota: %v\n%s", err, out)
+	}
 }

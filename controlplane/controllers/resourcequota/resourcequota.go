@@ -152,6 +152,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			if m, err := meta.Accessor(o); err == nil && m.GetDeletionTimestamp() != nil && k.gr.Resource == "pods" {
 				continue // a terminating pod no longer counts, as in Kubernetes
 			}
+			if !registry.QuotaCovers(q, o.(runtime.Object)) {
+				continue
+			}
 			for name, v := range registry.QuotaUsage(k.gr, o.(runtime.Object)) {
 				if cur, ok := used[name]; ok {
 					cur.Add(v)

@@ -1,0 +1,66 @@
+package registry
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func TestQuotaUsageAndScopes(t *testing.T) {
+	q := resource.MustParse
+	deadline := int64(60)
+	withCPU := &corev1.Pod{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("2")}}}},
+		Containers: []corev1.Container{
+			{Name: "a", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("500m")}, Limits: corev1.ResourceList{corev1.ResourceMemory: q("1Gi")}}},
+			{Name: "b", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("700m")}}},
+		}}}
+	use := QuotaUsage(schema.GroupResource{Resource: "pods"}, withCPU)
+	// The init container alone asks for more than the others together.
+	if v := use["requests.cpu"]; v.Cmp(q("2")) != 0 {
+		t.Fatalf("requests.cpu %s, want 2", v.String())
+	}
+	if v := use["limits.memory"]; v.Cmp(q("1Gi")) != 0 || use.Pods().Value() != 1 {
+		t.Fatalf("usage %v", use)
+	}
+	finished := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodSucceeded}}
+	if len(QuotaUsage(schema.GroupResource{Resource: "pods"}, finished)) != 0 {
+		t.Fatal("a finished pod counts nothing")
+	}
+	if _, ok := QuotaUsage(schema.GroupResource{Group: "apps", Resource: "deployments"}, nil)["count/deployments.apps"]; !ok {
+		t.Fatal("count/deployments.apps")
+	}
+
+	bestEffort := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}, ActiveDeadlineSeconds: &deadline}}
+	scoped := func(scopes ...corev1.ResourceQuotaScope) *corev1.ResourceQuota {
+		return &corev1.ResourceQuota{Spec: corev1.ResourceQuotaSpec{Scopes: scopes, Hard: corev1.ResourceList{corev1.ResourcePods: q("1")}}}
+	}
+	cases := []struct {
+		quota *corev1.ResourceQuota
+		obj   *corev1.Pod
+		want  bool
+	}{
+		{scoped(), withCPU, true},
+		{scoped(corev1.ResourceQuotaScopeBestEffort), bestEffort, true},
+		{scoped(corev1.ResourceQuotaScopeBestEffort), withCPU, false},
+		{scoped(corev1.ResourceQuotaScopeNotBestEffort), withCPU, true},
+		{scoped(corev1.ResourceQuotaScopeTerminating), bestEffort, true},
+		{scoped(corev1.ResourceQuotaScopeTerminating, corev1.ResourceQuotaScopeNotBestEffort), bestEffort, false},
+		{scoped(corev1.ResourceQuotaScopeNotTerminating), withCPU, true},
+	}
+	for i, c := range cases {
+		if got := QuotaCovers(c.quota, c.obj); got != c.want {
+			t.Errorf("case %d (%v): covers %v, want %v", i, c.quota.Spec.Scopes, got, c.want)
+		}
+	}
+	if QuotaCovers(scoped(corev1.ResourceQuotaScopeBestEffort), &corev1.ConfigMap{}) {
+		t.Error("a scoped quota counts pods only")
+	}
+	bad := scoped(corev1.ResourceQuotaScopeBestEffort)
+	bad.Spec.Hard[corev1.ResourceRequestsCPU] = q("1")
+	if errs := validateQuota(bad); len(errs) != 1 || errs[0].Field != "spec.hard[requests.cpu]" {
+		t.Fatalf("BestEffort with requests.cpu: %v", errs)
+	}
+}
