@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,15 @@ func TestNodeRestartAdoptsPods(t *testing.T) {
 		t.Fatalf("pods %v (%v)", pods, err)
 	}
 	kept, gone := pods.Items[0], pods.Items[1]
+	// Ready has no probe behind it here: wait for the server to listen.
+	poll(t, "the kept pod serving", 30*time.Second, func() error {
+		resp, err := http.Get("http://" + kept.Status.PodIP + ":8080/hostname")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
 
 	n.Kill()
 	// The data path does not need the daemon.
