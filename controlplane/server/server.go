@@ -36,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
@@ -435,7 +436,19 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	rootCA := rootca.New(cs, factory, s.caPEM)
 	aggregation := clusterroleaggregation.New(cs, factory)
 	budgets := disruption.New(cs, factory)
-	quotas := resourcequota.New(cs, factory)
+	served := map[schema.GroupResource]schema.GroupVersionResource{}
+	for _, r := range resources {
+		served[r.GVR.GroupResource()] = r.GVR
+	}
+	metaClient, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		slog.Error("controllers: metadata client", "err", err)
+		return
+	}
+	quotas := resourcequota.New(cs, factory, metaClient, func(gr schema.GroupResource) (schema.GroupVersionResource, bool) {
+		gvr, ok := served[gr]
+		return gvr, ok
+	})
 	lifecycle := nodelifecycle.New(cs, factory, s.opts.NodeMonitorGracePeriod)
 	podGC := podgc.New(cs, factory, 12500)
 	if len(s.lbPool) > 0 {

@@ -66,6 +66,30 @@ func TestResourceQuota(t *testing.T) {
 		t.Fatalf("a dry run over quota must be refused too:\n%s", out)
 	}
 
+	// count/<resource>.<group> of a kind the quota controller does not watch.
+	kubectl(t, s, "", "create", "namespace", "ing")
+	kubectl(t, s, "", "create", "quota", "ing", "-n", "ing", "--hard=count/ingresses.networking.k8s.io=1")
+	poll(t, "the ingress count", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "quota", "ing", "-n", "ing", "-o", `jsonpath={.status.used.count/ingresses\.networking\.k8s\.io}`)
+		if err != nil || out != "0" {
+			return fmt.Errorf("%v: %q", err, out)
+		}
+		return nil
+	})
+	kubectl(t, s, "", "create", "ingress", "one", "-n", "ing", "--rule=one.example/=web:80")
+	out, err = s.Kubectl(ctx, "", "create", "ingress", "two", "-n", "ing", "--rule=two.example/=web:80")
+	if err == nil || !strings.Contains(out, "exceeded quota: ing, requested: count/ingresses.networking.k8s.io=1") {
+		t.Fatalf("a second ingress: %v\n%s", err, out)
+	}
+	kubectl(t, s, "", "delete", "ingress", "one", "-n", "ing")
+	poll(t, "the deleted ingress given back", 40*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "create", "ingress", "two", "-n", "ing", "--rule=two.example/=web:80")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
 	// A BestEffort quota counts only pods that ask for nothing.
 	kubectl(t, s, "", "create", "namespace", "be")
 	kubectl(t, s, "", "create", "quota", "be", "-n", "be", "--hard=pods=1", "--scopes=BestEffort")

@@ -8,6 +8,7 @@ package resourcequota
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
@@ -44,6 +46,10 @@ type Controller struct {
 	client  kubernetes.Interface
 	quotas  corelisters.ResourceQuotaLister
 	counted []counted
+	// others lists any other served resource's objects (metadata only), for
+	// count/<resource>.<group> limits on kinds not counted above.
+	others  metadata.Interface
+	resolve func(schema.GroupResource) (schema.GroupVersionResource, bool)
 	loop    *loop.Loop
 }
 
@@ -51,9 +57,12 @@ type Controller struct {
 // kinds Kubernetes' quota covers by name (pods, services, configmaps,
 // secrets, persistentvolumeclaims, resourcequotas) and the workloads'
 // count/<resource>.<group>.
-func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
+// Other kinds' count/<resource>.<group> are listed through mc, with resolve
+// giving the served version of a group and resource.
+func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc metadata.Interface,
+	resolve func(schema.GroupResource) (schema.GroupVersionResource, bool)) *Controller {
 	qInf := factory.Core().V1().ResourceQuotas()
-	c := &Controller{client: cs, quotas: qInf.Lister()}
+	c := &Controller{client: cs, quotas: qInf.Lister(), others: mc, resolve: resolve}
 	c.loop = loop.New("resource quota controller", c.sync)
 	c.loop.Synced(qInf.Informer().HasSynced)
 	_, _ = qInf.Informer().AddEventHandler(c.loop.Handlers())
@@ -96,6 +105,43 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	add(schema.GroupResource{Group: "batch", Resource: "jobs"}, batch.Jobs().Informer())
 	add(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, batch.CronJobs().Informer())
 	return c
+}
+
+// countOthers fills in the quota's count/<resource>[.<group>] limits on
+// kinds the informers above do not count, by listing them (metadata only);
+// it returns how many it listed (they are not watched, so the caller looks
+// again soon).
+func (c *Controller) countOthers(ctx context.Context, q *corev1.ResourceQuota, used corev1.ResourceList) (int, error) {
+	known := map[string]bool{}
+	for _, k := range c.counted {
+		known[countName(k.gr)] = true
+	}
+	listed := 0
+	for name := range q.Spec.Hard {
+		rest, ok := strings.CutPrefix(string(name), "count/")
+		if !ok || known[string(name)] || c.others == nil || c.resolve == nil || len(q.Spec.Scopes) > 0 {
+			continue
+		}
+		res, group, _ := strings.Cut(rest, ".")
+		gvr, ok := c.resolve(schema.GroupResource{Group: group, Resource: res})
+		if !ok {
+			continue
+		}
+		l, err := c.others.Resource(gvr).Namespace(q.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return listed, err
+		}
+		listed++
+		used[name] = *resource.NewQuantity(int64(len(l.Items)), resource.DecimalSI)
+	}
+	return listed, nil
+}
+
+func countName(gr schema.GroupResource) string {
+	if gr.Group == "" {
+		return "count/" + gr.Resource
+	}
+	return "count/" + gr.Resource + "." + gr.Group
 }
 
 // pointers returns a pointer to each item, as informers hold them.
@@ -162,6 +208,11 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 				}
 			}
 		}
+	}
+	if n, err := c.countOthers(ctx, q, used); err != nil {
+		return 0, err
+	} else if n > 0 {
+		resync = 10 * time.Second
 	}
 	status := corev1.ResourceQuotaStatus{Hard: q.Spec.Hard.DeepCopy(), Used: used}
 	if apiequality.Semantic.DeepEqual(status, q.Status) {
