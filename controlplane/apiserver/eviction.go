@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/petrel-project/petrel/controlplane/storage"
 )
 
 // checkDisruptionBudget decides whether the pod may be evicted now, as
@@ -22,19 +20,15 @@ import (
 // allowed disruptions, recorded in the budget's status before the pod is
 // deleted, or the request gets 429 and kubectl drain retries.
 func (s *Server) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod) error {
-	ep := s.byPath["policy/v1/poddisruptionbudgets"]
-	if ep == nil {
-		return nil
-	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodPending {
 		return nil
 	}
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace), ResourceVersion: "0"})
-	if err != nil {
+	ep, items, err := s.admissionList(ctx, "policy/v1/poddisruptionbudgets", pod.Namespace)
+	if err != nil || len(items) == 0 {
 		return err
 	}
 	var matching []*policyv1.PodDisruptionBudget
-	for _, o := range res.Items {
+	for _, o := range items {
 		pdb := o.(*policyv1.PodDisruptionBudget)
 		if pdb.Spec.Selector == nil {
 			continue

@@ -9,23 +9,18 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
 )
 
 // admitLimitRanges applies the namespace's LimitRanges to a new pod
 // (default requests and limits, then their bounds), as Kubernetes'
 // LimitRanger admission does; a pod out of bounds gets 403 Forbidden.
 func (s *Server) admitLimitRanges(ctx context.Context, pod *corev1.Pod) error {
-	ep := s.byPath["/v1/limitranges"]
-	if ep == nil {
-		return nil
-	}
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(pod.Namespace), ResourceVersion: "0"})
-	if err != nil || len(res.Items) == 0 {
+	_, items, err := s.admissionList(ctx, "/v1/limitranges", pod.Namespace)
+	if err != nil || len(items) == 0 {
 		return err
 	}
-	ranges := make([]*corev1.LimitRange, 0, len(res.Items))
-	for _, o := range res.Items {
+	ranges := make([]*corev1.LimitRange, 0, len(items))
+	for _, o := range items {
 		ranges = append(ranges, o.(*corev1.LimitRange))
 	}
 	problems := registry.ApplyLimitRanges(pod, ranges)

@@ -15,6 +15,24 @@ import (
 	"github.com/petrel-project/petrel/controlplane/storage"
 )
 
+// admissionList returns the objects of the resource at path (group/
+// version/resource) in namespace, for admission. It reads the watch cache as
+// it is (resourceVersion 0), as Kubernetes' admission reads informer
+// listers: a fresh read would cost every create an etcd round trip and a
+// wait for the cache; decisions that must not race are compare-and-swap
+// writes. A resource that is not served gives no objects.
+func (s *Server) admissionList(ctx context.Context, path, namespace string) (*endpoint, []runtime.Object, error) {
+	ep := s.byPath[path]
+	if ep == nil {
+		return nil, nil, nil
+	}
+	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(namespace), ResourceVersion: "0"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ep, res.Items, nil
+}
+
 // computeNames are what a pod must declare when a quota limits them.
 var computeNames = map[corev1.ResourceName]bool{
 	corev1.ResourceCPU: true, corev1.ResourceMemory: true, corev1.ResourceRequestsCPU: true, corev1.ResourceRequestsMemory: true,
@@ -29,21 +47,17 @@ var computeNames = map[corev1.ResourceName]bool{
 // checked and not charged. The quota controller recomputes usage from what
 // is stored, which gives back what deletions (and failed creates) free.
 func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Object, dryRun bool) error {
-	ep := s.byPath["/v1/resourcequotas"]
 	ns := accessor(obj).GetNamespace()
-	if ep == nil || ns == "" {
+	if ns == "" {
 		return nil
 	}
-	// The watch cache as it is (resourceVersion 0), as Kubernetes' informer
-	// listers: a fresh read would cost every create an etcd round trip and
-	// a wait for this cache; the charge itself is a compare-and-swap.
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(ns), ResourceVersion: "0"})
-	if err != nil || len(res.Items) == 0 {
+	ep, items, err := s.admissionList(ctx, "/v1/resourcequotas", ns)
+	if err != nil || len(items) == 0 {
 		return err
 	}
 	gr := req.ep.res.GVR.GroupResource()
 	use := registry.QuotaUsage(gr, obj)
-	for _, item := range res.Items {
+	for _, item := range items {
 		q := item.(*corev1.ResourceQuota)
 		if !registry.QuotaCovers(q, obj) {
 			continue

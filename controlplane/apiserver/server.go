@@ -87,7 +87,9 @@ func New(cfg Config) (*Server, error) {
 		byPath:     map[string]*endpoint{},
 		metrics:    newServerMetrics(cfg.Metrics),
 	}
-	oa, err := buildOpenAPI(append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...))
+	// The reviews are listed (discovery, OpenAPI) but not stored.
+	listed := append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...)
+	oa, err := buildOpenAPI(listed)
 	if err != nil {
 		return nil, fmt.Errorf("building OpenAPI: %w", err)
 	}
@@ -117,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 			s.namespaces = st
 		}
 	}
-	s.discovery = buildDiscovery(append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...))
+	s.discovery = buildDiscovery(listed)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
 	s.mux.HandleFunc("/livez", s.health)

@@ -46,6 +46,8 @@ type Controller struct {
 	client  kubernetes.Interface
 	quotas  corelisters.ResourceQuotaLister
 	counted []counted
+	// countedNames are the count/<resource>[.<group>] names of counted.
+	countedNames map[string]bool
 	// others lists any other served resource's objects (metadata only), for
 	// count/<resource>.<group> limits on kinds not counted above.
 	others  metadata.Interface
@@ -104,6 +106,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 	add(schema.GroupResource{Group: "apps", Resource: "daemonsets"}, apps.DaemonSets().Informer())
 	add(schema.GroupResource{Group: "batch", Resource: "jobs"}, batch.Jobs().Informer())
 	add(schema.GroupResource{Group: "batch", Resource: "cronjobs"}, batch.CronJobs().Informer())
+	c.countedNames = map[string]bool{}
+	for _, k := range c.counted {
+		c.countedNames[countName(k.gr)] = true
+	}
 	return c
 }
 
@@ -112,14 +118,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 // it returns how many it listed (they are not watched, so the caller looks
 // again soon).
 func (c *Controller) countOthers(ctx context.Context, q *corev1.ResourceQuota, used corev1.ResourceList) (int, error) {
-	known := map[string]bool{}
-	for _, k := range c.counted {
-		known[countName(k.gr)] = true
-	}
 	listed := 0
 	for name := range q.Spec.Hard {
 		rest, ok := strings.CutPrefix(string(name), "count/")
-		if !ok || known[string(name)] || c.others == nil || c.resolve == nil || len(q.Spec.Scopes) > 0 {
+		if !ok || c.countedNames[string(name)] || c.others == nil || c.resolve == nil || len(q.Spec.Scopes) > 0 {
 			continue
 		}
 		res, group, _ := strings.Cut(rest, ".")
