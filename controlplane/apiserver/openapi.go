@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
@@ -21,13 +22,25 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry"
 )
 
-// openAPI holds the OpenAPI documents and the type converter that server-side
-// apply uses; all of it is built from the definitions openapi-gen generated.
+// openAPI holds the type converter that server-side apply uses and the
+// OpenAPI documents, all of it from the definitions openapi-gen generated.
+// The documents are built the first time a client asks for one: they are
+// the largest thing the server would otherwise keep from start (about 7 MB
+// of schemas, paths and their v3 conversion), and a server nobody runs
+// kubectl apply or explain against never needs them.
 type openAPI struct {
-	v2Handler     http.Handler
-	v3            *handler3.OpenAPIService
+	resources     []*registry.Resource
 	typeConverter managedfields.TypeConverter
 	createFields  *createFields
+
+	docsOnce sync.Once
+	docs     *openAPIDocs
+}
+
+// openAPIDocs serve the v2 document and the v3 documents per group version.
+type openAPIDocs struct {
+	v2 http.Handler
+	v3 *handler3.OpenAPIService
 }
 
 type modelNamer interface{ OpenAPIModelName() string }
@@ -65,11 +78,27 @@ func gvkByModel() map[string][]interface{} {
 }
 
 func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
+	kinds := gvkByModel()
+	schemas, _ := definitions(kinds)
+	tc, err := managedfields.NewTypeConverter(schemas, false)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := newCreateFields(schemas, kinds)
+	if err != nil {
+		return nil, err
+	}
+	return &openAPI{resources: resources, typeConverter: tc, createFields: cf}, nil
+}
+
+// definitions are the generated schemas by model name, marked with the
+// kinds each is served as: in their v3 shape (server-side apply's types and
+// the v3 documents) and in their v2 shape (the v2 document).
+func definitions(kinds map[string][]interface{}) (map[string]*spec.Schema, spec.Definitions) {
 	defs := generated.GetOpenAPIDefinitions(func(name string) spec.Ref {
 		return spec.MustCreateRef("#/definitions/" + name)
 	})
-	kinds := gvkByModel()
-	definitions := spec.Definitions{}
+	v2defs := spec.Definitions{}
 	schemas := map[string]*spec.Schema{}
 	for name, d := range defs {
 		s := d.Schema
@@ -86,50 +115,51 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 				v2 = v2s
 			}
 		}
-		definitions[name] = v2
+		v2defs[name] = v2
 		sc := s
 		schemas[name] = &sc
 	}
-	tc, err := managedfields.NewTypeConverter(schemas, false)
-	if err != nil {
-		return nil, err
-	}
-	swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
-		Swagger:     "2.0",
-		Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
-		Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
-		Definitions: definitions,
-	}}
-	// Each resource's paths go into the v2 document and into its group
-	// version's v3 document.
-	pathsByGV := map[schema.GroupVersion]map[string]spec.PathItem{}
-	for _, r := range resources {
-		gv := r.GVR.GroupVersion()
-		if pathsByGV[gv] == nil {
-			pathsByGV[gv] = map[string]spec.PathItem{}
+	return schemas, v2defs
+}
+
+// documents builds the v2 and v3 documents once, on the first request for
+// either.
+func (o *openAPI) documents() *openAPIDocs {
+	o.docsOnce.Do(func() {
+		_, v2defs := definitions(gvkByModel())
+		swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
+			Swagger:     "2.0",
+			Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
+			Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
+			Definitions: v2defs,
+		}}
+		// Each resource's paths go into the v2 document and into its group
+		// version's v3 document.
+		pathsByGV := map[schema.GroupVersion]map[string]spec.PathItem{}
+		for _, r := range o.resources {
+			gv := r.GVR.GroupVersion()
+			if pathsByGV[gv] == nil {
+				pathsByGV[gv] = map[string]spec.PathItem{}
+			}
+			for path, item := range pathsFor(r) {
+				swagger.Paths.Paths[path] = item
+				pathsByGV[gv][path] = item
+			}
 		}
-		for path, item := range pathsFor(r) {
-			swagger.Paths.Paths[path] = item
-			pathsByGV[gv][path] = item
+		docs := &openAPIDocs{v2: v2Handler(handler.NewOpenAPIService(swagger)), v3: handler3.NewOpenAPIService()}
+		full := openapiconv.ConvertV2ToV3(swagger)
+		for gv, paths := range pathsByGV {
+			doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components,
+				Paths: openapiconv.ConvertPaths(&spec.Paths{Paths: paths})}
+			key := "apis/" + gv.Group + "/" + gv.Version
+			if gv.Group == "" {
+				key = "api/" + gv.Version
+			}
+			docs.v3.UpdateGroupVersion(key, doc)
 		}
-	}
-	cf, err := newCreateFields(schemas, kinds)
-	if err != nil {
-		return nil, err
-	}
-	oa := &openAPI{typeConverter: tc, createFields: cf, v3: handler3.NewOpenAPIService()}
-	oa.v2Handler = v2Handler(handler.NewOpenAPIService(swagger))
-	full := openapiconv.ConvertV2ToV3(swagger)
-	for gv, paths := range pathsByGV {
-		doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components,
-			Paths: openapiconv.ConvertPaths(&spec.Paths{Paths: paths})}
-		key := "apis/" + gv.Group + "/" + gv.Version
-		if gv.Group == "" {
-			key = "api/" + gv.Version
-		}
-		oa.v3.UpdateGroupVersion(key, doc)
-	}
-	return oa, nil
+		o.docs = docs
+	})
+	return o.docs
 }
 
 // openAPIV2Mux captures the handler kube-openapi registers for /openapi/v2.
@@ -143,9 +173,15 @@ func v2Handler(svc *handler.OpenAPIService) http.Handler {
 	return m.h
 }
 
-func (o *openAPI) serveV3Index(w http.ResponseWriter, r *http.Request) { o.v3.HandleDiscovery(w, r) }
+func (o *openAPI) serveV2(w http.ResponseWriter, r *http.Request) { o.documents().v2.ServeHTTP(w, r) }
 
-func (o *openAPI) serveV3Doc(w http.ResponseWriter, r *http.Request) { o.v3.HandleGroupVersion(w, r) }
+func (o *openAPI) serveV3Index(w http.ResponseWriter, r *http.Request) {
+	o.documents().v3.HandleDiscovery(w, r)
+}
+
+func (o *openAPI) serveV3Doc(w http.ResponseWriter, r *http.Request) {
+	o.documents().v3.HandleGroupVersion(w, r)
+}
 
 // pathsFor describes a resource's item path with the operations kubectl looks
 // for: its PATCH carries the fieldValidation parameter, which tells kubectl

@@ -28,7 +28,7 @@ func TestOpenAPIV2Protobuf(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, "/openapi/v2", nil)
 		req.Header.Set("Accept", accept)
 		rec := httptest.NewRecorder()
-		oa.v2Handler.ServeHTTP(rec, req)
+		oa.serveV2(rec, req)
 		if rec.Code != http.StatusOK || rec.Body.Len() < 100000 {
 			t.Fatalf("%s: %d, %d bytes: %.200s", accept, rec.Code, rec.Body.Len(), rec.Body.String())
 		}

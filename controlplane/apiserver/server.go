@@ -136,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.Handle("/openapi/v2", s.openapi.v2Handler)
+	s.mux.HandleFunc("/openapi/v2", s.openapi.serveV2)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)
 	// Reviews kubectl auth can-i and whoami ask for (no stored objects).

@@ -68,6 +68,9 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 			return nil, err
 		}
 	}
+	if err := dropPageCache(petrel); err != nil {
+		return nil, err
+	}
 	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
 		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
@@ -170,6 +173,13 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 		return nil, err
 	}
 	rep.Add("server_idle_rss", "MB", rss, "lower", f(100))
+	for _, part := range []struct{ name, field string }{{"server_idle_rss_anonymous", "RssAnon"}, {"server_idle_rss_file", "RssFile"}} {
+		mb, err := procStatusMB(sp.cmd.Process.Pid, part.field)
+		if err != nil {
+			return nil, err
+		}
+		rep.Add(part.name, "MB", mb, "lower", nil)
+	}
 
 	cfg, cs, err := sp.client()
 	if err != nil {
