@@ -17,6 +17,7 @@ build:
 	$(GO) build -o $(BIN)/petrelctl ./cmd/petrelctl
 	$(GO) build -o $(BIN)/petrel-cni ./cmd/petrel-cni
 	$(GO) build -o $(BIN)/petrel-logger ./cmd/petrel-logger
+	$(GO) build -o $(BIN)/petrel-kubectl ./cmd/petrel-kubectl
 
 # The test images, as OCI archives built from busybox-static and the Go test
 # server (no registry, no container engine).

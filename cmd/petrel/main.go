@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
 	"github.com/petrel-project/petrel/cni"
 	"github.com/petrel-project/petrel/controlplane/server"
@@ -115,30 +115,34 @@ func serverCommand(use, short string) *cobra.Command {
 	return cmd
 }
 
-// runKubectl runs kubectl's own command tree, pointed at the admin kubeconfig
-// of --data-dir (default /var/lib/petrel) unless KUBECONFIG or --kubeconfig says
-// otherwise.
+// kubectlHelper is the binary `petrel kubectl` runs: k8s.io/kubectl's
+// commands, built apart so that the daemons do not carry them.
+const kubectlHelper = "petrel-kubectl"
+
+// runKubectl replaces this process with petrel-kubectl from beside this
+// binary (where make build puts it) or else from PATH, so that kubectl
+// keeps the terminal, signals and exit status as if run directly.
 func runKubectl(args []string) int {
-	dataDir := "/var/lib/petrel"
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--data-dir" && i+1 < len(args):
-			dataDir = args[i+1]
-			i++
-		case len(a) > 11 && a[:11] == "--data-dir=":
-			dataDir = a[11:]
-		default:
-			rest = append(rest, a)
+	path := ""
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), kubectlHelper); isExecutable(p) {
+			path = p
 		}
 	}
-	if os.Getenv("KUBECONFIG") == "" {
-		os.Setenv("KUBECONFIG", filepath.Join(dataDir, "admin.kubeconfig"))
+	if path == "" {
+		p, err := exec.LookPath(kubectlHelper)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "petrel kubectl: %s is neither beside this binary nor on PATH; build it with `make build` (or `go build ./cmd/petrel-kubectl`) and put it next to petrel\n", kubectlHelper)
+			return 1
+		}
+		path = p
 	}
-	cmd := kubectlcmd.NewDefaultKubectlCommand()
-	cmd.SetArgs(rest)
-	if err := cmd.Execute(); err != nil {
-		return 1
-	}
-	return 0
+	err := syscall.Exec(path, append([]string{kubectlHelper}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "petrel kubectl: running %s: %v\n", path, err)
+	return 1
+}
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }

@@ -101,7 +101,7 @@ func Binary(t testing.TB) string {
 		}
 		binPath = filepath.Join(dir, "petrel")
 		// The node's helpers go beside it, as make build puts them.
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/petrel", "./cmd/petrel-cni", "./cmd/petrel-logger")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/petrel", "./cmd/petrel-cni", "./cmd/petrel-logger", "./cmd/petrel-kubectl")
 		cmd.Dir = RepoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,6 +122,32 @@ func TestKubectl(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "system:serviceaccount:default:default") || !strings.Contains(string(out), "system:serviceaccounts:default") {
 			t.Fatalf("whoami with a token: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("petrel kubectl", func(t *testing.T) {
+		// petrel kubectl runs petrel-kubectl from beside the binary with
+		// the data dir's admin kubeconfig, keeping kubectl's exit status.
+		run := func(args ...string) (string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, cluster.Binary(t), append([]string{"kubectl", "--data-dir", s.DataDir}, args...)...)
+			for _, e := range os.Environ() {
+				if !strings.HasPrefix(e, "KUBECONFIG=") {
+					cmd.Env = append(cmd.Env, e)
+				}
+			}
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		out, err := run("get", "namespace", "kube-system", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "namespace/kube-system" {
+			t.Fatalf("petrel kubectl get: %v\n%s", err, out)
+		}
+		out, err = run("get", "namespace", "no-such-namespace")
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, `namespaces "no-such-namespace" not found`) {
+			t.Fatalf("petrel kubectl get of a missing namespace: %v\n%s", err, out)
 		}
 	})
 
