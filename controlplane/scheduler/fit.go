@@ -59,7 +59,7 @@ func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) 
 	if !n.ready {
 		return false, reasonNotReady
 	}
-	if node.Spec.Unschedulable && !toleratesUnschedulable(pod) {
+	if n.unschedulable && !toleratesUnschedulable(pod) {
 		return false, reasonUnschedulable
 	}
 	if c.needsAffinity {
@@ -70,7 +70,7 @@ func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) 
 	noScheduleOrExecute := func(t *corev1.Taint) bool {
 		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 	}
-	if len(node.Spec.Taints) > 0 {
+	if n.tainted {
 		if taint, bad := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, pod.Spec.Tolerations, noScheduleOrExecute, false); bad {
 			return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
 		}
@@ -116,12 +116,12 @@ func wildcardConflict(p string, used map[string]int) bool {
 // insufficient names the first resource the node lacks for the candidate,
 // or "".
 func insufficient(c *candidate, n *nodeState) string {
-	if maxPods, ok := n.allocatable[corev1.ResourcePods]; ok && int64(len(n.pods)+1)*1000 > maxPods {
+	if n.hasPods && int64(n.podCount+1)*1000 > n.allocPods {
 		return "pods"
 	}
-	for _, name := range c.requestNames {
-		have, ok := n.allocatable[name]
-		if !ok || n.requested[name]+c.requests[name] > have {
+	for i, name := range c.requestNames {
+		have, ok, used := n.amounts(name)
+		if !ok || used+c.requestAmounts[i] > have {
 			return string(name)
 		}
 	}
@@ -218,14 +218,13 @@ func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*
 // score prefers nodes with more room left (least allocated, balanced CPU
 // and memory) and fewer pods of the same owner (spreading replicas).
 func score(c *candidate, n *nodeState) float64 {
-	free := func(name corev1.ResourceName) float64 {
-		a := n.allocatable[name]
-		if a == 0 {
+	free := func(have, used, want int64) float64 {
+		if have == 0 {
 			return 0
 		}
-		return 1 - float64(n.requested[name]+c.requests[name])/float64(a)
+		return 1 - float64(used+want)/float64(have)
 	}
-	cpu, mem := free(corev1.ResourceCPU), free(corev1.ResourceMemory)
+	cpu, mem := free(n.allocCPU, n.reqCPU, c.cpu), free(n.allocMemory, n.reqMemory, c.memory)
 	balance := 1 - abs(cpu-mem)
 	s := 40*(cpu+mem)/2 + 20*balance
 	if c.owner != "" {

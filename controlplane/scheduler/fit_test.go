@@ -126,8 +126,8 @@ func TestCacheAccounting(t *testing.T) {
 	c.setPod(early) // seen before its node
 	c.setNode(node("a", "4", nil))
 	st := c.nodes["a"]
-	if q := st.requested[corev1.ResourceCPU]; q != 1000 || len(st.pods) != 1 {
-		t.Fatalf("pod seen before its node not counted: %v", st.requested)
+	if q := st.requested[corev1.ResourceCPU]; q != 1000 || len(st.pods) != 1 || st.reqCPU != 1000 || st.podCount != 1 {
+		t.Fatalf("pod seen before its node not counted: %v (summary %+v)", st.requested, st.nodeSummary)
 	}
 	again := early.DeepCopy()
 	c.setPod(again) // the informer confirming an assumed pod: counted once
@@ -137,8 +137,15 @@ func TestCacheAccounting(t *testing.T) {
 	done := early.DeepCopy()
 	done.Status.Phase = corev1.PodSucceeded
 	c.setPod(done)
-	if q := st.requested[corev1.ResourceCPU]; q != 0 || len(st.pods) != 0 {
-		t.Errorf("a finished pod still holds %d m", q)
+	if q := st.requested[corev1.ResourceCPU]; q != 0 || len(st.pods) != 0 || st.reqCPU != 0 || st.podCount != 0 {
+		t.Errorf("a finished pod still holds %d m (summary %+v)", q, st.nodeSummary)
+	}
+	cordoned := node("a", "4", nil)
+	cordoned.Spec.Unschedulable = true
+	cordoned.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+	c.setNode(cordoned)
+	if !st.unschedulable || !st.tainted || st.allocCPU != 4000 || !st.hasCPU {
+		t.Errorf("a node update is not in the summary: %+v", st.nodeSummary)
 	}
 	if feasibleToFind(50) != 50 || feasibleToFind(1000) != 420 || feasibleToFind(100000) != 5000 {
 		t.Errorf("feasibleToFind = %d %d %d", feasibleToFind(50), feasibleToFind(1000), feasibleToFind(100000))

@@ -213,7 +213,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 		start = s.next % len(order)
 	}
 	for k := range order {
-		st := states[order[(start+k)%len(order)]]
+		st := order[(start+k)%len(order)]
 		ok, why := fits(cand, st, states)
 		if !ok {
 			reasons[why]++
