@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -132,6 +133,8 @@ func runSimulated(ctx context.Context, opts node.Options, count int) error {
 		return fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
 	}
 	cfg.QPS, cfg.Burst = 200, 400
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

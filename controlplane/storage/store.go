@@ -167,21 +167,36 @@ var ErrNoChange = errors.New("no change")
 // GuaranteedUpdate reads the object, applies update and writes the result with a
 // compare-and-swap on the ModRevision, retrying when another writer got there
 // first. The update func decides about resourceVersion preconditions.
+//
+// The first attempt starts from the watch cache's copy, as Kubernetes' does:
+// a write to an object the cache has caught up with (most writes) costs one
+// etcd round trip, the compare-and-swap, instead of a read and then a write.
+// A stale copy fails the compare, whose else branch brings the current value
+// for the next attempt; and an update func that refuses a cached state (a
+// resourceVersion precondition, nothing to change, any error) runs again on
+// a read from etcd before its answer counts.
 func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update UpdateFunc) (runtime.Object, bool, error) {
+	current, rev, fromCache := s.cachedForUpdate(key)
 	for attempt := 0; ; attempt++ {
-		resp, err := s.client.Get(ctx, key)
-		if err != nil {
-			return nil, false, etcdErr(err)
-		}
-		if len(resp.Kvs) == 0 {
-			return nil, false, apierrors.NewNotFound(s.resource, name)
-		}
-		kv := resp.Kvs[0]
-		current, err := s.decode(kv.Value, kv.ModRevision)
-		if err != nil {
-			return nil, false, err
+		if current == nil {
+			resp, err := s.client.Get(ctx, key)
+			if err != nil {
+				return nil, false, etcdErr(err)
+			}
+			if len(resp.Kvs) == 0 {
+				return nil, false, apierrors.NewNotFound(s.resource, name)
+			}
+			kv := resp.Kvs[0]
+			if current, err = s.decode(kv.Value, kv.ModRevision); err != nil {
+				return nil, false, err
+			}
+			rev, fromCache = kv.ModRevision, false
 		}
 		next, err := update(current)
+		if err != nil && fromCache {
+			current = nil
+			continue
+		}
 		if errors.Is(err, ErrNoChange) {
 			return current, false, nil
 		}
@@ -199,7 +214,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			}
 			op = clientv3.OpPut(key, string(data))
 		}
-		txn, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(op).Commit()
+		txn, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(op).Else(clientv3.OpGet(key)).Commit()
 		if err != nil {
 			return nil, false, etcdErr(err)
 		}
@@ -207,6 +222,14 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			if attempt > 100 {
 				return nil, false, apierrors.NewConflict(s.resource, name, errors.New("too many concurrent writers"))
 			}
+			kvs := txn.Responses[0].GetResponseRange().Kvs
+			if len(kvs) == 0 {
+				return nil, false, apierrors.NewNotFound(s.resource, name)
+			}
+			if current, err = s.decode(kvs[0].Value, kvs[0].ModRevision); err != nil {
+				return nil, false, err
+			}
+			rev, fromCache = kvs[0].ModRevision, false
 			continue
 		}
 		if deleted {
@@ -216,6 +239,26 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 		out := next.DeepCopyObject()
 		return out, false, setRV(out, txn.Header.Revision)
 	}
+}
+
+// cachedForUpdate is a copy of the watch cache's object under key and its
+// ModRevision, or nil when the cache does not hold it. A copy, as update
+// funcs reach far (field managers, admission hooks) and one that modified
+// the object it was given would otherwise change what every reader sees.
+func (s *Store) cachedForUpdate(key string) (runtime.Object, int64, bool) {
+	obj, ok := s.CachedGet(key)
+	if !ok {
+		return nil, 0, false
+	}
+	a, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, 0, false
+	}
+	rev, err := strconv.ParseInt(a.GetResourceVersion(), 10, 64)
+	if err != nil || rev <= 0 {
+		return nil, 0, false
+	}
+	return obj.DeepCopyObject(), rev, true
 }
 
 // Delete removes the object under key when its ModRevision still equals rev (or

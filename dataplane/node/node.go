@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -126,6 +127,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	// The kubelet's defaults: status updates and events of many pods
 	// starting at once must not queue behind client-go's default of 5/s.
 	cfg.QPS, cfg.Burst = 50, 100
+	cfg.ContentType = kruntime.ContentTypeProtobuf // as the kubelet speaks
+	cfg.AcceptContentTypes = kruntime.ContentTypeProtobuf + "," + kruntime.ContentTypeJSON
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
