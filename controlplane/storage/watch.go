@@ -46,6 +46,12 @@ type cacheWatcher struct {
 // closed (its client then re-watches from the last resourceVersion it saw).
 const watcherBuffer = 1024
 
+// resultBuffer lets a consumer see that more events are waiting (len of
+// the result channel): the API server flushes a watch stream only when
+// none are, so a burst goes out in a few writes rather than one system
+// call per event.
+const resultBuffer = 64
+
 // Watch starts a watch served from the cache.
 func (s *Store) Watch(ctx context.Context, opts WatchOptions) (watch.Interface, error) {
 	c := s.cache
@@ -58,7 +64,7 @@ func (s *Store) Watch(ctx context.Context, opts WatchOptions) (watch.Interface, 
 		cache:    c,
 		opts:     opts,
 		incoming: make(chan watch.Event, watcherBuffer),
-		result:   make(chan watch.Event),
+		result:   make(chan watch.Event, resultBuffer),
 		done:     make(chan struct{}),
 	}
 	c.mu.Lock()
