@@ -122,7 +122,8 @@ func (s *Store) encode(obj runtime.Object) ([]byte, error) {
 }
 
 // Create stores obj under key unless the key exists; it returns the stored object
-// with its resourceVersion.
+// with its resourceVersion: obj itself, which the store takes over (the
+// watch cache keeps its own copy, decoded from etcd's event).
 func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
 	data, err := s.encode(obj)
 	if err != nil {
@@ -137,11 +138,10 @@ func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (run
 		acc, _ := meta.Accessor(obj)
 		return nil, apierrors.NewAlreadyExists(s.resource, acc.GetName())
 	}
-	out := obj.DeepCopyObject()
-	if err := setRV(out, resp.Header.Revision); err != nil {
+	if err := setRV(obj, resp.Header.Revision); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return obj, nil
 }
 
 // Get reads the object under key from etcd (a consistent read).
@@ -232,12 +232,12 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			rev, fromCache = kvs[0].ModRevision, false
 			continue
 		}
+		// current and next belong to this call (decoded, or copied from the
+		// cache; update builds next anew), so they are returned as they are.
 		if deleted {
-			out := current.DeepCopyObject()
-			return out, true, setRV(out, txn.Header.Revision)
+			return current, true, setRV(current, txn.Header.Revision)
 		}
-		out := next.DeepCopyObject()
-		return out, false, setRV(out, txn.Header.Revision)
+		return next, false, setRV(next, txn.Header.Revision)
 	}
 }
 
