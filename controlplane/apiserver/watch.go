@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -84,10 +84,9 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			// Like Kubernetes' watch cache: a 200 stream whose one event is the error.
 			w.WriteHeader(http.StatusOK)
-			enc := streaming.NewEncoder(framer.NewFrameWriter(w), choice.info.StreamSerializer.Serializer)
 			st := err.(apierrors.APIStatus).Status()
 			st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
-			s.sendEvent(enc, choice, watch.Error, &st)
+			newWatchEncoder(framer.NewFrameWriter(w), choice).send(watch.Error, &st)
 			return
 		}
 		s.writeError(w, r, err)
@@ -101,7 +100,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 	if flusher != nil {
 		flusher.Flush()
 	}
-	enc := streaming.NewEncoder(framer.NewFrameWriter(w), choice.info.StreamSerializer.Serializer)
+	enc := newWatchEncoder(framer.NewFrameWriter(w), choice)
 	ch := watcher.ResultChan()
 	for {
 		select {
@@ -119,7 +118,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 			} else if choice.as == "PartialObjectMetadata" && ev.Type != watch.Error {
 				obj = partial(obj, "meta.k8s.io/v1")
 			}
-			if !s.sendEvent(enc, choice, ev.Type, obj) {
+			if !enc.send(ev.Type, obj) {
 				return
 			}
 			if flusher != nil && len(ch) == 0 {
@@ -130,12 +129,43 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 	}
 }
 
-func (s *Server) sendEvent(enc streaming.Encoder, choice mediaChoice, typ watch.EventType, obj runtime.Object) bool {
+// watchEncoder writes one watch stream's events, reusing its buffers: each
+// event used to cost two fresh buffers the size of its object (the object's
+// encoding and the WatchEvent around it), in the scheduler benchmark the
+// largest source of garbage after the objects themselves.
+type watchEncoder struct {
+	frames   io.Writer
+	objects  runtime.Encoder
+	envelope runtime.Encoder
+	obj      bytes.Buffer
+	event    bytes.Buffer
+	alloc    runtime.Allocator
+}
+
+func newWatchEncoder(frames io.Writer, choice mediaChoice) *watchEncoder {
+	return &watchEncoder{frames: frames, objects: choice.info.Serializer, envelope: choice.info.StreamSerializer.Serializer}
+}
+
+// encode writes obj into buf; protobuf encodes through the stream's
+// allocator, whose buffer the next event reuses (Encode copies out of it).
+func (e *watchEncoder) encode(enc runtime.Encoder, obj runtime.Object, buf *bytes.Buffer) error {
+	buf.Reset()
+	if ea, ok := enc.(runtime.EncoderWithAllocator); ok {
+		return ea.EncodeWithAllocator(obj, buf, &e.alloc)
+	}
+	return enc.Encode(obj, buf)
+}
+
+// send writes one event as a frame; false when the stream is broken.
+func (e *watchEncoder) send(typ watch.EventType, obj runtime.Object) bool {
 	setKind(obj)
-	var buf bytes.Buffer
-	if err := choice.info.Serializer.Encode(obj, &buf); err != nil {
+	if err := e.encode(e.objects, obj, &e.obj); err != nil {
 		return false
 	}
-	ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: buf.Bytes()}}
-	return enc.Encode(ev) == nil
+	ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: e.obj.Bytes()}}
+	if err := e.encode(e.envelope, ev, &e.event); err != nil {
+		return false
+	}
+	_, err := e.frames.Write(e.event.Bytes())
+	return err == nil
 }
