@@ -3,7 +3,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,13 +134,28 @@ type storageCodec struct {
 	pb  *protobuf.Serializer
 }
 
+// Encode marshals into a pooled allocator's buffer and copies the result
+// out once (a bytes.Buffer cost a fresh buffer and its growth per write).
 func (c storageCodec) Encode(obj runtime.Object) ([]byte, error) {
 	obj.GetObjectKind().SetGroupVersionKind(c.gvk)
-	var buf bytes.Buffer
-	if err := c.pb.Encode(obj, &buf); err != nil {
+	alloc := encodeAllocators.Get().(*runtime.Allocator)
+	defer encodeAllocators.Put(alloc)
+	var out appendWriter
+	if err := c.pb.EncodeWithAllocator(obj, &out, alloc); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return out, nil
+}
+
+// encodeAllocators hold buffers that storage encoding reuses.
+var encodeAllocators = sync.Pool{New: func() any { return &runtime.Allocator{} }}
+
+// appendWriter collects what is written to it.
+type appendWriter []byte
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
 }
 
 func (c storageCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error) {
