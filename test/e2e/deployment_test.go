@@ -173,4 +173,34 @@ func TestDeploymentRollouts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Scaled while paused midway, a rollout keeps its split: the replicas
+	// added are shared out in proportion to each ReplicaSet's size
+	// (Kubernetes' proportional scaling). New pods that take 10 minutes to
+	// count as available hold the rollout at its first step.
+	kubectl("patch", "deployment", "web", "-p", `{"spec":{"minReadySeconds":600,"strategy":{"rollingUpdate":{"maxSurge":2,"maxUnavailable":0}}}}`)
+	kubectl("scale", "deployment", "web", "--replicas=5")
+	rolledOut()
+	kubectl("scale", "deployment", "web", "--replicas=4")
+	rolledOut()
+	sizes := func() string {
+		t.Helper()
+		return kubectl("get", "rs", "-l", "app=web", "-o", `jsonpath={range .items[?(@.spec.replicas>0)]}{.spec.template.spec.containers[0].image}={.spec.replicas} {end}`)
+	}
+	kubectl("set", "image", "deployment/web", "testserver=petrel.local/testserver:4")
+	poll(t, "first step of the rollout", 30*time.Second, func() error {
+		if out := sizes(); !strings.Contains(out, "testserver:4=2 ") || !strings.Contains(out, "testserver:3=4 ") {
+			return fmt.Errorf("replicasets %q", out)
+		}
+		return nil
+	})
+	kubectl("rollout", "pause", "deployment/web")
+	kubectl("scale", "deployment", "web", "--replicas=8")
+	// 8 + maxSurge 2 = 10 allowed, 4 more: 4·10/6 ≈ 7 old, 2·10/6 ≈ 3 new.
+	poll(t, "proportional scaling", 30*time.Second, func() error {
+		if out := sizes(); !strings.Contains(out, "testserver:4=3 ") || !strings.Contains(out, "testserver:3=7 ") {
+			return fmt.Errorf("replicasets %q", out)
+		}
+		return nil
+	})
 }

@@ -84,23 +84,17 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			olds = append(olds, rs)
 		}
 	}
+	// A changed replica count is followed first, shared out across the
+	// active ReplicaSets in proportion (a rollout midway, paused or not,
+	// keeps its split); the rollout goes on at the next sync. A paused
+	// Deployment does nothing else.
+	if scalingEvent(d, owned) {
+		if err := c.resizeAll(ctx, d, proportionalStep(d, newRS, olds), newRS, olds); err != nil {
+			return 0, err
+		}
+		return 0, c.updateStatus(ctx, d, newRS, olds)
+	}
 	if d.Spec.Paused {
-		// A paused rollout only follows scale changes, on the one
-		// ReplicaSet that has pods (a rollout paused midway keeps its split).
-		var active []*appsv1.ReplicaSet
-		for _, rs := range owned {
-			if replicas(rs) > 0 {
-				active = append(active, rs)
-			}
-		}
-		if len(active) == 0 && newRS != nil {
-			active = append(active, newRS)
-		}
-		if want := ptr.Deref(d.Spec.Replicas, 1); len(active) == 1 && replicas(active[0]) != want {
-			if err := c.scale(ctx, active[0], want); err != nil {
-				return 0, err
-			}
-		}
 		return 0, c.updateStatus(ctx, d, newRS, olds)
 	}
 	if newRS == nil {
@@ -134,16 +128,8 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	} else {
 		p = rollingStep(d, newRS, olds)
 	}
-	byName := map[string]*appsv1.ReplicaSet{newRS.Name: newRS}
-	for _, o := range olds {
-		byName[o.Name] = o
-	}
-	for rsName, n := range p {
-		if rs := byName[rsName]; rs != nil && replicas(rs) != n {
-			if err := c.scale(ctx, rs, n); err != nil {
-				return 0, err
-			}
-		}
+	if err := c.resizeAll(ctx, d, p, newRS, olds); err != nil {
+		return 0, err
 	}
 	if err := c.cleanup(ctx, d, olds); err != nil {
 		return 0, err
@@ -225,9 +211,37 @@ func (c *Controller) bumpRevision(ctx context.Context, d *appsv1.Deployment, rs 
 	return c.client.AppsV1().ReplicaSets(rs.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "deployment-controller"})
 }
 
-func (c *Controller) scale(ctx context.Context, rs *appsv1.ReplicaSet, n int32) error {
+// resizeAll gives each ReplicaSet of the plan its count.
+func (c *Controller) resizeAll(ctx context.Context, d *appsv1.Deployment, p plan, newRS *appsv1.ReplicaSet, olds []*appsv1.ReplicaSet) error {
+	for _, rs := range append([]*appsv1.ReplicaSet{newRS}, olds...) {
+		if rs == nil {
+			continue
+		}
+		if n, ok := p[rs.Name]; ok {
+			if err := c.scale(ctx, d, rs, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scale sets rs to n replicas and records the Deployment count it was
+// sized for (desired-replicas, max-replicas), which the next scaling event
+// shares out against; nothing is written when both already hold.
+func (c *Controller) scale(ctx context.Context, d *appsv1.Deployment, rs *appsv1.ReplicaSet, n int32) error {
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	surge, _ := surgeAndUnavailable(d)
+	desired, maxReplicas := strconv.Itoa(int(want)), strconv.Itoa(int(want+surge))
+	if replicas(rs) == n && rs.Annotations[DesiredAnnotation] == desired && rs.Annotations[MaxAnnotation] == maxReplicas {
+		return nil
+	}
 	upd := rs.DeepCopy()
 	upd.Spec.Replicas = ptr.To(n)
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	upd.Annotations[DesiredAnnotation], upd.Annotations[MaxAnnotation] = desired, maxReplicas
 	if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "deployment-controller"}); err != nil {
 		return fmt.Errorf("scale replicaset %s to %d: %w", rs.Name, n, err)
 	}

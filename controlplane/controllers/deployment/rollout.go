@@ -3,6 +3,7 @@ package deployment
 import (
 	"encoding/json"
 	"hash/fnv"
+	"math"
 	"sort"
 	"strconv"
 
@@ -152,4 +153,116 @@ func rollingStep(d *appsv1.Deployment, newRS *appsv1.ReplicaSet, olds []*appsv1.
 		}
 	}
 	return p
+}
+
+// scalingEvent says whether the Deployment's replica count changed since
+// its active ReplicaSets were last sized: their desired-replicas
+// annotation records the count they were sized for.
+func scalingEvent(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) bool {
+	want := strconv.Itoa(int(ptr.Deref(d.Spec.Replicas, 1)))
+	for _, rs := range sets {
+		if replicas(rs) > 0 && rs.Annotations[DesiredAnnotation] != want {
+			return true
+		}
+	}
+	return false
+}
+
+// proportionalStep resizes the ReplicaSets after a scaling event, as
+// Kubernetes does: a lone active set (or the newest, when none is active)
+// takes the whole count; a saturated new set lets the old ones go;
+// otherwise, mid-rollout (or paused there), the replicas added or removed
+// are shared out in proportion to each active set's size against the
+// maximum it was sized for, the largest sets first and the rounding left
+// to the largest, so that the rollout's split is kept.
+func proportionalStep(d *appsv1.Deployment, newRS *appsv1.ReplicaSet, olds []*appsv1.ReplicaSet) plan {
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	p := plan{}
+	var active []*appsv1.ReplicaSet
+	for _, rs := range append([]*appsv1.ReplicaSet{newRS}, olds...) {
+		if rs != nil && replicas(rs) > 0 {
+			active = append(active, rs)
+		}
+	}
+	switch {
+	case len(active) == 0 && newRS != nil:
+		p[newRS.Name] = want
+		return p
+	case len(active) == 1:
+		p[active[0].Name] = want
+		return p
+	case len(active) == 0:
+		return p
+	}
+	// Every active set is in the plan, resized or not, so that each
+	// records the count it is now sized for and the event is over.
+	for _, rs := range active {
+		p[rs.Name] = replicas(rs)
+	}
+	if newRS != nil && replicas(newRS) == want && newRS.Status.AvailableReplicas == want {
+		for _, o := range olds {
+			p[o.Name] = 0
+		}
+		return p
+	}
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		return p // Recreate takes old pods down whatever the count
+	}
+	allowed := int32(0) // scaled to zero: no surge either
+	if want > 0 {
+		surge, _ := surgeAndUnavailable(d)
+		allowed = want + surge
+	}
+	current := int32(0)
+	for _, rs := range active {
+		current += replicas(rs)
+	}
+	toAdd := allowed - current
+	if toAdd == 0 {
+		return p
+	}
+	// Largest first; among equals the newer when adding, the older when
+	// removing.
+	sort.SliceStable(active, func(i, j int) bool {
+		a, b := active[i], active[j]
+		if replicas(a) != replicas(b) {
+			return replicas(a) > replicas(b)
+		}
+		if toAdd > 0 {
+			return b.CreationTimestamp.Before(&a.CreationTimestamp)
+		}
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	})
+	added := int32(0)
+	for _, rs := range active {
+		share := fraction(rs, d, allowed)
+		if toAdd > 0 {
+			share = max(min(share, toAdd-added), 0)
+		} else {
+			share = min(max(share, toAdd-added), 0)
+		}
+		p[rs.Name] = replicas(rs) + share
+		added += share
+	}
+	if left := toAdd - added; left != 0 {
+		p[active[0].Name] = max(p[active[0].Name]+left, 0)
+	}
+	return p
+}
+
+// fraction is how many replicas rs gains (or loses) to keep its share of
+// allowed: its size scaled by allowed over the maximum it was sized for.
+func fraction(rs *appsv1.ReplicaSet, d *appsv1.Deployment, allowed int32) int32 {
+	if ptr.Deref(d.Spec.Replicas, 1) == 0 {
+		return -replicas(rs)
+	}
+	sizedFor, err := strconv.Atoi(rs.Annotations[MaxAnnotation])
+	if err != nil || sizedFor <= 0 {
+		sizedFor = int(d.Status.Replicas)
+	}
+	if sizedFor <= 0 {
+		return 0
+	}
+	scaled := float64(replicas(rs)) * float64(allowed) / float64(sizedFor)
+	return int32(math.Round(scaled)) - replicas(rs)
 }

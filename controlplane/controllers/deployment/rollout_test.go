@@ -76,3 +76,63 @@ func TestTemplateMatchIgnoresHashLabel(t *testing.T) {
 		t.Error("a collision count does not change the hash")
 	}
 }
+
+func sized(r *appsv1.ReplicaSet, desired, maxReplicas string, created int64) *appsv1.ReplicaSet {
+	r.Annotations = map[string]string{DesiredAnnotation: desired, MaxAnnotation: maxReplicas}
+	r.CreationTimestamp = metav1.Unix(created, 0)
+	return r
+}
+
+func TestProportionalScaling(t *testing.T) {
+	three, two := intstr.FromInt32(3), intstr.FromInt32(2)
+	cases := []struct {
+		name     string
+		d        *appsv1.Deployment
+		new      *appsv1.ReplicaSet
+		olds     []*appsv1.ReplicaSet
+		wantNew  int32
+		wantOlds []int32
+	}{
+		// 10 replicas, surge 3: midway at 5 new and 8 old (13 = 10+3).
+		// Scaled to 20 (23 allowed): 10 more, shared 5:8 as far as rounding
+		// lets (8·23/13 = 14.2, 5·23/13 = 8.8).
+		{"scaled up midway keeps the split", deploy(20, three, two), sized(rs("new", 5, 0), "10", "13", 2),
+			[]*appsv1.ReplicaSet{sized(rs("old", 8, 8), "10", "13", 1)}, 9, []int32{14}},
+		// Scaled down to 5 (8 allowed): 5 fewer.
+		{"scaled down midway keeps the split", deploy(5, three, two), sized(rs("new", 5, 0), "10", "13", 2),
+			[]*appsv1.ReplicaSet{sized(rs("old", 8, 8), "10", "13", 1)}, 3, []int32{5}},
+		{"a lone active set takes the whole count", deploy(7, three, two), sized(rs("new", 4, 4), "4", "5", 2),
+			[]*appsv1.ReplicaSet{rs("old", 0, 0)}, 7, []int32{0}},
+		{"a saturated new set lets the old ones go", deploy(4, three, two), sized(rs("new", 4, 4), "3", "4", 2),
+			[]*appsv1.ReplicaSet{sized(rs("old", 1, 1), "3", "4", 1)}, 4, []int32{0}},
+		{"scaled to zero", deploy(0, three, two), sized(rs("new", 2, 0), "4", "7", 2),
+			[]*appsv1.ReplicaSet{sized(rs("old", 3, 3), "4", "7", 1)}, 0, []int32{0}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !scalingEvent(c.d, append([]*appsv1.ReplicaSet{c.new}, c.olds...)) {
+				t.Fatal("not seen as a scaling event")
+			}
+			p := proportionalStep(c.d, c.new, c.olds)
+			get := func(r *appsv1.ReplicaSet) int32 {
+				if n, ok := p[r.Name]; ok {
+					return n
+				}
+				return replicas(r)
+			}
+			if got := get(c.new); got != c.wantNew {
+				t.Errorf("new set: %d, want %d (plan %v)", got, c.wantNew, p)
+			}
+			for i, o := range c.olds {
+				if got := get(o); got != c.wantOlds[i] {
+					t.Errorf("old set %d: %d, want %d (plan %v)", i, got, c.wantOlds[i], p)
+				}
+			}
+		})
+	}
+	// Once sized, the same count is no event.
+	d := deploy(10, three, two)
+	if scalingEvent(d, []*appsv1.ReplicaSet{sized(rs("a", 5, 5), "10", "13", 1), rs("idle", 0, 0)}) {
+		t.Error("an unchanged count seen as a scaling event")
+	}
+}
