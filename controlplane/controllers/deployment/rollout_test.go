@@ -20,16 +20,40 @@ func deploy(replicas int32, surge, unavailable intstr.IntOrString) *appsv1.Deplo
 		Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &unavailable}}}}
 }
 
+// planCase is a Deployment and its ReplicaSets, with the sizes a step
+// should leave the sets at.
+type planCase struct {
+	name     string
+	d        *appsv1.Deployment
+	new      *appsv1.ReplicaSet
+	olds     []*appsv1.ReplicaSet
+	wantNew  int32
+	wantOlds []int32
+}
+
+// checkPlan compares the sizes a plan leaves the sets at (a set it does
+// not name keeps its own) with the expected ones.
+func checkPlan(t *testing.T, p plan, newRS *appsv1.ReplicaSet, olds []*appsv1.ReplicaSet, wantNew int32, wantOlds []int32) {
+	t.Helper()
+	get := func(r *appsv1.ReplicaSet) int32 {
+		if v, ok := p[r.Name]; ok {
+			return v
+		}
+		return replicas(r)
+	}
+	if got := get(newRS); got != wantNew {
+		t.Errorf("new = %d, want %d (plan %v)", got, wantNew, p)
+	}
+	for i, o := range olds {
+		if got := get(o); got != wantOlds[i] {
+			t.Errorf("old %s = %d, want %d (plan %v)", o.Name, got, wantOlds[i], p)
+		}
+	}
+}
+
 func TestRollingStep(t *testing.T) {
 	one, zero := intstr.FromInt32(1), intstr.FromInt32(0)
-	cases := []struct {
-		name     string
-		d        *appsv1.Deployment
-		new      *appsv1.ReplicaSet
-		olds     []*appsv1.ReplicaSet
-		wantNew  int32
-		wantOlds []int32
-	}{
+	cases := []planCase{
 		{"first step: surge one, drop one", deploy(4, one, one), rs("new", 0, 0), []*appsv1.ReplicaSet{rs("old", 4, 4)}, 1, []int32{3}},
 		{"new pods not available yet: no more old pods go", deploy(4, one, one), rs("new", 2, 0), []*appsv1.ReplicaSet{rs("old", 3, 3)}, 2, []int32{3}},
 		{"new pods available: old ones go", deploy(4, one, one), rs("new", 2, 2), []*appsv1.ReplicaSet{rs("old", 3, 3)}, 2, []int32{1}},
@@ -40,21 +64,7 @@ func TestRollingStep(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := rollingStep(c.d, c.new, c.olds)
-			get := func(r *appsv1.ReplicaSet) int32 {
-				if v, ok := p[r.Name]; ok {
-					return v
-				}
-				return replicas(r)
-			}
-			if got := get(c.new); got != c.wantNew {
-				t.Errorf("new = %d, want %d (plan %v)", got, c.wantNew, p)
-			}
-			for i, o := range c.olds {
-				if got := get(o); got != c.wantOlds[i] {
-					t.Errorf("old %s = %d, want %d (plan %v)", o.Name, got, c.wantOlds[i], p)
-				}
-			}
+			checkPlan(t, rollingStep(c.d, c.new, c.olds), c.new, c.olds, c.wantNew, c.wantOlds)
 		})
 	}
 }
@@ -85,14 +95,7 @@ func sized(r *appsv1.ReplicaSet, desired, maxReplicas string, created int64) *ap
 
 func TestProportionalScaling(t *testing.T) {
 	three, two := intstr.FromInt32(3), intstr.FromInt32(2)
-	cases := []struct {
-		name     string
-		d        *appsv1.Deployment
-		new      *appsv1.ReplicaSet
-		olds     []*appsv1.ReplicaSet
-		wantNew  int32
-		wantOlds []int32
-	}{
+	cases := []planCase{
 		// 10 replicas, surge 3: midway at 5 new and 8 old (13 = 10+3).
 		// Scaled to 20 (23 allowed): 10 more, shared 5:8 as far as rounding
 		// lets (8·23/13 = 14.2, 5·23/13 = 8.8).
@@ -113,21 +116,7 @@ func TestProportionalScaling(t *testing.T) {
 			if !scalingEvent(c.d, append([]*appsv1.ReplicaSet{c.new}, c.olds...)) {
 				t.Fatal("not seen as a scaling event")
 			}
-			p := proportionalStep(c.d, c.new, c.olds)
-			get := func(r *appsv1.ReplicaSet) int32 {
-				if n, ok := p[r.Name]; ok {
-					return n
-				}
-				return replicas(r)
-			}
-			if got := get(c.new); got != c.wantNew {
-				t.Errorf("new set: %d, want %d (plan %v)", got, c.wantNew, p)
-			}
-			for i, o := range c.olds {
-				if got := get(o); got != c.wantOlds[i] {
-					t.Errorf("old set %d: %d, want %d (plan %v)", i, got, c.wantOlds[i], p)
-				}
-			}
+			checkPlan(t, proportionalStep(c.d, c.new, c.olds), c.new, c.olds, c.wantNew, c.wantOlds)
 		})
 	}
 	// Once sized, the same count is no event.
