@@ -24,6 +24,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 )
@@ -173,7 +174,7 @@ func Compute(pdb *policyv1.PodDisruptionBudget, pods []*corev1.Pod, scale ScaleF
 		if _, gone := disrupted[p.Name]; gone {
 			continue
 		}
-		if isReady(p) {
+		if podutils.IsPodReady(p) {
 			healthy++
 		}
 	}
@@ -246,13 +247,4 @@ func expectations(pdb *policyv1.PodDisruptionBudget, pods []*corev1.Pod, scale S
 		desired = int32(v)
 	}
 	return expected, desired
-}
-
-func isReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
