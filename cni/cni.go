@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"syscall"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -163,10 +164,8 @@ func Del(c *Config, containerID, ifName string) error {
 			return err
 		}
 	}
-	if l, err := netlink.LinkByName(HostVethName(containerID, ifName)); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
-			return fmt.Errorf("delete host veth: %w", err)
-		}
+	if err := deleteHostVeth(HostVethName(containerID, ifName)); err != nil {
+		return err
 	}
 	return c.Store().Release(ipam.Owner{ContainerID: containerID, IfName: ifName})
 }
@@ -231,11 +230,27 @@ func GC(c *Config, valid []types.GCAttachment) error {
 		if c.PinDir != "" {
 			errs = append(errs, bpfobj.DetachPod(c.PinDir, HostVethName(o.ContainerID, o.IfName), addr))
 		}
-		if l, err := netlink.LinkByName(HostVethName(o.ContainerID, o.IfName)); err == nil {
-			errs = append(errs, netlink.LinkDel(l))
-		}
+		errs = append(errs, deleteHostVeth(HostVethName(o.ContainerID, o.IfName)))
 	}
 	return errors.Join(errs...)
+}
+
+// deleteHostVeth removes a pod's host-side veth if it is still there.
+func deleteHostVeth(name string) error {
+	l, err := netlink.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up host veth %s: %w", name, err)
+	}
+	// The veth can vanish between the lookup and the delete: the kernel
+	// removes both ends when the pod's namespace goes away.
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("delete host veth %s: %w", name, err)
+	}
+	return nil
 }
 
 // Status says whether new pods can be added: the IPAM store is usable and
