@@ -1,7 +1,9 @@
 package scheduler
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -199,7 +201,8 @@ func (c *clusterCache) setNode(n *corev1.Node) {
 			delete(c.pending, key)
 		}
 	}
-	c.reorder()
+	i, _ := slices.BinarySearchFunc(c.order, n.Name, byName)
+	c.order = slices.Insert(c.order, i, st)
 }
 
 func (c *clusterCache) deleteNode(name string) {
@@ -211,17 +214,15 @@ func (c *clusterCache) deleteNode(name string) {
 			c.pending[key] = pi
 		}
 		delete(c.nodes, name)
-		c.reorder()
+		if i, found := slices.BinarySearchFunc(c.order, name, byName); found {
+			c.order = slices.Delete(c.order, i, i+1)
+		}
 	}
 }
 
-func (c *clusterCache) reorder() {
-	c.order = c.order[:0]
-	for _, st := range c.nodes {
-		c.order = append(c.order, st)
-	}
-	sort.Slice(c.order, func(i, j int) bool { return c.order[i].node.Name < c.order[j].node.Name })
-}
+// byName orders the nodes of clusterCache.order: by name, so that the place
+// a decision starts from means the same node from one decision to the next.
+func byName(st *nodeState, name string) int { return strings.Compare(st.node.Name, name) }
 
 // setPod records a pod bound (or assumed) to its node; terminal pods free
 // what they held.

@@ -151,3 +151,46 @@ func TestCacheAccounting(t *testing.T) {
 		t.Errorf("feasibleToFind = %d %d %d", feasibleToFind(50), feasibleToFind(1000), feasibleToFind(100000))
 	}
 }
+
+func TestCacheKeepsNodesInNameOrder(t *testing.T) {
+	c := newClusterCache()
+	for _, name := range []string{"m", "c", "x", "a", "p"} {
+		c.setNode(node(name, "1", nil))
+	}
+	c.setNode(node("c", "2", nil)) // an update does not add the node twice
+	c.deleteNode("x")
+	c.deleteNode("gone")
+	var got []string
+	for _, st := range c.order {
+		got = append(got, st.node.Name)
+	}
+	if strings.Join(got, ",") != "a,c,m,p" || len(c.nodes) != 4 {
+		t.Errorf("order %v, %d nodes", got, len(c.nodes))
+	}
+}
+
+func TestMayFitMore(t *testing.T) {
+	base := node("a", "4", nil)
+	for _, tc := range []struct {
+		name string
+		mut  func(*corev1.Node)
+		want bool
+	}{
+		{"heartbeat only", func(n *corev1.Node) {
+			n.Status.Conditions[0].LastHeartbeatTime = metav1.Now()
+			n.Status.Images = []corev1.ContainerImage{{Names: []string{"img"}}}
+		}, false},
+		{"became not ready", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }, true},
+		{"cordoned", func(n *corev1.Node) { n.Spec.Unschedulable = true }, true},
+		{"taint added", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}} }, true},
+		{"label added", func(n *corev1.Node) { n.Labels["disk"] = "ssd" }, true},
+		{"allocatable grew", func(n *corev1.Node) { n.Status.Allocatable[corev1.ResourceCPU] = resource.MustParse("8") }, true},
+		{"same allocatable written another way", func(n *corev1.Node) { n.Status.Allocatable[corev1.ResourceCPU] = resource.MustParse("4000m") }, false},
+	} {
+		cur := base.DeepCopy()
+		tc.mut(cur)
+		if got := mayFitMore(base, cur); got != tc.want {
+			t.Errorf("%s: mayFitMore = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -12,12 +12,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -50,12 +53,19 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	waiting map[string]bool // fit nowhere last time: retried when nodes change
+	// retry asks for the waiting pods to be queued again. Requests made
+	// while one is being served fold into one: a thousand node updates in a
+	// row queue the waiting pods a few times, not a thousand.
+	retry chan struct{}
+	// moves counts retry requests, so that a decision can tell whether the
+	// nodes changed while it was being made.
+	moves atomic.Uint64
 }
 
 // New builds a scheduler on a shared informer factory; start the factory
 // before Run.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Scheduler {
-	s := &Scheduler{client: cs, cache: newClusterCache(), waiting: map[string]bool{}, binds: make(chan struct{}, 128),
+	s := &Scheduler{client: cs, cache: newClusterCache(), waiting: map[string]bool{}, binds: make(chan struct{}, 128), retry: make(chan struct{}, 1),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"})}
@@ -72,9 +82,12 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 			s.cache.setNode(obj.(*corev1.Node))
 			s.retryWaiting()
 		},
-		UpdateFunc: func(_, obj interface{}) {
-			s.cache.setNode(obj.(*corev1.Node))
-			s.retryWaiting()
+		UpdateFunc: func(old, obj interface{}) {
+			n := obj.(*corev1.Node)
+			s.cache.setNode(n)
+			if mayFitMore(old.(*corev1.Node), n) {
+				s.retryWaiting()
+			}
 		},
 		DeleteFunc: func(obj interface{}) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -88,6 +101,21 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 	s.events = record.NewBroadcaster()
 	s.recorder = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Name})
 	return s
+}
+
+// mayFitMore says whether a node update can let a pod fit that did not
+// before, as kube-scheduler's queueing hints for node updates: readiness,
+// unschedulable, taints, labels or allocatable changed. The periodic status
+// writes of a node that changed none of these (heartbeats, images) leave the
+// waiting pods where they are.
+func mayFitMore(old, cur *corev1.Node) bool {
+	if nodeReady(old) != nodeReady(cur) || old.Spec.Unschedulable != cur.Spec.Unschedulable {
+		return true
+	}
+	if !equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) || !maps.Equal(old.Labels, cur.Labels) {
+		return true
+	}
+	return !equality.Semantic.DeepEqual(old.Status.Allocatable, cur.Status.Allocatable)
 }
 
 func responsible(pod *corev1.Pod) bool {
@@ -132,12 +160,37 @@ func (s *Scheduler) podDeleted(obj interface{}) {
 	}
 }
 
+// retryWaiting asks for the pods that fit nowhere to be tried again.
 func (s *Scheduler) retryWaiting() {
+	s.moves.Add(1)
+	select {
+	case s.retry <- struct{}{}:
+	default: // a request is pending already; it will see this change too
+	}
+}
+
+// requeueWaiting serves retry requests until ctx ends.
+func (s *Scheduler) requeueWaiting(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.retry:
+			s.requeueWaitingOnce()
+		}
+	}
+}
+
+// requeueWaitingOnce queues every waiting pod once and forgets them: each
+// comes back to the waiting set only if it still fits nowhere, so a burst of
+// node updates does not queue the same pods over and over.
+func (s *Scheduler) requeueWaitingOnce() {
 	s.mu.Lock()
 	keys := make([]string, 0, len(s.waiting))
 	for k := range s.waiting {
 		keys = append(keys, k)
 	}
+	clear(s.waiting)
 	s.mu.Unlock()
 	for _, k := range keys {
 		s.queue.Add(k)
@@ -152,6 +205,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return
 	}
+	go s.requeueWaiting(ctx)
 	go wait.UntilWithContext(ctx, s.worker, time.Second)
 	<-ctx.Done()
 }
@@ -202,6 +256,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 		return nil
 	}
 	cand := newCandidate(pod)
+	moves := s.moves.Load()
 	s.cache.mu.Lock()
 	states := s.cache.nodes
 	order := s.cache.order
@@ -230,7 +285,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	nodes := len(order)
 	s.cache.mu.Unlock()
 	if best == "" {
-		return s.unschedulable(ctx, pod, nodes, reasons)
+		return s.unschedulable(ctx, pod, nodes, reasons, moves)
 	}
 	// Assume the pod on the node at once, so the next decision counts it,
 	// and bind in the background: the API round trip is not on the
@@ -271,7 +326,11 @@ func (s *Scheduler) bind(ctx context.Context, pod *corev1.Pod, node string) {
 
 // unschedulable records why the pod fits nowhere, as Kubernetes words it:
 // "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint ...".
-func (s *Scheduler) unschedulable(ctx context.Context, pod *corev1.Pod, nodes int, reasons map[string]int) error {
+// moves is the retry count seen before the decision: when nodes changed
+// since, the pod goes straight back to the queue, as the change may have
+// come after the decision read the node and its retry before the pod was
+// waiting.
+func (s *Scheduler) unschedulable(ctx context.Context, pod *corev1.Pod, nodes int, reasons map[string]int, moves uint64) error {
 	parts := make([]string, 0, len(reasons))
 	for why, n := range reasons {
 		parts = append(parts, fmt.Sprintf("%d %s", n, why))
@@ -282,9 +341,14 @@ func (s *Scheduler) unschedulable(ctx context.Context, pod *corev1.Pod, nodes in
 		msg += ": " + strings.Join(parts, ", ")
 	}
 	msg += "."
+	key := pod.Namespace + "/" + pod.Name
 	s.mu.Lock()
-	s.waiting[pod.Namespace+"/"+pod.Name] = true
+	s.waiting[key] = true
+	moved := s.moves.Load() != moves
 	s.mu.Unlock()
+	if moved {
+		s.queue.Add(key)
+	}
 
 	var cur *corev1.PodCondition
 	for i := range pod.Status.Conditions {

@@ -75,6 +75,27 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 	rep.Add("create_to_bind_p50", "ms", float64(p50.Microseconds())/1000, "lower", nil)
 	rep.Add("create_to_bind_p99", "ms", float64(p99.Microseconds())/1000, "lower", nil)
 
+	// Part 1b: the scheduler alone, draining a backlog.
+	progress("starting petrel server, %d held nodes", o.Nodes)
+	sp, err = startServer(ctx, o.Petrel, "--node-monitor-grace-period", "24h")
+	if err != nil {
+		return nil, err
+	}
+	if _, cs, err = sp.client(); err != nil {
+		sp.stop()
+		return nil, err
+	}
+	if err := createNodes(ctx, cs, o.Nodes, holdTaint); err != nil {
+		sp.stop()
+		return nil, err
+	}
+	backlog, err := drainBacklog(ctx, cs, o.Nodes, o.Pods, progress)
+	sp.stop()
+	if err != nil {
+		return nil, err
+	}
+	rep.Add(fmt.Sprintf("pods_scheduled_per_second_backlog_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", backlog, "higher", f(1000))
+
 	// Part 2: a Deployment on simulated nodes.
 	progress("starting petrel server and %d simulated nodes", o.SimNodes)
 	sp, err = startServer(ctx, o.Petrel)
@@ -115,7 +136,11 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 	return rep, nil
 }
 
-func createNodes(ctx context.Context, cs kubernetes.Interface, n int) error {
+// holdTaint keeps pods off the nodes of the backlog run until it is lifted.
+var holdTaint = corev1.Taint{Key: "bench.petrel.dev/hold", Effect: corev1.TaintEffectNoSchedule}
+
+// createNodes registers n Ready nodes carrying taints.
+func createNodes(ctx context.Context, cs kubernetes.Interface, n int, taints ...corev1.Taint) error {
 	capacity := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"),
 		corev1.ResourcePods: resource.MustParse("110")}
 	var next atomic.Int64
@@ -125,7 +150,8 @@ func createNodes(ctx context.Context, cs kubernetes.Interface, n int) error {
 			return errDone
 		}
 		node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-node-%d", i),
-			Labels: map[string]string{corev1.LabelHostname: fmt.Sprintf("bench-node-%d", i), "zone": fmt.Sprintf("z%d", i%10)}}}, metav1.CreateOptions{})
+			Labels: map[string]string{corev1.LabelHostname: fmt.Sprintf("bench-node-%d", i), "zone": fmt.Sprintf("z%d", i%10)}},
+			Spec: corev1.NodeSpec{Taints: taints}}, metav1.CreateOptions{})
 		if err != nil {
 			return err
 		}
@@ -186,15 +212,8 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 		if i >= n {
 			return errDone
 		}
-		name := fmt.Sprintf("p-%d", i)
-		noToken := false
-		// No API credentials volume: the pods never run, and
-		// kube-scheduler's scheduler_perf pods have none either (its API
-		// server runs without ServiceAccount admission).
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": fmt.Sprintf("a%d", i%20)}},
-			Spec: corev1.PodSpec{AutomountServiceAccountToken: &noToken, Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1",
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"),
-					corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}}
+		pod := schedulerBenchPod(i)
+		name := pod.Name
 		mu.Lock()
 		created[name] = time.Now()
 		mu.Unlock()
@@ -217,6 +236,95 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 		return 0, 0, 0, 0, fmt.Errorf("not every pod was bound within 10 minutes")
 	case <-ctx.Done():
 		return 0, 0, 0, 0, ctx.Err()
+	}
+}
+
+// schedulerBenchPod is the i-th pod of the scheduling runs: 100m CPU and
+// 64 Mi, in 20 owner-like label groups.
+func schedulerBenchPod(i int) *corev1.Pod {
+	noToken := false
+	// No API credentials volume: the pods never run, and kube-scheduler's
+	// scheduler_perf pods have none either (its API server runs without
+	// ServiceAccount admission).
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p-%d", i), Labels: map[string]string{"app": fmt.Sprintf("a%d", i%20)}},
+		Spec: corev1.PodSpec{AutomountServiceAccountToken: &noToken, Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1",
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"),
+				corev1.ResourceMemory: resource.MustParse("64Mi")}}}}}}
+}
+
+// drainBacklog measures the scheduler alone: n pods are created while
+// every node carries holdTaint, so they all wait (PodScheduled=False); then
+// the taint is lifted from every node and the rate is n over the time from
+// the first lift to the last binding. No creates compete for the CPU, as
+// in kube-scheduler's scheduler_perf, whose API server creates pods faster
+// than the scheduler binds them.
+func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, progress func(string, ...interface{})) (float64, error) {
+	ns := "bench-backlog"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	progress("creating %d pods while the %d nodes are held", n, nodes)
+	var next atomic.Int64
+	_, err := runFor(16, time.Hour, func(_, _ int) error {
+		i := int(next.Add(1)) - 1
+		if i >= n {
+			return errDone
+		}
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, schedulerBenchPod(i), metav1.CreateOptions{})
+		return err
+	})
+	if err != nil && err != errDone {
+		return 0, fmt.Errorf("create pods: %w", err)
+	}
+	progress("waiting for the scheduler to mark the %d pods unschedulable", n)
+	if err := waitPodsScheduledCondition(ctx, cs, ns, n); err != nil {
+		return 0, err
+	}
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return 0, err
+	}
+	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	done := make(chan time.Time, 1)
+	go func() {
+		bound := map[string]bool{}
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || p.Spec.NodeName == "" || bound[p.Name] {
+				continue
+			}
+			if bound[p.Name] = true; len(bound) == n {
+				done <- time.Now()
+				return
+			}
+		}
+	}()
+	progress("lifting the hold from %d nodes; waiting for %d bindings", nodes, n)
+	start := time.Now()
+	lift := []byte(`{"spec":{"taints":null}}`)
+	var nextNode atomic.Int64
+	_, err = runFor(16, time.Hour, func(_, _ int) error {
+		i := int(nextNode.Add(1)) - 1
+		if i >= nodes {
+			return errDone
+		}
+		_, err := cs.CoreV1().Nodes().Patch(ctx, fmt.Sprintf("bench-node-%d", i), types.MergePatchType, lift, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil && err != errDone {
+		return 0, fmt.Errorf("lift the hold: %w", err)
+	}
+	select {
+	case end := <-done:
+		return float64(n) / end.Sub(start).Seconds(), nil
+	case <-time.After(10 * time.Minute):
+		return 0, fmt.Errorf("not every pod was bound within 10 minutes")
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 
