@@ -66,9 +66,10 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// kube-scheduler's published SLO thresholds are 680-810 pods/s at 5,000
-	// nodes; the goal is an absolute 1,000 pods/s.
-	rep.Add(fmt.Sprintf("pods_scheduled_per_second_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", rate, "higher", f(1000))
+	// With creates alongside, the figure is the API server's create rate on
+	// this machine's cores (the scheduler keeps up: see the ratio); the
+	// 1,000 pods/s goal is held against the backlog run below.
+	rep.Add(fmt.Sprintf("pods_scheduled_per_second_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", rate, "higher", nil)
 	// The scheduler can bind no faster than pods are created: the creates of
 	// the same run are the ceiling it is measured against.
 	rep.AddRatio("scheduled_vs_created", "pods/s", rate, "pod_creates_same_run", createRate, "higher", 0.95)
@@ -94,6 +95,9 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// kube-scheduler's published thresholds are 680-810 pods/s at 5,000
+	// nodes, measured by scheduler_perf, whose pods are created faster than
+	// they are scheduled; the goal is an absolute 1,000 pods/s.
 	rep.Add(fmt.Sprintf("pods_scheduled_per_second_backlog_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", backlog, "higher", f(1000))
 
 	// Part 2: a Deployment on simulated nodes.
