@@ -3,6 +3,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/protobuf/encoding/protowire"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -130,8 +132,13 @@ type Server struct {
 
 // storageCodec stores objects as Kubernetes does: protobuf with a type header.
 type storageCodec struct {
-	gvk schema.GroupVersionKind
-	pb  *protobuf.Serializer
+	gvk        schema.GroupVersionKind
+	apiVersion string // gvk's, written once
+	pb         *protobuf.Serializer
+}
+
+func newStorageCodec(gvk schema.GroupVersionKind, pb *protobuf.Serializer) storageCodec {
+	return storageCodec{gvk: gvk, apiVersion: gvk.GroupVersion().String(), pb: pb}
 }
 
 // Encode marshals into a pooled allocator's buffer and copies the result
@@ -158,13 +165,94 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Decode reads the stored envelope in place and unmarshals the object from
+// it; the serializer's own path copies the payload out of the envelope first
+// (a copy per watch event and per read). Anything unexpected goes the
+// serializer's way, for its checks and messages.
 func (c storageCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error) {
+	if raw, ok := c.payload(data); ok {
+		if pb, ok := into.(interface {
+			Reset()
+			Unmarshal([]byte) error
+		}); ok {
+			pb.Reset()
+			if err := pb.Unmarshal(raw); err == nil {
+				into.GetObjectKind().SetGroupVersionKind(c.gvk)
+				return into, nil
+			}
+		}
+	}
 	obj, _, err := c.pb.Decode(data, &c.gvk, into)
 	if err != nil {
 		return nil, err
 	}
 	obj.GetObjectKind().SetGroupVersionKind(c.gvk)
 	return obj, nil
+}
+
+// storageMagic opens every protobuf value Kubernetes stores.
+var storageMagic = []byte{0x6b, 0x38, 0x73, 0x00}
+
+// payload returns the object bytes of a stored runtime.Unknown envelope
+// (field 1 typeMeta, 2 raw, 3 contentEncoding, 4 contentType) when its type
+// is the codec's and nothing is encoded on top.
+func (c storageCodec) payload(data []byte) ([]byte, bool) {
+	b, ok := bytes.CutPrefix(data, storageMagic)
+	if !ok {
+		return nil, false
+	}
+	var raw, apiVersion, kind []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			if apiVersion, kind, ok = typeMetaFields(v); !ok {
+				return nil, false
+			}
+		case 2:
+			raw = v
+		default: // a content encoding or type: not ours to read here
+			if len(v) > 0 {
+				return nil, false
+			}
+		}
+	}
+	if string(apiVersion) != c.apiVersion || string(kind) != c.gvk.Kind {
+		return nil, false
+	}
+	return raw, true
+}
+
+// typeMetaFields reads a runtime.TypeMeta message: 1 apiVersion, 2 kind.
+func typeMetaFields(b []byte) (apiVersion, kind []byte, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ != protowire.BytesType {
+			return nil, nil, false
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, nil, false
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			apiVersion = v
+		case 2:
+			kind = v
+		}
+	}
+	return apiVersion, kind, true
 }
 
 // mappedCodec stores a resource as another (events.k8s.io events as core
@@ -253,10 +341,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	stores := map[schema.GroupVersionResource]*storage.Store{}
 	for _, res := range resources {
 		res := res
-		prefix, codec := keyPrefix(res.GVR), storage.Codec(storageCodec{gvk: res.GVK(), pb: pb})
+		prefix, codec := keyPrefix(res.GVR), storage.Codec(newStorageCodec(res.GVK(), pb))
 		if m := res.Storage; m != nil {
 			prefix = keyPrefix(m.GVR)
-			codec = mappedCodec{stored: storageCodec{gvk: m.GVR.GroupVersion().WithKind(m.Kind), pb: pb}, m: m}
+			codec = mappedCodec{stored: newStorageCodec(m.GVR.GroupVersion().WithKind(m.Kind), pb), m: m}
 		}
 		st, err := storage.New(ctx, backend.Client, storage.Config{
 			Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: codec,
