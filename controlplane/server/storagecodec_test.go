@@ -12,7 +12,8 @@ import (
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 )
 
-func TestStorageCodecDecodesInPlaceAsTheSerializer(t *testing.T) {
+// storedPod is a small Pod as the Pod codec stores it.
+func storedPod(tb testing.TB) (*protobuf.Serializer, storageCodec, []byte) {
 	pb := protobuf.NewSerializer(apiserver.Scheme, apiserver.Scheme)
 	codec := newStorageCodec(corev1.SchemeGroupVersion.WithKind("Pod"), pb)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "a"}, UID: "u"},
@@ -20,8 +21,13 @@ func TestStorageCodecDecodesInPlaceAsTheSerializer(t *testing.T) {
 			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
 	data, err := codec.Encode(pod)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return pb, codec, data
+}
+
+func TestStorageCodecDecodesInPlaceAsTheSerializer(t *testing.T) {
+	pb, codec, data := storedPod(t)
 	if _, ok := codec.payload(data); !ok {
 		t.Fatal("a value the codec wrote is not read in place")
 	}
@@ -63,15 +69,7 @@ func TestStorageCodecDecodesInPlaceAsTheSerializer(t *testing.T) {
 // BenchmarkStorageCodecDecode is the decode of every watch event and read;
 // the serializer's path is measured beside it.
 func BenchmarkStorageCodecDecode(b *testing.B) {
-	pb := protobuf.NewSerializer(apiserver.Scheme, apiserver.Scheme)
-	codec := newStorageCodec(corev1.SchemeGroupVersion.WithKind("Pod"), pb)
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "a"}, UID: "u"},
-		Spec: corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "c", Image: "img",
-			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
-	data, err := codec.Encode(pod)
-	if err != nil {
-		b.Fatal(err)
-	}
+	pb, codec, data := storedPod(b)
 	gvk := codec.gvk
 	b.Run("in-place", func(b *testing.B) {
 		b.ReportAllocs()

@@ -186,27 +186,13 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 	var mu sync.Mutex
 	created := map[string]time.Time{}
 	var latencies []time.Duration
-	done := make(chan time.Time, 1)
-	go func() {
-		bound := map[string]bool{}
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted || p.Spec.NodeName == "" || bound[p.Name] {
-				continue
-			}
-			now := time.Now()
-			bound[p.Name] = true
-			mu.Lock()
-			if t, ok := created[p.Name]; ok {
-				latencies = append(latencies, now.Sub(t))
-			}
-			mu.Unlock()
-			if len(bound) == n {
-				done <- now
-				return
-			}
+	done := watchBindings(w, n, func(name string, at time.Time) {
+		mu.Lock()
+		if t, ok := created[name]; ok {
+			latencies = append(latencies, at.Sub(t))
 		}
-	}()
+		mu.Unlock()
+	})
 	progress("creating %d pods", n)
 	start := time.Now()
 	var next atomic.Int64
@@ -240,6 +226,29 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 	case <-ctx.Done():
 		return 0, 0, 0, 0, ctx.Err()
 	}
+}
+
+// watchBindings follows w, calls bound once for each pod seen with a node,
+// and sends the time the n-th was seen.
+func watchBindings(w watch.Interface, n int, bound func(name string, at time.Time)) <-chan time.Time {
+	done := make(chan time.Time, 1)
+	go func() {
+		seen := map[string]bool{}
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted || p.Spec.NodeName == "" || seen[p.Name] {
+				continue
+			}
+			now := time.Now()
+			seen[p.Name] = true
+			bound(p.Name, now)
+			if len(seen) == n {
+				done <- now
+				return
+			}
+		}
+	}()
+	return done
 }
 
 // schedulerBenchPod is the i-th pod of the scheduling runs: 100m CPU and
@@ -291,20 +300,7 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 		return 0, err
 	}
 	defer w.Stop()
-	done := make(chan time.Time, 1)
-	go func() {
-		bound := map[string]bool{}
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted || p.Spec.NodeName == "" || bound[p.Name] {
-				continue
-			}
-			if bound[p.Name] = true; len(bound) == n {
-				done <- time.Now()
-				return
-			}
-		}
-	}()
+	done := watchBindings(w, n, func(string, time.Time) {})
 	progress("lifting the hold from %d nodes; waiting for %d bindings", nodes, n)
 	start := time.Now()
 	lift := []byte(`{"spec":{"taints":null}}`)
