@@ -12,15 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/petrel-project/petrel/controlplane/etcd"
+	"github.com/petrel-project/petrel/test/cluster"
 )
 
+// freeURL is a loopback URL on a port no other caller in this test binary
+// got (two URLs of one etcd must differ).
 func freeURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "http://" + l.Addr().String()
+	return fmt.Sprintf("http://127.0.0.1:%d", cluster.FreePort(t))
 }
 
 func newAllocator(t *testing.T, cidr string, lo, hi int) *ServiceAllocator {

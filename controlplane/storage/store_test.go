@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/test/cluster"
 )
 
 type pbCodec struct{ s *protobuf.Serializer }
@@ -37,13 +37,10 @@ func (c pbCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error
 	return obj, err
 }
 
+// freeURL is a loopback URL on a port no other caller in this test binary
+// got (two URLs of one etcd must differ).
 func freeURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprintf("http://%s", l.Addr())
+	return fmt.Sprintf("http://127.0.0.1:%d", cluster.FreePort(t))
 }
 
 // newStore starts a real embedded etcd and a ConfigMap store on it.

@@ -115,15 +115,35 @@ func Binary(t testing.TB) string {
 }
 
 // FreePort returns a TCP port nobody listens on right now.
+//
+// The kernel may hand a port that was just closed out again, so two calls
+// in a row (a server's API and etcd ports) could get the same one: a port
+// is never returned twice in one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port that was not handed out before")
+	return 0
 }
+
+// handedOut are the ports FreePort returned.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // Server is a running `petrel server` child process.
 type Server struct {
