@@ -57,11 +57,16 @@ func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serv
 
 // startPetrel starts `petrel server` or `petrel up` on a fresh data dir
 // and waits until the API is ready.
-func startPetrel(ctx context.Context, petrel, command string, extraArgs ...string) (*serverProc, error) {
+func startPetrel(ctx context.Context, petrel, command string, extraArgs ...string) (_ *serverProc, err error) {
 	dir, err := os.MkdirTemp("", "petrel-bench-")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir) // a server that never started leaves nothing
+		}
+	}()
 	ports := make([]int, 3)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
@@ -69,7 +74,7 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 		}
 	}
 	if err := dropPageCache(petrel); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
 	}
 	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
