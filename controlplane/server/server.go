@@ -202,57 +202,47 @@ func (c storageCodec) payload(data []byte) ([]byte, bool) {
 		return nil, false
 	}
 	var raw, apiVersion, kind []byte
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
-			return nil, false
-		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, false
-		}
-		b = b[n:]
+	ok = bytesFields(b, func(num protowire.Number, v []byte) bool {
 		switch num {
-		case 1:
-			if apiVersion, kind, ok = typeMetaFields(v); !ok {
-				return nil, false
-			}
+		case 1: // runtime.TypeMeta: 1 apiVersion, 2 kind
+			return bytesFields(v, func(num protowire.Number, v []byte) bool {
+				switch num {
+				case 1:
+					apiVersion = v
+				case 2:
+					kind = v
+				}
+				return true
+			})
 		case 2:
 			raw = v
+			return true
 		default: // a content encoding or type: not ours to read here
-			if len(v) > 0 {
-				return nil, false
-			}
+			return len(v) == 0
 		}
-	}
-	if string(apiVersion) != c.apiVersion || string(kind) != c.gvk.Kind {
+	})
+	if !ok || string(apiVersion) != c.apiVersion || string(kind) != c.gvk.Kind {
 		return nil, false
 	}
 	return raw, true
 }
 
-// typeMetaFields reads a runtime.TypeMeta message: 1 apiVersion, 2 kind.
-func typeMetaFields(b []byte) (apiVersion, kind []byte, ok bool) {
+// bytesFields calls fn with each field of a message whose fields are all
+// length-delimited; false when the message is not such, or fn said so.
+func bytesFields(b []byte, fn func(num protowire.Number, v []byte) bool) bool {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || typ != protowire.BytesType {
-			return nil, nil, false
+			return false
 		}
 		b = b[n:]
 		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, nil, false
+		if n < 0 || !fn(num, v) {
+			return false
 		}
 		b = b[n:]
-		switch num {
-		case 1:
-			apiVersion = v
-		case 2:
-			kind = v
-		}
 	}
-	return apiVersion, kind, true
+	return true
 }
 
 // mappedCodec stores a resource as another (events.k8s.io events as core

@@ -42,13 +42,20 @@ type serverProc struct {
 	kubeconfig string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct loopback ports nobody listens on: all n
+// listeners stay open until every port is picked, or the kernel could hand
+// one closed port out twice (a server's API and etcd ports alike).
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serverProc, error) {
@@ -67,11 +74,9 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 			_ = os.RemoveAll(dir) // a server that never started leaves nothing
 		}
 	}()
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
 	}
 	if err := dropPageCache(petrel); err != nil {
 		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
@@ -158,6 +163,23 @@ func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, er
 	return float64(ops.Load()) / time.Since(start).Seconds(), nil
 }
 
+// runEach calls fn for i in [0, n) from the given number of workers and
+// returns the first error.
+func runEach(workers, n int, fn func(i int) error) error {
+	var next atomic.Int64
+	_, err := runFor(workers, time.Hour, func(_, _ int) error {
+		i := int(next.Add(1)) - 1
+		if i >= n {
+			return errDone
+		}
+		return fn(i)
+	})
+	if err == errDone {
+		return nil
+	}
+	return err
+}
+
 // RunAPI runs the api suite.
 func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	progress := func(format string, args ...interface{}) {
@@ -236,16 +258,11 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-list"}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	var next atomic.Int64
-	_, err = runFor(o.Concurrency, time.Hour, func(w, i int) error {
-		n := next.Add(1)
-		if n > int64(o.Pods) {
-			return errDone
-		}
-		_, err := cs.CoreV1().Pods("bench-list").Create(ctx, benchPod(fmt.Sprintf("p-%d", n)), metav1.CreateOptions{})
+	err = runEach(o.Concurrency, o.Pods, func(i int) error {
+		_, err := cs.CoreV1().Pods("bench-list").Create(ctx, benchPod(fmt.Sprintf("p-%d", i+1)), metav1.CreateOptions{})
 		return err
 	})
-	if err != nil && err != errDone {
+	if err != nil {
 		return nil, fmt.Errorf("creating pods: %w", err)
 	}
 	// The server has no nodes, so its scheduler marks each pod

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -150,16 +149,11 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	var next atomic.Int64
-	if _, err := runFor(16, time.Hour, func(w, i int) error {
-		n := int(next.Add(1))
-		if n > o.Services {
-			return errDone
-		}
-		_, err := cs.CoreV1().Services("bench").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%d", n)},
+	if err := runEach(16, o.Services, func(i int) error {
+		_, err := cs.CoreV1().Services("bench").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%d", i+1)},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{})
 		return err
-	}); err != nil && err != errDone {
+	}); err != nil {
 		return nil, err
 	}
 	ips, err := serviceIPs(ctx, cs)
@@ -178,8 +172,11 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 	}
 	defer upstream.Shutdown()
 
-	p1, _ := freePort()
-	ours := fmt.Sprintf("127.0.0.1:%d", p1)
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	ours := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	dnsCmd, err := startPinned(ctx, "1", filepath.Join(dir, "dns.log"), o.Petrel, "dns", "--kubeconfig", sp.kubeconfig, "--listen", ours, "--dns-upstream", upstream.Addr)
 	if err != nil {
 		return nil, err
@@ -188,8 +185,7 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 	if err := waitDNS(ours, fmt.Sprintf("svc-%d.bench.svc.cluster.local.", o.Services)); err != nil {
 		return nil, err
 	}
-	p2, _ := freePort()
-	base := fmt.Sprintf("127.0.0.1:%d", p2)
+	base := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	baseCmd, err := startPinned(ctx, "1", filepath.Join(dir, "baseline.log"), o.Petrelctl, "bench", "dns-baseline", "--listen", base)
 	if err != nil {
 		return nil, err

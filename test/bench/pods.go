@@ -45,12 +45,11 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	rep = NewReport("pods")
 	name := fmt.Sprintf("bench-%d", os.Getpid())
 	lbCgroup := "petrel-" + name
-	dnsPort, err := freePort()
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	metricsPort, _ := freePort()
-	nodePort, _ := freePort()
+	dnsPort, metricsPort, nodePort := ports[0], ports[1], ports[2]
 	progress("starting petrel up (node %s)", name)
 	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
 		"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -146,12 +145,7 @@ var holdTaint = corev1.Taint{Key: "bench.petrel.dev/hold", Effect: corev1.TaintE
 func createNodes(ctx context.Context, cs kubernetes.Interface, n int, taints ...corev1.Taint) error {
 	capacity := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"),
 		corev1.ResourcePods: resource.MustParse("110")}
-	var next atomic.Int64
-	_, err := runFor(16, time.Hour, func(_, _ int) error {
-		i := int(next.Add(1)) - 1
-		if i >= n {
-			return errDone
-		}
+	err := runEach(16, n, func(i int) error {
 		node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-node-%d", i),
 			Labels: map[string]string{corev1.LabelHostname: fmt.Sprintf("bench-node-%d", i), "zone": fmt.Sprintf("z%d", i%10)}},
 			Spec: corev1.NodeSpec{Taints: taints}}, metav1.CreateOptions{})
@@ -164,7 +158,7 @@ func createNodes(ctx context.Context, cs kubernetes.Interface, n int, taints ...
 		_, err = cs.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, st, metav1.PatchOptions{}, "status")
 		return err
 	})
-	if err != nil && err != errDone {
+	if err != nil {
 		return fmt.Errorf("create nodes: %w", err)
 	}
 	return nil
@@ -195,12 +189,7 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 	})
 	progress("creating %d pods", n)
 	start := time.Now()
-	var next atomic.Int64
-	_, err = runFor(16, time.Hour, func(_, _ int) error {
-		i := int(next.Add(1)) - 1
-		if i >= n {
-			return errDone
-		}
+	err = runEach(16, n, func(i int) error {
 		pod := schedulerBenchPod(i)
 		name := pod.Name
 		mu.Lock()
@@ -209,7 +198,7 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 		return err
 	})
-	if err != nil && err != errDone {
+	if err != nil {
 		return 0, 0, 0, 0, fmt.Errorf("create pods: %w", err)
 	}
 	createRate := float64(n) / time.Since(start).Seconds()
@@ -275,16 +264,11 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 		return 0, err
 	}
 	progress("creating %d pods while the %d nodes are held", n, nodes)
-	var next atomic.Int64
-	_, err := runFor(16, time.Hour, func(_, _ int) error {
-		i := int(next.Add(1)) - 1
-		if i >= n {
-			return errDone
-		}
+	err := runEach(16, n, func(i int) error {
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, schedulerBenchPod(i), metav1.CreateOptions{})
 		return err
 	})
-	if err != nil && err != errDone {
+	if err != nil {
 		return 0, fmt.Errorf("create pods: %w", err)
 	}
 	progress("waiting for the scheduler to mark the %d pods unschedulable", n)
@@ -304,16 +288,11 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 	progress("lifting the hold from %d nodes; waiting for %d bindings", nodes, n)
 	start := time.Now()
 	lift := []byte(`{"spec":{"taints":null}}`)
-	var nextNode atomic.Int64
-	_, err = runFor(16, time.Hour, func(_, _ int) error {
-		i := int(nextNode.Add(1)) - 1
-		if i >= nodes {
-			return errDone
-		}
+	err = runEach(16, nodes, func(i int) error {
 		_, err := cs.CoreV1().Nodes().Patch(ctx, fmt.Sprintf("bench-node-%d", i), types.MergePatchType, lift, metav1.PatchOptions{})
 		return err
 	})
-	if err != nil && err != errDone {
+	if err != nil {
 		return 0, fmt.Errorf("lift the hold: %w", err)
 	}
 	select {
