@@ -99,6 +99,12 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 		return nil, err
 	}
 
+	progress("floor: runc run of %d busybox containers in batches of %d", o.Pods, o.Batch)
+	floor, err := runcRuns(ctx, filepath.Join(sp.dir, "runc"), o.Pods, o.Batch)
+	if err != nil {
+		return nil, err
+	}
+
 	progress("waiting for the node to take pods")
 	if err := waitNodes(ctx, cs, 1); err != nil {
 		return nil, err
@@ -177,6 +183,10 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	rep.Add("pod create → Running p99", "ms", ms(percentile(toRunning, 99)), "lower", f(1000))
 	rep.AddRatio("pod create → Ready p50", "ms", ms(percentile(toReady, 50)), "ctr run p50", ms(percentile(base, 50)), "lower", 0)
 	rep.AddRatio("pod create → Ready p99", "ms", ms(percentile(toReady, 99)), "ctr run p99", ms(percentile(base, 99)), "lower", 0)
+	// The same goals held against bare runc: what any pod start with runc
+	// costs here before containerd, the network or the API add anything.
+	rep.Add("runc run -d p50 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 50)), "lower", f(300))
+	rep.Add("runc run -d p99 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 99)), "lower", f(1000))
 
 	progress("deleting all but %d pods for the memory figure", o.Idle)
 	for i := o.Idle; i < o.Pods; i++ {

@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/test/images"
+)
+
+// runcRuns times `runc run -d` of a busybox container that sleeps, n of
+// them in batches started together, each in its own bundle (runc's default
+// spec: new namespaces, network included, and a cgroup). This is the
+// floor under any pod start with runc on the machine: no containerd, shim,
+// image, network set-up or API. Everything it makes lives under dir and
+// the cgroup petrel-bench-runc, and is removed before it returns.
+func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration, err error) {
+	state := filepath.Join(dir, "state")
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
+		return nil, err
+	}
+	busybox, err := os.ReadFile(images.Busybox)
+	if err != nil {
+		return nil, fmt.Errorf("the runc baseline needs busybox-static (apt-get install busybox-static): %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), busybox, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", "sleep")); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, "runc", "spec", "--bundle", dir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("runc spec: %v: %s", err, out)
+	}
+	template, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			if out, derr := exec.Command("runc", "--root", state, "delete", "--force", id).CombinedOutput(); derr != nil && err == nil {
+				err = fmt.Errorf("runc delete %s: %v: %s", id, derr, out)
+			}
+		}
+		if cerr := runtime.RemoveCgroup("petrel-bench-runc"); cerr != nil && err == nil {
+			err = cerr
+		}
+		_ = os.RemoveAll(dir)
+	}()
+	var out []time.Duration
+	for b := 0; b*batch < n; b++ {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		for i := b * batch; i < min((b+1)*batch, n); i++ {
+			id := fmt.Sprintf("bench-runc-%d-%03d", os.Getpid(), i)
+			bundle := filepath.Join(dir, id)
+			if err := writeRuncBundle(bundle, template, rootfs, "/petrel-bench-runc/"+id); err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				took, err := runcRun(ctx, state, bundle, id)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				out = append(out, took)
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return nil, firstErr
+		}
+	}
+	return out, nil
+}
+
+// runcRun times one `runc run --detach`. Detached without a terminal, runc
+// hands its own stdio to the container, so the output goes to files: a pipe
+// would stay open as long as the container runs.
+func runcRun(ctx context.Context, state, bundle, id string) (time.Duration, error) {
+	stderr, err := os.Create(filepath.Join(bundle, "stderr"))
+	if err != nil {
+		return 0, err
+	}
+	defer stderr.Close()
+	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--detach", "--bundle", bundle, id)
+	cmd.Stderr = stderr
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		msg, _ := os.ReadFile(stderr.Name())
+		return took, fmt.Errorf("runc run %s: %w: %s", id, err, msg)
+	}
+	return took, nil
+}
+
+// writeRuncBundle writes a bundle whose config is runc's default spec
+// (template) running `sleep 3600` detached on the shared read-only rootfs.
+func writeRuncBundle(bundle string, template []byte, rootfs, cgroup string) error {
+	var spec specs.Spec
+	if err := json.Unmarshal(template, &spec); err != nil {
+		return fmt.Errorf("runc's default spec: %w", err)
+	}
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"/bin/sleep", "3600"}
+	spec.Root = &specs.Root{Path: rootfs, Readonly: true}
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	spec.Linux.CgroupsPath = cgroup
+	b, err := json.Marshal(&spec)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
+}
