@@ -10,10 +10,10 @@ import (
 	"syscall"
 )
 
-// cgroupMounts are the mount points of every cgroup hierarchy (v1
+// CgroupMounts are the mount points of every cgroup hierarchy (v1
 // controllers and the v2 unified one: runc puts containers in all of them on
 // a hybrid machine).
-func cgroupMounts() ([]string, error) {
+func CgroupMounts() ([]string, error) {
 	f, err := os.Open("/proc/self/mounts")
 	if err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func cgroupMounts() ([]string, error) {
 // root) and the empty ones below it, in every hierarchy. A cgroup that
 // still holds processes is an error.
 func RemoveCgroup(path string) error {
-	roots, err := cgroupMounts()
+	roots, err := CgroupMounts()
 	if err != nil {
 		return err
 	}

@@ -21,9 +21,10 @@ import (
 // spec: new namespaces, network included, and a cgroup). This is the
 // floor under any pod start with runc on the machine: no containerd, shim,
 // image, network set-up or API. Everything it makes lives under dir and
-// the cgroup petrel-bench-runc, and is removed before it returns.
+// the cgroup runcCgroup(), and is removed before it returns.
 func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration, err error) {
 	state := filepath.Join(dir, "state")
+	cgroup := runcCgroup()
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration,
 				err = fmt.Errorf("runc delete %s: %v: %s", id, derr, out)
 			}
 		}
-		if cerr := runtime.RemoveCgroup("petrel-bench-runc"); cerr != nil && err == nil {
+		if cerr := runtime.RemoveCgroup(cgroup); cerr != nil && err == nil {
 			err = cerr
 		}
 		_ = os.RemoveAll(dir)
@@ -65,7 +66,7 @@ func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration,
 		for i := b * batch; i < min((b+1)*batch, n); i++ {
 			id := fmt.Sprintf("bench-runc-%d-%03d", os.Getpid(), i)
 			bundle := filepath.Join(dir, id)
-			if err := writeRuncBundle(bundle, template, rootfs, "/petrel-bench-runc/"+id); err != nil {
+			if err := writeRuncBundle(bundle, template, rootfs, "/"+cgroup+"/"+id); err != nil {
 				return nil, err
 			}
 			ids = append(ids, id)
@@ -88,6 +89,10 @@ func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration,
 	}
 	return out, nil
 }
+
+// runcCgroup is the cgroup, in every hierarchy, that holds this process's
+// bare runc containers.
+func runcCgroup() string { return fmt.Sprintf("petrel-bench-runc-%d", os.Getpid()) }
 
 // runcRun times one `runc run --detach`. Detached without a terminal, runc
 // hands its own stdio to the container, so the output goes to files: a pipe
