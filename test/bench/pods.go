@@ -229,7 +229,6 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 // ctrRuns times `ctr run -d` of the test image (a shell that sleeps) on
 // the node's containerd, batch by batch, then removes the containers.
 func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int) ([]time.Duration, error) {
-	var out []time.Duration
 	var ids []string
 	defer func() {
 		for _, id := range ids {
@@ -239,26 +238,48 @@ func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int) ([]time.
 		}
 		_ = runtime.RemoveCgroup("petrel-bench-ctr")
 	}()
+	return startInBatches(n, batch, func(i int) (func() error, error) {
+		id := fmt.Sprintf("bench-ctr-%d-%03d", os.Getpid(), i)
+		ids = append(ids, id)
+		return func() error {
+			cmd := exec.CommandContext(ctx, "ctr", "--address", rt.Address, "--namespace", runtime.Namespace, "run", "-d",
+				"--snapshotter", runtime.Snapshotter, "--cgroup", "/petrel-bench-ctr/"+id, images.TestServer, id, "sleep", "3600")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("ctr run: %v: %s", err, b)
+			}
+			return nil
+		}, nil
+	})
+}
+
+// startInBatches times n starts, batch of them at a time: prepare(i) is
+// called in turn (untimed) and gives the start to time; the starts of a
+// batch run together, and a batch begins once the one before has returned.
+// The first error ends it.
+func startInBatches(n, batch int, prepare func(i int) (start func() error, err error)) ([]time.Duration, error) {
+	var out []time.Duration
 	for b := 0; b*batch < n; b++ {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var firstErr error
 		for i := b * batch; i < min((b+1)*batch, n); i++ {
-			id := fmt.Sprintf("bench-ctr-%d-%03d", os.Getpid(), i)
-			ids = append(ids, id)
+			start, err := prepare(i)
+			if err != nil {
+				wg.Wait()
+				return nil, err
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				start := time.Now()
-				cmd := exec.CommandContext(ctx, "ctr", "--address", rt.Address, "--namespace", runtime.Namespace, "run", "-d",
-					"--snapshotter", runtime.Snapshotter, "--cgroup", "/petrel-bench-ctr/"+id, images.TestServer, id, "sleep", "3600")
-				b, err := cmd.CombinedOutput()
+				began := time.Now()
+				err := start()
+				took := time.Since(began)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("ctr run: %v: %s", err, b)
+					firstErr = err
 				}
-				out = append(out, time.Since(start))
+				out = append(out, took)
 			}()
 		}
 		wg.Wait()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -58,61 +57,37 @@ func runcRuns(ctx context.Context, dir string, n, batch int) (_ []time.Duration,
 		}
 		_ = os.RemoveAll(dir)
 	}()
-	var out []time.Duration
-	for b := 0; b*batch < n; b++ {
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var firstErr error
-		for i := b * batch; i < min((b+1)*batch, n); i++ {
-			id := fmt.Sprintf("bench-runc-%d-%03d", os.Getpid(), i)
-			bundle := filepath.Join(dir, id)
-			if err := writeRuncBundle(bundle, template, rootfs, "/"+cgroup+"/"+id); err != nil {
-				return nil, err
-			}
-			ids = append(ids, id)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				took, err := runcRun(ctx, state, bundle, id)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				out = append(out, took)
-			}()
+	return startInBatches(n, batch, func(i int) (func() error, error) {
+		id := fmt.Sprintf("bench-runc-%d-%03d", os.Getpid(), i)
+		bundle := filepath.Join(dir, id)
+		if err := writeRuncBundle(bundle, template, rootfs, "/"+cgroup+"/"+id); err != nil {
+			return nil, err
 		}
-		wg.Wait()
-		if firstErr != nil {
-			return nil, firstErr
-		}
-	}
-	return out, nil
+		ids = append(ids, id)
+		return func() error { return runcRun(ctx, state, bundle, id) }, nil
+	})
 }
 
 // runcCgroup is the cgroup, in every hierarchy, that holds this process's
 // bare runc containers.
 func runcCgroup() string { return fmt.Sprintf("petrel-bench-runc-%d", os.Getpid()) }
 
-// runcRun times one `runc run --detach`. Detached without a terminal, runc
+// runcRun makes one `runc run --detach`. Detached without a terminal, runc
 // hands its own stdio to the container, so the output goes to files: a pipe
 // would stay open as long as the container runs.
-func runcRun(ctx context.Context, state, bundle, id string) (time.Duration, error) {
+func runcRun(ctx context.Context, state, bundle, id string) error {
 	stderr, err := os.Create(filepath.Join(bundle, "stderr"))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer stderr.Close()
 	cmd := exec.CommandContext(ctx, "runc", "--root", state, "run", "--detach", "--bundle", bundle, id)
 	cmd.Stderr = stderr
-	start := time.Now()
-	err = cmd.Run()
-	took := time.Since(start)
-	if err != nil {
+	if err := cmd.Run(); err != nil {
 		msg, _ := os.ReadFile(stderr.Name())
-		return took, fmt.Errorf("runc run %s: %w: %s", id, err, msg)
+		return fmt.Errorf("runc run %s: %w: %s", id, err, msg)
 	}
-	return took, nil
+	return nil
 }
 
 // writeRuncBundle writes a bundle whose config is runc's default spec
