@@ -233,7 +233,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl)); err != nil {
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl, reg)); err != nil {
 			n.close()
 			return nil, err
 		}

@@ -3,7 +3,10 @@
 // the CRI-format files, exec into a running container, attach to its
 // stdin and raw output (served by its logger), and port forwarding to the pod's address. Exec, attach and
 // port-forward speak Kubernetes' streaming protocols (SPDY and WebSocket
-// channels) through k8s.io/cri-streaming, as kubelets do.
+// channels) through k8s.io/cri-streaming, as kubelets do, and also the two
+// WebSocket protocols kubectl asks for first since 1.30 and 1.31
+// (v5.channel.k8s.io, and SPDY tunnelled in a WebSocket for port-forward),
+// which Kubernetes' API server would translate for a kubelet.
 package stream
 
 import (
@@ -26,8 +29,11 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
+	rcconstants "k8s.io/apimachinery/pkg/util/remotecommand"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
@@ -49,10 +55,17 @@ const (
 	streamCreationTimeout = remotecommand.DefaultStreamCreationTimeout
 )
 
-// Handler serves the node's streaming endpoints.
-func Handler(pods Pods) http.Handler {
+// Handler serves the node's streaming endpoints and counts their sessions
+// in reg (nil: not counted).
+func Handler(pods Pods, reg prometheus.Registerer) http.Handler {
 	mux := http.NewServeMux()
-	h := &handler{pods: pods}
+	h := &handler{pods: pods, sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "petrel_node_stream_sessions_total",
+		Help: "Exec and attach sessions, and port-forwarded connections, the node server served (their streams open), by kind and by the protocol they came over.",
+	}, []string{"kind", "protocol"})}
+	if reg != nil {
+		reg.MustRegister(h.sessions)
+	}
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", h.logs)
 	mux.HandleFunc("/exec/{namespace}/{pod}/{container}", h.exec)
 	mux.HandleFunc("/attach/{namespace}/{pod}/{container}", h.attach)
@@ -60,7 +73,31 @@ func Handler(pods Pods) http.Handler {
 	return mux
 }
 
-type handler struct{ pods Pods }
+type handler struct {
+	pods     Pods
+	sessions *prometheus.CounterVec
+}
+
+// Protocol families of a streaming session, for the sessions metric.
+const (
+	protocolSPDY          = "SPDY/3.1"
+	protocolWebSocketV5   = rcconstants.StreamProtocolV5Name
+	protocolWebSocketOld  = "websocket v4 or older"
+	protocolSPDYTunnelled = tunnelProtocol
+)
+
+// protocolOf names the family of protocol a streaming request asks for.
+func protocolOf(r *http.Request) string {
+	switch {
+	case wsstream.IsWebSocketRequestWithStreamCloseProtocol(r):
+		return protocolWebSocketV5
+	case wsstream.IsWebSocketRequestWithTunnelingProtocol(r):
+		return protocolSPDYTunnelled
+	case wsstream.IsWebSocketRequest(r):
+		return protocolWebSocketOld
+	}
+	return protocolSPDY
+}
 
 // writeError answers with a Kubernetes Status, which kubectl prints.
 func writeError(w http.ResponseWriter, err error) {
@@ -159,12 +196,26 @@ func (h *handler) exec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apierrors.NewBadRequest("no command given"))
 		return
 	}
-	remotecommand.ServeExec(w, r, executor{c}, pod, string(uid), ctr, cmd, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+	proto := protocolOf(r)
+	exec := executor{ctr: c, started: h.sessions.WithLabelValues("exec", proto).Inc}
+	if proto == protocolWebSocketV5 {
+		serveV5(w, r, opts, func(ctx context.Context, in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+			return exec.ExecInContainer(ctx, pod, string(uid), ctr, cmd, in, out, errw, opts.TTY, resize, 0)
+		})
+		return
+	}
+	remotecommand.ServeExec(w, r, exec, pod, string(uid), ctr, cmd, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 
-type executor struct{ ctr containerd.Container }
+// executor runs commands in one container; started is called once the
+// client's streams are open.
+type executor struct {
+	ctr     containerd.Container
+	started func()
+}
 
 func (e executor) ExecInContainer(ctx context.Context, _, _, _ string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, timeout time.Duration) error {
+	e.started()
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -220,17 +271,27 @@ func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("container %s in pod %s was not started with stdin: true; attach without -i to follow its output", ctr, pod)))
 		return
 	}
-	remotecommand.ServeAttach(w, r, attacher{h: h, ns: ns, target: a}, pod, a.PodUID, ctr, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
+	proto := protocolOf(r)
+	att := attacher{h: h, ns: ns, target: a, started: h.sessions.WithLabelValues("attach", proto).Inc}
+	if proto == protocolWebSocketV5 {
+		serveV5(w, r, opts, func(ctx context.Context, in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+			return att.AttachContainer(ctx, pod, a.PodUID, ctr, in, out, errw, opts.TTY, resize)
+		})
+		return
+	}
+	remotecommand.ServeAttach(w, r, att, pod, a.PodUID, ctr, opts, idleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 
 // attacher joins the container's stdin and its output from now on.
 type attacher struct {
-	h      *handler
-	ns     string
-	target runtime.Attachable
+	h       *handler
+	ns      string
+	target  runtime.Attachable
+	started func() // once the client's streams are open
 }
 
 func (a attacher) AttachContainer(ctx context.Context, pod, _, container string, in io.Reader, out, errw io.WriteCloser, _ bool, resize <-chan remotecommand.TerminalSize) error {
+	a.started()
 	var stdout, stderr io.Writer
 	if out != nil {
 		stdout = out
@@ -293,19 +354,31 @@ func (h *handler) portForward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	opts, err := portforward.NewV4Options(r)
-	if err != nil {
-		writeError(w, apierrors.NewBadRequest(err.Error()))
+	proto := protocolOf(r)
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		opts, err := portforward.NewV4Options(r)
+		if err != nil {
+			writeError(w, apierrors.NewBadRequest(err.Error()))
+			return
+		}
+		portforward.ServePortForward(w, r, forwarder{ip: ip, started: h.sessions.WithLabelValues("portforward", proto).Inc}, pod, string(uid), opts, idleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
+	}
+	if proto == protocolSPDYTunnelled {
+		servePortForwardTunnel(w, r, serve)
 		return
 	}
-	portforward.ServePortForward(w, r, forwarder{ip: ip}, pod, string(uid), opts, idleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
+	serve(w, r)
 }
 
 // forwarder connects to the pod's address from the node, which routes to
-// every local pod.
-type forwarder struct{ ip string }
+// every local pod; started is called for each connection it forwards.
+type forwarder struct {
+	ip      string
+	started func()
+}
 
 func (f forwarder) PortForward(ctx context.Context, _, _ string, port int32, stream io.ReadWriteCloser) error {
+	f.started()
 	defer stream.Close()
 	conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(f.ip, strconv.Itoa(int(port))))
 	if err != nil {

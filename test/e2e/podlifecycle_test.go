@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +377,22 @@ spec:
 		if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
 			t.Fatalf("exec exit 7: %v", err)
 		}
+		// kubectl 1.32 asks for WebSocket v5 first and falls back to SPDY
+		// only when that is refused: every exec above must have been v5.
+		if n := streamSessions(t, u.MetricsPort, "exec", "v5.channel.k8s.io"); n < 3 {
+			t.Fatalf("%v exec sessions over v5.channel.k8s.io, want at least the 3 above without a terminal", n)
+		}
+		// A kubectl told not to use WebSockets still gets SPDY.
+		spdyBefore := streamSessions(t, u.MetricsPort, "exec", "SPDY/3.1")
+		cmd = exec.Command("kubectl", "--kubeconfig", u.Kubeconfig, "exec", "-i", "live", "--", "cat")
+		cmd.Env = append(os.Environ(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+		cmd.Stdin = strings.NewReader("over spdy\n")
+		if b, err := cmd.CombinedOutput(); err != nil || string(b) != "over spdy\n" {
+			t.Fatalf("exec -i cat over SPDY: %v: %q", err, b)
+		}
+		if n := streamSessions(t, u.MetricsPort, "exec", "SPDY/3.1"); n != spdyBefore+1 {
+			t.Fatalf("SPDY exec sessions went from %v to %v, want one more", spdyBefore, n)
+		}
 		// Follow: a pod that prints a line a second; -f ends when it does.
 		apply(fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -416,6 +433,9 @@ spec:
 		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/hostname", local))
 		if body != "rd-b" {
 			t.Fatalf("through port-forward: %q (%s)", body, stderr.String())
+		}
+		if n := streamSessions(t, u.MetricsPort, "portforward", "SPDY/3.1+portforward.k8s.io"); n < 1 {
+			t.Fatalf("port-forward did not come as SPDY in a WebSocket, as kubectl 1.32 sends it first")
 		}
 	})
 
@@ -463,6 +483,9 @@ spec:
 		})
 		out = kubectl(t, u.Server, "one\nquit\n", "attach", "-i", "echoer")
 		mustContain(t, out, "echo:one", "echo:quit")
+		if n := streamSessions(t, u.MetricsPort, "attach", "v5.channel.k8s.io"); n < 2 {
+			t.Fatalf("%v attach sessions over v5.channel.k8s.io, want at least run -i's and attach -i's", n)
+		}
 		poll(t, "echoer succeeded", 30*time.Second, func() error {
 			if p := getPod(ctx, t, cs, "echoer"); p.Status.Phase != corev1.PodSucceeded {
 				return fmt.Errorf("phase %s", p.Status.Phase)
@@ -575,6 +598,23 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// streamSessions is how many exec, attach or port-forward sessions (kind)
+// the node server counted for a protocol, from its metrics.
+func streamSessions(t *testing.T, metricsPort int, kind, protocol string) float64 {
+	t.Helper()
+	series := fmt.Sprintf(`petrel_node_stream_sessions_total{kind=%q,protocol=%q} `, kind, protocol)
+	for _, line := range strings.Split(httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)), "\n") {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return n
+		}
+	}
+	return 0
 }
 
 func httpGet(t *testing.T, url string) string {
