@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -185,11 +186,17 @@ type observed struct {
 	state   runtime.TaskState
 	running bool
 	exited  bool
+	// err says containerd could not be asked (a busy shim, a timeout): the
+	// container may well be running, so nothing may be decided on it.
+	err error
 }
 
 func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
 	ctrs, err := k.runtime.Containers(ctx, fmt.Sprintf(`labels."%s"=="%s",labels."%s"=="%s"`, labelPodUID, uid, labelContainer, name))
-	if err != nil || len(ctrs) == 0 {
+	if err != nil {
+		return observed{err: fmt.Errorf("list the containers of %s: %w", name, err)}
+	}
+	if len(ctrs) == 0 {
 		return observed{}
 	}
 	// The latest run, should an older one not be gone yet.
@@ -208,10 +215,12 @@ func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
 		return observed{}
 	}
 	ctr := o.ctr
-	if o.state, err = runtime.State(ctx, ctr); err == nil {
-		o.running = o.state.Running
-		o.exited = o.state.Exists && !o.state.Running
+	if o.state, err = runtime.State(ctx, ctr); err != nil {
+		o.err = fmt.Errorf("read the task of container %s: %w", name, err)
+		return o
 	}
+	o.running = o.state.Running
+	o.exited = o.state.Exists && !o.state.Running
 	return o
 }
 
@@ -277,6 +286,12 @@ func (k *Kubelet) terminated(pod *corev1.Pod, c *corev1.Container, o observed) *
 // and the restart policy says so, honouring the back-off; it returns how
 // long until it should be looked at again.
 func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, vols map[string]string, c *corev1.Container, o observed, policy corev1.RestartPolicy) time.Duration {
+	if o.err != nil {
+		// Taken for "created, never started", this once removed a running
+		// container and started it again uncounted.
+		slog.Warn("kubelet: container state unknown; looking again", "pod", pod.Namespace+"/"+pod.Name, "err", o.err)
+		return time.Second
+	}
 	rec := ps.record(c.Name)
 	if o.ctr != nil && rec.restarts == 0 {
 		// Adopted after a node restart: the count lives on the container.

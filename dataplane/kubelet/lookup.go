@@ -52,6 +52,9 @@ func (k *Kubelet) RunningContainer(ctx context.Context, namespace, name, contain
 		return nil, "", apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name))
 	}
 	o := k.observe(ctx, string(pod.UID), container)
+	if o.err != nil {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("container %s in pod %s: %v; try again", container, name, o.err))
+	}
 	if !o.running {
 		return nil, "", apierrors.NewBadRequest(fmt.Sprintf("container %s in pod %s is not running", container, name))
 	}
@@ -134,7 +137,10 @@ func (k *Kubelet) LogFile(ctx context.Context, namespace, name, container string
 		return "", nil, apierrors.NewBadRequest(fmt.Sprintf("container %q in pod %q is waiting to start: %s", container, name, reason))
 	}
 	uid := string(pod.UID)
-	return path, func() bool { return !k.observe(context.WithoutCancel(ctx), uid, container).running }, nil
+	return path, func() bool {
+		o := k.observe(context.WithoutCancel(ctx), uid, container)
+		return o.err == nil && !o.running
+	}, nil
 }
 
 // PodIP is the pod's address, for port-forward.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,6 +164,14 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 	o, ok := seen[c.Name]
 	if !ok {
 		o = k.observe(ctx, string(pod.UID), c.Name)
+	}
+	if o.err != nil {
+		// Until containerd answers, the API's last word stands.
+		for _, old := range slices.Concat(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses) {
+			if old.Name == c.Name {
+				return old
+			}
+		}
 	}
 	if o.ctr != nil {
 		cs.ContainerID = "containerd://" + o.ctr.ID()
