@@ -43,9 +43,12 @@ type continueToken struct {
 }
 
 // List returns objects under opts.Prefix. Whole lists come from the watch cache
-// (after it has caught up with etcd for a consistent read); paginated lists and
-// exact-revision lists read etcd at a fixed revision so that every page is from
-// the same snapshot.
+// (after it has caught up with etcd for a consistent read), and so do lists at
+// resourceVersion=0 or with resourceVersionMatch=NotOlderThan, whatever their
+// limit; paginated lists (a limit with no resourceVersion, or with one and no
+// match rule) and exact-revision lists read etcd at a fixed revision so that
+// every page is from the same snapshot and carries a continue token when more
+// remain.
 func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error) {
 	if opts.Continue != "" {
 		return s.listContinue(ctx, opts)
@@ -67,6 +70,12 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 	if opts.Limit > 0 && opts.ResourceVersion == "" {
 		return s.listEtcdFrom(ctx, opts, opts.Prefix, 0)
 	}
+	if opts.Limit > 0 && rv > 0 && opts.ResourceVersionMatch == "" {
+		// A limited list at a given resourceVersion, without a match rule, pages
+		// through etcd at exactly that revision (Kubernetes' legacy meaning), so
+		// every page continues where the last one ended.
+		return s.listEtcdFrom(ctx, opts, opts.Prefix, rv)
+	}
 	switch {
 	case opts.ResourceVersion == "":
 		cur, err := s.CurrentRevision(ctx)
@@ -82,12 +91,11 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 		}
 	}
 	entries, cacheRev := s.cache.snapshot(opts.Prefix, opts.Predicate)
+	// What is left to serve from the cache (resourceVersion=0, or NotOlderThan)
+	// is served whole: the limit is only a hint there, as in Kubernetes' watch
+	// cache. Cutting it short without a continue token would hand a reflector
+	// the first page as if it were everything.
 	res := &ListResult{ResourceVersion: cacheRev}
-	if opts.Limit > 0 && int64(len(entries)) > opts.Limit {
-		// A limited list from the cache (resourceVersion=0) returns the first page
-		// only, without a continue token, as Kubernetes' cache does.
-		entries = entries[:opts.Limit]
-	}
 	res.Items = make([]runtime.Object, len(entries))
 	for i, e := range entries {
 		res.Items[i] = e.obj

@@ -203,6 +203,65 @@ func TestListFromCacheWithSelectorsAndPages(t *testing.T) {
 	}
 }
 
+// TestLimitedListsReturnEverything holds every list with a limit to one rule:
+// it returns all items, or a page with a continue token that leads to the rest.
+// A reflector's first list (resourceVersion=0, limit=500) once came back with the
+// first page only and no token.
+func TestLimitedListsReturnEverything(t *testing.T) {
+	st, _ := newStore(t, 100)
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		if _, err := st.Create(ctx, st.Key("ns", fmt.Sprintf("cm-%02d", i)), cm(fmt.Sprintf("cm-%02d", i), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := st.List(ctx, storage.ListOptions{Prefix: st.NamespacePrefix("ns")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv := fmt.Sprint(all.ResourceVersion)
+	cases := []struct {
+		name string
+		opts storage.ListOptions
+	}{
+		{"no resourceVersion", storage.ListOptions{Limit: 7}},
+		{"resourceVersion=0", storage.ListOptions{Limit: 7, ResourceVersion: "0"}},
+		{"resourceVersion=0 NotOlderThan", storage.ListOptions{Limit: 7, ResourceVersion: "0", ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan}},
+		{"resourceVersion=N", storage.ListOptions{Limit: 7, ResourceVersion: rv}},
+		{"resourceVersion=N NotOlderThan", storage.ListOptions{Limit: 7, ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan}},
+		{"resourceVersion=N Exact", storage.ListOptions{Limit: 7, ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Prefix = st.NamespacePrefix("ns")
+			seen := map[string]bool{}
+			for pages := 0; ; pages++ {
+				if pages > 30 {
+					t.Fatal("more pages than items")
+				}
+				page, err := st.List(ctx, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int64(len(page.Items)) > opts.Limit && page.Continue != "" {
+					t.Fatalf("a page of %d items over the limit %d came with a continue token", len(page.Items), opts.Limit)
+				}
+				for _, o := range page.Items {
+					seen[o.(*corev1.ConfigMap).Name] = true
+				}
+				if page.Continue == "" {
+					break
+				}
+				opts.Continue = page.Continue
+			}
+			if len(seen) != 30 {
+				t.Fatalf("saw %d of 30 items", len(seen))
+			}
+		})
+	}
+}
+
 func nextEvent(t *testing.T, w watch.Interface) watch.Event {
 	t.Helper()
 	select {

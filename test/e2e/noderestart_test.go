@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/petrel-project/petrel/dataplane/lbview"
 	"github.com/petrel-project/petrel/test/cluster"
 	"github.com/petrel-project/petrel/test/images"
 )
@@ -58,7 +60,30 @@ func TestNodeRestartAdoptsPods(t *testing.T) {
 		t.Fatalf("pod %s answered %q while the node was down", kept.Name, body)
 	}
 	kubectl(t, s, "", "delete", "pod", gone.Name, "--grace-period=0", "--force")
+	// More Services than a reflector's first page: the restarted node must
+	// program every one (its first list once came back with 500 of them).
+	createServicesWithSlices(t, cs, "default", manyObjects, 8080)
 	n.Start()
+	poll(t, "every Service programmed after the restart", 90*time.Second, func() error {
+		out, err := exec.CommandContext(ctx, cluster.Petrelctl(t), "bpf", "lb", "list", "--pin-dir", n.PinDir, "-o", "json").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("petrelctl bpf lb list: %v: %s", err, out)
+		}
+		var rows []lbview.Frontend
+		if err := json.Unmarshal(out, &rows); err != nil {
+			return err
+		}
+		ips := map[string]bool{}
+		for _, r := range rows {
+			if len(r.Backends) == 1 && strings.HasPrefix(r.Backends[0].Address, "127.0.0.1:8080") {
+				ips[r.Address] = true
+			}
+		}
+		if len(ips) != manyObjects {
+			return fmt.Errorf("%d of %d Services have their frontend and backend", len(ips), manyObjects)
+		}
+		return nil
+	})
 
 	poll(t, "the deleted pod's leftovers removed", 60*time.Second, func() error {
 		for _, p := range []string{"/run/netns/petrel-" + string(gone.UID), filepath.Join(n.DataDir, "pods", string(gone.UID))} {
