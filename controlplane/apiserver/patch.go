@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -176,33 +177,64 @@ func asAPIError(err error) error {
 	return apierrors.NewBadRequest(err.Error())
 }
 
-// applyPatch applies a JSON, merge or strategic merge patch to a JSON document.
+// MaxJSONPatchOperations is the most operations a JSON patch may hold, as in
+// Kubernetes.
+const MaxJSONPatchOperations = 10000
+
+// MaxJSONPatchCopyBytes bounds what the copy operations of one JSON patch may
+// add, as Kubernetes does: each copy can double the document, so a few dozen
+// operations of a small patch would otherwise ask for gigabytes.
+const MaxJSONPatchCopyBytes = 3 << 20
+
+// MaxPatchedObjectBytes bounds the object a patch of any type may produce: no
+// more than a request body may carry.
+const MaxPatchedObjectBytes = MaxRequestBodyBytes
+
+func init() {
+	// The library keeps its limit in a package variable.
+	jsonpatch.AccumulatedCopySizeLimit = MaxJSONPatchCopyBytes
+}
+
+// applyPatch applies a JSON, merge or strategic merge patch to a JSON document,
+// within the limits on operations, copies and the result's size.
 func applyPatch(pt types.PatchType, doc, patch []byte, schemaObj runtime.Object) ([]byte, error) {
+	var out []byte
 	switch pt {
 	case types.JSONPatchType:
 		p, err := jsonpatch.DecodePatch(patch)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("invalid JSON patch: " + err.Error())
 		}
-		out, err := p.Apply(doc)
+		if len(p) > MaxJSONPatchOperations {
+			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("The allowed maximum operations in a JSON patch is %d, got %d", MaxJSONPatchOperations, len(p)))
+		}
+		out, err = p.Apply(doc)
+		var copyErr *jsonpatch.AccumulatedCopySizeError
+		if errors.As(err, &copyErr) {
+			return nil, apierrors.NewRequestEntityTooLargeError(err.Error())
+		}
 		if err != nil {
 			return nil, newUnprocessable(err)
 		}
-		return out, nil
 	case types.MergePatchType:
-		out, err := jsonpatch.MergePatch(doc, patch)
+		var err error
+		out, err = jsonpatch.MergePatch(doc, patch)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("invalid merge patch: " + err.Error())
 		}
-		return out, nil
 	case types.StrategicMergePatchType:
-		out, err := strategicpatch.StrategicMergePatch(doc, patch, schemaObj)
+		var err error
+		out, err = strategicpatch.StrategicMergePatch(doc, patch, schemaObj)
 		if err != nil {
 			return nil, apierrors.NewBadRequest("invalid strategic merge patch: " + err.Error())
 		}
-		return out, nil
+	default:
+		return nil, newUnsupportedMediaType(string(pt))
 	}
-	return nil, newUnsupportedMediaType(string(pt))
+	if len(out) > MaxPatchedObjectBytes {
+		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the patched object would be %d bytes; the limit is %d", len(out), MaxPatchedObjectBytes))
+	}
+	return out, nil
 }
 
 func (s *Server) patchScale(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, pt types.PatchType, body []byte) {

@@ -178,6 +178,11 @@ var ErrNoChange = errors.New("no change")
 func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update UpdateFunc) (runtime.Object, bool, error) {
 	current, rev, fromCache := s.cachedForUpdate(key)
 	for attempt := 0; ; attempt++ {
+		// An update func can be costly (a patch, admission): a client that went
+		// or a request past its deadline stops the retries.
+		if err := ctx.Err(); err != nil {
+			return nil, false, apierrors.NewTimeoutError(fmt.Sprintf("update of %s %q abandoned: %v", s.resource, name, err), 0)
+		}
 		if current == nil {
 			resp, err := s.client.Get(ctx, key)
 			if err != nil {

@@ -156,6 +156,9 @@ type Server struct {
 	Kubeconfig string
 	// Command is "server" (the default) or "up" (server and node in one).
 	Command string
+	// Wrapper, when set, runs the binary under it (for example prlimit with
+	// its arguments, to start the server with fewer file descriptors).
+	Wrapper []string
 	cmd     *exec.Cmd
 	logFile *os.File
 	exited  chan struct{}
@@ -165,11 +168,40 @@ type Server struct {
 // test's cleanup stops it.
 func StartServer(t testing.TB, extraArgs ...string) *Server {
 	t.Helper()
+	s := NewServer(t, extraArgs...)
+	s.Start()
+	return s
+}
+
+// NewServer is StartServer without the start, for a test that sets fields
+// (Wrapper, Command) first; the test's cleanup stops it.
+func NewServer(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: extraArgs}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
-	s.Start()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// Pid is the server process's ID, or 0 when it is not running.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Alive reports whether the process is still running.
+func (s *Server) Alive() bool {
+	if s.exited == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // Start (re)starts the process on the same data dir and ports and waits until
@@ -182,7 +214,8 @@ func (s *Server) Start() {
 	}
 	args := append([]string{command, "--data-dir", s.DataDir, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(s.Port),
 		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdClient), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdPeer)}, s.ExtraArgs...)
-	s.cmd = exec.Command(Binary(s.t), args...)
+	argv := append(append([]string{}, s.Wrapper...), Binary(s.t))
+	s.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	lf, err := os.OpenFile(filepath.Join(s.DataDir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		s.t.Fatal(err)
