@@ -108,6 +108,9 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.NodePortRange, "service-node-port-range", opts.NodePortRange, "range of NodePorts")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", opts.NodeMonitorGracePeriod, "how long a node may stay silent before it is marked NotReady (Unknown) and tainted unreachable")
 	f.StringVar(&opts.AuthorizationMode, "authorization-mode", opts.AuthorizationMode, "RBAC (Roles and bindings decide what each user may do; system:masters may do everything) or AlwaysAllow (every authenticated client may do everything)")
+	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", 0, "reads served at once before more are answered 429 (system:masters and watches aside; 0: 400, as Kubernetes)")
+	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", 0, "writes served at once before more are answered 429 (system:masters aside; 0: 200, as Kubernetes)")
+	f.IntVar(&opts.MaxConnections, "max-connections", 0, "connections the API port holds; past it, the oldest silent ones are closed for new ones or new ones refused (0: three quarters of the open-file limit after a reserve)")
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")
 	if withNode {
 		nf.add(f, false)

@@ -54,6 +54,9 @@ type Config struct {
 	// Authorizer decides what each user may do (RBAC); nil lets every
 	// authenticated client do everything.
 	Authorizer *rbac.Authorizer
+	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
+	// at once before new ones are answered 429 (0: Kubernetes' defaults).
+	MaxReadOnlyInflight, MaxMutatingInflight int
 }
 
 // Server is the API server's HTTP handler.
@@ -66,6 +69,7 @@ type Server struct {
 	metrics    *serverMetrics
 	mux        *http.ServeMux
 	namespaces *storage.Store
+	inflight   *inflightLimit
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -87,6 +91,18 @@ func New(cfg Config) (*Server, error) {
 		byPath:     map[string]*endpoint{},
 		metrics:    newServerMetrics(cfg.Metrics),
 	}
+	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
+	if readOnly <= 0 {
+		readOnly = DefaultMaxReadOnlyInflight
+	}
+	if mutating <= 0 {
+		mutating = DefaultMaxMutatingInflight
+	}
+	var reg prometheus.Registerer
+	if cfg.Metrics != nil {
+		reg = cfg.Metrics
+	}
+	s.inflight = newInflightLimit(readOnly, mutating, reg)
 	// The reviews are listed (discovery, OpenAPI) but not stored.
 	listed := append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...)
 	oa, err := buildOpenAPI(listed)
@@ -157,7 +173,18 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, ok := s.impersonate(w, r)
-	if !ok || !s.authorize(w, r) {
+	if !ok {
+		return
+	}
+	done, err := s.inflight.admit(r)
+	if err != nil {
+		// client-go waits Retry-After seconds and sends the request again.
+		w.Header().Set("Retry-After", "1")
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
+	if !s.authorize(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -358,8 +385,21 @@ func accessor(obj runtime.Object) metav1.Object {
 	return acc
 }
 
+// RequestTimeout is the longest a request other than a watch or a stream may
+// run, as Kubernetes' --request-timeout default.
+const RequestTimeout = 60 * time.Second
+
+// requestContext is the context a request's work runs under: cancelled when
+// the client goes, and past RequestTimeout, or the shorter `timeout` the
+// client asked for.
 func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), 60*time.Second)
+	d := RequestTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		if t, err := time.ParseDuration(v); err == nil && t > 0 && t < d {
+			d = t
+		}
+	}
+	return context.WithTimeout(r.Context(), d)
 }
 
 // verbFor is the API verb of a resource request, as Kubernetes' request

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,6 +46,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/connlimit"
 	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
@@ -96,6 +98,13 @@ type Options struct {
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow (every
 	// authenticated client may do everything).
 	AuthorizationMode string
+	// MaxRequestsInflight and MaxMutatingRequestsInflight bound the reads and
+	// the writes served at once (system:masters and long-running requests
+	// aside) before more are answered 429; 0 takes Kubernetes' 400 and 200.
+	MaxRequestsInflight, MaxMutatingRequestsInflight int
+	// MaxConnections bounds the connections the API port holds; 0 derives it
+	// from the open-file limit, keeping descriptors for etcd and the rest.
+	MaxConnections int
 }
 
 // DefaultOptions are the documented defaults.
@@ -381,6 +390,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz,
+		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
 			// namespaces, Services and RBAC policy exist and the policy is
@@ -423,8 +433,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s (is another API server running? pick --secure-port): %w", addr, err)
 	}
-	s.listener = ln
 	port := ln.Addr().(*net.TCPAddr).Port
+	maxConns := opts.MaxConnections
+	if maxConns <= 0 {
+		// The API port gets most of what the process may open: a flood that
+		// took every descriptor once stopped etcd with "too many open files".
+		fileLimit, err := connlimit.RaiseFileLimit()
+		if err != nil {
+			slog.Warn("open-file limit", "err", err)
+		}
+		maxConns = connlimit.Budget(fileLimit, 0.75)
+	}
+	limited := connlimit.New(ln, maxConns, "apiserver", reg)
+	ln = limited
+	s.listener = ln
+	slog.Info("API connections", "max", maxConns)
 	s.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
 	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
 	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
@@ -436,8 +459,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
 			MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
 		},
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+		// The TLS handshake shares this deadline (net/http takes the least of
+		// its timeouts): a connection that says nothing goes within 10 s.
+		ReadHeaderTimeout: 10 * time.Second,
+		// Longer than client-go's 90 s idle keep-alive, so the client closes
+		// first; the listener may still close idle ones for room.
+		IdleTimeout: 2 * time.Minute,
+		ConnState:   limited.ConnState,
+		ErrorLog:    log.New(httpErrorLog{}, "", 0),
 	}
 	go func() {
 		err := s.httpServer.ServeTLS(ln, "", "")
@@ -636,6 +665,19 @@ func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
 // its organizations the groups) and clients with a service account token
 // of this cluster (pods); the rest get 401. The handlers find the user
 // with the request.
+// httpErrorLog passes net/http's own error lines (handler panics, accept
+// errors) to slog, but not failed TLS handshakes: a client that connects and
+// leaves, or a flood of them, is not the server's fault and would fill the log.
+type httpErrorLog struct{}
+
+func (httpErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if !strings.Contains(msg, "TLS handshake error") {
+		slog.Warn("API server connection", "msg", msg)
+	}
+	return len(p), nil
+}
+
 func authenticate(next http.Handler, token func(context.Context, string) (apiserver.User, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
