@@ -32,6 +32,7 @@ run: deps build images
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@hack/verify-no-binaries.sh
 	$(GO) vet ./...
 
 test: deps build lint verify-generated
