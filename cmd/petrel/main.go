@@ -94,7 +94,14 @@ func serverCommand(use, short string) *cobra.Command {
 			}
 			s.Stop()
 		}()
-		return s.Wait()
+		err = s.Wait()
+		if withNode {
+			// By design, so that the data path outlives the daemon; but a user
+			// who stops a cluster for good should know what remains.
+			fmt.Fprintf(os.Stderr, "\npetrel: stopped. The pods, the socket load balancer (Services keep answering on this machine) and the cluster DNS address %s stay for the next start.\n"+
+				"  To remove them: petrel node --cleanup --data-dir %s --node-name %s\n", nopts.LocalDNS, opts.DataDir, nopts.NodeName)
+		}
+		return err
 	}}
 	f := cmd.Flags()
 	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for etcd data, certificates and the admin kubeconfig")
