@@ -351,6 +351,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			JSONEncode: func(obj runtime.Object) ([]byte, error) {
 				return json.Marshal(obj)
 			},
+			ProtoEncode: apiserver.ProtoMessage,
 			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 				acc, err := meta.Accessor(obj)
 				if err != nil {

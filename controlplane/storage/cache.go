@@ -28,21 +28,31 @@ type cacheEntry struct {
 	obj    runtime.Object
 	labels labels.Set
 	fields fields.Fields
-	// json is the object's JSON, encoded at most once per object version:
-	// entries never change, so every list after the first reuses it.
-	json atomic.Pointer[[]byte]
+	// json and proto are the object's encodings, each made at most once per
+	// object version and only when a list asks for it: entries never change,
+	// so every list after the first reuses them.
+	json, proto atomic.Pointer[[]byte]
 }
 
 // JSON returns the entry's cached JSON encoding, computing it on first use.
 func (e *cacheEntry) JSON(encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
-	if p := e.json.Load(); p != nil {
+	return e.encoded(&e.json, encode)
+}
+
+// Proto returns the entry's cached protobuf message, computing it on first use.
+func (e *cacheEntry) Proto(encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
+	return e.encoded(&e.proto, encode)
+}
+
+func (e *cacheEntry) encoded(cached *atomic.Pointer[[]byte], encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
+	if p := cached.Load(); p != nil {
 		return *p, nil
 	}
 	data, err := encode(e.obj)
 	if err != nil {
 		return nil, err
 	}
-	e.json.Store(&data)
+	cached.Store(&data)
 	return data, nil
 }
 

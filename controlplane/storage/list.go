@@ -28,12 +28,12 @@ type ListOptions struct {
 // ListResult is one page of a list.
 type ListResult struct {
 	Items []runtime.Object
-	// ItemJSON, when set, returns item i's JSON from the watch cache, encoded
-	// once per object version.
-	ItemJSON           func(i int) ([]byte, error)
-	ResourceVersion    int64
-	Continue           string
-	RemainingItemCount *int64
+	// ItemJSON and ItemProto, when set, return item i's JSON or protobuf
+	// message from the watch cache, encoded once per object version.
+	ItemJSON, ItemProto func(i int) ([]byte, error)
+	ResourceVersion     int64
+	Continue            string
+	RemainingItemCount  *int64
 }
 
 type continueToken struct {
@@ -102,6 +102,9 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (*ListResult, error)
 	}
 	if s.jsonEncode != nil {
 		res.ItemJSON = func(i int) ([]byte, error) { return entries[i].JSON(s.jsonEncode) }
+	}
+	if s.protoEncode != nil {
+		res.ItemProto = func(i int) ([]byte, error) { return entries[i].Proto(s.protoEncode) }
 	}
 	return res, nil
 }

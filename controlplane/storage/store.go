@@ -32,8 +32,9 @@ type Store struct {
 	codec    Codec
 	newFunc  func() runtime.Object
 	cache    *watchCache
-	// jsonEncode encodes an object as JSON for the cache's encoded copies.
-	jsonEncode func(runtime.Object) ([]byte, error)
+	// jsonEncode and protoEncode encode an object for the cache's encoded
+	// copies.
+	jsonEncode, protoEncode func(runtime.Object) ([]byte, error)
 }
 
 // Config describes one resource's storage.
@@ -48,6 +49,9 @@ type Config struct {
 	// JSONEncode, when set, lets lists served from the cache reuse each object's
 	// JSON encoding.
 	JSONEncode func(runtime.Object) ([]byte, error)
+	// ProtoEncode, when set, does the same for the object's protobuf message
+	// (without the envelope), what a protobuf list holds as each item.
+	ProtoEncode func(runtime.Object) ([]byte, error)
 	// CacheEvents is how many recent events the watch cache keeps for watches
 	// that resume from an older resourceVersion.
 	CacheEvents int
@@ -56,7 +60,8 @@ type Config struct {
 // New creates the store and starts its watch cache; it returns once the cache
 // holds the resource's current state.
 func New(ctx context.Context, client *clientv3.Client, cfg Config) (*Store, error) {
-	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc, jsonEncode: cfg.JSONEncode}
+	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc,
+		jsonEncode: cfg.JSONEncode, protoEncode: cfg.ProtoEncode}
 	if cfg.CacheEvents <= 0 {
 		cfg.CacheEvents = 10000
 	}
