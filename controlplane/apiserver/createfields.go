@@ -134,8 +134,10 @@ func (c *createFields) entry(obj runtime.Object, gvk schema.GroupVersionKind, ne
 		return metav1.ManagedFieldsEntry{}, false
 	}
 	now := metav1.Now()
+	fields := &metav1.FieldsV1{}
+	fields.SetRawBytes(raw)
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: apiVersion,
-		Time: &now, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: raw}}, true
+		Time: &now, FieldsType: "FieldsV1", FieldsV1: fields}, true
 }
 
 // lastAppliedAnnotation is kubectl's client-side apply record, which the

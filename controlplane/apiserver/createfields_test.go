@@ -88,14 +88,14 @@ func TestCreateFieldsMatchTheFieldManager(t *testing.T) {
 			t.Errorf("%s: entry %+v, field manager %+v", kind, fast, g)
 		}
 		var a, b interface{}
-		if err := json.Unmarshal(fast.FieldsV1.Raw, &a); err != nil {
+		if err := json.Unmarshal(fast.FieldsV1.GetRawBytes(), &a); err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal(g.FieldsV1.Raw, &b); err != nil {
+		if err := json.Unmarshal(g.FieldsV1.GetRawBytes(), &b); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(a, b) {
-			t.Errorf("%s: fields\n%s\nfield manager:\n%s", kind, fast.FieldsV1.Raw, g.FieldsV1.Raw)
+			t.Errorf("%s: fields\n%s\nfield manager:\n%s", kind, fast.FieldsV1.GetRawBytes(), g.FieldsV1.GetRawBytes())
 		}
 	}
 }

@@ -53,7 +53,7 @@ func Petrelctl(t testing.TB) string {
 			return
 		}
 		ctlPath = filepath.Join(dir, "petrelctl")
-		cmd := exec.Command("go", "build", "-o", ctlPath, "./cmd/petrelctl")
+		cmd := exec.Command("go", "build", "-tags=fieldsv1string", "-o", ctlPath, "./cmd/petrelctl")
 		cmd.Dir = RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			ctlError = fmt.Errorf("go build petrelctl: %v\n%s", err, out)
@@ -101,7 +101,7 @@ func Binary(t testing.TB) string {
 		}
 		binPath = filepath.Join(dir, "petrel")
 		// The node's helpers go beside it, as make build puts them.
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/petrel", "./cmd/petrel-cni", "./cmd/petrel-logger", "./cmd/petrel-kubectl")
+		cmd := exec.Command("go", "build", "-tags=fieldsv1string", "-o", dir+"/", "./cmd/petrel", "./cmd/petrel-cni", "./cmd/petrel-logger", "./cmd/petrel-kubectl")
 		cmd.Dir = RepoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
