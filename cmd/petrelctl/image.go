@@ -82,7 +82,7 @@ func imageCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printImages(os.Stdout, output, imgs)
+			return printImages(cmd.OutOrStdout(), output, imgs)
 		}}
 	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.AddCommand(imp, list)
