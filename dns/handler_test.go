@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -548,4 +549,61 @@ func TestEDNSVersionAndOPTCount(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBadversCounted: the UDP server's metrics read the rcode from the reply
+// packet; BADVERS (16) keeps its upper bits in the OPT, so it must not be
+// counted as NOERROR (its header's four bits).
+func TestBadversCounted(t *testing.T) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	q := new(mdns.Msg)
+	q.SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	q.SetEdns0(1232, false)
+	q.IsEdns0().SetVersion(5)
+	pkt, _ := q.Pack()
+	out := make([]byte, 4096)
+	n := h.slowAnswer(pkt, out)
+	m.count(out[:n])
+	if got := requestsCounted(t, reg, "A", "NOERROR"); got != 0 {
+		t.Errorf("BADVERS counted as NOERROR")
+	}
+	if got := requestsCounted(t, reg, "A", "other"); got != 1 {
+		t.Errorf("BADVERS counted %v times as other, want 1", got)
+	}
+	// An answer with an OPT stays NOERROR.
+	q.IsEdns0().SetVersion(0)
+	pkt, _ = q.Pack()
+	var sc fastScratch
+	n = h.FastAnswer(pkt, out, &sc)
+	m.count(out[:n])
+	if got := requestsCounted(t, reg, "A", "NOERROR"); got != 1 {
+		t.Errorf("an answer with an OPT counted %v times as NOERROR, want 1", got)
+	}
+}
+
+// requestsCounted reads petrel_dns_requests_total{type,rcode} from reg.
+func requestsCounted(t *testing.T, reg *prometheus.Registry, typ, rcode string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "petrel_dns_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["type"] == typ && labels["rcode"] == rcode {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
