@@ -2,8 +2,20 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	authenticationv1 "k8s.io/api/authentication/v1"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/petrel-project/petrel/controlplane/tokens"
 	"github.com/petrel-project/petrel/test/cluster"
 )
 
@@ -110,6 +123,69 @@ func TestNotFoundObjects(t *testing.T) {
 		}
 		if d := st.Details; d == nil || d.Group != c.group || d.Kind != c.kind || d.Name != c.name {
 			t.Errorf("%s: details %+v, want group %q kind %q name %q", c.path, st.Details, c.group, c.kind, c.name)
+		}
+	}
+}
+
+// TestTokenSubjectMustMatch: a token signed with the cluster's key whose sub
+// is not the service account of its kubernetes.io claims authenticates no
+// one (it authenticated as the sub); the same token with the matching sub
+// does, so the test's forging is sound.
+func TestTokenSubjectMustMatch(t *testing.T) {
+	s := cluster.StartServer(t)
+	cs := s.Clientset()
+	ctx := context.Background()
+	pemBytes, err := os.ReadFile(filepath.Join(s.DataDir, "pki", "sa.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil {
+		t.Fatal("sa.key is not PEM")
+	}
+	key, err := x509.ParseECPrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sa *corev1.ServiceAccount
+	waitFor(t, 30*time.Second, func() bool {
+		sa, err = cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	})
+	sign := func(sub string) string {
+		now := time.Now()
+		c := tokens.Claims{
+			RegisteredClaims: jwt.RegisteredClaims{Issuer: tokens.DefaultIssuer, Subject: sub, Audience: jwt.ClaimStrings{tokens.DefaultIssuer},
+				ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now)},
+			Kubernetes: tokens.Private{Namespace: "default", ServiceAccount: tokens.Ref{Name: "default", UID: string(sa.UID)}},
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	whoami := func(tok string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("https://127.0.0.1:%d/apis/authentication.k8s.io/v1/selfsubjectreviews", s.Port),
+			strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var review authenticationv1.SelfSubjectReview
+		_ = json.NewDecoder(resp.Body).Decode(&review)
+		return resp.StatusCode, review.Status.UserInfo.Username
+	}
+	if code, user := whoami(sign("system:serviceaccount:default:default")); code != http.StatusCreated || user != "system:serviceaccount:default:default" {
+		t.Fatalf("a well-formed token: %d %q", code, user)
+	}
+	for _, sub := range []string{"system:serviceaccount:kube-system:default", "system:admin"} {
+		if code, user := whoami(sign(sub)); code != http.StatusUnauthorized {
+			t.Errorf("sub %q on default/default's claims: %d, authenticated as %q; want 401", sub, code, user)
 		}
 	}
 }
