@@ -457,8 +457,9 @@ func containerImages(t *corev1.PodTemplateSpec) string {
 	return strings.Join(n, ",")
 }
 
-// legacyJobLabels are the unprefixed twins of batchv1's ControllerUidLabel and
-// JobNameLabel, which Kubernetes still puts on a Job's pods for old selectors.
+// The unprefixed twins of batchv1's ControllerUidLabel and JobNameLabel:
+// Kubernetes still puts them on a Job's pods, for selectors written before
+// the prefixed ones.
 const (
 	legacyControllerUIDLabel = "controller-uid"
 	legacyJobNameLabel       = "job-name"
