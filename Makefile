@@ -12,10 +12,15 @@ TAGS := -tags=fieldsv1string
 
 all: build
 
+# Each long step says what it does and how long it takes the first time
+# (later runs reuse the apt, module and build caches), so `make run` on a new
+# machine does not look stuck.
 deps:
+	@echo "==> deps: Debian packages and Go modules (first run: a few minutes of downloads; then seconds)"
 	@hack/deps.sh
 
 build:
+	@echo "==> build: petrel, petrelctl, petrel-cni, petrel-logger, petrel-kubectl into bin/ (first build: about 5 minutes on 2 cores; then seconds)"
 	$(GO) build $(TAGS) -o $(BIN)/petrel ./cmd/petrel
 	$(GO) build $(TAGS) -o $(BIN)/petrelctl ./cmd/petrelctl
 	$(GO) build $(TAGS) -o $(BIN)/petrel-cni ./cmd/petrel-cni
@@ -25,12 +30,14 @@ build:
 # The test images, as OCI archives built from busybox-static and the Go test
 # server (no registry, no container engine).
 images:
+	@echo "==> images: the test images from busybox-static and the Go test server (first run: about a minute; then seconds)"
 	$(GO) run ./test/images/build -out test/images/out
 
 # The node imports <data-dir>/images/*.tar at start, so the test image is
 # ready for pods.
 run: deps build images
 	mkdir -p $(DATA_DIR)/images && cp test/images/out/*.tar $(DATA_DIR)/images/
+	@echo "==> petrel up --data-dir $(DATA_DIR): the cluster starts in seconds and prints what to type next (Ctrl-C stops it)"
 	$(BIN)/petrel up --data-dir $(DATA_DIR)
 
 lint:

@@ -8,7 +8,7 @@ import (
 )
 
 // The fast path answers the common query — one question, class IN, opcode
-// QUERY, no EDNS0 or a plain OPT record — for names in the cluster zone
+// QUERY, no EDNS0 or a plain OPT record of version 0 — for names in the cluster zone
 // without parsing it into miekg/dns structures and without allocating: the
 // answer for each (name, type) is packed once by the full handler, kept in
 // the snapshot, and copied into the reply with the query's ID, RD bit and
@@ -98,9 +98,10 @@ func parseQuery(pkt []byte, lower []byte) (q parsedQuery, name []byte, ok bool) 
 		return q, nil, false
 	}
 	if arcount == 1 {
-		// Only a bare OPT: root name, type 41, no options.
+		// Only a bare OPT of version 0: root name, type 41, no extended
+		// rcode, no options. Another version must be answered BADVERS.
 		r := pkt[q.end:]
-		if len(r) != 11 || r[0] != 0 || binary.BigEndian.Uint16(r[1:]) != mdns.TypeOPT || binary.BigEndian.Uint16(r[9:]) != 0 || r[5] != 0 {
+		if len(r) != 11 || r[0] != 0 || binary.BigEndian.Uint16(r[1:]) != mdns.TypeOPT || binary.BigEndian.Uint16(r[9:]) != 0 || r[5] != 0 || r[6] != 0 {
 			return q, nil, false
 		}
 		q.hasOPT = true

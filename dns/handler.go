@@ -71,6 +71,9 @@ func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 		m.SetRcode(r, mdns.RcodeFormatError)
 		return m
 	}
+	if m := checkEDNS(r); m != nil {
+		return m
+	}
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	inZone := name == snap.zone || strings.HasSuffix(name, "."+snap.zone)
@@ -191,6 +194,33 @@ func addRecords(m *mdns.Msg, owner string, n *node, qtype uint16, snap *Snapshot
 
 func hdr(name string, t uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: t, Class: mdns.ClassINET, Ttl: TTL}
+}
+
+// checkEDNS answers what RFC 6891 makes an error before any lookup or
+// forwarding (§6.1.1: more than one OPT is FORMERR; §6.1.3: an OPT of a
+// version above ours, 0, is BADVERS with an OPT of version 0), or returns nil.
+// The fast path hands such queries here: its parser takes only one OPT of
+// version 0.
+func checkEDNS(r *mdns.Msg) *mdns.Msg {
+	var opt *mdns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*mdns.OPT); ok {
+			if opt != nil {
+				m := new(mdns.Msg)
+				m.SetRcode(r, mdns.RcodeFormatError)
+				return m
+			}
+			opt = o
+		}
+	}
+	if opt == nil || opt.Version() == 0 {
+		return nil
+	}
+	m := new(mdns.Msg)
+	m.SetRcode(r, mdns.RcodeBadVers)
+	// SetEdns0's OPT is version 0; Pack moves the rcode's upper bits into it.
+	m.SetEdns0(ourUDPSize, opt.Do())
+	return m
 }
 
 // finish applies EDNS0 and truncation for the transport.

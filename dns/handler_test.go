@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -434,4 +435,175 @@ func BenchmarkSlowAnswer(b *testing.B) {
 			b.Fatal("no answer")
 		}
 	}
+}
+
+// answerPacket answers pkt as the UDP server does: the fast path first, then
+// miekg/dns.
+func answerPacket(t *testing.T, h *Handler, pkt []byte) (reply *mdns.Msg, fast bool) {
+	t.Helper()
+	var sc fastScratch
+	out := make([]byte, 4096)
+	n := h.FastAnswer(pkt, out, &sc)
+	fast = n > 0
+	if !fast {
+		n = h.slowAnswer(pkt, out)
+	}
+	if n == 0 {
+		t.Fatal("no reply")
+	}
+	reply = new(mdns.Msg)
+	if err := reply.Unpack(out[:n]); err != nil {
+		t.Fatalf("reply does not unpack: %v", err)
+	}
+	return reply, fast
+}
+
+// TestEDNSVersionAndOPTCount: RFC 6891 §6.1.1 and §6.1.3 — a query with an
+// OPT of a version we do not speak gets BADVERS (extended rcode 16) with an
+// OPT of version 0, one with more than one OPT gets FORMERR; on the packet
+// path (fast path and miekg/dns behind it) and on the handler (TCP), for
+// cluster names, negative answers and forwarded names alike.
+func TestEDNSVersionAndOPTCount(t *testing.T) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	// Warm the fast path's packed answers, as earlier queries would have.
+	for _, name := range []string{"web.default.svc.cluster.local.", "nope.default.svc.cluster.local."} {
+		q := new(mdns.Msg)
+		q.SetQuestion(name, mdns.TypeA)
+		q.SetEdns0(1232, false)
+		pkt, _ := q.Pack()
+		answerPacket(t, h, pkt)
+	}
+	withOPT := func(versions ...uint8) func(*mdns.Msg) {
+		return func(m *mdns.Msg) {
+			for _, v := range versions {
+				o := &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
+				o.SetUDPSize(1232)
+				o.SetVersion(v)
+				m.Extra = append(m.Extra, o)
+			}
+		}
+	}
+	rows := []struct {
+		name     string
+		edit     func(*mdns.Msg)
+		rcode    int
+		optVer   int // -1: no OPT in the reply
+		answered bool
+	}{
+		{"version 0", withOPT(0), mdns.RcodeSuccess, 0, true},
+		{"version 5", withOPT(5), mdns.RcodeBadVers, 0, false},
+		{"version 1", withOPT(1), mdns.RcodeBadVers, 0, false},
+		{"two OPTs", withOPT(0, 0), mdns.RcodeFormatError, -1, false},
+		{"two OPTs, one new", withOPT(0, 5), mdns.RcodeFormatError, -1, false},
+	}
+	for _, qname := range []string{"web.default.svc.cluster.local.", "nope.default.svc.cluster.local.", "example.com."} {
+		for _, row := range rows {
+			if row.answered && qname != "web.default.svc.cluster.local." {
+				continue
+			}
+			t.Run(qname+" "+row.name, func(t *testing.T) {
+				q := new(mdns.Msg)
+				q.SetQuestion(qname, mdns.TypeA)
+				q.Id = 777
+				row.edit(q)
+				pkt, err := q.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				check := func(path string, m *mdns.Msg) {
+					t.Helper()
+					if m.Id != 777 || !m.Response {
+						t.Fatalf("%s: not a reply to the query: %v", path, m)
+					}
+					if m.Rcode != row.rcode {
+						t.Fatalf("%s: rcode %s, want %s:\n%v", path, mdns.RcodeToString[m.Rcode], mdns.RcodeToString[row.rcode], m)
+					}
+					opt := m.IsEdns0()
+					switch {
+					case row.optVer < 0 && opt != nil:
+						t.Fatalf("%s: an OPT in the reply: %v", path, m)
+					case row.optVer >= 0 && (opt == nil || int(opt.Version()) != row.optVer):
+						t.Fatalf("%s: want an OPT of version %d: %v", path, row.optVer, m)
+					}
+					if row.answered != (len(m.Answer) > 0) {
+						t.Fatalf("%s: answers %v, want answered=%v", path, m.Answer, row.answered)
+					}
+				}
+				got, _ := answerPacket(t, h, pkt)
+				check("packet", got)
+				// The handler (TCP, miekg/dns's server), through the wire.
+				m := h.Answer(q, false)
+				if m == nil {
+					t.Fatal("handler dropped the query")
+				}
+				data, err := m.Pack()
+				if err != nil {
+					t.Fatalf("handler's reply does not pack: %v", err)
+				}
+				back := new(mdns.Msg)
+				if err := back.Unpack(data); err != nil {
+					t.Fatal(err)
+				}
+				check("handler", back)
+			})
+		}
+	}
+}
+
+// TestBadversCounted: the UDP server's metrics read the rcode from the reply
+// packet; BADVERS (16) keeps its upper bits in the OPT, so it must not be
+// counted as NOERROR (its header's four bits).
+func TestBadversCounted(t *testing.T) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	q := new(mdns.Msg)
+	q.SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	q.SetEdns0(1232, false)
+	q.IsEdns0().SetVersion(5)
+	pkt, _ := q.Pack()
+	out := make([]byte, 4096)
+	n := h.slowAnswer(pkt, out)
+	m.count(out[:n])
+	if got := requestsCounted(t, reg, "A", "NOERROR"); got != 0 {
+		t.Errorf("BADVERS counted as NOERROR")
+	}
+	if got := requestsCounted(t, reg, "A", "other"); got != 1 {
+		t.Errorf("BADVERS counted %v times as other, want 1", got)
+	}
+	// An answer with an OPT stays NOERROR.
+	q.IsEdns0().SetVersion(0)
+	pkt, _ = q.Pack()
+	var sc fastScratch
+	n = h.FastAnswer(pkt, out, &sc)
+	m.count(out[:n])
+	if got := requestsCounted(t, reg, "A", "NOERROR"); got != 1 {
+		t.Errorf("an answer with an OPT counted %v times as NOERROR, want 1", got)
+	}
+}
+
+// requestsCounted reads petrel_dns_requests_total{type,rcode} from reg.
+func requestsCounted(t *testing.T, reg *prometheus.Registry, typ, rcode string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "petrel_dns_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["type"] == typ && labels["rcode"] == rcode {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

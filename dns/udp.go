@@ -175,6 +175,15 @@ func (m *Metrics) count(reply []byte) {
 		return
 	}
 	rcode := int(reply[3] & 0x0F)
+	// An extended rcode (BADVERS) keeps its upper eight bits in the OPT,
+	// which every reply of ours puts last, without options: 11 bytes, root
+	// name, type 41, the bits in the TTL's first byte, rdlength 0.
+	arcount := int(reply[10])<<8 | int(reply[11])
+	if n := len(reply); arcount > 0 && n >= headerLen+11 {
+		if opt := reply[n-11:]; opt[0] == 0 && opt[1] == 0 && opt[2] == byte(mdns.TypeOPT) && opt[9] == 0 && opt[10] == 0 {
+			rcode |= int(opt[5]) << 4
+		}
+	}
 	qtype := uint16(0)
 	// The question's type follows its name.
 	off := headerLen

@@ -209,8 +209,12 @@ func (s *Server) version(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Version)
 }
 
+// notFound answers a path the server does not serve (group, version,
+// resource or subresource) as Kubernetes does: reason NotFound with its
+// generic message and empty details. NewNotFound is for objects: given no
+// resource it made ` "<path>" not found`, the path posing as a name.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, apierrors.NewNotFound(schema.GroupResource{}, strings.TrimPrefix(r.URL.Path, "/")))
+	s.writeError(w, r, apierrors.NewGenericServerResponse(http.StatusNotFound, r.Method, schema.GroupResource{}, "", "", 0, false))
 }
 
 // request is a parsed resource request.

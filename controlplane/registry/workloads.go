@@ -18,17 +18,17 @@ import (
 func int32p(v int32) *int32 { return &v }
 
 // validateSelectorAndTemplate checks that a workload's selector is set and
-// selects its own template.
-func validateSelectorAndTemplate(sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec, sp *field.Path, required bool) field.ErrorList {
+// selects its own template. emptyFor names the kind in the refusal of an empty
+// selector (which would select every pod of the namespace); "" allows one, as
+// Kubernetes does for Jobs, whose selector the server generates.
+func validateSelectorAndTemplate(sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec, sp *field.Path, emptyFor string) field.ErrorList {
 	var errs field.ErrorList
 	if sel == nil {
-		if required {
-			errs = append(errs, field.Required(sp.Child("selector"), ""))
-		}
+		errs = append(errs, field.Required(sp.Child("selector"), ""))
 	} else {
 		errs = append(errs, metavalidation.ValidateLabelSelector(sel, metavalidation.LabelSelectorValidationOptions{}, sp.Child("selector"))...)
-		if len(sel.MatchLabels)+len(sel.MatchExpressions) == 0 {
-			errs = append(errs, field.Invalid(sp.Child("selector"), sel, "empty selector is invalid for deployment"))
+		if emptyFor != "" && len(sel.MatchLabels)+len(sel.MatchExpressions) == 0 {
+			errs = append(errs, field.Invalid(sp.Child("selector"), sel, "empty selector is invalid for "+emptyFor))
 		}
 		if s, err := metav1.LabelSelectorAsSelector(sel); err == nil && tmpl != nil && !s.Matches(labels.Set(tmpl.Labels)) {
 			errs = append(errs, field.Invalid(sp.Child("template", "metadata", "labels"), tmpl.Labels, "`selector` does not match template `labels`"))
@@ -116,7 +116,7 @@ func workloadResources() []*Resource {
 			Validate: func(obj runtime.Object) field.ErrorList {
 				d := deploy(obj)
 				sp := field.NewPath("spec")
-				errs := validateSelectorAndTemplate(d.Spec.Selector, &d.Spec.Template, sp, true)
+				errs := validateSelectorAndTemplate(d.Spec.Selector, &d.Spec.Template, sp, "deployment")
 				errs = append(errs, validateReplicas(d.Spec.Replicas, sp.Child("replicas"))...)
 				if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType && d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 					errs = append(errs, field.NotSupported(sp.Child("strategy", "type"), d.Spec.Strategy.Type, []string{"Recreate", "RollingUpdate"}))
@@ -163,7 +163,7 @@ func workloadResources() []*Resource {
 			Validate: func(obj runtime.Object) field.ErrorList {
 				r := rs(obj)
 				sp := field.NewPath("spec")
-				return append(validateSelectorAndTemplate(r.Spec.Selector, &r.Spec.Template, sp, true), validateReplicas(r.Spec.Replicas, sp.Child("replicas"))...)
+				return append(validateSelectorAndTemplate(r.Spec.Selector, &r.Spec.Template, sp, "replicaset"), validateReplicas(r.Spec.Replicas, sp.Child("replicas"))...)
 			},
 			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 				return immutableSelector(rs(obj).Spec.Selector, rs(old).Spec.Selector, field.NewPath("spec", "selector"))
@@ -213,7 +213,7 @@ func workloadResources() []*Resource {
 			Validate: func(obj runtime.Object) field.ErrorList {
 				s := sts(obj)
 				sp := field.NewPath("spec")
-				return append(validateSelectorAndTemplate(s.Spec.Selector, &s.Spec.Template, sp, true), validateReplicas(s.Spec.Replicas, sp.Child("replicas"))...)
+				return append(validateSelectorAndTemplate(s.Spec.Selector, &s.Spec.Template, sp, "statefulset"), validateReplicas(s.Spec.Replicas, sp.Child("replicas"))...)
 			},
 			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 				a, b := sts(obj), sts(old)
@@ -266,7 +266,7 @@ func workloadResources() []*Resource {
 			},
 			Validate: func(obj runtime.Object) field.ErrorList {
 				d := ds(obj)
-				return validateSelectorAndTemplate(d.Spec.Selector, &d.Spec.Template, field.NewPath("spec"), true)
+				return validateSelectorAndTemplate(d.Spec.Selector, &d.Spec.Template, field.NewPath("spec"), "daemonset")
 			},
 			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 				return immutableSelector(ds(obj).Spec.Selector, ds(old).Spec.Selector, field.NewPath("spec", "selector"))
@@ -323,25 +323,18 @@ func workloadResources() []*Resource {
 					p := batchv1.TerminatingOrFailed
 					j.Spec.PodReplacementPolicy = &p
 				}
-				if j.Spec.ManualSelector == nil || !*j.Spec.ManualSelector {
-					// The job controller's selector: the job's own uid, set at create.
-					if j.Spec.Selector == nil && j.UID != "" {
-						j.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{batchv1.ControllerUidLabel: string(j.UID)}}
-						if j.Spec.Template.Labels == nil {
-							j.Spec.Template.Labels = map[string]string{}
-						}
-						j.Spec.Template.Labels[batchv1.ControllerUidLabel] = string(j.UID)
-						j.Spec.Template.Labels[batchv1.JobNameLabel] = j.Name
-						j.Spec.Template.Labels["controller-uid"] = string(j.UID)
-						j.Spec.Template.Labels["job-name"] = j.Name
-					}
-				}
 				DefaultPodSpec(&j.Spec.Template.Spec)
+			},
+			PrepareForCreate: func(obj runtime.Object) {
+				if j := job(obj); j.Spec.ManualSelector == nil || !*j.Spec.ManualSelector {
+					generateJobSelector(j)
+				}
 			},
 			Validate: func(obj runtime.Object) field.ErrorList {
 				j := job(obj)
 				sp := field.NewPath("spec")
-				errs := validateSelectorAndTemplate(j.Spec.Selector, &j.Spec.Template, sp, false)
+				errs := validateGeneratedJobSelector(j)
+				errs = append(errs, validateSelectorAndTemplate(j.Spec.Selector, &j.Spec.Template, sp, "")...)
 				if rp := j.Spec.Template.Spec.RestartPolicy; rp != corev1.RestartPolicyOnFailure && rp != corev1.RestartPolicyNever {
 					errs = append(errs, field.NotSupported(sp.Child("template", "spec", "restartPolicy"), rp, []string{"OnFailure", "Never"}))
 				}
@@ -462,4 +455,73 @@ func containerImages(t *corev1.PodTemplateSpec) string {
 		n = append(n, c.Image)
 	}
 	return strings.Join(n, ",")
+}
+
+// The unprefixed twins of batchv1's ControllerUidLabel and JobNameLabel:
+// Kubernetes still puts them on a Job's pods, for selectors written before
+// the prefixed ones.
+const (
+	legacyControllerUIDLabel = "controller-uid"
+	legacyJobNameLabel       = "job-name"
+)
+
+// generateJobSelector gives a Job whose selector is not manual the selector
+// Kubernetes generates on create: its template gets the controller-uid and
+// job-name labels (both spellings) unless it has them, and the selector
+// matches batch.kubernetes.io/controller-uid, merged into whatever selector was
+// sent, so `selector: {}` works like no selector. A label the client set to
+// something else is left for validateGeneratedJobSelector to refuse.
+func generateJobSelector(j *batchv1.Job) {
+	if j.Spec.Template.Labels == nil {
+		j.Spec.Template.Labels = map[string]string{}
+	}
+	for k, v := range map[string]string{
+		legacyJobNameLabel: j.Name, batchv1.JobNameLabel: j.Name,
+		legacyControllerUIDLabel: string(j.UID), batchv1.ControllerUidLabel: string(j.UID),
+	} {
+		if _, ok := j.Spec.Template.Labels[k]; !ok {
+			j.Spec.Template.Labels[k] = v
+		}
+	}
+	if j.Spec.Selector == nil {
+		j.Spec.Selector = &metav1.LabelSelector{}
+	}
+	if j.Spec.Selector.MatchLabels == nil {
+		j.Spec.Selector.MatchLabels = map[string]string{}
+	}
+	if _, ok := j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel]; !ok {
+		j.Spec.Selector.MatchLabels[batchv1.ControllerUidLabel] = string(j.UID)
+	}
+}
+
+// validateGeneratedJobSelector checks, for a Job without manualSelector, that
+// its template carries the generated labels with its own uid and name and that
+// its selector matches them, as Kubernetes' validation does: otherwise two Jobs
+// could select each other's pods.
+func validateGeneratedJobSelector(j *batchv1.Job) field.ErrorList {
+	if j.Spec.ManualSelector != nil && *j.Spec.ManualSelector || j.Spec.Selector == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if j.UID == "" {
+		errs = append(errs, field.Required(field.NewPath("metadata", "uid"), ""))
+	}
+	lp := field.NewPath("spec", "template", "metadata", "labels")
+	want := map[string]string{
+		legacyControllerUIDLabel: string(j.UID), legacyJobNameLabel: j.Name,
+		batchv1.ControllerUidLabel: string(j.UID), batchv1.JobNameLabel: j.Name,
+	}
+	for _, k := range []string{legacyControllerUIDLabel, legacyJobNameLabel, batchv1.ControllerUidLabel, batchv1.JobNameLabel} {
+		got, ok := j.Spec.Template.Labels[k]
+		switch {
+		case !ok:
+			errs = append(errs, field.Required(lp.Key(k), want[k]))
+		case got != want[k]:
+			errs = append(errs, field.Invalid(lp.Key(k), j.Spec.Template.Labels, fmt.Sprintf("must be '%s'", want[k])))
+		}
+	}
+	if s, err := metav1.LabelSelectorAsSelector(j.Spec.Selector); err == nil && !s.Matches(labels.Set(want)) {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "selector"), j.Spec.Selector, "`selector` not auto-generated"))
+	}
+	return errs
 }

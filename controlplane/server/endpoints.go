@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -34,10 +35,11 @@ func advertiseAddress(bind string) string {
 // API at 10.96.0.1:443 through the node's proxy. Servers sharing one etcd each
 // add themselves.
 func publishEndpoints(ctx context.Context, cs kubernetes.Interface, address string, port int32) error {
-	slices := cs.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault)
+	esClient := cs.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		es, err := slices.Get(ctx, "kubernetes", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		es, err := esClient.Get(ctx, "kubernetes", metav1.GetOptions{})
+		create := apierrors.IsNotFound(err)
+		if create {
 			es = &discoveryv1.EndpointSlice{
 				ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault, Labels: map[string]string{
 					discoveryv1.LabelServiceName: "kubernetes", discoveryv1.LabelManagedBy: "petrel-apiserver"}},
@@ -56,14 +58,14 @@ func publishEndpoints(ctx context.Context, cs kubernetes.Interface, address stri
 		}
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{address},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)}})
-		if es.ResourceVersion == "" {
-			_, err = slices.Create(ctx, es, metav1.CreateOptions{FieldManager: "petrel-apiserver"})
+		if create {
+			_, err = esClient.Create(ctx, es, metav1.CreateOptions{FieldManager: "petrel-apiserver"})
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(discoveryv1.Resource("endpointslices"), "kubernetes", err)
 			}
 			return err
 		}
-		_, err = slices.Update(ctx, es, metav1.UpdateOptions{FieldManager: "petrel-apiserver"})
+		_, err = esClient.Update(ctx, es, metav1.UpdateOptions{FieldManager: "petrel-apiserver"})
 		return err
 	})
 	if err != nil {
@@ -72,21 +74,35 @@ func publishEndpoints(ctx context.Context, cs kubernetes.Interface, address stri
 	endpoints := cs.CoreV1().Endpoints(metav1.NamespaceDefault)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ep, err := endpoints.Get(ctx, "kubernetes", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		create := apierrors.IsNotFound(err)
+		if create {
 			ep = &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault}}
 		} else if err != nil {
 			return err
 		}
+		changed := false
+		// The EndpointSlice above is the kubernetes Service's own; without
+		// skip-mirror the mirroring controller would copy these Endpoints into
+		// a second one, kubernetes-mirror-0. Clusters made before the label
+		// get it here, and the mirroring controller then removes that copy.
+		if ep.Labels[discoveryv1.LabelSkipMirror] != "true" {
+			if ep.Labels == nil {
+				ep.Labels = map[string]string{}
+			}
+			ep.Labels[discoveryv1.LabelSkipMirror] = "true"
+			changed = true
+		}
 		if len(ep.Subsets) == 0 {
 			ep.Subsets = []corev1.EndpointSubset{{Ports: []corev1.EndpointPort{{Name: "https", Port: port, Protocol: corev1.ProtocolTCP}}}}
 		}
-		for _, a := range ep.Subsets[0].Addresses {
-			if a.IP == address {
-				return nil
-			}
+		if !slices.ContainsFunc(ep.Subsets[0].Addresses, func(a corev1.EndpointAddress) bool { return a.IP == address }) {
+			ep.Subsets[0].Addresses = append(ep.Subsets[0].Addresses, corev1.EndpointAddress{IP: address})
+			changed = true
 		}
-		ep.Subsets[0].Addresses = append(ep.Subsets[0].Addresses, corev1.EndpointAddress{IP: address})
-		if ep.ResourceVersion == "" {
+		if !changed {
+			return nil
+		}
+		if create {
 			_, err = endpoints.Create(ctx, ep, metav1.CreateOptions{FieldManager: "petrel-apiserver"})
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(corev1.Resource("endpoints"), "kubernetes", err)

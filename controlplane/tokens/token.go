@@ -193,7 +193,8 @@ func (i *Issuer) VerifyFor(token string, audiences []string) (*Claims, []string,
 	return c, meant, nil
 }
 
-// parse checks a token's signature, issuer and time window.
+// parse checks a token's signature, issuer and time window, and that its
+// subject is the service account its kubernetes.io claims name.
 func (i *Issuer) parse(token string) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (interface{}, error) { return &i.key.PublicKey, nil },
@@ -206,6 +207,12 @@ func (i *Issuer) parse(token string) (*Claims, error) {
 	}
 	if c.Kubernetes.Namespace == "" || c.Kubernetes.ServiceAccount.Name == "" {
 		return nil, errors.New("the token names no service account")
+	}
+	// The user is the subject while the service account checked is the one
+	// in the private claims: they must be the same account, as Kubernetes'
+	// validator requires, or a token could pass as another account's user.
+	if want := Subject(c.Kubernetes.Namespace, c.Kubernetes.ServiceAccount.Name); c.Subject != want {
+		return nil, fmt.Errorf("the token's sub claim %q is not its service account %s", c.Subject, want)
 	}
 	return &c, nil
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestIssueAndVerify(t *testing.T) {
@@ -61,5 +63,57 @@ func TestIssueAndVerify(t *testing.T) {
 	}
 	if _, err := iss.Verify(vault); err == nil || !strings.Contains(err.Error(), "not meant") {
 		t.Errorf("another audience: %v", err)
+	}
+}
+
+// TestSubjectMustMatchPrivateClaims: a token whose sub is not
+// system:serviceaccount:<ns>:<name> of its kubernetes.io claims is refused,
+// as Kubernetes' validator refuses it, even when our key signed it: the user
+// name comes from sub, the service account looked up from the private
+// claims, so a mismatch would authenticate one account as another's user.
+func TestSubjectMustMatchPrivateClaims(t *testing.T) {
+	iss, err := LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	iss.now = func() time.Time { return now }
+	sign := func(sub string) string {
+		c := Claims{
+			RegisteredClaims: jwt.RegisteredClaims{Issuer: DefaultIssuer, Subject: sub, Audience: jwt.ClaimStrings{DefaultIssuer},
+				ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now)},
+			Kubernetes: Private{Namespace: "ns", ServiceAccount: Ref{Name: "default", UID: "sa-uid"}},
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(iss.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, row := range []struct {
+		sub  string
+		good bool
+	}{
+		{"system:serviceaccount:ns:default", true},
+		{"system:serviceaccount:kube-system:default", false},
+		{"system:serviceaccount:ns:admin", false},
+		{"system:admin", false},
+		{"admin", false},
+		{"", false},
+		{"system:serviceaccount:ns:default:extra", false},
+	} {
+		tok := sign(row.sub)
+		_, err := iss.Verify(tok)
+		_, _, errFor := iss.VerifyFor(tok, nil)
+		for path, err := range map[string]error{"Verify": err, "VerifyFor": errFor} {
+			switch {
+			case row.good && err != nil:
+				t.Errorf("%s: sub %q refused: %v", path, row.sub, err)
+			case !row.good && err == nil:
+				t.Errorf("%s: sub %q for ns/default accepted", path, row.sub)
+			case !row.good && errors.Is(err, ErrNotOurs):
+				t.Errorf("%s: sub %q: %v; want ours but not good", path, row.sub, err)
+			}
+		}
 	}
 }

@@ -242,7 +242,11 @@ func (c *Containerd) connect(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("containerd at %s did not serve within %s: %v", c.Address, timeout, lastErr)
+	if lastErr == nil {
+		// Nothing was ever tried: the socket never appeared.
+		lastErr = fmt.Errorf("no socket at %s", c.Address)
+	}
+	return fmt.Errorf("containerd at %s did not serve within %s: %w", c.Address, timeout, lastErr)
 }
 
 // Stop closes the client and, when this node started containerd, stops it.
