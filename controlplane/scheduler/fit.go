@@ -215,40 +215,6 @@ func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*
 	return true
 }
 
-// score prefers nodes with more room left (least allocated, balanced CPU
-// and memory) and fewer pods of the same owner (spreading replicas).
-func score(c *candidate, n *nodeState) float64 {
-	free := func(have, used, want int64) float64 {
-		if have == 0 {
-			return 0
-		}
-		return 1 - float64(used+want)/float64(have)
-	}
-	cpu, mem := free(n.allocCPU, n.reqCPU, c.cpu), free(n.allocMemory, n.reqMemory, c.memory)
-	balance := 1 - abs(cpu-mem)
-	s := 40*(cpu+mem)/2 + 20*balance
-	if c.owner != "" {
-		s += 40 / float64(1+n.owners[c.owner])
-	}
-	return s
-}
-
-func abs(f float64) float64 {
-	if f < 0 {
-		return -f
-	}
-	return f
-}
-
-func controllerUID(pod *corev1.Pod) string {
-	for _, o := range pod.OwnerReferences {
-		if o.Controller != nil && *o.Controller {
-			return string(o.UID)
-		}
-	}
-	return ""
-}
-
 func metav1LabelSelector(term corev1.PodAffinityTerm) (labels.Selector, error) {
 	if term.LabelSelector == nil {
 		return labels.Nothing(), nil

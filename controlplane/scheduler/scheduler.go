@@ -1,9 +1,11 @@
 // Package scheduler places pods on nodes: a queue with backoff for pods that
 // fit nowhere, filters (readiness, unschedulable, nodeSelector and required
 // node affinity, taints and tolerations, host ports, resource requests
-// against allocatable, inter-pod affinity and anti-affinity), scores (least
-// allocated and balanced resources, spreading the replicas of one owner) and
-// a bind through the binding subresource. A pod that fits nowhere gets
+// against allocatable, inter-pod affinity and anti-affinity), scores as
+// kube-scheduler's default profile weighs them (least allocated resources
+// counting non-zero default requests, balanced allocation, the default
+// topology spreading of a controller's pods by hostname and zone), ties
+// broken at random, and a bind through the binding subresource. A pod that fits nowhere gets
 // PodScheduled=False with the reasons and a FailedScheduling event.
 package scheduler
 
@@ -48,8 +50,12 @@ type Scheduler struct {
 	events   record.EventBroadcaster
 
 	cache *clusterCache
-	next  int           // where the next decision starts looking, so load spreads
-	binds chan struct{} // bounds the bindings in flight
+	next  int // where the next decision starts looking, so load spreads
+	// feasible and zoneSeen are the worker's buffers for a decision: the
+	// nodes that fit and the zones (by number) among them.
+	feasible []feasible
+	zoneSeen []bool
+	binds    chan struct{} // bounds the bindings in flight
 
 	mu      sync.Mutex
 	waiting map[string]bool // fit nowhere last time: retried when nodes change
@@ -257,33 +263,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	}
 	cand := newCandidate(pod)
 	moves := s.moves.Load()
-	s.cache.mu.Lock()
-	states := s.cache.nodes
-	order := s.cache.order
-	best, bestScore := "", -1.0
-	reasons := map[string]int{}
-	found, want := 0, feasibleToFind(len(order))
-	start := 0
-	if len(order) > 0 {
-		start = s.next % len(order)
-	}
-	for k := range order {
-		st := order[(start+k)%len(order)]
-		ok, why := fits(cand, st, states)
-		if !ok {
-			reasons[why]++
-			continue
-		}
-		if sc := score(cand, st); sc > bestScore {
-			best, bestScore = st.node.Name, sc
-		}
-		if found++; found >= want {
-			s.next = start + k + 1
-			break
-		}
-	}
-	nodes := len(order)
-	s.cache.mu.Unlock()
+	best, nodes, reasons := s.decide(cand)
 	if best == "" {
 		return s.unschedulable(ctx, pod, nodes, reasons, moves)
 	}
@@ -302,6 +282,64 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 		s.bind(ctx, pod, best)
 	}()
 	return nil
+}
+
+// decide picks the node for the candidate from the cache, or says why none
+// fits: the number of nodes and how many failed for each reason. Only the
+// worker calls it: it reuses the scheduler's buffers.
+func (s *Scheduler) decide(cand *candidate) (best string, nodes int, reasons map[string]int) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	states := s.cache.nodes
+	order := s.cache.order
+	reasons = map[string]int{}
+	want := feasibleToFind(len(order))
+	start := 0
+	if len(order) > 0 {
+		start = s.next % len(order)
+	}
+	found := s.feasible[:0]
+	var zoneCounts []int
+	zones := 0
+	if cand.group != "" {
+		zoneCounts = s.cache.groupZones[cand.group]
+		if n := len(s.cache.zoneIDs) + 1; cap(s.zoneSeen) < n {
+			s.zoneSeen = make([]bool, n)
+		}
+		s.zoneSeen = s.zoneSeen[:len(s.cache.zoneIDs)+1]
+		clear(s.zoneSeen)
+	}
+	for k := range order {
+		st := order[(start+k)%len(order)]
+		ok, why := fits(cand, st, states)
+		if !ok {
+			reasons[why]++
+			continue
+		}
+		f := feasible{st: st, resources: resourceScore(cand, st), zoneCount: -1}
+		if cand.group != "" {
+			f.hostCount = int32(st.groups[cand.group])
+			if id := st.zoneID; id != 0 {
+				f.zoneCount = 0
+				if id < len(zoneCounts) {
+					f.zoneCount = int32(zoneCounts[id])
+				}
+				if !s.zoneSeen[id] {
+					s.zoneSeen[id] = true
+					zones++
+				}
+			}
+		}
+		if found = append(found, f); len(found) >= want {
+			s.next = start + k + 1
+			break
+		}
+	}
+	s.feasible = found
+	if st := pickBest(cand, found, zones); st != nil {
+		best = st.node.Name
+	}
+	return best, len(order), reasons
 }
 
 // bind writes the binding; on failure the assumption is dropped and the
