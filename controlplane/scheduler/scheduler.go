@@ -29,10 +29,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -46,8 +45,8 @@ type Scheduler struct {
 	pods     corelisters.PodLister
 	nodes    corelisters.NodeLister
 	synced   []cache.InformerSynced
-	recorder record.EventRecorder
-	events   record.EventBroadcaster
+	recorder events.EventRecorder
+	events   events.EventBroadcaster
 
 	cache *clusterCache
 	next  int // where the next decision starts looking, so load spreads
@@ -104,8 +103,11 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 			}
 		},
 	})
-	s.events = record.NewBroadcaster()
-	s.recorder = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Name})
+	// events.k8s.io/v1 events, as kube-scheduler writes them: eventTime,
+	// reportingController default-scheduler, reportingInstance
+	// default-scheduler-<host>, an action. Harnesses read these fields.
+	s.events = events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	s.recorder = s.events.NewRecorder(scheme.Scheme, Name)
 	return s
 }
 
@@ -206,8 +208,10 @@ func (s *Scheduler) requeueWaitingOnce() {
 // Run schedules until ctx ends. One worker: decisions see each other.
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.queue.ShutDown()
-	stop := s.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
-	defer stop.Stop()
+	if err := s.events.StartRecordingToSinkWithContext(ctx); err != nil {
+		slog.Error("scheduler: cannot record events", "err", err)
+	}
+	defer s.events.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return
 	}
@@ -359,7 +363,7 @@ func (s *Scheduler) bind(ctx context.Context, pod *corev1.Pod, node string) {
 		}
 		return
 	}
-	s.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
+	s.recorder.Eventf(pod, nil, corev1.EventTypeNormal, "Scheduled", "Binding", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 }
 
 // unschedulable records why the pod fits nowhere, as Kubernetes words it:
@@ -410,7 +414,7 @@ func (s *Scheduler) unschedulable(ctx context.Context, pod *corev1.Pod, nodes in
 		if _, err := s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return fmt.Errorf("record PodScheduled=False: %w", err)
 		}
-		s.recorder.Event(pod, corev1.EventTypeWarning, "FailedScheduling", msg)
+		s.recorder.Eventf(pod, nil, corev1.EventTypeWarning, "FailedScheduling", "Scheduling", "%s", msg)
 	}
 	return errUnschedulable
 }
