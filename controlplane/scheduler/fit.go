@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,22 +12,39 @@ import (
 	"k8s.io/klog/v2"
 )
 
+// hostPorts are the "protocol/hostIP/port" keys of the host ports the pod
+// holds on its node, as the NodePorts filter sees them, with two additions
+// that make the scheduler agree with what Petrel's node does:
+//   - init containers' ports (sidecars'): the node's proxy serves their
+//     hostPorts too, so two pods that clash through one are never placed
+//     together;
+//   - a hostNetwork pod's containerPort when hostPort is unset: Kubernetes'
+//     API defaulting sets hostPort to containerPort for such pods, and the
+//     process binds that port on the node itself whatever the spec says.
+//
+// An empty or unspecified hostIP is 0.0.0.0, which clashes with every IP.
 func hostPorts(pod *corev1.Pod) []string {
 	var out []string
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.HostPort == 0 {
-				continue
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			for _, p := range c.Ports {
+				port := p.HostPort
+				if port == 0 && pod.Spec.HostNetwork {
+					port = p.ContainerPort
+				}
+				if port <= 0 {
+					continue
+				}
+				ip := p.HostIP
+				if a, err := netip.ParseAddr(ip); ip == "" || (err == nil && a.IsUnspecified()) {
+					ip = "0.0.0.0"
+				}
+				proto := p.Protocol
+				if proto == "" {
+					proto = corev1.ProtocolTCP
+				}
+				out = append(out, fmt.Sprintf("%s/%s/%d", proto, ip, port))
 			}
-			ip := p.HostIP
-			if ip == "" {
-				ip = "0.0.0.0"
-			}
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
-			out = append(out, fmt.Sprintf("%s/%s/%d", proto, ip, p.HostPort))
 		}
 	}
 	return out
