@@ -49,6 +49,11 @@ type candidate struct {
 	requestAmounts []int64               // their amounts, in the same order
 	cpu, memory    int64                 // requests, for BalancedAllocation
 	podAffinity    bool                  // inter-pod (anti-)affinity terms of its own
+	// preferred are its preferred node affinity terms, nil if none.
+	preferred *nodeaffinity.PreferredSchedulingTerms
+	// preferNoScheduleTolerations are its tolerations that can tolerate
+	// a PreferNoSchedule taint, as TaintToleration's PreScore keeps them.
+	preferNoScheduleTolerations []corev1.Toleration
 }
 
 func newCandidate(pod *corev1.Pod) *candidate {
@@ -66,6 +71,18 @@ func newCandidate(pod *corev1.Pod) *candidate {
 		c.requestAmounts = append(c.requestAmounts, c.requests[name])
 	}
 	c.cpu, c.memory = c.requests[corev1.ResourceCPU], c.requests[corev1.ResourceMemory]
+	if a != nil && a.NodeAffinity != nil && len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) > 0 {
+		// Terms that do not parse score nothing, as Kubernetes' validation
+		// would have refused them.
+		if terms, err := nodeaffinity.NewPreferredSchedulingTerms(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution); err == nil {
+			c.preferred = terms
+		}
+	}
+	for _, t := range pod.Spec.Tolerations {
+		if t.Effect == "" || t.Effect == corev1.TaintEffectPreferNoSchedule {
+			c.preferNoScheduleTolerations = append(c.preferNoScheduleTolerations, t)
+		}
+	}
 	return c
 }
 

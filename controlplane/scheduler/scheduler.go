@@ -321,6 +321,7 @@ func (s *Scheduler) decide(cand *candidate) (best string, nodes int, reasons map
 			continue
 		}
 		f := feasible{st: st, resources: resourceScore(cand, st), zoneCount: -1}
+		preferences(cand, st, &f)
 		if cand.group != "" {
 			f.hostCount = int32(st.groups[cand.group])
 			if id := st.zoneID; id != 0 {

@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/klog/v2"
 )
 
 // Scoring follows kube-scheduler's default profile: each plugin scores a
@@ -17,6 +19,8 @@ const (
 	weightLeastAllocated = 1 // NodeResourcesFit, LeastAllocated strategy
 	weightBalanced       = 1 // NodeResourcesBalancedAllocation
 	weightSpread         = 2 // PodTopologySpread with the system default constraints
+	weightTaints         = 3 // TaintToleration: PreferNoSchedule taints not tolerated
+	weightNodeAffinity   = 2 // NodeAffinity: preferred terms
 
 	// The system default constraints, both ScheduleAnyway.
 	hostnameMaxSkew = 3
@@ -58,6 +62,26 @@ type feasible struct {
 	hostCount int32 // pods of the candidate's group on the node
 	zoneCount int32 // ... in the node's zone, -1 when it has no zone
 	spread    int32 // PodTopologySpread's raw score
+	taints    int32 // PreferNoSchedule taints the candidate does not tolerate
+	affinity  int32 // sum of the weights of the preferred node affinity terms matched
+}
+
+// preferences fills the TaintToleration and NodeAffinity raw scores of a
+// feasible node; both cost nothing for untainted nodes and for pods with
+// no preferred terms, which most are.
+func preferences(c *candidate, n *nodeState, f *feasible) {
+	if n.tainted {
+		for i := range n.node.Spec.Taints {
+			t := &n.node.Spec.Taints[i]
+			if t.Effect == corev1.TaintEffectPreferNoSchedule &&
+				!corev1helpers.TolerationsTolerateTaint(klog.Background(), c.preferNoScheduleTolerations, t, false) {
+				f.taints++
+			}
+		}
+	}
+	if c.preferred != nil {
+		f.affinity = int32(c.preferred.Score(n.node))
+	}
 }
 
 // leastAllocated is NodeResourcesFit's LeastAllocated score of one
@@ -122,11 +146,26 @@ func pickBest(c *candidate, nodes []feasible, zones int) *nodeState {
 			minRaw, maxRaw = min(minRaw, f.spread), max(maxRaw, f.spread)
 		}
 	}
+	var maxTaints, maxAffinity int32
+	for _, f := range nodes {
+		maxTaints, maxAffinity = max(maxTaints, f.taints), max(maxAffinity, f.affinity)
+	}
 	var best *nodeState
 	var bestScore int64 = -1
 	ties := 0
 	for _, f := range nodes {
 		total := int64(f.resources)
+		// TaintToleration and NodeAffinity normalised as kube-scheduler's
+		// DefaultNormalizeScore: fewest untolerated taints and most
+		// preferred weight get maxNodeScore.
+		taints := int64(maxNodeScore)
+		if maxTaints > 0 {
+			taints -= maxNodeScore * int64(f.taints) / int64(maxTaints)
+		}
+		total += weightTaints * taints
+		if maxAffinity > 0 {
+			total += weightNodeAffinity * maxNodeScore * int64(f.affinity) / int64(maxAffinity)
+		}
 		if c.group != "" {
 			s := int64(maxNodeScore)
 			if maxRaw != 0 {

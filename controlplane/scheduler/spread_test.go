@@ -178,3 +178,39 @@ func TestZoneCountsFollowPodsAndNodes(t *testing.T) {
 		t.Errorf("counts left after every pod went: %v", c.groupZones)
 	}
 }
+
+// TestScorePreferences: PreferNoSchedule taints and preferred node affinity
+// weigh as TaintToleration (3) and NodeAffinity (2) do in the default
+// profile.
+func TestScorePreferences(t *testing.T) {
+	soft := func(n *corev1.Node) {
+		n.Spec.Taints = []corev1.Taint{{Key: "spot", Value: "true", Effect: corev1.TaintEffectPreferNoSchedule}}
+	}
+	decide := func(a *corev1.Node, pod *corev1.Pod) map[string]int {
+		got := map[string]int{}
+		for range 50 {
+			s := &Scheduler{cache: newClusterCache()}
+			s.cache.setNode(a)
+			s.cache.setNode(node("b", "4", nil))
+			best, _, _ := s.decide(newCandidate(pod))
+			got[best]++
+		}
+		return got
+	}
+	if got := decide(node("a", "4", soft), podReq("p", "", nil)); got["b"] != 50 {
+		t.Errorf("a PreferNoSchedule taint should send pods elsewhere: %v", got)
+	}
+	tolerant := podReq("p", "", func(p *corev1.Pod) {
+		p.Spec.Tolerations = []corev1.Toleration{{Key: "spot", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectPreferNoSchedule}}
+	})
+	if got := decide(node("a", "4", soft), tolerant); got["a"] == 0 || got["b"] == 0 {
+		t.Errorf("a tolerated taint should not count: %v", got)
+	}
+	prefers := podReq("p", "", func(p *corev1.Pod) {
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{
+			Weight: 10, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"z-a"}}}}}}}}
+	})
+	if got := decide(node("a", "4", nil), prefers); got["a"] != 50 {
+		t.Errorf("preferred node affinity should win: %v", got)
+	}
+}
