@@ -4,9 +4,11 @@
 // against allocatable, inter-pod affinity and anti-affinity), scores as
 // kube-scheduler's default profile weighs them (least allocated resources
 // counting non-zero default requests, balanced allocation, the default
-// topology spreading of a controller's pods by hostname and zone), ties
-// broken at random, and a bind through the binding subresource. A pod that fits nowhere gets
-// PodScheduled=False with the reasons and a FailedScheduling event.
+// topology spreading of a controller's pods by hostname and zone,
+// PreferNoSchedule taints, preferred node affinity) with ties broken at
+// random, and a bind through the binding subresource. A pod that fits
+// nowhere gets PodScheduled=False with the reasons and a FailedScheduling
+// event. Events are events.k8s.io/v1, as kube-scheduler writes them.
 package scheduler
 
 import (

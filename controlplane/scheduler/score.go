@@ -100,8 +100,8 @@ func resourceScore(c *candidate, n *nodeState) int32 {
 	fit := (leastAllocated(n.nzCPU+c.nzCPU, n.allocCPU) + leastAllocated(n.nzMemory+c.nzMemory, n.allocMemory)) / 2
 	s := weightLeastAllocated * fit
 	// BalancedAllocation skips pods that request nothing, as kube-scheduler
-	// does since 1.33: balancing an empty request only favours the nodes
-	// already balanced, which is again one node for a burst of such pods.
+	// does (kubernetes#129138): balancing an empty request only favours the
+	// nodes already balanced, which is again one node for a burst of them.
 	if c.cpu == 0 && c.memory == 0 {
 		return int32(s)
 	}
