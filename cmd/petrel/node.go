@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
@@ -139,7 +140,17 @@ func runSimulated(ctx context.Context, opts node.Options, count int) error {
 	if err != nil {
 		return err
 	}
-	if _, err := simnode.Start(ctx, cs, simnode.Options{Prefix: opts.NodeName, Count: count, LeaseRenewInterval: opts.LeaseRenewInterval}); err != nil {
+	// A client of its own, so its own rate limit, for the kubelet events:
+	// three per container, from every simulated node at once (a kubelet
+	// allows itself 50/s; here one process speaks for all of them).
+	evCfg := rest.CopyConfig(cfg)
+	evCfg.QPS, evCfg.Burst = 500, 1000
+	events, err := kubernetes.NewForConfig(evCfg)
+	if err != nil {
+		return fmt.Errorf("events client: %w", err)
+	}
+	if _, err := simnode.Start(ctx, cs, simnode.Options{Prefix: opts.NodeName, Count: count, LeaseRenewInterval: opts.LeaseRenewInterval,
+		Events: events}); err != nil {
 		return err
 	}
 	fmt.Printf("%d simulated nodes %s-0 .. %s-%d are up: pods bound to them are reported Running (nothing runs)\n", count, opts.NodeName, opts.NodeName, count-1)

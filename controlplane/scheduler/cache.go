@@ -16,8 +16,11 @@ import (
 type podInfo struct {
 	pod      *corev1.Pod
 	requests map[corev1.ResourceName]int64
-	ports    []string
-	owner    string
+	// nzCPU and nzMemory are the requests with kube-scheduler's defaults
+	// for containers that ask for none: what scoring counts.
+	nzCPU, nzMemory int64
+	ports           []string
+	group           string // see spreadGroup
 }
 
 func newPodInfo(pod *corev1.Pod) *podInfo {
@@ -26,7 +29,9 @@ func newPodInfo(pod *corev1.Pod) *podInfo {
 	for name, q := range req {
 		milli[name] = q.MilliValue()
 	}
-	return &podInfo{pod: pod, requests: milli, ports: hostPorts(pod), owner: controllerUID(pod)}
+	nz := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{NonMissingContainerRequests: nonZeroRequests})
+	return &podInfo{pod: pod, requests: milli, nzCPU: nz.Cpu().MilliValue(), nzMemory: nz.Memory().MilliValue(),
+		ports: hostPorts(pod), group: spreadGroup(pod.OwnerReferences)}
 }
 
 func hasAntiAffinity(p *corev1.Pod) bool {
@@ -42,8 +47,13 @@ type candidate struct {
 	needsAffinity  bool                  // a nodeSelector or required node affinity to match
 	requestNames   []corev1.ResourceName // non-zero requests, sorted
 	requestAmounts []int64               // their amounts, in the same order
-	cpu, memory    int64                 // requests, for scoring
+	cpu, memory    int64                 // requests, for BalancedAllocation
 	podAffinity    bool                  // inter-pod (anti-)affinity terms of its own
+	// preferred are its preferred node affinity terms, nil if none.
+	preferred *nodeaffinity.PreferredSchedulingTerms
+	// preferNoScheduleTolerations are its tolerations that can tolerate
+	// a PreferNoSchedule taint, as TaintToleration's PreScore keeps them.
+	preferNoScheduleTolerations []corev1.Toleration
 }
 
 func newCandidate(pod *corev1.Pod) *candidate {
@@ -61,6 +71,18 @@ func newCandidate(pod *corev1.Pod) *candidate {
 		c.requestAmounts = append(c.requestAmounts, c.requests[name])
 	}
 	c.cpu, c.memory = c.requests[corev1.ResourceCPU], c.requests[corev1.ResourceMemory]
+	if a != nil && a.NodeAffinity != nil && len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) > 0 {
+		// Terms that do not parse score nothing, as Kubernetes' validation
+		// would have refused them.
+		if terms, err := nodeaffinity.NewPreferredSchedulingTerms(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution); err == nil {
+			c.preferred = terms
+		}
+	}
+	for _, t := range pod.Spec.Tolerations {
+		if t.Effect == "" || t.Effect == corev1.TaintEffectPreferNoSchedule {
+			c.preferNoScheduleTolerations = append(c.preferNoScheduleTolerations, t)
+		}
+	}
 	return c
 }
 
@@ -73,7 +95,7 @@ type nodeState struct {
 	requested    map[corev1.ResourceName]int64 // milli-units
 	pods         map[string]*podInfo
 	hostPorts    map[string]int // "proto/ip/port" → pods using it
-	owners       map[string]int // controller UID → pods of it
+	groups       map[string]int // spread group → pods of it
 	antiAffinity int            // pods with required anti-affinity terms
 }
 
@@ -87,7 +109,10 @@ type nodeSummary struct {
 	allocCPU, allocMemory         int64 // milli-units
 	allocPods                     int64 // milli-units, as the map holds them
 	reqCPU, reqMemory             int64 // milli-units
+	nzCPU, nzMemory               int64 // milli-units, non-zero requests
 	podCount                      int
+	zone                          string // topology.kubernetes.io/zone
+	zoneID                        int    // the cache's number for zone; 0: none
 }
 
 // amounts is the node's allocatable amount of a resource, whether it has
@@ -105,7 +130,7 @@ func (n *nodeState) amounts(name corev1.ResourceName) (have int64, ok bool, used
 
 func newNodeState(node *corev1.Node) *nodeState {
 	n := &nodeState{requested: map[corev1.ResourceName]int64{}, pods: map[string]*podInfo{},
-		hostPorts: map[string]int{}, owners: map[string]int{}}
+		hostPorts: map[string]int{}, groups: map[string]int{}}
 	n.setNode(node)
 	return n
 }
@@ -122,6 +147,7 @@ func (n *nodeState) setNode(node *corev1.Node) {
 	n.allocCPU, n.hasCPU = n.allocatable[corev1.ResourceCPU]
 	n.allocMemory, n.hasMemory = n.allocatable[corev1.ResourceMemory]
 	n.allocPods, n.hasPods = n.allocatable[corev1.ResourcePods]
+	n.zone = node.Labels[corev1.LabelTopologyZone]
 }
 
 func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
@@ -131,23 +157,26 @@ func (n *nodeState) add(pi *podInfo) {
 		n.requested[name] += q
 	}
 	n.reqCPU, n.reqMemory = n.requested[corev1.ResourceCPU], n.requested[corev1.ResourceMemory]
+	n.nzCPU, n.nzMemory = n.nzCPU+pi.nzCPU, n.nzMemory+pi.nzMemory
 	n.pods[podKey(pi.pod)] = pi
 	n.podCount = len(n.pods)
 	for _, p := range pi.ports {
 		n.hostPorts[p]++
 	}
-	if pi.owner != "" {
-		n.owners[pi.owner]++
+	if pi.group != "" {
+		n.groups[pi.group]++
 	}
 	if hasAntiAffinity(pi.pod) {
 		n.antiAffinity++
 	}
 }
 
-func (n *nodeState) remove(key string) {
+// remove takes the pod off the node and returns it, or nil if it was not
+// there.
+func (n *nodeState) remove(key string) *podInfo {
 	pi, ok := n.pods[key]
 	if !ok {
-		return
+		return nil
 	}
 	delete(n.pods, key)
 	n.podCount = len(n.pods)
@@ -155,19 +184,21 @@ func (n *nodeState) remove(key string) {
 		n.requested[name] -= q
 	}
 	n.reqCPU, n.reqMemory = n.requested[corev1.ResourceCPU], n.requested[corev1.ResourceMemory]
+	n.nzCPU, n.nzMemory = n.nzCPU-pi.nzCPU, n.nzMemory-pi.nzMemory
 	for _, p := range pi.ports {
 		if n.hostPorts[p]--; n.hostPorts[p] <= 0 {
 			delete(n.hostPorts, p)
 		}
 	}
-	if pi.owner != "" {
-		if n.owners[pi.owner]--; n.owners[pi.owner] <= 0 {
-			delete(n.owners, pi.owner)
+	if pi.group != "" {
+		if n.groups[pi.group]--; n.groups[pi.group] <= 0 {
+			delete(n.groups, pi.group)
 		}
 	}
 	if hasAntiAffinity(pi.pod) {
 		n.antiAffinity--
 	}
+	return pi
 }
 
 // clusterCache holds every node's state, fed by informer events and by the
@@ -178,26 +209,81 @@ type clusterCache struct {
 	order   []*nodeState      // by node name: decisions are repeatable
 	podNode map[string]string // pod key → node it counts on
 	pending map[string]*podInfo
+	// zoneIDs numbers the zones seen, from 1, so that per-zone counts are
+	// slices: a decision reads one per node it passes.
+	zoneIDs map[string]int
+	// groupZones counts the pods of each spread group in each zone (by
+	// zone number), kept as pods come and go so that the default zone
+	// spreading costs an index per node, not a pass over every pod.
+	groupZones map[string][]int
 }
 
 func newClusterCache() *clusterCache {
-	return &clusterCache{nodes: map[string]*nodeState{}, podNode: map[string]string{}, pending: map[string]*podInfo{}}
+	return &clusterCache{nodes: map[string]*nodeState{}, podNode: map[string]string{}, pending: map[string]*podInfo{},
+		zoneIDs: map[string]int{}, groupZones: map[string][]int{}}
+}
+
+// place counts the pod on the node.
+func (c *clusterCache) place(st *nodeState, pi *podInfo) {
+	st.add(pi)
+	c.podNode[podKey(pi.pod)] = st.node.Name
+	c.countZone(st.zoneID, pi.group, 1)
+}
+
+func (c *clusterCache) countZone(zoneID int, group string, delta int) {
+	if zoneID == 0 || group == "" {
+		return
+	}
+	counts := c.groupZones[group]
+	if len(counts) <= zoneID {
+		counts = append(counts, make([]int, zoneID+1-len(counts))...)
+	}
+	counts[zoneID] += delta
+	for _, n := range counts {
+		if n > 0 {
+			c.groupZones[group] = counts
+			return
+		}
+	}
+	delete(c.groupZones, group)
+}
+
+// numberZone gives the node's zone its number.
+func (c *clusterCache) numberZone(st *nodeState) {
+	st.zoneID = 0
+	if st.zone == "" {
+		return
+	}
+	id, ok := c.zoneIDs[st.zone]
+	if !ok {
+		id = len(c.zoneIDs) + 1
+		c.zoneIDs[st.zone] = id
+	}
+	st.zoneID = id
 }
 
 func (c *clusterCache) setNode(n *corev1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.nodes[n.Name]; ok {
+		old := st.zoneID
 		st.setNode(n)
+		c.numberZone(st)
+		if st.zoneID != old {
+			for group, count := range st.groups {
+				c.countZone(old, group, -count)
+				c.countZone(st.zoneID, group, count)
+			}
+		}
 		return
 	}
 	st := newNodeState(n)
+	c.numberZone(st)
 	c.nodes[n.Name] = st
 	// Pods seen bound to this node before the node itself.
 	for key, pi := range c.pending {
 		if pi.pod.Spec.NodeName == n.Name {
-			st.add(pi)
-			c.podNode[key] = n.Name
+			c.place(st, pi)
 			delete(c.pending, key)
 		}
 	}
@@ -212,6 +298,7 @@ func (c *clusterCache) deleteNode(name string) {
 		for key, pi := range st.pods {
 			delete(c.podNode, key)
 			c.pending[key] = pi
+			c.countZone(st.zoneID, pi.group, -1)
 		}
 		delete(c.nodes, name)
 		if i, found := slices.BinarySearchFunc(c.order, name, byName); found {
@@ -245,8 +332,7 @@ func (c *clusterCache) setPod(p *corev1.Pod) {
 	}
 	pi := newPodInfo(p)
 	if st, ok := c.nodes[p.Spec.NodeName]; ok {
-		st.add(pi)
-		c.podNode[key] = p.Spec.NodeName
+		c.place(st, pi)
 	} else {
 		c.pending[key] = pi
 	}
@@ -261,7 +347,9 @@ func (c *clusterCache) removePod(key string) {
 func (c *clusterCache) removeLocked(key string) {
 	if node, ok := c.podNode[key]; ok {
 		if st := c.nodes[node]; st != nil {
-			st.remove(key)
+			if pi := st.remove(key); pi != nil {
+				c.countZone(st.zoneID, pi.group, -1)
+			}
 		}
 		delete(c.podNode, key)
 	}

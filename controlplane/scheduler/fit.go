@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,22 +12,39 @@ import (
 	"k8s.io/klog/v2"
 )
 
+// hostPorts are the "protocol/hostIP/port" keys of the host ports the pod
+// holds on its node, as the NodePorts filter sees them, with two additions
+// that make the scheduler agree with what Petrel's node does:
+//   - init containers' ports (sidecars'): the node's proxy serves their
+//     hostPorts too, so two pods that clash through one are never placed
+//     together;
+//   - a hostNetwork pod's containerPort when hostPort is unset: Kubernetes'
+//     API defaulting sets hostPort to containerPort for such pods, and the
+//     process binds that port on the node itself whatever the spec says.
+//
+// An empty or unspecified hostIP is 0.0.0.0, which clashes with every IP.
 func hostPorts(pod *corev1.Pod) []string {
 	var out []string
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			if p.HostPort == 0 {
-				continue
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			for _, p := range c.Ports {
+				port := p.HostPort
+				if port == 0 && pod.Spec.HostNetwork {
+					port = p.ContainerPort
+				}
+				if port <= 0 {
+					continue
+				}
+				ip := p.HostIP
+				if a, err := netip.ParseAddr(ip); ip == "" || (err == nil && a.IsUnspecified()) {
+					ip = "0.0.0.0"
+				}
+				proto := p.Protocol
+				if proto == "" {
+					proto = corev1.ProtocolTCP
+				}
+				out = append(out, fmt.Sprintf("%s/%s/%d", proto, ip, port))
 			}
-			ip := p.HostIP
-			if ip == "" {
-				ip = "0.0.0.0"
-			}
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
-			out = append(out, fmt.Sprintf("%s/%s/%d", proto, ip, p.HostPort))
 		}
 	}
 	return out
@@ -213,40 +231,6 @@ func noneAnywhere(term corev1.PodAffinityTerm, pod *corev1.Pod, all map[string]*
 		}
 	}
 	return true
-}
-
-// score prefers nodes with more room left (least allocated, balanced CPU
-// and memory) and fewer pods of the same owner (spreading replicas).
-func score(c *candidate, n *nodeState) float64 {
-	free := func(have, used, want int64) float64 {
-		if have == 0 {
-			return 0
-		}
-		return 1 - float64(used+want)/float64(have)
-	}
-	cpu, mem := free(n.allocCPU, n.reqCPU, c.cpu), free(n.allocMemory, n.reqMemory, c.memory)
-	balance := 1 - abs(cpu-mem)
-	s := 40*(cpu+mem)/2 + 20*balance
-	if c.owner != "" {
-		s += 40 / float64(1+n.owners[c.owner])
-	}
-	return s
-}
-
-func abs(f float64) float64 {
-	if f < 0 {
-		return -f
-	}
-	return f
-}
-
-func controllerUID(pod *corev1.Pod) string {
-	for _, o := range pod.OwnerReferences {
-		if o.Controller != nil && *o.Controller {
-			return string(o.UID)
-		}
-	}
-	return ""
 }
 
 func metav1LabelSelector(term corev1.PodAffinityTerm) (labels.Selector, error) {

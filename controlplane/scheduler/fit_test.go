@@ -107,15 +107,36 @@ func TestScoreSpreadsReplicasAndPrefersRoom(t *testing.T) {
 	replica := func(name string) *corev1.Pod {
 		return podReq(name, "100m", func(p *corev1.Pod) { p.OwnerReferences = owner })
 	}
-	all := states(node("a", "4", nil), node("b", "4", nil))
-	all["a"].add(newPodInfo(replica("r1")))
-	if sa, sb := score(newCandidate(replica("r2")), all["a"]), score(newCandidate(replica("r2")), all["b"]); sb <= sa {
-		t.Errorf("a second replica should prefer the empty node: a=%.1f b=%.1f", sa, sb)
+	// Decisions break ties at random: each case is decided many times.
+	decideOn := func(setup func(c *clusterCache), pod *corev1.Pod) map[string]int {
+		got := map[string]int{}
+		for range 50 {
+			s := &Scheduler{cache: newClusterCache()}
+			s.cache.setNode(node("a", "4", nil))
+			s.cache.setNode(node("b", "4", nil))
+			setup(s.cache)
+			best, _, _ := s.decide(newCandidate(pod))
+			got[best]++
+		}
+		return got
 	}
-	busy := states(node("a", "4", nil), node("b", "4", nil))
-	busy["a"].add(newPodInfo(podReq("big", "3", nil)))
-	if sa, sb := score(newCandidate(podReq("p", "100m", nil)), busy["a"]), score(newCandidate(podReq("p", "100m", nil)), busy["b"]); sb <= sa {
-		t.Errorf("least allocated should win: a=%.1f b=%.1f", sa, sb)
+	place := func(c *clusterCache, p *corev1.Pod, on string) {
+		p.Spec.NodeName = on
+		c.setPod(p)
+	}
+	if got := decideOn(func(c *clusterCache) { place(c, replica("r1"), "a") }, replica("r2")); got["b"] != 50 {
+		t.Errorf("a second replica should go to the empty node: %v", got)
+	}
+	if got := decideOn(func(c *clusterCache) { place(c, podReq("big", "3", nil), "a") }, podReq("p", "100m", nil)); got["b"] != 50 {
+		t.Errorf("least allocated should win: %v", got)
+	}
+	// Pods that request nothing still count as 100m and 200Mi.
+	if got := decideOn(func(c *clusterCache) { place(c, podReq("x", "", nil), "a") }, podReq("p", "", nil)); got["b"] != 50 {
+		t.Errorf("a pod with no requests should count on its node: %v", got)
+	}
+	// Equal nodes: either may win.
+	if got := decideOn(func(*clusterCache) {}, podReq("p", "", nil)); got["a"] == 0 || got["b"] == 0 {
+		t.Errorf("ties between equal nodes are always broken the same way: %v", got)
 	}
 }
 

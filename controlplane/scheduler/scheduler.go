@@ -1,10 +1,14 @@
 // Package scheduler places pods on nodes: a queue with backoff for pods that
 // fit nowhere, filters (readiness, unschedulable, nodeSelector and required
 // node affinity, taints and tolerations, host ports, resource requests
-// against allocatable, inter-pod affinity and anti-affinity), scores (least
-// allocated and balanced resources, spreading the replicas of one owner) and
-// a bind through the binding subresource. A pod that fits nowhere gets
-// PodScheduled=False with the reasons and a FailedScheduling event.
+// against allocatable, inter-pod affinity and anti-affinity), scores as
+// kube-scheduler's default profile weighs them (least allocated resources
+// counting non-zero default requests, balanced allocation, the default
+// topology spreading of a controller's pods by hostname and zone,
+// PreferNoSchedule taints, preferred node affinity) with ties broken at
+// random, and a bind through the binding subresource. A pod that fits
+// nowhere gets PodScheduled=False with the reasons and a FailedScheduling
+// event. Events are events.k8s.io/v1, as kube-scheduler writes them.
 package scheduler
 
 import (
@@ -27,10 +31,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -44,12 +47,16 @@ type Scheduler struct {
 	pods     corelisters.PodLister
 	nodes    corelisters.NodeLister
 	synced   []cache.InformerSynced
-	recorder record.EventRecorder
-	events   record.EventBroadcaster
+	recorder events.EventRecorder
+	events   events.EventBroadcaster
 
 	cache *clusterCache
-	next  int           // where the next decision starts looking, so load spreads
-	binds chan struct{} // bounds the bindings in flight
+	next  int // where the next decision starts looking, so load spreads
+	// feasible and zoneSeen are the worker's buffers for a decision: the
+	// nodes that fit and the zones (by number) among them.
+	feasible []feasible
+	zoneSeen []bool
+	binds    chan struct{} // bounds the bindings in flight
 
 	mu      sync.Mutex
 	waiting map[string]bool // fit nowhere last time: retried when nodes change
@@ -98,8 +105,11 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 			}
 		},
 	})
-	s.events = record.NewBroadcaster()
-	s.recorder = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Name})
+	// events.k8s.io/v1 events, as kube-scheduler writes them: eventTime,
+	// reportingController default-scheduler, reportingInstance
+	// default-scheduler-<host>, an action. Harnesses read these fields.
+	s.events = events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
+	s.recorder = s.events.NewRecorder(scheme.Scheme, Name)
 	return s
 }
 
@@ -200,8 +210,10 @@ func (s *Scheduler) requeueWaitingOnce() {
 // Run schedules until ctx ends. One worker: decisions see each other.
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.queue.ShutDown()
-	stop := s.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
-	defer stop.Stop()
+	if err := s.events.StartRecordingToSinkWithContext(ctx); err != nil {
+		slog.Error("scheduler: cannot record events", "err", err)
+	}
+	defer s.events.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return
 	}
@@ -257,33 +269,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	}
 	cand := newCandidate(pod)
 	moves := s.moves.Load()
-	s.cache.mu.Lock()
-	states := s.cache.nodes
-	order := s.cache.order
-	best, bestScore := "", -1.0
-	reasons := map[string]int{}
-	found, want := 0, feasibleToFind(len(order))
-	start := 0
-	if len(order) > 0 {
-		start = s.next % len(order)
-	}
-	for k := range order {
-		st := order[(start+k)%len(order)]
-		ok, why := fits(cand, st, states)
-		if !ok {
-			reasons[why]++
-			continue
-		}
-		if sc := score(cand, st); sc > bestScore {
-			best, bestScore = st.node.Name, sc
-		}
-		if found++; found >= want {
-			s.next = start + k + 1
-			break
-		}
-	}
-	nodes := len(order)
-	s.cache.mu.Unlock()
+	best, nodes, reasons := s.decide(cand)
 	if best == "" {
 		return s.unschedulable(ctx, pod, nodes, reasons, moves)
 	}
@@ -304,6 +290,65 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	return nil
 }
 
+// decide picks the node for the candidate from the cache, or says why none
+// fits: the number of nodes and how many failed for each reason. Only the
+// worker calls it: it reuses the scheduler's buffers.
+func (s *Scheduler) decide(cand *candidate) (best string, nodes int, reasons map[string]int) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	states := s.cache.nodes
+	order := s.cache.order
+	reasons = map[string]int{}
+	want := feasibleToFind(len(order))
+	start := 0
+	if len(order) > 0 {
+		start = s.next % len(order)
+	}
+	found := s.feasible[:0]
+	var zoneCounts []int
+	zones := 0
+	if cand.group != "" {
+		zoneCounts = s.cache.groupZones[cand.group]
+		if n := len(s.cache.zoneIDs) + 1; cap(s.zoneSeen) < n {
+			s.zoneSeen = make([]bool, n)
+		}
+		s.zoneSeen = s.zoneSeen[:len(s.cache.zoneIDs)+1]
+		clear(s.zoneSeen)
+	}
+	for k := range order {
+		st := order[(start+k)%len(order)]
+		ok, why := fits(cand, st, states)
+		if !ok {
+			reasons[why]++
+			continue
+		}
+		f := feasible{st: st, resources: resourceScore(cand, st), zoneCount: -1}
+		preferences(cand, st, &f)
+		if cand.group != "" {
+			f.hostCount = int32(st.groups[cand.group])
+			if id := st.zoneID; id != 0 {
+				f.zoneCount = 0
+				if id < len(zoneCounts) {
+					f.zoneCount = int32(zoneCounts[id])
+				}
+				if !s.zoneSeen[id] {
+					s.zoneSeen[id] = true
+					zones++
+				}
+			}
+		}
+		if found = append(found, f); len(found) >= want {
+			s.next = start + k + 1
+			break
+		}
+	}
+	s.feasible = found
+	if st := pickBest(cand, found, zones); st != nil {
+		best = st.node.Name
+	}
+	return best, len(order), reasons
+}
+
 // bind writes the binding; on failure the assumption is dropped and the
 // pod scheduled again.
 func (s *Scheduler) bind(ctx context.Context, pod *corev1.Pod, node string) {
@@ -321,7 +366,7 @@ func (s *Scheduler) bind(ctx context.Context, pod *corev1.Pod, node string) {
 		}
 		return
 	}
-	s.recorder.Eventf(pod, corev1.EventTypeNormal, "Scheduled", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
+	s.recorder.Eventf(pod, nil, corev1.EventTypeNormal, "Scheduled", "Binding", "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 }
 
 // unschedulable records why the pod fits nowhere, as Kubernetes words it:
@@ -372,7 +417,7 @@ func (s *Scheduler) unschedulable(ctx context.Context, pod *corev1.Pod, nodes in
 		if _, err := s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return fmt.Errorf("record PodScheduled=False: %w", err)
 		}
-		s.recorder.Event(pod, corev1.EventTypeWarning, "FailedScheduling", msg)
+		s.recorder.Eventf(pod, nil, corev1.EventTypeWarning, "FailedScheduling", "Scheduling", "%s", msg)
 	}
 	return errUnschedulable
 }

@@ -1,8 +1,10 @@
 // Package simnode runs simulated nodes for control-plane scale tests, like
 // kwok: each registers a Node, keeps its Lease, and reports the pods bound to
 // it Running and Ready with an address from its podCIDR, without running
-// anything; pods being deleted are confirmed gone at once. They never stand
-// in for a real node in a test of the node itself.
+// anything, with the conditions, container statuses and events a kubelet
+// gives (what harnesses such as kube-burner measure); pods being deleted are
+// confirmed gone at once. They never stand in for a real node in a test of
+// the node itself.
 package simnode
 
 import (
@@ -23,8 +25,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
@@ -42,6 +47,11 @@ type Options struct {
 	Pods   int
 	// LeaseRenewInterval is how often each node's Lease is renewed.
 	LeaseRenewInterval time.Duration
+	// Events is the client events are written with; nil means the main
+	// one. A client of its own keeps the kubelet events (three per
+	// container) from spending the rate limit the status updates, which
+	// harnesses time, need.
+	Events kubernetes.Interface
 }
 
 // Simulator is a running set of simulated nodes.
@@ -52,6 +62,9 @@ type Simulator struct {
 	pods   corelisters.PodLister
 	nodes  corelisters.NodeLister
 	queue  workqueue.TypedRateLimitingInterface[string]
+
+	events    record.EventBroadcaster
+	recorders map[string]record.EventRecorder // per node, as each node has its kubelet; read-only after Start
 
 	mu  sync.Mutex
 	ips map[string]map[netip.Addr]string // node → address → pod key
@@ -76,10 +89,19 @@ func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Simulat
 		opts.LeaseRenewInterval = 10 * time.Second
 	}
 	s := &Simulator{client: cs, opts: opts, names: map[string]bool{}, ips: map[string]map[netip.Addr]string{},
-		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
+		queue:     workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		events:    record.NewBroadcaster(record.WithContext(ctx)),
+		recorders: map[string]record.EventRecorder{}}
+	events := opts.Events
+	if events == nil {
+		events = cs
+	}
+	s.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: events.CoreV1().Events("")})
+	go func() { <-ctx.Done(); s.events.Shutdown() }()
 	for i := range opts.Count {
 		name := fmt.Sprintf("%s-%d", opts.Prefix, i)
 		s.names[name] = true
+		s.recorders[name] = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: name})
 		if err := s.register(ctx, name); err != nil {
 			return nil, fmt.Errorf("register simulated node %s: %w", name, err)
 		}
@@ -231,17 +253,8 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 	}
 	now := metav1.Now()
 	upd := pod.DeepCopy()
-	conds := []corev1.PodCondition{}
-	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
-		conds = append(conds, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
-	}
-	var statuses []corev1.ContainerStatus
-	for _, c := range pod.Spec.Containers {
-		statuses = append(statuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptr.To(true),
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}})
-	}
-	upd.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: conds, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}},
-		StartTime: &now, ContainerStatuses: statuses, QOSClass: corev1.PodQOSBestEffort}
+	upd.Status = runningStatus(pod, now)
+	upd.Status.PodIP, upd.Status.PodIPs = ip.String(), []corev1.PodIP{{IP: ip.String()}}
 	if n, err := s.nodes.Get(pod.Spec.NodeName); err == nil {
 		for _, a := range n.Status.Addresses {
 			if a.Type == corev1.NodeInternalIP {
@@ -254,7 +267,79 @@ func (s *Simulator) sync(ctx context.Context, key string) error {
 		s.release(pod)
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// Only once the status is written: a retried sync must not repeat them.
+	s.containerEvents(pod, pod.Spec.InitContainers, "spec.initContainers")
+	s.containerEvents(pod, pod.Spec.Containers, "spec.containers")
+	return nil
+}
+
+// runningStatus is the status a kubelet reports once every container of
+// the pod has started: phase Running, the conditions in the kubelet's order
+// with their transition times (PodScheduled is the scheduler's and is kept
+// as the binding wrote it), init containers completed (sidecars running),
+// containers running and ready since now.
+func runningStatus(pod *corev1.Pod, now metav1.Time) corev1.PodStatus {
+	scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionTrue {
+			scheduled = c
+		}
+	}
+	conds := make([]corev1.PodCondition, 0, 5)
+	for _, t := range []corev1.PodConditionType{corev1.PodReadyToStartContainers, corev1.PodInitialized, corev1.PodReady, corev1.ContainersReady} {
+		conds = append(conds, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	conds = append(conds, scheduled)
+	running := func(c corev1.Container) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, ContainerID: containerID(pod, c), Ready: true, Started: ptr.To(true),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}
+	}
+	var inits []corev1.ContainerStatus
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			inits = append(inits, running(c))
+			continue
+		}
+		inits = append(inits, corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, ContainerID: containerID(pod, c), Started: ptr.To(false),
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now,
+				ContainerID: containerID(pod, c)}}})
+	}
+	statuses := make([]corev1.ContainerStatus, 0, len(pod.Spec.Containers))
+	for _, c := range pod.Spec.Containers {
+		statuses = append(statuses, running(c))
+	}
+	qos := pod.Status.QOSClass // set by the API server from the requests
+	if qos == "" {
+		qos = corev1.PodQOSBestEffort
+	}
+	return corev1.PodStatus{Phase: corev1.PodRunning, Conditions: conds, StartTime: &now,
+		InitContainerStatuses: inits, ContainerStatuses: statuses, QOSClass: qos}
+}
+
+// containerID names a simulated container the way a runtime would, so that
+// tools that read it find one.
+func containerID(pod *corev1.Pod, c corev1.Container) string {
+	return "simulated://" + string(pod.UID) + "/" + c.Name
+}
+
+// containerEvents records what a kubelet records as it starts each
+// container: Pulled, Created and Started from the kubelet of the pod's node,
+// about the container's field of the pod (fieldPath spec.containers{name}).
+func (s *Simulator) containerEvents(pod *corev1.Pod, containers []corev1.Container, path string) {
+	rec := s.recorders[pod.Spec.NodeName]
+	if rec == nil {
+		return
+	}
+	for _, c := range containers {
+		ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			ResourceVersion: pod.ResourceVersion, FieldPath: path + "{" + c.Name + "}"}
+		rec.Eventf(ref, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.Image)
+		rec.Eventf(ref, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+		rec.Eventf(ref, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	}
 }
 
 // assign gives the pod the next free address of its node's podCIDR.
@@ -369,6 +454,9 @@ func (s *Simulator) finish(ctx context.Context, pod *corev1.Pod) error {
 	_, err = s.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
+	}
+	if err == nil && restart {
+		s.containerEvents(pod, pod.Spec.Containers, "spec.containers")
 	}
 	return err
 }

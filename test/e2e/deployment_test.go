@@ -122,6 +122,7 @@ func TestDeploymentRollouts(t *testing.T) {
 
 	kubectl("create", "deployment", "web", "--image=petrel.local/testserver:1", "--replicas=4")
 	rolledOut()
+	checkReportedAsKubernetesDoes(ctx, t, s, "app=web", "testserver")
 	kubectl("scale", "deployment", "web", "--replicas=6")
 	rolledOut()
 	if out := kubectl("get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}/{.status.updatedReplicas}"); out != "6/6" {
@@ -200,6 +201,61 @@ func TestDeploymentRollouts(t *testing.T) {
 	poll(t, "proportional scaling", 30*time.Second, func() error {
 		if out := sizes(); !strings.Contains(out, "testserver:4=3 ") || !strings.Contains(out, "testserver:3=7 ") {
 			return fmt.Errorf("replicasets %q", out)
+		}
+		return nil
+	})
+}
+
+// checkReportedAsKubernetesDoes checks a running pod of the selector for
+// what harnesses (kube-burner's podLatency, clusterloader2) read, through the
+// real API server: the scheduler's Scheduled event as events.k8s.io/v1
+// (eventTime, reportingController default-scheduler, action Binding), the
+// node's PodReadyToStartContainers condition and running startedAt, and the
+// kubelet's Pulled, Created and Started events about the container.
+func checkReportedAsKubernetesDoes(ctx context.Context, t *testing.T, s *cluster.Server, selector, container string) {
+	t.Helper()
+	cs := s.Clientset()
+	pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("pods of %s: %v (%d)", selector, err, len(pods.Items))
+	}
+	pod := pods.Items[0]
+	ready := false
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReadyToStartContainers && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+			ready = true
+		}
+	}
+	if !ready {
+		t.Errorf("%s has no PodReadyToStartContainers condition: %+v", pod.Name, pod.Status.Conditions)
+	}
+	if len(pod.Status.ContainerStatuses) == 0 || pod.Status.ContainerStatuses[0].State.Running == nil ||
+		pod.Status.ContainerStatuses[0].State.Running.StartedAt.IsZero() {
+		t.Errorf("%s has no running startedAt: %+v", pod.Name, pod.Status.ContainerStatuses)
+	}
+	poll(t, "the Scheduled and kubelet events of "+pod.Name, 30*time.Second, func() error {
+		evs, err := cs.EventsV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=" + pod.Name})
+		if err != nil {
+			return err
+		}
+		scheduled := false
+		kubelet := map[string]bool{}
+		for _, e := range evs.Items {
+			switch {
+			case e.Reason == "Scheduled":
+				if e.EventTime.IsZero() || e.ReportingController != "default-scheduler" || e.ReportingInstance == "" || e.Action != "Binding" ||
+					e.Note != fmt.Sprintf("Successfully assigned default/%s to %s", pod.Name, pod.Spec.NodeName) {
+					return fmt.Errorf("Scheduled event: eventTime %v, reporting %s/%s, action %q, note %q",
+						e.EventTime, e.ReportingController, e.ReportingInstance, e.Action, e.Note)
+				}
+				scheduled = true
+			case e.Regarding.FieldPath == "spec.containers{"+container+"}" && e.ReportingController == "kubelet" &&
+				e.ReportingInstance == pod.Spec.NodeName:
+				kubelet[e.Reason] = true
+			}
+		}
+		if !scheduled || !kubelet["Pulled"] || !kubelet["Created"] || !kubelet["Started"] {
+			return fmt.Errorf("Scheduled %v, kubelet events %v among %d", scheduled, kubelet, len(evs.Items))
 		}
 		return nil
 	})

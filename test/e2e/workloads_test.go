@@ -191,4 +191,38 @@ spec:
 		}
 		return nil
 	})
+
+	// kube-burner's kubelet-density shape: bare pods that request nothing,
+	// created in a burst, spread as kube-scheduler spreads them (non-zero
+	// default requests, random ties) rather than filling one node.
+	t.Run("pods that request nothing spread", func(t *testing.T) {
+		const pods = 30
+		for i := range pods {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("density-%d", i), Labels: map[string]string{"density": "yes"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "petrel.local/testserver:1"}}}}
+			if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		per := map[string]int{}
+		poll(t, "every density pod bound", 30*time.Second, func() error {
+			list, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "density=yes"})
+			if err != nil {
+				return err
+			}
+			clear(per)
+			for _, p := range list.Items {
+				if p.Spec.NodeName == "" {
+					return fmt.Errorf("%s not bound", p.Name)
+				}
+				per[p.Spec.NodeName]++
+			}
+			return nil
+		})
+		for _, node := range []string{"sim-0", "sim-1", "sim-2"} {
+			if n := per[node]; n > pods/3+3 {
+				t.Errorf("%s holds %d of %d pods that request nothing: %v", node, n, pods, per)
+			}
+		}
+	})
 }
