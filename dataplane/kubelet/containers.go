@@ -393,7 +393,7 @@ var errPull = errors.New("image pull failed")
 // startContainer creates and starts one container of the pod.
 func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbox, vols map[string]string, c *corev1.Container, rec *containerRecord) error {
 	uid := string(pod.UID)
-	img, err := runtime.EnsureImage(ctx, k.runtime, c.Image, c.ImagePullPolicy != corev1.PullNever)
+	img, err := k.image(ctx, c.Image, c.ImagePullPolicy != corev1.PullNever)
 	if err != nil {
 		if errors.Is(err, runtime.ErrImageNotPresent) {
 			return err

@@ -90,6 +90,12 @@ type Kubelet struct {
 
 	mu    sync.Mutex
 	state map[string]*podState // by pod UID
+
+	// image finds a container's image, pulling it when allowed, and
+	// teardownPod removes what a pod has on the node: containerd's and the
+	// machine's, which unit tests stand in for.
+	image       func(ctx context.Context, ref string, pull bool) (containerd.Image, error)
+	teardownPod func(ctx context.Context, uid string, pod *corev1.Pod, grace time.Duration) error
 }
 
 // podState is what the kubelet remembers of a pod between syncs.
@@ -126,12 +132,17 @@ func New(cfg Config, client kubernetes.Interface, rt *containerd.Client, hostIP 
 	}
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return &Kubelet{cfg: cfg, client: client, runtime: rt, hostIP: hostIP, allocatable: allocatable,
+	k := &Kubelet{cfg: cfg, client: client, runtime: rt, hostIP: hostIP, allocatable: allocatable,
 		recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet"}),
 		state: map[string]*podState{}}
+	k.image = func(ctx context.Context, ref string, pull bool) (containerd.Image, error) {
+		return runtime.EnsureImage(ctx, k.runtime, ref, pull)
+	}
+	k.teardownPod = k.teardown
+	return k
 }
 
 // Run waits for the node's podCIDR, then syncs pods until ctx ends. It
@@ -377,7 +388,7 @@ func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) 
 		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 	}
 	go func() {
-		err := k.teardown(ctx, string(pod.UID), pod, grace)
+		err := k.teardownPod(ctx, string(pod.UID), pod, grace)
 		if err == nil {
 			err = k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 				GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
