@@ -198,6 +198,10 @@ func State(ctx context.Context, ctr containerd.Container) (TaskState, error) {
 		return TaskState{}, err
 	}
 	st, err := task.Status(ctx)
+	if errdefs.IsNotFound(err) {
+		// Deleted between the two questions: as gone as if never found.
+		return TaskState{}, nil
+	}
 	if err != nil {
 		return TaskState{}, err
 	}
@@ -214,44 +218,65 @@ func State(ctx context.Context, ctr containerd.Container) (TaskState, error) {
 // StopTask sends SIGTERM, waits up to grace, then SIGKILL, and deletes the
 // task. A container without a task is already stopped.
 func StopTask(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
-	task, err := ctr.Task(ctx, nil)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	task, err := killTask(ctx, ctr, grace)
+	if err != nil || task == nil {
 		return err
-	}
-	exited, err := task.Wait(ctx)
-	if err != nil {
-		return fmt.Errorf("wait for %s: %w", ctr.ID(), err)
-	}
-	if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
-		if grace > 0 {
-			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("signal %s: %w", ctr.ID(), err)
-			}
-			select {
-			case <-exited:
-			case <-time.After(grace):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
-			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("kill %s: %w", ctr.ID(), err)
-			}
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				return fmt.Errorf("%s did not exit after SIGKILL", ctr.ID())
-			}
-		}
 	}
 	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete task of %s: %w", ctr.ID(), err)
 	}
 	return nil
+}
+
+// KillTask sends SIGTERM, waits up to grace, then SIGKILL, and waits for the
+// process to exit. Unlike StopTask it keeps the stopped task: its exit code
+// and time are how the kubelet learns that the run ended and counts the
+// restart.
+func KillTask(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
+	_, err := killTask(ctx, ctr, grace)
+	return err
+}
+
+// killTask stops the container's process and returns its task, nil when
+// it has none.
+func killTask(ctx context.Context, ctr containerd.Container, grace time.Duration) (containerd.Task, error) {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load the task of %s: %w", ctr.ID(), err)
+	}
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for %s: %w", ctr.ID(), err)
+	}
+	if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+		if grace > 0 {
+			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("signal %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(grace):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("kill %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				return nil, fmt.Errorf("%s did not exit after SIGKILL", ctr.ID())
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return task, nil
 }
 
 // RemoveContainer stops the container's task and deletes the container and

@@ -177,6 +177,14 @@ func TestContainersOutliveContainerd(t *testing.T) {
 	if st, err := State(ctx, ctr); err != nil || !st.Running || st.Pid != pid {
 		t.Fatalf("adopted state %+v (%v), want running as pid %d", st, err, pid)
 	}
+	// A kill (a failed liveness probe) keeps the stopped task: its exit is
+	// how the kubelet counts the restart. sleep as PID 1 ignores SIGTERM.
+	if err := KillTask(ctx, ctr, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := State(ctx, ctr); err != nil || !st.Exists || st.Running || st.ExitCode != 137 {
+		t.Fatalf("state after the kill %+v (%v), want a stopped task that exited with 137", st, err)
+	}
 	if err := RemoveContainer(ctx, ctr, time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -92,6 +92,82 @@ spec:
 		}
 	})
 
+	t.Run("liveness restarts are counted and backed off", func(t *testing.T) {
+		// sleep as PID 1 ignores SIGTERM, so each run ends by SIGKILL after
+		// the grace period; the probe fails from the start.
+		w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=livexec"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: livexec}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleeper
+    image: %s
+    command: ["sleep", "3600"]
+    livenessProbe:
+      exec: {command: ["sh", "-c", "exit 1"]}
+      periodSeconds: 1
+      failureThreshold: 1
+`, img))
+		// The second restart comes only after a back-off that the status
+		// shows as CrashLoopBackOff, with the run before as lastState.
+		var backedOff bool
+		var last *corev1.ContainerStatus
+		deadline := time.After(90 * time.Second)
+		for last == nil || last.RestartCount < 2 || last.State.Running == nil {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					t.Fatal("the watch ended")
+				}
+				p, isPod := ev.Object.(*corev1.Pod)
+				if !isPod || len(p.Status.ContainerStatuses) == 0 {
+					continue
+				}
+				c := p.Status.ContainerStatuses[0]
+				if last != nil && c.RestartCount < last.RestartCount {
+					t.Fatalf("restartCount went back from %d to %d", last.RestartCount, c.RestartCount)
+				}
+				if c.RestartCount > 0 {
+					term := c.LastTerminationState.Terminated
+					if term == nil || term.ExitCode == 0 || term.ContainerID == "" || term.ContainerID == c.ContainerID {
+						t.Fatalf("restart %d: lastState %+v does not describe the run before (current %s)", c.RestartCount, c.LastTerminationState, c.ContainerID)
+					}
+				}
+				if w := c.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" && c.RestartCount >= 1 {
+					backedOff = true
+				}
+				last = &c
+			case <-deadline:
+				t.Fatalf("no second restart in 90 s; last status %+v", last)
+			}
+		}
+		if !backedOff {
+			t.Fatalf("restarted twice without a back-off shown as CrashLoopBackOff")
+		}
+		// Each Started event is a run the restart count knows of.
+		evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=livexec,reason=Started"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var started int32
+		for _, e := range evs.Items {
+			started += max(e.Count, 1)
+		}
+		restarts := getPod(ctx, t, cs, "livexec").Status.ContainerStatuses[0].RestartCount
+		if started > restarts+1 {
+			t.Fatalf("%d Started events for %d restarts", started, restarts)
+		}
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "livexec", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("failing readiness takes the pod out of the Service", func(t *testing.T) {
 		flags := t.TempDir()
 		for _, name := range []string{"rd-a", "rd-b"} {
