@@ -10,11 +10,14 @@ package kubelet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -297,12 +300,24 @@ func (k *Kubelet) markOOM(ctx context.Context, id string) {
 	}
 }
 
-// containerID names one run of a pod's container in containerd: the pod
-// UID (36 characters), the container's name and the restart count. A new
-// name per run, as the CRI gives: the shim of the run before may still be
-// clearing its state when the next starts.
+// maxContainerID is the longest identifier containerd accepts.
+const maxContainerID = 76
+
+// containerID names one attempt to run a pod's container in containerd:
+// <pod uid>-<name>-<restarts>-<nonce>. The nonce makes every attempt's name
+// new, as the CRI's random ids are, even when a start is tried again
+// without a restart to count: the shim of the attempt before may still be
+// clearing its state under the old name. A long container name (Kubernetes
+// allows 63 characters) is cut to fit; the labels carry it whole.
 func containerID(uid, name string, restarts int32) string {
-	return fmt.Sprintf("%s-%s-%d", uid, name, restarts)
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	tail := fmt.Sprintf("-%d-%s", restarts, hex.EncodeToString(nonce[:]))
+	if room := maxContainerID - len(uid) - 1 - len(tail); len(name) > room {
+		// Separators may not end a part of an identifier.
+		name = strings.TrimRight(name[:room], "-._")
+	}
+	return uid + "-" + name + tail
 }
 
 func podUIDOf(id string) (string, bool) {
