@@ -158,6 +158,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
+	if err := prepareNetNSDir(); err != nil {
+		return fmt.Errorf("pods' network namespaces: %w", err)
+	}
 	if k.loggerPath, err = linkHelper(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
 		return fmt.Errorf("container logger: %w", err)
 	}
