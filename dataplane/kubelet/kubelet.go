@@ -112,6 +112,43 @@ type podState struct {
 	stopped bool
 	// tokens are the service account tokens projected into the pod (k.mu).
 	tokens map[string]projectedToken
+	// teardownBackoff and teardownAt pace a teardown that keeps failing
+	// (k.mu): informer updates and resyncs ask for the pod far more often.
+	teardownBackoff time.Duration
+	teardownAt      time.Time
+}
+
+// Teardown back-off: a pod whose removal fails (a namespace mount that will
+// not go, containerd busy) is tried again after 1 s doubling to 5 min.
+const (
+	teardownBackoffInitial = time.Second
+	teardownBackoffMax     = 5 * time.Minute
+)
+
+// teardownWait is how long until the pod's teardown may be tried again.
+func (k *Kubelet) teardownWait(ps *podState) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return time.Until(ps.teardownAt)
+}
+
+// teardownDone records how a teardown went and returns how long until the
+// next try when it failed.
+func (k *Kubelet) teardownDone(ps *podState, what string, err error) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		ps.teardownBackoff, ps.teardownAt = 0, time.Time{}
+		return 0
+	}
+	if ps.teardownBackoff == 0 {
+		ps.teardownBackoff = teardownBackoffInitial
+	} else {
+		ps.teardownBackoff = min(2*ps.teardownBackoff, teardownBackoffMax)
+	}
+	ps.teardownAt = time.Now().Add(ps.teardownBackoff)
+	slog.Warn("kubelet: pod teardown failed; trying again later", "pod", what, "in", ps.teardownBackoff, "err", err)
+	return ps.teardownBackoff
 }
 
 func (k *Kubelet) podState(uid string) *podState {
@@ -369,19 +406,25 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 	ps := k.podState(uid)
 	switch {
 	case pod == nil:
-		if err := k.teardown(ctx, uid, nil, 0); err != nil {
-			return 0, err
+		if wait := k.teardownWait(ps); wait > 0 {
+			return wait, nil
+		}
+		if wait := k.teardownDone(ps, uid, k.teardownPod(ctx, uid, nil, 0)); wait > 0 {
+			return wait, nil
 		}
 		k.mu.Lock()
 		delete(k.state, uid)
 		k.mu.Unlock()
 		return 0, nil
 	case pod.DeletionTimestamp != nil:
-		return 0, k.terminate(ctx, pod, ps)
+		return k.terminate(ctx, pod, ps), nil
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		if !ps.stopped {
-			if err := k.teardown(ctx, uid, pod, 0); err != nil {
-				return 0, err
+			if wait := k.teardownWait(ps); wait > 0 {
+				return wait, nil
+			}
+			if wait := k.teardownDone(ps, pod.Namespace+"/"+pod.Name, k.teardownPod(ctx, uid, pod, 0)); wait > 0 {
+				return wait, nil
 			}
 			ps.stopped = true
 		}
@@ -392,12 +435,22 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 
 // terminate stops a deleted pod's containers within its grace period (in
 // the background, not holding a worker), releases everything and then
-// removes the pod from the API.
-func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) error {
+// removes the pod from the API. It returns how long until the pod should be
+// looked at again while a failed teardown backs off.
+//
+// The background teardown reports to its own back-off rather than the
+// queue's rate limiter: the worker forgets the pod as soon as terminate
+// returns, which reset the limiter and made a failing teardown run again
+// every 200 ms and at each informer event.
+func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) time.Duration {
 	k.mu.Lock()
 	if ps.terminating {
 		k.mu.Unlock()
-		return nil
+		return 0
+	}
+	if wait := time.Until(ps.teardownAt); wait > 0 {
+		k.mu.Unlock()
+		return wait
 	}
 	ps.terminating = true
 	k.mu.Unlock()
@@ -414,15 +467,18 @@ func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) 
 				err = nil
 			}
 		}
+		if ctx.Err() != nil {
+			err = nil // stopping: the next node start takes over
+		}
+		wait := k.teardownDone(ps, pod.Namespace+"/"+pod.Name, err)
 		k.mu.Lock()
 		ps.terminating = false
 		k.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			slog.Warn("kubelet: pod termination failed; retrying", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-			k.queue.AddRateLimited(string(pod.UID))
+		if wait > 0 {
+			k.queue.AddAfter(string(pod.UID), wait)
 		}
 	}()
-	return nil
+	return 0
 }
 
 // teardown stops and removes the pod's containers (preStop hooks first when
@@ -444,7 +500,7 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 		k.runPreStop(ctx, pod, grace)
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(ctrs))
+	ctrErrs := make([]error, len(ctrs))
 	for i, c := range ctrs {
 		wg.Add(1)
 		go func() {
@@ -456,35 +512,35 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 					}
 				}
 			}
-			errs[i] = runtime.RemoveContainer(ctx, c, grace)
+			ctrErrs[i] = runtime.RemoveContainer(ctx, c, grace)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(ctrErrs...); err != nil {
 		return err
 	}
+	// With the containers gone, every other step is tried, whatever fails,
+	// so that one stuck piece (a mount) does not keep the rest on the node.
 	dir := k.podDir(uid)
 	sb := sandbox{UID: uid, NetNS: netnsPath(uid)}
 	if pod != nil {
 		sb.Namespace, sb.Name = pod.Namespace, pod.Name
 	}
+	var errs []error
 	if k.network != nil {
-		if err := k.network.del(ctx, sb); err != nil {
-			return err
-		}
+		errs = append(errs, k.network.del(ctx, sb))
 	}
-	if err := removeNetNS(sb.NetNS); err != nil {
-		return err
-	}
-	if err := runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)); err != nil {
+	errs = append(errs, removeNetNS(sb.NetNS),
+		runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)),
+		unmountUnder(dir))
+	if err := errors.Join(errs...); err != nil {
+		// The pod's directory stays: it is how a restarted node finds the
+		// pod to clean up after.
 		return err
 	}
 	// A finished pod keeps its logs until it is deleted.
 	if pod != nil && pod.DeletionTimestamp == nil {
-		return unmountUnder(dir)
-	}
-	if err := unmountUnder(dir); err != nil {
-		return err
+		return nil
 	}
 	return os.RemoveAll(dir)
 }
