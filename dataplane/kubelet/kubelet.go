@@ -110,6 +110,9 @@ type podState struct {
 	// stopped is set once the containers of a finished or deleted pod are
 	// gone and its network released.
 	stopped bool
+	// admitted is set once the node has taken the pod on, rejected once it
+	// refused it (k.mu).
+	admitted, rejected bool
 	// tokens are the service account tokens projected into the pod (k.mu).
 	tokens map[string]projectedToken
 	// teardownBackoff and teardownAt pace a teardown that keeps failing
@@ -429,6 +432,9 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 			ps.stopped = true
 		}
 		return 0, nil
+	}
+	if ok, err := k.admit(ctx, pod, ps); !ok || err != nil {
+		return 0, err
 	}
 	return k.syncRunning(ctx, pod, ps)
 }
