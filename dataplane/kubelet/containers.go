@@ -48,8 +48,10 @@ type containerRecord struct {
 	nextStart time.Time
 	endedRun  string
 	// retry paces attempts that made no run at all (an image that could not
-	// be had, a config that could not be made).
-	retry time.Duration
+	// be had, a config that could not be made); a pull that failed is not
+	// tried again before retryAt.
+	retry   time.Duration
+	retryAt time.Time
 }
 
 func (ps *podState) record(name string) *containerRecord {
@@ -350,6 +352,17 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		rec.restarts++
 		rec.backoff = nextBackoff(rec.backoff)
 	}
+	if w := rec.waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+		// Pulls back off as the kubelet's do, however often the pod is
+		// synced: each try costs the registry's timeouts.
+		if wait := time.Until(rec.retryAt); wait > 0 {
+			if w.Reason == "ErrImagePull" {
+				rec.waiting = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+					Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, w.Message)}
+			}
+			return wait
+		}
+	}
 	if err := k.startContainer(ctx, pod, sb, vols, c, rec); err != nil {
 		var notPresent bool
 		var cfgErr errConfig
@@ -364,11 +377,7 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		case errors.As(err, &mountErr):
 			rec.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		case errors.Is(err, errPull):
-			reason := "ErrImagePull"
-			if rec.waiting != nil && (rec.waiting.Reason == "ErrImagePull" || rec.waiting.Reason == "ImagePullBackOff") {
-				reason = "ImagePullBackOff"
-			}
-			rec.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: err.Error()}
 		default:
 			// It was made but would not run: a run that ended at once.
 			now := metav1.Now()
@@ -383,6 +392,11 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		if rec.failedStart != nil {
 			// The next sync restarts it after the back-off from now.
 			return time.Second
+		}
+		if rec.waiting.Reason == "ErrImagePull" {
+			rec.retry = nextBackoff(rec.retry)
+			rec.retryAt = time.Now().Add(rec.retry)
+			return rec.retry
 		}
 		wait := rec.retry
 		rec.retry = nextBackoff(rec.retry)

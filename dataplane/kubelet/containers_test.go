@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,45 @@ func TestRunWithoutTaskIsARestart(t *testing.T) {
 	}
 	if rec.backoff != 2*backoffInitial {
 		t.Fatalf("back-off after the second restart %v, want %v", rec.backoff, 2*backoffInitial)
+	}
+}
+
+// TestImagePullBacksOff: a failed pull is ErrImagePull, saying what to do
+// without a registry; syncs within the back-off (10 s doubling to 5 min)
+// do not pull again and report ImagePullBackOff.
+func TestImagePullBacksOff(t *testing.T) {
+	var pulls int
+	k := &Kubelet{cfg: Config{DataDir: t.TempDir()}, recorder: record.NewFakeRecorder(100),
+		image: func(_ context.Context, ref string, pull bool) (containerd.Image, error) {
+			pulls++
+			return nil, fmt.Errorf("pull docker.io/library/%s: dial tcp: lookup registry-1.docker.io: no such host (%s)", ref, runtime.PullHint)
+		}}
+	c := &corev1.Container{Name: "web", Image: "nginx:1.27", ImagePullPolicy: corev1.PullIfNotPresent}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", UID: "u2"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{*c}}}
+	ps := &podState{containers: map[string]*containerRecord{}, probes: map[string]*prober{}}
+	ctx := context.Background()
+	status := func() *corev1.ContainerStateWaiting {
+		return k.containerStatus(ctx, pod, ps, sandbox{}, c, map[string]observed{"web": {}}, true, false).State.Waiting
+	}
+
+	wait := k.ensureContainer(ctx, pod, ps, sandbox{}, nil, c, observed{}, corev1.RestartPolicyAlways)
+	if w := status(); pulls != 1 || w == nil || w.Reason != "ErrImagePull" || !strings.Contains(w.Message, "petrelctl image import") {
+		t.Fatalf("after %d pulls: waiting %+v, want ErrImagePull saying how to import the image", pulls, w)
+	}
+	if wait < 5*time.Second || wait > backoffInitial {
+		t.Fatalf("looks again in %v, want the %v back-off", wait, backoffInitial)
+	}
+	for range 5 {
+		k.ensureContainer(ctx, pod, ps, sandbox{}, nil, c, observed{}, corev1.RestartPolicyAlways)
+	}
+	if w := status(); pulls != 1 || w == nil || w.Reason != "ImagePullBackOff" || !strings.Contains(w.Message, "nginx:1.27") {
+		t.Fatalf("%d pulls within the back-off, waiting %+v; want 1 and ImagePullBackOff", pulls, w)
+	}
+	// Once it is over: one pull, then twice the wait.
+	ps.record("web").retryAt = time.Now().Add(-time.Second)
+	wait = k.ensureContainer(ctx, pod, ps, sandbox{}, nil, c, observed{}, corev1.RestartPolicyAlways)
+	if pulls != 2 || wait < backoffInitial+5*time.Second || wait > 2*backoffInitial {
+		t.Fatalf("after the back-off: %d pulls, next in %v; want 2 and %v", pulls, wait, 2*backoffInitial)
 	}
 }

@@ -14,8 +14,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 )
 
 // ErrImageNotPresent says the image is not in containerd and may not be
@@ -51,12 +53,25 @@ func EnsureImage(ctx context.Context, c *containerd.Client, image string, pull b
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	// The resolver logs every host it fails to reach at info level to the
+	// node's terminal, once per pull and host; the error returned says it.
+	pctx = log.WithLogger(pctx, quietLog)
 	img, err = c.Pull(pctx, name, containerd.WithPullUnpack, containerd.WithPullSnapshotter(Snapshotter))
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", name, err)
+		return nil, fmt.Errorf("pull %s: %w (%s)", name, err, PullHint)
 	}
 	return img, nil
 }
+
+// PullHint says what to do when no registry is reachable from the node.
+const PullHint = "if no registry is reachable from this node, load the image from an OCI or Docker archive with `petrelctl image import FILE.tar`"
+
+// quietLog drops the containerd client's own log lines.
+var quietLog = func() *log.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}()
 
 // ContainerConfig is one container as the kubelet wants it run.
 type ContainerConfig struct {
