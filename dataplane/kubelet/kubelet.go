@@ -1,5 +1,6 @@
 // Package kubelet runs the pods bound to this node on containerd: a pod
-// sync loop (one sync at a time per pod), the pod's network namespace and
+// sync loop (one sync at a time per pod), admission (a pod whose host ports
+// an admitted pod holds is refused), the pod's network namespace and
 // address through libcni, its volumes and files, its containers with runc
 // (no pause container: every container joins the namespace the kubelet
 // made), restarts with back-off, probes, graceful termination, and the pod's
