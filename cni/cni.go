@@ -1,9 +1,10 @@
-// Package cni connects pods to the node: a veth pair per pod (eth0 in the
-// pod's network namespace, a host side named from the container id), a /32
-// address from the node's podCIDR, a default route through a link-local
-// gateway answered by a permanent neighbour entry, and a /32 host route to
-// the pod. petrel-cni exposes it as a CNI 1.1 plugin; the kubelet calls it
-// through libcni like any container runtime.
+// Package cni connects pods to the node: the namespace's loopback brought
+// up, a veth pair per pod (eth0 in the pod's network namespace, a host side
+// named from the container id), a /32 address from the node's podCIDR, a
+// default route through a link-local gateway answered by a permanent
+// neighbour entry, and a /32 host route to the pod. petrel-cni exposes it
+// as a CNI 1.1 plugin; the kubelet calls it through libcni like any
+// container runtime.
 package cni
 
 import (
@@ -98,10 +99,20 @@ func Add(c *Config, containerID, netnsPath, ifName string) (*types100.Result, er
 	defer netns.Close()
 	var hostIf, contIf net.Interface
 	err = netns.Do(func(hostNS ns.NetNS) error {
+		// A new namespace's loopback is down; the pod has no other plugin
+		// (such as CNI's loopback) to bring it up, and without it neither
+		// 127.0.0.1 nor the pod's own address answers: sidecars talking
+		// over localhost fail.
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return fmt.Errorf("look up the pod's loopback: %w", err)
+		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("bring the pod's loopback up: %w", err)
+		}
 		if l, err := netlink.LinkByName(ifName); err == nil {
 			_ = netlink.LinkDel(l)
 		}
-		var err error
 		hostIf, contIf, err = ip.SetupVethWithName(ifName, hostName, c.MTU, "", hostNS)
 		if err != nil {
 			return fmt.Errorf("create veth: %w", err)

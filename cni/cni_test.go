@@ -140,6 +140,40 @@ func TestPluginThroughLibcni(t *testing.T) {
 		}
 	})
 
+	t.Run("a pod reaches itself over loopback and its own address", func(t *testing.T) {
+		// Sidecars talk over 127.0.0.1; a pod may also dial its own address.
+		for _, addr := range []string{"127.0.0.1", ipA.String()} {
+			err := ns.WithNetNSPath(nsA, func(ns.NetNS) error {
+				ln, err := net.Listen("tcp4", net.JoinHostPort(addr, "0"))
+				if err != nil {
+					return err
+				}
+				defer ln.Close()
+				go func() {
+					if c, err := ln.Accept(); err == nil {
+						_, _ = c.Write([]byte("self"))
+						c.Close()
+					}
+				}()
+				c, err := net.DialTimeout("tcp4", ln.Addr().String(), 3*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				buf := make([]byte, 8)
+				_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				n, err := c.Read(buf)
+				if err == nil && string(buf[:n]) != "self" {
+					err = fmt.Errorf("read %q", buf[:n])
+				}
+				return err
+			})
+			if err != nil {
+				t.Errorf("pod A → %s in its own namespace: %v", addr, err)
+			}
+		}
+	})
+
 	t.Run("ADD again after a crash midway keeps the address", func(t *testing.T) {
 		// As if a runtime died after the veth was made: the host side is
 		// gone, the address is recorded; ADD must mend, not fail or leak.

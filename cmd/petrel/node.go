@@ -170,26 +170,15 @@ func printNodeReady(opts node.Options, n *node.Node) {
 	fmt.Printf("\n  metrics:  %s\n  BPF maps: petrelctl bpf lb list --node-name %s\n", n.MetricsURL, opts.NodeName)
 }
 
-// cleanupNode undoes what a node leaves on the machine when it stops.
+// cleanupNode undoes what a node leaves on the machine when it stops; it
+// does every step it can and then reports what failed.
 func cleanupNode(ctx context.Context, opts node.Options) error {
-	if err := node.CleanupPods(ctx, opts); err != nil {
-		return err
-	}
 	dir := opts.PinDir
 	if dir == "" {
 		dir = bpfobj.PinDir(opts.NodeName)
 	}
-	if err := bpfobj.Remove(dir); err != nil {
-		return fmt.Errorf("remove %s: %w", dir, err)
-	}
-	if opts.LocalDNS.IsValid() {
-		if err := node.RemoveLocalAddress(opts.LocalDNS); err != nil {
-			return err
-		}
-	}
-	// The pods' cgroup goes when it is empty (no pod runs on this node).
-	if root, err := bpfobj.CgroupV2Mount(); err == nil {
-		_ = os.Remove(filepath.Join(root, opts.CgroupRoot))
+	if err := node.Cleanup(ctx, opts, dir); err != nil {
+		return fmt.Errorf("cleanup of node %s was incomplete: %w", opts.NodeName, err)
 	}
 	fmt.Printf("Removed the socket load balancer and maps under %s and the DNS address %s.\n", dir, opts.LocalDNS)
 	return nil

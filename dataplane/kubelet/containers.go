@@ -23,7 +23,8 @@ import (
 )
 
 // Restart back-off, as the kubelet's: the first restart is at once, then
-// 10 s doubling to 5 min, reset after 10 min of running.
+// 10 s doubling to 5 min, counted from when the run ended; reset after a
+// run of 10 min.
 const (
 	backoffInitial = 10 * time.Second
 	backoffMax     = 5 * time.Minute
@@ -40,9 +41,17 @@ type containerRecord struct {
 	// there is no container to show for it.
 	failedStart *corev1.ContainerStateTerminated
 	// waiting explains why there is no container (image missing, bad config).
-	waiting   *corev1.ContainerStateWaiting
+	waiting *corev1.ContainerStateWaiting
+	// backoff is the wait between the end of the next run and its restart;
+	// nextStart is when the run that ended (endedRun) may run again.
 	backoff   time.Duration
 	nextStart time.Time
+	endedRun  string
+	// retry paces attempts that made no run at all (an image that could not
+	// be had, a config that could not be made); a pull that failed is not
+	// tried again before retryAt.
+	retry   time.Duration
+	retryAt time.Time
 }
 
 func (ps *podState) record(name string) *containerRecord {
@@ -224,6 +233,12 @@ func (k *Kubelet) observe(ctx context.Context, uid, name string) observed {
 	return o
 }
 
+// lost says the container ran and its task is gone, deleted before the
+// kubelet saw how it ended: the run is over, its exit unknown.
+func (o observed) lost() bool {
+	return o.ctr != nil && o.err == nil && !o.state.Exists && o.labels[labelStartedAt] != ""
+}
+
 // labelsOf reads a container's labels from the record a list just
 // returned, without another round trip to containerd.
 func labelsOf(ctx context.Context, c containerd.Container) (map[string]string, error) {
@@ -239,6 +254,10 @@ func (o observed) terminated() *corev1.ContainerStateTerminated {
 		t.StartedAt = metav1.NewTime(at)
 	}
 	switch {
+	case o.lost():
+		// As the kubelet reports a container it cannot find.
+		t.ExitCode, t.Reason = 137, "ContainerStatusUnknown"
+		t.Message = "The container's process was gone before its exit was seen"
 	case o.labels[labelOOM] == "true":
 		t.Reason = "OOMKilled"
 	case t.ExitCode == 0:
@@ -303,7 +322,8 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 	switch {
 	case o.running:
 		return 0
-	case o.exited:
+	case o.exited || o.lost():
+		// A run that ended, whoever deleted its task: a restart to count.
 		ended = k.terminated(pod, c, o)
 	case o.ctr != nil:
 		// Created but never started (a crash in between): start afresh.
@@ -317,7 +337,7 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		if !restartable(policy, ended.ExitCode) {
 			return 0
 		}
-		if wait := time.Until(rec.nextStart); wait > 0 {
+		if wait := restartWait(rec, ended, time.Now()); wait > 0 {
 			return wait
 		}
 		if o.ctr != nil {
@@ -328,11 +348,20 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 				_ = os.RemoveAll(ioDir(k.podDir(string(pod.UID)), c.Name, int32(n)))
 			}
 		}
-		if ran := ended.FinishedAt.Sub(ended.StartedAt.Time); ran > backoffReset {
-			rec.backoff = 0
-		}
 		rec.lastTerm, rec.failedStart = ended, nil
 		rec.restarts++
+		rec.backoff = nextBackoff(rec.backoff)
+	}
+	if w := rec.waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+		// Pulls back off as the kubelet's do, however often the pod is
+		// synced: each try costs the registry's timeouts.
+		if wait := time.Until(rec.retryAt); wait > 0 {
+			if w.Reason == "ErrImagePull" {
+				rec.waiting = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+					Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, w.Message)}
+			}
+			return wait
+		}
 	}
 	if err := k.startContainer(ctx, pod, sb, vols, c, rec); err != nil {
 		var notPresent bool
@@ -348,11 +377,7 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		case errors.As(err, &mountErr):
 			rec.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		case errors.Is(err, errPull):
-			reason := "ErrImagePull"
-			if rec.waiting != nil && (rec.waiting.Reason == "ErrImagePull" || rec.waiting.Reason == "ImagePullBackOff") {
-				reason = "ImagePullBackOff"
-			}
-			rec.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+			rec.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: err.Error()}
 		default:
 			// It was made but would not run: a run that ended at once.
 			now := metav1.Now()
@@ -364,28 +389,50 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		} else {
 			k.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		}
-		return k.bumpBackoff(rec)
+		if rec.failedStart != nil {
+			// The next sync restarts it after the back-off from now.
+			return time.Second
+		}
+		if rec.waiting.Reason == "ErrImagePull" {
+			rec.retry = nextBackoff(rec.retry)
+			rec.retryAt = time.Now().Add(rec.retry)
+			return rec.retry
+		}
+		wait := rec.retry
+		rec.retry = nextBackoff(rec.retry)
+		return max(wait, time.Second)
 	}
-	rec.waiting = nil
-	if rec.restarts > 0 {
-		k.bumpBackoff(rec)
-	}
+	rec.waiting, rec.retry = nil, 0
 	return 0
 }
 
-// bumpBackoff sets when the next attempt may run and returns the wait.
-func (k *Kubelet) bumpBackoff(rec *containerRecord) time.Duration {
-	wait := rec.backoff
-	if wait == 0 {
-		rec.backoff = backoffInitial
-	} else {
-		rec.backoff = min(2*rec.backoff, backoffMax)
+// restartWait is how long the run that ended must wait before it runs
+// again: the back-off counts from the end of the run, as the kubelet's
+// does, so a run that a liveness probe kills only after a long grace period
+// is still held back.
+func restartWait(rec *containerRecord, ended *corev1.ContainerStateTerminated, now time.Time) time.Duration {
+	run := ended.ContainerID + "@" + ended.FinishedAt.UTC().Format(time.RFC3339Nano)
+	if rec.endedRun != run {
+		rec.endedRun = run
+		if ended.FinishedAt.Sub(ended.StartedAt.Time) > backoffReset {
+			rec.backoff = 0
+		}
+		finished := ended.FinishedAt.Time
+		if finished.IsZero() {
+			// A lost run: its end is when the kubelet noticed it.
+			finished = now
+		}
+		rec.nextStart = finished.Add(rec.backoff)
 	}
-	rec.nextStart = time.Now().Add(wait)
-	if wait == 0 {
-		wait = time.Second
+	return rec.nextStart.Sub(now)
+}
+
+// nextBackoff doubles a back-off from backoffInitial up to backoffMax.
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return backoffInitial
 	}
-	return wait
+	return min(2*d, backoffMax)
 }
 
 var errPull = errors.New("image pull failed")
@@ -393,7 +440,7 @@ var errPull = errors.New("image pull failed")
 // startContainer creates and starts one container of the pod.
 func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbox, vols map[string]string, c *corev1.Container, rec *containerRecord) error {
 	uid := string(pod.UID)
-	img, err := runtime.EnsureImage(ctx, k.runtime, c.Image, c.ImagePullPolicy != corev1.PullNever)
+	img, err := k.image(ctx, c.Image, c.ImagePullPolicy != corev1.PullNever)
 	if err != nil {
 		if errors.Is(err, runtime.ErrImageNotPresent) {
 			return err
@@ -477,7 +524,9 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
 		if err := k.runHandler(ctx, pod, sb, c, ctr, c.Lifecycle.PostStart, 30*time.Second); err != nil {
 			k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
-			return runtime.StopTask(ctx, ctr, 2*time.Second)
+			// Killed, not deleted: the sync loop sees the run end and
+			// restarts it as a counted, backed-off restart.
+			return runtime.KillTask(ctx, ctr, 2*time.Second)
 		}
 	}
 	return nil

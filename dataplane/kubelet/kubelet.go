@@ -1,5 +1,6 @@
 // Package kubelet runs the pods bound to this node on containerd: a pod
-// sync loop (one sync at a time per pod), the pod's network namespace and
+// sync loop (one sync at a time per pod), admission (a pod whose host ports
+// an admitted pod holds is refused), the pod's network namespace and
 // address through libcni, its volumes and files, its containers with runc
 // (no pause container: every container joins the namespace the kubelet
 // made), restarts with back-off, probes, graceful termination, and the pod's
@@ -10,11 +11,14 @@ package kubelet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,6 +94,12 @@ type Kubelet struct {
 
 	mu    sync.Mutex
 	state map[string]*podState // by pod UID
+
+	// image finds a container's image, pulling it when allowed, and
+	// teardownPod removes what a pod has on the node: containerd's and the
+	// machine's, which unit tests stand in for.
+	image       func(ctx context.Context, ref string, pull bool) (containerd.Image, error)
+	teardownPod func(ctx context.Context, uid string, pod *corev1.Pod, grace time.Duration) error
 }
 
 // podState is what the kubelet remembers of a pod between syncs.
@@ -101,8 +111,48 @@ type podState struct {
 	// stopped is set once the containers of a finished or deleted pod are
 	// gone and its network released.
 	stopped bool
+	// admitted is set once the node has taken the pod on, rejected once it
+	// refused it (k.mu).
+	admitted, rejected bool
 	// tokens are the service account tokens projected into the pod (k.mu).
 	tokens map[string]projectedToken
+	// teardownBackoff and teardownAt pace a teardown that keeps failing
+	// (k.mu): informer updates and resyncs ask for the pod far more often.
+	teardownBackoff time.Duration
+	teardownAt      time.Time
+}
+
+// Teardown back-off: a pod whose removal fails (a namespace mount that will
+// not go, containerd busy) is tried again after 1 s doubling to 5 min.
+const (
+	teardownBackoffInitial = time.Second
+	teardownBackoffMax     = 5 * time.Minute
+)
+
+// teardownWait is how long until the pod's teardown may be tried again.
+func (k *Kubelet) teardownWait(ps *podState) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return time.Until(ps.teardownAt)
+}
+
+// teardownDone records how a teardown went and returns how long until the
+// next try when it failed.
+func (k *Kubelet) teardownDone(ps *podState, what string, err error) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		ps.teardownBackoff, ps.teardownAt = 0, time.Time{}
+		return 0
+	}
+	if ps.teardownBackoff == 0 {
+		ps.teardownBackoff = teardownBackoffInitial
+	} else {
+		ps.teardownBackoff = min(2*ps.teardownBackoff, teardownBackoffMax)
+	}
+	ps.teardownAt = time.Now().Add(ps.teardownBackoff)
+	slog.Warn("kubelet: pod teardown failed; trying again later", "pod", what, "in", ps.teardownBackoff, "err", err)
+	return ps.teardownBackoff
 }
 
 func (k *Kubelet) podState(uid string) *podState {
@@ -126,12 +176,17 @@ func New(cfg Config, client kubernetes.Interface, rt *containerd.Client, hostIP 
 	}
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return &Kubelet{cfg: cfg, client: client, runtime: rt, hostIP: hostIP, allocatable: allocatable,
+	k := &Kubelet{cfg: cfg, client: client, runtime: rt, hostIP: hostIP, allocatable: allocatable,
 		recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet"}),
 		state: map[string]*podState{}}
+	k.image = func(ctx context.Context, ref string, pull bool) (containerd.Image, error) {
+		return runtime.EnsureImage(ctx, k.runtime, ref, pull)
+	}
+	k.teardownPod = k.teardown
+	return k
 }
 
 // Run waits for the node's podCIDR, then syncs pods until ctx ends. It
@@ -143,6 +198,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
 		return fmt.Errorf("pod network: %w", err)
+	}
+	if err := prepareNetNSDir(); err != nil {
+		return fmt.Errorf("pods' network namespaces: %w", err)
 	}
 	if k.loggerPath, err = linkHelper(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
 		return fmt.Errorf("container logger: %w", err)
@@ -286,12 +344,24 @@ func (k *Kubelet) markOOM(ctx context.Context, id string) {
 	}
 }
 
-// containerID names one run of a pod's container in containerd: the pod
-// UID (36 characters), the container's name and the restart count. A new
-// name per run, as the CRI gives: the shim of the run before may still be
-// clearing its state when the next starts.
+// maxContainerID is the longest identifier containerd accepts.
+const maxContainerID = 76
+
+// containerID names one attempt to run a pod's container in containerd:
+// <pod uid>-<name>-<restarts>-<nonce>. The nonce makes every attempt's name
+// new, as the CRI's random ids are, even when a start is tried again
+// without a restart to count: the shim of the attempt before may still be
+// clearing its state under the old name. A long container name (Kubernetes
+// allows 63 characters) is cut to fit; the labels carry it whole.
 func containerID(uid, name string, restarts int32) string {
-	return fmt.Sprintf("%s-%s-%d", uid, name, restarts)
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	tail := fmt.Sprintf("-%d-%s", restarts, hex.EncodeToString(nonce[:]))
+	if room := maxContainerID - len(uid) - 1 - len(tail); len(name) > room {
+		// Separators may not end a part of an identifier.
+		name = strings.TrimRight(name[:room], "-._")
+	}
+	return uid + "-" + name + tail
 }
 
 func podUIDOf(id string) (string, bool) {
@@ -340,35 +410,54 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 	ps := k.podState(uid)
 	switch {
 	case pod == nil:
-		if err := k.teardown(ctx, uid, nil, 0); err != nil {
-			return 0, err
+		if wait := k.teardownWait(ps); wait > 0 {
+			return wait, nil
+		}
+		if wait := k.teardownDone(ps, uid, k.teardownPod(ctx, uid, nil, 0)); wait > 0 {
+			return wait, nil
 		}
 		k.mu.Lock()
 		delete(k.state, uid)
 		k.mu.Unlock()
 		return 0, nil
 	case pod.DeletionTimestamp != nil:
-		return 0, k.terminate(ctx, pod, ps)
+		return k.terminate(ctx, pod, ps), nil
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		if !ps.stopped {
-			if err := k.teardown(ctx, uid, pod, 0); err != nil {
-				return 0, err
+			if wait := k.teardownWait(ps); wait > 0 {
+				return wait, nil
+			}
+			if wait := k.teardownDone(ps, pod.Namespace+"/"+pod.Name, k.teardownPod(ctx, uid, pod, 0)); wait > 0 {
+				return wait, nil
 			}
 			ps.stopped = true
 		}
 		return 0, nil
+	}
+	if ok, err := k.admit(ctx, pod, ps); !ok || err != nil {
+		return 0, err
 	}
 	return k.syncRunning(ctx, pod, ps)
 }
 
 // terminate stops a deleted pod's containers within its grace period (in
 // the background, not holding a worker), releases everything and then
-// removes the pod from the API.
-func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) error {
+// removes the pod from the API. It returns how long until the pod should be
+// looked at again while a failed teardown backs off.
+//
+// The background teardown reports to its own back-off rather than the
+// queue's rate limiter: the worker forgets the pod as soon as terminate
+// returns, which reset the limiter and made a failing teardown run again
+// every 200 ms and at each informer event.
+func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) time.Duration {
 	k.mu.Lock()
 	if ps.terminating {
 		k.mu.Unlock()
-		return nil
+		return 0
+	}
+	if wait := time.Until(ps.teardownAt); wait > 0 {
+		k.mu.Unlock()
+		return wait
 	}
 	ps.terminating = true
 	k.mu.Unlock()
@@ -377,7 +466,7 @@ func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) 
 		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 	}
 	go func() {
-		err := k.teardown(ctx, string(pod.UID), pod, grace)
+		err := k.teardownPod(ctx, string(pod.UID), pod, grace)
 		if err == nil {
 			err = k.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
 				GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
@@ -385,15 +474,18 @@ func (k *Kubelet) terminate(ctx context.Context, pod *corev1.Pod, ps *podState) 
 				err = nil
 			}
 		}
+		if ctx.Err() != nil {
+			err = nil // stopping: the next node start takes over
+		}
+		wait := k.teardownDone(ps, pod.Namespace+"/"+pod.Name, err)
 		k.mu.Lock()
 		ps.terminating = false
 		k.mu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			slog.Warn("kubelet: pod termination failed; retrying", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-			k.queue.AddRateLimited(string(pod.UID))
+		if wait > 0 {
+			k.queue.AddAfter(string(pod.UID), wait)
 		}
 	}()
-	return nil
+	return 0
 }
 
 // teardown stops and removes the pod's containers (preStop hooks first when
@@ -415,7 +507,7 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 		k.runPreStop(ctx, pod, grace)
 	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(ctrs))
+	ctrErrs := make([]error, len(ctrs))
 	for i, c := range ctrs {
 		wg.Add(1)
 		go func() {
@@ -427,35 +519,35 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 					}
 				}
 			}
-			errs[i] = runtime.RemoveContainer(ctx, c, grace)
+			ctrErrs[i] = runtime.RemoveContainer(ctx, c, grace)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(ctrErrs...); err != nil {
 		return err
 	}
+	// With the containers gone, every other step is tried, whatever fails,
+	// so that one stuck piece (a mount) does not keep the rest on the node.
 	dir := k.podDir(uid)
 	sb := sandbox{UID: uid, NetNS: netnsPath(uid)}
 	if pod != nil {
 		sb.Namespace, sb.Name = pod.Namespace, pod.Name
 	}
+	var errs []error
 	if k.network != nil {
-		if err := k.network.del(ctx, sb); err != nil {
-			return err
-		}
+		errs = append(errs, k.network.del(ctx, sb))
 	}
-	if err := removeNetNS(sb.NetNS); err != nil {
-		return err
-	}
-	if err := runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)); err != nil {
+	errs = append(errs, removeNetNS(sb.NetNS),
+		runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)),
+		unmountUnder(dir))
+	if err := errors.Join(errs...); err != nil {
+		// The pod's directory stays: it is how a restarted node finds the
+		// pod to clean up after.
 		return err
 	}
 	// A finished pod keeps its logs until it is deleted.
 	if pod != nil && pod.DeletionTimestamp == nil {
-		return unmountUnder(dir)
-	}
-	if err := unmountUnder(dir); err != nil {
-		return err
+		return nil
 	}
 	return os.RemoveAll(dir)
 }

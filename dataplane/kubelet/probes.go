@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -139,7 +140,13 @@ func (k *Kubelet) probeUntil(ctx context.Context, pod *corev1.Pod, sb sandbox, c
 						grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 					}
 					k.recorder.Eventf(pod, corev1.EventTypeNormal, "Killing", "Container %s failed %s probe, will be restarted", c.Name, kind)
-					_ = runtime.StopTask(ctx, ctr, grace)
+					// The task stays, stopped, so that the sync loop reads
+					// how the run ended and counts the restart; deleting it
+					// made the container look never started and restarted
+					// it at once, uncounted.
+					if err := runtime.KillTask(ctx, ctr, grace); err != nil && ctx.Err() == nil {
+						slog.Warn("kubelet: liveness kill failed", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "err", err)
+					}
 					return false
 				}
 			}

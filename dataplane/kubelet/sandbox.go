@@ -84,6 +84,78 @@ func newNetNS(path string) error {
 	return nil
 }
 
+// prepareNetNSDir makes netnsDir a mount of its own and shared, as
+// iproute2 does before `ip netns add`. Left a plain directory, the first
+// `ip netns add` on the node (or any tool that bind-mounts the directory
+// over itself) hid the pods' namespace mounts below copies: unmounting a
+// copy left the original mounted, and removing the file failed with EBUSY
+// for ever. A bind of a shared mount is its peer, so an unmount through
+// either reaches both, and iproute2 finds the mount point and binds nothing.
+func prepareNetNSDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", netnsDir, err)
+	}
+	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("make %s a shared mount: %w", netnsDir, err)
+	}
+	// Not a mount point yet. Namespaces a node before this one mounted here
+	// would be hidden below the bind in turn: hold each by a descriptor,
+	// unmount it, and mount it again on top.
+	held, err := heldNetNSMounts()
+	defer func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	for path := range held {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s to mount it again on %s of its own: %w", path, netnsDir, err)
+		}
+	}
+	if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mount %s on itself: %w", netnsDir, err)
+	}
+	if err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", netnsDir, err)
+	}
+	var errs []error
+	for path, f := range held {
+		if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), path, "none", unix.MS_BIND, ""); err != nil {
+			errs = append(errs, fmt.Errorf("mount the namespace at %s again: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// heldNetNSMounts opens the namespaces mounted directly in netnsDir.
+func heldNetNSMounts() (map[string]*os.File, error) {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	held := map[string]*os.File{}
+	for _, line := range strings.Split(string(info), "\n") {
+		// id parent major:minor root mount-point ... - fstype source ...
+		fields := strings.Fields(line)
+		if len(fields) < 5 || filepath.Dir(fields[4]) != netnsDir || !strings.Contains(line, " - nsfs ") {
+			continue
+		}
+		f, err := os.Open(fields[4])
+		if err != nil {
+			return held, fmt.Errorf("open the namespace at %s: %w", fields[4], err)
+		}
+		held[fields[4]] = f
+	}
+	return held, nil
+}
+
 // removeNetNS unmounts and removes a namespace made by newNetNS; a missing
 // one is already gone.
 func removeNetNS(path string) error {

@@ -193,7 +193,7 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 			ready = false
 		}
 		*cs.Started, cs.Ready = started, started && ready
-	case o.exited:
+	case o.exited || o.lost():
 		k.stopProber(ps, c.Name)
 		t := k.terminated(pod, c, o)
 		if restartable(policy, t.ExitCode) {

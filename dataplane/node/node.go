@@ -379,7 +379,7 @@ func (n *Node) Wait() { <-n.done }
 
 // CleanupPods stops and removes every pod the node left on the machine,
 // through the containerd under its data directory (started for the purpose
-// when it is not running).
+// when it is not running). It tries every step and reports what failed.
 func CleanupPods(ctx context.Context, opts Options) error {
 	dir := filepath.Join(opts.DataDir, "containerd")
 	if _, err := os.Stat(filepath.Join(dir, "config.toml")); err != nil && opts.ContainerdAddress == "" {
@@ -396,13 +396,42 @@ func CleanupPods(ctx context.Context, opts Options) error {
 		return fmt.Errorf("container runtime for cleanup: %w", err)
 	}
 	defer rt.Stop()
+	var errs []error
 	if err := kubelet.Cleanup(ctx, rt.Client, kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot}); err != nil {
-		return fmt.Errorf("remove pods: %w", err)
+		errs = append(errs, fmt.Errorf("remove pods: %w", err))
 	}
 	if err := rt.KillStrayShims(ctx); err != nil {
-		return err
+		errs = append(errs, fmt.Errorf("stop stray shims: %w", err))
 	}
-	return runtime.RemoveCgroup(opts.CgroupRoot)
+	if err := runtime.RemoveCgroup(opts.CgroupRoot); err != nil {
+		errs = append(errs, fmt.Errorf("remove the pods' cgroup %s: %w", opts.CgroupRoot, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup undoes what a stopped node leaves on the machine: its pods, the
+// socket load balancer and pinned maps in pinDir, the node-local DNS
+// address and the pods' cgroup. Every step is tried, whatever failed
+// before it (a pod's mount that will not go must not leave the programs
+// rewriting connects), and the failures are reported together.
+func Cleanup(ctx context.Context, opts Options, pinDir string) error {
+	var errs []error
+	if err := CleanupPods(ctx, opts); err != nil {
+		errs = append(errs, err)
+	}
+	if err := bpfobj.Remove(pinDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", pinDir, err))
+	}
+	if opts.LocalDNS.IsValid() {
+		if err := RemoveLocalAddress(opts.LocalDNS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The pods' cgroup goes when it is empty (no pod runs on this node).
+	if root, err := bpfobj.CgroupV2Mount(); err == nil {
+		_ = os.Remove(filepath.Join(root, opts.CgroupRoot))
+	}
+	return errors.Join(errs...)
 }
 
 // warnNoForwarding says what does not work while the kernel does not

@@ -14,8 +14,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 )
 
 // ErrImageNotPresent says the image is not in containerd and may not be
@@ -51,12 +53,25 @@ func EnsureImage(ctx context.Context, c *containerd.Client, image string, pull b
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	// The resolver logs every host it fails to reach at info level to the
+	// node's terminal, once per pull and host; the error returned says it.
+	pctx = log.WithLogger(pctx, quietLog)
 	img, err = c.Pull(pctx, name, containerd.WithPullUnpack, containerd.WithPullSnapshotter(Snapshotter))
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", name, err)
+		return nil, fmt.Errorf("pull %s: %w (%s)", name, err, PullHint)
 	}
 	return img, nil
 }
+
+// PullHint says what to do when no registry is reachable from the node.
+const PullHint = "if no registry is reachable from this node, load the image from an OCI or Docker archive with `petrelctl image import FILE.tar`"
+
+// quietLog drops the containerd client's own log lines.
+var quietLog = func() *log.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}()
 
 // ContainerConfig is one container as the kubelet wants it run.
 type ContainerConfig struct {
@@ -198,6 +213,10 @@ func State(ctx context.Context, ctr containerd.Container) (TaskState, error) {
 		return TaskState{}, err
 	}
 	st, err := task.Status(ctx)
+	if errdefs.IsNotFound(err) {
+		// Deleted between the two questions: as gone as if never found.
+		return TaskState{}, nil
+	}
 	if err != nil {
 		return TaskState{}, err
 	}
@@ -214,44 +233,65 @@ func State(ctx context.Context, ctr containerd.Container) (TaskState, error) {
 // StopTask sends SIGTERM, waits up to grace, then SIGKILL, and deletes the
 // task. A container without a task is already stopped.
 func StopTask(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
-	task, err := ctr.Task(ctx, nil)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	task, err := killTask(ctx, ctr, grace)
+	if err != nil || task == nil {
 		return err
-	}
-	exited, err := task.Wait(ctx)
-	if err != nil {
-		return fmt.Errorf("wait for %s: %w", ctr.ID(), err)
-	}
-	if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
-		if grace > 0 {
-			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("signal %s: %w", ctr.ID(), err)
-			}
-			select {
-			case <-exited:
-			case <-time.After(grace):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
-			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("kill %s: %w", ctr.ID(), err)
-			}
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				return fmt.Errorf("%s did not exit after SIGKILL", ctr.ID())
-			}
-		}
 	}
 	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete task of %s: %w", ctr.ID(), err)
 	}
 	return nil
+}
+
+// KillTask sends SIGTERM, waits up to grace, then SIGKILL, and waits for the
+// process to exit. Unlike StopTask it keeps the stopped task: its exit code
+// and time are how the kubelet learns that the run ended and counts the
+// restart.
+func KillTask(ctx context.Context, ctr containerd.Container, grace time.Duration) error {
+	_, err := killTask(ctx, ctr, grace)
+	return err
+}
+
+// killTask stops the container's process and returns its task, nil when
+// it has none.
+func killTask(ctx context.Context, ctr containerd.Container, grace time.Duration) (containerd.Task, error) {
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load the task of %s: %w", ctr.ID(), err)
+	}
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for %s: %w", ctr.ID(), err)
+	}
+	if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+		if grace > 0 {
+			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("signal %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(grace):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if st, err := task.Status(ctx); err == nil && st.Status != containerd.Stopped {
+			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("kill %s: %w", ctr.ID(), err)
+			}
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				return nil, fmt.Errorf("%s did not exit after SIGKILL", ctr.ID())
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return task, nil
 }
 
 // RemoveContainer stops the container's task and deletes the container and

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/petrel-project/petrel/test/images"
@@ -66,6 +68,19 @@ func TestImportAndRun(t *testing.T) {
 	}
 	if _, err := EnsureImage(ctx, c.Client, "petrel.local/absent:1", false); !errors.Is(err, ErrImageNotPresent) {
 		t.Fatalf("missing image with pull not allowed: %v", err)
+	}
+	// A pull from a registry that is not there (a closed port on loopback)
+	// says what to do instead, and containerd's client keeps its retry
+	// lines off the node's terminal.
+	var logged bytes.Buffer
+	log.L.Logger.SetOutput(&logged)
+	_, err = EnsureImage(ctx, c.Client, "127.0.0.1:1/petrel/absent:1", true)
+	log.L.Logger.SetOutput(os.Stderr)
+	if err == nil || !strings.Contains(err.Error(), "petrelctl image import") {
+		t.Fatalf("a failed pull says %v, want what to do without a registry", err)
+	}
+	if logged.Len() > 0 {
+		t.Fatalf("the pull logged to the terminal:\n%s", logged.String())
 	}
 	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
 	if err != nil {
@@ -176,6 +191,14 @@ func TestContainersOutliveContainerd(t *testing.T) {
 	}
 	if st, err := State(ctx, ctr); err != nil || !st.Running || st.Pid != pid {
 		t.Fatalf("adopted state %+v (%v), want running as pid %d", st, err, pid)
+	}
+	// A kill (a failed liveness probe) keeps the stopped task: its exit is
+	// how the kubelet counts the restart. sleep as PID 1 ignores SIGTERM.
+	if err := KillTask(ctx, ctr, 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := State(ctx, ctr); err != nil || !st.Exists || st.Running || st.ExitCode != 137 {
+		t.Fatalf("state after the kill %+v (%v), want a stopped task that exited with 137", st, err)
 	}
 	if err := RemoveContainer(ctx, ctr, time.Second); err != nil {
 		t.Fatal(err)

@@ -92,6 +92,184 @@ spec:
 		}
 	})
 
+	t.Run("liveness restarts are counted and backed off", func(t *testing.T) {
+		// sleep as PID 1 ignores SIGTERM, so each run ends by SIGKILL after
+		// the grace period; the probe fails from the start.
+		w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=livexec"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: livexec}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleeper
+    image: %s
+    command: ["sleep", "3600"]
+    livenessProbe:
+      exec: {command: ["sh", "-c", "exit 1"]}
+      periodSeconds: 1
+      failureThreshold: 1
+`, img))
+		// The second restart comes only after a back-off that the status
+		// shows as CrashLoopBackOff, with the run before as lastState.
+		var backedOff bool
+		var last *corev1.ContainerStatus
+		deadline := time.After(90 * time.Second)
+		for last == nil || last.RestartCount < 2 || last.State.Running == nil {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					t.Fatal("the watch ended")
+				}
+				p, isPod := ev.Object.(*corev1.Pod)
+				if !isPod || len(p.Status.ContainerStatuses) == 0 {
+					continue
+				}
+				c := p.Status.ContainerStatuses[0]
+				if last != nil && c.RestartCount < last.RestartCount {
+					t.Fatalf("restartCount went back from %d to %d", last.RestartCount, c.RestartCount)
+				}
+				if c.RestartCount > 0 {
+					// Running, lastState is the run before; backing off, the
+					// run that just ended (whose id the status still shows).
+					term := c.LastTerminationState.Terminated
+					if term == nil || term.ExitCode == 0 || term.ContainerID == "" || (c.State.Running != nil && term.ContainerID == c.ContainerID) {
+						t.Fatalf("restart %d: lastState %+v does not describe the run before (current %s, state %+v)", c.RestartCount, c.LastTerminationState, c.ContainerID, c.State)
+					}
+				}
+				if w := c.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" && c.RestartCount >= 1 {
+					backedOff = true
+				}
+				last = &c
+			case <-deadline:
+				t.Fatalf("no second restart in 90 s; last status %+v", last)
+			}
+		}
+		if !backedOff {
+			t.Fatalf("restarted twice without a back-off shown as CrashLoopBackOff")
+		}
+		// Each Started event is a run the restart count knows of.
+		evs, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=livexec,reason=Started"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var started int32
+		for _, e := range evs.Items {
+			started += max(e.Count, 1)
+		}
+		restarts := getPod(ctx, t, cs, "livexec").Status.ContainerStatuses[0].RestartCount
+		if started > restarts+1 {
+			t.Fatalf("%d Started events for %d restarts", started, restarts)
+		}
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "livexec", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a sidecar with a 63-character name reaches its neighbour over localhost", func(t *testing.T) {
+		// The longest name Kubernetes allows, and the pod's loopback and own
+		// address, which a new network namespace has down until it is set up.
+		long := "sidecar-" + strings.Repeat("x", 55)
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: web, image: %[1]s}
+  - name: %[2]s
+    image: %[1]s
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    command: ["sh", "-c", "for i in $(seq 1 40); do wget -qO- http://127.0.0.1:8080/hostname && wget -qO- http://$POD_IP:8080/hostname && exit 0; sleep 0.5; done; exit 1"]
+`, img, long))
+		poll(t, "the sidecar to finish", 60*time.Second, func() error {
+			for _, c := range getPod(ctx, t, cs, "sidecar").Status.ContainerStatuses {
+				if c.Name != long {
+					continue
+				}
+				if term := c.State.Terminated; term != nil {
+					if term.ExitCode != 0 {
+						t.Fatalf("the sidecar could not reach its neighbour over localhost and its own address: %+v", term)
+					}
+					return nil
+				}
+				return fmt.Errorf("sidecar state %+v", c.State)
+			}
+			return fmt.Errorf("no status for the sidecar yet")
+		})
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "sidecar", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("the node refuses a second pod on a taken host port", func(t *testing.T) {
+		// Bound by nodeName, as a scheduler that let it through would.
+		hp := func(name string) string {
+			return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+  containers: [{name: web, image: %s, ports: [{containerPort: 8080, hostPort: 31999}]}]
+`, name, u.NodeName, img)
+		}
+		apply(hp("hp-first"))
+		poll(t, "hp-first running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "hp-first"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		apply(hp("hp-second"))
+		poll(t, "hp-second refused by the node", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "hp-second")
+			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "NodePorts" {
+				return fmt.Errorf("phase %s, reason %q, message %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
+			}
+			return nil
+		})
+		if p := getPod(ctx, t, cs, "hp-first"); p.Status.Phase != corev1.PodRunning {
+			t.Fatalf("hp-first: phase %s", p.Status.Phase)
+		}
+		for _, name := range []string{"hp-first", "hp-second"} {
+			if err := cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("a pull that fails says what to do and backs off", func(t *testing.T) {
+		// A registry on a closed loopback port: refused at once.
+		apply(`apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers: [{name: c, image: "127.0.0.1:1/petrel/absent:1", imagePullPolicy: Always}]
+`)
+		poll(t, "ImagePullBackOff", 60*time.Second, func() error {
+			p := getPod(ctx, t, cs, "nopull")
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			w := p.Status.ContainerStatuses[0].State.Waiting
+			if !strings.Contains(w.Message, "petrelctl image import") {
+				t.Fatalf("waiting %+v does not say how to load the image without a registry", w)
+			}
+			if w.Reason != "ImagePullBackOff" {
+				return fmt.Errorf("waiting %s", w.Reason)
+			}
+			return nil
+		})
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "nopull", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("failing readiness takes the pod out of the Service", func(t *testing.T) {
 		flags := t.TempDir()
 		for _, name := range []string{"rd-a", "rd-b"} {
