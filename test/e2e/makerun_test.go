@@ -25,7 +25,7 @@ func TestMakeRunShowsProgress(t *testing.T) {
 	lines := strings.Split(string(out), "\n")
 	for _, step := range []struct{ command, says string }{
 		{"hack/deps.sh", "deps"},
-		{"build -o", "build"},
+		{"bin/petrel ./cmd/petrel", "build"},
 		{"test/images/build", "images"},
 		{"petrel up", "petrel up"},
 	} {
