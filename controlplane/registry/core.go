@@ -403,12 +403,29 @@ func defaultPodOnly(s *corev1.PodSpec) {
 		}
 		return false
 	}
+	// A host-network pod's container ports are ports of the node: as
+	// Kubernetes defaults pods (not templates), they are its host ports, so
+	// the scheduler's and the node's host-port checks see them.
+	if s.HostNetwork {
+		defaultHostNetworkPorts(s.InitContainers)
+		defaultHostNetworkPorts(s.Containers)
+	}
 	// Kubernetes' DefaultTolerationSeconds admission: evict 300s after a node
 	// goes not-ready or unreachable.
 	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
 		if !hasNoExecute(key) {
 			secs := int64(300)
 			s.Tolerations = append(s.Tolerations, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &secs})
+		}
+	}
+}
+
+func defaultHostNetworkPorts(containers []corev1.Container) {
+	for i := range containers {
+		for j := range containers[i].Ports {
+			if p := &containers[i].Ports[j]; p.HostPort == 0 {
+				p.HostPort = p.ContainerPort
+			}
 		}
 	}
 }

@@ -179,3 +179,28 @@ func TestObjectFieldsMatchSelectableFields(t *testing.T) {
 		}
 	}
 }
+
+// A host-network pod's container ports are node ports: Kubernetes makes them
+// its host ports, so that two such pods are never placed (or run) together.
+// Templates keep theirs as written.
+func TestHostNetworkPodGetsHostPorts(t *testing.T) {
+	res := findResource(t, "pods")
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "d"},
+		Spec: corev1.PodSpec{HostNetwork: true,
+			InitContainers: []corev1.Container{{Name: "i", Image: "busybox", Ports: []corev1.ContainerPort{{ContainerPort: 9000}}}},
+			Containers: []corev1.Container{{Name: "c", Image: "busybox", Ports: []corev1.ContainerPort{
+				{ContainerPort: 8080}, {ContainerPort: 8443, HostPort: 8443}}}}}}
+	res.Default(p)
+	if got := p.Spec.InitContainers[0].Ports[0].HostPort; got != 9000 {
+		t.Errorf("init container's host port %d, want 9000", got)
+	}
+	if c := p.Spec.Containers[0].Ports; c[0].HostPort != 8080 || c[1].HostPort != 8443 {
+		t.Errorf("container host ports %+v", c)
+	}
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "q", Namespace: "d"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}}
+	res.Default(plain)
+	if got := plain.Spec.Containers[0].Ports[0].HostPort; got != 0 {
+		t.Errorf("a pod network pod got host port %d", got)
+	}
+}
