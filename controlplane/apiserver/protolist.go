@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math/bits"
@@ -58,14 +57,8 @@ func (s *Server) writeProtoList(w http.ResponseWriter, r *http.Request, list run
 	}
 	gvk := list.GetObjectKind().GroupVersionKind()
 	unk := runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind}}
-	w.Header().Set("Content-Type", protobufContentType)
-	w.WriteHeader(http.StatusOK)
-	bw := listWriters.Get().(*bufio.Writer)
-	bw.Reset(w)
-	defer func() {
-		bw.Reset(nil)
-		listWriters.Put(bw)
-	}()
+	bw, release := startListResponse(w, protobufContentType)
+	defer release()
 	_, _ = bw.Write(protobufPrefix)
 	_, _ = unk.MarshalToWriter(bw, size, func(w io.Writer) (int, error) {
 		written, err := writeField(w, 1, metaBytes)

@@ -1161,18 +1161,8 @@ func (s *Server) writeJSONList(w http.ResponseWriter, r *http.Request, list runt
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	// The items are streamed through a pooled buffer rather than joined
-	// into one: a list of 10,000 pods is some 30 MB, and allocating (and
-	// clearing) that per request made the garbage collector, which then
-	// marks the whole watch cache, the largest cost of a busy LIST.
-	bw := listWriters.Get().(*bufio.Writer)
-	bw.Reset(w)
-	defer func() {
-		bw.Reset(nil)
-		listWriters.Put(bw)
-	}()
+	bw, release := startListResponse(w, "application/json")
+	defer release()
 	_, _ = bw.Write(envelope[:i])
 	_, _ = bw.WriteString(`"items":[`)
 	for n := range result.Items {
@@ -1218,7 +1208,24 @@ func encodeItems(n int, item func(i int) ([]byte, error)) error {
 	return g.Wait()
 }
 
-// listWriters buffer streamed JSON lists; 256 KiB is a few HTTP/2 frames'
+// startListResponse writes a list response's status and content type and
+// returns a pooled buffered writer for its body, and the func that gives the
+// writer back. Items are streamed through it rather than joined into one
+// buffer: a list of 10,000 pods is some 30 MB, and allocating (and clearing)
+// that per request made the garbage collector, which then marks the whole
+// watch cache, the largest cost of a busy LIST.
+func startListResponse(w http.ResponseWriter, contentType string) (*bufio.Writer, func()) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(http.StatusOK)
+	bw := listWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw, func() {
+		bw.Reset(nil)
+		listWriters.Put(bw)
+	}
+}
+
+// listWriters buffer streamed lists; 256 KiB is a few HTTP/2 frames'
 // worth per write, so a list costs the connection a handful of writes per
 // megabyte and no allocation.
 var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
