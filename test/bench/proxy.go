@@ -57,8 +57,8 @@ type bulkResult struct {
 
 const (
 	bulkNamespace = "bench-bulk"
-	// kubeProxyNodeIP is the kube-proxy's node address, on a dummy link in
-	// its own network namespace.
+	// kubeProxyNodeIP is the kube-proxy's node address, on a link in its
+	// own network namespace.
 	kubeProxyNodeIP = "10.251.0.2"
 )
 
@@ -380,8 +380,11 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 	defer func() { _ = run("ip", "netns", "del", ns) }()
 	for _, step := range [][]string{
 		{"-n", ns, "link", "set", "lo", "up"},
-		{"-n", ns, "link", "add", "kp0", "type", "dummy"},
+		// A veth pair inside the namespace (kernels without the dummy
+		// module have veth) carries the node address.
+		{"-n", ns, "link", "add", "kp0", "type", "veth", "peer", "name", "kp1"},
 		{"-n", ns, "addr", "add", kubeProxyNodeIP + "/24", "dev", "kp0"},
+		{"-n", ns, "link", "set", "kp1", "up"},
 		{"-n", ns, "link", "set", "kp0", "up"},
 	} {
 		if err := run("ip", step...); err != nil {
