@@ -1,6 +1,6 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
 // (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
-// (`bench api|dns`).
+// (`bench api|dns|dataplane|proxy|scheduler|pods`).
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -111,6 +112,19 @@ func benchCommand() *cobra.Command {
 	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
 	cmd.AddCommand(schedCmd)
 
+	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: defaultKubeProxy(), Services: 10000, Workers: 4, Progress: os.Stderr}
+	proxyCmd := &cobra.Command{Use: "proxy", Short: "Service proxy: CPU of petrel node for a bulk load of Services vs kube-proxy (iptables) on the same load; time to program them (root)",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunProxy(ctx, proxyOpts) })
+		}}
+	proxyFlags := proxyCmd.Flags()
+	proxyFlags.StringVar(&proxyOpts.Petrel, "petrel", proxyOpts.Petrel, "the petrel binary to start")
+	proxyFlags.StringVar(&proxyOpts.KubeProxy, "kube-proxy", proxyOpts.KubeProxy, "kube-proxy binary for the baseline (default $CONFORMANCE_DIR/bin/kube-proxy when built); empty: not measured")
+	proxyFlags.IntVar(&proxyOpts.Services, "services", proxyOpts.Services, "Services created, each with one EndpointSlice")
+	proxyFlags.IntVar(&proxyOpts.Workers, "workers", proxyOpts.Workers, "concurrent clients creating them")
+	cmd.AddCommand(proxyCmd)
+
 	podOpts := bench.PodsOptions{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}
 	podsCmd := &cobra.Command{Use: "pods", Short: "Pods on real containerd: create → Running/Ready latency vs ctr run of the same image; petrel up memory with a few pods",
 		Args: cobra.NoArgs,
@@ -150,13 +164,27 @@ func benchCommand() *cobra.Command {
 	return cmd
 }
 
-// runSuite runs one benchmark suite until it ends or Ctrl-C, and prints its
-// report as a table or JSON.
+// defaultKubeProxy is the kube-proxy that ../shared/conformance/build.sh
+// peers builds, if it is there.
+func defaultKubeProxy() string {
+	dir := os.Getenv("CONFORMANCE_DIR")
+	if dir == "" {
+		dir = "/var/tmp/petrel-conformance"
+	}
+	p := filepath.Join(dir, "bin", "kube-proxy")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// runSuite runs one benchmark suite until it ends, Ctrl-C or SIGTERM (the
+// suite then cleans up and fails), and prints its report as a table or JSON.
 func runSuite(output string, run func(ctx context.Context) (*bench.Report, error)) error {
 	if output != "table" && output != "json" {
 		return fmt.Errorf("-o must be table or json, not %q", output)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := run(ctx)
 	if err != nil {
