@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 )
 
 // ManagedBy is the managed-by label value of the slices this controller
@@ -35,14 +36,16 @@ const ManagedBy = "endpointslice-controller.k8s.io"
 
 // Controller reconciles EndpointSlices and Endpoints of selector Services.
 type Controller struct {
-	client      kubernetes.Interface
-	loop        *loop.Loop
-	services    corelisters.ServiceLister
-	pods        corelisters.PodLister
-	slices      discoverylisters.EndpointSliceLister
-	endpoints   corelisters.EndpointsLister
-	triggerMu   sync.Mutex
-	triggerTime map[string]time.Time // Service key → first change not yet written
+	client   kubernetes.Interface
+	loop     *loop.Loop
+	services corelisters.ServiceLister
+	pods     corelisters.PodLister
+	slices   discoverylisters.EndpointSliceLister
+	// sliceInformer is indexed by Service (sliceindex).
+	sliceInformer cache.SharedIndexInformer
+	endpoints     corelisters.EndpointsLister
+	triggerMu     sync.Mutex
+	triggerTime   map[string]time.Time // Service key → first change not yet written
 }
 
 // New builds the controller on a shared informer factory; call
@@ -55,6 +58,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	sliceInf := factory.Discovery().V1().EndpointSlices()
 	epInf := factory.Core().V1().Endpoints()
 	c.services, c.pods, c.slices, c.endpoints = svcInf.Lister(), podInf.Lister(), sliceInf.Lister(), epInf.Lister()
+	c.sliceInformer = sliceInf.Informer()
+	if err := sliceindex.Add(c.sliceInformer); err != nil {
+		panic(err) // only before the informer starts, which New is
+	}
 	c.loop.Synced(svcInf.Informer().HasSynced, podInf.Informer().HasSynced, sliceInf.Informer().HasSynced, epInf.Informer().HasSynced)
 	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueueService,
@@ -151,8 +158,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	trigger := c.takeTrigger(key)
-	existing, err := c.slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{
-		discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: ManagedBy}))
+	existing, err := sliceindex.ForService(c.sliceInformer, ns, name, ManagedBy)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -23,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 )
 
 // ManagedBy marks mirrored slices, with Kubernetes' own value.
@@ -40,6 +40,8 @@ type Controller struct {
 	endpoints corelisters.EndpointsLister
 	services  corelisters.ServiceLister
 	slices    discoverylisters.EndpointSliceLister
+	// sliceInformer is indexed by Service (sliceindex).
+	sliceInformer cache.SharedIndexInformer
 }
 
 // New builds the controller on a shared informer factory.
@@ -48,6 +50,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	c.loop = loop.New("endpointslice mirroring", loop.Simple(c.sync))
 	eInf, sInf, slInf := factory.Core().V1().Endpoints(), factory.Core().V1().Services(), factory.Discovery().V1().EndpointSlices()
 	c.endpoints, c.services, c.slices = eInf.Lister(), sInf.Lister(), slInf.Lister()
+	c.sliceInformer = slInf.Informer()
+	if err := sliceindex.Add(c.sliceInformer); err != nil {
+		panic(err) // only before the informer starts, which New is
+	}
 	c.loop.Synced(eInf.Informer().HasSynced, sInf.Informer().HasSynced, slInf.Informer().HasSynced)
 	_, _ = eInf.Informer().AddEventHandler(c.loop.Handlers())
 	_, _ = sInf.Informer().AddEventHandler(c.loop.Handlers())
@@ -98,8 +104,7 @@ func desired(ep *corev1.Endpoints) []content {
 
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	existing, err := c.slices.EndpointSlices(ns).List(labels.SelectorFromSet(labels.Set{
-		discoveryv1.LabelServiceName: name, discoveryv1.LabelManagedBy: ManagedBy}))
+	existing, err := sliceindex.ForService(c.sliceInformer, ns, name, ManagedBy)
 	if err != nil {
 		return err
 	}
