@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -416,8 +417,11 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 	if node, err = cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("creating Node %s: %w", nodeName, err)
 	}
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: kubeProxyNodeIP}, {Type: corev1.NodeHostName, Address: nodeName}}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// A patch, as node IPAM writes the Node's podCIDR at the same moment (an
+	// update of the created object lost that race once).
+	addresses, _ := json.Marshal(map[string]any{"status": map[string]any{"addresses": []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: kubeProxyNodeIP}, {Type: corev1.NodeHostName, Address: nodeName}}}})
+	if _, err := cs.CoreV1().Nodes().PatchStatus(ctx, node.Name, addresses); err != nil {
 		return res, fmt.Errorf("setting Node %s's address: %w", nodeName, err)
 	}
 
