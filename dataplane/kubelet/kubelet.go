@@ -129,11 +129,17 @@ const (
 	teardownBackoffMax     = 5 * time.Minute
 )
 
-// teardownWait is how long until the pod's teardown may be tried again.
-func (k *Kubelet) teardownWait(ps *podState) time.Duration {
+// tryTeardown removes a gone or finished pod (named what in logs) unless its
+// back-off holds it, and returns how long until it should be tried again
+// (0 once it is done).
+func (k *Kubelet) tryTeardown(ctx context.Context, ps *podState, uid string, pod *corev1.Pod, what string) time.Duration {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	return time.Until(ps.teardownAt)
+	wait := time.Until(ps.teardownAt)
+	k.mu.Unlock()
+	if wait > 0 {
+		return wait
+	}
+	return k.teardownDone(ps, what, k.teardownPod(ctx, uid, pod, 0))
 }
 
 // teardownDone records how a teardown went and returns how long until the
@@ -410,10 +416,7 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 	ps := k.podState(uid)
 	switch {
 	case pod == nil:
-		if wait := k.teardownWait(ps); wait > 0 {
-			return wait, nil
-		}
-		if wait := k.teardownDone(ps, uid, k.teardownPod(ctx, uid, nil, 0)); wait > 0 {
+		if wait := k.tryTeardown(ctx, ps, uid, nil, uid); wait > 0 {
 			return wait, nil
 		}
 		k.mu.Lock()
@@ -424,10 +427,7 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 		return k.terminate(ctx, pod, ps), nil
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		if !ps.stopped {
-			if wait := k.teardownWait(ps); wait > 0 {
-				return wait, nil
-			}
-			if wait := k.teardownDone(ps, pod.Namespace+"/"+pod.Name, k.teardownPod(ctx, uid, pod, 0)); wait > 0 {
+			if wait := k.tryTeardown(ctx, ps, uid, pod, pod.Namespace+"/"+pod.Name); wait > 0 {
 				return wait, nil
 			}
 			ps.stopped = true
