@@ -58,6 +58,7 @@ func serverCommand(use, short string) *cobra.Command {
 	opts := server.DefaultOptions()
 	withNode := use == "up"
 	var nf nodeFlags
+	var mf multiNodeFlags
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
 		nopts, err := nf.resolve()
 		if err != nil {
@@ -65,6 +66,12 @@ func serverCommand(use, short string) *cobra.Command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		if mf.cleanup {
+			return cleanupMultiNode(ctx, opts.DataDir)
+		}
+		if mf.nodes > 0 {
+			return runMultiNode(ctx, opts, mf)
+		}
 		fmt.Fprintf(os.Stderr, "petrel: starting the control plane in %s ...\n", opts.DataDir)
 		s, err := server.Start(ctx, opts)
 		if err != nil {
@@ -106,6 +113,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&opts.DataDir, "data-dir", opts.DataDir, "directory for etcd data, certificates and the admin kubeconfig")
 	f.StringVar(&opts.BindAddress, "bind-address", opts.BindAddress, "address the API server listens on")
+	f.StringVar(&opts.AdvertiseAddress, "advertise-address", "", "address nodes and pods reach the API server at (the kubernetes Service's endpoint; default: the bind address, else the default route's source)")
 	f.IntVar(&opts.SecurePort, "secure-port", opts.SecurePort, "HTTPS port of the API server (0 picks a free one)")
 	f.StringSliceVar(&opts.EtcdEndpoints, "etcd-endpoints", nil, "external etcd client URLs; empty runs an embedded etcd under --data-dir")
 	f.StringVar(&opts.EtcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default http://127.0.0.1:2379)")
@@ -121,6 +129,9 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")
 	if withNode {
 		nf.add(f, false)
+		f.IntVar(&mf.nodes, "nodes", 0, "run N nodes, each in its own network namespace on a bridge (198.51.100.0/24), instead of one node in this process; the server stays in this namespace")
+		f.IntVar(&mf.segments, "segments", 1, "with --nodes: spread the nodes over S segments (1 or 2; the second is 203.0.113.0/24 behind a router namespace, so traffic between segments goes through the overlay)")
+		f.BoolVar(&mf.cleanup, "cleanup", false, "remove what a crashed petrel up --nodes left: node namespaces, their pods, maps, links and cgroups")
 	}
 	return cmd
 }

@@ -78,10 +78,14 @@ import (
 
 // Options are the flags of `petrel server`.
 type Options struct {
-	DataDir       string
-	BindAddress   string
-	SecurePort    int
-	EtcdEndpoints []string
+	DataDir     string
+	BindAddress string
+	// AdvertiseAddress is where nodes and pods reach this server (the
+	// kubernetes Service's endpoint); empty: the bind address, or else the
+	// default route's source address.
+	AdvertiseAddress string
+	SecurePort       int
+	EtcdEndpoints    []string
 	// EtcdClientURL and EtcdPeerURL move the embedded etcd off its default
 	// ports (for several clusters on one machine).
 	EtcdClientURL string
@@ -312,6 +316,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a := opts.AdvertiseAddress; a != "" {
+		if ip := net.ParseIP(a); ip == nil || ip.To4() == nil || ip.IsUnspecified() {
+			return nil, fmt.Errorf("--advertise-address %q: give this server's IPv4 address that nodes reach", a)
+		}
+	}
 	switch opts.AuthorizationMode {
 	case AuthorizationRBAC, AuthorizationAlwaysAllow:
 	case "":
@@ -417,6 +426,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.BindAddress != "0.0.0.0" && opts.BindAddress != "" && opts.BindAddress != "::" {
 		hosts = append(hosts, opts.BindAddress)
+	}
+	if opts.AdvertiseAddress != "" {
+		hosts = append(hosts, opts.AdvertiseAddress)
 	}
 	hosts = append(hosts, localAddresses()...)
 	certPath, keyPath, err := ca.EnsurePair(filepath.Join(opts.DataDir, "pki"), "apiserver", "petrel-apiserver", nil, hosts, false)
@@ -604,6 +616,9 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	gc.Run(ctx, 4)
 }
 
+// Port is the port the API server listens on.
+func (s *Server) Port() int { return s.listener.Addr().(*net.TCPAddr).Port }
+
 // Wait blocks until the server stops.
 func (s *Server) Wait() error { return <-s.done }
 
@@ -777,5 +792,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if err := rbac.EnsureDefaults(ctx, cs); err != nil {
 		return err
 	}
-	return publishEndpoints(ctx, cs, advertiseAddress(s.opts.BindAddress), int32(s.listener.Addr().(*net.TCPAddr).Port))
+	advertise := s.opts.AdvertiseAddress
+	if advertise == "" {
+		advertise = advertiseAddress(s.opts.BindAddress)
+	}
+	return publishEndpoints(ctx, cs, advertise, int32(s.listener.Addr().(*net.TCPAddr).Port))
 }

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -101,9 +102,11 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	upd := n.DeepCopy()
-	upd.Spec.PodCIDR, upd.Spec.PodCIDRs = prefix.String(), []string{prefix.String()}
-	if _, err := c.client.CoreV1().Nodes().Update(ctx, upd, metav1.UpdateOptions{FieldManager: "petrel-node-ipam"}); err != nil {
+	// A patch, as Kubernetes' IPAM sends: the node writes its status at the
+	// same time, and an update from a stale cache would only conflict. A
+	// podCIDR once set cannot change, so a racing second patch is refused.
+	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, prefix, prefix)
+	if _, err := c.client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "petrel-node-ipam"}); err != nil {
 		c.mu.Lock()
 		delete(c.used, prefix)
 		c.mu.Unlock()

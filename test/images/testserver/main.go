@@ -4,7 +4,9 @@
 // :9000. Tests use it to see which pod answered and to make a pod fail.
 // `testserver kube-get PATH` is an in-cluster API client, as client-go's
 // in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
-// account token and the CA from the projected volume.
+// account token and the CA from the projected volume. `testserver get URL`
+// and `testserver udp HOST:PORT MSG` are clients run inside a pod (with
+// kubectl exec), as agnhost's connect is: they print what answered.
 package main
 
 import (
@@ -70,6 +72,12 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == "kube-get" {
 		os.Exit(kubeGet(os.Args[2]))
 	}
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(httpGet(os.Args[2]))
+	}
+	if len(os.Args) == 4 && os.Args[1] == "udp" {
+		os.Exit(udpRoundTrip(os.Args[2], os.Args[3]))
+	}
 	httpAddr := flag.String("http", ":8080", "HTTP address")
 	echoAddr := flag.String("echo", ":9000", "TCP and UDP echo address")
 	flag.Parse()
@@ -115,6 +123,48 @@ func main() {
 	log.Printf("testserver %s: HTTP on %s, echo on %s", host, *httpAddr, *echoAddr)
 	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
+}
+
+// httpGet prints the body of GET url; the exit code says whether a 200
+// came back within 5 s.
+func httpGet(url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(os.Stdout, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}
+
+// udpRoundTrip sends msg to addr and prints the first datagram that comes
+// back within 3 s.
+func udpRoundTrip(addr, msg string) int {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	buf := make([]byte, 65536)
+	n, err := c.Read(buf)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Stdout.Write(buf[:n])
+	return 0
 }
 
 func tcpEcho(addr string) {
