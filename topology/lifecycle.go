@@ -21,7 +21,12 @@ import (
 // stopped first, or a namespace lives on until they do. What is already gone
 // is not an error.
 func (t *Topology) Remove() error {
-	return RemoveNamed(t.Name)
+	err := RemoveNamed(t.Name)
+	if t.lock != nil {
+		t.lock.Close() // the lock goes with the descriptor
+		t.lock = nil
+	}
+	return err
 }
 
 // RemoveNamed deletes every namespace, bridge and cgroup of the topology

@@ -21,6 +21,8 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -52,6 +54,9 @@ type Spec struct {
 	// Segments is how many L2 segments (1 or 2); nodes are split over them
 	// in order, so with 3 nodes and 2 segments n0 and n1 share segment 0.
 	Segments int
+	// Wait is how long Build waits for another topology on the machine to
+	// go (they would share the same addresses); 0 fails at once.
+	Wait time.Duration
 }
 
 // Node is one node's place in the topology.
@@ -85,6 +90,8 @@ type Topology struct {
 	Nodes []Node
 	// Hosts are outside hosts added with AddHost.
 	Hosts []Host
+	// lock is held while the topology exists: one per machine.
+	lock *os.File
 }
 
 // Host is a network namespace on a segment that runs no Petrel: a client
@@ -138,6 +145,9 @@ func Build(spec Spec) (_ *Topology, err error) {
 		return nil, err
 	}
 	if err := requireRoot(); err != nil {
+		return nil, err
+	}
+	if t.lock, err = lockMachine(spec.Wait); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -401,4 +411,34 @@ func writeSysctls(values map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// lockPath is the machine-wide lock of a topology: two at once would put
+// the same segment addresses on two bridges.
+const lockPath = "/run/lock/petrel-topology.lock"
+
+// lockMachine takes the topology lock, waiting up to wait for it.
+func lockMachine(wait time.Duration) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("topology lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, errors.New("another multi-node topology is up on this machine (petrel up --nodes or a multi-node test): they would share 198.51.100.0/24; stop it first")
+			}
+			return nil, fmt.Errorf("topology lock: %w", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
