@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -81,9 +82,9 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 	if err := dropPageCache(petrel); err != nil {
 		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
 	}
-	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("https://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
-		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
+		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("https://127.0.0.1:%d", ports[2])}, extraArgs...)
 	sp.cmd = exec.CommandContext(ctx, petrel, args...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
@@ -212,7 +213,14 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	// The embedded etcd takes clients with a certificate from its own CA.
+	pkiDir := filepath.Join(sp.dir, "pki", "etcd")
+	etcdTLS, err := (transport.TLSInfo{CertFile: filepath.Join(pkiDir, "client.crt"), KeyFile: filepath.Join(pkiDir, "client.key"),
+		TrustedCAFile: filepath.Join(pkiDir, "ca.crt")}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate of the server: %w", err)
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, err
 	}
