@@ -319,9 +319,12 @@ func etcdPodLists(ctx context.Context, hc *http.Client, host string) int {
 }
 
 // saveHeapProfile writes the server's /debug/pprof/heap (both servers serve
-// it to system:masters) to path.
+// it to system:masters) to path. It asks for a collection first (gc=1): a
+// profile shows the heap as of the last one, and lists served from cached
+// encodings make too little garbage to start one, so what the first list
+// cached would be missing.
 func saveHeapProfile(ctx context.Context, hc *http.Client, host, path string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", host+"/debug/pprof/heap", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", host+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return err
 	}
