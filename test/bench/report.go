@@ -35,6 +35,9 @@ type Report struct {
 	Machine string   `json:"machine"`
 	Started string   `json:"started"`
 	Results []Result `json:"results"`
+	// Notes say what the run could not measure here and why, and where it
+	// left what it saved.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // NewReport starts a report for suite.
@@ -58,6 +61,9 @@ func f(v float64) *float64 { return &v }
 func (r *Report) Add(name, unit string, value float64, better string, goal *float64) {
 	r.Results = append(r.Results, Result{Name: name, Unit: unit, Value: round(value), Better: better, Goal: goal})
 }
+
+// Note records a remark printed under the table.
+func (r *Report) Note(note string) { r.Notes = append(r.Notes, note) }
 
 // AddRatio records a figure next to its baseline from the same run.
 func (r *Report) AddRatio(name, unit string, value float64, baseline string, baselineValue float64, better string, goal float64) {
@@ -111,7 +117,15 @@ func (r *Report) Write(w io.Writer, format string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Name, res.Value, res.Unit, base, bv, ratio, goal, met(res))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range r.Notes {
+		if _, err := fmt.Fprintf(w, "note: %s\n", n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // met says whether a row reaches its goal: ratios compare the ratio, absolute
