@@ -249,7 +249,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 	etcdTLS, err := (transport.TLSInfo{CertFile: filepath.Join(pkiDir, "client.crt"), KeyFile: filepath.Join(pkiDir, "client.key"),
 		TrustedCAFile: filepath.Join(pkiDir, "ca.crt")}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("etcd client certificate of the server: %w", err)
+		return fmt.Errorf("etcd client certificate of the server: %w", err)
 	}
 	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
