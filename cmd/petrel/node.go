@@ -20,6 +20,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/node"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/simnode"
 )
 
@@ -31,6 +32,7 @@ type nodeFlags struct {
 	opts           node.Options
 	localDNS       string
 	upstreams      string
+	tunnel         string
 }
 
 func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
@@ -52,6 +54,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
 	fs.StringVar(&f.nodePortIfaces, "nodeport-interfaces", "default", "comma-separated interfaces where NodePorts answer clients on other hosts (tc_nodeport); \"default\" is the default route's, \"none\" none")
+	fs.StringVar(&f.tunnel, "tunnel", string(f.opts.Tunnel), "how pods reach other nodes' pods: auto (natively to a node on one of this node's subnets, by bpf_redirect_neigh; through a VXLAN overlay, UDP 8472, to any other), vxlan or geneve (UDP 6081) for every node, or disabled (kernel routes \"podCIDR via node\" only). Pods' MTU is the uplink's less 50 unless disabled")
 	fs.StringVar(&f.opts.LBAlgorithm, "lb-algorithm", f.opts.LBAlgorithm, "how tc_nodeport picks the backend of a new flow from another host: random, or maglev (consistent hashing: every node picks the same backend for a flow); a Service's service.petrel.io/lb-algorithm annotation overrides it")
 	fs.StringVar(&f.opts.NodeServerAddress, "node-server-address", f.opts.NodeServerAddress, "address of the node server behind kubectl logs, exec, attach and port-forward")
 	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
@@ -72,6 +75,11 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 		}
 		o.LocalDNS = a
 	}
+	mode, err := routing.ParseMode(f.tunnel)
+	if err != nil {
+		return o, fmt.Errorf("--tunnel: %w", err)
+	}
+	o.Tunnel = mode
 	if o.LBAlgorithm == "" {
 		o.LBAlgorithm = proxy.AlgorithmRandom
 	}

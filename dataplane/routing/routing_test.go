@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -58,8 +59,11 @@ func TestRoutesFollowNodes(t *testing.T) {
 		node("n3", "10.244.6.0/24", ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r := New("self", h)
-	if err := r.Run(ctx, cs); err != nil {
+	r, err := New(Config{Self: "self", Handle: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, informers.NewSharedInformerFactory(cs, 0)); err != nil {
 		t.Fatal(err)
 	}
 	routes := func() map[string]string {
