@@ -6,7 +6,8 @@
  * Egress: packets that reach the device through the host's routing (the
  * host's own processes, tc_nodeport's SNAT and FIB path toward a remote
  * backend) get the tunnel key of the node owning their destination, from
- * petrel_tunnel; packets tc_pod already keyed pass as they are. A packet
+ * petrel_tunnel, and the frame the addresses of TUNNEL_SRC_MAC and
+ * TUNNEL_MAC; packets tc_pod already keyed pass as they are. A packet
  * nobody owns is dropped: the device has no other way to send it.
  *
  * Ingress: a decapsulated packet for a pod of this node goes straight into
@@ -31,7 +32,11 @@ int petrel_to_tunnel(struct __sk_buff *skb)
 	struct tunnel_info *info;
 	struct iphdr *ip4;
 
-	if (bpf_skb_get_tunnel_key(skb, &have, sizeof(have), 0) == 0 && have.remote_ipv4)
+	/*
+	 * tc_pod keyed it already. (On a transmit key this helper reports the
+	 * remote in the local field, so only its success counts.)
+	 */
+	if (bpf_skb_get_tunnel_key(skb, &have, sizeof(have), 0) == 0)
 		return TC_ACT_OK;
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_SHOT;
@@ -43,7 +48,8 @@ int petrel_to_tunnel(struct __sk_buff *skb)
 		fwd_count(FWD_STAT_NO_ROUTE);
 		return TC_ACT_SHOT;
 	}
-	if (tunnel_set_key(skb, info) < 0)
+	/* The host's frame has the device's own address as its source. */
+	if (tunnel_set_key(skb, info) < 0 || tunnel_set_macs(skb) < 0)
 		return TC_ACT_SHOT;
 	fwd_count(FWD_STAT_ENCAP_HOST);
 	return TC_ACT_OK;

@@ -38,6 +38,11 @@
  * any neighbour resolution on the tunnel.
  */
 #define TUNNEL_MAC {0x0a, 0x50, 0x45, 0x54, 0x52, 0x4c}
+/*
+ * The inner source of those frames: never the device's own address, which
+ * the receiving VXLAN driver takes for a loop and drops.
+ */
+#define TUNNEL_SRC_MAC {0x0a, 0x50, 0x45, 0x54, 0x52, 0x4d}
 
 struct tunnel_key {
 	__u32 prefixlen; /* LPM: bits of addr that count */
@@ -106,10 +111,11 @@ static __always_inline int tunnel_set_key(struct __sk_buff *skb, struct tunnel_i
 /* Addresses the inner frame to the remote tunnel device (see TUNNEL_MAC). */
 static __always_inline int tunnel_set_macs(struct __sk_buff *skb)
 {
-	__u8 mac[6] = TUNNEL_MAC;
+	__u8 dst[6] = TUNNEL_MAC;
+	__u8 src[6] = TUNNEL_SRC_MAC;
 
-	if (bpf_skb_store_bytes(skb, 0, mac, 6, 0) < 0)
+	if (bpf_skb_store_bytes(skb, 0, dst, 6, 0) < 0)
 		return -1;
-	return bpf_skb_store_bytes(skb, 6, mac, 6, 0);
+	return bpf_skb_store_bytes(skb, 6, src, 6, 0);
 }
 #endif
