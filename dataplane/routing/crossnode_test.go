@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -62,6 +63,7 @@ type topology struct {
 	t      *testing.T
 	prefix string
 	fabric string
+	client string // an outside client's namespace (198.51.100.50)
 	nodes  map[string]*testNode
 }
 
@@ -153,6 +155,16 @@ func newTopology(t *testing.T) *topology {
 		ipCmd(t, "-n", router, "link", "set", dev, "up")
 	}
 	sysctl(t, router, "net.ipv4.ip_forward", "1")
+
+	// An outside client on segment 0, for NodePorts.
+	topo.client = prefix + "-cli"
+	addNS(topo.client)
+	ipCmd(t, "-n", topo.client, "link", "add", "eth0", "type", "veth", "peer", "name", "up-cli", "netns", topo.fabric)
+	ipCmd(t, "-n", topo.fabric, "link", "set", "up-cli", "master", "s0", "up")
+	ipCmd(t, "-n", topo.client, "addr", "add", "198.51.100.50/24", "dev", "eth0")
+	ipCmd(t, "-n", topo.client, "link", "set", "eth0", "up")
+	ipCmd(t, "-n", topo.client, "link", "set", "lo", "up")
+	ipCmd(t, "-n", topo.client, "route", "add", "default", "via", "198.51.100.1")
 
 	for _, n := range []*testNode{
 		{name: "a", addr: "198.51.100.10", cidr: "10.244.1.0/24", segment: 0},
@@ -290,33 +302,14 @@ func servePod(t *testing.T, name string) error {
 	return nil
 }
 
-// ask sends one request from the namespace ns to a pod and returns the
-// answer (TCP: a line; UDP: a datagram).
+// ask sends one request from the namespace ns to a pod's server and
+// returns the answer (TCP: a line; UDP: a datagram).
 func ask(ns, proto string, to netip.Addr) (string, error) {
-	var answer string
-	err := inNS(ns, func() error {
-		port := podTCPPort
-		if proto == "udp" {
-			port = podUDPPort
-		}
-		c, err := net.DialTimeout(proto+"4", netip.AddrPortFrom(to, uint16(port)).String(), 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := c.Write([]byte("who\n")); err != nil {
-			return err
-		}
-		buf := make([]byte, 256)
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		answer = strings.TrimSpace(string(buf[:n]))
-		return nil
-	})
-	return answer, err
+	port := podTCPPort
+	if proto == "udp" {
+		port = podUDPPort
+	}
+	return askPort(ns, proto, netip.AddrPortFrom(to, uint16(port)))
 }
 
 // expect retries ask until the answer is want (routes and neighbours take
@@ -391,6 +384,79 @@ func (topo *topology) clientset() *fake.Clientset {
 	return cs
 }
 
+// nodePort gives node n a NodePort (TCP and UDP) whose one backend is pod
+// (on another node), as the proxy would program it.
+func nodePort(t *testing.T, n *testNode, port uint16, backend netip.Addr, id uint32) {
+	t.Helper()
+	open := func(name string) *ebpf.Map {
+		m, err := bpfobj.OpenPinnedMap(n.pinDir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	maps := bpfobj.Maps{NodeAddrs: open(bpfobj.MapNodeAddrs), Backends: open(bpfobj.MapBackends), Services: open(bpfobj.MapServices)}
+	if err := maps.NodeAddrs.Put(bpfobj.AddrKey(netip.MustParseAddr(n.addr)), uint8(1)); err != nil {
+		t.Fatal(err)
+	}
+	for i, proto := range []uint8{6, 17} {
+		beID, beport := id*2+uint32(i), uint16(podTCPPort)
+		if proto == 17 {
+			beport = podUDPPort
+		}
+		if err := maps.Backends.Put(beID, bpfobj.Backend{Address: bpfobj.AddrKey(backend), Port: bpfobj.PortKey(beport), Proto: proto}); err != nil {
+			t.Fatal(err)
+		}
+		slot := bpfobj.ServiceKey{Dport: bpfobj.PortKey(port), BackendSlot: 1, Proto: proto}
+		if err := maps.Services.Put(slot, bpfobj.ServiceValue{BackendId: beID}); err != nil {
+			t.Fatal(err)
+		}
+		slot.BackendSlot = 0
+		if err := maps.Services.Put(slot, bpfobj.ServiceValue{Count: 1, RevNatIndex: uint16(beID), Flags: bpfobj.FlagNodePort}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// askPort sends one request from the namespace ns to an address and port.
+func askPort(ns, proto string, to netip.AddrPort) (string, error) {
+	var answer string
+	err := inNS(ns, func() error {
+		c, err := net.DialTimeout(proto+"4", to.String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("who\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 256)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		answer = strings.TrimSpace(string(buf[:n]))
+		return nil
+	})
+	return answer, err
+}
+
+// expectNodePort asks the client's namespace to reach node n's NodePort.
+func expectNodePort(t *testing.T, topo *topology, n *testNode, proto string, port uint16, want string) {
+	t.Helper()
+	to := netip.AddrPortFrom(netip.MustParseAddr(n.addr), port)
+	var got string
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got, err = askPort(topo.client, proto, to); err == nil && got == want {
+			return
+		}
+	}
+	t.Fatalf("client %s → %s: got %q (err %v), want %q", proto, to, got, err, want)
+}
+
 // TestCrossNodeNativeAndVXLAN: auto mode. a and b share a segment (native,
 // bpf_redirect_neigh), c is behind the router (VXLAN).
 func TestCrossNodeNativeAndVXLAN(t *testing.T) {
@@ -449,6 +515,18 @@ func TestCrossNodeNativeAndVXLAN(t *testing.T) {
 	expect(t, a.ns, "tcp", b.podIP, "b "+a.addr)
 	grew(t, a, beforeA, "encap_from_host")
 
+	// NodePorts of a whose backend is on b (native) or c (overlay): SNATed
+	// to a's address, sent by the FIB (to c: the tunnel route, keyed by
+	// tc_tunnel), answers NATed back by tc_nodeport.
+	nodePort(t, a, 30080, b.podIP, 10)
+	nodePort(t, a, 30081, c.podIP, 20)
+	beforeA = a.stats(t)
+	for _, proto := range []string{"tcp", "udp"} {
+		expectNodePort(t, topo, a, proto, 30080, "b "+a.addr)
+		expectNodePort(t, topo, a, proto, 30081, "c "+a.addr)
+	}
+	grew(t, a, beforeA, "encap_from_host")
+
 	// A connection open while the loaders let go of everything: the pins
 	// alone carry it, and new ones too.
 	var conn net.Conn
@@ -484,6 +562,7 @@ func TestCrossNodeNativeAndVXLAN(t *testing.T) {
 	}
 	expect(t, a.podNS, "tcp", b.podIP, "b "+a.podIP.String())
 	expect(t, a.podNS, "udp", c.podIP, "c "+a.podIP.String())
+	expectNodePort(t, topo, a, "tcp", 30081, "c "+a.addr)
 }
 
 // TestCrossNodeForcedTunnel: --tunnel vxlan and geneve send even a node on
