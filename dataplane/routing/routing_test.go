@@ -105,3 +105,22 @@ func TestRoutesFollowNodes(t *testing.T) {
 		t.Errorf("a route the router did not make was touched: %v", m)
 	}
 }
+
+func TestModeAndMTU(t *testing.T) {
+	for _, c := range []struct {
+		flag string
+		mode Mode
+		mtu  int
+	}{{"", ModeAuto, 1450}, {"auto", ModeAuto, 1450}, {"VXLAN", ModeVXLAN, 1450}, {"geneve", ModeGeneve, 1450}, {"disabled", ModeDisabled, 1500}} {
+		m, err := ParseMode(c.flag)
+		if err != nil || m != c.mode {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", c.flag, m, err, c.mode)
+		}
+		if got := PodMTU(1500, m); got != c.mtu {
+			t.Errorf("PodMTU(1500, %s) = %d, want %d", m, got, c.mtu)
+		}
+	}
+	if _, err := ParseMode("ipip"); err == nil {
+		t.Error("ParseMode accepted ipip")
+	}
+}
