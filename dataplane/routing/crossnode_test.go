@@ -563,6 +563,67 @@ func TestCrossNodeNativeAndVXLAN(t *testing.T) {
 	expect(t, a.podNS, "tcp", b.podIP, "b "+a.podIP.String())
 	expect(t, a.podNS, "udp", c.podIP, "c "+a.podIP.String())
 	expectNodePort(t, topo, a, "tcp", 30081, "c "+a.addr)
+
+	// Node a comes back (a restarted daemon): programs swapped into the
+	// pinned links, the device kept, the map rewritten to the same.
+	if err := inNS(a.ns, func() error {
+		if err := bpfobj.LoadPodProgram(a.pinDir); err != nil {
+			return err
+		}
+		if err := bpfobj.AttachNodePort(a.pinDir, []string{"eth0"}); err != nil {
+			return err
+		}
+		uplink, err := Uplink(a.handle, netip.MustParseAddr(a.addr))
+		if err != nil {
+			return err
+		}
+		return SetupTunnel(a.handle, ModeAuto, uplink, a.pinDir)
+	}); err != nil {
+		t.Fatalf("restart a: %v", err)
+	}
+	var err error
+	if a.router, err = New(Config{Self: a.name, Handle: a.handle, Mode: ModeAuto, PinDir: a.pinDir}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	if err := a.router.Run(ctx, informers.NewSharedInformerFactory(cs, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := line(); got != "c "+a.podIP.String() {
+		t.Errorf("open connection after a restarted: %q", got)
+	}
+	expect(t, a.podNS, "tcp", b.podIP, "b "+a.podIP.String())
+	expect(t, a.podNS, "tcp", c.podIP, "c "+a.podIP.String())
+	if n := len(a.tunnelEntries(t)); n != 2 {
+		t.Errorf("a has %d tunnel entries after the restart, want 2", n)
+	}
+}
+
+// TestCrossNodeTunnelDisabled: --tunnel disabled is today's routing: kernel
+// routes to nodes on the segment, no tunnel device, nothing in the map, so
+// pod traffic between nodes goes through the host's forwarding.
+func TestCrossNodeTunnelDisabled(t *testing.T) {
+	topo := newTopology(t)
+	cs := topo.clientset()
+	for _, name := range []string{"a", "b", "c"} {
+		if err := topo.start(topo.nodes[name], ModeDisabled, cs); err != nil {
+			t.Fatalf("node %s: %v", name, err)
+		}
+		sysctl(t, topo.nodes[name].ns, "net.ipv4.ip_forward", "1")
+	}
+	a, b := topo.nodes["a"], topo.nodes["b"]
+	if e := a.tunnelEntries(t); len(e) != 0 {
+		t.Errorf("map entries with the tunnel disabled: %v", e)
+	}
+	if _, err := a.handle.LinkByName(VXLANDevice); err == nil {
+		t.Errorf("%s exists with the tunnel disabled", VXLANDevice)
+	}
+	before := a.stats(t)
+	expect(t, a.podNS, "tcp", b.podIP, "b "+a.podIP.String())
+	if s := a.stats(t); s["native_redirect_neigh"] != before["native_redirect_neigh"] {
+		t.Errorf("tc_pod redirected with the tunnel disabled: %v", s)
+	}
 }
 
 // TestCrossNodeForcedTunnel: --tunnel vxlan and geneve send even a node on
