@@ -71,7 +71,9 @@ func certificateResources() []*Resource {
 		},
 		Columns: []Column{
 			AgeColumn,
-			col("SignerName", "string", func(o runtime.Object) interface{} { return o.(*certificatesv1.CertificateSigningRequest).Spec.SignerName }),
+			col("SignerName", "string", func(o runtime.Object) interface{} {
+				return o.(*certificatesv1.CertificateSigningRequest).Spec.SignerName
+			}),
 			col("Requestor", "string", func(o runtime.Object) interface{} { return o.(*certificatesv1.CertificateSigningRequest).Spec.Username }),
 			col("RequestedDuration", "string", func(o runtime.Object) interface{} {
 				if e := o.(*certificatesv1.CertificateSigningRequest).Spec.ExpirationSeconds; e != nil {
