@@ -124,10 +124,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 	s.writeObject(w, r, req, http.StatusCreated, out)
 }
 
-// AuthenticateToken says whether a bearer token is a service account
-// token of this cluster whose service account (and bound pod) still exist
+// AuthenticateToken says whether a bearer token is a bootstrap token (see
+// bootstrapTokenUser) or a service account token of this cluster whose service account (and bound pod) still exist
 // as it names them, and whose it is; the error says why not.
 func (s *Server) AuthenticateToken(ctx context.Context, token string) (User, error) {
+	if IsBootstrapToken(token) {
+		return s.bootstrapTokenUser(ctx, token)
+	}
 	if s.cfg.Tokens == nil {
 		return User{}, tokens.ErrNotOurs
 	}

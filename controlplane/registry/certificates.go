@@ -305,3 +305,70 @@ func hasCSRCondition(csr *certificatesv1.CertificateSigningRequest, t certificat
 	}
 	return false
 }
+
+// Signers Petrel's CA signs for (kubernetes.io/kube-apiserver-client-kubelet:
+// nodes; kubernetes.io/kube-apiserver-client: any client the approver or an
+// admin approved).
+const (
+	KubeletClientSigner   = "kubernetes.io/kube-apiserver-client-kubelet"
+	APIServerClientSigner = "kubernetes.io/kube-apiserver-client"
+	// NodeUserPrefix and NodesGroup name a node's identity.
+	NodeUserPrefix = "system:node:"
+	NodesGroup     = "system:nodes"
+)
+
+// CheckKubeletClientCSR says why a request is not what a node asks for its
+// client certificate, as Kubernetes' ValidateKubeletClientCSR: subject
+// system:node:<name> in exactly system:nodes, no DNS names, e-mail
+// addresses, IP addresses or URIs, and the usages client auth and digital
+// signature (plus key encipherment for RSA keys). nil: it is.
+func CheckKubeletClientCSR(req *x509.CertificateRequest, usages []certificatesv1.KeyUsage) error {
+	if len(req.Subject.Organization) != 1 || req.Subject.Organization[0] != NodesGroup {
+		return fmt.Errorf("subject organization is not %s", NodesGroup)
+	}
+	if len(req.DNSNames) > 0 || len(req.EmailAddresses) > 0 || len(req.IPAddresses) > 0 || len(req.URIs) > 0 {
+		return fmt.Errorf("DNS, email, IP and URI subjectAltNames are not allowed")
+	}
+	if !strings.HasPrefix(req.Subject.CommonName, NodeUserPrefix) || len(req.Subject.CommonName) == len(NodeUserPrefix) {
+		return fmt.Errorf("subject common name does not begin with %s", NodeUserPrefix)
+	}
+	have := map[certificatesv1.KeyUsage]bool{}
+	for _, u := range usages {
+		have[u] = true
+	}
+	if !have[certificatesv1.UsageClientAuth] || !have[certificatesv1.UsageDigitalSignature] {
+		return fmt.Errorf("usages must include %q and %q", certificatesv1.UsageClientAuth, certificatesv1.UsageDigitalSignature)
+	}
+	for u := range have {
+		switch u {
+		case certificatesv1.UsageClientAuth, certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment:
+		default:
+			return fmt.Errorf("usage %q is not allowed: only %q, %q and %q", u, certificatesv1.UsageClientAuth, certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment)
+		}
+	}
+	return nil
+}
+
+// CSRApproved and CSRDenied read the decision on a request.
+func CSRApproved(csr *certificatesv1.CertificateSigningRequest) bool {
+	return csrConditionTrue(csr, certificatesv1.CertificateApproved)
+}
+
+// CSRDenied reports a Denied condition.
+func CSRDenied(csr *certificatesv1.CertificateSigningRequest) bool {
+	return csrConditionTrue(csr, certificatesv1.CertificateDenied)
+}
+
+// CSRFailed reports a Failed condition (the signer refused).
+func CSRFailed(csr *certificatesv1.CertificateSigningRequest) bool {
+	return csrConditionTrue(csr, certificatesv1.CertificateFailed)
+}
+
+func csrConditionTrue(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == t && (c.Status == corev1.ConditionTrue || c.Status == "") {
+			return true
+		}
+	}
+	return false
+}

@@ -47,7 +47,10 @@ import (
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
+	"github.com/petrel-project/petrel/controlplane/controllers/bootstraptoken"
 	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
+	"github.com/petrel-project/petrel/controlplane/controllers/csrapproving"
+	"github.com/petrel-project/petrel/controlplane/controllers/csrsigning"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
@@ -129,12 +132,15 @@ type Server struct {
 	bootstrapped atomic.Bool
 	Kubeconfig   string
 	URL          string
+	// NodeToken is the join token kept in <data-dir>/node-token.
+	NodeToken string
 	// Identity names this server in leader elections.
 	Identity   string
 	backend    *etcd.Backend
 	httpServer *http.Server
 	listener   net.Listener
 	lbPool     []loadbalancer.Range
+	ca         *pki.CA
 	caPEM      []byte
 	done       chan error
 }
@@ -374,7 +380,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
-	s.caPEM = ca.CertPEM
+	s.ca, s.caPEM = ca, ca.CertPEM
 	nodeTransport, err := nodeClientTransport(ca, filepath.Join(opts.DataDir, "pki"))
 	if err != nil {
 		return nil, err
@@ -562,6 +568,9 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
+	csrApprover := csrapproving.New(cs, factory)
+	csrSigner := csrsigning.New(cs, factory, s.ca, 0)
+	tokens := bootstraptoken.New(cs)
 	aggregation := clusterroleaggregation.New(cs, factory)
 	budgets := disruption.New(cs, factory)
 	served := map[schema.GroupResource]schema.GroupVersionResource{}
@@ -585,6 +594,9 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
+	go csrApprover.Run(ctx)
+	go csrSigner.Run(ctx)
+	go tokens.Run(ctx)
 	go aggregation.Run(ctx)
 	go budgets.Run(ctx)
 	go quotas.Run(ctx)
@@ -640,6 +652,9 @@ func localAddresses() []string {
 // anonymousPaths may be read without a client certificate, as Kubernetes allows.
 var anonymousPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
 
+// clusterInfoPath is kube-public/cluster-info, which anyone may read.
+const clusterInfoPath = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+
 // nodeClientTransport reaches node servers with a client certificate from
 // the cluster's CA. Like Kubernetes' API server without
 // --kubelet-certificate-authority, it does not verify the nodes' serving
@@ -661,11 +676,6 @@ func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
 	}, nil
 }
 
-// authenticate lets in clients with a certificate from the cluster CA
-// (admins, nodes, controllers: the user is the certificate's common name,
-// its organizations the groups) and clients with a service account token
-// of this cluster (pods); the rest get 401. The handlers find the user
-// with the request.
 // httpErrorLog passes net/http's own error lines (handler panics, accept
 // errors) to slog, but not failed TLS handshakes: a client that connects and
 // leaves, or a flood of them, is not the server's fault and would fill the log.
@@ -679,6 +689,12 @@ func (httpErrorLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// authenticate lets in clients with a certificate from the cluster CA
+// (admins, nodes, controllers: the user is the certificate's common name,
+// its organizations the groups) and clients with a service account token
+// of this cluster (pods) or a bootstrap token (joining nodes); anyone may read
+// cluster-info; the rest get 401. The handlers find the user
+// with the request.
 func authenticate(next http.Handler, token func(context.Context, string) (apiserver.User, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
@@ -691,7 +707,16 @@ func authenticate(next http.Handler, token func(context.Context, string) (apiser
 			next.ServeHTTP(w, r)
 			return
 		}
-		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig) or a service account token"
+		hasBearer := strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !hasBearer && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == clusterInfoPath {
+			// A joining node reads the CA here before it trusts anything
+			// (see ensureClusterInfo): the one request served without
+			// credentials, as system:anonymous, still through RBAC.
+			u := apiserver.User{Name: anonymousUser, Groups: []string{"system:unauthenticated"}}
+			next.ServeHTTP(w, r.WithContext(apiserver.WithUser(r.Context(), u)))
+			return
+		}
+		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig), a service account token or a bootstrap token"
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && bearer != "" {
 			u, err := token(r.Context(), strings.TrimSpace(bearer))
 			if err == nil {
@@ -777,5 +802,15 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if err := rbac.EnsureDefaults(ctx, cs); err != nil {
 		return err
 	}
+	port := s.listener.Addr().(*net.TCPAddr).Port
+	advertised := "https://" + net.JoinHostPort(advertiseAddress(s.opts.BindAddress), strconv.Itoa(port))
+	if err := ensureClusterInfo(ctx, cs, advertised, s.caPEM); err != nil {
+		return err
+	}
+	tok, err := ensureNodeToken(ctx, cs, s.opts.DataDir, s.caPEM)
+	if err != nil {
+		return err
+	}
+	s.NodeToken = tok.String()
 	return publishEndpoints(ctx, cs, advertiseAddress(s.opts.BindAddress), int32(s.listener.Addr().(*net.TCPAddr).Port))
 }
