@@ -132,6 +132,8 @@ type Server struct {
 	bootstrapped atomic.Bool
 	Kubeconfig   string
 	URL          string
+	// Port is the API server's port.
+	Port int
 	// NodeToken is the join token kept in <data-dir>/node-token.
 	NodeToken string
 	// Identity names this server in leader elections.
@@ -455,7 +457,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	ln = limited
 	s.listener = ln
 	slog.Info("API connections", "max", maxConns)
-	s.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.URL, s.Port = fmt.Sprintf("https://127.0.0.1:%d", port), port
 	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
 	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
