@@ -555,6 +555,9 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if err := s.admitRBAC(ctx, obj); err != nil {
 		return nil, 0, err
 	}
+	if err := s.admitNodeCreate(ctx, req, obj, nil); err != nil {
+		return nil, 0, err
+	}
 	// Last, as in Kubernetes: what is refused after this was charged.
 	if err := s.admitQuota(ctx, req, obj, dryRun); err != nil {
 		return nil, 0, err
@@ -756,6 +759,9 @@ func (s *Server) guaranteedUpdate(ctx context.Context, r *http.Request, req *req
 		if err := s.admitRBAC(ctx, next); err != nil {
 			return nil, err
 		}
+		if err := s.admitNodeUpdate(ctx, req, next, cur); err != nil {
+			return nil, err
+		}
 		if csr, ok := next.(*certificatesv1.CertificateSigningRequest); ok {
 			if err := s.admitCSRUpdate(ctx, req, csr, cur.(*certificatesv1.CertificateSigningRequest)); err != nil {
 				return nil, err
@@ -900,6 +906,9 @@ func (s *Server) deleteObject(ctx context.Context, req *request, opts *metav1.De
 	code := http.StatusOK
 	out, deleted, err := req.ep.store.GuaranteedUpdate(ctx, s.key(req), req.name, func(cur runtime.Object) (runtime.Object, error) {
 		acc := accessor(cur)
+		if err := s.admitNodeDelete(ctx, req, cur); err != nil {
+			return nil, err
+		}
 		if p := opts.Preconditions; p != nil {
 			if p.UID != nil && *p.UID != acc.GetUID() {
 				return nil, apierrors.NewConflict(res.GVR.GroupResource(), req.name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, acc.GetUID()))

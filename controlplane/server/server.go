@@ -71,6 +71,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
+	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
@@ -392,13 +393,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("service account signing key: %w", err)
 	}
 	var authz *rbac.Authorizer
+	var nodeAuthz *nodeauth.Authorizer
 	if opts.AuthorizationMode == AuthorizationRBAC {
 		if authz, err = startAuthorizer(ctx, stores); err != nil {
 			return nil, fmt.Errorf("authorization: %w", err)
 		}
+		if nodeAuthz, err = startNodeAuthorizer(ctx, stores); err != nil {
+			return nil, fmt.Errorf("node authorization: %w", err)
+		}
 	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz,
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
@@ -409,6 +414,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 			if authz != nil && !authz.HasSynced() {
 				return errors.New("loading the authorization policy")
+			}
+			if nodeAuthz != nil && !nodeAuthz.HasSynced() {
+				return errors.New("loading the node authorizer's pods")
 			}
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
