@@ -634,7 +634,7 @@ func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager st
 	acc.SetResourceVersion(curAcc.GetResourceVersion())
 	acc.SetSelfLink("")
 	status := req.subresource == "status"
-	if res.HasStatus {
+	if res.HasStatus && !res.HasSubresource(req.subresource) {
 		if status {
 			registry.CopyField(obj, cur, "Spec")
 		} else {
