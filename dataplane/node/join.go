@@ -319,20 +319,27 @@ func writeNodeKubeconfig(path, server string, caPEM []byte, certPath string) err
 // credentials (certificatesigningrequests/selfnodeclient), or with the
 // bootstrap token once the certificate has expired (a node down too long).
 func startRotation(ctx context.Context, opts Options, tok jointoken.Token, caPEM []byte, nodeCfg *rest.Config, store certificate.Store) error {
+	_, err := newRotation(ctx, opts.NodeName, opts.CertificateLifetime, store, func(current *tls.Certificate) (kubernetes.Interface, error) {
+		if current != nil && current.Leaf != nil && time.Now().Before(current.Leaf.NotAfter) {
+			return kubernetes.NewForConfig(rest.CopyConfig(nodeCfg))
+		}
+		return kubernetes.NewForConfig(&rest.Config{Host: opts.Server, BearerToken: tok.Bootstrap(),
+			TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}})
+	})
+	return err
+}
+
+// newRotation starts a certificate manager for nodeName's client
+// certificate in store, asking for lifetime (0: the signer's choice).
+func newRotation(ctx context.Context, nodeName string, lifetime time.Duration, store certificate.Store, clients certificate.ClientsetFunc) (certificate.Manager, error) {
 	var life *time.Duration
-	if opts.CertificateLifetime > 0 {
-		life = &opts.CertificateLifetime
+	if lifetime > 0 {
+		life = &lifetime
 	}
 	m, err := certificate.NewManager(&certificate.Config{
-		Name: "node client certificate",
-		ClientsetFn: func(current *tls.Certificate) (kubernetes.Interface, error) {
-			if current != nil && current.Leaf != nil && time.Now().Before(current.Leaf.NotAfter) {
-				return kubernetes.NewForConfig(rest.CopyConfig(nodeCfg))
-			}
-			return kubernetes.NewForConfig(&rest.Config{Host: opts.Server, BearerToken: tok.Bootstrap(),
-				TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}})
-		},
-		Template:                     nodeCSRTemplate(opts.NodeName),
+		Name:                         "node client certificate",
+		ClientsetFn:                  clients,
+		Template:                     nodeCSRTemplate(nodeName),
 		SignerName:                   kubeletClientSigner,
 		Usages:                       nodeClientUsages,
 		CertificateStore:             store,
@@ -340,8 +347,8 @@ func startRotation(ctx context.Context, opts Options, tok jointoken.Token, caPEM
 		Ctx:                          &ctx,
 	})
 	if err != nil {
-		return fmt.Errorf("node certificate rotation: %w", err)
+		return nil, fmt.Errorf("node certificate rotation: %w", err)
 	}
 	m.Start()
-	return nil
+	return m, nil
 }
