@@ -119,6 +119,9 @@ func nodeCommand() *cobra.Command {
 				return cleanupNode(ctx, opts)
 			}
 			if f.simulate > 0 {
+				if opts.Token != "" {
+					return fmt.Errorf("--simulate speaks for many nodes with one identity: give it an admin --kubeconfig, not --token")
+				}
 				return runSimulated(ctx, opts, f.simulate)
 			}
 			n, err := node.Start(ctx, opts)
