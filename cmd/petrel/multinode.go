@@ -56,7 +56,7 @@ func runMultiNode(ctx context.Context, opts server.Options, mf multiNodeFlags) e
 		_ = topo.Remove()
 		return err
 	}
-	serverURL := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port())
+	serverURL := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port)
 	procs := make([]*topology.Process, len(topo.Nodes))
 	stopAll := func() {
 		var wg sync.WaitGroup

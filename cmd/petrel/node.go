@@ -39,9 +39,11 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	f.opts = node.DefaultOptions()
 	f.localDNS = f.opts.LocalDNS.String()
 	if withDataDir {
-		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig is given")
+		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig or --token is given")
 		fs.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default <data-dir>/admin.kubeconfig)")
-		fs.StringVar(&f.opts.Server, "server", "", "API server URL, replacing the kubeconfig's (its credentials are still used), e.g. https://10.0.0.1:6443")
+		fs.StringVar(&f.opts.Server, "server", "", "API server URL, e.g. https://10.0.0.1:6443: the server to join with --token, or replacing the kubeconfig's (whose credentials are still used)")
+		fs.StringVar(&f.opts.Token, "token", "", "join token (`petrel token create`, or the server's <data-dir>/node-token): the node gets its own client certificate and keeps it in <data-dir>/node.kubeconfig; needs --server")
+		fs.DurationVar(&f.opts.CertificateLifetime, "node-cert-lifetime", 0, "lifetime to ask for the node's client certificate (0: the server's, a year); it is renewed at 70-90% of it")
 	}
 	fs.StringVar(&f.opts.NodeName, "node-name", f.opts.NodeName, "name of this Node")
 	fs.StringVar(&f.opts.CgroupRoot, "cgroup-root", f.opts.CgroupRoot, "cgroup (under the cgroup v2 mount) that pods go in")
@@ -64,7 +66,13 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 // resolve turns the string flags into options.
 func (f *nodeFlags) resolve() (node.Options, error) {
 	o := f.opts
-	if o.Kubeconfig == "" {
+	if o.Token != "" && o.Kubeconfig != "" {
+		return o, fmt.Errorf("--token and --kubeconfig exclude each other: a node joined with a token uses its own <data-dir>/%s", node.NodeKubeconfigFile)
+	}
+	if o.Token != "" && o.Server == "" {
+		return o, fmt.Errorf("--token needs --server, the API server to join (https://HOST:6443)")
+	}
+	if o.Kubeconfig == "" && o.Token == "" {
 		o.Kubeconfig = filepath.Join(o.DataDir, "admin.kubeconfig")
 	}
 	o.LocalDNS = netip.Addr{}
@@ -119,6 +127,9 @@ func nodeCommand() *cobra.Command {
 				return cleanupNode(ctx, opts)
 			}
 			if f.simulate > 0 {
+				if opts.Token != "" {
+					return fmt.Errorf("--simulate speaks for many nodes with one identity: give it an admin --kubeconfig, not --token")
+				}
 				return runSimulated(ctx, opts, f.simulate)
 			}
 			n, err := node.Start(ctx, opts)

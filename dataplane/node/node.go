@@ -46,8 +46,18 @@ type Options struct {
 	// Kubeconfig reaches the API server.
 	Kubeconfig string
 	// Server, when set, replaces the kubeconfig's API server address (a
-	// kubeconfig copied from the control plane names 127.0.0.1).
+	// kubeconfig copied from the control plane names 127.0.0.1); with Token,
+	// it is the server to join.
 	Server string
+	// Token, when set, joins the cluster at Server with a join token
+	// (`petrel token create`, <data-dir>/node-token of the server): the node
+	// gets its own client certificate and writes <data-dir>/node.kubeconfig;
+	// Kubeconfig is not read.
+	Token string
+	// CertificateLifetime is the lifetime the node asks its client
+	// certificate for (0: the signer's default, a year); it is renewed at
+	// 70-90% of it.
+	CertificateLifetime time.Duration
 	// NodeName names the Node (default: the host name).
 	NodeName string
 	// DataDir holds the node's state.
@@ -126,9 +136,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("node name is empty: pass --node-name")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
+	var cfg *rest.Config
+	var err error
+	if opts.Token != "" {
+		if cfg, err = join(ctx, opts); err != nil {
+			return nil, fmt.Errorf("joining %s with the token: %w", opts.Server, err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig); err != nil {
+		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig, or --server and --token): %w", opts.Kubeconfig, err)
 	}
 	cfg.UserAgent = "petrel-node/" + opts.NodeName
 	// The kubelet's defaults: status updates and events of many pods
