@@ -30,7 +30,9 @@ func TestMultiNode(t *testing.T) {
 	requireKubectl(t)
 	m := cluster.StartMulti(t, cluster.MultiOptions{Nodes: 3, Segments: 2,
 		// A node that goes silent is NotReady in seconds, not 40 s.
-		ServerArgs: []string{"--node-monitor-grace-period", "8s"}, NodeArgs: []string{"--lease-renew-interval", "2s"}})
+		// LoadBalancer addresses outside both segments' hosts; the outside
+		// client routes them to a node, as an upstream router would.
+		ServerArgs: []string{"--node-monitor-grace-period", "8s", "--lb-pool", "203.0.113.240-203.0.113.249"}, NodeArgs: []string{"--lease-renew-interval", "2s"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	archive, err := images.BuildTestServer(ctx, t.TempDir())
@@ -172,6 +174,42 @@ func TestMultiNode(t *testing.T) {
 			if out, err := ask(n, localPort); err == nil {
 				t.Errorf("Local NodePort at %s (no local backend) answered %q", n.Name, out)
 			}
+		}
+	})
+
+	t.Run("ExternalIPAndLoadBalancerToAnotherNode", func(t *testing.T) {
+		ext := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: ns},
+			Spec: corev1.ServiceSpec{ExternalIPs: []string{"203.0.113.239"}, Selector: map[string]string{"on": n2.Name},
+				Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+		lb := ext.DeepCopy()
+		lb.Name, lb.Spec.ExternalIPs, lb.Spec.Type = "lb", nil, corev1.ServiceTypeLoadBalancer
+		for _, svc := range []*corev1.Service{ext, lb} {
+			if _, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lbIP := ""
+		poll(t, "a LoadBalancer address from the pool", 30*time.Second, func() error {
+			svc, err := cs.CoreV1().Services(ns).Get(ctx, "lb", metav1.GetOptions{})
+			if err != nil || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				return fmt.Errorf("no ingress yet (%v)", err)
+			}
+			lbIP = svc.Status.LoadBalancer.Ingress[0].IP
+			return nil
+		})
+		for _, ip := range []string{"203.0.113.239", lbIP} {
+			// The outside network sends the address to n0 (on segment 0);
+			// the backend is on n2, across the router.
+			if out, err := cluster.InHost(ctx, outside, "ip", "route", "add", ip+"/32", "via", n0.Address.String()); err != nil {
+				t.Fatalf("route %s via %s: %v %s", ip, n0.Name, err, out)
+			}
+			poll(t, "Service address "+ip+" through "+n0.Name, 30*time.Second, func() error {
+				out, err := cluster.InHost(ctx, outside, "curl", "-s", "-m", "3", "http://"+ip+"/hostname")
+				if err != nil || out != p2.Name {
+					return fmt.Errorf("answered %q (%v), want %s", out, err, p2.Name)
+				}
+				return nil
+			})
 		}
 	})
 
