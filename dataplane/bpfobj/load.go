@@ -336,3 +336,18 @@ func CountEntries(m *ebpf.Map) (int, error) {
 	}
 	return n, err
 }
+
+// preparePins gets the machine ready to load and pin programs under dir:
+// no memlock limit, bpffs mounted, the pin and link directories made.
+func preparePins(dir string) error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lift the memlock limit for BPF maps: %w", err)
+	}
+	if err := EnsureBPFFS(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
+		return fmt.Errorf("create pin directory: %w", err)
+	}
+	return nil
+}

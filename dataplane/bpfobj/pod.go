@@ -11,7 +11,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // EndpointInfo is a local pod as tc_pod forwards to it.
@@ -28,14 +27,8 @@ const (
 // replaces an older pinned program (veths attached before keep theirs until
 // they go).
 func LoadPodProgram(dir string) error {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("lift the memlock limit for BPF maps: %w", err)
-	}
-	if err := EnsureBPFFS(); err != nil {
+	if err := preparePins(dir); err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
-		return fmt.Errorf("create pin directory: %w", err)
 	}
 	spec, err := loadTcPod()
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // Maps of cross-node pod traffic, pinned beside the others (bpf/include/tunnel.h).
@@ -149,14 +148,8 @@ func tunnelLinkPin(dir, direction, iface string) string {
 // The links are pinned, so the overlay keeps working while the node daemon
 // is down; a link pinned by an earlier run gets the new program in place.
 func AttachTunnel(dir string, iface *net.Interface) error {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("lift the memlock limit for BPF maps: %w", err)
-	}
-	if err := EnsureBPFFS(); err != nil {
+	if err := preparePins(dir); err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "links"), 0o700); err != nil {
-		return fmt.Errorf("create pin directory: %w", err)
 	}
 	spec, err := loadTcTunnel()
 	if err != nil {
