@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -68,6 +69,9 @@ type Options struct {
 	ClusterDomain string
 	// MetricsAddress serves /metrics and /healthz.
 	MetricsAddress string
+	// Profiling also serves Go's /debug/pprof on MetricsAddress, as
+	// kube-proxy's --profiling does; off, nothing of it is registered.
+	Profiling bool
 	// LeaseRenewInterval is how often the node's Lease is renewed.
 	LeaseRenewInterval time.Duration
 	// RunPods runs the kubelet; without it the Node carries NoRuntimeTaint.
@@ -351,6 +355,14 @@ func (n *Node) serveMetrics(reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	if n.opts.Profiling {
+		// pprof.Index serves the named profiles (heap, goroutine, ...)
+		// under it; CPU profiles and traces need their own handlers.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		slog.Info("node: profiling on", "address", "http://"+ln.Addr().String()+"/debug/pprof/")
+	}
 	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
 	go func() { _ = n.metrics.Serve(ln) }()
