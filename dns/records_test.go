@@ -11,7 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 )
 
 // randomService is one of a few shapes of Service, in one of two
@@ -200,5 +203,39 @@ func BenchmarkSetService(b *testing.B) {
 				snap.SetService(s, nil)
 			}
 		})
+	}
+}
+
+// TestWatchSharedAfterProxy watches informers another user (the node's
+// proxy) indexed, started and synced first, as petrel node does: the
+// Services already there answer, and later changes follow.
+func TestWatchSharedAfterProxy(t *testing.T) {
+	cs := fake.NewSimpleClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIP: "10.96.0.5", ClusterIPs: []string{"10.96.0.5"}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	if err := sliceindex.Add(factory.Discovery().V1().EndpointSlices().Informer()); err != nil {
+		t.Fatal(err)
+	}
+	factory.Core().V1().Services().Informer()
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	h := NewHandler("cluster.local", nil, nil)
+	if err := WatchShared(ctx, factory, "cluster.local", h, NewMetrics(nil)); err != nil {
+		t.Fatal(err)
+	}
+	q := new(mdns.Msg)
+	q.SetQuestion("web.default.svc.cluster.local.", mdns.TypeA)
+	if r := h.Answer(q, true); len(r.Answer) != 1 {
+		t.Fatalf("Service there before the DNS started: %v", r)
+	}
+	if err := cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); h.Answer(q, true).Rcode != mdns.RcodeNameError; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("deleted Service still answers")
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 )
 
 // Metrics are the DNS server's Prometheus metrics.
@@ -95,19 +97,6 @@ func (s *Server) Shutdown() {
 	_ = s.tcp.Shutdown()
 }
 
-// byService indexes EndpointSlices by the namespace/name of their Service,
-// so that a Service's records are rebuilt from its own slices.
-const byService = "service"
-
-func sliceService(obj interface{}) ([]string, error) {
-	if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		if svc := es.Labels[discoveryv1.LabelServiceName]; svc != "" {
-			return []string{es.Namespace + "/" + svc}, nil
-		}
-	}
-	return nil, nil
-}
-
 // coalesce is how long changes are gathered before the Services they touch
 // are rebuilt: a Service and its slice, created one after the other, are
 // then rebuilt once.
@@ -116,28 +105,44 @@ const coalesce = 5 * time.Millisecond
 // Watch keeps h's snapshot in line with the cluster's Services and
 // EndpointSlices until ctx ends. It returns once the first snapshot is in.
 // After that, an event marks its Service, and only the marked Services'
-// records are rebuilt.
+// records are rebuilt. Its informers keep only what the DNS serves.
 func Watch(ctx context.Context, cs kubernetes.Interface, zone string, h *Handler, m *Metrics) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTransform(shrink))
+	return WatchShared(ctx, informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTransform(shrink)), zone, h, m)
+}
+
+// WatchShared is Watch on the Service and EndpointSlice informers of
+// factory, which the node's proxy shares: each event is received and
+// decoded once for both. The slice informer gets sliceindex's index, unless
+// it has it: give it to the factory's first user before the factory starts.
+func WatchShared(ctx context.Context, factory informers.SharedInformerFactory, zone string, h *Handler, m *Metrics) error {
 	svcInf := factory.Core().V1().Services().Informer()
 	epInf := factory.Discovery().V1().EndpointSlices().Informer()
-	if err := epInf.AddIndexers(cache.Indexers{byService: sliceService}); err != nil {
-		return fmt.Errorf("dns: indexing EndpointSlices: %w", err)
+	if err := sliceindex.Add(epInf); err != nil {
+		return fmt.Errorf("dns: %w", err)
 	}
 	d := &dirtySet{keys: map[string]bool{}, kick: make(chan struct{}, 1)}
-	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	svcReg, err := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    d.markObject,
 		UpdateFunc: func(_, obj interface{}) { d.markObject(obj) },
 		DeleteFunc: d.markObject,
 	})
-	_, _ = epInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err != nil {
+		return fmt.Errorf("dns: watching Services: %w", err)
+	}
+	epReg, err := epInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: d.markSlice,
 		// A slice moved to another Service changes both.
 		UpdateFunc: func(old, obj interface{}) { d.markSlice(old); d.markSlice(obj) },
 		DeleteFunc: d.markSlice,
 	})
+	if err != nil {
+		return fmt.Errorf("dns: watching EndpointSlices: %w", err)
+	}
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), svcInf.HasSynced, epInf.HasSynced) {
+	// The handlers' own sync: on informers a proxy started, every object
+	// already cached is replayed to them as an add, which the full build
+	// below covers.
+	if !cache.WaitForCacheSync(ctx.Done(), svcReg.HasSynced, epReg.HasSynced) {
 		return fmt.Errorf("dns: informers did not sync")
 	}
 	svcLister := factory.Core().V1().Services().Lister()
@@ -153,10 +158,9 @@ func Watch(ctx context.Context, cs kubernetes.Interface, zone string, h *Handler
 			snap.DeleteService(ns, name)
 			return
 		}
-		objs, _ := slices.ByIndex(byService, key)
-		ei := make([]*EndpointInfo, 0, len(objs))
-		for _, o := range objs {
-			es := o.(*discoveryv1.EndpointSlice)
+		ess, _ := sliceindex.All(slices, ns, name)
+		ei := make([]*EndpointInfo, 0, len(ess))
+		for _, es := range ess {
 			ei = append(ei, &EndpointInfo{Service: name, Namespace: ns, AddressType: es.AddressType, Endpoints: es.Endpoints, Ports: es.Ports})
 		}
 		snap.SetService(&ServiceInfo{Name: s.Name, Namespace: s.Namespace, Type: s.Spec.Type, ClusterIPs: s.Spec.ClusterIPs,
@@ -218,8 +222,10 @@ func (d *dirtySet) markSlice(obj interface{}) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	if keys, _ := sliceService(obj); len(keys) == 1 {
-		d.mark(keys[0])
+	if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		if svc := es.Labels[discoveryv1.LabelServiceName]; svc != "" {
+			d.mark(es.Namespace + "/" + svc)
+		}
 	}
 }
 
