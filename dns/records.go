@@ -214,12 +214,12 @@ func (s *Snapshot) DeleteService(namespace, name string) {
 // now's (either may be nil). When Services claim the same reverse name, the
 // one of the lowest name answers it, whatever order they came in.
 func (s *Snapshot) updatePTRs(fqdn string, old, now *serviceRecords) {
-	touched := map[string]bool{}
+	var touched []string // a name may come twice: looked at twice
 	if old != nil {
 		for rev, target := range old.ptr {
 			if now == nil || now.ptr[rev] != target {
 				delete(s.ptrOwners[rev], fqdn)
-				touched[rev] = true
+				touched = append(touched, rev)
 			}
 		}
 	}
@@ -230,11 +230,11 @@ func (s *Snapshot) updatePTRs(fqdn string, old, now *serviceRecords) {
 					s.ptrOwners[rev] = map[string]string{}
 				}
 				s.ptrOwners[rev][fqdn] = target
-				touched[rev] = true
+				touched = append(touched, rev)
 			}
 		}
 	}
-	for rev := range touched {
+	for _, rev := range touched {
 		owners := s.ptrOwners[rev]
 		if len(owners) == 0 {
 			delete(s.ptrOwners, rev)

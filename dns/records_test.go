@@ -239,3 +239,31 @@ func TestWatchSharedAfterProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestInputVersions: a Service's records are rebuilt when the objects they
+// read change, and only then; a cluster IP's records do not read slices.
+func TestInputVersions(t *testing.T) {
+	svc := func(rv string, ips ...string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "n", ResourceVersion: rv},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, ClusterIPs: ips}}
+	}
+	slice := func(name, rv string) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "n", ResourceVersion: rv}}
+	}
+	if readsSlices(svc("1", "10.96.0.1")) || !readsSlices(svc("1", corev1.ClusterIPNone)) || !readsSlices(svc("1")) {
+		t.Fatal("readsSlices: only headless Services read their slices")
+	}
+	a, ok1 := inputVersions(svc("1"), []*discoveryv1.EndpointSlice{slice("a", "2"), slice("b", "3")})
+	b, ok2 := inputVersions(svc("1"), []*discoveryv1.EndpointSlice{slice("b", "3"), slice("a", "2")})
+	c, _ := inputVersions(svc("1"), []*discoveryv1.EndpointSlice{slice("a", "2"), slice("b", "4")})
+	d, _ := inputVersions(svc("5"), []*discoveryv1.EndpointSlice{slice("a", "2"), slice("b", "3")})
+	if !ok1 || !ok2 || a != b || a == c || a == d {
+		t.Fatalf("versions: %q %q %q %q", a, b, c, d)
+	}
+	if _, ok := inputVersions(svc(""), nil); ok {
+		t.Fatal("a Service without a version must always be rebuilt")
+	}
+	if _, ok := inputVersions(svc("1"), []*discoveryv1.EndpointSlice{slice("a", "")}); ok {
+		t.Fatal("a slice without a version must always rebuild its Service")
+	}
+}

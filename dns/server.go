@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,6 +150,13 @@ func WatchShared(ctx context.Context, factory informers.SharedInformerFactory, z
 	svcLister := factory.Core().V1().Services().Lister()
 	slices := epInf.GetIndexer()
 	snap := NewSnapshot(zone)
+	// built is, for each Service in the snapshot, the versions of the
+	// objects its records were built from: a change that leaves them (a
+	// slice of a Service with a cluster IP, whose records do not read
+	// slices) rebuilds nothing and keeps its packed answers. Only the
+	// goroutine below uses it, after the first build.
+	built := map[string]string{}
+	initialized := false // the first build is not counted as updates
 	syncService := func(key string) {
 		ns, name, err := cache.SplitMetaNamespaceKey(key)
 		if err != nil {
@@ -155,16 +164,28 @@ func WatchShared(ctx context.Context, factory informers.SharedInformerFactory, z
 		}
 		s, err := svcLister.Services(ns).Get(name)
 		if err != nil {
+			delete(built, key)
 			snap.DeleteService(ns, name)
 			return
 		}
-		ess, _ := sliceindex.All(slices, ns, name)
+		var ess []*discoveryv1.EndpointSlice
+		if readsSlices(s) {
+			ess, _ = sliceindex.All(slices, ns, name)
+		}
+		v, ok := inputVersions(s, ess)
+		if last, seen := built[key]; ok && seen && last == v {
+			return
+		}
+		built[key] = v
 		ei := make([]*EndpointInfo, 0, len(ess))
 		for _, es := range ess {
 			ei = append(ei, &EndpointInfo{Service: name, Namespace: ns, AddressType: es.AddressType, Endpoints: es.Endpoints, Ports: es.Ports})
 		}
 		snap.SetService(&ServiceInfo{Name: s.Name, Namespace: s.Namespace, Type: s.Spec.Type, ClusterIPs: s.Spec.ClusterIPs,
 			ExternalName: s.Spec.ExternalName, Ports: s.Spec.Ports}, ei)
+		if m != nil && initialized {
+			m.serviceUpdates.Inc()
+		}
 	}
 	// Events from now on mark what the full build below may miss.
 	d.take()
@@ -176,6 +197,7 @@ func WatchShared(ctx context.Context, factory informers.SharedInformerFactory, z
 		syncService(s.Namespace + "/" + s.Name)
 	}
 	h.Swap(snap)
+	initialized = true
 	if m != nil {
 		m.rebuilds.Inc()
 	}
@@ -188,14 +210,39 @@ func WatchShared(ctx context.Context, factory informers.SharedInformerFactory, z
 				time.Sleep(coalesce)
 				for _, key := range d.take() {
 					syncService(key)
-					if m != nil {
-						m.serviceUpdates.Inc()
-					}
 				}
 			}
 		}
 	}()
 	return nil
+}
+
+// readsSlices says whether a Service's records come from its
+// EndpointSlices: a headless Service's do; one with a cluster IP answers its
+// cluster IP and an ExternalName its alias.
+func readsSlices(s *corev1.Service) bool {
+	return s.Spec.Type != corev1.ServiceTypeExternalName && (len(s.Spec.ClusterIPs) == 0 || s.Spec.ClusterIPs[0] == corev1.ClusterIPNone)
+}
+
+// inputVersions names the versions of a Service and of the slices its
+// records are built from (sorted: the index gives them in no fixed order);
+// ok is false when an object has no version to go by (a fake clientset's).
+func inputVersions(s *corev1.Service, slices []*discoveryv1.EndpointSlice) (v string, ok bool) {
+	if s.ResourceVersion == "" {
+		return "", false
+	}
+	if len(slices) == 0 {
+		return s.ResourceVersion, true
+	}
+	vs := make([]string, 0, len(slices)+1)
+	for _, es := range slices {
+		if es.ResourceVersion == "" {
+			return "", false
+		}
+		vs = append(vs, es.Name+"@"+es.ResourceVersion)
+	}
+	sort.Strings(vs)
+	return s.ResourceVersion + " " + strings.Join(vs, " "), true
 }
 
 // dirtySet is the Services changed since the last take.
