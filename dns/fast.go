@@ -2,7 +2,9 @@ package dns
 
 import (
 	"encoding/binary"
+	"strings"
 	"sync"
+	"unsafe"
 
 	mdns "github.com/miekg/dns"
 )
@@ -18,8 +20,10 @@ import (
 
 const headerLen = 12
 
-// wireCache holds packed answers of one snapshot, keyed by lower-case name
-// and type. It is filled on first use.
+// wireCache holds packed answers of one Service's records (or of one
+// reverse name, or of the zone's fixed names), keyed by lower-case name and
+// type. It is filled on first use and dropped with the records it answers
+// from.
 type wireCache struct {
 	m sync.Map // string(name)+qtype → []byte
 }
@@ -130,8 +134,12 @@ func (h *Handler) FastAnswer(pkt, out []byte, sc *fastScratch) int {
 	zone := snap.zone
 	inZone := len(name) >= len(zone) && string(name[len(name)-len(zone):]) == zone &&
 		(len(name) == len(zone) || name[len(name)-len(zone)-1] == '.')
+	// The lookups below only read name; a string sharing its bytes spares
+	// a copy (and an allocation) per query.
+	nameStr := unsafe.String(unsafe.SliceData(name), len(name))
+	var ptr *ptrRecord
 	if !inZone {
-		if _, isPTR := snap.ptr[string(name)]; !isPTR {
+		if ptr = snap.reverse(nameStr); ptr == nil {
 			return 0
 		}
 	}
@@ -146,21 +154,29 @@ func (h *Handler) FastAnswer(pkt, out []byte, sc *fastScratch) int {
 		}
 	}
 	var body []byte
-	if _, known := snap.names[string(name)]; known || !inZone {
+	nd, wire := snap.lookup(nameStr)
+	if ptr != nil {
+		wire = &ptr.wire
+	}
+	if wire != nil {
 		switch q.qtype {
 		case mdns.TypeA, mdns.TypeAAAA, mdns.TypeSRV, mdns.TypePTR, mdns.TypeTXT, mdns.TypeCNAME:
 		default:
 			return 0 // a bounded cache: only the usual types
 		}
 		sc.key = fastKey(sc.key, name, q.qtype)
-		if v, ok := snap.wire.m.Load(string(sc.key)); ok {
+		if v, ok := wire.m.Load(string(sc.key)); ok {
 			body = v.([]byte)
 		} else {
 			body = h.packCanonical(snap, string(name), q.qtype)
 			if body == nil {
 				return 0
 			}
-			snap.wire.m.Store(string(sc.key), body)
+			// An alias of a name in the zone answers with the target's
+			// records too, which change with another Service: not kept.
+			if nd == nil || nd.cname == "" || !inZoneName(nd.cname, snap.zone) {
+				wire.m.Store(string(sc.key), body)
+			}
 		}
 	} else {
 		if len(name) > len(zone) && hasLabelSuffix(name, "pod."+zone) || string(name) == zone {
@@ -169,7 +185,7 @@ func (h *Handler) FastAnswer(pkt, out []byte, sc *fastScratch) int {
 		// Unknown names are not cached (they are unbounded): the negative
 		// reply is the question plus the snapshot's packed SOA.
 		rcode := mdns.RcodeNameError
-		if snap.exists[string(name)] {
+		if snap.has(nameStr) {
 			rcode = mdns.RcodeSuccess
 		}
 		return negativeReply(pkt, out, q, snap.soaWire, rcode, limit)
@@ -210,6 +226,12 @@ func (h *Handler) packCanonical(snap *Snapshot, name string, qtype uint16) []byt
 		return nil
 	}
 	return data
+}
+
+// inZoneName says whether name (lower case, fully qualified) is zone or
+// under it.
+func inZoneName(name, zone string) bool {
+	return name == zone || strings.HasSuffix(name, "."+zone)
 }
 
 func hasLabelSuffix(name []byte, suffix string) bool {

@@ -24,11 +24,12 @@ type Handler struct {
 // NewHandler returns a handler with an empty snapshot for zone.
 func NewHandler(zone string, fwd *Forwarder, m *Metrics) *Handler {
 	h := &Handler{forward: fwd, metrics: m}
-	h.snap.Store(BuildSnapshot(zone, nil, nil))
+	h.snap.Store(NewSnapshot(zone))
 	return h
 }
 
-// Swap installs a new snapshot.
+// Swap installs another snapshot (Watch installs one and changes it in
+// place).
 func (h *Handler) Swap(s *Snapshot) { h.snap.Store(s) }
 
 // Snapshot returns the snapshot in use.
@@ -77,7 +78,11 @@ func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	inZone := name == snap.zone || strings.HasSuffix(name, "."+snap.zone)
-	_, isPTR := snap.ptr[name]
+	var ptr *ptrRecord
+	if !inZone {
+		ptr = snap.reverse(name)
+	}
+	isPTR := ptr != nil
 	if !inZone && !isPTR {
 		if h.forward == nil {
 			m.SetRcode(r, mdns.RcodeServerFailure)
@@ -98,7 +103,7 @@ func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 	}
 	if isPTR {
 		if q.Qtype == mdns.TypePTR {
-			m.Answer = append(m.Answer, &mdns.PTR{Hdr: hdr(q.Name, mdns.TypePTR), Ptr: snap.ptr[name]})
+			m.Answer = append(m.Answer, &mdns.PTR{Hdr: hdr(q.Name, mdns.TypePTR), Ptr: ptr.target})
 		} else {
 			m.Ns = append(m.Ns, snap.soa())
 		}
@@ -128,9 +133,9 @@ func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 		}
 		return finish(r, m, udp)
 	}
-	n := snap.names[name]
+	n, _ := snap.lookup(name)
 	if n == nil {
-		if !snap.exists[name] {
+		if !snap.has(name) {
 			m.Rcode = mdns.RcodeNameError
 		}
 		m.Ns = append(m.Ns, snap.soa())
@@ -143,7 +148,7 @@ func (h *Handler) answerWith(snap *Snapshot, r *mdns.Msg, udp bool) *mdns.Msg {
 			return finish(r, m, udp)
 		}
 		// A cluster-internal target is resolved in the same answer.
-		target := snap.names[n.cname]
+		target, _ := snap.lookup(n.cname)
 		if target == nil {
 			return finish(r, m, udp)
 		}
@@ -175,7 +180,7 @@ func addRecords(m *mdns.Msg, owner string, n *node, qtype uint16, snap *Snapshot
 		}
 		for _, s := range n.srv {
 			m.Answer = append(m.Answer, &mdns.SRV{Hdr: hdr(owner, mdns.TypeSRV), Priority: 0, Weight: weight, Port: s.port, Target: s.target})
-			if t := snap.names[s.target]; t != nil {
+			if t, _ := snap.lookup(s.target); t != nil {
 				for _, ip := range t.a {
 					m.Extra = append(m.Extra, &mdns.A{Hdr: hdr(s.target, mdns.TypeA), A: ip})
 				}

@@ -117,7 +117,7 @@ func benchCommand() *cobra.Command {
 	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
 	cmd.AddCommand(schedCmd)
 
-	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: conformancePeer("kube-proxy"), Services: 10000, Workers: 4, Progress: os.Stderr}
+	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: conformancePeer("kube-proxy"), Services: 10000, Workers: 4, CPUProfileSeconds: 5, Progress: os.Stderr}
 	proxyCmd := &cobra.Command{Use: "proxy", Short: "Service proxy: CPU of petrel node for a bulk load of Services vs kube-proxy (iptables) on the same load; time to program them (root)",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -128,6 +128,8 @@ func benchCommand() *cobra.Command {
 	proxyFlags.StringVar(&proxyOpts.KubeProxy, "kube-proxy", proxyOpts.KubeProxy, "kube-proxy binary for the baseline (default $CONFORMANCE_DIR/bin/kube-proxy when built); empty: not measured")
 	proxyFlags.IntVar(&proxyOpts.Services, "services", proxyOpts.Services, "Services created, each with one EndpointSlice")
 	proxyFlags.IntVar(&proxyOpts.Workers, "workers", proxyOpts.Workers, "concurrent clients creating them")
+	proxyFlags.StringVar(&proxyOpts.CPUProfile, "cpu-profile", "", "write a CPU profile of petrel node over the load to this file (go tool pprof reads it); sampling costs the node some CPU")
+	proxyFlags.IntVar(&proxyOpts.CPUProfileSeconds, "cpu-profile-seconds", proxyOpts.CPUProfileSeconds, "length of the --cpu-profile, from just before the first create")
 	cmd.AddCommand(proxyCmd)
 
 	podOpts := bench.PodsOptions{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/informers"
+	kinformers "k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -79,6 +80,9 @@ type Options struct {
 	ClusterDomain string
 	// MetricsAddress serves /metrics and /healthz.
 	MetricsAddress string
+	// Profiling also serves Go's /debug/pprof on MetricsAddress, as
+	// kube-proxy's --profiling does; off, nothing of it is registered.
+	Profiling bool
 	// LeaseRenewInterval is how often the node's Lease is renewed.
 	LeaseRenewInterval time.Duration
 	// RunPods runs the kubelet; without it the Node carries NoRuntimeTaint.
@@ -217,7 +221,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.lb.Close()
 		return nil, fmt.Errorf("read back the pinned maps: %w", err)
 	}
-	if err := px.Run(ctx, cs); err != nil {
+	// The proxy and the DNS watch the same Services and EndpointSlices:
+	// one set of informers receives and decodes each event once for both
+	// (two sets were half the node's CPU in a bulk load once the DNS
+	// stopped rebuilding everything per change).
+	informers := kinformers.NewSharedInformerFactory(cs, 0)
+	if err := px.RunShared(ctx, cs, informers); err != nil {
 		n.lb.Close()
 		return nil, fmt.Errorf("program services: %w", err)
 	}
@@ -226,8 +235,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	router, err := routing.New(routing.Config{Self: opts.NodeName, Handle: n.netlink, Mode: opts.Tunnel, PinDir: pinDir,
 		NodeAddr: n.addr})
 	if err == nil {
-		// Its own factory: nothing else in the node watches Nodes.
-		err = router.Run(ctx, informers.NewSharedInformerFactory(cs, 0))
+		// The node's one set of informers (the proxy's and the DNS's).
+		err = router.Run(ctx, informers)
 	}
 	if err != nil {
 		n.netlink.Close()
@@ -237,7 +246,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go collectConntrack(ctx, pinDir, reg)
 
 	if opts.LocalDNS.IsValid() {
-		if err := n.startDNS(ctx, cs, reg); err != nil {
+		if err := n.startDNS(ctx, informers, reg); err != nil {
 			n.lb.Close()
 			return nil, err
 		}
@@ -377,7 +386,7 @@ func (n *Node) startRuntime(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) startDNS(ctx context.Context, cs kubernetes.Interface, reg prometheus.Registerer) error {
+func (n *Node) startDNS(ctx context.Context, informers kinformers.SharedInformerFactory, reg prometheus.Registerer) error {
 	if err := ensureLocalAddress(n.opts.LocalDNS); err != nil {
 		return err
 	}
@@ -390,7 +399,7 @@ func (n *Node) startDNS(ctx context.Context, cs kubernetes.Interface, reg promet
 	}
 	m := dns.NewMetrics(reg)
 	h := dns.NewHandler(n.opts.ClusterDomain, dns.NewForwarder(ups, m), m)
-	if err := dns.Watch(ctx, cs, n.opts.ClusterDomain, h, m); err != nil {
+	if err := dns.WatchShared(ctx, informers, n.opts.ClusterDomain, h, m); err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
 	srv, err := dns.Listen(netip.AddrPortFrom(n.opts.LocalDNS, 53).String(), h)
@@ -410,6 +419,14 @@ func (n *Node) serveMetrics(reg *prometheus.Registry) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	if n.opts.Profiling {
+		// pprof.Index serves the named profiles (heap, goroutine, ...)
+		// under it; CPU profiles and traces need their own handlers.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		slog.Info("node: profiling on", "address", "http://"+ln.Addr().String()+"/debug/pprof/")
+	}
 	n.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	n.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
 	go func() { _ = n.metrics.Serve(ln) }()

@@ -10,13 +10,15 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 )
 
 // proxyWithServices is a Proxy whose listers hold n Services of one namespace,
 // each with one EndpointSlice, as a bulk load leaves them.
 func proxyWithServices(n int) *Proxy {
 	svcs := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	slices := cache.NewIndexer(cache.MetaNamespaceKeyFunc, sliceIndexers)
+	slices := cache.NewIndexer(cache.MetaNamespaceKeyFunc, sliceindex.Indexers())
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("svc-%d", i)
 		ip := fmt.Sprintf("10.96.%d.%d", i/250, 1+i%250)

@@ -19,29 +19,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/petrel-project/petrel/controlplane/controllers/sliceindex"
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
-
-// byService indexes EndpointSlices by the namespace/name of their Service, so
-// that a Service's sync finds its slices without walking every slice of its
-// namespace (11 ms a sync at 10,000 Services, 1 ms at 1,000).
-const byService = "service"
-
-// sliceIndexers index EndpointSlices by namespace and by their Service.
-var sliceIndexers = cache.Indexers{
-	cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
-	byService: func(obj interface{}) ([]string, error) {
-		s, ok := obj.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return nil, nil
-		}
-		svc := s.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			return nil, nil
-		}
-		return []string{s.Namespace + "/" + svc}, nil
-	},
-}
 
 // Config is what the proxy needs to know about its node.
 type Config struct {
@@ -119,11 +99,17 @@ func New(cfg Config, maps *bpfobj.Maps, metrics *Metrics) (*Proxy, error) {
 // Run watches Services and EndpointSlices through cs and programs the maps
 // until ctx ends. It returns after the first full sync, or with an error.
 func (p *Proxy) Run(ctx context.Context, cs kubernetes.Interface) error {
-	factory := informers.NewSharedInformerFactory(cs, 0)
+	return p.RunShared(ctx, cs, informers.NewSharedInformerFactory(cs, 0))
+}
+
+// RunShared is Run on the Service and EndpointSlice informers of factory,
+// which other watchers of the node (its DNS) share: each event is then
+// received and decoded once for all of them.
+func (p *Proxy) RunShared(ctx context.Context, cs kubernetes.Interface, factory informers.SharedInformerFactory) error {
 	svcInf := factory.Core().V1().Services()
 	epInf := factory.Discovery().V1().EndpointSlices()
-	if err := epInf.Informer().AddIndexers(cache.Indexers{byService: sliceIndexers[byService]}); err != nil {
-		return fmt.Errorf("proxy: indexing EndpointSlices: %w", err)
+	if err := sliceindex.Add(epInf.Informer()); err != nil {
+		return fmt.Errorf("proxy: %w", err)
 	}
 	p.svcLister, p.slices = svcInf.Lister(), epInf.Informer().GetIndexer()
 	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -311,11 +297,9 @@ func (p *Proxy) desired(key string) ([]Frontend, []*discoveryv1.EndpointSlice) {
 	var want []Frontend
 	var slices []*discoveryv1.EndpointSlice
 	if err == nil {
-		objs, _ := p.slices.ByIndex(byService, key)
-		slices = make([]*discoveryv1.EndpointSlice, 0, len(objs))
-		for _, o := range objs {
-			slices = append(slices, o.(*discoveryv1.EndpointSlice))
-		}
+		// The index spares a walk over every slice of the namespace (11 ms
+		// a sync at 10,000 Services).
+		slices, _ = sliceindex.All(p.slices, ns, name)
 		want = desiredFrontends(svc, slices, p.cfg.NodeName, p.cfg.Redirect)
 		if p.useMaglev(svc) {
 			for i := range want {

@@ -42,7 +42,14 @@ type ProxyOptions struct {
 	KubeProxy string
 	Services  int // Services created, each with one EndpointSlice
 	Workers   int // concurrent clients of the load
-	Progress  io.Writer
+	// CPUProfile, when set, is where a CPU profile of `petrel node` is
+	// written: the node is started with --profiling and profiled for
+	// CPUProfileSeconds from just before the first create. The sampling
+	// costs the node a little CPU, so a profiled run's figures are not
+	// the ones to report.
+	CPUProfile        string
+	CPUProfileSeconds int
+	Progress          io.Writer
 }
 
 // bulkResult is what one proxy did with one bulk load.
@@ -137,7 +144,7 @@ func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ..
 	if err != nil {
 		return res, err
 	}
-	n, err := startBenchNode(ctx, o.Petrel, sp.kubeconfig)
+	n, err := startBenchNode(ctx, o.Petrel, sp.kubeconfig, o.CPUProfile != "")
 	if err != nil {
 		return res, err
 	}
@@ -162,8 +169,24 @@ func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ..
 	if err != nil {
 		return res, err
 	}
-	if res, err = measureBulk(ctx, o, cs, n.cmd.Process.Pid, count, 200*time.Millisecond, progress); err != nil {
+	var profiled chan error
+	onStart := func() {}
+	if o.CPUProfile != "" {
+		profiled = make(chan error, 1)
+		onStart = func() {
+			go func() {
+				profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", n.metricsPort), o.CPUProfileSeconds, o.CPUProfile)
+			}()
+		}
+	}
+	if res, err = measureBulk(ctx, o, cs, n.cmd.Process.Pid, count, 200*time.Millisecond, onStart, progress); err != nil {
 		return res, err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return res, err
+		}
+		progress("petrel node: CPU profile of %d s from the first create in %s", o.CPUProfileSeconds, o.CPUProfile)
 	}
 	after, err := scrapeHistogram(ctx, metrics, "network_programming_duration_seconds")
 	if err != nil {
@@ -175,9 +198,9 @@ func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ..
 
 // measureBulk waits for the proxy (pid) to go quiet, creates the Services
 // and waits, asking count every poll, until the maps or rules hold all of
-// them (count grew by N).
+// them (count grew by N). onStart runs just before the first create.
 func measureBulk(ctx context.Context, o ProxyOptions, cs kubernetes.Interface, pid int, count func() (int, error), poll time.Duration,
-	progress func(string, ...interface{})) (bulkResult, error) {
+	onStart func(), progress func(string, ...interface{})) (bulkResult, error) {
 	var res bulkResult
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bulkNamespace}}, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("creating namespace %s: %w", bulkNamespace, err)
@@ -191,6 +214,7 @@ func measureBulk(ctx context.Context, o ProxyOptions, cs kubernetes.Interface, p
 	if err != nil {
 		return res, err
 	}
+	onStart()
 	start := time.Now()
 	if err := runEach(o.Workers, o.Services, func(i int) error { return createBulkService(ctx, cs, i) }); err != nil {
 		return res, fmt.Errorf("creating Services: %w", err)
@@ -269,7 +293,8 @@ type benchNode struct {
 
 // startBenchNode starts a node against the server's admin kubeconfig and
 // waits for its /healthz, which it answers once its first sync is done.
-func startBenchNode(ctx context.Context, petrel, kubeconfig string) (_ *benchNode, err error) {
+// profiling serves /debug/pprof on its metrics address.
+func startBenchNode(ctx context.Context, petrel, kubeconfig string, profiling bool) (_ *benchNode, err error) {
 	dir, err := os.MkdirTemp("", "petrel-bench-node-")
 	if err != nil {
 		return nil, err
@@ -287,6 +312,9 @@ func startBenchNode(ctx context.Context, petrel, kubeconfig string) (_ *benchNod
 		"--lb-cgroup", n.lbCgroup, "--cgroup-root", n.cgroupRoot, "--local-dns-address", n.localDNS,
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--node-server-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--nodeport-interfaces", "none")
+	if profiling {
+		n.cmd.Args = append(n.cmd.Args, "--profiling")
+	}
 	lf, err := os.Create(n.log)
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -486,7 +514,7 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || filepath.Base(exe) != filepath.Base(o.KubeProxy) {
 		return res, fmt.Errorf("pid %d is %q, not kube-proxy: its CPU would not be measured", cmd.Process.Pid, exe)
 	}
-	if res, err = measureBulk(ctx, o, cs, cmd.Process.Pid, count, 500*time.Millisecond, progress); err != nil {
+	if res, err = measureBulk(ctx, o, cs, cmd.Process.Pid, count, 500*time.Millisecond, func() {}, progress); err != nil {
 		return res, err
 	}
 	res.p50, res.p99 = math.NaN(), math.NaN()
@@ -558,6 +586,32 @@ func forward(ln net.Listener, target string) {
 			_, _ = io.Copy(c, up)
 		}()
 	}
+}
+
+// saveCPUProfile fetches a CPU profile of seconds from the pprof handlers
+// at base and writes it to path.
+func saveCPUProfile(ctx context.Context, base string, seconds int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("CPU profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // keepLog moves a log out of a directory about to be removed, for a

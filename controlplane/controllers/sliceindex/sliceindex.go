@@ -28,6 +28,9 @@ func Add(inf cache.SharedIndexInformer) error {
 	return nil
 }
 
+// Indexers is the index, for an indexer made without an informer.
+func Indexers() cache.Indexers { return cache.Indexers{byService: serviceOf} }
+
 func serviceOf(obj interface{}) ([]string, error) {
 	s, ok := obj.(*discoveryv1.EndpointSlice)
 	if !ok {
@@ -38,6 +41,20 @@ func serviceOf(obj interface{}) ([]string, error) {
 		return nil, nil
 	}
 	return []string{s.Namespace + "/" + name}, nil
+}
+
+// All returns every slice of Service namespace/name in indexer (the
+// indexer of an informer given to Add).
+func All(indexer cache.Indexer, namespace, name string) ([]*discoveryv1.EndpointSlice, error) {
+	objs, err := indexer.ByIndex(byService, namespace+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*discoveryv1.EndpointSlice, len(objs))
+	for i, o := range objs {
+		out[i] = o.(*discoveryv1.EndpointSlice)
+	}
+	return out, nil
 }
 
 // ForService returns the slices of Service namespace/name that managedBy

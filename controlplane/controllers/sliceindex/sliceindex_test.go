@@ -41,4 +41,11 @@ func TestForServiceFindsOnlyItsSlices(t *testing.T) {
 	if len(names) != 2 || !names["a/web-1"] || !names["a/web-2"] {
 		t.Fatalf("slices of a/web managed by me: %v", names)
 	}
+	all, err := All(inf.GetIndexer(), "a", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 {
+		t.Fatalf("All(a/web): %d slices, want its 3 of either manager", len(all))
+	}
 }
