@@ -35,6 +35,9 @@ type Report struct {
 	Machine string   `json:"machine"`
 	Started string   `json:"started"`
 	Results []Result `json:"results"`
+	// Notes say what a run skipped and why, and what it saw of the
+	// machine (its load).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // NewReport starts a report for suite.
@@ -111,7 +114,13 @@ func (r *Report) Write(w io.Writer, format string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Name, res.Value, res.Unit, base, bv, ratio, goal, met(res))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
 }
 
 // met says whether a row reaches its goal: ratios compare the ratio, absolute
