@@ -38,7 +38,6 @@ type APIOptions struct {
 type serverProc struct {
 	cmd        *exec.Cmd
 	dir        string
-	port       int // the API's
 	etcdURL    string
 	kubeconfig string
 }
@@ -82,7 +81,7 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 	if err := dropPageCache(petrel); err != nil {
 		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
 	}
-	sp := &serverProc{dir: dir, port: ports[0], etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
 		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
 	sp.cmd = exec.CommandContext(ctx, petrel, args...)

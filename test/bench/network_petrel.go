@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +85,11 @@ func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, 
 	if err != nil {
 		return modeFigures{}, nil, err
 	}
-	server := fmt.Sprintf("https://%s", netip.AddrPortFrom(topo.ServerAddress, uint16(c.sp.port)))
+	port, err := c.sp.securePort()
+	if err != nil {
+		return modeFigures{}, nil, err
+	}
+	server := fmt.Sprintf("https://%s", netip.AddrPortFrom(topo.ServerAddress, port))
 	var token string
 	if join {
 		b, err := os.ReadFile(filepath.Join(c.sp.dir, "node-token"))
@@ -140,6 +145,18 @@ func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, 
 		to:   netEndpoint{netns: pods[1].netns, cgroup: topo.Nodes[1].DaemonCgroup, addr: pods[1].addr}}
 	m, err := measureMode(ctx, o, progress, label, nodePath, podPath)
 	return m, joins, err
+}
+
+// securePort is the API server's port, as startPetrel gave it.
+func (sp *serverProc) securePort() (uint16, error) {
+	args := sp.cmd.Args
+	for i := len(args) - 2; i >= 0; i-- { // the last one counts
+		if args[i] == "--secure-port" {
+			p, err := strconv.ParseUint(args[i+1], 10, 16)
+			return uint16(p), err
+		}
+	}
+	return 0, errors.New("petrel server was started without --secure-port")
 }
 
 // waitNodesReady waits until every node is Ready with a podCIDR and
