@@ -44,8 +44,9 @@ func benchCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench SUITE", Short: "Run a benchmark suite and print its table (or JSON with -o json)"}
 	var output string
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "table or json")
-	opts := bench.APIOptions{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr}
-	api := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory",
+	opts := bench.APIOptions{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr,
+		Etcd: defaultEtcd(), KubeAPIServer: conformancePeer("kube-apiserver")}
+	api := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory; then pods created and listed vs the real kube-apiserver",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunAPI(ctx, opts) })
@@ -56,6 +57,10 @@ func benchCommand() *cobra.Command {
 	f.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
 	f.IntVar(&opts.Pods, "pods", opts.Pods, "pods in the LIST test")
 	f.IntVar(&opts.Watchers, "watchers", opts.Watchers, "watchers in the watch delivery test")
+	f.StringVar(&opts.Etcd, "etcd", opts.Etcd, "etcd binary started for each server of the peer comparison (default /usr/bin/etcd or etcd on PATH); empty: no comparison")
+	f.StringVar(&opts.KubeAPIServer, "kube-apiserver", opts.KubeAPIServer, "kube-apiserver binary for the peer comparison's baseline (default $CONFORMANCE_DIR/bin/kube-apiserver when built); empty: Petrel's side alone")
+	f.BoolVar(&opts.PeerOnly, "peer-only", false, "run only the comparison with kube-apiserver (--pods pods created, listed, memory)")
+	f.StringVar(&opts.ProfileDir, "profile-dir", "", "save the heap profiles of the servers (after the suite's own part, and of both after the comparison's lists) in this directory")
 	cmd.AddCommand(api)
 
 	dopts := bench.DNSOptions{Petrel: opts.Petrel, Services: 1000, Duration: 10 * time.Second, Progress: os.Stderr}
@@ -112,7 +117,7 @@ func benchCommand() *cobra.Command {
 	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
 	cmd.AddCommand(schedCmd)
 
-	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: defaultKubeProxy(), Services: 10000, Workers: 4, Progress: os.Stderr}
+	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: conformancePeer("kube-proxy"), Services: 10000, Workers: 4, Progress: os.Stderr}
 	proxyCmd := &cobra.Command{Use: "proxy", Short: "Service proxy: CPU of petrel node for a bulk load of Services vs kube-proxy (iptables) on the same load; time to program them (root)",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -187,18 +192,31 @@ func benchCommand() *cobra.Command {
 	return cmd
 }
 
-// defaultKubeProxy is the kube-proxy that ../shared/conformance/build.sh
-// peers builds, if it is there.
-func defaultKubeProxy() string {
+// conformancePeer is the real Kubernetes program (kube-proxy,
+// kube-apiserver) that ../shared/conformance/build.sh peers builds, if it is
+// there; empty otherwise.
+func conformancePeer(name string) string {
 	dir := os.Getenv("CONFORMANCE_DIR")
 	if dir == "" {
 		dir = "/var/tmp/petrel-conformance"
 	}
-	p := filepath.Join(dir, "bin", "kube-proxy")
+	p := filepath.Join(dir, "bin", name)
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}
 	return p
+}
+
+// defaultEtcd is Debian's etcd (package etcd-server), else etcd on PATH;
+// empty when there is none.
+func defaultEtcd() string {
+	if _, err := os.Stat("/usr/bin/etcd"); err == nil {
+		return "/usr/bin/etcd"
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p
+	}
+	return ""
 }
 
 // runSuite runs one benchmark suite until it ends, Ctrl-C or SIGTERM (the

@@ -31,7 +31,11 @@ type CA struct {
 }
 
 // LoadOrCreateCA reads <dir>/ca.crt and ca.key, creating them the first time.
-func LoadOrCreateCA(dir string) (*CA, error) {
+func LoadOrCreateCA(dir string) (*CA, error) { return LoadOrCreateNamedCA(dir, "petrel-ca") }
+
+// LoadOrCreateNamedCA is LoadOrCreateCA for a CA of its own (etcd's), named
+// commonName when it is made.
+func LoadOrCreateNamedCA(dir, commonName string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if certPEM, err := os.ReadFile(certPath); err == nil {
 		keyPEM, err := os.ReadFile(keyPath)
@@ -52,7 +56,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "petrel-ca"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
@@ -125,6 +129,16 @@ func writeFiles(files map[string][]byte) error {
 
 // Issue signs a certificate for a server (hosts set) or a client (hosts nil).
 func (ca *CA) Issue(commonName string, orgs []string, hosts []string, client bool) (certPEM, keyPEM []byte, err error) {
+	usage := x509.ExtKeyUsageServerAuth
+	if client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	return ca.IssueFor(commonName, orgs, hosts, usage)
+}
+
+// IssueFor signs a certificate with the given extended key usages (an etcd
+// peer's serves and dials with one certificate).
+func (ca *CA) IssueFor(commonName string, orgs []string, hosts []string, usages ...x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -135,11 +149,7 @@ func (ca *CA) Issue(commonName string, orgs []string, hosts []string, client boo
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(1, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		ExtKeyUsage:  usages,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -162,6 +172,15 @@ func (ca *CA) Issue(commonName string, orgs []string, hosts []string, client boo
 // EnsurePair writes <dir>/<name>.crt and .key unless a valid pair for the same
 // hosts is there already.
 func (ca *CA) EnsurePair(dir, name, commonName string, orgs, hosts []string, client bool) (certPath, keyPath string, err error) {
+	usage := x509.ExtKeyUsageServerAuth
+	if client {
+		usage = x509.ExtKeyUsageClientAuth
+	}
+	return ca.EnsurePairFor(dir, name, commonName, orgs, hosts, usage)
+}
+
+// EnsurePairFor is EnsurePair with the given extended key usages.
+func (ca *CA) EnsurePairFor(dir, name, commonName string, orgs, hosts []string, usages ...x509.ExtKeyUsage) (certPath, keyPath string, err error) {
 	certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if certPEM, err := os.ReadFile(certPath); err == nil {
 		if keyPEM, err := os.ReadFile(keyPath); err == nil {
@@ -170,7 +189,7 @@ func (ca *CA) EnsurePair(dir, name, commonName string, orgs, hosts []string, cli
 			}
 		}
 	}
-	certPEM, keyPEM, err := ca.Issue(commonName, orgs, hosts, client)
+	certPEM, keyPEM, err := ca.IssueFor(commonName, orgs, hosts, usages...)
 	if err != nil {
 		return "", "", err
 	}

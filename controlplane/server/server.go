@@ -90,6 +90,9 @@ type Options struct {
 	// ports (for several clusters on one machine).
 	EtcdClientURL string
 	EtcdPeerURL   string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile authenticate the server to
+	// the external etcd of EtcdEndpoints.
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 	ServiceCIDR   string
 	ClusterCIDR   string
 	NodePortRange string
@@ -329,7 +332,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("--authorization-mode %q: want %s or %s", opts.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow)
 	}
 	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0)
-	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL})
+	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL,
+		CAFile: opts.EtcdCAFile, CertFile: opts.EtcdCertFile, KeyFile: opts.EtcdKeyFile})
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -30,9 +31,20 @@ type APIOptions struct {
 	Petrel      string        // the petrel binary
 	Duration    time.Duration // length of each throughput run
 	Concurrency int
-	Pods        int // objects in the LIST test
+	Pods        int // objects in the LIST test and the peer comparison
 	Watchers    int
 	Progress    io.Writer
+	// Etcd is the etcd binary the peer comparison starts for each server;
+	// empty: no comparison.
+	Etcd string
+	// KubeAPIServer is the real kube-apiserver the comparison measures
+	// Petrel against; empty: Petrel's figures alone, with a note.
+	KubeAPIServer string
+	// PeerOnly runs only the peer comparison.
+	PeerOnly bool
+	// ProfileDir, when set, receives the heap profiles of the suite's own
+	// server at its end and of both peers after their lists.
+	ProfileDir string
 }
 
 type serverProc struct {
@@ -81,9 +93,9 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 	if err := dropPageCache(petrel); err != nil {
 		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
 	}
-	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("https://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
 	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
-		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, extraArgs...)
+		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("https://127.0.0.1:%d", ports[2])}, extraArgs...)
 	sp.cmd = exec.CommandContext(ctx, petrel, args...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
@@ -180,41 +192,68 @@ func runEach(workers, n int, fn func(i int) error) error {
 	return err
 }
 
-// RunAPI runs the api suite.
+// RunAPI runs the api suite: Petrel's own figures against raw etcd and a
+// minimal server (unless o.PeerOnly), then the comparison with the real
+// kube-apiserver on the same load.
 func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench api: "+format+"\n", args...)
 		}
 	}
+	if o.Pods < 1 || o.Concurrency < 1 {
+		return nil, fmt.Errorf("--pods and --concurrency must be at least 1")
+	}
 	rep := NewReport("api")
+	if !o.PeerOnly {
+		// Its server stops before the comparison's start, so that they do
+		// not share the machine.
+		if err := runAPIOwn(ctx, o, rep, progress); err != nil {
+			return nil, err
+		}
+	}
+	if err := runAPIPeer(ctx, o, rep, progress); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// runAPIOwn measures one `petrel server` with its embedded etcd.
+func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(string, ...interface{})) error {
 	progress("starting petrel server")
 	sp, err := startServer(ctx, o.Petrel)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer sp.stop()
 	time.Sleep(3 * time.Second)
 	rss, err := rssMB(sp.cmd.Process.Pid)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Add("server_idle_rss", "MB", rss, "lower", f(100))
 	for _, part := range []struct{ name, field string }{{"server_idle_rss_anonymous", "RssAnon"}, {"server_idle_rss_file", "RssFile"}} {
 		mb, err := procStatusMB(sp.cmd.Process.Pid, part.field)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rep.Add(part.name, "MB", mb, "lower", nil)
 	}
 
 	cfg, cs, err := sp.client()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	// The embedded etcd takes clients with a certificate from its own CA.
+	pkiDir := filepath.Join(sp.dir, "pki", "etcd")
+	etcdTLS, err := (transport.TLSInfo{CertFile: filepath.Join(pkiDir, "client.crt"), KeyFile: filepath.Join(pkiDir, "client.key"),
+		TrustedCAFile: filepath.Join(pkiDir, "ca.crt")}).ClientConfig()
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("etcd client certificate of the server: %w", err)
+	}
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
 	}
 	defer etcd.Close()
 
@@ -225,7 +264,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("raw etcd puts: %w", err)
+		return fmt.Errorf("raw etcd puts: %w", err)
 	}
 	createConfigMaps := func(client kubernetes.Interface, prefix string) (float64, error) {
 		return runFor(o.Concurrency, o.Duration, func(w, i int) error {
@@ -241,12 +280,12 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	mcs, err := minimal.client()
 	if err != nil {
 		minimal.close()
-		return nil, err
+		return err
 	}
 	ceiling, err := createConfigMaps(mcs, "minimal")
 	minimal.close()
 	if err != nil {
-		return nil, fmt.Errorf("minimal API server creates: %w", err)
+		return fmt.Errorf("minimal API server creates: %w", err)
 	}
 	rep.AddRatio(fmt.Sprintf("minimal_api_server_creates_per_second_%d_clients_json", o.Concurrency), "creates/s", ceiling, "raw_etcd_puts", raw, "higher", 0)
 	// Creates with JSON clients (kubectl's and most tools' encoding) and with
@@ -257,7 +296,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	pcfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf"
 	pcs, err := kubernetes.NewForConfig(pcfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, enc := range []struct {
 		name string
@@ -266,7 +305,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 		progress("API creates (%s), %d clients, %s", enc.name, o.Concurrency, o.Duration)
 		creates, err := createConfigMaps(enc.cs, enc.name)
 		if err != nil {
-			return nil, fmt.Errorf("API creates: %w", err)
+			return fmt.Errorf("API creates: %w", err)
 		}
 		rep.AddRatio(fmt.Sprintf("creates_per_second_%d_clients_%s", o.Concurrency, enc.name), "creates/s", creates, "raw_etcd_puts", raw, "higher", 0.7)
 		if enc.name == "json" {
@@ -276,14 +315,14 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 
 	progress("creating %d pods for the LIST test", o.Pods)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-list"}}, metav1.CreateOptions{}); err != nil {
-		return nil, err
+		return err
 	}
 	err = runEach(o.Concurrency, o.Pods, func(i int) error {
 		_, err := cs.CoreV1().Pods("bench-list").Create(ctx, benchPod(fmt.Sprintf("p-%d", i+1)), metav1.CreateOptions{})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating pods: %w", err)
+		return fmt.Errorf("creating pods: %w", err)
 	}
 	// The server has no nodes, so its scheduler marks each pod
 	// unschedulable (a status write and an event per pod); the LIST figures
@@ -291,58 +330,47 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	// encodes every changed pod again, is reported on its own.
 	progress("waiting for the scheduler to mark the %d pods", o.Pods)
 	if err := waitPodsScheduledCondition(ctx, cs, "bench-list", o.Pods); err != nil {
-		return nil, err
+		return err
 	}
 	// The server's figure: a raw JSON GET read to the last byte and thrown
 	// away, so that the client's decoding (which on 2 cores takes longer than
 	// the server) is measured apart.
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	hc := &http.Client{Transport: rt}
 	rawListAs := func(accept string) (time.Duration, error) {
-		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, "GET", cfg.Host+"/api/v1/namespaces/bench-list/pods", nil)
-		req.Header.Set("Accept", accept)
-		resp, err := hc.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		n, _ := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || n == 0 {
-			return 0, fmt.Errorf("LIST answered %d", resp.StatusCode)
-		}
-		return time.Since(start), nil
+		d, _, err := rawGet(ctx, hc, cfg.Host+"/api/v1/namespaces/bench-list/pods", accept)
+		return d, err
 	}
 	rawList := func() (time.Duration, error) { return rawListAs("application/json") }
 	first, err := rawList()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Add(fmt.Sprintf("list_%d_pods_json_first_after_changes", o.Pods), "ms", ms(first), "lower", nil)
 	var rawLat, protoLat, typed []time.Duration
 	for i := 0; i < 20; i++ {
 		d, err := rawList()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rawLat = append(rawLat, d)
 		// The same list as protobuf, what controllers and clusterloader2 ask
 		// for: Kubernetes serves it faster than JSON.
 		if d, err = rawListAs("application/vnd.kubernetes.protobuf"); err != nil {
-			return nil, err
+			return err
 		}
 		protoLat = append(protoLat, d)
 		start := time.Now()
 		l, err := cs.CoreV1().Pods("bench-list").List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		typed = append(typed, time.Since(start))
 		if len(l.Items) != o.Pods {
-			return nil, fmt.Errorf("LIST returned %d pods, want %d", len(l.Items), o.Pods)
+			return fmt.Errorf("LIST returned %d pods, want %d", len(l.Items), o.Pods)
 		}
 	}
 	rep.Add(fmt.Sprintf("list_%d_pods_json_p50", o.Pods), "ms", ms(percentile(rawLat, 50)), "lower", nil)
@@ -356,14 +384,28 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	progress("watch delivery to %d watchers", o.Watchers)
 	p50, p99, err := watchLatency(ctx, cs, o.Watchers, 100)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p50", o.Watchers), "ms", ms(p50), "lower", nil)
 	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p99", o.Watchers), "ms", ms(p99), "lower", nil)
 	if rss, err := rssMB(sp.cmd.Process.Pid); err == nil {
 		rep.Add(fmt.Sprintf("server_rss_after_%d_pods", o.Pods), "MB", rss, "lower", nil)
 	}
-	return rep, nil
+	// This server also holds its embedded etcd, the suite's ConfigMaps and
+	// the scheduler's events: the parts say what of it is heap.
+	for _, part := range []struct{ name, field string }{{"server_rss_anonymous_after_%d_pods", "RssAnon"}, {"server_rss_file_after_%d_pods", "RssFile"}} {
+		if mb, err := procStatusMB(sp.cmd.Process.Pid, part.field); err == nil {
+			rep.Add(fmt.Sprintf(part.name, o.Pods), "MB", mb, "lower", nil)
+		}
+	}
+	if o.ProfileDir != "" {
+		path := filepath.Join(o.ProfileDir, fmt.Sprintf("petrel-embedded-etcd-heap-%d-pods.pb.gz", o.Pods))
+		if err := saveHeapProfile(ctx, hc, cfg.Host, path); err != nil {
+			return err
+		}
+		rep.Note(fmt.Sprintf("heap profile of the petrel server with embedded etcd after the suite: %s", path))
+	}
+	return nil
 }
 
 var errDone = fmt.Errorf("done")

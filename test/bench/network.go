@@ -362,7 +362,7 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 	hasTunnel, hasToken := bytes.Contains(help, []byte("--tunnel")), bytes.Contains(help, []byte("--token"))
 
 	rep := NewReport("network")
-	rep.Notes = append(rep.Notes, "load average at start: "+loadAverage())
+	rep.Note("load average at start: "+loadAverage())
 	var fig networkFigures
 
 	progress("kernel-only baseline: 2 node namespaces, a pod namespace on each, no Petrel")
@@ -390,7 +390,7 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 		dst           **modeFigures
 	}{{"petrel native", "", &fig.Native}, {"petrel vxlan", "vxlan", &fig.Overlay}} {
 		if run.tunnel != "" && !hasTunnel {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s rows skipped: this petrel node has no --tunnel flag (the overlay is not in this build)", run.label))
+			rep.Note(fmt.Sprintf("%s rows skipped: this petrel node has no --tunnel flag (the overlay is not in this build)", run.label))
 			progress("%s: skipped (petrel node has no --tunnel)", run.label)
 			continue
 		}
@@ -403,10 +403,10 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 		fig.Joins = append(fig.Joins, joins...)
 	}
 	if !hasToken {
-		rep.Notes = append(rep.Notes, "node join time skipped: this petrel node has no --token flag (joining with a token is not in this build)")
+		rep.Note("node join time skipped: this petrel node has no --token flag (joining with a token is not in this build)")
 	}
 	networkRows(rep, fig)
-	rep.Notes = append(rep.Notes, "load average at end: "+loadAverage())
+	rep.Note("load average at end: "+loadAverage())
 	return rep, nil
 }
 

@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -114,25 +112,5 @@ func TestNetworkRows(t *testing.T) {
 	r = findRow(t, rep, "node_join_token_to_ready_p50_of_4", "")
 	if r.Value != 2000 || r.Unit != "ms" {
 		t.Errorf("join row %+v, want the p50 of 4 joins (2 s)", r)
-	}
-}
-
-func TestReportNotes(t *testing.T) {
-	rep := NewReport("network")
-	rep.Add("x", "ms", 1, "lower", nil)
-	rep.Notes = []string{"petrel vxlan rows skipped: no --tunnel"}
-	var table, js bytes.Buffer
-	if err := rep.Write(&table, "table"); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(table.String(), "\nnote: petrel vxlan rows skipped: no --tunnel\n") {
-		t.Errorf("table without the note:\n%s", table.String())
-	}
-	if err := rep.Write(&js, "json"); err != nil {
-		t.Fatal(err)
-	}
-	var back Report
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Notes) != 1 {
-		t.Errorf("json notes %v (%v):\n%s", back.Notes, err, js.String())
 	}
 }

@@ -563,7 +563,7 @@ func forward(ln net.Listener, target string) {
 // keepLog moves a log out of a directory about to be removed, for a
 // failed run, and returns where it went.
 func keepLog(path string) string {
-	kept := filepath.Join(os.TempDir(), fmt.Sprintf("petrel-bench-proxy-%d-%s", os.Getpid(), filepath.Base(path)))
+	kept := filepath.Join(os.TempDir(), fmt.Sprintf("petrel-bench-%d-%s", os.Getpid(), filepath.Base(path)))
 	if err := os.Rename(path, kept); err != nil {
 		return fmt.Sprintf("(lost: %v)", err)
 	}

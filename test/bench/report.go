@@ -35,8 +35,8 @@ type Report struct {
 	Machine string   `json:"machine"`
 	Started string   `json:"started"`
 	Results []Result `json:"results"`
-	// Notes say what a run skipped and why, and what it saw of the
-	// machine (its load).
+	// Notes say what the run could not measure here and why, and where it
+	// left what it saved.
 	Notes []string `json:"notes,omitempty"`
 }
 
@@ -61,6 +61,9 @@ func f(v float64) *float64 { return &v }
 func (r *Report) Add(name, unit string, value float64, better string, goal *float64) {
 	r.Results = append(r.Results, Result{Name: name, Unit: unit, Value: round(value), Better: better, Goal: goal})
 }
+
+// Note records a remark printed under the table.
+func (r *Report) Note(note string) { r.Notes = append(r.Notes, note) }
 
 // AddRatio records a figure next to its baseline from the same run.
 func (r *Report) AddRatio(name, unit string, value float64, baseline string, baselineValue float64, better string, goal float64) {
@@ -118,7 +121,9 @@ func (r *Report) Write(w io.Writer, format string) error {
 		return err
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		if _, err := fmt.Fprintf(w, "note: %s\n", n); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -213,7 +213,7 @@ func (s *Server) Start() {
 		command = "server"
 	}
 	args := append([]string{command, "--data-dir", s.DataDir, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(s.Port),
-		"--etcd-client-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdClient), "--etcd-peer-url", fmt.Sprintf("http://127.0.0.1:%d", s.EtcdPeer)}, s.ExtraArgs...)
+		"--etcd-client-url", fmt.Sprintf("https://127.0.0.1:%d", s.EtcdClient), "--etcd-peer-url", fmt.Sprintf("https://127.0.0.1:%d", s.EtcdPeer)}, s.ExtraArgs...)
 	argv := append(append([]string{}, s.Wrapper...), Binary(s.t))
 	s.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	lf, err := os.OpenFile(filepath.Join(s.DataDir, "server.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

@@ -56,7 +56,9 @@ func StartMulti(t testing.TB, o MultiOptions) *Multi {
 	}
 	// Short and per test process: link names are at most 15 bytes.
 	name := fmt.Sprintf("m%05x", os.Getpid()&0xfffff)
-	topo, err := topology.Build(topology.Spec{Name: name, Nodes: o.Nodes, Segments: o.Segments})
+	topo, err := topology.Build(topology.Spec{Name: name, Nodes: o.Nodes, Segments: o.Segments,
+		// One topology at a time on a machine: packages' tests run in parallel.
+		Wait: 15 * time.Minute})
 	if err != nil {
 		t.Fatalf("build the topology: %v", err)
 	}
