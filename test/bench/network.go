@@ -362,7 +362,7 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 	hasTunnel, hasToken := bytes.Contains(help, []byte("--tunnel")), bytes.Contains(help, []byte("--token"))
 
 	rep := NewReport("network")
-	rep.Note("load average at start: "+loadAverage())
+	rep.Note("load average at start: " + loadAverage())
 	var fig networkFigures
 
 	progress("kernel-only baseline: 2 node namespaces, a pod namespace on each, no Petrel")
@@ -406,7 +406,7 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 		rep.Note("node join time skipped: this petrel node has no --token flag (joining with a token is not in this build)")
 	}
 	networkRows(rep, fig)
-	rep.Note("load average at end: "+loadAverage())
+	rep.Note("load average at end: " + loadAverage())
 	return rep, nil
 }
 
