@@ -81,6 +81,10 @@ func TestNetworkRows(t *testing.T) {
 	if r := findRow(t, rep, "pod_to_pod_tcp_throughput_native", "kernel_routes_pod_to_pod"); r.Goal != nil {
 		t.Errorf("throughput vs kernel has no goal: %+v", r)
 	}
+	r = findRow(t, rep, "pod_to_pod_connects_native_over_node_to_node", "kernel_routes_pod_to_pod_over_node_to_node")
+	if r.Value != 0.9 || *r.BaselineValue != 0.8 || *r.Ratio != 1.125 || r.Goal != nil {
+		t.Errorf("load-normalized native connects row %+v", r)
+	}
 	r = findRow(t, rep, "kernel_vxlan_pod_to_pod_tcp_throughput", "node_to_node")
 	if *r.Ratio != 0.25 || r.Goal != nil {
 		t.Errorf("kernel vxlan reference row %+v", r)
@@ -93,8 +97,8 @@ func TestNetworkRows(t *testing.T) {
 			t.Errorf("join row %s without joins", res.Name)
 		}
 	}
-	if len(rep.Results) != 8 {
-		t.Errorf("%d rows, want 4 native and 4 kernel reference rows", len(rep.Results))
+	if len(rep.Results) != 9 {
+		t.Errorf("%d rows, want 5 native and 4 kernel reference rows", len(rep.Results))
 	}
 
 	fig.Overlay = &modeFigures{Node: pathStats{Gbps: 40, Conns: 10000}, Pod: pathStats{Gbps: 36, Conns: 7000}}
