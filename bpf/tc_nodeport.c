@@ -10,12 +10,17 @@
  * on, from petrel_np_ifaddr) and a port of the node's own, and forwarded by the kernel's FIB;
  * the replies come back to this program, which NATs them to the client.
  * Connections are tracked in petrel_np_ct, so every packet of one follows
- * the first.
+ * the first. A packet from another node for a pod of this one (native
+ * routing between nodes of one segment) goes straight into the pod's
+ * namespace, past the host's routing and netfilter, as tc_pod sent it.
  */
 #include "include/lb.h"
 #include "include/lb_maps.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
+#include "include/tunnel.h"
+
+#include <linux/if_packet.h>
 
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -172,7 +177,21 @@ int petrel_nodeport(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	ip4 = (void *)(eth + 1);
-	if ((void *)(ip4 + 1) > data_end || ip4->ihl != 5 || ip4->ttl <= 1)
+	if ((void *)(ip4 + 1) > data_end || ip4->ttl <= 1)
+		return TC_ACT_OK;
+	daddr = ip4->daddr;
+	if (skb->pkt_type == PACKET_HOST) {
+		ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
+		if (ep) {
+			if (np_dec_ttl(skb, ip4->ttl) < 0)
+				return TC_ACT_OK;
+			if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->host_mac, 6, 0) < 0)
+				return TC_ACT_OK;
+			fwd_count(FWD_STAT_UPLINK_POD);
+			return bpf_redirect_peer(ep->ifindex, 0);
+		}
+	}
+	if (ip4->ihl != 5)
 		return TC_ACT_OK;
 	if (ip4->protocol != IPPROTO_TCP && ip4->protocol != IPPROTO_UDP)
 		return TC_ACT_OK;
@@ -182,7 +201,6 @@ int petrel_nodeport(struct __sk_buff *skb)
 	ports = (void *)(ip4 + 1);
 	if ((void *)(ports + 2) > data_end)
 		return TC_ACT_OK;
-	daddr = ip4->daddr;
 	is_node = bpf_map_lookup_elem(&petrel_node_addr4, &daddr) != NULL;
 	if (!is_node) {
 		/* Only a service address goes on; the rest is not ours. */

@@ -4,11 +4,20 @@
  * NodePort client that tc_nodeport sent here is NATed back and sent out of
  * the interface the client came in on. A packet to another pod on this node
  * goes straight into that pod's namespace with bpf_redirect_peer, skipping
- * the host's routing. Everything else is left to the host stack.
+ * the host's routing. A packet to a pod of another node (petrel_tunnel)
+ * leaves without the host's routing and netfilter too: to a node on one of
+ * this node's segments by bpf_redirect_neigh out of the uplink, to any
+ * other through the overlay, its tunnel key set here. Everything else is
+ * left to the host stack.
  */
 #include "include/lb.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
+#include "include/tunnel.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -34,6 +43,39 @@ static __always_inline int reverse_nodeport(struct __sk_buff *skb, struct iphdr 
 	if (np_rewrite(skb, key.proto, IP_SRC_OFF, key.saddr, ct->addr, L4_OFF, key.sport, ct->port) < 0)
 		return TC_ACT_SHOT;
 	return np_send_back(skb, ct, ttl);
+}
+
+/*
+ * A packet for a pod of another node: natively to a node on a segment of
+ * this node's, through the tunnel to any other. TC_ACT_OK (the host stack)
+ * when the map does not know the address or a rewrite fails.
+ */
+static __always_inline int to_other_node(struct __sk_buff *skb, __be32 daddr, __u8 ttl)
+{
+	struct tunnel_info *info = tunnel_lookup(daddr);
+	struct bpf_redir_neigh nh = {};
+
+	if (!info)
+		return TC_ACT_OK;
+	switch (info->how) {
+	case TUNNEL_NATIVE:
+		if (np_dec_ttl(skb, ttl) < 0)
+			return TC_ACT_OK;
+		nh.nh_family = AF_INET;
+		nh.ipv4_nh = info->node_addr;
+		fwd_count(FWD_STAT_NATIVE);
+		/* The neighbour subsystem fills in both MACs. */
+		return bpf_redirect_neigh(info->ifindex, &nh, sizeof(nh), 0);
+	case TUNNEL_VXLAN:
+	case TUNNEL_GENEVE:
+		if (np_dec_ttl(skb, ttl) < 0)
+			return TC_ACT_OK;
+		if (tunnel_set_key(skb, info) < 0 || tunnel_set_macs(skb) < 0)
+			return TC_ACT_OK;
+		fwd_count(FWD_STAT_ENCAP_POD);
+		return bpf_redirect(info->ifindex, 0);
+	}
+	return TC_ACT_OK;
 }
 
 SEC("tc")
@@ -65,7 +107,7 @@ int petrel_from_pod(struct __sk_buff *skb)
 	daddr = ip4->daddr;
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
 	if (!ep)
-		return TC_ACT_OK;
+		return to_other_node(skb, daddr, ip4->ttl);
 	if (np_dec_ttl(skb, ip4->ttl) < 0)
 		return TC_ACT_OK;
 	if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 ||

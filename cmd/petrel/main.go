@@ -44,6 +44,7 @@ func main() {
 	root.AddCommand(serverCommand("up", "Run a single-node cluster: the control plane and a node in one process"),
 		serverCommand("server", "Run the control plane: etcd, API server and controllers"),
 		nodeCommand(),
+		tokenCommand(),
 		&cobra.Command{Use: "kubectl", Short: "Run kubectl with the admin kubeconfig", DisableFlagParsing: true},
 		dnsCommand(),
 		&cobra.Command{Use: "version", Short: "Print the version", Run: func(*cobra.Command, []string) {
@@ -91,7 +92,9 @@ func serverCommand(use, short string) *cobra.Command {
 		fmt.Printf("\nPetrel is up: API server at %s\n", s.URL)
 		fmt.Printf("  kubeconfig: %s\n", s.Kubeconfig)
 		fmt.Printf("  try:        export KUBECONFIG=%s; kubectl get namespaces\n", s.Kubeconfig)
-		fmt.Printf("         or:  petrel kubectl --data-dir %s get namespaces   (Ctrl-C stops the cluster)\n\n", opts.DataDir)
+		fmt.Printf("         or:  petrel kubectl --data-dir %s get namespaces   (Ctrl-C stops the cluster)\n", opts.DataDir)
+		fmt.Printf("  join nodes: petrel node --server https://<this host>:%d --token \"$(cat %s)\"\n\n",
+			s.Port, filepath.Join(opts.DataDir, server.NodeTokenFile))
 		go func() {
 			<-ctx.Done()
 			// The node first (it stops its containerd in order; pods go on),

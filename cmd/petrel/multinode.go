@@ -55,7 +55,7 @@ func runMultiNode(ctx context.Context, opts server.Options, mf multiNodeFlags) e
 		_ = topo.Remove()
 		return err
 	}
-	serverURL := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port())
+	serverURL := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port)
 	procs := make([]*topology.Process, len(topo.Nodes))
 	stopAll := func() {
 		var wg sync.WaitGroup
@@ -71,7 +71,9 @@ func runMultiNode(ctx context.Context, opts server.Options, mf multiNodeFlags) e
 	}
 	for i, n := range topo.Nodes {
 		dir := nodeDataDir(opts.DataDir, n.Name)
-		args := append(n.NodeArgs(dir), "--kubeconfig", s.Kubeconfig, "--server", serverURL)
+		// Each node joins with the cluster's token, as another machine would:
+		// its own certificate (system:node:<name>), never the admin's.
+		args := append(n.NodeArgs(dir), "--token", s.NodeToken, "--server", serverURL)
 		fmt.Fprintf(os.Stderr, "petrel: starting node %s (%s, segment %d) ...\n", n.Name, n.Address, n.Segment)
 		if procs[i], err = topology.StartOnNode(n, filepath.Join(dir, "node.log"), self, args...); err != nil {
 			stopAll()

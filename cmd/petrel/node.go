@@ -20,6 +20,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/node"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/simnode"
 )
 
@@ -31,15 +32,18 @@ type nodeFlags struct {
 	opts           node.Options
 	localDNS       string
 	upstreams      string
+	tunnel         string
 }
 
 func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	f.opts = node.DefaultOptions()
 	f.localDNS = f.opts.LocalDNS.String()
 	if withDataDir {
-		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig is given")
+		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig or --token is given")
 		fs.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default <data-dir>/admin.kubeconfig)")
-		fs.StringVar(&f.opts.Server, "server", "", "API server URL, replacing the kubeconfig's (its credentials are still used), e.g. https://10.0.0.1:6443")
+		fs.StringVar(&f.opts.Server, "server", "", "API server URL, e.g. https://10.0.0.1:6443: the server to join with --token, or replacing the kubeconfig's (whose credentials are still used)")
+		fs.StringVar(&f.opts.Token, "token", "", "join token (`petrel token create`, or the server's <data-dir>/node-token): the node gets its own client certificate and keeps it in <data-dir>/node.kubeconfig; needs --server")
+		fs.DurationVar(&f.opts.CertificateLifetime, "node-cert-lifetime", 0, "lifetime to ask for the node's client certificate (0: the server's, a year); it is renewed at 70-90% of it")
 	}
 	fs.StringVar(&f.opts.NodeName, "node-name", f.opts.NodeName, "name of this Node")
 	fs.StringVar(&f.opts.CgroupRoot, "cgroup-root", f.opts.CgroupRoot, "cgroup (under the cgroup v2 mount) that pods go in")
@@ -52,6 +56,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
 	fs.StringVar(&f.nodePortIfaces, "nodeport-interfaces", "default", "comma-separated interfaces where NodePorts answer clients on other hosts (tc_nodeport); \"default\" is the default route's, \"none\" none")
+	fs.StringVar(&f.tunnel, "tunnel", string(f.opts.Tunnel), "how pods reach other nodes' pods: auto (natively to a node on one of this node's subnets, by bpf_redirect_neigh; through a VXLAN overlay, UDP 8472, to any other), vxlan or geneve (UDP 6081) for every node, or disabled (kernel routes \"podCIDR via node\" only). Pods' MTU is the uplink's less 50 unless disabled")
 	fs.StringVar(&f.opts.LBAlgorithm, "lb-algorithm", f.opts.LBAlgorithm, "how tc_nodeport picks the backend of a new flow from another host: random, or maglev (consistent hashing: every node picks the same backend for a flow); a Service's service.petrel.io/lb-algorithm annotation overrides it")
 	fs.StringVar(&f.opts.NodeServerAddress, "node-server-address", f.opts.NodeServerAddress, "address of the node server behind kubectl logs, exec, attach and port-forward")
 	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
@@ -61,7 +66,13 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 // resolve turns the string flags into options.
 func (f *nodeFlags) resolve() (node.Options, error) {
 	o := f.opts
-	if o.Kubeconfig == "" {
+	if o.Token != "" && o.Kubeconfig != "" {
+		return o, fmt.Errorf("--token and --kubeconfig exclude each other: a node joined with a token uses its own <data-dir>/%s", node.NodeKubeconfigFile)
+	}
+	if o.Token != "" && o.Server == "" {
+		return o, fmt.Errorf("--token needs --server, the API server to join (https://HOST:6443)")
+	}
+	if o.Kubeconfig == "" && o.Token == "" {
 		o.Kubeconfig = filepath.Join(o.DataDir, "admin.kubeconfig")
 	}
 	o.LocalDNS = netip.Addr{}
@@ -72,6 +83,11 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 		}
 		o.LocalDNS = a
 	}
+	mode, err := routing.ParseMode(f.tunnel)
+	if err != nil {
+		return o, fmt.Errorf("--tunnel: %w", err)
+	}
+	o.Tunnel = mode
 	if o.LBAlgorithm == "" {
 		o.LBAlgorithm = proxy.AlgorithmRandom
 	}
@@ -111,6 +127,9 @@ func nodeCommand() *cobra.Command {
 				return cleanupNode(ctx, opts)
 			}
 			if f.simulate > 0 {
+				if opts.Token != "" {
+					return fmt.Errorf("--simulate speaks for many nodes with one identity: give it an admin --kubeconfig, not --token")
+				}
 				return runSimulated(ctx, opts, f.simulate)
 			}
 			n, err := node.Start(ctx, opts)

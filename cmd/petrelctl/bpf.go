@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -143,6 +144,33 @@ func bpfCommand() *cobra.Command {
 		}})
 	cmd.AddCommand(ct)
 
+	tunnel := &cobra.Command{Use: "tunnel", Short: "The way to other nodes' pods (petrel_tunnel, kept from the Node objects)"}
+	tunnel.AddCommand(&cobra.Command{Use: "list", Short: "Each other node's podCIDR: node address, native (bpf_redirect_neigh) or overlay (vxlan, geneve), interface",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return show(&f, cmd, tunnelEntries, func(tw *tabwriter.Writer, rows []bpfobj.TunnelEntry) {
+				fmt.Fprintln(tw, "POD CIDR\tNODE\tHOW\tINTERFACE")
+				for _, r := range rows {
+					ifc := r.Interface
+					if ifc == "" {
+						ifc = fmt.Sprintf("#%d", r.Ifindex)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.PodCIDR, r.NodeAddr, r.How, ifc)
+				}
+			})
+		}})
+	tunnel.AddCommand(&cobra.Command{Use: "stats", Short: "Packets per cross-node path since the maps were made (petrel_fwd_stats)",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return show(&f, cmd, forwardStats, func(tw *tabwriter.Writer, rows []forwardStat) {
+				fmt.Fprintln(tw, "PATH\tPACKETS")
+				for _, r := range rows {
+					fmt.Fprintf(tw, "%s\t%d\n", r.Path, r.Packets)
+				}
+			})
+		}})
+	cmd.AddCommand(tunnel)
+
 	cmd.AddCommand(&cobra.Command{Use: "maps", Short: "Every map: type, entries, capacity, pressure",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -154,6 +182,45 @@ func bpfCommand() *cobra.Command {
 			})
 		}})
 	return cmd
+}
+
+// tunnelEntries reads petrel_tunnel, sorted by podCIDR.
+func tunnelEntries(m *bpfobj.Maps) ([]bpfobj.TunnelEntry, error) {
+	tm := m.Pod[bpfobj.MapTunnel]
+	if tm == nil {
+		return nil, fmt.Errorf("no pinned %s: the node has not loaded tc_pod (or runs an older petrel)", bpfobj.MapTunnel)
+	}
+	rows, err := bpfobj.TunnelEntries(tm)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].PodCIDR.Addr().Less(rows[j].PodCIDR.Addr()) })
+	if rows == nil {
+		rows = []bpfobj.TunnelEntry{}
+	}
+	return rows, nil
+}
+
+// forwardStat is one path's packet count.
+type forwardStat struct {
+	Path    string `json:"path"`
+	Packets uint64 `json:"packets"`
+}
+
+func forwardStats(m *bpfobj.Maps) ([]forwardStat, error) {
+	sm := m.Pod[bpfobj.MapForwardStats]
+	if sm == nil {
+		return nil, fmt.Errorf("no pinned %s: the node has not loaded tc_pod (or runs an older petrel)", bpfobj.MapForwardStats)
+	}
+	counts, err := bpfobj.ForwardStats(sm)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]forwardStat, 0, len(counts))
+	for _, name := range bpfobj.ForwardStatNames {
+		rows = append(rows, forwardStat{Path: name, Packets: counts[name]})
+	}
+	return rows, nil
 }
 
 // show opens the pinned maps, reads rows from them and prints them as a

@@ -140,3 +140,45 @@ func TestBPFViews(t *testing.T) {
 		}
 	})
 }
+
+// petrelctl bpf tunnel list and stats read the pinned tunnel map, as the
+// routing reconciler wrote it, without a node daemon.
+func TestTunnelView(t *testing.T) {
+	dir := loaded(t)
+	if err := bpfobj.LoadPodProgram(dir); err != nil {
+		t.Fatal(err)
+	}
+	m, err := bpfobj.OpenPinnedMap(dir, bpfobj.MapTunnel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	put := func(cidr, node string, how uint8) {
+		t.Helper()
+		info := bpfobj.TunnelInfo{NodeAddr: bpfobj.AddrKey(netip.MustParseAddr(node)), Ifindex: 1, How: how}
+		if err := m.Put(bpfobj.TunnelKeyOf(netip.MustParsePrefix(cidr)), info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("10.244.3.0/24", "203.0.113.10", bpfobj.TunnelVXLAN)
+	put("10.244.2.0/24", "198.51.100.11", bpfobj.TunnelNative)
+
+	var rows []bpfobj.TunnelEntry
+	if err := json.Unmarshal([]byte(runCtl(t, "tunnel", "list", "--pin-dir", dir, "-o", "json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].PodCIDR.String() != "10.244.2.0/24" || rows[0].How != "native" || rows[0].NodeAddr.String() != "198.51.100.11" ||
+		rows[1].How != "vxlan" || rows[1].NodeAddr.String() != "203.0.113.10" || rows[1].Interface != "lo" {
+		t.Errorf("tunnel list = %+v", rows)
+	}
+	if out := runCtl(t, "tunnel", "list", "--pin-dir", dir); !strings.Contains(out, "10.244.3.0/24") || !strings.Contains(out, "vxlan") {
+		t.Errorf("tunnel list table:\n%s", out)
+	}
+	var stats []forwardStat
+	if err := json.Unmarshal([]byte(runCtl(t, "tunnel", "stats", "--pin-dir", dir, "-o", "json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != len(bpfobj.ForwardStatNames) || stats[0].Path != "native_redirect_neigh" {
+		t.Errorf("tunnel stats = %+v", stats)
+	}
+}

@@ -30,7 +30,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	attrs := requestAttributes(r, u)
-	allowed, reason := s.cfg.Authorizer.Authorize(attrs)
+	allowed, reason := s.allowed(attrs)
 	if allowed {
 		return true
 	}
@@ -100,6 +100,9 @@ func requestAttributes(r *http.Request, u User) rbac.Attributes {
 		a.Subresource = rest[2]
 	}
 	a.Verb = verbFor(r.Method, a.Name != "", isTrue(r.URL.Query().Get("watch")))
+	if a.Verb == "list" || a.Verb == "watch" {
+		a.FieldSelector = r.URL.Query().Get("fieldSelector")
+	}
 	if a.Resource == "pods" && streamingSubresources[a.Subresource] {
 		a.Verb = "create"
 	}

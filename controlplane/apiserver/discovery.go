@@ -131,6 +131,9 @@ func subresources(r *registry.Resource) []subresource {
 	if r.HasStatus {
 		out = append(out, subresource{"status", r.GVK(), []string{"get", "patch", "update"}})
 	}
+	for _, sub := range r.Subresources {
+		out = append(out, subresource{sub, r.GVK(), []string{"get", "patch", "update"}})
+	}
 	if r.Scale != nil {
 		out = append(out, subresource{"scale", schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"}, []string{"get", "patch", "update"}})
 	}

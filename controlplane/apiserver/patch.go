@@ -67,7 +67,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		setKindTo(cur, res.GVK())
 		if applyObj != nil {
 			fm := req.ep.fieldManager
-			if req.subresource == "status" && req.ep.statusFM != nil {
+			if (req.subresource == "status" || res.HasSubresource(req.subresource)) && req.ep.statusFM != nil {
 				fm = req.ep.statusFM
 			}
 			merged, err := fm.Apply(cur, applyObj.DeepCopy(), manager, force)

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -79,8 +80,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			return
 		}
 	default:
-		s.notFound(w, r)
-		return
+		if !res.HasSubresource(req.subresource) || (req.verb != "get" && req.verb != "update" && req.verb != "patch") {
+			s.notFound(w, r)
+			return
+		}
 	}
 	switch req.verb {
 	case "get":
@@ -535,6 +538,9 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 	if pod, ok := obj.(*corev1.Pod); ok {
 		s.admitServiceAccount(ctx, pod)
 	}
+	if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok {
+		setRequester(ctx, csr)
+	}
 	if res.Default != nil {
 		res.Default(obj)
 	}
@@ -547,6 +553,9 @@ func (s *Server) createObjectWith(ctx context.Context, r *http.Request, req *req
 		return nil, 0, apierrors.NewInvalid(res.GVK().GroupKind(), acc.GetName(), errs)
 	}
 	if err := s.admitRBAC(ctx, obj); err != nil {
+		return nil, 0, err
+	}
+	if err := s.admitNodeCreate(ctx, req, obj, nil); err != nil {
 		return nil, 0, err
 	}
 	// Last, as in Kubernetes: what is refused after this was charged.
@@ -625,12 +634,15 @@ func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager st
 	acc.SetResourceVersion(curAcc.GetResourceVersion())
 	acc.SetSelfLink("")
 	status := req.subresource == "status"
-	if res.HasStatus {
+	if res.HasStatus && !res.HasSubresource(req.subresource) {
 		if status {
 			registry.CopyField(obj, cur, "Spec")
 		} else {
 			registry.CopyStatus(obj, cur)
 		}
+	}
+	if res.PrepareForUpdate != nil {
+		res.PrepareForUpdate(req.subresource, obj, cur)
 	}
 	if res.Default != nil {
 		res.Default(obj)
@@ -643,14 +655,17 @@ func (s *Server) prepareUpdate(req *request, obj, cur runtime.Object, manager st
 	if res.Validate != nil {
 		errs = append(errs, res.Validate(obj)...)
 	}
-	if res.ValidateUpdate != nil && !status {
+	if res.ValidateUpdate != nil && req.subresource == "" {
 		errs = append(errs, res.ValidateUpdate(obj, cur)...)
+	}
+	if res.ValidateSubresourceUpdate != nil && req.subresource != "" {
+		errs = append(errs, res.ValidateSubresourceUpdate(req.subresource, obj, cur)...)
 	}
 	if len(errs) > 0 {
 		return nil, apierrors.NewInvalid(res.GVK().GroupKind(), curAcc.GetName(), errs)
 	}
 	fm := req.ep.fieldManager
-	if status && req.ep.statusFM != nil {
+	if (status || res.HasSubresource(req.subresource)) && req.ep.statusFM != nil {
 		fm = req.ep.statusFM
 	}
 	setKindTo(obj, res.GVK())
@@ -743,6 +758,14 @@ func (s *Server) guaranteedUpdate(ctx context.Context, r *http.Request, req *req
 		}
 		if err := s.admitRBAC(ctx, next); err != nil {
 			return nil, err
+		}
+		if err := s.admitNodeUpdate(ctx, req, next, cur); err != nil {
+			return nil, err
+		}
+		if csr, ok := next.(*certificatesv1.CertificateSigningRequest); ok {
+			if err := s.admitCSRUpdate(ctx, req, csr, cur.(*certificatesv1.CertificateSigningRequest)); err != nil {
+				return nil, err
+			}
 		}
 		if res.Hooks != nil {
 			if release != nil {
@@ -883,6 +906,9 @@ func (s *Server) deleteObject(ctx context.Context, req *request, opts *metav1.De
 	code := http.StatusOK
 	out, deleted, err := req.ep.store.GuaranteedUpdate(ctx, s.key(req), req.name, func(cur runtime.Object) (runtime.Object, error) {
 		acc := accessor(cur)
+		if err := s.admitNodeDelete(ctx, req, cur); err != nil {
+			return nil, err
+		}
 		if p := opts.Preconditions; p != nil {
 			if p.UID != nil && *p.UID != acc.GetUID() {
 				return nil, apierrors.NewConflict(res.GVR.GroupResource(), req.name, fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, acc.GetUID()))

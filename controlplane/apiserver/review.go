@@ -130,7 +130,7 @@ func (s *Server) accessReview(gvk schema.GroupVersionKind, u User, ra *authoriza
 	} else {
 		a.Verb, a.Path = nra.Verb, nra.Path
 	}
-	allowed, reason := s.cfg.Authorizer.Authorize(a)
+	allowed, reason := s.allowed(a)
 	return authorizationv1.SubjectAccessReviewStatus{Allowed: allowed, Reason: reason}, nil
 }
 

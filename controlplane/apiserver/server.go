@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -54,6 +55,9 @@ type Config struct {
 	// Authorizer decides what each user may do (RBAC); nil lets every
 	// authenticated client do everything.
 	Authorizer *rbac.Authorizer
+	// NodeAuthorizer, with Authorizer, decides for nodes first and runs
+	// NodeRestriction admission; nil: nodes are users like any other.
+	NodeAuthorizer *nodeauth.Authorizer
 	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
 	// at once before new ones are answered 429 (0: Kubernetes' defaults).
 	MaxReadOnlyInflight, MaxMutatingInflight int

@@ -86,6 +86,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 	sa := saObj.(*corev1.ServiceAccount)
 	treq := tokens.Request{Namespace: sa.Namespace, ServiceAccount: tokens.Ref{Name: sa.Name, UID: string(sa.UID)},
 		Audiences: tr.Spec.Audiences, TTL: ttl}
+	var boundPod *corev1.Pod
 	if b := tr.Spec.BoundObjectRef; b != nil {
 		p := field.NewPath("spec", "boundObjectRef")
 		if b.Kind != "Pod" || (b.APIVersion != "" && b.APIVersion != "v1") {
@@ -104,6 +105,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 			return
 		}
 		treq.Pod = &tokens.Ref{Name: pod.Name, UID: string(pod.UID)}
+		boundPod = pod
+	}
+	if err := s.admitNodeCreate(ctx, req, tr, boundPod); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	token, exp, err := s.cfg.Tokens.Issue(treq)
 	if err != nil {
@@ -124,10 +130,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 	s.writeObject(w, r, req, http.StatusCreated, out)
 }
 
-// AuthenticateToken says whether a bearer token is a service account
-// token of this cluster whose service account (and bound pod) still exist
+// AuthenticateToken says whether a bearer token is a bootstrap token (see
+// bootstrapTokenUser) or a service account token of this cluster whose service account (and bound pod) still exist
 // as it names them, and whose it is; the error says why not.
 func (s *Server) AuthenticateToken(ctx context.Context, token string) (User, error) {
+	if IsBootstrapToken(token) {
+		return s.bootstrapTokenUser(ctx, token)
+	}
 	if s.cfg.Tokens == nil {
 		return User{}, tokens.ErrNotOurs
 	}

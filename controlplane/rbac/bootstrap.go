@@ -102,8 +102,68 @@ func DefaultClusterRoles() []rbacv1.ClusterRole {
 		}},
 		{ObjectMeta: meta("system:public-info-viewer"), Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"},
 			NonResourceURLs: []string{"/healthz", "/livez", "/readyz", "/version", "/version/"}}}},
+		// What a node may do; the Node authorizer applies these rules to
+		// system:node:<name> and narrows them to the node's own objects,
+		// so, as in Kubernetes, no binding gives this role to anyone.
+		{ObjectMeta: meta("system:node"), Rules: NodeRules()},
+		// A node with only a bootstrap token asks for its certificate.
+		{ObjectMeta: meta("system:node-bootstrapper"), Rules: []rbacv1.PolicyRule{
+			rule([]string{"create", "get", "list", "watch"}, "certificates.k8s.io", "certificatesigningrequests")}},
+		// The CSR approver approves a node's client certificate for
+		// requesters that may create these (see controllers/csrapproving).
+		{ObjectMeta: meta("system:certificates.k8s.io:certificatesigningrequests:nodeclient"), Rules: []rbacv1.PolicyRule{
+			rule([]string{"create"}, "certificates.k8s.io", "certificatesigningrequests/nodeclient")}},
+		{ObjectMeta: meta("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"), Rules: []rbacv1.PolicyRule{
+			rule([]string{"create"}, "certificates.k8s.io", "certificatesigningrequests/selfnodeclient")}},
+		{ObjectMeta: meta("system:certificates.k8s.io:kube-apiserver-client-kubelet-approver"), Rules: []rbacv1.PolicyRule{{
+			Verbs: []string{"approve"}, APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"},
+			ResourceNames: []string{"kubernetes.io/kube-apiserver-client-kubelet"}}}},
 	}
 }
+
+// NodeRules are the rules of the system:node role, as Kubernetes 1.32 has
+// them for the parts Petrel serves. The Node authorizer narrows them
+// (Secrets, ConfigMaps, PVCs, service account tokens of the node's own
+// pods; its own Lease; pods listed by spec.nodeName) and NodeRestriction
+// admission the writes (its own Node, pods bound to it).
+func NodeRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		rule([]string{"create"}, "authentication.k8s.io", "tokenreviews"),
+		rule([]string{"create"}, "authorization.k8s.io", "subjectaccessreviews", "localsubjectaccessreviews"),
+		rule(read, "", "services"),
+		rule([]string{"create", "get", "list", "watch"}, "", "nodes"),
+		rule([]string{"update", "patch"}, "", "nodes/status"),
+		rule([]string{"update", "patch", "delete"}, "", "nodes"),
+		rule([]string{"create", "update", "patch"}, "", "events"),
+		rule([]string{"create", "update", "patch"}, "events.k8s.io", "events"),
+		rule(read, "", "pods"),
+		rule([]string{"create", "delete"}, "", "pods"),
+		rule([]string{"update", "patch"}, "", "pods/status"),
+		rule([]string{"create"}, "", "pods/eviction"),
+		rule([]string{"get", "list", "watch"}, "", "secrets", "configmaps"),
+		rule([]string{"get"}, "", "persistentvolumeclaims", "persistentvolumes"),
+		rule([]string{"update", "patch"}, "", "persistentvolumeclaims/status"),
+		rule([]string{"get"}, "", "endpoints"),
+		rule([]string{"create", "get", "list", "watch"}, "certificates.k8s.io", "certificatesigningrequests"),
+		rule([]string{"get", "create", "update", "patch", "delete"}, "coordination.k8s.io", "leases"),
+		rule([]string{"get"}, "storage.k8s.io", "volumeattachments"),
+		rule([]string{"create"}, "", "serviceaccounts/token"),
+		// Petrel's node is also the service proxy and the cluster DNS
+		// (kube-proxy's system:node-proxier, CoreDNS's system:coredns):
+		// every Service, EndpointSlice, Endpoints, Node and Namespace.
+		rule([]string{"list", "watch"}, "", "endpoints", "namespaces"),
+		rule([]string{"get"}, "", "namespaces"),
+		rule(read, "discovery.k8s.io", "endpointslices"),
+	}
+}
+
+// BootstrapSubjects are the groups the join flow's bindings name: every
+// bootstrap token's user is in system:bootstrappers, every node's in
+// system:nodes.
+const (
+	BootstrappersGroup = "system:bootstrappers"
+	NodesGroup         = "system:nodes"
+)
 
 func group(name string) rbacv1.Subject {
 	return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}
@@ -120,6 +180,10 @@ func DefaultClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		bind("system:discovery", group("system:authenticated")),
 		bind("system:basic-user", group("system:authenticated")),
 		bind("system:public-info-viewer", group("system:authenticated"), group("system:unauthenticated")),
+		{ObjectMeta: meta("system:node"), RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"}},
+		bind("system:node-bootstrapper", group(BootstrappersGroup)),
+		bind("system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(BootstrappersGroup)),
+		bind("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", group(NodesGroup)),
 	}
 }
 

@@ -27,6 +27,19 @@ type Attributes struct {
 	Namespace       string
 	Name            string
 	Path            string
+	// FieldSelector is a list or watch's fieldSelector parameter (the Node
+	// authorizer lets a node list only its own pods).
+	FieldSelector string
+}
+
+// RulesAllow reports whether any of rules grants the request.
+func RulesAllow(a Attributes, rules []rbacv1.PolicyRule) bool {
+	for i := range rules {
+		if ruleAllows(a, &rules[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // ruleAllows reports whether one policy rule grants the request.

@@ -31,6 +31,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, otherResources()...)
 	out = append(out, rbacResources()...)
 	out = append(out, policyResources()...)
+	out = append(out, certificateResources()...)
 	out = append(out, limitRangeResource(), resourceQuotaResource())
 	for _, r := range out {
 		if r.Singular == "" {

@@ -44,6 +44,10 @@ type Resource struct {
 	HasStatus bool
 	// Scale, when set, serves the /scale subresource.
 	Scale *ScaleAccess
+	// Subresources are more update subresources served like /status (get,
+	// update, patch of the whole object), each changing only its part: a
+	// CertificateSigningRequest's "approval". PrepareForUpdate says what.
+	Subresources []string
 	// GenerationOnSpec bumps metadata.generation when the spec changes.
 	GenerationOnSpec bool
 	// DNSLabelName requires names to be DNS-1123 labels rather than subdomains.
@@ -59,6 +63,14 @@ type Resource struct {
 	Validate func(obj runtime.Object) field.ErrorList
 	// ValidateUpdate checks a changed object against the old one.
 	ValidateUpdate func(obj, old runtime.Object) field.ErrorList
+	// PrepareForUpdate, when set, adjusts an update of the object
+	// (subresource "") or of a subresource ("status", one of Subresources)
+	// after the generic spec/status split: it puts back what that endpoint
+	// may not change.
+	PrepareForUpdate func(subresource string, obj, old runtime.Object)
+	// ValidateSubresourceUpdate, when set, checks an update through a
+	// subresource (ValidateUpdate covers the main resource only).
+	ValidateSubresourceUpdate func(subresource string, obj, old runtime.Object) field.ErrorList
 	// Fields gives the selectable fields beyond metadata.name and metadata.namespace.
 	Fields func(obj runtime.Object) fields.Set
 	// Columns are the Table columns after NAME.
@@ -87,6 +99,17 @@ type Hooks interface {
 	BeforeUpdate(ctx context.Context, obj, old runtime.Object, dryRun bool) (release func(), err error)
 	// AfterDelete releases what obj held.
 	AfterDelete(ctx context.Context, obj runtime.Object)
+}
+
+// HasSubresource reports whether sub is one of the resource's extra
+// update subresources.
+func (r *Resource) HasSubresource(sub string) bool {
+	for _, s := range r.Subresources {
+		if s == sub {
+			return true
+		}
+	}
+	return false
 }
 
 // Kinds returns the group-version-kind of the resource.

@@ -5,15 +5,18 @@ import (
 	"fmt"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	rbaclisters "k8s.io/client-go/listers/rbac/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/storage"
 )
@@ -93,4 +96,22 @@ func startAuthorizer(ctx context.Context, stores map[schema.GroupVersionResource
 		ClusterRoleBindings: rbaclisters.NewClusterRoleBindingLister(clusterRoleBindings.GetIndexer()),
 		Synced:              []cache.InformerSynced{roles.HasSynced, roleBindings.HasSynced, clusterRoles.HasSynced, clusterRoleBindings.HasSynced},
 	}), nil
+}
+
+// startNodeAuthorizer builds the Node authorizer on informers over this
+// server's pod and PVC stores (pods indexed by node) and starts them; they
+// stop with ctx. The informers hold the watch cache's own objects.
+func startNodeAuthorizer(ctx context.Context, stores map[schema.GroupVersionResource]*storage.Store) (*nodeauth.Authorizer, error) {
+	podStore := stores[corev1.SchemeGroupVersion.WithResource("pods")]
+	pvcStore := stores[corev1.SchemeGroupVersion.WithResource("persistentvolumeclaims")]
+	if podStore == nil || pvcStore == nil {
+		return nil, fmt.Errorf("no storage for pods or persistentvolumeclaims")
+	}
+	pods := cache.NewSharedIndexInformer(storeListWatch(ctx, podStore, func() runtime.Object { return &corev1.PodList{} }), &corev1.Pod{}, 0,
+		cache.Indexers{nodeauth.PodsByNodeIndex: nodeauth.PodsByNode})
+	pvcs := cache.NewSharedIndexInformer(storeListWatch(ctx, pvcStore, func() runtime.Object { return &corev1.PersistentVolumeClaimList{} }),
+		&corev1.PersistentVolumeClaim{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	go pods.Run(ctx.Done())
+	go pvcs.Run(ctx.Done())
+	return nodeauth.New(pods.GetIndexer(), corelisters.NewPersistentVolumeClaimLister(pvcs.GetIndexer()), pods.HasSynced, pvcs.HasSynced), nil
 }

@@ -47,8 +47,11 @@ import (
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
+	"github.com/petrel-project/petrel/controlplane/controllers/bootstraptoken"
 	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
 	"github.com/petrel-project/petrel/controlplane/controllers/cronjob"
+	"github.com/petrel-project/petrel/controlplane/controllers/csrapproving"
+	"github.com/petrel-project/petrel/controlplane/controllers/csrsigning"
 	"github.com/petrel-project/petrel/controlplane/controllers/daemonset"
 	"github.com/petrel-project/petrel/controlplane/controllers/deployment"
 	"github.com/petrel-project/petrel/controlplane/controllers/disruption"
@@ -68,6 +71,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
+	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
@@ -93,9 +97,9 @@ type Options struct {
 	// EtcdCAFile, EtcdCertFile and EtcdKeyFile authenticate the server to
 	// the external etcd of EtcdEndpoints.
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
-	ServiceCIDR   string
-	ClusterCIDR   string
-	NodePortRange string
+	ServiceCIDR                           string
+	ClusterCIDR                           string
+	NodePortRange                         string
 	// LBPool is where LoadBalancer Services get addresses ("CIDR" or
 	// "FIRST-LAST", comma-separated); empty leaves them pending.
 	LBPool string
@@ -136,12 +140,17 @@ type Server struct {
 	bootstrapped atomic.Bool
 	Kubeconfig   string
 	URL          string
+	// Port is the API server's port.
+	Port int
+	// NodeToken is the join token kept in <data-dir>/node-token.
+	NodeToken string
 	// Identity names this server in leader elections.
 	Identity   string
 	backend    *etcd.Backend
 	httpServer *http.Server
 	listener   net.Listener
 	lbPool     []loadbalancer.Range
+	ca         *pki.CA
 	caPEM      []byte
 	done       chan error
 }
@@ -387,7 +396,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
-	s.caPEM = ca.CertPEM
+	s.ca, s.caPEM = ca, ca.CertPEM
 	nodeTransport, err := nodeClientTransport(ca, filepath.Join(opts.DataDir, "pki"))
 	if err != nil {
 		return nil, err
@@ -397,13 +406,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("service account signing key: %w", err)
 	}
 	var authz *rbac.Authorizer
+	var nodeAuthz *nodeauth.Authorizer
 	if opts.AuthorizationMode == AuthorizationRBAC {
 		if authz, err = startAuthorizer(ctx, stores); err != nil {
 			return nil, fmt.Errorf("authorization: %w", err)
 		}
+		if nodeAuthz, err = startNodeAuthorizer(ctx, stores); err != nil {
+			return nil, fmt.Errorf("node authorization: %w", err)
+		}
 	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz,
+		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
@@ -414,6 +427,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 			if authz != nil && !authz.HasSynced() {
 				return errors.New("loading the authorization policy")
+			}
+			if nodeAuthz != nil && !nodeAuthz.HasSynced() {
+				return errors.New("loading the node authorizer's pods")
 			}
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -465,7 +481,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	ln = limited
 	s.listener = ln
 	slog.Info("API connections", "max", maxConns)
-	s.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.URL, s.Port = fmt.Sprintf("https://127.0.0.1:%d", port), port
 	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
 	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
@@ -578,6 +594,9 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
+	csrApprover := csrapproving.New(cs, factory)
+	csrSigner := csrsigning.New(cs, factory, s.ca, 0)
+	tokens := bootstraptoken.New(cs)
 	aggregation := clusterroleaggregation.New(cs, factory)
 	budgets := disruption.New(cs, factory)
 	served := map[schema.GroupResource]schema.GroupVersionResource{}
@@ -601,6 +620,9 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
+	go csrApprover.Run(ctx)
+	go csrSigner.Run(ctx)
+	go tokens.Run(ctx)
 	go aggregation.Run(ctx)
 	go budgets.Run(ctx)
 	go quotas.Run(ctx)
@@ -619,9 +641,6 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go namespace.Run(ctx, s.Kubeconfig, resources)
 	gc.Run(ctx, 4)
 }
-
-// Port is the port the API server listens on.
-func (s *Server) Port() int { return s.listener.Addr().(*net.TCPAddr).Port }
 
 // Wait blocks until the server stops.
 func (s *Server) Wait() error { return <-s.done }
@@ -659,6 +678,9 @@ func localAddresses() []string {
 // anonymousPaths may be read without a client certificate, as Kubernetes allows.
 var anonymousPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
 
+// clusterInfoPath is kube-public/cluster-info, which anyone may read.
+const clusterInfoPath = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+
 // nodeClientTransport reaches node servers with a client certificate from
 // the cluster's CA. Like Kubernetes' API server without
 // --kubelet-certificate-authority, it does not verify the nodes' serving
@@ -680,11 +702,6 @@ func nodeClientTransport(ca *pki.CA, dir string) (http.RoundTripper, error) {
 	}, nil
 }
 
-// authenticate lets in clients with a certificate from the cluster CA
-// (admins, nodes, controllers: the user is the certificate's common name,
-// its organizations the groups) and clients with a service account token
-// of this cluster (pods); the rest get 401. The handlers find the user
-// with the request.
 // httpErrorLog passes net/http's own error lines (handler panics, accept
 // errors) to slog, but not failed TLS handshakes: a client that connects and
 // leaves, or a flood of them, is not the server's fault and would fill the log.
@@ -698,6 +715,12 @@ func (httpErrorLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// authenticate lets in clients with a certificate from the cluster CA
+// (admins, nodes, controllers: the user is the certificate's common name,
+// its organizations the groups) and clients with a service account token
+// of this cluster (pods) or a bootstrap token (joining nodes); anyone may read
+// cluster-info; the rest get 401. The handlers find the user
+// with the request.
 func authenticate(next http.Handler, token func(context.Context, string) (apiserver.User, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
@@ -710,7 +733,16 @@ func authenticate(next http.Handler, token func(context.Context, string) (apiser
 			next.ServeHTTP(w, r)
 			return
 		}
-		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig) or a service account token"
+		hasBearer := strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !hasBearer && (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == clusterInfoPath {
+			// A joining node reads the CA here before it trusts anything
+			// (see ensureClusterInfo): the one request served without
+			// credentials, as system:anonymous, still through RBAC.
+			u := apiserver.User{Name: anonymousUser, Groups: []string{"system:unauthenticated"}}
+			next.ServeHTTP(w, r.WithContext(apiserver.WithUser(r.Context(), u)))
+			return
+		}
+		msg := "Unauthorized: present a client certificate signed by the cluster CA (see <data-dir>/admin.kubeconfig), a service account token or a bootstrap token"
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && bearer != "" {
 			u, err := token(r.Context(), strings.TrimSpace(bearer))
 			if err == nil {
@@ -800,5 +832,14 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if advertise == "" {
 		advertise = advertiseAddress(s.opts.BindAddress)
 	}
-	return publishEndpoints(ctx, cs, advertise, int32(s.listener.Addr().(*net.TCPAddr).Port))
+	port := s.listener.Addr().(*net.TCPAddr).Port
+	if err := ensureClusterInfo(ctx, cs, "https://"+net.JoinHostPort(advertise, strconv.Itoa(port)), s.caPEM); err != nil {
+		return err
+	}
+	tok, err := ensureNodeToken(ctx, cs, s.opts.DataDir, s.caPEM)
+	if err != nil {
+		return err
+	}
+	s.NodeToken = tok.String()
+	return publishEndpoints(ctx, cs, advertise, int32(port))
 }

@@ -111,11 +111,26 @@ type tcNodePortSockRevnat4Val struct {
 	RevNatIndex uint16
 }
 
+type tcNodePortTunnelInfo struct {
+	_        structs.HostLayout
+	NodeAddr uint32
+	Ifindex  uint32
+	How      uint8
+	Pad      [3]uint8
+}
+
+type tcNodePortTunnelKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcNodePortMapPetrelEndpoints = "petrel_endpoints"
+	tcNodePortMapPetrelFwdStats  = "petrel_fwd_stats"
 	tcNodePortMapPetrelLb4Be     = "petrel_lb4_be"
 	tcNodePortMapPetrelLb4Maglev = "petrel_lb4_maglev"
 	tcNodePortMapPetrelLb4Rnat   = "petrel_lb4_rnat"
@@ -126,6 +141,7 @@ const (
 	tcNodePortMapPetrelNpCt      = "petrel_np_ct"
 	tcNodePortMapPetrelNpIfaddr  = "petrel_np_ifaddr"
 	tcNodePortMapPetrelSkRnat4   = "petrel_sk_rnat4"
+	tcNodePortMapPetrelTunnel    = "petrel_tunnel"
 	tcNodePortProgPetrelNodeport = "petrel_nodeport"
 )
 
@@ -179,6 +195,7 @@ type tcNodePortProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcNodePortMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
+	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
 	PetrelLb4Be     *ebpf.MapSpec `ebpf:"petrel_lb4_be"`
 	PetrelLb4Maglev *ebpf.MapSpec `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
@@ -189,6 +206,7 @@ type tcNodePortMapSpecs struct {
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.MapSpec `ebpf:"petrel_np_ifaddr"`
 	PetrelSkRnat4   *ebpf.MapSpec `ebpf:"petrel_sk_rnat4"`
+	PetrelTunnel    *ebpf.MapSpec `ebpf:"petrel_tunnel"`
 }
 
 // tcNodePortVariableSpecs contains global variables before they are loaded into the kernel.
@@ -218,6 +236,7 @@ func (o *tcNodePortObjects) Close() error {
 // It can be passed to loadTcNodePortObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcNodePortMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
+	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
 	PetrelLb4Be     *ebpf.Map `ebpf:"petrel_lb4_be"`
 	PetrelLb4Maglev *ebpf.Map `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
@@ -228,11 +247,13 @@ type tcNodePortMaps struct {
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.Map `ebpf:"petrel_np_ifaddr"`
 	PetrelSkRnat4   *ebpf.Map `ebpf:"petrel_sk_rnat4"`
+	PetrelTunnel    *ebpf.Map `ebpf:"petrel_tunnel"`
 }
 
 func (m *tcNodePortMaps) Close() error {
 	return _TcNodePortClose(
 		m.PetrelEndpoints,
+		m.PetrelFwdStats,
 		m.PetrelLb4Be,
 		m.PetrelLb4Maglev,
 		m.PetrelLb4Rnat,
@@ -243,6 +264,7 @@ func (m *tcNodePortMaps) Close() error {
 		m.PetrelNpCt,
 		m.PetrelNpIfaddr,
 		m.PetrelSkRnat4,
+		m.PetrelTunnel,
 	)
 }
 

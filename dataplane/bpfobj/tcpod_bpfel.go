@@ -47,12 +47,28 @@ type tcPodNpCtVal struct {
 	LastSeen   uint32
 }
 
+type tcPodTunnelInfo struct {
+	_        structs.HostLayout
+	NodeAddr uint32
+	Ifindex  uint32
+	How      uint8
+	Pad      [3]uint8
+}
+
+type tcPodTunnelKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcPodMapPetrelEndpoints = "petrel_endpoints"
+	tcPodMapPetrelFwdStats  = "petrel_fwd_stats"
 	tcPodMapPetrelNpCt      = "petrel_np_ct"
+	tcPodMapPetrelTunnel    = "petrel_tunnel"
 	tcPodProgPetrelFromPod  = "petrel_from_pod"
 )
 
@@ -106,7 +122,9 @@ type tcPodProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcPodMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
+	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelTunnel    *ebpf.MapSpec `ebpf:"petrel_tunnel"`
 }
 
 // tcPodVariableSpecs contains global variables before they are loaded into the kernel.
@@ -136,13 +154,17 @@ func (o *tcPodObjects) Close() error {
 // It can be passed to loadTcPodObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcPodMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
+	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelTunnel    *ebpf.Map `ebpf:"petrel_tunnel"`
 }
 
 func (m *tcPodMaps) Close() error {
 	return _TcPodClose(
 		m.PetrelEndpoints,
+		m.PetrelFwdStats,
 		m.PetrelNpCt,
+		m.PetrelTunnel,
 	)
 }
 

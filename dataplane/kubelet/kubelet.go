@@ -67,6 +67,9 @@ type Config struct {
 	CgroupRoot string
 	// PinDir is the node's bpffs directory, for petrel-cni's tc_pod attach.
 	PinDir string
+	// PodMTU is the MTU of pods' interfaces (0: petrel-cni's default, 1500);
+	// less than the uplink's when the node may tunnel to other nodes.
+	PodMTU int
 	// ClusterDNS is the nameserver of ClusterFirst pods.
 	ClusterDNS string
 	// ClusterDomain is the cluster's DNS domain.
@@ -202,7 +205,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir); err != nil {
+	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir, k.cfg.PodMTU); err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	if err := prepareNetNSDir(); err != nil {

@@ -174,14 +174,17 @@ type network struct {
 	list *libcni.NetworkConfigList
 }
 
-// newNetwork writes petrel-cni's configuration for the node's podCIDR and
-// links the plugin to this binary.
-func newNetwork(dataDir, podCIDR, pinDir string) (*network, error) {
+// newNetwork writes petrel-cni's configuration for the node's podCIDR (and
+// the pods' MTU, when set) and links the plugin to this binary.
+func newNetwork(dataDir, podCIDR, pinDir string, mtu int) (*network, error) {
 	if _, err := linkHelper(filepath.Join(dataDir, "cni", "bin"), "petrel-cni"); err != nil {
 		return nil, fmt.Errorf("link the CNI plugin: %w", err)
 	}
-	conf, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "petrel", "plugins": []any{
-		map[string]any{"type": "petrel-cni", "podCIDR": podCIDR, "dataDir": filepath.Join(dataDir, "cni"), "pinDir": pinDir}}})
+	plugin := map[string]any{"type": "petrel-cni", "podCIDR": podCIDR, "dataDir": filepath.Join(dataDir, "cni"), "pinDir": pinDir}
+	if mtu > 0 {
+		plugin["mtu"] = mtu
+	}
+	conf, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "petrel", "plugins": []any{plugin}})
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -45,8 +46,18 @@ type Options struct {
 	// Kubeconfig reaches the API server.
 	Kubeconfig string
 	// Server, when set, replaces the kubeconfig's API server address (a
-	// kubeconfig copied from the control plane names 127.0.0.1).
+	// kubeconfig copied from the control plane names 127.0.0.1); with Token,
+	// it is the server to join.
 	Server string
+	// Token, when set, joins the cluster at Server with a join token
+	// (`petrel token create`, <data-dir>/node-token of the server): the node
+	// gets its own client certificate and writes <data-dir>/node.kubeconfig;
+	// Kubeconfig is not read.
+	Token string
+	// CertificateLifetime is the lifetime the node asks its client
+	// certificate for (0: the signer's default, a year); it is renewed at
+	// 70-90% of it.
+	CertificateLifetime time.Duration
 	// NodeName names the Node (default: the host name).
 	NodeName string
 	// DataDir holds the node's state.
@@ -81,6 +92,10 @@ type Options struct {
 	// clients on other hosts; nil means the default route's interface,
 	// empty (non-nil) none.
 	NodePortInterfaces []string
+	// Tunnel is how pods reach other nodes' pods (routing.ModeAuto: native
+	// on a shared subnet, VXLAN otherwise; vxlan, geneve: always the
+	// overlay; disabled: kernel routes only).
+	Tunnel routing.Mode
 	// LBAlgorithm is how tc_nodeport picks backends (proxy.AlgorithmRandom
 	// or proxy.AlgorithmMaglev).
 	LBAlgorithm string
@@ -97,7 +112,7 @@ func DefaultOptions() Options {
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
 		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10",
-		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom}
+		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom, Tunnel: routing.ModeAuto}
 }
 
 // Node is a running node daemon.
@@ -108,6 +123,8 @@ type Node struct {
 	dns     *dns.Server
 	metrics *http.Server
 	runtime *runtime.Containerd
+	// addr is the node's address (InternalIP), invalid when it has none.
+	addr netip.Addr
 	// MetricsURL is where /metrics is served.
 	MetricsURL string
 	done       chan struct{}
@@ -119,9 +136,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("node name is empty: pass --node-name")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)
+	var cfg *rest.Config
+	var err error
+	if opts.Token != "" {
+		if cfg, err = join(ctx, opts); err != nil {
+			return nil, fmt.Errorf("joining %s with the token: %w", opts.Server, err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig); err != nil {
+		return nil, fmt.Errorf("read kubeconfig %q (pass --kubeconfig, or --server and --token): %w", opts.Kubeconfig, err)
 	}
 	cfg.UserAgent = "petrel-node/" + opts.NodeName
 	// The kubelet's defaults: status updates and events of many pods
@@ -164,6 +186,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.lb.Close()
 		return nil, fmt.Errorf("load the pod program: %w", err)
 	}
+	if n.netlink, err = netlink.NewHandle(); err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	podMTU, err := n.setupTunnel(pinDir)
+	if err != nil {
+		n.netlink.Close()
+		n.lb.Close()
+		return nil, fmt.Errorf("overlay to other nodes (pick another with --tunnel): %w", err)
+	}
 	ifaces, err := nodePortInterfaces(opts.NodePortInterfaces)
 	if err == nil {
 		err = bpfobj.AttachNodePort(pinDir, ifaces)
@@ -191,11 +223,13 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	slog.Info("node: services programmed")
 
-	if n.netlink, err = netlink.NewHandle(); err != nil {
-		n.lb.Close()
-		return nil, fmt.Errorf("netlink: %w", err)
+	router, err := routing.New(routing.Config{Self: opts.NodeName, Handle: n.netlink, Mode: opts.Tunnel, PinDir: pinDir,
+		NodeAddr: n.addr})
+	if err == nil {
+		// Its own factory: nothing else in the node watches Nodes.
+		err = router.Run(ctx, informers.NewSharedInformerFactory(cs, 0))
 	}
-	if err := routing.New(opts.NodeName, n.netlink).Run(ctx, cs); err != nil {
+	if err != nil {
 		n.netlink.Close()
 		n.lb.Close()
 		return nil, fmt.Errorf("routes to other nodes' pods: %w", err)
@@ -225,7 +259,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			}
 		}
 		kl = kubelet.New(kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot,
-			PinDir: pinDir, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain}, cs, n.runtime.Client, hostIP, machineCapacity())
+			PinDir: pinDir, PodMTU: podMTU, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain}, cs, n.runtime.Client, hostIP, machineCapacity())
 		// Only the API server (a client certificate from the cluster's CA)
 		// may use the node server.
 		cas, err := clusterCAs(cfg)
@@ -257,6 +291,31 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		close(n.done)
 	}()
 	return n, nil
+}
+
+// setupTunnel finds the uplink (the interface of the node's address) and
+// makes the overlay device for opts.Tunnel; it returns the pods' MTU (0:
+// petrel-cni's default, when the node has no address).
+func (n *Node) setupTunnel(pinDir string) (int, error) {
+	for _, a := range nodeAddresses(n.opts.NodeName) {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeInternalIP && ip.Is4() {
+			n.addr = ip
+		}
+	}
+	if !n.addr.IsValid() {
+		slog.Warn("node: no default route, so no node address: pods reach no other node")
+		return 0, nil
+	}
+	uplink, err := routing.Uplink(n.netlink, n.addr)
+	if err != nil {
+		return 0, err
+	}
+	if err := routing.SetupTunnel(n.netlink, n.opts.Tunnel, uplink, pinDir); err != nil {
+		return 0, err
+	}
+	mtu := routing.PodMTU(uplink.Attrs().MTU, n.opts.Tunnel)
+	slog.Info("node: pod network", "uplink", uplink.Attrs().Name, "address", n.addr, "tunnel", n.opts.Tunnel, "podMTU", mtu)
+	return mtu, nil
 }
 
 // nodePortInterfaces resolves the option: nil is the default route's
@@ -410,7 +469,7 @@ func CleanupPods(ctx context.Context, opts Options) error {
 }
 
 // Cleanup undoes what a stopped node leaves on the machine: its pods, the
-// socket load balancer and pinned maps in pinDir, the node-local DNS
+// socket load balancer and pinned maps in pinDir, the tunnel device, the node-local DNS
 // address and the pods' cgroup. Every step is tried, whatever failed
 // before it (a pod's mount that will not go must not leave the programs
 // rewriting connects), and the failures are reported together.
@@ -418,6 +477,14 @@ func Cleanup(ctx context.Context, opts Options, pinDir string) error {
 	var errs []error
 	if err := CleanupPods(ctx, opts); err != nil {
 		errs = append(errs, err)
+	}
+	// The overlay device goes before its pins (the routes through it go
+	// with it).
+	if h, err := netlink.NewHandle(); err == nil {
+		if err := routing.RemoveTunnel(h, pinDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove the tunnel device: %w", err))
+		}
+		h.Close()
 	}
 	if err := bpfobj.Remove(pinDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", pinDir, err))

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -58,8 +59,11 @@ func TestRoutesFollowNodes(t *testing.T) {
 		node("n3", "10.244.6.0/24", ""))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r := New("self", h)
-	if err := r.Run(ctx, cs); err != nil {
+	r, err := New(Config{Self: "self", Handle: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx, informers.NewSharedInformerFactory(cs, 0)); err != nil {
 		t.Fatal(err)
 	}
 	routes := func() map[string]string {
@@ -99,5 +103,24 @@ func TestRoutesFollowNodes(t *testing.T) {
 	wait("route of a deleted node removed", func(m map[string]string) bool { _, ok := m["10.244.5.0/24"]; return !ok })
 	if m := routes(); m["10.99.0.0/16"] != "192.168.77.9" {
 		t.Errorf("a route the router did not make was touched: %v", m)
+	}
+}
+
+func TestModeAndMTU(t *testing.T) {
+	for _, c := range []struct {
+		flag string
+		mode Mode
+		mtu  int
+	}{{"", ModeAuto, 1450}, {"auto", ModeAuto, 1450}, {"VXLAN", ModeVXLAN, 1450}, {"geneve", ModeGeneve, 1450}, {"disabled", ModeDisabled, 1500}} {
+		m, err := ParseMode(c.flag)
+		if err != nil || m != c.mode {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", c.flag, m, err, c.mode)
+		}
+		if got := PodMTU(1500, m); got != c.mtu {
+			t.Errorf("PodMTU(1500, %s) = %d, want %d", m, got, c.mtu)
+		}
+	}
+	if _, err := ParseMode("ipip"); err == nil {
+		t.Error("ParseMode accepted ipip")
 	}
 }

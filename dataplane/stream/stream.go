@@ -408,7 +408,7 @@ func Serve(ctx context.Context, addr string, clientCAs *x509.CertPool, h http.Ha
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs,
-			MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}}
+			MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, VerifyConnection: onlyMasters}}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Warn("stream: node server stopped", "err", err)
@@ -419,6 +419,22 @@ func Serve(ctx context.Context, addr string, clientCAs *x509.CertPool, h http.Ha
 		_ = srv.Close()
 	}()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// onlyMasters lets in only clients whose certificate puts them in
+// system:masters (the API server's node client certificate, admins): the
+// cluster's CA also signs every node's client certificate, and one node
+// must not exec into another's pods.
+func onlyMasters(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("a client certificate is required")
+	}
+	for _, o := range cs.PeerCertificates[0].Subject.Organization {
+		if o == "system:masters" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q may not use the node server: only the API server may", cs.PeerCertificates[0].Subject.CommonName)
 }
 
 func selfSigned() (tls.Certificate, error) {

@@ -288,6 +288,16 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// NodeToken is the server's join token (<data-dir>/node-token).
+func (s *Server) NodeToken(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "node-token"))
+	if err != nil {
+		t.Fatalf("the server's join token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // RESTConfig is a client config with the admin certificate.
 func (s *Server) RESTConfig() *rest.Config {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)

@@ -88,7 +88,9 @@ func StartMulti(t testing.TB, o MultiOptions) *Multi {
 	m.Server = s
 	server := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port)
 	for _, n := range m.Nodes {
-		n.args = append(append(n.NodeArgs(n.DataDir), "--kubeconfig", s.Kubeconfig, "--server", server), o.NodeArgs...)
+		// Each node joins with the server's token, as a machine would: no
+		// node holds the admin kubeconfig.
+		n.args = append(append(n.NodeArgs(n.DataDir), "--token", s.NodeToken(t), "--server", server), o.NodeArgs...)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(m.Nodes))

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -11,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/bpfobj/bpftest"
@@ -34,9 +33,19 @@ type Node struct {
 	logFile     *os.File
 }
 
-// StartNode starts a node for the server; the test's cleanup stops it and
-// removes its pods, pins, DNS address and cgroups.
+// StartNode starts a node for the server, joined with the server's join
+// token (<data-dir>/node-token) as a machine joining a cluster would: it
+// runs with its own node credentials, never the admin's. The test's
+// cleanup stops it and removes its pods, pins, DNS address and cgroups.
 func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
+	t.Helper()
+	n := NewNode(t, s, s.NodeToken(t), extraArgs...)
+	n.Start()
+	return n
+}
+
+// NewNode prepares a node that joins s with token, without starting it.
+func NewNode(t testing.TB, s *Server, token string, extraArgs ...string) *Node {
 	t.Helper()
 	bpftest.Require(t)
 	root, _ := bpfobj.CgroupV2Mount()
@@ -44,20 +53,7 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 	n := &Node{t: t, Name: id, DataDir: t.TempDir(), LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
 		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 22, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
 	cgroupRoot := filepath.Join(filepath.Base(n.LBCgroup), "pods")
-	// The node gets the admin kubeconfig as a machine joining a cluster
-	// would, its server address wrong for it, and --server with the right one.
-	kc, err := clientcmd.LoadFromFile(s.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range kc.Clusters {
-		c.Server = "https://192.0.2.1:1"
-	}
-	nodeKubeconfig := filepath.Join(n.DataDir, "node.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, nodeKubeconfig); err != nil {
-		t.Fatal(err)
-	}
-	n.args = append([]string{"node", "--kubeconfig", nodeKubeconfig, "--server", fmt.Sprintf("https://127.0.0.1:%d", s.Port),
+	n.args = append([]string{"node", "--token", token, "--server", fmt.Sprintf("https://127.0.0.1:%d", s.Port),
 		"--data-dir", n.DataDir, "--node-name", id,
 		"--lb-cgroup", filepath.Base(n.LBCgroup), "--cgroup-root", cgroupRoot, "--local-dns-address", n.LocalDNS.String(),
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
@@ -69,8 +65,28 @@ func StartNode(t testing.TB, s *Server, extraArgs ...string) *Node {
 		}
 		cleanupNode(t, n.DataDir, id, n.LBCgroup, cgroupRoot, n.LocalDNS, n.PinDir)
 	})
-	n.Start()
 	return n
+}
+
+// Kubeconfig is the node's own kubeconfig, written when it joined.
+func (n *Node) Kubeconfig() string { return filepath.Join(n.DataDir, "node.kubeconfig") }
+
+// RunToExit runs the node process until it exits (within timeout) and
+// returns its output: for joins that must fail.
+func (n *Node) RunToExit(timeout time.Duration) string {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(n.t), n.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		n.t.Fatalf("petrel node still running after %v:\n%s", timeout, out)
+	}
+	if err == nil {
+		n.t.Fatalf("petrel node exited without error:\n%s", out)
+	}
+	return string(out)
 }
 
 // Start (re)starts the node process and waits for its /healthz.

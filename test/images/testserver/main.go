@@ -53,7 +53,12 @@ func kubeGet(path string) int {
 		return 2
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return fetch(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, req)
+}
+
+// fetch prints the body of req's answer; the exit code says whether it was
+// a 200.
+func fetch(c *http.Client, req *http.Request) int {
 	resp, err := c.Do(req)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -128,19 +133,12 @@ func main() {
 // httpGet prints the body of GET url; the exit code says whether a 200
 // came back within 5 s.
 func httpGet(url string) int {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return 2
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(os.Stdout, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, resp.Status)
-		return 1
-	}
-	return 0
+	return fetch(&http.Client{Timeout: 5 * time.Second}, req)
 }
 
 // udpRoundTrip sends msg to addr and prints the first datagram that comes
