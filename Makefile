@@ -72,6 +72,7 @@ bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
+	$(BIN)/petrelctl bench network --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench proxy --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench scheduler --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench pods --petrel $(BIN)/petrel

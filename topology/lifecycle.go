@@ -76,7 +76,8 @@ func RemoveNamed(name string) error {
 	return errors.Join(errs...)
 }
 
-// ownedName: "<name>-n<digits>", "<name>-h<digits>" or "<name>-r".
+// ownedName: "<name>-n<digits>", "<name>-h<digits>", "<name>-p<digits>"
+// or "<name>-r".
 func ownedName(name, s string) bool {
 	rest, ok := strings.CutPrefix(s, name+"-")
 	if !ok || rest == "" {
@@ -85,7 +86,7 @@ func ownedName(name, s string) bool {
 	if rest == "r" {
 		return true
 	}
-	return (rest[0] == 'n' || rest[0] == 'h') && digits(rest[1:])
+	return (rest[0] == 'n' || rest[0] == 'h' || rest[0] == 'p') && digits(rest[1:])
 }
 
 // isLinkSuffix: what follows the name in a root-side link: s<d> (bridge),

@@ -2,12 +2,14 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -123,4 +125,40 @@ func (n Node) Dial(network, address string, timeout time.Duration) (net.Conn, er
 		return err
 	})
 	return conn, err
+}
+
+// Cleanup runs `petrel node --cleanup` for node n inside its network
+// namespace (and daemon cgroup): it stops and removes the node's pods,
+// detaches its programs and removes its pins and node-local DNS address.
+// The node daemon must have stopped first.
+func (n Node) Cleanup(ctx context.Context, petrel, dataDir string) error {
+	cmd := exec.CommandContext(ctx, petrel, n.CleanupArgs(dataDir)...)
+	release, err := n.Wrap(cmd)
+	if err != nil {
+		return fmt.Errorf("cleanup of node %s: %w", n.Name, err)
+	}
+	defer release()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("petrel node --cleanup of node %s: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Teardown removes a topology that ran Petrel nodes: Cleanup for every node
+// whose namespace is still there (dataDir gives each node's data
+// directory), then Remove. It goes on past failures and returns them all.
+func (t *Topology) Teardown(ctx context.Context, petrel string, dataDir func(Node) string) error {
+	var errs []error
+	for _, n := range t.Nodes {
+		if _, err := os.Stat(n.Netns); err != nil {
+			continue
+		}
+		if err := n.Cleanup(ctx, petrel, dataDir(n)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := t.Remove(); err != nil {
+		errs = append(errs, fmt.Errorf("remove the topology: %w", err))
+	}
+	return errors.Join(errs...)
 }

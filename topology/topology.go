@@ -90,6 +90,8 @@ type Topology struct {
 	Nodes []Node
 	// Hosts are outside hosts added with AddHost.
 	Hosts []Host
+	// Extra are the bare namespaces added with AddNetns, by path.
+	Extra []string
 	// lock is held while the topology exists: one per machine.
 	lock *os.File
 }
@@ -195,6 +197,23 @@ func (t *Topology) AddHost(segment int) (Host, error) {
 		return Host{}, fmt.Errorf("host %s: %w", name, err)
 	}
 	return h, nil
+}
+
+// AddNetns adds a bare network namespace that belongs to the topology
+// (<name>-p<i>, only a loopback, down) and returns its path: a pod of a
+// baseline that runs without Petrel, wired by the caller. Remove and
+// RemoveNamed delete it with the rest.
+func (t *Topology) AddNetns() (string, error) {
+	i := len(t.Extra)
+	if i >= 50 {
+		return "", errors.New("at most 50 extra namespaces")
+	}
+	name := fmt.Sprintf("%s-p%d", t.Name, i)
+	if err := newNamedNetns(name); err != nil {
+		return "", err
+	}
+	t.Extra = append(t.Extra, netnsPath(name))
+	return netnsPath(name), nil
 }
 
 // hostAddress is host number host on segment seg.

@@ -147,3 +147,12 @@ func TestBuildConnectsSegmentsAndRemoveLeavesNothing(t *testing.T) {
 		t.Errorf("cgroups left: %v", left)
 	}
 }
+
+func TestOwnedNamesAreOnlyTheTopologys(t *testing.T) {
+	for s, want := range map[string]bool{"ab-n0": true, "ab-h12": true, "ab-p3": true, "ab-r": true,
+		"ab-p": false, "ab-x1": false, "abc-n0": false, "ab-n0x": false, "petrel-1234": false} {
+		if got := ownedName("ab", s); got != want {
+			t.Errorf("ownedName(ab, %q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -126,26 +125,9 @@ func serverDone(s *server.Server) <-chan error {
 // `petrel node --cleanup` inside the node's namespace), then the namespaces,
 // links and cgroups. It reports what it could not remove and goes on.
 func cleanupTopology(ctx context.Context, self, dataDir string, topo *topology.Topology) {
-	for _, n := range topo.Nodes {
-		if _, err := os.Stat(n.Netns); err != nil {
-			continue
-		}
-		cmd := exec.CommandContext(ctx, self, n.CleanupArgs(nodeDataDir(dataDir, n.Name))...)
-		release, err := n.Wrap(cmd)
-		if err == nil {
-			var out []byte
-			out, err = cmd.CombinedOutput()
-			release()
-			if err != nil {
-				err = fmt.Errorf("%w: %s", err, out)
-			}
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "petrel: cleanup of node %s: %v\n", n.Name, err)
-		}
-	}
-	if err := topo.Remove(); err != nil {
-		fmt.Fprintf(os.Stderr, "petrel: removing the topology: %v\n", err)
+	err := topo.Teardown(ctx, self, func(n topology.Node) string { return nodeDataDir(dataDir, n.Name) })
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "petrel: cleanup: %v\n", err)
 	}
 }
 

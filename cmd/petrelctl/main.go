@@ -1,6 +1,6 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
 // (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
-// (`bench api|dns|dataplane|proxy|scheduler|pods`).
+// (`bench api|dns|dataplane|network|proxy|scheduler|pods`).
 package main
 
 import (
@@ -144,6 +144,29 @@ func benchCommand() *cobra.Command {
 	podFlags.IntVar(&podOpts.Batch, "batch", podOpts.Batch, "pods created at once")
 	podFlags.IntVar(&podOpts.Idle, "idle-pods", podOpts.Idle, "pods kept for the memory figure")
 	cmd.AddCommand(podsCmd)
+
+	nopts := bench.NetworkOptions{Petrel: opts.Petrel, Throughput: 5 * time.Second, Duration: 3 * time.Second, Concurrency: 8, Rounds: 5,
+		Wait: 10 * time.Minute, Progress: os.Stderr}
+	networkCmd := &cobra.Command{Use: "network", Short: "Pod to pod across two nodes (iperf3 TCP throughput, connections/s), native and VXLAN, vs node to node and a kernel-only baseline (root)",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) {
+				exe, err := os.Executable()
+				if err != nil {
+					return nil, err
+				}
+				nopts.Petrelctl = exe
+				return bench.RunNetwork(ctx, nopts)
+			})
+		}}
+	nf := networkCmd.Flags()
+	nf.StringVar(&nopts.Petrel, "petrel", nopts.Petrel, "the petrel binary to start")
+	nf.DurationVar(&nopts.Throughput, "iperf-time", nopts.Throughput, "length of each iperf3 run (whole seconds)")
+	nf.DurationVar(&nopts.Duration, "duration", nopts.Duration, "length of each connections/s run")
+	nf.IntVar(&nopts.Concurrency, "concurrency", nopts.Concurrency, "concurrent clients in a connections/s run")
+	nf.IntVar(&nopts.Rounds, "rounds", nopts.Rounds, "measurements of each figure; the median is reported")
+	nf.DurationVar(&nopts.Wait, "wait", nopts.Wait, "how long to wait for another multi-node topology on this machine to go")
+	cmd.AddCommand(networkCmd)
 
 	var role, mode, target, listenAddr string
 	var workers int
