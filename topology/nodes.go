@@ -9,9 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
 // MetricsPort is where each node of a topology serves /metrics and
@@ -161,4 +164,44 @@ func (t *Topology) Teardown(ctx context.Context, petrel string, dataDir func(Nod
 		errs = append(errs, fmt.Errorf("remove the topology: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// StopDaemons ends what runs binary petrel in node n's daemon cgroup (a
+// node daemon whose parent crashed, still stopping, say): SIGTERM, up to
+// grace to go, then SIGKILL. Processes are found by the cgroup and their
+// executable, never by name; the pods' shims and other programs there are
+// left alone.
+func (n Node) StopDaemons(petrel string, grace time.Duration) {
+	mount, err := bpfobj.CgroupV2Mount()
+	if err != nil {
+		return
+	}
+	want, err := filepath.EvalSymlinks(petrel)
+	if err != nil {
+		return
+	}
+	ours := func() []int {
+		b, _ := os.ReadFile(filepath.Join(mount, n.DaemonCgroup, "cgroup.procs"))
+		var pids []int
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == want {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	for _, pid := range ours() {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for len(ours()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, pid := range ours() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }

@@ -155,6 +155,11 @@ func cleanupMultiNode(ctx context.Context, dataDir string) error {
 	if err != nil {
 		return err
 	}
+	// Node daemons of a crashed petrel up may still be stopping (they got
+	// SIGTERM when it died): their cleanup must not race them.
+	for _, n := range topo.Nodes {
+		n.StopDaemons(self, 30*time.Second)
+	}
 	cleanupTopology(ctx, self, dataDir, topo)
 	fmt.Printf("Removed the %d node namespaces of petrel up --nodes, their pods, maps, links and cgroups.\n", count)
 	return nil

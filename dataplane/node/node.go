@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -131,7 +132,9 @@ type Node struct {
 	addr netip.Addr
 	// MetricsURL is where /metrics is served.
 	MetricsURL string
-	done       chan struct{}
+	// started is set once Start is done: /healthz answers ok from then on.
+	started atomic.Bool
+	done    chan struct{}
 }
 
 // Start brings the node up and returns once Services are programmed and the
@@ -294,6 +297,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		}
 		slog.Info("node: kubelet running pods", "containerd", n.runtime.Address)
 	}
+	n.started.Store(true)
 	go func() {
 		<-ctx.Done()
 		n.close()
@@ -418,7 +422,16 @@ func (n *Node) serveMetrics(reg *prometheus.Registry) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	// Healthy means started: the Node registered and the kubelet running,
+	// so whoever waits on /healthz (petrel up --nodes, tests) may use the
+	// node at once.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.started.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
 	if n.opts.Profiling {
 		// pprof.Index serves the named profiles (heap, goroutine, ...)
 		// under it; CPU profiles and traces need their own handlers.
