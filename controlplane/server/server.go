@@ -871,5 +871,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	if _, err := ensureServerToken(ctx, cs, s.opts.DataDir, s.caPEM); err != nil {
 		return err
 	}
-	return publishEndpoints(ctx, cs, advertise, int32(port))
+	if err := publishEndpoints(ctx, cs, advertise, int32(port)); err != nil {
+		return err
+	}
+	go keepEndpointLease(ctx, s.backend.Client, cs, advertise, port)
+	return nil
 }
