@@ -60,7 +60,16 @@ func serverCommand(use, short string) *cobra.Command {
 	withNode := use == "up"
 	var nf nodeFlags
 	var mf multiNodeFlags
+	var clusterInit bool
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: func(cmd *cobra.Command, _ []string) error {
+		switch {
+		case clusterInit && opts.Join != "":
+			return fmt.Errorf("--cluster-init starts a new cluster and --join joins one: give one of them")
+		case opts.Join != "" && opts.Token == "":
+			return fmt.Errorf("--join needs --token, a server token (the joined server's <data-dir>/%s)", server.ServerTokenFile)
+		case opts.Join == "" && opts.Token != "":
+			return fmt.Errorf("--token needs --join https://HOST:6443, the server to join")
+		}
 		nopts, err := nf.resolve()
 		if err != nil {
 			return err
@@ -93,8 +102,12 @@ func serverCommand(use, short string) *cobra.Command {
 		fmt.Printf("  kubeconfig: %s\n", s.Kubeconfig)
 		fmt.Printf("  try:        export KUBECONFIG=%s; kubectl get namespaces\n", s.Kubeconfig)
 		fmt.Printf("         or:  petrel kubectl --data-dir %s get namespaces   (Ctrl-C stops the cluster)\n", opts.DataDir)
-		fmt.Printf("  join nodes: petrel node --server https://<this host>:%d --token \"$(cat %s)\"\n\n",
+		fmt.Printf("  join nodes: petrel node --server https://<this host>:%d --token \"$(cat %s)\"\n",
 			s.Port, filepath.Join(opts.DataDir, server.NodeTokenFile))
+		if !withNode {
+			fmt.Printf("  join servers: petrel server --join https://<this host>:%d --token \"$(cat %s)\"\n", s.Port, filepath.Join(opts.DataDir, server.ServerTokenFile))
+		}
+		fmt.Println()
 		go func() {
 			<-ctx.Done()
 			// The node first (it stops its containerd in order; pods go on),
@@ -133,6 +146,11 @@ func serverCommand(use, short string) *cobra.Command {
 	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", 0, "writes served at once before more are answered 429 (system:masters aside; 0: 200, as Kubernetes)")
 	f.IntVar(&opts.MaxConnections, "max-connections", 0, "connections the API port holds; past it, the oldest silent ones are closed for new ones or new ones refused (0: three quarters of the open-file limit after a reserve)")
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")
+	if !withNode {
+		f.BoolVar(&clusterInit, "cluster-init", false, "start a new cluster: make its CA, service-account key and etcd CA, and the token other servers join with (<data-dir>/server-token); the default without --join")
+		f.StringVar(&opts.Join, "join", "", "join the cluster of this server (https://HOST:6443) instead of starting one: receive its CA and keys, and add this server's embedded etcd member to its etcd (needs --token)")
+		f.StringVar(&opts.Token, "token", "", "with --join: a server token, K10<ca-hash>::<id>.<secret> (the joined server's <data-dir>/server-token)")
+	}
 	if withNode {
 		nf.add(f, false)
 		f.IntVar(&mf.nodes, "nodes", 0, "run N nodes, each in its own network namespace on a bridge (198.51.100.0/24), instead of one node in this process; the server stays in this namespace")

@@ -30,6 +30,10 @@ func WithUser(ctx context.Context, u User) context.Context {
 	return context.WithValue(ctx, userKey{}, u)
 }
 
+// UserFrom is the authenticated user of a request (handlers beside the API,
+// as the server join endpoint, check it themselves).
+func UserFrom(ctx context.Context) (User, bool) { return userFrom(ctx) }
+
 func userFrom(ctx context.Context) (User, bool) {
 	u, ok := ctx.Value(userKey{}).(User)
 	return u, ok

@@ -42,7 +42,23 @@ type Config struct {
 	// CAFile, CertFile and KeyFile authenticate this server to an external
 	// etcd (its CA, and a client certificate and key); empty: plaintext.
 	CAFile, CertFile, KeyFile string
+	// Name is the embedded member's name; empty: "petrel", the name of the
+	// first server's member (and of every data dir made before servers joined).
+	Name string
+	// InitialCluster ("name=peerURL,...") makes a new embedded member join
+	// an existing cluster that already lists it (MemberAdd); empty starts a
+	// cluster of its own. A member with data ignores it.
+	InitialCluster string
 }
+
+// The embedded member's default URLs.
+const (
+	DefaultClientURL = "https://127.0.0.1:2379"
+	DefaultPeerURL   = "https://127.0.0.1:2380"
+)
+
+// DefaultMemberName names the first server's embedded member.
+const DefaultMemberName = "petrel"
 
 // PKIDir is where the embedded etcd's CA and certificates live.
 func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki", "etcd") }
@@ -51,13 +67,14 @@ func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki", "etcd"
 type Backend struct {
 	Client   *clientv3.Client
 	embedded *embed.Etcd
+	dataDir  string
 	// Endpoints are the client URLs in use.
 	Endpoints []string
 }
 
 // Start starts the embedded etcd (when no endpoints are given) and connects a client.
 func Start(ctx context.Context, cfg Config) (*Backend, error) {
-	b := &Backend{Endpoints: cfg.Endpoints}
+	b := &Backend{Endpoints: cfg.Endpoints, dataDir: cfg.DataDir}
 	if len(cfg.Endpoints) == 0 {
 		e, err := startEmbedded(ctx, cfg)
 		if err != nil {
@@ -107,16 +124,19 @@ func Start(ctx context.Context, cfg Config) (*Backend, error) {
 
 func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	ec := embed.NewConfig()
-	ec.Name = "petrel"
+	ec.Name = cfg.Name
+	if ec.Name == "" {
+		ec.Name = DefaultMemberName
+	}
 	ec.Dir = filepath.Join(cfg.DataDir, "etcd")
 	ec.LogLevel = "error"
 	ec.Logger = "zap"
 	clientURL, peerURL := cfg.ClientURL, cfg.PeerURL
 	if clientURL == "" {
-		clientURL = "https://127.0.0.1:2379"
+		clientURL = DefaultClientURL
 	}
 	if peerURL == "" {
-		peerURL = "https://127.0.0.1:2380"
+		peerURL = DefaultPeerURL
 	}
 	cu, err := tlsURL("--etcd-client-url", clientURL)
 	if err != nil {
@@ -132,6 +152,9 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster, ec.ClusterState = cfg.InitialCluster, embed.ClusterStateFlagExisting
+	}
 	// Keep about an hour of history for watches that resume, then compact.
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "1h"
@@ -153,6 +176,9 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 		return nil, fmt.Errorf("embedded etcd failed: %w", err)
 	case <-time.After(60 * time.Second):
 		e.Close()
+		if cfg.InitialCluster != "" {
+			return nil, fmt.Errorf("embedded etcd in %s not ready after 60s: it joins %s; are the other members running and reachable at their peer URLs?", ec.Dir, cfg.InitialCluster)
+		}
 		return nil, fmt.Errorf("embedded etcd in %s not ready after 60s", ec.Dir)
 	case <-ctx.Done():
 		e.Close()

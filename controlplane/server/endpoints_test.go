@@ -54,3 +54,36 @@ func TestPublishEndpointsSkipsMirroring(t *testing.T) {
 		check(t, cs, 1)
 	})
 }
+
+// TestSetEndpointAddresses: the endpoints become exactly the live servers;
+// a dead one's address goes from the EndpointSlice and the Endpoints.
+func TestSetEndpointAddresses(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset()
+	for _, a := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		if err := publishEndpoints(ctx, cs, a, 6443); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := setEndpointAddresses(ctx, cs, []string{"198.51.100.3", "198.51.100.1"}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := cs.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es.Endpoints {
+		got = append(got, e.Addresses...)
+	}
+	if len(got) != 2 || got[0] != "198.51.100.1" || got[1] != "198.51.100.3" || *es.Ports[0].Port != 6443 {
+		t.Fatalf("EndpointSlice = %v ports %v; want 198.51.100.1 and .3 on 6443", got, es.Ports)
+	}
+	ep, err := cs.CoreV1().Endpoints(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := ep.Subsets[0].Addresses; len(a) != 2 || a[0].IP != "198.51.100.1" || a[1].IP != "198.51.100.3" {
+		t.Fatalf("Endpoints addresses = %+v", a)
+	}
+}

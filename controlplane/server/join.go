@@ -149,11 +149,23 @@ func storeBootstrapToken(ctx context.Context, cs kubernetes.Interface, tok joint
 // deleted the Secret, so the printed join command keeps working.
 func ensureNodeToken(ctx context.Context, cs kubernetes.Interface, dataDir string, caPEM []byte) (jointoken.Token, error) {
 	path := filepath.Join(dataDir, NodeTokenFile)
+	return ensureTokenFile(ctx, cs, path, caPEM, TokenOptions{Description: "the join token of " + path + " (petrel server)"})
+}
+
+// ensureServerToken keeps <data-dir>/server-token as ensureNodeToken keeps
+// node-token: a token in ServerGroup, which other servers join with.
+func ensureServerToken(ctx context.Context, cs kubernetes.Interface, dataDir string, caPEM []byte) (jointoken.Token, error) {
+	path := filepath.Join(dataDir, ServerTokenFile)
+	return ensureTokenFile(ctx, cs, path, caPEM, TokenOptions{Description: "the server join token of " + path + " (petrel server --join)",
+		ExtraGroups: []string{ServerGroup}})
+}
+
+// ensureTokenFile keeps the token file path (0600) and its Secret.
+func ensureTokenFile(ctx context.Context, cs kubernetes.Interface, path string, caPEM []byte, opts TokenOptions) (jointoken.Token, error) {
 	hash, err := jointoken.CAHashPEM(caPEM)
 	if err != nil {
 		return jointoken.Token{}, err
 	}
-	opts := TokenOptions{Description: "the join token of " + path + " (petrel server)"}
 	if data, err := os.ReadFile(path); err == nil {
 		tok, err := jointoken.Parse(string(data))
 		if err != nil {
@@ -183,7 +195,7 @@ func ensureNodeToken(ctx context.Context, cs kubernetes.Interface, dataDir strin
 	}
 	tok, err := CreateBootstrapToken(ctx, cs, caPEM, opts)
 	if err != nil {
-		return jointoken.Token{}, fmt.Errorf("node token: %w", err)
+		return jointoken.Token{}, fmt.Errorf("token of %s: %w", path, err)
 	}
 	return tok, writeNodeToken(path, tok)
 }

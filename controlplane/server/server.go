@@ -116,6 +116,9 @@ type Options struct {
 	// MaxConnections bounds the connections the API port holds; 0 derives it
 	// from the open-file limit, keeping descriptors for etcd and the rest.
 	MaxConnections int
+	// Join is the URL of a server of the cluster this one joins (with
+	// Token, a server token); empty starts a new cluster (--cluster-init).
+	Join, Token string
 }
 
 // DefaultOptions are the documented defaults.
@@ -340,9 +343,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--authorization-mode %q: want %s or %s", opts.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow)
 	}
-	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0)
+	memberName, initialCluster := "", ""
+	if opts.Join != "" {
+		if memberName, initialCluster, err = joinCluster(ctx, opts); err != nil {
+			return nil, fmt.Errorf("joining %s: %w", opts.Join, err)
+		}
+	} else if memberName, err = etcdMemberName(opts); err != nil {
+		return nil, err
+	}
+	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0, "member", memberName)
 	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL,
-		CAFile: opts.EtcdCAFile, CertFile: opts.EtcdCertFile, KeyFile: opts.EtcdKeyFile})
+		CAFile: opts.EtcdCAFile, CertFile: opts.EtcdCertFile, KeyFile: opts.EtcdKeyFile, Name: memberName, InitialCluster: initialCluster})
 	if err != nil {
 		return nil, err
 	}
@@ -353,6 +364,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			backend.Close()
 		}
 	}()
+	pkiDir := filepath.Join(opts.DataDir, "pki")
+	if err := checkIdentity(ctx, backend.Client, opts.DataDir, backend.Endpoints, func() ([]byte, error) {
+		ca, err := pki.LoadOrCreateCA(pkiDir)
+		if err != nil {
+			return nil, fmt.Errorf("certificate authority: %w", err)
+		}
+		return ca.CertPEM, nil
+	}); err != nil {
+		return nil, err
+	}
 	alloc, err := allocator.New(backend.Client, serviceCIDR, portMin, portMax)
 	if err != nil {
 		return nil, err
@@ -487,7 +508,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
 	}
 	s.httpServer = &http.Server{
-		Handler: authenticate(api, api.AuthenticateToken),
+		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == serverJoinPath {
+				s.serveJoin(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		}), api.AuthenticateToken),
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{tlsCert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
 			MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
@@ -841,5 +868,12 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 		return err
 	}
 	s.NodeToken = tok.String()
-	return publishEndpoints(ctx, cs, advertise, int32(port))
+	if _, err := ensureServerToken(ctx, cs, s.opts.DataDir, s.caPEM); err != nil {
+		return err
+	}
+	if err := publishEndpoints(ctx, cs, advertise, int32(port)); err != nil {
+		return err
+	}
+	go keepEndpointLease(ctx, s.backend.Client, cs, advertise, port)
+	return nil
 }

@@ -8,28 +8,21 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/certificate"
 	"k8s.io/client-go/util/certificate/csr"
-	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
-	"k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/petrel-project/petrel/jointoken"
 )
@@ -54,9 +47,6 @@ var nodeClientUsages = []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSign
 // joinTimeout bounds how long a join waits for the server to answer and to
 // sign: a server still starting answers within it.
 var joinTimeout = 2 * time.Minute
-
-// clusterInfoPath is the ConfigMap a joining node reads without credentials.
-const clusterInfoPath = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 
 // join gets the node its own credentials with a join token, as kubeadm's
 // and k3s's agents do: trust the cluster's CA by the hash the token pins
@@ -89,7 +79,7 @@ func join(ctx context.Context, opts Options) (*rest.Config, error) {
 	if err != nil || !usable(cert, opts.NodeName) {
 		jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 		defer cancel()
-		if caPEM, err = discoverCA(jctx, opts.Server, tok); err != nil {
+		if caPEM, err = jointoken.DiscoverCA(jctx, opts.Server, tok); err != nil {
 			return nil, err
 		}
 		bootstrap := &rest.Config{Host: opts.Server, BearerToken: tok.Bootstrap(), UserAgent: "petrel-node/" + opts.NodeName + " (bootstrap)",
@@ -130,132 +120,12 @@ func usable(cert *tls.Certificate, nodeName string) bool {
 		time.Until(cert.Leaf.NotAfter) > time.Minute
 }
 
-// discoverCA reads cluster-info without trusting the server, checks its CA
-// against the token (hash, else JWS signature), then reads it again over a
-// connection verified with that CA, so that a server in the middle cannot
-// answer the second time.
-func discoverCA(ctx context.Context, server string, tok jointoken.Token) ([]byte, error) {
-	var cm *corev1.ConfigMap
-	var err error
-	for {
-		//nolint:gosec // nothing from this answer is trusted before its CA is checked below
-		cm, err = getClusterInfo(ctx, server, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
-		if err == nil || !retryable(err) {
-			break
-		}
-		slog.Info("node: waiting for the API server to join", "server", server, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("reading cluster-info from %s: %w", server, err)
-		case <-time.After(2 * time.Second):
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	kubeconfig := cm.Data[bootstrapapi.KubeConfigKey]
-	caPEM, err := clusterInfoCA(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	if tok.CAHash != "" {
-		got, err := jointoken.CAHashPEM(caPEM)
-		if err != nil {
-			return nil, err
-		}
-		if got != tok.CAHash {
-			return nil, fmt.Errorf("the cluster CA served by %s has hash %s, but the token pins %s: the token is for another cluster (or something is in the middle); "+
-				"compare with `openssl x509 -in <server data-dir>/pki/ca.crt -outform der | sha256sum`", server, got, tok.CAHash)
-		}
-	} else {
-		sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+tok.ID]
-		if !ok {
-			return nil, fmt.Errorf("cluster-info from %s is not signed for token %q: the token is unknown or expired (or pin the CA with a K10<hash>:: token)", server, tok.ID)
-		}
-		if !jws.DetachedTokenIsValid(sig, kubeconfig, tok.ID, tok.Secret) {
-			return nil, fmt.Errorf("cluster-info from %s has a signature for token %q that the token's secret does not verify: a wrong token, or something is in the middle", server, tok.ID)
-		}
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("cluster-info's CA is not a PEM certificate")
-	}
-	again, err := getClusterInfo(ctx, server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-	if err != nil {
-		return nil, fmt.Errorf("the API server %s does not prove it holds the cluster CA's certificate: %w", server, err)
-	}
-	if again.Data[bootstrapapi.KubeConfigKey] != kubeconfig {
-		return nil, fmt.Errorf("cluster-info changed between two reads from %s; try again", server)
-	}
-	return caPEM, nil
-}
-
-// retryable: the server is not up yet (connection refused, timeouts, 5xx).
-type statusError struct {
-	code int
-	body string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("HTTP %d: %s", e.code, e.body)
-}
-
-func retryable(err error) bool {
-	var se *statusError
-	if errors.As(err, &se) {
-		return se.code >= 500 || se.code == http.StatusTooManyRequests
-	}
-	var cert *tls.CertificateVerificationError
-	return !errors.As(err, &cert)
-}
-
-func getClusterInfo(ctx context.Context, server string, tlsConfig *tls.Config) (*corev1.ConfigMap, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil}}
-	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+clusterInfoPath, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--server %q: %w", server, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &statusError{code: resp.StatusCode, body: strings.TrimSpace(string(body))}
-	}
-	cm := &corev1.ConfigMap{}
-	if err := json.Unmarshal(body, cm); err != nil {
-		return nil, fmt.Errorf("cluster-info from %s: %w", server, err)
-	}
-	return cm, nil
-}
-
-// clusterInfoCA is the CA of cluster-info's kubeconfig.
-func clusterInfoCA(kubeconfig string) ([]byte, error) {
-	cfg, err := clientcmd.Load([]byte(kubeconfig))
-	if err != nil {
-		return nil, fmt.Errorf("cluster-info's kubeconfig: %w", err)
-	}
-	for _, c := range cfg.Clusters {
-		if len(c.CertificateAuthorityData) > 0 {
-			return c.CertificateAuthorityData, nil
-		}
-	}
-	return nil, errors.New("cluster-info's kubeconfig has no certificate authority data")
-}
-
 func readKubeconfigCA(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return clusterInfoCA(string(data))
+	return jointoken.ClusterInfoCA(string(data))
 }
 
 // requestNodeCertificate asks for a client certificate system:node:<name>

@@ -298,6 +298,25 @@ func (s *Server) NodeToken(t testing.TB) string {
 	return strings.TrimSpace(string(b))
 }
 
+// ServerToken is the token other servers join this one's cluster with
+// (<data-dir>/server-token).
+func (s *Server) ServerToken(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "server-token"))
+	if err != nil {
+		t.Fatalf("the server's server token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// URL is the server's API address.
+func (s *Server) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", s.Port) }
+
+// JoinArgs are the flags of a server that joins this one's cluster.
+func (s *Server) JoinArgs(t testing.TB) []string {
+	return []string{"--join", s.URL(), "--token", s.ServerToken(t)}
+}
+
 // RESTConfig is a client config with the admin certificate.
 func (s *Server) RESTConfig() *rest.Config {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)

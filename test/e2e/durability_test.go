@@ -14,9 +14,12 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/test/cluster"
@@ -132,10 +135,20 @@ func TestExternalEtcd(t *testing.T) {
 		t.Fatal("an embedded etcd data dir was created although --etcd-endpoints was given")
 	}
 	mustCreateCM(t, s.Clientset(), "on-external", map[string]string{"where": "external"})
-	s.Stop()
 
-	// A second server with a fresh data dir on the same etcd sees the object.
-	s2 := cluster.StartServer(t, "--etcd-endpoints", curl)
+	// A second server with a fresh data dir that does not join is refused:
+	// it would make a CA of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cluster.Binary(t), "server", "--data-dir", t.TempDir(), "--bind-address", "127.0.0.1",
+		"--secure-port", fmt.Sprint(cluster.FreePort(t)), "--etcd-endpoints", curl).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--join") {
+		t.Fatalf("a second server that did not join started (or failed otherwise): %v\n%s", err, out)
+	}
+
+	// One that joins shares the data, and goes on when the first stops.
+	s2 := cluster.StartServer(t, append([]string{"--etcd-endpoints", curl}, s.JoinArgs(t)...)...)
+	s.Stop()
 	cm, err := s2.Clientset().CoreV1().ConfigMaps("default").Get(context.Background(), "on-external", metav1.GetOptions{})
 	if err != nil || cm.Labels["where"] != "external" {
 		t.Fatalf("object not found through the external etcd: %v", err)
@@ -148,7 +161,20 @@ func TestExternalEtcd(t *testing.T) {
 func TestLeaderFailover(t *testing.T) {
 	curl := startEtcd(t)
 	a := cluster.StartServer(t, "--etcd-endpoints", curl)
-	b := cluster.StartServer(t, "--etcd-endpoints", curl)
+	b := cluster.StartServer(t, append([]string{"--etcd-endpoints", curl}, a.JoinArgs(t)...)...)
+	checkOneIdentity(t, a, b)
+	rootCA := func(s *cluster.Server) string {
+		var data string
+		waitFor(t, 20*time.Second, func() bool {
+			cm, err := s.Clientset().CoreV1().ConfigMaps("default").Get(context.Background(), "kube-root-ca.crt", metav1.GetOptions{})
+			if err == nil {
+				data = cm.Data["ca.crt"]
+			}
+			return data != ""
+		})
+		return data
+	}
+	caBefore := rootCA(a)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{curl}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
@@ -192,4 +218,44 @@ func TestLeaderFailover(t *testing.T) {
 		_, err := cs.CoreV1().Namespaces().Get(ctx, "after-failover", metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
+	// The new leader's root CA publisher has the same CA: nothing rewritten.
+	if after := rootCA(standby); after != caBefore {
+		t.Fatalf("kube-root-ca.crt changed after the leader change:\nbefore %q\nafter  %q", caBefore, after)
+	}
+}
+
+// checkOneIdentity checks that servers that joined one cluster share its
+// identity: a's admin client certificate and a service account token issued
+// by a are accepted by b, and the reverse.
+func checkOneIdentity(t *testing.T, a, b *cluster.Server) {
+	t.Helper()
+	ctx := context.Background()
+	for _, pair := range [][2]*cluster.Server{{a, b}, {b, a}} {
+		from, to := pair[0], pair[1]
+		cfg := from.RESTConfig()
+		cfg.Host = to.URL()
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the admin certificate of the server on port %d is refused on port %d: %v", from.Port, to.Port, err)
+		}
+		var tok *authenticationv1.TokenRequest
+		waitFor(t, 20*time.Second, func() bool { // the service account controller makes "default"
+			tok, err = from.Clientset().CoreV1().ServiceAccounts("default").CreateToken(ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+			return err == nil
+		})
+		saCfg := &rest.Config{Host: to.URL(), BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: cfg.TLSClientConfig.CAData, CAFile: cfg.TLSClientConfig.CAFile}}
+		sacs, err := kubernetes.NewForConfig(saCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The default service account may not list much; a 403 still means
+		// the token was accepted (a foreign token gets 401).
+		_, err = sacs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		if err != nil && !apierrors.IsForbidden(err) {
+			t.Fatalf("a service account token issued on port %d is refused on port %d: %v", from.Port, to.Port, err)
+		}
+	}
 }
