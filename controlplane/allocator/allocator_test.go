@@ -18,7 +18,7 @@ import (
 // freeURL is a loopback URL on a port no other caller in this test binary
 // got (two URLs of one etcd must differ).
 func freeURL(t *testing.T) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", cluster.FreePort(t))
+	return fmt.Sprintf("https://127.0.0.1:%d", cluster.FreePort(t))
 }
 
 func newAllocator(t *testing.T, cidr string, lo, hi int) *ServiceAllocator {

@@ -40,7 +40,7 @@ func (c pbCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error
 // freeURL is a loopback URL on a port no other caller in this test binary
 // got (two URLs of one etcd must differ).
 func freeURL(t *testing.T) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", cluster.FreePort(t))
+	return fmt.Sprintf("https://127.0.0.1:%d", cluster.FreePort(t))
 }
 
 // newStore starts a real embedded etcd and a ConfigMap store on it.
