@@ -13,12 +13,16 @@
  * the first. A packet from another node for a pod of this one (native
  * routing between nodes of one segment) goes straight into the pod's
  * namespace, past the host's routing and netfilter, as tc_pod sent it.
+ * Both ways into a local pod are judged by the pod's ingress policy
+ * (include/policy.h) first: a NodePort connection by its client's address
+ * and the backend's port, after translation.
  */
 #include "include/lb.h"
 #include "include/lb_maps.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
 #include "include/tunnel.h"
+#include "include/policy.h"
 
 #include <linux/if_packet.h>
 
@@ -169,6 +173,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 	struct np_ct_val *ct;
 	struct endpoint_info *ep;
 	struct bpf_fib_lookup fib = {};
+	struct pol_flow flow;
 	__be32 daddr;
 	__u8 is_node;
 	__u8 tcp_flags;
@@ -183,6 +188,8 @@ int petrel_nodeport(struct __sk_buff *skb)
 	if (skb->pkt_type == PACKET_HOST) {
 		ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
 		if (ep) {
+			if (pol_parse(ip4, data_end, &flow) < 0 || !pol_judge(&flow, 0, 1, POL_POINT_UPLINK))
+				return TC_ACT_SHOT;
 			if (np_dec_ttl(skb, ip4->ttl) < 0)
 				return TC_ACT_OK;
 			if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->host_mac, 6, 0) < 0)
@@ -294,6 +301,14 @@ int petrel_nodeport(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &val.addr);
 	if (!ep)
 		return TC_ACT_OK;
+	flow.saddr = fwd.saddr;
+	flow.daddr = val.addr;
+	flow.sport = fwd.sport;
+	flow.dport = val.port;
+	flow.proto = fwd.proto;
+	flow.tcp_flags = tcp_flags;
+	if (!pol_judge(&flow, 0, 1, POL_POINT_NODEPORT))
+		return TC_ACT_SHOT;
 	if (np_rewrite(skb, fwd.proto, IP_DST_OFF, fwd.daddr, val.addr, L4_OFF + 2, fwd.dport, val.port) < 0)
 		return TC_ACT_SHOT;
 	if (np_dec_ttl(skb, ttl) < 0)

@@ -9,17 +9,28 @@
  * this node's segments by bpf_redirect_neigh out of the uplink, to any
  * other through the overlay, its tunnel key set here. Everything else is
  * left to the host stack.
+ *
+ * NetworkPolicy (include/policy.h) judges every new connection here: the
+ * sending pod's egress policy, and for a pod of this node also the
+ * receiver's ingress policy, since bpf_redirect_peer skips every hook on
+ * the receiver's side. A pod of another node judges its own ingress where
+ * the packet arrives (tc_nodeport, tc_tunnel). NodePort replies (above) are
+ * replies of connections tc_nodeport judged, and pass.
  */
 #include "include/lb.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
 #include "include/tunnel.h"
+#include "include/policy.h"
 
 #ifndef AF_INET
 #define AF_INET 2
 #endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Keeps struct pol_event in the BTF, for bpf2go's Go mirror of the ring's records. */
+const struct pol_event *unused_pol_event __attribute__((unused));
 
 /* A reply of a NodePort backend: back to the client, as the node. */
 static __always_inline int reverse_nodeport(struct __sk_buff *skb, struct iphdr *ip4, void *data_end)
@@ -86,6 +97,7 @@ int petrel_from_pod(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	struct iphdr *ip4;
 	struct endpoint_info *ep;
+	struct pol_flow flow;
 	__be32 daddr;
 	int ret;
 
@@ -106,6 +118,10 @@ int petrel_from_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	daddr = ip4->daddr;
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
+	if (pol_parse(ip4, data_end, &flow) < 0)
+		return TC_ACT_SHOT;
+	if (!pol_judge(&flow, 1, ep != NULL, POL_POINT_POD))
+		return TC_ACT_SHOT;
 	if (!ep)
 		return to_other_node(skb, daddr, ip4->ttl);
 	if (np_dec_ttl(skb, ip4->ttl) < 0)

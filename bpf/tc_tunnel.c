@@ -13,12 +13,14 @@
  * Ingress: a decapsulated packet for a pod of this node goes straight into
  * the pod's namespace with bpf_redirect_peer; the rest is left to the host
  * stack, which takes it as its own (the frame is addressed to TUNNEL_MAC,
- * the device's own address).
+ * the device's own address). The pod's ingress policy judges it first
+ * (include/policy.h): nothing on the pod's side sees it after the redirect.
  */
 #include "include/lb.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
 #include "include/tunnel.h"
+#include "include/policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -62,6 +64,7 @@ int petrel_from_tunnel(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct endpoint_info *ep;
+	struct pol_flow flow;
 	struct iphdr *ip4;
 	__be32 daddr;
 
@@ -74,6 +77,8 @@ int petrel_from_tunnel(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &daddr);
 	if (!ep)
 		return TC_ACT_OK;
+	if (pol_parse(ip4, data_end, &flow) < 0 || !pol_judge(&flow, 0, 1, POL_POINT_TUNNEL))
+		return TC_ACT_SHOT;
 	if (np_dec_ttl(skb, ip4->ttl) < 0)
 		return TC_ACT_OK;
 	if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->host_mac, 6, 0) < 0)

@@ -3,8 +3,7 @@
 // system:nodes) may read and write. A node reads only the Secrets,
 // ConfigMaps, PersistentVolumeClaims and PersistentVolumes of pods bound to
 // it, and creates service account tokens only for their service accounts;
-// it gets pods bound to it and lists and watches pods only with the field
-// selector spec.nodeName=<itself>; it changes only its own Node and Lease
+// it gets pods bound to it and lists and watches every pod; it changes only its own Node and Lease
 // and the pods bound to it (status, deletion); the rest of what it may do is
 // the system:node role's rules.
 //
@@ -13,7 +12,11 @@
 // walked at each decision (a node asks for a Secret when a pod starts, not
 // in a loop). Unlike Kubernetes 1.32 with AuthorizeNodeWithSelectors, a node
 // may list and watch every Node: Petrel's node is also the service proxy and
-// the router between nodes, which kube-proxy does with its own identity.
+// the router between nodes, which kube-proxy does with its own identity. For
+// the same reason it may list and watch every Pod (as nodes could before
+// AuthorizeNodeWithSelectors): it enforces NetworkPolicy, which needs every
+// pod's address, labels and named ports, as Cilium's agent reads them with
+// its own identity.
 package nodeauth
 
 import (
@@ -128,10 +131,8 @@ func (a *Authorizer) Authorize(node string, attrs rbac.Attributes) (bool, string
 			case "get":
 				return a.related(node, attrs)
 			case "list", "watch":
-				if selectsNode(attrs.FieldSelector, node) {
-					return true, ""
-				}
-				return false, fmt.Sprintf("node %q can only list and watch pods with the field selector spec.nodeName=%s", node, node)
+				// Every pod: NetworkPolicy (dataplane/policy) needs them all.
+				return true, ""
 			}
 		}
 	}
@@ -220,20 +221,6 @@ func authorizeLease(node string, attrs rbac.Attributes) (bool, string) {
 		return false, "can only access node lease with the same name as the requesting node"
 	}
 	return true, ""
-}
-
-// selectsNode: the field selector requires spec.nodeName=<node>.
-func selectsNode(selector, node string) bool {
-	sel, err := fields.ParseSelector(selector)
-	if err != nil {
-		return false
-	}
-	for _, r := range sel.Requirements() {
-		if r.Field == "spec.nodeName" && (r.Operator == selection.Equals || r.Operator == selection.DoubleEquals) && r.Value == node {
-			return true
-		}
-	}
-	return false
 }
 
 // selectedName is the name a metadata.name=<name> field selector picks.

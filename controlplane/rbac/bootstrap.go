@@ -154,6 +154,8 @@ func NodeRules() []rbacv1.PolicyRule {
 		rule([]string{"list", "watch"}, "", "endpoints", "namespaces"),
 		rule([]string{"get"}, "", "namespaces"),
 		rule(read, "discovery.k8s.io", "endpointslices"),
+		// And the NetworkPolicy agent (Cilium's agent's role): every policy.
+		rule([]string{"get", "list", "watch"}, "networking.k8s.io", "networkpolicies"),
 	}
 }
 

@@ -40,7 +40,7 @@ var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSoc
 
 // PodMapNames are the maps of tc_pod and tc_nodeport, pinned beside the
 // load balancer's when the node runs them; OpenPinned opens them when there.
-var PodMapNames = []string{MapEndpoints, MapNodePortCT, MapNodePortIfAddr, MapTunnel, MapForwardStats}
+var PodMapNames = append([]string{MapEndpoints, MapNodePortCT, MapNodePortIfAddr, MapTunnel, MapForwardStats}, PolicyMapNames...)
 
 // Maps are the load balancer's maps, pinned or freshly opened from pins.
 type Maps struct {

@@ -34,7 +34,7 @@ func LoadPodProgram(dir string) error {
 	if err != nil {
 		return fmt.Errorf("read the embedded tc_pod object: %w", err)
 	}
-	dropIncompatiblePins(dir, spec, PodMapNames)
+	dropIncompatiblePins(dir, spec, append(append([]string{}, PodMapNames...), MapPolicyEvents))
 	var objs tcPodObjects
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}); err != nil {
 		return fmt.Errorf("load tc_pod: %w", describeVerifierError(err))

@@ -21,6 +21,17 @@ type tcNodePortEndpointInfo struct {
 	Pad     uint32
 }
 
+type tcNodePortIpcacheKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type tcNodePortIpcacheVal struct {
+	_        structs.HostLayout
+	Identity uint32
+}
+
 type tcNodePortLb4Backend struct {
 	_       structs.HostLayout
 	Address uint32
@@ -96,6 +107,44 @@ type tcNodePortNpCtVal struct {
 	LastSeen   uint32
 }
 
+type tcNodePortPolCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type tcNodePortPolCtVal struct {
+	_        structs.HostLayout
+	LastSeen uint32
+	Pad      uint32
+}
+
+type tcNodePortPolEpVal struct {
+	_        structs.HostLayout
+	Identity uint32
+	Flags    uint8
+	Pad      [3]uint8
+}
+
+type tcNodePortPolKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	EpAddr    uint32
+	Identity  uint32
+	Dir       uint8
+	Proto     uint8
+	Dport     uint16
+}
+
+type tcNodePortPolVal struct {
+	_     structs.HostLayout
+	Flags uint32
+}
+
 type tcNodePortSockRevnat4Key struct {
 	_       structs.HostLayout
 	Cookie  uint64
@@ -131,6 +180,7 @@ type tcNodePortTunnelKey struct {
 const (
 	tcNodePortMapPetrelEndpoints = "petrel_endpoints"
 	tcNodePortMapPetrelFwdStats  = "petrel_fwd_stats"
+	tcNodePortMapPetrelIpcache   = "petrel_ipcache"
 	tcNodePortMapPetrelLb4Be     = "petrel_lb4_be"
 	tcNodePortMapPetrelLb4Maglev = "petrel_lb4_maglev"
 	tcNodePortMapPetrelLb4Rnat   = "petrel_lb4_rnat"
@@ -140,6 +190,12 @@ const (
 	tcNodePortMapPetrelNodeAddr4 = "petrel_node_addr4"
 	tcNodePortMapPetrelNpCt      = "petrel_np_ct"
 	tcNodePortMapPetrelNpIfaddr  = "petrel_np_ifaddr"
+	tcNodePortMapPetrelPolCidr   = "petrel_pol_cidr"
+	tcNodePortMapPetrelPolCt     = "petrel_pol_ct"
+	tcNodePortMapPetrelPolEp     = "petrel_pol_ep"
+	tcNodePortMapPetrelPolEvents = "petrel_pol_events"
+	tcNodePortMapPetrelPolStats  = "petrel_pol_stats"
+	tcNodePortMapPetrelPolicy    = "petrel_policy"
 	tcNodePortMapPetrelSkRnat4   = "petrel_sk_rnat4"
 	tcNodePortMapPetrelTunnel    = "petrel_tunnel"
 	tcNodePortProgPetrelNodeport = "petrel_nodeport"
@@ -196,6 +252,7 @@ type tcNodePortProgramSpecs struct {
 type tcNodePortMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.MapSpec `ebpf:"petrel_ipcache"`
 	PetrelLb4Be     *ebpf.MapSpec `ebpf:"petrel_lb4_be"`
 	PetrelLb4Maglev *ebpf.MapSpec `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
@@ -205,6 +262,12 @@ type tcNodePortMapSpecs struct {
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.MapSpec `ebpf:"petrel_np_ifaddr"`
+	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.MapSpec `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.MapSpec `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.MapSpec `ebpf:"petrel_policy"`
 	PetrelSkRnat4   *ebpf.MapSpec `ebpf:"petrel_sk_rnat4"`
 	PetrelTunnel    *ebpf.MapSpec `ebpf:"petrel_tunnel"`
 }
@@ -237,6 +300,7 @@ func (o *tcNodePortObjects) Close() error {
 type tcNodePortMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.Map `ebpf:"petrel_ipcache"`
 	PetrelLb4Be     *ebpf.Map `ebpf:"petrel_lb4_be"`
 	PetrelLb4Maglev *ebpf.Map `ebpf:"petrel_lb4_maglev"`
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
@@ -246,6 +310,12 @@ type tcNodePortMaps struct {
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.Map `ebpf:"petrel_np_ifaddr"`
+	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.Map `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.Map `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.Map `ebpf:"petrel_policy"`
 	PetrelSkRnat4   *ebpf.Map `ebpf:"petrel_sk_rnat4"`
 	PetrelTunnel    *ebpf.Map `ebpf:"petrel_tunnel"`
 }
@@ -254,6 +324,7 @@ func (m *tcNodePortMaps) Close() error {
 	return _TcNodePortClose(
 		m.PetrelEndpoints,
 		m.PetrelFwdStats,
+		m.PetrelIpcache,
 		m.PetrelLb4Be,
 		m.PetrelLb4Maglev,
 		m.PetrelLb4Rnat,
@@ -263,6 +334,12 @@ func (m *tcNodePortMaps) Close() error {
 		m.PetrelNodeAddr4,
 		m.PetrelNpCt,
 		m.PetrelNpIfaddr,
+		m.PetrelPolCidr,
+		m.PetrelPolCt,
+		m.PetrelPolEp,
+		m.PetrelPolEvents,
+		m.PetrelPolStats,
+		m.PetrelPolicy,
 		m.PetrelSkRnat4,
 		m.PetrelTunnel,
 	)

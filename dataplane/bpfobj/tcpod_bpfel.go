@@ -21,6 +21,17 @@ type tcPodEndpointInfo struct {
 	Pad     uint32
 }
 
+type tcPodIpcacheKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type tcPodIpcacheVal struct {
+	_        structs.HostLayout
+	Identity uint32
+}
+
 type tcPodNpCtKey struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -47,6 +58,59 @@ type tcPodNpCtVal struct {
 	LastSeen   uint32
 }
 
+type tcPodPolCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type tcPodPolCtVal struct {
+	_        structs.HostLayout
+	LastSeen uint32
+	Pad      uint32
+}
+
+type tcPodPolEpVal struct {
+	_        structs.HostLayout
+	Identity uint32
+	Flags    uint8
+	Pad      [3]uint8
+}
+
+type tcPodPolEvent struct {
+	_           structs.HostLayout
+	TimeNs      uint64
+	Saddr       uint32
+	Daddr       uint32
+	Sport       uint16
+	Dport       uint16
+	Proto       uint8
+	Reason      uint8
+	Point       uint8
+	Pad         uint8
+	SrcIdentity uint32
+	DstIdentity uint32
+}
+
+type tcPodPolKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	EpAddr    uint32
+	Identity  uint32
+	Dir       uint8
+	Proto     uint8
+	Dport     uint16
+}
+
+type tcPodPolVal struct {
+	_     structs.HostLayout
+	Flags uint32
+}
+
 type tcPodTunnelInfo struct {
 	_        structs.HostLayout
 	NodeAddr uint32
@@ -67,9 +131,17 @@ type tcPodTunnelKey struct {
 const (
 	tcPodMapPetrelEndpoints = "petrel_endpoints"
 	tcPodMapPetrelFwdStats  = "petrel_fwd_stats"
+	tcPodMapPetrelIpcache   = "petrel_ipcache"
 	tcPodMapPetrelNpCt      = "petrel_np_ct"
+	tcPodMapPetrelPolCidr   = "petrel_pol_cidr"
+	tcPodMapPetrelPolCt     = "petrel_pol_ct"
+	tcPodMapPetrelPolEp     = "petrel_pol_ep"
+	tcPodMapPetrelPolEvents = "petrel_pol_events"
+	tcPodMapPetrelPolStats  = "petrel_pol_stats"
+	tcPodMapPetrelPolicy    = "petrel_policy"
 	tcPodMapPetrelTunnel    = "petrel_tunnel"
 	tcPodProgPetrelFromPod  = "petrel_from_pod"
+	tcPodVarUnusedPolEvent  = "unused_pol_event"
 )
 
 // loadTcPod returns the embedded CollectionSpec for tcPod.
@@ -123,7 +195,14 @@ type tcPodProgramSpecs struct {
 type tcPodMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.MapSpec `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.MapSpec `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.MapSpec `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.MapSpec `ebpf:"petrel_policy"`
 	PetrelTunnel    *ebpf.MapSpec `ebpf:"petrel_tunnel"`
 }
 
@@ -131,6 +210,7 @@ type tcPodMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcPodVariableSpecs struct {
+	UnusedPolEvent *ebpf.VariableSpec `ebpf:"unused_pol_event"`
 }
 
 // tcPodObjects contains all objects after they have been loaded into the kernel.
@@ -155,7 +235,14 @@ func (o *tcPodObjects) Close() error {
 type tcPodMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.Map `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.Map `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.Map `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.Map `ebpf:"petrel_policy"`
 	PetrelTunnel    *ebpf.Map `ebpf:"petrel_tunnel"`
 }
 
@@ -163,7 +250,14 @@ func (m *tcPodMaps) Close() error {
 	return _TcPodClose(
 		m.PetrelEndpoints,
 		m.PetrelFwdStats,
+		m.PetrelIpcache,
 		m.PetrelNpCt,
+		m.PetrelPolCidr,
+		m.PetrelPolCt,
+		m.PetrelPolEp,
+		m.PetrelPolEvents,
+		m.PetrelPolStats,
+		m.PetrelPolicy,
 		m.PetrelTunnel,
 	)
 }
@@ -172,6 +266,7 @@ func (m *tcPodMaps) Close() error {
 //
 // It can be passed to loadTcPodObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcPodVariables struct {
+	UnusedPolEvent *ebpf.Variable `ebpf:"unused_pol_event"`
 }
 
 // tcPodPrograms contains all programs after they have been loaded into the kernel.

@@ -21,6 +21,17 @@ type tcTunnelEndpointInfo struct {
 	Pad     uint32
 }
 
+type tcTunnelIpcacheKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type tcTunnelIpcacheVal struct {
+	_        structs.HostLayout
+	Identity uint32
+}
+
 type tcTunnelNpCtKey struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -47,6 +58,44 @@ type tcTunnelNpCtVal struct {
 	LastSeen   uint32
 }
 
+type tcTunnelPolCtKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
+type tcTunnelPolCtVal struct {
+	_        structs.HostLayout
+	LastSeen uint32
+	Pad      uint32
+}
+
+type tcTunnelPolEpVal struct {
+	_        structs.HostLayout
+	Identity uint32
+	Flags    uint8
+	Pad      [3]uint8
+}
+
+type tcTunnelPolKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	EpAddr    uint32
+	Identity  uint32
+	Dir       uint8
+	Proto     uint8
+	Dport     uint16
+}
+
+type tcTunnelPolVal struct {
+	_     structs.HostLayout
+	Flags uint32
+}
+
 type tcTunnelTunnelInfo struct {
 	_        structs.HostLayout
 	NodeAddr uint32
@@ -67,7 +116,14 @@ type tcTunnelTunnelKey struct {
 const (
 	tcTunnelMapPetrelEndpoints   = "petrel_endpoints"
 	tcTunnelMapPetrelFwdStats    = "petrel_fwd_stats"
+	tcTunnelMapPetrelIpcache     = "petrel_ipcache"
 	tcTunnelMapPetrelNpCt        = "petrel_np_ct"
+	tcTunnelMapPetrelPolCidr     = "petrel_pol_cidr"
+	tcTunnelMapPetrelPolCt       = "petrel_pol_ct"
+	tcTunnelMapPetrelPolEp       = "petrel_pol_ep"
+	tcTunnelMapPetrelPolEvents   = "petrel_pol_events"
+	tcTunnelMapPetrelPolStats    = "petrel_pol_stats"
+	tcTunnelMapPetrelPolicy      = "petrel_policy"
 	tcTunnelMapPetrelTunnel      = "petrel_tunnel"
 	tcTunnelProgPetrelFromTunnel = "petrel_from_tunnel"
 	tcTunnelProgPetrelToTunnel   = "petrel_to_tunnel"
@@ -125,7 +181,14 @@ type tcTunnelProgramSpecs struct {
 type tcTunnelMapSpecs struct {
 	PetrelEndpoints *ebpf.MapSpec `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.MapSpec `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.MapSpec `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.MapSpec `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.MapSpec `ebpf:"petrel_policy"`
 	PetrelTunnel    *ebpf.MapSpec `ebpf:"petrel_tunnel"`
 }
 
@@ -157,7 +220,14 @@ func (o *tcTunnelObjects) Close() error {
 type tcTunnelMaps struct {
 	PetrelEndpoints *ebpf.Map `ebpf:"petrel_endpoints"`
 	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
+	PetrelIpcache   *ebpf.Map `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
+	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
+	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
+	PetrelPolEvents *ebpf.Map `ebpf:"petrel_pol_events"`
+	PetrelPolStats  *ebpf.Map `ebpf:"petrel_pol_stats"`
+	PetrelPolicy    *ebpf.Map `ebpf:"petrel_policy"`
 	PetrelTunnel    *ebpf.Map `ebpf:"petrel_tunnel"`
 }
 
@@ -165,7 +235,14 @@ func (m *tcTunnelMaps) Close() error {
 	return _TcTunnelClose(
 		m.PetrelEndpoints,
 		m.PetrelFwdStats,
+		m.PetrelIpcache,
 		m.PetrelNpCt,
+		m.PetrelPolCidr,
+		m.PetrelPolCt,
+		m.PetrelPolEp,
+		m.PetrelPolEvents,
+		m.PetrelPolStats,
+		m.PetrelPolicy,
 		m.PetrelTunnel,
 	)
 }

@@ -1,6 +1,6 @@
 // Package node wires `petrel node`: it registers the Node and keeps its
 // Lease, loads the socket load balancer onto the node's cgroup, runs the
-// service proxy that programs it, the routes to other nodes' pods, the
+// service proxy that programs it, NetworkPolicy, the routes to other nodes' pods, the
 // node-local cluster DNS, and the kubelet on a containerd it supervises,
 // and serves the node's metrics.
 package node
@@ -36,6 +36,7 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/kubelet"
+	"github.com/petrel-project/petrel/dataplane/policy"
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
@@ -247,6 +248,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("routes to other nodes' pods: %w", err)
 	}
 	go collectConntrack(ctx, pinDir, reg)
+
+	// NetworkPolicy: the maps tc_pod, tc_nodeport and tc_tunnel judge by.
+	pol, err := policy.New(policy.Config{NodeName: opts.NodeName, PinDir: pinDir}, reg)
+	if err == nil {
+		err = pol.Run(ctx, cs)
+	}
+	if err != nil {
+		n.netlink.Close()
+		n.lb.Close()
+		return nil, fmt.Errorf("network policy: %w", err)
+	}
 
 	if opts.LocalDNS.IsValid() {
 		if err := n.startDNS(ctx, informers, reg); err != nil {

@@ -1,6 +1,7 @@
 // Command testserver is the process of Petrel's test image
 // petrel.local/testserver:1, in the spirit of Kubernetes' agnhost: HTTP on
-// :8080 (/hostname, /echo, /healthz, /exit, /dns), and TCP and UDP echo on
+// :8080 (/hostname, /echo, /healthz, /exit, /dns, /probe and /hold, the
+// clients of the NetworkPolicy truth tables), and TCP and UDP echo on
 // :9000. Tests use it to see which pod answered and to make a pod fail.
 // `testserver kube-get PATH` is an in-cluster API client, as client-go's
 // in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
@@ -103,6 +104,8 @@ func main() {
 	})
 	// /healthz fails once /tmp/unhealthy exists, so a test can turn a probe
 	// red with `kubectl exec ... touch /tmp/unhealthy`.
+	mux.HandleFunc("/probe", probe)
+	mux.HandleFunc("/hold", hold)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if _, err := os.Stat("/tmp/unhealthy"); err == nil {
 			http.Error(w, "unhealthy", http.StatusInternalServerError)

@@ -1,0 +1,239 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+)
+
+// Config is what the policy controller needs to know about its node.
+type Config struct {
+	NodeName string
+	// PinDir holds the pinned policy maps (bpfobj.LoadPodProgram made them).
+	PinDir string
+	// HostAddrs lists the node's own addresses; nil reads the addresses of
+	// the node's interfaces at every sync.
+	HostAddrs func() ([]netip.Addr, error)
+	// MinInterval bounds how often the maps are written: a burst of changes
+	// costs one sync, a single change is written at once.
+	MinInterval time.Duration
+}
+
+// Controller keeps the policy maps in step with the API.
+type Controller struct {
+	cfg     Config
+	writer  *Writer
+	maps    *bpfobj.PolicyMaps
+	kick    chan struct{}
+	metrics *metrics
+}
+
+type metrics struct {
+	syncs    prometheus.Histogram
+	errors   prometheus.Counter
+	entries  *prometheus.GaugeVec
+	verdicts *prometheus.Desc
+	maps     *bpfobj.PolicyMaps
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.verdicts }
+
+// Collect reads the verdict counters from BPF at scrape time.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	stats, err := bpfobj.PolicyStats(m.maps.Stats)
+	if err != nil {
+		return
+	}
+	for d, dir := range []string{"ingress", "egress"} {
+		for v, verdict := range bpfobj.PolicyVerdictNames {
+			ch <- prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, float64(stats[d][v]), dir, verdict)
+		}
+	}
+}
+
+// New opens the pinned policy maps and reads back what they hold.
+func New(cfg Config, reg prometheus.Registerer) (*Controller, error) {
+	if cfg.MinInterval == 0 {
+		cfg.MinInterval = 20 * time.Millisecond
+	}
+	if cfg.HostAddrs == nil {
+		cfg.HostAddrs = interfaceAddrs
+	}
+	maps, err := bpfobj.OpenPolicyMaps(cfg.PinDir, false)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWriter(maps)
+	if err != nil {
+		maps.Close()
+		return nil, err
+	}
+	m := &metrics{maps: maps,
+		syncs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "petrel_policy_sync_duration_seconds",
+			Help:    "Time to compute the NetworkPolicy state of the node and write its difference to the BPF maps.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "petrel_policy_sync_errors_total",
+			Help: "NetworkPolicy syncs that failed to write some map entry (retried)."}),
+		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "petrel_policy_map_entries",
+			Help: "Entries the NetworkPolicy maps hold, by map."}, []string{"map"}),
+		verdicts: prometheus.NewDesc("petrel_policy_verdicts_total",
+			"New connections judged by NetworkPolicy in BPF, by direction and verdict (allowed by an entry, denied, unisolated pod, the node itself).",
+			[]string{"direction", "verdict"}, nil)}
+	if reg != nil {
+		reg.MustRegister(m.syncs, m.errors, m.entries, m)
+	}
+	return &Controller{cfg: cfg, writer: w, maps: maps, kick: make(chan struct{}, 1), metrics: m}, nil
+}
+
+// stripPod keeps what policy reads of a Pod: the cache of every pod of the
+// cluster is this controller's largest memory.
+func stripPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Pod{ObjectMeta: p.ObjectMeta, Spec: corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs}}
+	out.ManagedFields, out.Annotations, out.OwnerReferences = nil, nil, nil
+	for _, c := range p.Spec.Containers {
+		if len(c.Ports) > 0 {
+			out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Ports: c.Ports})
+		}
+	}
+	return out, nil
+}
+
+// Run starts the informers, writes the first state and keeps the maps in
+// step until ctx ends.
+func (c *Controller) Run(ctx context.Context, cs kubernetes.Interface) error {
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	pods := factory.Core().V1().Pods()
+	if err := pods.Informer().SetTransform(stripPod); err != nil {
+		return fmt.Errorf("policy: pod transform: %w", err)
+	}
+	nss := factory.Core().V1().Namespaces()
+	nps := factory.Networking().V1().NetworkPolicies()
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.Kick() },
+		UpdateFunc: func(any, any) { c.Kick() },
+		DeleteFunc: func(any) { c.Kick() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), nss.Informer(), nps.Informer()} {
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return fmt.Errorf("policy: event handler: %w", err)
+		}
+	}
+	factory.Start(ctx.Done())
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("policy: %v cache did not sync", typ)
+		}
+	}
+	read := func() (Input, error) {
+		in := Input{NodeName: c.cfg.NodeName}
+		var err error
+		if in.HostAddrs, err = c.cfg.HostAddrs(); err != nil {
+			return in, fmt.Errorf("the node's addresses: %w", err)
+		}
+		if in.Pods, err = pods.Lister().List(labels.Everything()); err != nil {
+			return in, err
+		}
+		if in.Namespaces, err = nss.Lister().List(labels.Everything()); err != nil {
+			return in, err
+		}
+		var list []*networkingv1.NetworkPolicy
+		if list, err = nps.Lister().List(labels.Everything()); err != nil {
+			return in, err
+		}
+		in.Policies = list
+		return in, nil
+	}
+	if err := c.sync(read); err != nil {
+		return err
+	}
+	go c.loop(ctx, read)
+	return nil
+}
+
+// Kick asks for a sync.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) loop(ctx context.Context, read func() (Input, error)) {
+	defer c.maps.Close()
+	// The node's addresses have no informer: look again now and then.
+	addrs := time.NewTicker(30 * time.Second)
+	defer addrs.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-addrs.C:
+		case <-retry.C:
+		}
+		if err := c.sync(read); err != nil {
+			slog.Warn("policy: sync failed; retrying", "err", err)
+			c.metrics.errors.Inc()
+			retry.Reset(time.Second)
+		}
+		// Bounded frequency: what arrives meanwhile waits for the next sync.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.MinInterval):
+		}
+	}
+}
+
+func (c *Controller) sync(read func() (Input, error)) error {
+	start := time.Now()
+	in, err := read()
+	if err != nil {
+		return err
+	}
+	d := Compute(in)
+	ch, err := c.writer.Apply(d)
+	c.metrics.syncs.Observe(time.Since(start).Seconds())
+	for name, n := range c.writer.Counts() {
+		c.metrics.entries.WithLabelValues(name).Set(float64(n))
+	}
+	if ch.Upserts+ch.Deletes > 0 {
+		slog.Debug("policy: maps written", "upserts", ch.Upserts, "deletes", ch.Deletes, "took", time.Since(start))
+	}
+	return err
+}
+
+// interfaceAddrs are the IPv4 addresses of the node's interfaces.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
+}

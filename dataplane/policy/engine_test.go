@@ -1,0 +1,249 @@
+package policy
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/dataplane/bpfobj"
+)
+
+func pod(ns, name, node, ip string, l map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l},
+		Spec:   corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Ports: ports}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip}}
+}
+
+func namespace(name string, l map[string]string) *corev1.Namespace {
+	if l == nil {
+		l = map[string]string{}
+	}
+	l["kubernetes.io/metadata.name"] = name
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+}
+
+func sel(kv ...string) *metav1.LabelSelector {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return &metav1.LabelSelector{MatchLabels: m}
+}
+
+func np(ns string, podSel *metav1.LabelSelector, types []networkingv1.PolicyType, in []networkingv1.NetworkPolicyIngressRule, eg []networkingv1.NetworkPolicyEgressRule) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
+		Spec: networkingv1.NetworkPolicySpec{PodSelector: *podSel, PolicyTypes: types, Ingress: in, Egress: eg}}
+}
+
+func tcp(p int32) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(p))}
+}
+
+// The cluster of the tests: a/x and b/x on this node (n1), c/y on n1,
+// d/y on n2; namespace y is team=blue.
+func cluster() Input {
+	return Input{NodeName: "n1", HostAddrs: []netip.Addr{netip.MustParseAddr("198.51.100.1")},
+		Namespaces: []*corev1.Namespace{namespace("x", nil), namespace("y", map[string]string{"team": "blue"})},
+		Pods: []*corev1.Pod{
+			pod("x", "a", "n1", "10.244.0.1", map[string]string{"app": "a"}, corev1.ContainerPort{Name: "http", ContainerPort: 8080}),
+			pod("x", "b", "n1", "10.244.0.2", map[string]string{"app": "b"}, corev1.ContainerPort{Name: "http", ContainerPort: 8081}),
+			pod("y", "c", "n1", "10.244.0.3", map[string]string{"app": "c"}),
+			pod("y", "d", "n2", "10.244.1.4", map[string]string{"app": "b"}, corev1.ContainerPort{Name: "dns", ContainerPort: 5353, Protocol: corev1.ProtocolUDP}),
+		}}
+}
+
+// entries renders the desired entries with identities replaced by the
+// label key they stand for, so the rows read without hash values.
+func entries(d *Desired) []string {
+	var out []string
+	for e := range d.Entries {
+		s := e.String()
+		name := ""
+		switch {
+		case e.Identity == bpfobj.IdentityAny:
+			name = "any"
+		case e.Identity >= FirstCIDRIdentity:
+			for p, id := range d.CIDR {
+				if id == e.Identity {
+					name = "cidr:" + p.String()
+				}
+			}
+		default:
+			name = strings.ReplaceAll(d.Labels[e.Identity], " ", ",")
+		}
+		s = strings.Replace(s, "id="+strconv.FormatUint(uint64(e.Identity), 10), name, 1)
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestCompute(t *testing.T) {
+	ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+	for _, c := range []struct {
+		name     string
+		policies []*networkingv1.NetworkPolicy
+		isolated map[string]uint8 // local pod address → flags
+		want     []string
+	}{
+		{name: "no policy: nobody isolated"},
+		{name: "deny all ingress in x",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel(), ingress, nil, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1, "10.244.0.2": 1}},
+		{name: "deny all egress of app=a",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), egress, nil, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 2}},
+		{name: "egress rules without policyTypes isolate both ways",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), nil, nil,
+				[]networkingv1.NetworkPolicyEgressRule{{Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(53))}}}})},
+			isolated: map[string]uint8{"10.244.0.1": 3},
+			want:     []string{"10.244.0.1 egress any UDP/53"}},
+		{name: "from a namespace by its labels, every port",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("team", "blue")}}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1},
+			want:     []string{"10.244.0.1 ingress y,app=b any", "10.244.0.1 ingress y,app=c any"}},
+		{name: "pod selector alone is the policy's namespace",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: sel("app", "b")}}, Ports: []networkingv1.NetworkPolicyPort{tcp(8080)}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1},
+			want:     []string{"10.244.0.1 ingress x,app=b TCP/8080"}},
+		{name: "both selectors in one peer: pods of those namespaces only",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel(), PodSelector: sel("app", "b")}}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1},
+			want:     []string{"10.244.0.1 ingress x,app=b any", "10.244.0.1 ingress y,app=b any"}},
+		{name: "ipBlock with except: every policy prefix inside and not excepted",
+			policies: []*networkingv1.NetworkPolicy{
+				np("x", sel("app", "a"), ingress, []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+					{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.244.1.0/24"}}}}}}, nil),
+				// Another policy's prefix inside the block: its addresses
+				// get its identity, which the block must allow too.
+				np("y", sel("app", "c"), egress, nil, []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{
+					{IPBlock: &networkingv1.IPBlock{CIDR: "10.244.0.0/16"}}}}}),
+			},
+			isolated: map[string]uint8{"10.244.0.1": 1, "10.244.0.3": 2},
+			want: []string{"10.244.0.1 ingress cidr:10.0.0.0/8 any", "10.244.0.1 ingress cidr:10.244.0.0/16 any",
+				// The except of the other policy is a prefix of the trie
+				// inside this block: its addresses answer with it.
+				"10.244.0.3 egress cidr:10.244.0.0/16 any", "10.244.0.3 egress cidr:10.244.1.0/24 any"}},
+		{name: "named port, ingress: the selected pod's own number",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel(), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{{Port: ptr.To(intstr.FromString("http"))}}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1, "10.244.0.2": 1},
+			want:     []string{"10.244.0.1 ingress any TCP/8080", "10.244.0.2 ingress any TCP/8081"}},
+		{name: "named port, egress: the peer pods' numbers",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), egress, nil,
+				[]networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel()}},
+					Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromString("dns"))}}}})},
+			isolated: map[string]uint8{"10.244.0.1": 2},
+			want:     []string{"10.244.0.1 egress y,app=b UDP/5353"}},
+		{name: "endPort as aligned blocks",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{{Port: ptr.To(intstr.FromInt32(8079)), EndPort: ptr.To[int32](8090)}}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1},
+			want: []string{"10.244.0.1 ingress any TCP/8079", "10.244.0.1 ingress any TCP/8080-8087",
+				"10.244.0.1 ingress any TCP/8088-8089", "10.244.0.1 ingress any TCP/8090"}},
+		{name: "a protocol without a port",
+			policies: []*networkingv1.NetworkPolicy{np("x", sel("app", "a"), ingress,
+				[]networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP)}}}}, nil)},
+			isolated: map[string]uint8{"10.244.0.1": 1},
+			want:     []string{"10.244.0.1 ingress any UDP/any"}},
+		{name: "union of two policies; a remote pod is never an endpoint",
+			policies: []*networkingv1.NetworkPolicy{
+				np("y", sel(), ingress, []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: sel("app", "c")}}}}, nil),
+				np("y", sel("app", "c"), ingress, []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{tcp(80)}}}, nil),
+			},
+			isolated: map[string]uint8{"10.244.0.3": 1},
+			want:     []string{"10.244.0.3 ingress any TCP/80", "10.244.0.3 ingress y,app=c any"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := cluster()
+			in.Policies = c.policies
+			d := Compute(in)
+			got := entries(d)
+			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			}
+			flags := map[string]uint8{}
+			for a, ep := range d.Endpoints {
+				flags[a.String()] = ep.Flags
+			}
+			if len(flags) != len(c.isolated) {
+				t.Errorf("isolated %v, want %v", flags, c.isolated)
+			}
+			for a, f := range c.isolated {
+				if flags[a] != f {
+					t.Errorf("isolated %v, want %v", flags, c.isolated)
+				}
+			}
+			// Every pod address is in the ipcache, and the node's own.
+			for _, a := range []string{"10.244.0.1", "10.244.0.2", "10.244.0.3", "10.244.1.4"} {
+				if d.IPCache[netip.MustParsePrefix(a+"/32")] < FirstPodIdentity {
+					t.Errorf("ipcache has no identity for %s", a)
+				}
+			}
+			if d.IPCache[netip.MustParsePrefix("198.51.100.1/32")] != bpfobj.IdentityHost {
+				t.Error("the node's address is not the host identity")
+			}
+		})
+	}
+}
+
+// Pods with the same namespace and labels share an identity, on every node
+// and across restarts (a hash, with collisions probed in sorted order).
+func TestIdentitiesAreSharedAndStable(t *testing.T) {
+	in := cluster()
+	in.Pods = append(in.Pods, pod("x", "a2", "n2", "10.244.1.9", map[string]string{"app": "a"}))
+	d1, d2 := Compute(in), Compute(in)
+	a, a2 := d1.IPCache[netip.MustParsePrefix("10.244.0.1/32")], d1.IPCache[netip.MustParsePrefix("10.244.1.9/32")]
+	if a != a2 || a != d2.IPCache[netip.MustParsePrefix("10.244.0.1/32")] {
+		t.Errorf("identities %d %d %d", a, a2, d2.IPCache[netip.MustParsePrefix("10.244.0.1/32")])
+	}
+	if b := d1.IPCache[netip.MustParsePrefix("10.244.0.2/32")]; b == a {
+		t.Error("different labels, same identity")
+	}
+	ids := allocate([]string{"k1", "k2", "k3"}, 10, 13)
+	if len(ids) != 3 {
+		t.Fatal(ids)
+	}
+	seen := map[uint32]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("collision not resolved: %v", ids)
+		}
+		seen[id] = true
+	}
+}
+
+func TestPortBlocks(t *testing.T) {
+	for _, c := range []struct {
+		first, last uint16
+		want        int
+	}{{80, 80, 1}, {0, 65535, 1}, {1, 65535, 16}, {8000, 8100, 4}, {65535, 65535, 1}} {
+		blocks := portBlocks(c.first, c.last)
+		if len(blocks) != c.want {
+			t.Errorf("%d-%d: %v", c.first, c.last, blocks)
+		}
+		// The blocks cover the range exactly.
+		next := uint32(c.first)
+		for _, b := range blocks {
+			if uint32(b.port) != next {
+				t.Fatalf("%d-%d: gap at %d: %v", c.first, c.last, next, blocks)
+			}
+			next += 1 << (16 - b.bits)
+		}
+		if next != uint32(c.last)+1 {
+			t.Errorf("%d-%d: ends at %d", c.first, c.last, next)
+		}
+	}
+}
