@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -148,7 +151,14 @@ func bpfCommand() *cobra.Command {
 	tunnel.AddCommand(&cobra.Command{Use: "list", Short: "Each other node's podCIDR: node address, native (bpf_redirect_neigh) or overlay (vxlan, geneve), interface",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return show(&f, cmd, tunnelEntries, func(tw *tabwriter.Writer, rows []bpfobj.TunnelEntry) {
+			read := func(m *bpfobj.Maps) ([]bpfobj.TunnelEntry, error) {
+				rows, err := tunnelEntries(m)
+				if err == nil {
+					nameInNodeNetns(rows, f.node)
+				}
+				return rows, err
+			}
+			return show(&f, cmd, read, func(tw *tabwriter.Writer, rows []bpfobj.TunnelEntry) {
 				fmt.Fprintln(tw, "POD CIDR\tNODE\tHOW\tINTERFACE")
 				for _, r := range rows {
 					ifc := r.Interface
@@ -182,6 +192,29 @@ func bpfCommand() *cobra.Command {
 			})
 		}})
 	return cmd
+}
+
+// nameInNodeNetns names the rows' interfaces in the node's own network
+// namespace when it has one named after it (/run/netns/<node>, as `petrel
+// up --nodes` and the multi-node tests make): read from the root namespace,
+// the same index names another device.
+func nameInNodeNetns(rows []bpfobj.TunnelEntry, node string) {
+	ns, err := netns.GetFromPath(filepath.Join("/run/netns", node))
+	if err != nil {
+		return
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return
+	}
+	defer h.Close()
+	for i := range rows {
+		rows[i].Interface = ""
+		if l, err := h.LinkByIndex(int(rows[i].Ifindex)); err == nil {
+			rows[i].Interface = l.Attrs().Name
+		}
+	}
 }
 
 // tunnelEntries reads petrel_tunnel, sorted by podCIDR.

@@ -86,7 +86,8 @@ type TunnelEntry struct {
 	NodeAddr netip.Addr   `json:"nodeAddress"`
 	How      string       `json:"how"`
 	Ifindex  uint32       `json:"ifindex"`
-	// Interface is the name of Ifindex in the reader's network namespace.
+	// Interface is the name of Ifindex in the reader's network namespace
+	// (petrelctl names it in the node's own one when /run/netns/<node> exists).
 	Interface string `json:"interface,omitempty"`
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -75,6 +76,41 @@ func TestMultiNode(t *testing.T) {
 			if got := podExec(t, m, ns, c.from.Name, "/testserver", "udp", c.to.Status.PodIP+":9000", nonce); got != nonce {
 				t.Errorf("%s → %s (%s), UDP: answered %q, want %q", c.from.Spec.NodeName, c.to.Spec.NodeName, c.path, got, nonce)
 			}
+		}
+	})
+
+	t.Run("TunnelMapFromTheCLI", func(t *testing.T) {
+		out, err := n0.Petrelctl(ctx, "bpf", "tunnel", "list", "-o", "json")
+		if err != nil {
+			t.Fatalf("petrelctl bpf tunnel list: %v\n%s", err, out)
+		}
+		var rows []struct {
+			PodCIDR   string `json:"podCIDR"`
+			NodeAddr  string `json:"nodeAddress"`
+			How       string `json:"how"`
+			Interface string `json:"interface"`
+		}
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		want := map[string]string{}
+		for _, n := range []*cluster.MultiNode{n1, n2} {
+			node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			how := "native/eth0"
+			if n.Segment != n0.Segment {
+				how = "vxlan/petrel_vxlan"
+			}
+			want[node.Spec.PodCIDR] = n.Address.String() + " " + how
+		}
+		got := map[string]string{}
+		for _, r := range rows {
+			got[r.PodCIDR] = r.NodeAddr + " " + r.How + "/" + r.Interface
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s's tunnel map: %v, want %v\n%s", n0.Name, got, want, out)
 		}
 	})
 
