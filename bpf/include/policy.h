@@ -286,13 +286,15 @@ static __always_inline int pol_allows(__be32 ep, __be32 peer, __u8 dir, __u8 pro
 	__u8 want = dir == POL_INGRESS ? POL_EP_INGRESS : POL_EP_EGRESS;
 	struct ipcache_key ck = {.prefixlen = 32, .addr = peer};
 	struct ipcache_val *cidr;
-	__u32 id = pol_identity(peer);
+	__u32 id;
 
-	*peer_id = id;
+	/* Most pods are isolated by no policy: no identity lookup for them. */
 	if (!e || !(e->flags & want)) {
 		pol_count(dir, POL_VERDICT_UNISOLATED);
 		return 1;
 	}
+	id = pol_identity(peer);
+	*peer_id = id;
 	if (id == ID_HOST) {
 		pol_count(dir, POL_VERDICT_HOST);
 		return 1;
