@@ -47,7 +47,7 @@ func RemoveNamed(name string) error {
 			}
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -158,4 +158,18 @@ func wrapNetns(cmd *exec.Cmd, path string) error {
 	cmd.Args = append(args, cmd.Args[1:]...)
 	cmd.Path = nsenter
 	return nil
+}
+
+// linkList lists the links, again when the kernel says the dump was
+// interrupted (links came or went meanwhile: other tests and nodes make
+// and remove veths all the time).
+func linkList() ([]netlink.Link, error) {
+	var err error
+	for range 10 {
+		var links []netlink.Link
+		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return links, err
+		}
+	}
+	return nil, fmt.Errorf("list links: %w", err)
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
@@ -136,7 +134,10 @@ func TestBuildConnectsSegmentsAndRemoveLeavesNothing(t *testing.T) {
 			t.Errorf("namespace %s left", n.Name)
 		}
 	}
-	links, _ := netlink.LinkList()
+	links, err := linkList()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range links {
 		if strings.HasPrefix(l.Attrs().Name, name) {
 			t.Errorf("link %s left", l.Attrs().Name)
