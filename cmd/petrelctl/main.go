@@ -157,6 +157,7 @@ func benchCommand() *cobra.Command {
 	inf.IntVar(&iopts.Connections, "connections", iopts.Connections, "wrk's open connections (-c)")
 	inf.IntVar(&iopts.Threads, "threads", iopts.Threads, "wrk's threads (-t), and nginx's workers")
 	inf.IntVar(&iopts.Rounds, "rounds", iopts.Rounds, "measurements of each figure; the median is reported")
+	inf.StringVar(&iopts.CPUProfile, "cpu-profile", "", "save a CPU profile of petrel up (ingress and server) during the first run through the ingress")
 	cmd.AddCommand(ingressCmd)
 
 	nopts := bench.NetworkOptions{Petrel: opts.Petrel, Throughput: 5 * time.Second, Duration: 3 * time.Second, Concurrency: 8, Rounds: 5,

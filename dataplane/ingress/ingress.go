@@ -120,9 +120,11 @@ func New(cfg Config, cs kubernetes.Interface, reg prometheus.Registerer) (*Contr
 		Rewrite:      c.rewrite,
 		Transport:    c.transport,
 		ErrorHandler: c.proxyError,
-		// Server-sent events and other streams reach the client as they come.
-		FlushInterval: -1,
-		ErrorLog:      log.New(slogWriter{}, "", 0),
+		// FlushInterval stays 0: the proxy flushes server-sent events and
+		// responses of unknown length as they come by itself, and a flush
+		// after every write (-1) cost two more write calls per response,
+		// a fifth of the proxy's CPU under wrk.
+		ErrorLog: log.New(slogWriter{}, "", 0),
 	}
 	return c, nil
 }

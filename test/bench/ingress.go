@@ -37,8 +37,12 @@ type IngressOptions struct {
 	Connections, Threads int
 	// Rounds is how many times each figure is measured (the median is
 	// kept); the three paths take turns within a round.
-	Rounds   int
-	Progress io.Writer
+	Rounds int
+	// CPUProfile, when set, is where a CPU profile of `petrel up` (the
+	// node's ingress with the server beside it) is saved, taken during
+	// the first wrk run through the ingress.
+	CPUProfile string
+	Progress   io.Writer
 }
 
 // ingressHost is the Host every request of the suite names.
@@ -78,7 +82,7 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
 		"--local-dns-address", dnsAddr, "--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--node-server-address", fmt.Sprintf(":%d", ports[2]), "--nodeport-interfaces", "none",
-		"--ingress-http-address", ingressAddr, "--ingress-https-address=")
+		"--ingress-http-address", ingressAddr, "--ingress-https-address=", fmt.Sprintf("--profiling=%v", o.CPUProfile != ""))
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +151,21 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 	for r := range max(o.Rounds, 1) {
 		for _, p := range paths {
 			progress("round %d of %d: wrk -t%d -c%d -d%s to %s", r+1, max(o.Rounds, 1), o.Threads, o.Connections, o.Duration, p.name)
+			var profiled chan error
+			if o.CPUProfile != "" && r == 0 && p.name == "petrel ingress" {
+				profiled = make(chan error, 1)
+				go func() {
+					profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", ports[1]), max(int(o.Duration.Seconds())-2, 1), o.CPUProfile)
+				}()
+			}
 			res, err := runWrk(ctx, p.url, o.Threads, o.Connections, o.Duration)
+			if profiled != nil {
+				if perr := <-profiled; perr != nil {
+					rep.Note("CPU profile: " + perr.Error())
+				} else {
+					rep.Note("CPU profile of petrel up during the first run through the ingress: " + o.CPUProfile)
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
