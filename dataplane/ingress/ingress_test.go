@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -187,6 +188,17 @@ func TestProxy(t *testing.T) {
 		code, body := get(c.host, c.path)
 		if code != c.code || !strings.Contains(body, c.says) || !strings.Contains(body, "n-test") {
 			t.Errorf("%s%s: %d %q, want %d saying %q and the node", c.host, c.path, code, body, c.code, c.says)
+		}
+	}
+
+	m := front.Config.Handler.(*Controller).metrics
+	for labels, want := range map[[5]string]float64{
+		{"web", "a", "shop.example", "/", "2xx"}:      4,
+		{"web", "a", "shop.example", "/empty", "5xx"}: 1,
+		{"", "", "", "", "4xx"}:                       1,
+	} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(labels[:]...)); got != want {
+			t.Errorf("petrel_ingress_requests_total%v = %v, want %v", labels, got, want)
 		}
 	}
 

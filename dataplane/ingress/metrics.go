@@ -1,7 +1,7 @@
 package ingress
 
 import (
-	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +14,8 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	routes         prometheus.Gauge
 	rebuilds       prometheus.Histogram
+	// unmatched are the series of requests no rule matched.
+	unmatched atomic.Pointer[routeMetrics]
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,15 +41,45 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// observe counts one request.
+// statusClasses are the status label's values by code/100.
+var statusClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// routeMetrics are one route's series, looked up once: a lookup by label
+// values hashes them and allocates on every request.
+type routeMetrics struct {
+	requests [len(statusClasses)]prometheus.Counter
+	latency  prometheus.Observer
+}
+
+func (m *metrics) series(ns, ing, host, path string) *routeMetrics {
+	rm := &routeMetrics{latency: m.latency.WithLabelValues(ns, ing, host, path)}
+	for i, class := range statusClasses {
+		rm.requests[i] = m.requests.WithLabelValues(ns, ing, host, path, class)
+	}
+	return rm
+}
+
+// observe counts one request; rt is nil for a request no rule matched.
 func (m *metrics) observe(rt *route, code int, took time.Duration) {
-	ns, ing, host, path := "", "", "", ""
-	if rt != nil {
-		ns, ing, host, path = rt.namespace, rt.ingress, rt.host, rt.metricPath()
+	var rm *routeMetrics
+	if rt == nil {
+		rm = m.unmatched.Load()
+		if rm == nil {
+			rm = m.series("", "", "", "")
+			m.unmatched.Store(rm)
+		}
+	} else if rm = rt.metrics.Load(); rm == nil {
+		host := rt.host
 		if host == "" {
 			host = "*"
 		}
+		rm = m.series(rt.namespace, rt.ingress, host, rt.metricPath())
+		rt.metrics.Store(rm)
 	}
-	m.requests.WithLabelValues(ns, ing, host, path, fmt.Sprintf("%dxx", code/100)).Inc()
-	m.latency.WithLabelValues(ns, ing, host, path).Observe(took.Seconds())
+	class := code / 100
+	if class < 1 || class >= len(statusClasses) {
+		class = 0
+	}
+	rm.requests[class].Inc()
+	rm.latency.Observe(took.Seconds())
 }

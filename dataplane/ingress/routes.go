@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -25,6 +26,8 @@ type route struct {
 	// does not exist, a resource backend); the request gets a 503 saying
 	// so.
 	unavailable string
+	// metrics are the route's series, made at its first request.
+	metrics atomic.Pointer[routeMetrics]
 }
 
 // metricPath is the path label of the route's metrics.
