@@ -71,7 +71,8 @@ func (u *upCluster) stop(progress func(string, ...interface{})) {
 	if u.rt != nil {
 		u.rt.Stop()
 	}
-	u.sp.stop()
+	// The data dir stays until the cleanup has read the pods' records.
+	u.sp.terminate()
 	out, err := exec.Command(u.petrel, "node", "--cleanup", "--data-dir", u.sp.dir, "--node-name", u.name,
 		"--cgroup-root", u.lbCgroup+"/pods", "--local-dns-address", u.dnsAddr).CombinedOutput()
 	if err != nil {
