@@ -362,7 +362,8 @@ func (tb *npTable) updatePolicy(t *testing.T, p *networkingv1.NetworkPolicy) {
 }
 
 func TestNetworkPolicy(t *testing.T) {
-	u := startPodCluster(t)
+	// --trace: allowed connections are reported too (monitor --type trace).
+	u := startPodCluster(t, "--trace")
 	cs := u.Clientset()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -388,7 +389,9 @@ func TestNetworkPolicy(t *testing.T) {
 		if got := hostGet(t, "http://"+from.ip.String()+":8080/hold?id="+id+"&msg=before"); got != "before" {
 			t.Fatalf("held connection before the policy: %q", got)
 		}
-		mon := startMonitor(t, u)
+		// One monitor for both kinds: readers of one ring buffer share
+		// its events.
+		mon := startMonitor(t, u, "all")
 		tb.apply(t, []*networkingv1.NetworkPolicy{npPolicy("y", "deny-in", &metav1.LabelSelector{}, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, nil, nil)})
 		tb.check(t)
 		// Established connections keep going (conntrack), as with
@@ -398,10 +401,69 @@ func TestNetworkPolicy(t *testing.T) {
 		}
 		// The matrix's denied probes were reported with both pods' names.
 		ev := mon.waitFor(t, func(e map[string]any) bool {
-			return e["source"] == "x/b" && e["destination"] == "y/a" && e["reason"] == "policy-denied-ingress"
+			return e["source"] == "x/b" && e["destination"] == "y/a" && e["reason"] == "policy-denied-ingress" &&
+				e["type"] == "drop" && e["ingressVerdict"] == "denied"
 		})
-		t.Logf("petrelctl monitor: %v", ev)
+		t.Logf("petrelctl monitor, a drop: %v", ev)
+		// ... and the allowed ones (x → z, nobody isolated) as traces.
+		ev = mon.waitFor(t, func(e map[string]any) bool {
+			return e["type"] == "trace" && e["source"] == "x/b" && e["destination"] == "z/a" && e["reason"] == "policy-allowed" &&
+				e["egressVerdict"] == "not-isolated" && e["ingressVerdict"] == "not-isolated"
+		})
+		t.Logf("petrelctl monitor, a trace: %v", ev)
+
+		// What y/a's maps allow: isolated for ingress, nothing allowed.
+		out, err := u.Petrelctl(ctx, "bpf", "policy", "list", "y/a", "-o", "json")
+		if err != nil {
+			t.Fatalf("petrelctl bpf policy list y/a: %v\n%s", err, out)
+		}
+		var rows []struct {
+			Pod             string            `json:"pod"`
+			IngressIsolated bool              `json:"ingressIsolated"`
+			EgressIsolated  bool              `json:"egressIsolated"`
+			Allows          []json.RawMessage `json:"allows"`
+		}
+		if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Pod != "y/a" || !rows[0].IngressIsolated ||
+			rows[0].EgressIsolated || len(rows[0].Allows) != 0 {
+			t.Errorf("petrelctl bpf policy list y/a (%v):\n%s", err, out)
+		}
+
+		// The verdicts in the node's /metrics.
+		metrics := hostGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", u.MetricsPort))
+		for _, want := range []string{`petrel_policy_verdicts_total{direction="ingress",reason="policy",verdict="denied"}`,
+			`petrel_policy_verdicts_total{direction="egress",reason="not-isolated",verdict="allowed"}`} {
+			if n := metricValue(metrics, want); n <= 0 {
+				t.Errorf("%s = %v, want > 0", want, n)
+			}
+		}
+
+		// Drops are not Events: y/a's events are its lifecycle only.
+		evs, err := cs.CoreV1().Events("y").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs.Items) > 10 {
+			var reasons []string
+			for _, e := range evs.Items {
+				reasons = append(reasons, fmt.Sprintf("%s×%d", e.Reason, e.Count))
+			}
+			t.Errorf("y/a has %d events after hundreds of drops: %v", len(evs.Items), reasons)
+		}
 	})
+}
+
+// metricValue is the value of one sample (name and labels as exposed), -1
+// when it is missing.
+func metricValue(text, sample string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, sample+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 // applyPolicies makes the policies of the table exactly these.
@@ -691,10 +753,10 @@ type monitor struct {
 	events []map[string]any
 }
 
-func startMonitor(t *testing.T, u *cluster.Up) *monitor {
+func startMonitor(t *testing.T, u *cluster.Up, typ string) *monitor {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, cluster.Petrelctl(t), "monitor", "--type", "drop", "-o", "json", "--node-name", u.NodeName)
+	cmd := exec.CommandContext(ctx, cluster.Petrelctl(t), "monitor", "--type", typ, "-o", "json", "--node-name", u.NodeName)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+u.Kubeconfig)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -737,6 +799,6 @@ func (m *monitor) waitFor(t *testing.T, match func(map[string]any) bool) map[str
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t.Fatalf("petrelctl monitor showed no such drop; it showed %d events: %v", len(m.events), m.events)
+	t.Fatalf("petrelctl monitor showed no such event; it showed %d events: %v", len(m.events), m.events)
 	return nil
 }
