@@ -270,17 +270,23 @@ func Compute(in Input) *Desired {
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = labels.Set(ns.Labels)
 	}
-	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods}
+	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
+		selectors: map[*metav1.LabelSelector]labels.Selector{}, peerCache: map[string][]peer{},
+		listKeys: map[*networkingv1.NetworkPolicyPeer]string{}}
+	byNS := map[string][]*networkingv1.NetworkPolicy{}
+	for _, np := range in.Policies {
+		byNS[np.Namespace] = append(byNS[np.Namespace], np)
+	}
 
-	// Local pods and what selects them.
+	// Local pods and what selects them (policies of the pod's namespace).
 	for _, p := range in.Pods {
 		ip := podIP(p)
 		if p.Spec.NodeName != in.NodeName || !ip.IsValid() {
 			continue
 		}
 		ep := Endpoint{Identity: ids[labelKey(p.Namespace, p.Labels)]}
-		for _, np := range in.Policies {
-			if np.Namespace != p.Namespace || !selects(&np.Spec.PodSelector, p.Labels) {
+		for _, np := range byNS[p.Namespace] {
+			if !e.selects(&np.Spec.PodSelector, p.Labels) {
 				continue
 			}
 			ingress, egress := policyTypes(np)
@@ -332,21 +338,63 @@ func allPeers(np *networkingv1.NetworkPolicy) []networkingv1.NetworkPolicyPeer {
 	return out
 }
 
-// selects reports whether the selector matches; an invalid selector
-// matches nothing (the API validates them, so only a bug gets here).
-func selects(sel *metav1.LabelSelector, l map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return false
-	}
-	return s.Matches(labels.Set(l))
-}
-
+// evaluator answers the questions of one Compute; it converts each label
+// selector once and resolves each rule's peers once (a rule selecting many
+// local pods is asked once per pod), which is what keeps a sync at 1,000
+// policies over 1,000 pods in milliseconds.
 type evaluator struct {
 	idents   []*identityInfo
 	nsLabels map[string]labels.Set
 	cidr     map[netip.Prefix]uint32
 	allPods  []*corev1.Pod
+	// selectors caches converted selectors by their address in the
+	// policies (stable for one Compute).
+	selectors map[*metav1.LabelSelector]labels.Selector
+	// peerCache caches peers() by what the list says (many policies
+	// repeat the same peers).
+	peerCache map[string][]peer
+	// listKeys caches peersKey by the address of a list's first peer.
+	listKeys map[*networkingv1.NetworkPolicyPeer]string
+}
+
+// selector is sel converted, once.
+func (e *evaluator) selector(sel *metav1.LabelSelector) labels.Selector {
+	s, ok := e.selectors[sel]
+	if !ok {
+		var err error
+		if s, err = metav1.LabelSelectorAsSelector(sel); err != nil {
+			s = labels.Nothing()
+		}
+		e.selectors[sel] = s
+	}
+	return s
+}
+
+// peersKey is what a peer list of a policy in ns says, as a string.
+func (e *evaluator) peersKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
+	var b strings.Builder
+	for _, pr := range list {
+		switch {
+		case pr.IPBlock != nil:
+			b.WriteString("ip:" + pr.IPBlock.CIDR + "-" + strings.Join(pr.IPBlock.Except, ","))
+		case pr.NamespaceSelector != nil:
+			b.WriteString("ns:" + e.selector(pr.NamespaceSelector).String())
+		default:
+			b.WriteString("in:" + ns)
+		}
+		if pr.IPBlock == nil && pr.PodSelector != nil {
+			b.WriteString("|pod:" + e.selector(pr.PodSelector).String())
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// selects reports whether the selector matches, converting it once; an
+// invalid selector matches nothing (the API validates them, so only a bug
+// gets here).
+func (e *evaluator) selects(sel *metav1.LabelSelector, l map[string]string) bool {
+	return e.selector(sel).Matches(labels.Set(l))
 }
 
 // peer is one identity a rule allows, with the pods behind it (nil: any
@@ -362,6 +410,20 @@ func (e *evaluator) peers(ns string, list []networkingv1.NetworkPolicyPeer) []pe
 	if len(list) == 0 {
 		return []peer{{id: bpfobj.IdentityAny}}
 	}
+	key, ok := e.listKeys[&list[0]]
+	if !ok {
+		key = e.peersKey(ns, list)
+		e.listKeys[&list[0]] = key
+	}
+	if out, ok := e.peerCache[key]; ok {
+		return out
+	}
+	out := e.resolvePeers(ns, list)
+	e.peerCache[key] = out
+	return out
+}
+
+func (e *evaluator) resolvePeers(ns string, list []networkingv1.NetworkPolicyPeer) []peer {
 	var out []peer
 	seen := map[uint32]bool{}
 	add := func(p peer) {
@@ -405,13 +467,13 @@ func (e *evaluator) peers(ns string, list []networkingv1.NetworkPolicyPeer) []pe
 		}
 		for _, info := range e.idents {
 			if pr.NamespaceSelector != nil {
-				if !selects(pr.NamespaceSelector, e.nsLabels[info.ns]) {
+				if !e.selects(pr.NamespaceSelector, e.nsLabels[info.ns]) {
 					continue
 				}
 			} else if info.ns != ns {
 				continue
 			}
-			if pr.PodSelector != nil && !selects(pr.PodSelector, info.labels) {
+			if pr.PodSelector != nil && !e.selects(pr.PodSelector, info.labels) {
 				continue
 			}
 			add(peer{id: info.id, pods: info.pods})
