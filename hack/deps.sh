@@ -4,7 +4,7 @@
 set -euo pipefail
 PACKAGES=(etcd-server python3-kubernetes dnsutils dnsperf iproute2 curl ca-certificates
   clang llvm libbpf-dev linux-libc-dev bpftool iptables util-linux
-  containerd runc busybox-static iperf3)
+  containerd runc busybox-static iperf3 ipset)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
