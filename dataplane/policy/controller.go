@@ -42,6 +42,8 @@ type Controller struct {
 	maps    *bpfobj.PolicyMaps
 	kick    chan struct{}
 	metrics *metrics
+	// cache carries selector conversions from one sync to the next.
+	cache *Cache
 }
 
 type metrics struct {
@@ -110,7 +112,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Controller, error) {
 	if reg != nil {
 		reg.MustRegister(m.syncs, m.errors, m.entries, m)
 	}
-	return &Controller{cfg: cfg, writer: w, maps: maps, kick: make(chan struct{}, 1), metrics: m}, nil
+	return &Controller{cfg: cfg, writer: w, maps: maps, kick: make(chan struct{}, 1), metrics: m, cache: NewCache()}, nil
 }
 
 // stripPod keeps what policy reads of a Pod: the cache of every pod of the
@@ -158,7 +160,7 @@ func (c *Controller) Run(ctx context.Context, cs kubernetes.Interface) error {
 		}
 	}
 	read := func() (Input, error) {
-		in := Input{NodeName: c.cfg.NodeName}
+		in := Input{NodeName: c.cfg.NodeName, Cache: c.cache}
 		var err error
 		if in.HostAddrs, err = c.cfg.HostAddrs(); err != nil {
 			return in, fmt.Errorf("the node's addresses: %w", err)

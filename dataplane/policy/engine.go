@@ -128,6 +128,22 @@ type Input struct {
 	Pods       []*corev1.Pod
 	Namespaces []*corev1.Namespace
 	Policies   []*networkingv1.NetworkPolicy
+	// Cache, when set, keeps converted label selectors from one Compute to
+	// the next (the informers' objects are immutable, so a selector's
+	// address names its content); nil converts them afresh.
+	Cache *Cache
+}
+
+// Cache carries what one Compute can hand the next: the conversions of
+// the selectors of objects that are still there.
+type Cache struct {
+	selectors map[*metav1.LabelSelector]labels.Selector
+	listKeys  map[*networkingv1.NetworkPolicyPeer]string
+}
+
+// NewCache is an empty Cache.
+func NewCache() *Cache {
+	return &Cache{selectors: map[*metav1.LabelSelector]labels.Selector{}, listKeys: map[*networkingv1.NetworkPolicyPeer]string{}}
 }
 
 // identityInfo is one pod identity: its namespace, labels and pods.
@@ -270,43 +286,61 @@ func Compute(in Input) *Desired {
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = labels.Set(ns.Labels)
 	}
-	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
-		selectors: map[*metav1.LabelSelector]labels.Selector{}, peerCache: map[string][]peer{},
-		listKeys: map[*networkingv1.NetworkPolicyPeer]string{}}
-	byNS := map[string][]*networkingv1.NetworkPolicy{}
-	for _, np := range in.Policies {
-		byNS[np.Namespace] = append(byNS[np.Namespace], np)
+	cache := in.Cache
+	if cache == nil {
+		cache = NewCache()
 	}
+	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
+		prev: cache, next: NewCache(), peerCache: map[string][]peer{}}
 
-	// Local pods and what selects them (policies of the pod's namespace).
-	for _, p := range in.Pods {
-		ip := podIP(p)
-		if p.Spec.NodeName != in.NodeName || !ip.IsValid() {
-			continue
+	// Local pods by identity: a policy's pod selector is matched once per
+	// identity of its namespace, not once per pod.
+	type localPod struct {
+		pod *corev1.Pod
+		ip  netip.Addr
+	}
+	local := map[*identityInfo][]localPod{}
+	byNS := map[string][]*identityInfo{}
+	for _, info := range idents {
+		for _, p := range info.pods {
+			if p.Spec.NodeName == in.NodeName {
+				local[info] = append(local[info], localPod{p, podIP(p)})
+			}
 		}
-		ep := Endpoint{Identity: ids[labelKey(p.Namespace, p.Labels)]}
-		for _, np := range byNS[p.Namespace] {
-			if !e.selects(&np.Spec.PodSelector, p.Labels) {
+		if len(local[info]) > 0 {
+			byNS[info.ns] = append(byNS[info.ns], info)
+		}
+	}
+	for _, np := range in.Policies {
+		ingress, egress := policyTypes(np)
+		for _, info := range byNS[np.Namespace] {
+			if !e.selects(&np.Spec.PodSelector, info.labels) {
 				continue
 			}
-			ingress, egress := policyTypes(np)
-			if ingress {
-				ep.Flags |= bpfobj.EndpointIngressIsolated
-				for _, r := range np.Spec.Ingress {
-					e.rule(d, p, ip, np.Namespace, bpfobj.DirIngress, r.From, r.Ports)
+			for _, lp := range local[info] {
+				ep := d.Endpoints[lp.ip]
+				ep.Identity = info.id
+				if ingress {
+					ep.Flags |= bpfobj.EndpointIngressIsolated
+					for _, r := range np.Spec.Ingress {
+						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirIngress, r.From, r.Ports)
+					}
+				}
+				if egress {
+					ep.Flags |= bpfobj.EndpointEgressIsolated
+					for _, r := range np.Spec.Egress {
+						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirEgress, r.To, r.Ports)
+					}
+				}
+				if ep.Flags != 0 {
+					d.Endpoints[lp.ip] = ep
 				}
 			}
-			if egress {
-				ep.Flags |= bpfobj.EndpointEgressIsolated
-				for _, r := range np.Spec.Egress {
-					e.rule(d, p, ip, np.Namespace, bpfobj.DirEgress, r.To, r.Ports)
-				}
-			}
-		}
-		if ep.Flags != 0 {
-			d.Endpoints[ip] = ep
 		}
 	}
+	// What the next Compute may reuse: this one's conversions only, so
+	// objects that went are forgotten.
+	*cache = *e.next
 	return d
 }
 
@@ -347,26 +381,28 @@ type evaluator struct {
 	nsLabels map[string]labels.Set
 	cidr     map[netip.Prefix]uint32
 	allPods  []*corev1.Pod
-	// selectors caches converted selectors by their address in the
-	// policies (stable for one Compute).
-	selectors map[*metav1.LabelSelector]labels.Selector
+	// prev holds the previous Compute's conversions (selectors by their
+	// address in the objects, peer-list keys by the address of the list's
+	// first peer); next collects this one's, for the next.
+	prev, next *Cache
 	// peerCache caches peers() by what the list says (many policies
 	// repeat the same peers).
 	peerCache map[string][]peer
-	// listKeys caches peersKey by the address of a list's first peer.
-	listKeys map[*networkingv1.NetworkPolicyPeer]string
 }
 
 // selector is sel converted, once.
 func (e *evaluator) selector(sel *metav1.LabelSelector) labels.Selector {
-	s, ok := e.selectors[sel]
+	if s, ok := e.next.selectors[sel]; ok {
+		return s
+	}
+	s, ok := e.prev.selectors[sel]
 	if !ok {
 		var err error
 		if s, err = metav1.LabelSelectorAsSelector(sel); err != nil {
 			s = labels.Nothing()
 		}
-		e.selectors[sel] = s
 	}
+	e.next.selectors[sel] = s
 	return s
 }
 
@@ -410,10 +446,12 @@ func (e *evaluator) peers(ns string, list []networkingv1.NetworkPolicyPeer) []pe
 	if len(list) == 0 {
 		return []peer{{id: bpfobj.IdentityAny}}
 	}
-	key, ok := e.listKeys[&list[0]]
+	key, ok := e.next.listKeys[&list[0]]
 	if !ok {
-		key = e.peersKey(ns, list)
-		e.listKeys[&list[0]] = key
+		if key, ok = e.prev.listKeys[&list[0]]; !ok {
+			key = e.peersKey(ns, list)
+		}
+		e.next.listKeys[&list[0]] = key
 	}
 	if out, ok := e.peerCache[key]; ok {
 		return out

@@ -87,6 +87,7 @@ func entries(d *Desired) []string {
 }
 
 func TestCompute(t *testing.T) {
+	shared := NewCache()
 	ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
 	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
 	for _, c := range []struct {
@@ -170,6 +171,14 @@ func TestCompute(t *testing.T) {
 			in := cluster()
 			in.Policies = c.policies
 			d := Compute(in)
+			// With a cache carried from the cases before (as the
+			// controller's syncs carry it), the same answer.
+			in.Cache = shared
+			for i := range 2 { // the second reuses the first's conversions
+				if got, want := entries(Compute(in)), entries(d); strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("with a carried cache (%d): %v, want %v", i, got, want)
+				}
+			}
 			got := entries(d)
 			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
 				t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
@@ -267,6 +276,8 @@ func BenchmarkCompute1000(b *testing.B) {
 		p.Name = "p-" + strconv.Itoa(k)
 		in.Policies = append(in.Policies, p)
 	}
+	// As the controller syncs: the selectors' conversions carried over.
+	in.Cache = NewCache()
 	b.ResetTimer()
 	for range b.N {
 		if d := Compute(in); len(d.Entries) == 0 {

@@ -582,9 +582,14 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 		progress("  %s: %.0f connections/s, %.2f Gbit/s", name, c, g)
 		return nil
 	}
+	// As the node's controller: one cache of selector conversions across
+	// syncs.
+	cache := policy.NewCache()
 	apply := func(l *policyLoad) (time.Duration, error) {
 		start := time.Now()
-		_, err := e.writer.Apply(policy.Compute(l.input()))
+		in := l.input()
+		in.Cache = cache
+		_, err := e.writer.Apply(policy.Compute(in))
 		return time.Since(start), err
 	}
 	if err := e.attach(); err != nil {
