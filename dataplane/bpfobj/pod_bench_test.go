@@ -2,11 +2,7 @@ package bpfobj
 
 import (
 	"net/netip"
-	"os"
 	"testing"
-
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // BenchmarkPodProgram measures tc_pod's own cost per packet
@@ -17,7 +13,7 @@ import (
 // ./dataplane/bpfobj` as root; subtract the not-IP row, which is the test
 // run's own cost around one run.
 func BenchmarkPodProgram(b *testing.B) {
-	objs := loadPodUnpinnedB(b)
+	objs := loadPodUnpinned(b)
 	src := netip.MustParseAddr("10.244.0.10")
 	local := netip.MustParseAddr("10.244.0.11")
 	remote := netip.MustParseAddr("10.244.1.12")
@@ -55,28 +51,6 @@ func BenchmarkPodProgram(b *testing.B) {
 	}
 }
 
-func loadPodUnpinnedB(b *testing.B) *tcPodObjects {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to load BPF programs")
-	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		b.Skipf("cannot lift the memlock limit: %v", err)
-	}
-	spec, err := loadTcPod()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, m := range spec.Maps {
-		m.Pinning = ebpf.PinNone
-	}
-	var objs tcPodObjects
-	if err := spec.LoadAndAssign(&objs, nil); err != nil {
-		b.Fatalf("load tc_pod: %v", describeVerifierError(err))
-	}
-	b.Cleanup(func() { objs.Close() })
-	return &objs
-}
-
 // arpLike is a frame tc_pod leaves alone at once: not IPv4.
 func arpLike() []byte {
 	p := make([]byte, 60)
@@ -93,7 +67,7 @@ func BenchmarkPodProgramPolicyLoaded(b *testing.B) {
 	src := netip.MustParseAddr("10.244.0.10")
 	dst := netip.MustParseAddr("10.244.0.11")
 	for _, loaded := range []bool{false, true} {
-		objs := loadPodUnpinnedB(b)
+		objs := loadPodUnpinned(b)
 		if err := objs.PetrelEndpoints.Put(AddrKey(dst), EndpointInfo{Ifindex: 1}); err != nil {
 			b.Fatal(err)
 		}
