@@ -139,6 +139,9 @@ type Input struct {
 type Cache struct {
 	selectors map[*metav1.LabelSelector]labels.Selector
 	listKeys  map[*networkingv1.NetworkPolicyPeer]string
+	// entries is how many entries the last Compute found: the next one's
+	// map starts that big instead of growing to it.
+	entries int
 }
 
 // NewCache is an empty Cache.
@@ -220,8 +223,12 @@ func podIP(p *corev1.Pod) netip.Addr {
 
 // Compute is the desired state of the maps for one node.
 func Compute(in Input) *Desired {
-	d := &Desired{IPCache: map[netip.Prefix]uint32{}, CIDR: map[netip.Prefix]uint32{},
-		Endpoints: map[netip.Addr]Endpoint{}, Entries: map[Entry]struct{}{}, Labels: map[uint32]string{}}
+	cache := in.Cache
+	if cache == nil {
+		cache = NewCache()
+	}
+	d := &Desired{IPCache: make(map[netip.Prefix]uint32, len(in.Pods)+len(in.HostAddrs)), CIDR: map[netip.Prefix]uint32{},
+		Endpoints: map[netip.Addr]Endpoint{}, Entries: make(map[Entry]struct{}, cache.entries), Labels: map[uint32]string{}}
 
 	// Pod identities.
 	byKey := map[string]*identityInfo{}
@@ -286,10 +293,6 @@ func Compute(in Input) *Desired {
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = labels.Set(ns.Labels)
 	}
-	cache := in.Cache
-	if cache == nil {
-		cache = NewCache()
-	}
 	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
 		prev: cache, next: NewCache(), peerCache: map[string][]peer{}}
 
@@ -341,6 +344,7 @@ func Compute(in Input) *Desired {
 	// What the next Compute may reuse: this one's conversions only, so
 	// objects that went are forgotten.
 	*cache = *e.next
+	cache.entries = len(d.Entries)
 	return d
 }
 

@@ -57,3 +57,13 @@ func TestIptablesRules(t *testing.T) {
 		t.Errorf("%d sets for 20 policies", n)
 	}
 }
+
+// BenchmarkComputeSyntheticLoad is one sync's Compute on the suite's load.
+func BenchmarkComputeSyntheticLoad(b *testing.B) {
+	in := syntheticLoad(1000, 1000).input()
+	in.Cache = policy.NewCache()
+	b.ReportAllocs()
+	for range b.N {
+		policy.Compute(in)
+	}
+}
