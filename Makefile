@@ -73,6 +73,7 @@ bench: build
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
 	$(BIN)/petrelctl bench network --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench policy
 	$(BIN)/petrelctl bench proxy --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench scheduler --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench pods --petrel $(BIN)/petrel
