@@ -72,6 +72,7 @@ bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
+	$(BIN)/petrelctl bench ingress --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench network --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench policy
 	$(BIN)/petrelctl bench proxy --petrel $(BIN)/petrel
