@@ -119,6 +119,19 @@ type Options struct {
 	// Join is the URL of a server of the cluster this one joins (with
 	// Token, a server token); empty starts a new cluster (--cluster-init).
 	Join, Token string
+	// ClusterResetRestorePath is an etcd snapshot the embedded member is
+	// restored from before it starts: a new one-member cluster with the
+	// snapshot's data (the old member's data is moved aside).
+	ClusterResetRestorePath string
+	// EtcdSnapshotSchedule takes scheduled snapshots: a cron spec ("0 */6 *
+	// * *", "@hourly", "@every 30m") or a plain interval ("30m"); empty:
+	// none.
+	EtcdSnapshotSchedule string
+	// EtcdSnapshotRetention is how many scheduled snapshots are kept (0:
+	// all).
+	EtcdSnapshotRetention int
+	// EtcdSnapshotDir is where they go; empty: <data-dir>/db/snapshots.
+	EtcdSnapshotDir string
 }
 
 // DefaultOptions are the documented defaults.
@@ -126,7 +139,7 @@ func DefaultOptions() Options {
 	return Options{
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
-		AuthorizationMode: AuthorizationRBAC,
+		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5,
 	}
 }
 
@@ -343,13 +356,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--authorization-mode %q: want %s or %s", opts.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow)
 	}
+	snapshots, err := parseSnapshotSchedule(opts.EtcdSnapshotSchedule)
+	if err != nil {
+		return nil, err
+	}
 	memberName, initialCluster := "", ""
+	if opts.ClusterResetRestorePath != "" && (opts.Join != "" || len(opts.EtcdEndpoints) > 0) {
+		return nil, fmt.Errorf("--cluster-reset-restore-path restores this server's embedded etcd as a new one-member cluster: it goes with neither --join nor --etcd-endpoints")
+	}
 	if opts.Join != "" {
 		if memberName, initialCluster, err = joinCluster(ctx, opts); err != nil {
 			return nil, fmt.Errorf("joining %s: %w", opts.Join, err)
 		}
 	} else if memberName, err = etcdMemberName(opts); err != nil {
 		return nil, err
+	}
+	if opts.ClusterResetRestorePath != "" {
+		if err := restoreSnapshot(opts, memberName); err != nil {
+			return nil, err
+		}
 	}
 	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0, "member", memberName)
 	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL,
@@ -558,6 +583,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 		},
 	})
+	if snapshots != nil {
+		dir := opts.EtcdSnapshotDir
+		if dir == "" {
+			dir = etcd.SnapshotDir(opts.DataDir)
+		}
+		name := memberName
+		if name == "" {
+			name = etcd.DefaultMemberName
+		}
+		go runSnapshots(ctx, backend, snapshots, dir, name, opts.EtcdSnapshotRetention)
+	}
 	ok = true
 	// Start-up builds large transient structures (OpenAPI, type converters,
 	// the first lists); give that memory back before settling to idle.
