@@ -137,6 +137,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.EtcdCAFile, "etcd-cafile", "", "with --etcd-endpoints: CA of the external etcd's serving certificates")
 	f.StringVar(&opts.EtcdCertFile, "etcd-certfile", "", "with --etcd-endpoints: client certificate for the external etcd")
 	f.StringVar(&opts.EtcdKeyFile, "etcd-keyfile", "", "with --etcd-endpoints: key of --etcd-certfile")
+	f.StringSliceVar(&opts.TLSSANs, "tls-san", nil, "more names or addresses in the API server's serving certificate (a load balancer's, a DNS name of all servers), comma-separated or repeated")
 	f.StringVar(&opts.ClusterResetRestorePath, "cluster-reset-restore-path", "", "restore the embedded etcd from this snapshot (petrelctl etcd snapshot save, or a scheduled one) before it starts: a new one-member cluster with the snapshot's data; the old member's data is moved to <data-dir>/etcd.old-<time>; the other servers join again with fresh data dirs")
 	f.StringVar(&opts.EtcdSnapshotSchedule, "etcd-snapshot-schedule", "", "take etcd snapshots on a schedule: an interval (30m, 6h) or a cron spec (\"0 */6 * * *\", @hourly, \"@every 30m\"); empty: none")
 	f.IntVar(&opts.EtcdSnapshotRetention, "etcd-snapshot-retention", opts.EtcdSnapshotRetention, "scheduled snapshots kept (the oldest are removed; 0 keeps all)")

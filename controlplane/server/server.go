@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,6 +133,9 @@ type Options struct {
 	EtcdSnapshotRetention int
 	// EtcdSnapshotDir is where they go; empty: <data-dir>/db/snapshots.
 	EtcdSnapshotDir string
+	// TLSSANs are more names and addresses in the serving certificate (a
+	// load balancer's, a DNS name of all servers).
+	TLSSANs []string
 }
 
 // DefaultOptions are the documented defaults.
@@ -158,6 +162,9 @@ type Server struct {
 	URL          string
 	// Port is the API server's port.
 	Port int
+	// loopbackKubeconfig is the server's own clients' (the controllers'):
+	// its URL.
+	loopbackKubeconfig string
 	// NodeToken is the join token kept in <data-dir>/node-token.
 	NodeToken string
 	// Identity names this server in leader elections.
@@ -497,6 +504,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		hosts = append(hosts, opts.AdvertiseAddress)
 	}
 	hosts = append(hosts, localAddresses()...)
+	for _, san := range opts.TLSSANs {
+		if san = strings.TrimSpace(san); san != "" && !slices.Contains(hosts, san) {
+			hosts = append(hosts, san)
+		}
+	}
 	certPath, keyPath, err := ca.EnsurePair(filepath.Join(opts.DataDir, "pki"), "apiserver", "petrel-apiserver", nil, hosts, false)
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
@@ -527,10 +539,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	ln = limited
 	s.listener = ln
 	slog.Info("API connections", "max", maxConns)
-	s.URL, s.Port = fmt.Sprintf("https://127.0.0.1:%d", port), port
+	// The admin kubeconfig names this server's own address (so that it
+	// works from another machine); the server's own clients (bootstrap,
+	// controllers) use the loopback one.
+	s.Port = port
+	s.URL = "https://" + net.JoinHostPort(ownAddress(opts.BindAddress, ""), strconv.Itoa(port))
 	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
-	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
+	s.loopbackKubeconfig = filepath.Join(opts.DataDir, "pki", "loopback.kubeconfig")
+	adminURL := "https://" + net.JoinHostPort(ownAddress(opts.BindAddress, opts.AdvertiseAddress), strconv.Itoa(port))
+	if err := ca.WriteKubeconfig(s.Kubeconfig, adminURL, "petrel-admin", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
+	}
+	if err := ca.WriteKubeconfig(s.loopbackKubeconfig, s.URL, "petrel-loopback", []string{"system:masters"}); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.loopbackKubeconfig, err)
 	}
 	s.httpServer = &http.Server{
 		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -606,7 +627,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 // runControllers runs the controllers until ctx ends (the lead is lost).
 func (s *Server) runControllers(ctx context.Context, resources []*registry.Resource) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.loopbackKubeconfig)
 	if err != nil {
 		slog.Error("controllers: kubeconfig", "err", err)
 		return
@@ -701,7 +722,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go cronJobs.Run(ctx)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)
-	go namespace.Run(ctx, s.Kubeconfig, resources)
+	go namespace.Run(ctx, s.loopbackKubeconfig, resources)
 	gc.Run(ctx, 4)
 }
 
@@ -725,6 +746,19 @@ func serviceIP(n *net.IPNet, k byte) string {
 	copy(ip, n.IP.To4())
 	ip[len(ip)-1] += k
 	return ip.String()
+}
+
+// ownAddress is where this server is reached: its bind address when it
+// binds one, else the advertise address when given (preferred may be
+// empty), else 127.0.0.1.
+func ownAddress(bind, preferred string) string {
+	if ip := net.ParseIP(bind); ip != nil && !ip.IsUnspecified() {
+		return ip.String()
+	}
+	if preferred != "" {
+		return preferred
+	}
+	return "127.0.0.1"
 }
 
 func localAddresses() []string {
@@ -843,7 +877,7 @@ func repairAllocations(ctx context.Context, services *storage.Store, alloc *allo
 // bootstrap creates the namespaces and the kubernetes Service every cluster has,
 // through the API like any client.
 func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.loopbackKubeconfig)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/dataplane/serverlb"
 	"github.com/petrel-project/petrel/dataplane/stream"
 	"github.com/petrel-project/petrel/dns"
 )
@@ -50,7 +51,10 @@ type Options struct {
 	Kubeconfig string
 	// Server, when set, replaces the kubeconfig's API server address (a
 	// kubeconfig copied from the control plane names 127.0.0.1); with Token,
-	// it is the server to join.
+	// it is the server to join. Several, comma-separated, are tried in
+	// turn: the node's clients reach them through a local load balancer
+	// (package serverlb) that also learns the servers the kubernetes
+	// Service lists, and fails over without a restart.
 	Server string
 	// Token, when set, joins the cluster at Server with a join token
 	// (`petrel token create`, <data-dir>/node-token of the server): the node
@@ -146,6 +150,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	var cfg *rest.Config
 	var err error
+	var servers *serverlb.LB
+	if opts.Server != "" {
+		if servers, err = StartServerLB(ctx, opts.Server); err != nil {
+			return nil, err
+		}
+		slog.Info("node: API servers through the local load balancer", "servers", opts.Server, "via", servers.URL())
+		opts.Server = servers.URL()
+	}
 	if opts.Token != "" {
 		if cfg, err = join(ctx, opts); err != nil {
 			return nil, fmt.Errorf("joining %s with the token: %w", opts.Server, err)
@@ -162,6 +174,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if servers != nil {
+		go servers.Learn(ctx, cs)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -583,4 +598,14 @@ func collectConntrack(ctx context.Context, pinDir string, reg prometheus.Registe
 			slog.Warn("node: NodePort connection tracking collection", "err", err)
 		}
 	}
+}
+
+// StartServerLB starts the node's load balancer of the API servers in
+// server (https URLs, comma-separated); clients dial its URL.
+func StartServerLB(ctx context.Context, server string) (*serverlb.LB, error) {
+	list, err := serverlb.ParseServers(strings.Split(server, ","))
+	if err != nil {
+		return nil, err
+	}
+	return serverlb.Start(ctx, list, nil)
 }
