@@ -114,6 +114,9 @@ type Options struct {
 	NodeServerAddress string
 	// nodeServerPort is where it listens, for Node.status.daemonEndpoints.
 	nodeServerPort int
+	// kubeconfigServer is the server node.kubeconfig names when the
+	// node's clients go through its load balancer (the first of Server).
+	kubeconfigServer string
 }
 
 // DefaultOptions are the documented defaults.
@@ -156,6 +159,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 		slog.Info("node: API servers through the local load balancer", "servers", opts.Server, "via", servers.URL())
+		// node.kubeconfig names the first server given (a file usable
+		// on its own); the node's own clients dial the load balancer.
+		opts.kubeconfigServer, _, _ = strings.Cut(opts.Server, ",")
 		opts.Server = servers.URL()
 	}
 	if opts.Token != "" {

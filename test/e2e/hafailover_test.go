@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/controlplane/etcd"
@@ -40,7 +44,8 @@ import (
 //   - under a write load through all servers, kill -9 of the controllers'
 //     leader: every acknowledged write is on every survivor, a Deployment
 //     scaled after the kill gets its pods within 15 s, the nodes stay Ready
-//     and no pod is evicted; the killed server restarts and catches up;
+//     and no pod is evicted, client-go informers on the survivors do not
+//     list again; the killed server restarts and catches up;
 //   - kill -9 of two servers: a write through the third fails within its
 //     timeout with an error (no hang), nothing acknowledged is lost, and
 //     writes work again once one returns.
@@ -105,6 +110,36 @@ func TestHAFailover(t *testing.T) {
 		before := map[types.UID]string{}
 		for _, p := range podsOf() {
 			before[p.UID] = p.Spec.NodeName
+		}
+
+		// A client-go informer on each survivor, started before the kill:
+		// the kill must not make it list everything again (its watch
+		// goes on, or resumes from its resourceVersion).
+		lists := make([]*atomic.Int32, len(survivors))
+		informerStop := make(chan struct{})
+		defer close(informerStop)
+		for i, s := range survivors {
+			lists[i] = &atomic.Int32{}
+			ics := s.Clientset()
+			lw := &cache.ListWatch{
+				ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+					lists[i].Add(1)
+					return ics.CoreV1().ConfigMaps("default").List(ctx, o)
+				},
+				WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+					// client-go lists by a watch with initial events
+					// (WatchList) where the server allows it.
+					if o.SendInitialEvents != nil && *o.SendInitialEvents {
+						lists[i].Add(1)
+					}
+					return ics.CoreV1().ConfigMaps("default").Watch(ctx, o)
+				},
+			}
+			inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
+			go inf.Run(informerStop)
+			if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+				t.Fatal("the informer did not sync")
+			}
 		}
 
 		stop := make(chan struct{})
@@ -212,6 +247,11 @@ func TestHAFailover(t *testing.T) {
 			waitFor(t, 10*time.Second, allConfigMaps(t, ctx, s, names))
 		}
 		t.Logf("%d acknowledged writes, all on both survivors", len(names))
+		for i, s := range survivors {
+			if n := lists[i].Load(); n != 1 {
+				t.Errorf("the informer on %s listed %d times: the kill made it relist", s.Host, n)
+			}
+		}
 		lead.Start()
 		waitFor(t, 30*time.Second, allConfigMaps(t, ctx, lead, names))
 		t.Logf("the killed server restarted and caught up")
