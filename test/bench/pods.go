@@ -53,7 +53,8 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	progress("starting petrel up (node %s)", name)
 	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
 		"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
-		"--node-server-address", fmt.Sprintf(":%d", nodePort), "--nodeport-interfaces", "none")
+		"--node-server-address", fmt.Sprintf(":%d", nodePort), "--nodeport-interfaces", "none",
+		"--ingress-http-address=", "--ingress-https-address=")
 	if err != nil {
 		return nil, err
 	}
