@@ -196,6 +196,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	if servers != nil {
+		ca := cfg.TLSClientConfig.CAData
+		if len(ca) == 0 && cfg.TLSClientConfig.CAFile != "" {
+			ca, _ = os.ReadFile(cfg.TLSClientConfig.CAFile)
+		}
+		servers.SetCA(ca)
 		go servers.Learn(ctx, cs)
 	}
 	reg := prometheus.NewRegistry()

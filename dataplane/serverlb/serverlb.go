@@ -47,10 +47,10 @@ var (
 type LB struct {
 	ln    net.Listener
 	seeds []string
-	// health asks a server's /readyz.
-	health *http.Client
 
 	mu sync.Mutex
+	// health asks a server's /readyz.
+	health *http.Client
 	// servers are host:port, seeds first, then learned ones.
 	servers []string
 	current string
@@ -92,17 +92,9 @@ func Start(ctx context.Context, servers []string, caPEM []byte) (*LB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server load balancer: %w", err)
 	}
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // only without a CA: a probe of /readyz, nothing is sent
-	if len(caPEM) > 0 {
-		pool := x509.NewCertPool()
-		if pool.AppendCertsFromPEM(caPEM) {
-			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-		}
-	}
 	l := &LB{ln: ln, seeds: slices.Clone(servers), servers: slices.Clone(servers), current: servers[0],
-		healthy: map[string]bool{}, conns: map[string]map[net.Conn]struct{}{},
-		health: &http.Client{Timeout: DialTimeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil,
-			DialContext: (&net.Dialer{Timeout: DialTimeout}).DialContext, DisableKeepAlives: true}}}
+		healthy: map[string]bool{}, conns: map[string]map[net.Conn]struct{}{}}
+	l.SetCA(caPEM)
 	for _, s := range servers {
 		l.healthy[s] = true
 	}
@@ -115,6 +107,25 @@ func Start(ctx context.Context, servers []string, caPEM []byte) (*LB, error) {
 	go l.checkHealth(ctx)
 	slog.Info("server load balancer: up", "address", ln.Addr().String(), "servers", servers)
 	return l, nil
+}
+
+// SetCA makes the health checks verify the servers' certificates against
+// the cluster's CA (PEM); until it is known (a node joining with a token
+// learns it over the balancer itself), they only ask /readyz, sending
+// nothing of the node's.
+func (l *LB) SetCA(caPEM []byte) {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // see above
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if pool.AppendCertsFromPEM(caPEM) {
+			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		}
+	}
+	client := &http.Client{Timeout: DialTimeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil,
+		DialContext: (&net.Dialer{Timeout: DialTimeout}).DialContext, DisableKeepAlives: true}}
+	l.mu.Lock()
+	l.health = client
+	l.mu.Unlock()
 }
 
 // URL is what the node's clients dial: https://127.0.0.1:<port>.
@@ -300,7 +311,10 @@ func (l *LB) ready(ctx context.Context, server string) bool {
 	if err != nil {
 		return false
 	}
-	resp, err := l.health.Do(req)
+	l.mu.Lock()
+	client := l.health
+	l.mu.Unlock()
+	resp, err := client.Do(req)
 	if err != nil {
 		return false
 	}

@@ -3,6 +3,7 @@ package serverlb
 import (
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -60,7 +61,10 @@ func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, b := newFake(t, "a"), newFake(t, "b")
-	lb, err := Start(ctx, []string{a.hostPort(), b.hostPort()}, nil)
+	// The health checks verify the servers (httptest's certificate, the
+	// same for both) as the node's do with the cluster CA.
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Certificate().Raw})
+	lb, err := Start(ctx, []string{a.hostPort(), b.hostPort()}, caPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
