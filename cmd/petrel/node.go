@@ -153,7 +153,7 @@ func nodeCommand() *cobra.Command {
 // runSimulated runs simulated nodes until ctx ends.
 func runSimulated(ctx context.Context, opts node.Options, count int) error {
 	if opts.Server != "" {
-		lb, err := node.StartServerLB(ctx, opts.Server)
+		lb, err := node.StartServerLB(ctx, opts.Server, "")
 		if err != nil {
 			return err
 		}

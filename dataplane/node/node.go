@@ -169,7 +169,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	var err error
 	var servers *serverlb.LB
 	if opts.Server != "" {
-		if servers, err = StartServerLB(ctx, opts.Server); err != nil {
+		if servers, err = StartServerLB(ctx, opts.Server, filepath.Join(opts.DataDir, ServersFile)); err != nil {
 			return nil, err
 		}
 		slog.Info("node: API servers through the local load balancer", "servers", opts.Server, "via", servers.URL())
@@ -639,12 +639,17 @@ func collectConntrack(ctx context.Context, pinDir string, reg prometheus.Registe
 	}
 }
 
+// ServersFile, in the node's data dir, keeps the servers its load
+// balancer learned from the kubernetes endpoints.
+const ServersFile = "servers"
+
 // StartServerLB starts the node's load balancer of the API servers in
-// server (https URLs, comma-separated); clients dial its URL.
-func StartServerLB(ctx context.Context, server string) (*serverlb.LB, error) {
+// server (https URLs, comma-separated), keeping what it learns in
+// stateFile (empty: not kept); clients dial its URL.
+func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB, error) {
 	list, err := serverlb.ParseServers(strings.Split(server, ","))
 	if err != nil {
 		return nil, err
 	}
-	return serverlb.Start(ctx, list, nil)
+	return serverlb.StartWithState(ctx, list, nil, stateFile)
 }

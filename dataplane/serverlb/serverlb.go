@@ -22,8 +22,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,8 @@ var (
 type LB struct {
 	ln    net.Listener
 	seeds []string
+	// stateFile keeps the learned servers across restarts ("" : not kept).
+	stateFile string
 
 	mu sync.Mutex
 	// health asks a server's /readyz.
@@ -85,6 +89,14 @@ func ParseServers(urls []string) ([]string, error) {
 // (host:port, tried in order); caPEM, when given, verifies the servers'
 // certificates in health checks. It runs until ctx ends.
 func Start(ctx context.Context, servers []string, caPEM []byte) (*LB, error) {
+	return StartWithState(ctx, servers, caPEM, "")
+}
+
+// StartWithState is Start that keeps the servers it learns in stateFile
+// (one host:port a line) and starts with those of an earlier run too: a
+// node restarted while the server it was given is down still finds the
+// others.
+func StartWithState(ctx context.Context, servers []string, caPEM []byte, stateFile string) (*LB, error) {
 	if len(servers) == 0 {
 		return nil, errors.New("server load balancer: no server")
 	}
@@ -95,6 +107,18 @@ func Start(ctx context.Context, servers []string, caPEM []byte) (*LB, error) {
 	l := &LB{ln: ln, seeds: slices.Clone(servers), servers: slices.Clone(servers), current: servers[0],
 		healthy: map[string]bool{}, conns: map[string]map[net.Conn]struct{}{}}
 	l.SetCA(caPEM)
+	l.stateFile = stateFile
+	if stateFile != "" {
+		if b, err := os.ReadFile(stateFile); err == nil {
+			var kept []string
+			for _, line := range strings.Fields(string(b)) {
+				if _, _, err := net.SplitHostPort(line); err == nil {
+					kept = append(kept, line)
+				}
+			}
+			l.SetLearned(kept)
+		}
+	}
 	for _, s := range servers {
 		l.healthy[s] = true
 	}
@@ -179,6 +203,16 @@ func (l *LB) SetLearned(learned []string) {
 		l.current = next[0]
 	}
 	l.mu.Unlock()
+	if l.stateFile != "" {
+		tmp := l.stateFile + ".tmp"
+		err := os.WriteFile(tmp, []byte(strings.Join(next, "\n")+"\n"), 0o600)
+		if err == nil {
+			err = os.Rename(tmp, l.stateFile)
+		}
+		if err != nil {
+			slog.Warn("server load balancer: keeping the servers", "file", l.stateFile, "err", err)
+		}
+	}
 	for _, c := range gone {
 		c.Close()
 	}

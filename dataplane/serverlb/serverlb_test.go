@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,5 +137,32 @@ func TestParseServers(t *testing.T) {
 	}
 	if _, err := ParseServers([]string{"http://10.0.0.1:6443"}); err == nil {
 		t.Fatal("http accepted")
+	}
+}
+
+// TestLearnedKept: the servers learned are kept in the state file, and a
+// load balancer started again with a dead seed finds them there.
+func TestLearnedKept(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := newFake(t, "b")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	state := filepath.Join(t.TempDir(), "servers")
+	first, err := StartWithState(ctx, []string{dead}, nil, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.SetLearned([]string{b.hostPort()})
+	second, err := StartWithState(ctx, []string{dead}, nil, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(t, second, "/"); err != nil || got != "b" {
+		t.Fatalf("restarted with a dead seed: %q, %v; want b from the kept servers", got, err)
 	}
 }

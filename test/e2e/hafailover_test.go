@@ -66,9 +66,12 @@ func TestHAFailover(t *testing.T) {
 	servers := m.Servers
 
 	t.Run("etcd refuses clients without a certificate", func(t *testing.T) {
+		var wg sync.WaitGroup
 		for _, s := range servers {
-			checkEtcdClosed(t, s)
+			wg.Add(1)
+			go func() { defer wg.Done(); checkEtcdClosed(t, s) }()
 		}
+		wg.Wait()
 	})
 
 	var acked []string
@@ -366,23 +369,25 @@ func rawCreate(ctx context.Context, s *cluster.Server, name, timeout string) (in
 	return resp.StatusCode, string(b), nil
 }
 
-// checkEtcdClosed: a client that trusts the etcd CA but has no certificate
+// checkEtcdClosed (safe to call from several goroutines: it never calls
+// t.Fatal): a client that trusts the etcd CA but has no certificate
 // is refused on the server's etcd client and peer ports; with the server's
 // client certificate, both answer (so the refusals are about the
 // certificate).
 func checkEtcdClosed(t *testing.T, s *cluster.Server) {
-	t.Helper()
 	dir := etcd.PKIDir(s.DataDir)
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	noCert := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"))
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	withCert := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 
