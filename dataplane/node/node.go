@@ -90,6 +90,9 @@ type Options struct {
 	// Profiling also serves Go's /debug/pprof on MetricsAddress, as
 	// kube-proxy's --profiling does; off, nothing of it is registered.
 	Profiling bool
+	// Trace has the BPF programs report every allowed new connection on the
+	// policy ring buffer too (`petrelctl monitor --type trace`).
+	Trace bool
 	// LeaseRenewInterval is how often the node's Lease is renewed.
 	LeaseRenewInterval time.Duration
 	// RunPods runs the kubelet; without it the Node carries NoRuntimeTaint.
@@ -149,14 +152,6 @@ type Node struct {
 	// started is set once Start is done: /healthz answers ok from then on.
 	started atomic.Bool
 	done    chan struct{}
-}
-
-// IngressAddresses are the ingress listeners (nil where off or not bound).
-func (n *Node) IngressAddresses() (httpAddr, httpsAddr *net.TCPAddr) {
-	if n.ingress == nil {
-		return nil, nil
-	}
-	return n.ingress.Addresses()
 }
 
 // Start brings the node up and returns once Services are programmed and the
@@ -290,7 +285,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go collectConntrack(ctx, pinDir, reg)
 
 	// NetworkPolicy: the maps tc_pod, tc_nodeport and tc_tunnel judge by.
-	pol, err := policy.New(policy.Config{NodeName: opts.NodeName, PinDir: pinDir}, reg)
+	pol, err := policy.New(policy.Config{NodeName: opts.NodeName, PinDir: pinDir, Trace: opts.Trace}, reg)
 	if err == nil {
 		err = pol.Run(ctx, cs)
 	}

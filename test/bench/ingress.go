@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/petrel-project/petrel/dataplane/runtime"
 	"github.com/petrel-project/petrel/test/images"
 )
 
@@ -70,51 +69,19 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 	}
 	rep = NewReport("ingress")
 	name := fmt.Sprintf("bench-ing-%d", os.Getpid())
-	lbCgroup := "petrel-" + name
-	ports, err := freePorts(5)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	dnsAddr := fmt.Sprintf("169.254.24.%d", 1+ports[0]%250)
-	ingressAddr := fmt.Sprintf("127.0.0.1:%d", ports[3])
-	nginxAddr := fmt.Sprintf("127.0.0.1:%d", ports[4])
-	progress("starting petrel up (node %s, ingress on %s)", name, ingressAddr)
-	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
-		"--local-dns-address", dnsAddr, "--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--node-server-address", fmt.Sprintf(":%d", ports[2]), "--nodeport-interfaces", "none",
-		"--ingress-http-address", ingressAddr, "--ingress-https-address=", fmt.Sprintf("--profiling=%v", o.CPUProfile != ""))
+	ingressAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	nginxAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	u, err := startUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.24.%d", 1+ports[0]%250), progress,
+		"--ingress-http-address", ingressAddr, fmt.Sprintf("--profiling=%v", o.CPUProfile != ""))
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sp.stop()
-		out, cerr := exec.Command(o.Petrel, "node", "--cleanup", "--data-dir", sp.dir, "--node-name", name, "--cgroup-root", lbCgroup+"/pods",
-			"--local-dns-address", dnsAddr).CombinedOutput()
-		if cerr != nil {
-			progress("cleanup failed (%v); rerun: %s node --cleanup --data-dir %s --node-name %s --cgroup-root %s/pods\n%s",
-				cerr, o.Petrel, sp.dir, name, lbCgroup, out)
-			return
-		}
-		_ = runtime.RemoveCgroup(lbCgroup)
-		_ = os.RemoveAll(sp.dir)
-	}()
-	_, cs, err := sp.client()
-	if err != nil {
-		return nil, err
-	}
-	progress("building and importing %s", images.TestServer)
-	archive, err := images.BuildTestServer(ctx, filepath.Join(sp.dir, "build"))
-	if err != nil {
-		return nil, err
-	}
-	rt, err := runtime.Connect(ctx, filepath.Join(sp.dir, "containerd", "containerd.sock"))
-	if err != nil {
-		return nil, err
-	}
-	defer rt.Stop()
-	if _, err := runtime.Import(ctx, rt.Client, archive); err != nil {
-		return nil, err
-	}
+	defer u.stop(progress)
+	cs := u.cs
 	if err := waitNodes(ctx, cs, 1); err != nil {
 		return nil, err
 	}
@@ -155,7 +122,7 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 			if o.CPUProfile != "" && r == 0 && p.name == "petrel ingress" {
 				profiled = make(chan error, 1)
 				go func() {
-					profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", ports[1]), max(int(o.Duration.Seconds())-2, 1), o.CPUProfile)
+					profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", u.metricsPort), max(int(o.Duration.Seconds())-2, 1), o.CPUProfile)
 				}()
 			}
 			res, err := runWrk(ctx, p.url, o.Threads, o.Connections, o.Duration)
