@@ -70,6 +70,7 @@ verify-generated:
 
 bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench ha --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
 	$(BIN)/petrelctl bench ingress --petrel $(BIN)/petrel

@@ -461,3 +461,22 @@ func lockMachine(wait time.Duration) (*os.File, error) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// AddServerAddress gives the root namespace one more address on segment
+// 0's bridge (198.51.100.2, .3, ...: the k-th, from 1) for another API
+// server, reached by the nodes as the first one is. The bridge's removal
+// takes it away.
+func (t *Topology) AddServerAddress(k int) (netip.Addr, error) {
+	if k < 1 || k > 8 {
+		return netip.Addr{}, fmt.Errorf("server address %d: use 1 to 8", k)
+	}
+	addr := hostAddress(0, 1+k)
+	br, err := netlink.LinkByName(bridgeName(t.Name, 0))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("bridge of segment 0: %w", err)
+	}
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: prefixNet(addr, 24)}); err != nil {
+		return netip.Addr{}, fmt.Errorf("address %s on %s: %w", addr, br.Attrs().Name, err)
+	}
+	return addr, nil
+}

@@ -41,7 +41,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	if withDataDir {
 		fs.StringVar(&f.opts.DataDir, "data-dir", f.opts.DataDir, "directory for the node's state; its admin.kubeconfig is used unless --kubeconfig or --token is given")
 		fs.StringVar(&f.opts.Kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default <data-dir>/admin.kubeconfig)")
-		fs.StringVar(&f.opts.Server, "server", "", "API server URL, e.g. https://10.0.0.1:6443: the server to join with --token, or replacing the kubeconfig's (whose credentials are still used)")
+		fs.StringVar(&f.opts.Server, "server", "", "API server URLs, comma-separated (https://10.0.0.1:6443,https://10.0.0.2:6443): the servers to join with --token, or replacing the kubeconfig's (whose credentials are still used). The node's clients reach them through a load balancer on its loopback that tries them in turn, learns the others from the kubernetes Service's endpoints, and fails over without a restart")
 		fs.StringVar(&f.opts.Token, "token", "", "join token (`petrel token create`, or the server's <data-dir>/node-token): the node gets its own client certificate and keeps it in <data-dir>/node.kubeconfig; needs --server")
 		fs.DurationVar(&f.opts.CertificateLifetime, "node-cert-lifetime", 0, "lifetime to ask for the node's client certificate (0: the server's, a year); it is renewed at 70-90% of it")
 	}
@@ -153,6 +153,13 @@ func nodeCommand() *cobra.Command {
 
 // runSimulated runs simulated nodes until ctx ends.
 func runSimulated(ctx context.Context, opts node.Options, count int) error {
+	if opts.Server != "" {
+		lb, err := node.StartServerLB(ctx, opts.Server, "")
+		if err != nil {
+			return err
+		}
+		opts.Server = lb.URL()
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, opts.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("read kubeconfig %q (pass --kubeconfig): %w", opts.Kubeconfig, err)

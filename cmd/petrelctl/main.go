@@ -1,6 +1,6 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
 // (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
-// (`bench api|dns|dataplane|ingress|network|policy|proxy|scheduler|pods`).
+// (`bench api|dns|dataplane|ingress|network|policy|proxy|scheduler|pods|ha`).
 package main
 
 import (
@@ -182,6 +182,19 @@ func benchCommand() *cobra.Command {
 	nf.IntVar(&nopts.Rounds, "rounds", nopts.Rounds, "measurements of each figure; the median is reported")
 	nf.DurationVar(&nopts.Wait, "wait", nopts.Wait, "how long to wait for another multi-node topology on this machine to go")
 	cmd.AddCommand(networkCmd)
+
+	hopts := bench.HAOptions{Petrel: opts.Petrel, Duration: 5 * time.Second, Concurrency: 32, Kills: 5, Progress: os.Stderr}
+	haCmd := &cobra.Command{Use: "ha", Short: "Replicated control plane: creates/s on three servers (three etcd members) vs one; kill -9 of the controllers' leader: time to the first write through a survivor and to the controllers' first action",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunHA(ctx, hopts) })
+		}}
+	hf := haCmd.Flags()
+	hf.StringVar(&hopts.Petrel, "petrel", hopts.Petrel, "the petrel binary to start")
+	hf.DurationVar(&hopts.Duration, "duration", hopts.Duration, "length of each creates/s run")
+	hf.IntVar(&hopts.Concurrency, "concurrency", hopts.Concurrency, "clients of the creates/s runs")
+	hf.IntVar(&hopts.Kills, "kills", hopts.Kills, "leader kills measured (the p50 is reported)")
+	cmd.AddCommand(haCmd)
 
 	polopts := bench.PolicyOptions{Policies: 1000, Pods: 1000, Duration: 3 * time.Second, Throughput: 3 * time.Second, Concurrency: 16,
 		Rounds: 3, Changes: 200, Progress: os.Stderr}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,22 @@ type Options struct {
 	// Join is the URL of a server of the cluster this one joins (with
 	// Token, a server token); empty starts a new cluster (--cluster-init).
 	Join, Token string
+	// ClusterResetRestorePath is an etcd snapshot the embedded member is
+	// restored from before it starts: a new one-member cluster with the
+	// snapshot's data (the old member's data is moved aside).
+	ClusterResetRestorePath string
+	// EtcdSnapshotSchedule takes scheduled snapshots: a cron spec ("0 */6 *
+	// * *", "@hourly", "@every 30m") or a plain interval ("30m"); empty:
+	// none.
+	EtcdSnapshotSchedule string
+	// EtcdSnapshotRetention is how many scheduled snapshots are kept (0:
+	// all).
+	EtcdSnapshotRetention int
+	// EtcdSnapshotDir is where they go; empty: <data-dir>/db/snapshots.
+	EtcdSnapshotDir string
+	// TLSSANs are more names and addresses in the serving certificate (a
+	// load balancer's, a DNS name of all servers).
+	TLSSANs []string
 }
 
 // DefaultOptions are the documented defaults.
@@ -127,7 +144,7 @@ func DefaultOptions() Options {
 	return Options{
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
-		AuthorizationMode: AuthorizationRBAC,
+		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5,
 	}
 }
 
@@ -146,6 +163,9 @@ type Server struct {
 	URL          string
 	// Port is the API server's port.
 	Port int
+	// loopbackKubeconfig is the server's own clients' (the controllers'):
+	// its URL.
+	loopbackKubeconfig string
 	// NodeToken is the join token kept in <data-dir>/node-token.
 	NodeToken string
 	// Identity names this server in leader elections.
@@ -344,13 +364,25 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--authorization-mode %q: want %s or %s", opts.AuthorizationMode, AuthorizationRBAC, AuthorizationAlwaysAllow)
 	}
+	snapshots, err := parseSnapshotSchedule(opts.EtcdSnapshotSchedule)
+	if err != nil {
+		return nil, err
+	}
 	memberName, initialCluster := "", ""
+	if opts.ClusterResetRestorePath != "" && (opts.Join != "" || len(opts.EtcdEndpoints) > 0) {
+		return nil, fmt.Errorf("--cluster-reset-restore-path restores this server's embedded etcd as a new one-member cluster: it goes with neither --join nor --etcd-endpoints")
+	}
 	if opts.Join != "" {
 		if memberName, initialCluster, err = joinCluster(ctx, opts); err != nil {
 			return nil, fmt.Errorf("joining %s: %w", opts.Join, err)
 		}
 	} else if memberName, err = etcdMemberName(opts); err != nil {
 		return nil, err
+	}
+	if opts.ClusterResetRestorePath != "" {
+		if err := restoreSnapshot(opts, memberName); err != nil {
+			return nil, err
+		}
 	}
 	slog.Info("starting etcd", "endpoints", opts.EtcdEndpoints, "embedded", len(opts.EtcdEndpoints) == 0, "member", memberName)
 	backend, err := etcd.Start(ctx, etcd.Config{Endpoints: opts.EtcdEndpoints, DataDir: opts.DataDir, ClientURL: opts.EtcdClientURL, PeerURL: opts.EtcdPeerURL,
@@ -473,6 +505,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		hosts = append(hosts, opts.AdvertiseAddress)
 	}
 	hosts = append(hosts, localAddresses()...)
+	for _, san := range opts.TLSSANs {
+		if san = strings.TrimSpace(san); san != "" && !slices.Contains(hosts, san) {
+			hosts = append(hosts, san)
+		}
+	}
 	certPath, keyPath, err := ca.EnsurePair(filepath.Join(opts.DataDir, "pki"), "apiserver", "petrel-apiserver", nil, hosts, false)
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
@@ -503,10 +540,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	ln = limited
 	s.listener = ln
 	slog.Info("API connections", "max", maxConns)
-	s.URL, s.Port = fmt.Sprintf("https://127.0.0.1:%d", port), port
+	// The admin kubeconfig names this server's own address (so that it
+	// works from another machine); the server's own clients (bootstrap,
+	// controllers) use the loopback one.
+	s.Port = port
+	s.URL = "https://" + net.JoinHostPort(ownAddress(opts.BindAddress, ""), strconv.Itoa(port))
 	s.Kubeconfig = filepath.Join(opts.DataDir, "admin.kubeconfig")
-	if err := ca.WriteKubeconfig(s.Kubeconfig, s.URL, "petrel-admin", []string{"system:masters"}); err != nil {
+	s.loopbackKubeconfig = filepath.Join(opts.DataDir, "pki", "loopback.kubeconfig")
+	adminURL := "https://" + net.JoinHostPort(ownAddress(opts.BindAddress, opts.AdvertiseAddress), strconv.Itoa(port))
+	if err := ca.WriteKubeconfig(s.Kubeconfig, adminURL, "petrel-admin", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.Kubeconfig, err)
+	}
+	if err := ca.WriteKubeconfig(s.loopbackKubeconfig, s.URL, "petrel-loopback", []string{"system:masters"}); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", s.loopbackKubeconfig, err)
 	}
 	s.httpServer = &http.Server{
 		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -559,6 +605,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			}
 		},
 	})
+	if snapshots != nil {
+		dir := opts.EtcdSnapshotDir
+		if dir == "" {
+			dir = etcd.SnapshotDir(opts.DataDir)
+		}
+		name := memberName
+		if name == "" {
+			name = etcd.DefaultMemberName
+		}
+		go runSnapshots(ctx, backend, snapshots, dir, name, opts.EtcdSnapshotRetention)
+	}
 	ok = true
 	// Start-up builds large transient structures (OpenAPI, type converters,
 	// the first lists); give that memory back before settling to idle.
@@ -571,7 +628,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 // runControllers runs the controllers until ctx ends (the lead is lost).
 func (s *Server) runControllers(ctx context.Context, resources []*registry.Resource) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.loopbackKubeconfig)
 	if err != nil {
 		slog.Error("controllers: kubeconfig", "err", err)
 		return
@@ -668,7 +725,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go cronJobs.Run(ctx)
 	go sched.Run(ctx)
 	go ipam.Run(ctx)
-	go namespace.Run(ctx, s.Kubeconfig, resources)
+	go namespace.Run(ctx, s.loopbackKubeconfig, resources)
 	gc.Run(ctx, 4)
 }
 
@@ -692,6 +749,19 @@ func serviceIP(n *net.IPNet, k byte) string {
 	copy(ip, n.IP.To4())
 	ip[len(ip)-1] += k
 	return ip.String()
+}
+
+// ownAddress is where this server is reached: its bind address when it
+// binds one, else the advertise address when given (preferred may be
+// empty), else 127.0.0.1.
+func ownAddress(bind, preferred string) string {
+	if ip := net.ParseIP(bind); ip != nil && !ip.IsUnspecified() {
+		return ip.String()
+	}
+	if preferred != "" {
+		return preferred
+	}
+	return "127.0.0.1"
 }
 
 func localAddresses() []string {
@@ -810,7 +880,7 @@ func repairAllocations(ctx context.Context, services *storage.Store, alloc *allo
 // bootstrap creates the namespaces and the kubernetes Service every cluster has,
 // through the API like any client.
 func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.loopbackKubeconfig)
 	if err != nil {
 		return err
 	}

@@ -100,10 +100,15 @@ func join(ctx context.Context, opts Options) (*rest.Config, error) {
 		slog.Info("node: using the client certificate from an earlier join", "expires", cert.Leaf.NotAfter.Format(time.RFC3339))
 	}
 	currentPath := filepath.Join(pkiDir, nodeClientPrefix+"-current.pem")
-	if err := writeNodeKubeconfig(kubeconfigPath, opts.Server, caPEM, currentPath); err != nil {
+	server := opts.Server
+	if opts.kubeconfigServer != "" {
+		server = opts.kubeconfigServer
+	}
+	if err := writeNodeKubeconfig(kubeconfigPath, server, caPEM, currentPath); err != nil {
 		return nil, err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath)
+	// The node's clients reach the servers through its load balancer.
+	cfg, err := clientcmd.BuildConfigFromFlags(opts.Server, kubeconfigPath)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", kubeconfigPath, err)
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/dataplane/serverlb"
 	"github.com/petrel-project/petrel/dataplane/stream"
 	"github.com/petrel-project/petrel/dns"
 )
@@ -51,7 +52,10 @@ type Options struct {
 	Kubeconfig string
 	// Server, when set, replaces the kubeconfig's API server address (a
 	// kubeconfig copied from the control plane names 127.0.0.1); with Token,
-	// it is the server to join.
+	// it is the server to join. Several, comma-separated, are tried in
+	// turn: the node's clients reach them through a local load balancer
+	// (package serverlb) that also learns the servers the kubernetes
+	// Service lists, and fails over without a restart.
 	Server string
 	// Token, when set, joins the cluster at Server with a join token
 	// (`petrel token create`, <data-dir>/node-token of the server): the node
@@ -114,6 +118,9 @@ type Options struct {
 	NodeServerAddress string
 	// nodeServerPort is where it listens, for Node.status.daemonEndpoints.
 	nodeServerPort int
+	// kubeconfigServer is the server node.kubeconfig names when the
+	// node's clients go through its load balancer (the first of Server).
+	kubeconfigServer string
 	// Ingress serves the cluster's Ingresses of class petrel on this node
 	// (listeners at Ingress.HTTPAddress and HTTPSAddress; both empty: off).
 	Ingress ingress.Config
@@ -155,6 +162,17 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	var cfg *rest.Config
 	var err error
+	var servers *serverlb.LB
+	if opts.Server != "" {
+		if servers, err = StartServerLB(ctx, opts.Server, filepath.Join(opts.DataDir, ServersFile)); err != nil {
+			return nil, err
+		}
+		slog.Info("node: API servers through the local load balancer", "servers", opts.Server, "via", servers.URL())
+		// node.kubeconfig names the first server given (a file usable
+		// on its own); the node's own clients dial the load balancer.
+		opts.kubeconfigServer, _, _ = strings.Cut(opts.Server, ",")
+		opts.Server = servers.URL()
+	}
 	if opts.Token != "" {
 		if cfg, err = join(ctx, opts); err != nil {
 			return nil, fmt.Errorf("joining %s with the token: %w", opts.Server, err)
@@ -171,6 +189,14 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if servers != nil {
+		ca := cfg.TLSClientConfig.CAData
+		if len(ca) == 0 && cfg.TLSClientConfig.CAFile != "" {
+			ca, _ = os.ReadFile(cfg.TLSClientConfig.CAFile)
+		}
+		servers.SetCA(ca)
+		go servers.Learn(ctx, cs)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -606,4 +632,19 @@ func collectConntrack(ctx context.Context, pinDir string, reg prometheus.Registe
 			slog.Warn("node: NodePort connection tracking collection", "err", err)
 		}
 	}
+}
+
+// ServersFile, in the node's data dir, keeps the servers its load
+// balancer learned from the kubernetes endpoints.
+const ServersFile = "servers"
+
+// StartServerLB starts the node's load balancer of the API servers in
+// server (https URLs, comma-separated), keeping what it learns in
+// stateFile (empty: not kept); clients dial its URL.
+func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB, error) {
+	list, err := serverlb.ParseServers(strings.Split(server, ","))
+	if err != nil {
+		return nil, err
+	}
+	return serverlb.StartWithState(ctx, list, nil, stateFile)
 }

@@ -147,8 +147,11 @@ var handedOut = struct {
 
 // Server is a running `petrel server` child process.
 type Server struct {
-	t          testing.TB
-	DataDir    string
+	t       testing.TB
+	DataDir string
+	// Host is the address the server binds and is reached at (default
+	// 127.0.0.1).
+	Host       string
 	Port       int
 	EtcdClient int
 	EtcdPeer   int
@@ -212,7 +215,7 @@ func (s *Server) Start() {
 	if command == "" {
 		command = "server"
 	}
-	args := append([]string{command, "--data-dir", s.DataDir, "--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(s.Port),
+	args := append([]string{command, "--data-dir", s.DataDir, "--bind-address", s.host(), "--secure-port", strconv.Itoa(s.Port),
 		"--etcd-client-url", fmt.Sprintf("https://127.0.0.1:%d", s.EtcdClient), "--etcd-peer-url", fmt.Sprintf("https://127.0.0.1:%d", s.EtcdPeer)}, s.ExtraArgs...)
 	argv := append(append([]string{}, s.Wrapper...), Binary(s.t))
 	s.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
@@ -243,7 +246,7 @@ func (s *Server) WaitReady(timeout time.Duration) {
 			s.t.Fatalf("petrel server exited during start:\n%s", log)
 		default:
 		}
-		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", s.Port))
+		resp, err := client.Get(s.URL() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -310,7 +313,14 @@ func (s *Server) ServerToken(t testing.TB) string {
 }
 
 // URL is the server's API address.
-func (s *Server) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", s.Port) }
+func (s *Server) URL() string { return "https://" + net.JoinHostPort(s.host(), strconv.Itoa(s.Port)) }
+
+func (s *Server) host() string {
+	if s.Host == "" {
+		return "127.0.0.1"
+	}
+	return s.Host
+}
 
 // JoinArgs are the flags of a server that joins this one's cluster.
 func (s *Server) JoinArgs(t testing.TB) []string {

@@ -24,6 +24,10 @@ import (
 // namespace, cgroup subtree, pin directory and containerd.
 type Multi struct {
 	*Server
+	// Servers are all the servers (Server is the first); with more than
+	// one, each has its own address on segment 0 and the same port, and
+	// they are joined into one cluster.
+	Servers  []*Server
 	Topology *topology.Topology
 	Nodes    []*MultiNode
 }
@@ -40,6 +44,9 @@ type MultiNode struct {
 // MultiOptions shape a Multi.
 type MultiOptions struct {
 	Nodes, Segments int
+	// Servers is how many servers to start (default 1); the nodes are
+	// given all of them (--server A,B,C).
+	Servers int
 	// ServerArgs and NodeArgs are extra flags of `petrel server` and of
 	// every `petrel node`.
 	ServerArgs, NodeArgs []string
@@ -83,10 +90,36 @@ func StartMulti(t testing.TB, o MultiOptions) *Multi {
 			t.Errorf("remove the topology: %v", err)
 		}
 	})
-	s := NewServer(t, append([]string{"--bind-address", "0.0.0.0", "--advertise-address", topo.ServerAddress.String()}, o.ServerArgs...)...)
-	s.Start()
-	m.Server = s
-	server := fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port)
+	var server string
+	if o.Servers <= 1 {
+		s := NewServer(t, append([]string{"--bind-address", "0.0.0.0", "--advertise-address", topo.ServerAddress.String()}, o.ServerArgs...)...)
+		s.Start()
+		m.Server, m.Servers = s, []*Server{s}
+		server = fmt.Sprintf("https://%s:%d", topo.ServerAddress, s.Port)
+	} else {
+		port := FreePort(t)
+		var urls []string
+		for k := range o.Servers {
+			addr := topo.ServerAddress
+			if k > 0 {
+				if addr, err = topo.AddServerAddress(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := append([]string{"--advertise-address", addr.String()}, o.ServerArgs...)
+			if k > 0 {
+				args = append(args, m.Servers[0].JoinArgs(t)...)
+			}
+			s := NewServer(t, args...)
+			s.Host, s.Port = addr.String(), port
+			s.Start()
+			m.Servers = append(m.Servers, s)
+			urls = append(urls, s.URL())
+		}
+		m.Server = m.Servers[0]
+		server = strings.Join(urls, ",")
+	}
+	s := m.Server
 	for _, n := range m.Nodes {
 		// Each node joins with the server's token, as a machine would: no
 		// node holds the admin kubeconfig.
