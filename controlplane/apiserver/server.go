@@ -28,7 +28,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/petrel-project/petrel/controlplane/tokens"
@@ -41,8 +41,10 @@ const MaxRequestBodyBytes = 3 << 20
 // Config is what the server serves.
 type Config struct {
 	Resources []*registry.Resource
-	Stores    map[schema.GroupVersionResource]*storage.Store
-	Version   version.Info
+	// Registry serves the resources: a store per resource with its strategy
+	// and the admission chain.
+	Registry *generic.Registry
+	Version  version.Info
 	// Registry lets /metrics serve the process's metrics.
 	Metrics *prometheus.Registry
 	// Ready reports whether the server is ready for traffic (for /readyz).
@@ -72,14 +74,13 @@ type Server struct {
 	discovery  *discoveryDocs
 	metrics    *serverMetrics
 	mux        *http.ServeMux
-	namespaces *storage.Store
 	inflight   *inflightLimit
 }
 
 // endpoint is one served resource with its storage and field manager.
 type endpoint struct {
 	res          *registry.Resource
-	store        *storage.Store
+	store        *generic.Store
 	fieldManager *managedfields.FieldManager
 	statusFM     *managedfields.FieldManager
 	// reset are the fields the main endpoint does not own (status), for
@@ -115,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.openapi = oa
 	for _, res := range cfg.Resources {
-		st := cfg.Stores[res.GVR]
+		st := cfg.Registry.Store(res.GVR)
 		if st == nil {
 			return nil, fmt.Errorf("no storage for %s", res.GVR)
 		}
@@ -135,9 +136,6 @@ func New(cfg Config) (*Server, error) {
 		gv := res.GVR.GroupVersion()
 		s.byGroupVer[gv] = append(s.byGroupVer[gv], ep)
 		s.byPath[gv.Group+"/"+gv.Version+"/"+res.GVR.Resource] = ep
-		if res.GVR.Resource == "namespaces" && gv.Group == "" {
-			s.namespaces = st
-		}
 	}
 	s.discovery = buildDiscovery(listed)
 	s.mux = http.NewServeMux()

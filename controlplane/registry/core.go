@@ -22,7 +22,7 @@ func coreResources(cfg Config) []*Resource {
 	return []*Resource{
 		{
 			GVR: gv.WithResource("namespaces"), Kind: "Namespace", ShortNames: []string{"ns"}, HasStatus: true,
-			DNSLabelName: true,
+			DNSLabelName: true, DeleteForbidden: namespaceDeleteForbidden, Terminate: terminateNamespace,
 			New:          func() runtime.Object { return &corev1.Namespace{} }, NewList: func() runtime.Object { return &corev1.NamespaceList{} },
 			Default: func(obj runtime.Object) {
 				ns := obj.(*corev1.Namespace)
@@ -48,7 +48,7 @@ func coreResources(cfg Config) []*Resource {
 		},
 		{
 			GVR: gv.WithResource("pods"), Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, Categories: []string{"all"},
-			HasStatus: true,
+			HasStatus: true, GracePeriod: podGracePeriod,
 			New:       func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 			Default: func(obj runtime.Object) {
 				p := obj.(*corev1.Pod)
@@ -230,7 +230,7 @@ func coreResources(cfg Config) []*Resource {
 			},
 		},
 		{
-			GVR: gv.WithResource("nodes"), Kind: "Node", ShortNames: []string{"no"}, HasStatus: true,
+			GVR: gv.WithResource("nodes"), Kind: "Node", ShortNames: []string{"no"}, HasStatus: true, KeepStatusOnCreate: true,
 			New: func() runtime.Object { return &corev1.Node{} }, NewList: func() runtime.Object { return &corev1.NodeList{} },
 			Validate: func(obj runtime.Object) field.ErrorList {
 				n := obj.(*corev1.Node)

@@ -1,8 +1,7 @@
-package apiserver
+package builtin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,27 +10,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
-
-// admissionList returns the objects of the resource at path (group/
-// version/resource) in namespace, for admission. It reads the watch cache as
-// it is (resourceVersion 0), as Kubernetes' admission reads informer
-// listers: a fresh read would cost every create an etcd round trip and a
-// wait for the cache; decisions that must not race are compare-and-swap
-// writes. A resource that is not served gives no objects.
-func (s *Server) admissionList(ctx context.Context, path, namespace string) (*endpoint, []runtime.Object, error) {
-	ep := s.byPath[path]
-	if ep == nil {
-		return nil, nil, nil
-	}
-	res, err := ep.store.List(ctx, storage.ListOptions{Prefix: ep.store.NamespacePrefix(namespace), ResourceVersion: "0"})
-	if err != nil {
-		return nil, nil, err
-	}
-	return ep, res.Items, nil
-}
 
 // computeNames are what a pod must declare when a quota limits them.
 var computeNames = map[corev1.ResourceName]bool{
@@ -39,23 +21,35 @@ var computeNames = map[corev1.ResourceName]bool{
 	corev1.ResourceLimitsCPU: true, corev1.ResourceLimitsMemory: true,
 }
 
-// admitQuota charges a new object to its namespace's ResourceQuotas, as
+// ResourceQuota charges a new object to its namespace's ResourceQuotas, as
 // Kubernetes' quota admission does: each quota that limits something the
 // object uses has its status.used raised by a compare-and-swap write
 // before the object is stored, so concurrent creates cannot both take the
 // last unit; an object that would go over gets 403 Forbidden. A dry run is
 // checked and not charged. The quota controller recomputes usage from what
 // is stored, which gives back what deletions (and failed creates) free.
-func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Object, dryRun bool) error {
-	ns := accessor(obj).GetNamespace()
-	if ns == "" {
+type ResourceQuota struct {
+	reg *generic.Registry
+}
+
+// Name names the plugin.
+func (p *ResourceQuota) Name() string { return "ResourceQuota" }
+
+// Handles creates.
+func (p *ResourceQuota) Handles(op admission.Operation) bool { return op == admission.Create }
+
+// Validate charges the new object to its namespace's quotas.
+func (p *ResourceQuota) Validate(ctx context.Context, a *admission.Attributes) error {
+	ns, obj, dryRun := a.Namespace, a.Object, a.DryRun
+	st := coreStore(p.reg, "resourcequotas")
+	if ns == "" || st == nil || a.Subresource != "" {
 		return nil
 	}
-	ep, items, err := s.admissionList(ctx, "/v1/resourcequotas", ns)
+	items, err := st.CachedList(ctx, ns)
 	if err != nil || len(items) == 0 {
 		return err
 	}
-	gr := req.ep.res.GVR.GroupResource()
+	gr := a.Resource.GroupResource()
 	use := registry.QuotaUsage(gr, obj)
 	for _, item := range items {
 		q := item.(*corev1.ResourceQuota)
@@ -73,16 +67,15 @@ func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Objec
 		}
 		if len(missing) > 0 {
 			sort.Strings(missing)
-			return apierrors.NewForbidden(gr, accessor(obj).GetName(), fmt.Errorf("failed quota: %s: must specify %s", q.Name, strings.Join(missing, ",")))
+			return apierrors.NewForbidden(gr, a.Name, fmt.Errorf("failed quota: %s: must specify %s", q.Name, strings.Join(missing, ",")))
 		}
 		if len(charged) == 0 {
 			continue
 		}
-		key := ep.store.Key(ns, q.Name)
-		_, _, err := ep.store.GuaranteedUpdate(ctx, key, q.Name, func(cur runtime.Object) (runtime.Object, error) {
+		_, err := st.Modify(ctx, ns, q.Name, func(cur runtime.Object) (runtime.Object, error) {
 			next := cur.(*corev1.ResourceQuota).DeepCopy()
 			if next.Status.Hard == nil {
-				return nil, apierrors.NewForbidden(gr, accessor(obj).GetName(), fmt.Errorf("status unknown for quota: %s, resources: %s", q.Name, names(charged)))
+				return nil, apierrors.NewForbidden(gr, a.Name, fmt.Errorf("status unknown for quota: %s, resources: %s", q.Name, names(charged)))
 			}
 			var over []string
 			used := corev1.ResourceList{}
@@ -96,11 +89,11 @@ func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Objec
 			}
 			if len(over) > 0 {
 				sort.Strings(over)
-				return nil, apierrors.NewForbidden(gr, accessor(obj).GetName(), fmt.Errorf("exceeded quota: %s, requested: %s, used: %s, limited: %s",
+				return nil, apierrors.NewForbidden(gr, a.Name, fmt.Errorf("exceeded quota: %s, requested: %s, used: %s, limited: %s",
 					q.Name, listOf(over, charged), listOf(over, next.Status.Used), listOf(over, next.Spec.Hard)))
 			}
 			if dryRun {
-				return nil, errDryRun{next}
+				return nil, generic.ErrNoChange
 			}
 			if next.Status.Used == nil {
 				next.Status.Used = corev1.ResourceList{}
@@ -110,8 +103,7 @@ func (s *Server) admitQuota(ctx context.Context, req *request, obj runtime.Objec
 			}
 			return next, nil
 		})
-		var dr errDryRun
-		if err != nil && !errors.As(err, &dr) {
+		if err != nil {
 			return err
 		}
 	}

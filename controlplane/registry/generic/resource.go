@@ -1,8 +1,11 @@
-// Package registry describes every served resource: its kind and scope, its
-// defaults, validation, status/spec split, selectable fields, table columns and
-// allocation hooks. The apiserver drives requests through these descriptions; the
-// storage below them knows nothing of kinds.
-package registry
+// Package generic is the one store every kind is served by, built-in or
+// custom: get, list, watch, create, update, patch (through update funcs),
+// delete and deletecollection over storage, driven by a per-kind strategy
+// (Resource: defaults, validation, the status/spec split, subresources,
+// selectable fields, table columns, allocation hooks) and the admission
+// chain. The apiserver above it does HTTP only; the storage below it knows
+// nothing of kinds.
+package generic
 
 import (
 	"context"
@@ -27,7 +30,7 @@ type Column struct {
 	Cell        func(obj runtime.Object) interface{}
 }
 
-// Resource describes one served resource.
+// Resource describes one served resource: it is the kind's strategy.
 type Resource struct {
 	GVR        schema.GroupVersionResource
 	Kind       string
@@ -82,6 +85,33 @@ type Resource struct {
 	// Storage, when set, keeps the objects in another resource's storage
 	// (events.k8s.io events as core events).
 	Storage *StorageMapping
+
+	// DeleteForbidden, when set, refuses the delete of the named object
+	// (the namespaces that always exist).
+	DeleteForbidden func(name string) error
+	// GracePeriod, when set, is how many seconds a deleted object lingers
+	// before it goes (pods on a node); 0 deletes at once.
+	GracePeriod func(obj runtime.Object, opts *metav1.DeleteOptions) int64
+	// Terminate, when set, makes every delete a termination: the object is
+	// marked (deletionTimestamp, Terminate's changes) and stays while
+	// something holds it; Terminate reports whether anything does beyond the
+	// metadata finalizers (a namespace's spec.finalizers).
+	Terminate func(obj runtime.Object) (held bool)
+	// KeepStatusOnCreate keeps the status a client sends on create (nodes
+	// report theirs from the start).
+	KeepStatusOnCreate bool
+}
+
+// StorageMapping says that a resource's objects live in another
+// resource's storage (its etcd keys and encoding), converted on the way in
+// and out.
+type StorageMapping struct {
+	GVR       schema.GroupVersionResource
+	Kind      string
+	NewStored func() runtime.Object
+	ToStored  func(runtime.Object) runtime.Object
+	// FromStored converts a stored object (with its resourceVersion).
+	FromStored func(runtime.Object) runtime.Object
 }
 
 // ScaleAccess reads and writes the replica count for /scale.
@@ -112,7 +142,7 @@ func (r *Resource) HasSubresource(sub string) bool {
 	return false
 }
 
-// Kinds returns the group-version-kind of the resource.
+// GVK returns the group-version-kind of the resource.
 func (r *Resource) GVK() schema.GroupVersionKind {
 	return r.GVR.GroupVersion().WithKind(r.Kind)
 }
@@ -235,8 +265,8 @@ func ClearStatus(obj runtime.Object) {
 	}
 }
 
-// Age returns the creation timestamp for the AGE column.
-func creationTime(obj runtime.Object) metav1.Time {
+// CreationTime returns the creation timestamp for the AGE column.
+func CreationTime(obj runtime.Object) metav1.Time {
 	acc, err := meta.Accessor(obj)
 	if err != nil {
 		return metav1.Time{}

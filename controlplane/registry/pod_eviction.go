@@ -1,4 +1,4 @@
-package apiserver
+package registry
 
 import (
 	"context"
@@ -12,7 +12,29 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/kubectl/pkg/util/podutils"
+
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
+
+// EvictPod serves pods/<name>/eviction: the pod is deleted with the
+// eviction's options once its disruption budget allows.
+func EvictPod(ctx context.Context, pods, budgets *generic.Store, namespace, name string, ev *policyv1.Eviction) error {
+	opts := ev.DeleteOptions
+	if opts == nil {
+		opts = &metav1.DeleteOptions{}
+	}
+	cur, err := pods.Get(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	if pod := cur.(*corev1.Pod); pod.DeletionTimestamp == nil && budgets != nil {
+		if err := checkDisruptionBudget(ctx, budgets, pod); err != nil {
+			return err
+		}
+	}
+	_, _, err = pods.Delete(ctx, namespace, name, opts)
+	return err
+}
 
 // checkDisruptionBudget decides whether the pod may be evicted now, as
 // Kubernetes' eviction subresource does: with no budget over it, yes; a pod
@@ -20,11 +42,11 @@ import (
 // unhealthyPodEvictionPolicy); a healthy pod takes one of the budget's
 // allowed disruptions, recorded in the budget's status before the pod is
 // deleted, or the request gets 429 and kubectl drain retries.
-func (s *Server) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod) error {
+func checkDisruptionBudget(ctx context.Context, budgets *generic.Store, pod *corev1.Pod) error {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodPending {
 		return nil
 	}
-	ep, items, err := s.admissionList(ctx, "policy/v1/poddisruptionbudgets", pod.Namespace)
+	items, err := budgets.CachedList(ctx, pod.Namespace)
 	if err != nil || len(items) == 0 {
 		return err
 	}
@@ -55,8 +77,7 @@ func (s *Server) checkDisruptionBudget(ctx context.Context, pod *corev1.Pod) err
 		}
 		return budgetError(pdb)
 	}
-	key := ep.store.Key(pdb.Namespace, pdb.Name)
-	_, _, err = ep.store.GuaranteedUpdate(ctx, key, pdb.Name, func(cur runtime.Object) (runtime.Object, error) {
+	_, err = budgets.Modify(ctx, pdb.Namespace, pdb.Name, func(cur runtime.Object) (runtime.Object, error) {
 		p := cur.(*policyv1.PodDisruptionBudget).DeepCopy()
 		if p.Status.ObservedGeneration < p.Generation {
 			return nil, tooManyRequests(fmt.Sprintf("The disruption budget %s is still being processed by the server.", p.Name))
