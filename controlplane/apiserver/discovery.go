@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -115,7 +116,7 @@ func buildDiscovery(resources []*registry.Resource) *discoveryDocs {
 func toV2Beta1(in *apidiscoveryv2.APIGroupDiscoveryList) *apidiscoveryv2beta1.APIGroupDiscoveryList {
 	data, _ := jsonMarshal(in)
 	out := &apidiscoveryv2beta1.APIGroupDiscoveryList{}
-	_ = jsonUnmarshal(data, out)
+	_ = json.Unmarshal(data, out)
 	out.TypeMeta = metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2beta1"}
 	return out
 }

@@ -397,7 +397,7 @@ func (s *Server) createObject(ctx context.Context, r *http.Request, req *request
 			acc.SetManagedFields(applied)
 			return obj, nil
 		}
-		if e, ok := s.openapi.createFields.entry(obj, res.GVK(), res.New, manager, req.ep.reset); ok {
+		if e, ok := s.openapi.CreateEntry(obj, res.GVK(), res.New, manager, req.ep.reset); ok {
 			acc.SetManagedFields([]metav1.ManagedFieldsEntry{e})
 			return obj, nil
 		}

@@ -16,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
+
+	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
+
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -70,11 +74,11 @@ type Server struct {
 	cfg        Config
 	byGroupVer map[schema.GroupVersion][]*endpoint
 	byPath     map[string]*endpoint // "<group>/<version>/<resource>"
-	openapi    *openAPI
+	openapi    *openapi.Service
 	discovery  *discoveryDocs
 	metrics    *serverMetrics
 	mux        *http.ServeMux
-	inflight   *inflightLimit
+	inflight   *filters.InflightLimit
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -98,19 +102,19 @@ func New(cfg Config) (*Server, error) {
 	}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
-		readOnly = DefaultMaxReadOnlyInflight
+		readOnly = filters.DefaultMaxReadOnlyInflight
 	}
 	if mutating <= 0 {
-		mutating = DefaultMaxMutatingInflight
+		mutating = filters.DefaultMaxMutatingInflight
 	}
 	var reg prometheus.Registerer
 	if cfg.Metrics != nil {
 		reg = cfg.Metrics
 	}
-	s.inflight = newInflightLimit(readOnly, mutating, reg)
+	s.inflight = filters.NewInflightLimit(readOnly, mutating, reg)
 	// The reviews are listed (discovery, OpenAPI) but not stored.
 	listed := append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...)
-	oa, err := buildOpenAPI(listed)
+	oa, err := openapi.Build(Scheme, listed)
 	if err != nil {
 		return nil, fmt.Errorf("building OpenAPI: %w", err)
 	}
@@ -122,13 +126,13 @@ func New(cfg Config) (*Server, error) {
 		}
 		ep := &endpoint{res: res, store: st}
 		gvk := res.GVK()
-		ep.reset = oa.resetFields(res, false)
-		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", ep.reset)
+		ep.reset = oa.ResetFields(res, false)
+		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.TypeConverter(), Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", ep.reset)
 		if err != nil {
 			return nil, fmt.Errorf("field manager for %s: %w", res.GVR, err)
 		}
 		if res.HasStatus {
-			ep.statusFM, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "status", oa.resetFields(res, true))
+			ep.statusFM, err = managedfields.NewDefaultFieldManager(oa.TypeConverter(), Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "status", oa.ResetFields(res, true))
 			if err != nil {
 				return nil, fmt.Errorf("status field manager for %s: %w", res.GVR, err)
 			}
@@ -154,9 +158,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc("/openapi/v2", s.openapi.serveV2)
-	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
-	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)
+	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
+	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
+	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
 	// Reviews kubectl auth can-i and whoami ask for (no stored objects).
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.selfSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", s.selfSubjectRulesReview)
@@ -178,7 +182,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	done, err := s.inflight.admit(r)
+	done, err := s.inflight.Admit(r)
 	if err != nil {
 		// client-go waits Retry-After seconds and sends the request again.
 		w.Header().Set("Retry-After", "1")

@@ -7,7 +7,6 @@
 package builtin
 
 import (
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -68,4 +67,3 @@ func allowed(authz *rbac.Authorizer, nodes *nodeauth.Authorizer, attrs rbac.Attr
 	ok, _ := authz.Authorize(attrs)
 	return ok
 }
-

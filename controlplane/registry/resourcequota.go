@@ -152,8 +152,8 @@ func QuotaUsage(gr schema.GroupResource, obj runtime.Object) corev1.ResourceList
 		use[corev1.ResourcePods] = one
 		req, lim := corev1.ResourceList{}, corev1.ResourceList{}
 		for _, c := range o.Spec.Containers {
-			addTo(req, c.Resources.Requests)
-			addTo(lim, c.Resources.Limits)
+			AddTo(req, c.Resources.Requests)
+			AddTo(lim, c.Resources.Limits)
 		}
 		// An init container runs alone: the pod needs the larger of it
 		// and the sum of the others.

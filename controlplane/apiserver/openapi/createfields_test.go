@@ -1,9 +1,15 @@
-package apiserver
+package openapi_test
 
 import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/petrel-project/petrel/controlplane/apiserver"
+	petrelopenapi "github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +27,7 @@ import (
 // lists, quantities and status.
 func TestCreateFieldsMatchTheFieldManager(t *testing.T) {
 	resources := registry.All(registry.Config{})
-	oa, err := buildOpenAPI(resources)
+	oa, err := petrelopenapi.Build(apiserver.Scheme, resources)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +70,12 @@ func TestCreateFieldsMatchTheFieldManager(t *testing.T) {
 			res.Default(obj)
 		}
 		setKindTo(obj, gvk)
-		reset := oa.resetFields(res, false)
-		fast, ok := oa.createFields.entry(obj.DeepCopyObject(), gvk, res.New, "tester", reset)
+		reset := oa.ResetFields(res, false)
+		fast, ok := oa.CreateEntry(obj.DeepCopyObject(), gvk, res.New, "tester", reset)
 		if !ok {
 			t.Fatalf("%s: the fast path declined", kind)
 		}
-		fm, err := managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", reset)
+		fm, err := managedfields.NewDefaultFieldManager(oa.TypeConverter(), apiserver.Scheme, apiserver.Scheme, apiserver.Scheme, gvk, gvk.GroupVersion(), "", reset)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,14 +108,14 @@ func TestCreateFieldsMatchTheFieldManager(t *testing.T) {
 
 // kubectl's client-side apply record takes the general path.
 func TestCreateFieldsDeclineLastApplied(t *testing.T) {
-	oa, err := buildOpenAPI(registry.All(registry.Config{}))
+	oa, err := petrelopenapi.Build(apiserver.Scheme, registry.All(registry.Config{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Annotations: map[string]string{lastAppliedAnnotation: "{}"}}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c", Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: "{}"}}}
 	gvk := corev1.SchemeGroupVersion.WithKind("ConfigMap")
 	setKindTo(cm, gvk)
-	if _, ok := oa.createFields.entry(cm, gvk, func() runtime.Object { return &corev1.ConfigMap{} }, "kubectl", nil); ok {
+	if _, ok := oa.CreateEntry(cm, gvk, func() runtime.Object { return &corev1.ConfigMap{} }, "kubectl", nil); ok {
 		t.Error("took the fast path with a last-applied-configuration")
 	}
 }
@@ -118,7 +124,7 @@ func TestCreateFieldsDeclineLastApplied(t *testing.T) {
 // manager's general path for one Pod create.
 func BenchmarkCreateManagedFields(b *testing.B) {
 	resources := registry.All(registry.Config{})
-	oa, err := buildOpenAPI(resources)
+	oa, err := petrelopenapi.Build(apiserver.Scheme, resources)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,17 +141,17 @@ func BenchmarkCreateManagedFields(b *testing.B) {
 			Env:   []corev1.EnvVar{{Name: "A", Value: "1"}}}}}}
 	res.Default(pod)
 	setKindTo(pod, gvk)
-	reset := oa.resetFields(res, false)
+	reset := oa.ResetFields(res, false)
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, ok := oa.createFields.entry(pod, gvk, res.New, "tester", reset); !ok {
+			if _, ok := oa.CreateEntry(pod, gvk, res.New, "tester", reset); !ok {
 				b.Fatal("declined")
 			}
 		}
 	})
 	b.Run("field-manager", func(b *testing.B) {
-		fm, err := managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", reset)
+		fm, err := managedfields.NewDefaultFieldManager(oa.TypeConverter(), apiserver.Scheme, apiserver.Scheme, apiserver.Scheme, gvk, gvk.GroupVersion(), "", reset)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -158,4 +164,16 @@ func BenchmarkCreateManagedFields(b *testing.B) {
 			}
 		}
 	})
+}
+
+func setKindTo(obj runtime.Object, gvk schema.GroupVersionKind) {
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
+}
+
+func accessor(obj runtime.Object) metav1.Object {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		panic(err)
+	}
+	return acc
 }

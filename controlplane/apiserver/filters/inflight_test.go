@@ -1,18 +1,20 @@
-package apiserver
+package filters
 
 import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/petrel-project/petrel/controlplane/admission"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 func TestInflightLimitShedsPastItsPlaces(t *testing.T) {
-	l := newInflightLimit(1, 1, nil)
+	l := NewInflightLimit(1, 1, nil)
 	req := func(method, target string, groups ...string) (func(), error) {
 		r := httptest.NewRequest(method, target, nil)
-		r = r.WithContext(WithUser(r.Context(), User{Name: "u", Groups: append(groups, "system:authenticated")}))
-		return l.admit(r)
+		r = r.WithContext(admission.WithUser(r.Context(), admission.User{Name: "u", Groups: append(groups, "system:authenticated")}))
+		return l.Admit(r)
 	}
 	doneRead, err := req("GET", "/api/v1/pods")
 	if err != nil {

@@ -1,4 +1,7 @@
-package registry
+// Package coreapi holds the defaults and validation of core/v1 types that
+// several kinds share (pod specs in pods and every workload, services,
+// config keys, taints), as Kubernetes' pkg/apis/core/validation.
+package coreapi
 
 import (
 	"fmt"
@@ -6,357 +9,14 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	apivalidation "k8s.io/apimachinery/pkg/api/validation"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-func coreResources(cfg Config) []*Resource {
-	gv := corev1.SchemeGroupVersion
-	return []*Resource{
-		{
-			GVR: gv.WithResource("namespaces"), Kind: "Namespace", ShortNames: []string{"ns"}, HasStatus: true,
-			DNSLabelName: true, DeleteForbidden: namespaceDeleteForbidden, Terminate: terminateNamespace,
-			New:          func() runtime.Object { return &corev1.Namespace{} }, NewList: func() runtime.Object { return &corev1.NamespaceList{} },
-			Default: func(obj runtime.Object) {
-				ns := obj.(*corev1.Namespace)
-				if ns.Status.Phase == "" {
-					ns.Status.Phase = corev1.NamespaceActive
-				}
-				if ns.Labels == nil {
-					ns.Labels = map[string]string{}
-				}
-				ns.Labels[corev1.LabelMetadataName] = ns.Name
-			},
-			PrepareForCreate: func(obj runtime.Object) {
-				ns := obj.(*corev1.Namespace)
-				ns.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
-			},
-			Columns: []Column{
-				col("Status", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Namespace).Status.Phase) }),
-				AgeColumn,
-			},
-		},
-		{
-			GVR: gv.WithResource("pods"), Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, Categories: []string{"all"},
-			HasStatus: true, GracePeriod: podGracePeriod,
-			New:       func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
-			Default: func(obj runtime.Object) {
-				p := obj.(*corev1.Pod)
-				DefaultPodSpec(&p.Spec)
-				defaultPodOnly(&p.Spec)
-				if p.Status.Phase == "" {
-					p.Status.Phase = corev1.PodPending
-				}
-				if p.Status.QOSClass == "" {
-					p.Status.QOSClass = qosClass(&p.Spec)
-				}
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				p := obj.(*corev1.Pod)
-				return ValidatePodSpec(&p.Spec, field.NewPath("spec"))
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				p, o := obj.(*corev1.Pod), old.(*corev1.Pod)
-				errs := ValidatePodSpec(&p.Spec, field.NewPath("spec"))
-				// Only images, activeDeadlineSeconds and added tolerations may change.
-				a, b := p.Spec.DeepCopy(), o.Spec.DeepCopy()
-				for i := range a.Containers {
-					if i < len(b.Containers) {
-						a.Containers[i].Image = b.Containers[i].Image
-					}
-				}
-				for i := range a.InitContainers {
-					if i < len(b.InitContainers) {
-						a.InitContainers[i].Image = b.InitContainers[i].Image
-					}
-				}
-				a.ActiveDeadlineSeconds, a.Tolerations = b.ActiveDeadlineSeconds, b.Tolerations
-				if o.Spec.NodeName == "" {
-					a.NodeName = b.NodeName
-				}
-				if !semanticEqual(a, b) {
-					errs = append(errs, field.Forbidden(field.NewPath("spec"), "pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to existing tolerations)"))
-				}
-				return errs
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				p := obj.(*corev1.Pod)
-				return fields.Set{
-					"spec.nodeName": p.Spec.NodeName, "spec.restartPolicy": string(p.Spec.RestartPolicy),
-					"spec.schedulerName": p.Spec.SchedulerName, "spec.serviceAccountName": p.Spec.ServiceAccountName,
-					"spec.hostNetwork": fmt.Sprint(p.Spec.HostNetwork), "status.phase": string(p.Status.Phase),
-					"status.podIP": p.Status.PodIP, "status.nominatedNodeName": p.Status.NominatedNodeName,
-				}
-			},
-			Columns: podColumns(),
-		},
-		{
-			GVR: gv.WithResource("services"), Kind: "Service", Namespaced: true, ShortNames: []string{"svc"}, Categories: []string{"all"},
-			HasStatus: true, DNSLabelName: true, NameValidator: apivalidation.NameIsDNS1035Label,
-			New: func() runtime.Object { return &corev1.Service{} }, NewList: func() runtime.Object { return &corev1.ServiceList{} },
-			Default: func(obj runtime.Object) { DefaultService(obj.(*corev1.Service)) },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				return ValidateService(obj.(*corev1.Service), cfg)
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				s, o := obj.(*corev1.Service), old.(*corev1.Service)
-				errs := ValidateService(s, cfg)
-				if o.Spec.ClusterIP != "" && o.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.Type != corev1.ServiceTypeExternalName && s.Spec.ClusterIP != o.Spec.ClusterIP {
-					errs = append(errs, field.Invalid(field.NewPath("spec", "clusterIP"), s.Spec.ClusterIP, "field is immutable"))
-				}
-				return errs
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				s := obj.(*corev1.Service)
-				return fields.Set{"spec.clusterIP": s.Spec.ClusterIP, "spec.type": string(s.Spec.Type)}
-			},
-			Hooks:   cfg.ServiceHooks,
-			Columns: serviceColumns(),
-		},
-		{
-			GVR: gv.WithResource("endpoints"), Kind: "Endpoints", Namespaced: true, ShortNames: []string{"ep"},
-			New: func() runtime.Object { return &corev1.Endpoints{} }, NewList: func() runtime.Object { return &corev1.EndpointsList{} },
-			Default: func(obj runtime.Object) {
-				ep := obj.(*corev1.Endpoints)
-				for i := range ep.Subsets {
-					for j := range ep.Subsets[i].Ports {
-						if ep.Subsets[i].Ports[j].Protocol == "" {
-							ep.Subsets[i].Ports[j].Protocol = corev1.ProtocolTCP
-						}
-					}
-				}
-			},
-			Columns: []Column{
-				col("Endpoints", "string", func(o runtime.Object) interface{} { return endpointsString(o.(*corev1.Endpoints)) }),
-				AgeColumn,
-			},
-		},
-		{
-			GVR: gv.WithResource("configmaps"), Kind: "ConfigMap", Namespaced: true, ShortNames: []string{"cm"},
-			New: func() runtime.Object { return &corev1.ConfigMap{} }, NewList: func() runtime.Object { return &corev1.ConfigMapList{} },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				cm := obj.(*corev1.ConfigMap)
-				var errs field.ErrorList
-				for k := range cm.Data {
-					errs = append(errs, validateConfigKey(k, field.NewPath("data").Key(k))...)
-					if _, dup := cm.BinaryData[k]; dup {
-						errs = append(errs, field.Invalid(field.NewPath("data").Key(k), k, "duplicate of key present in binaryData"))
-					}
-				}
-				for k := range cm.BinaryData {
-					errs = append(errs, validateConfigKey(k, field.NewPath("binaryData").Key(k))...)
-				}
-				return errs
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				cm, o := obj.(*corev1.ConfigMap), old.(*corev1.ConfigMap)
-				if o.Immutable != nil && *o.Immutable && (!semanticEqual(cm.Data, o.Data) || !semanticEqual(cm.BinaryData, o.BinaryData) || !semanticEqual(cm.Immutable, o.Immutable)) {
-					return field.ErrorList{field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set")}
-				}
-				return nil
-			},
-			Columns: []Column{
-				col("Data", "integer", func(o runtime.Object) interface{} {
-					cm := o.(*corev1.ConfigMap)
-					return int64(len(cm.Data) + len(cm.BinaryData))
-				}),
-				AgeColumn,
-			},
-		},
-		{
-			GVR: gv.WithResource("secrets"), Kind: "Secret", Namespaced: true,
-			New: func() runtime.Object { return &corev1.Secret{} }, NewList: func() runtime.Object { return &corev1.SecretList{} },
-			Default: func(obj runtime.Object) {
-				s := obj.(*corev1.Secret)
-				if s.Type == "" {
-					s.Type = corev1.SecretTypeOpaque
-				}
-				// stringData is write-only: it is merged into data.
-				for k, v := range s.StringData {
-					if s.Data == nil {
-						s.Data = map[string][]byte{}
-					}
-					s.Data[k] = []byte(v)
-				}
-				s.StringData = nil
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				s := obj.(*corev1.Secret)
-				var errs field.ErrorList
-				total := 0
-				for k, v := range s.Data {
-					errs = append(errs, validateConfigKey(k, field.NewPath("data").Key(k))...)
-					total += len(v)
-				}
-				if total > corev1.MaxSecretSize {
-					errs = append(errs, field.TooLong(field.NewPath("data"), "", corev1.MaxSecretSize))
-				}
-				return errs
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				s, o := obj.(*corev1.Secret), old.(*corev1.Secret)
-				var errs field.ErrorList
-				if s.Type != o.Type {
-					errs = append(errs, field.Invalid(field.NewPath("type"), s.Type, "field is immutable"))
-				}
-				if o.Immutable != nil && *o.Immutable && !semanticEqual(s.Data, o.Data) {
-					errs = append(errs, field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set"))
-				}
-				return errs
-			},
-			Fields: func(obj runtime.Object) fields.Set { return fields.Set{"type": string(obj.(*corev1.Secret).Type)} },
-			Columns: []Column{
-				col("Type", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Secret).Type) }),
-				col("Data", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.Secret).Data)) }),
-				AgeColumn,
-			},
-		},
-		{
-			GVR: gv.WithResource("serviceaccounts"), Kind: "ServiceAccount", Namespaced: true, ShortNames: []string{"sa"},
-			New: func() runtime.Object { return &corev1.ServiceAccount{} }, NewList: func() runtime.Object { return &corev1.ServiceAccountList{} },
-			Columns: []Column{
-				col("Secrets", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.ServiceAccount).Secrets)) }),
-				AgeColumn,
-			},
-		},
-		{
-			GVR: gv.WithResource("nodes"), Kind: "Node", ShortNames: []string{"no"}, HasStatus: true, KeepStatusOnCreate: true,
-			New: func() runtime.Object { return &corev1.Node{} }, NewList: func() runtime.Object { return &corev1.NodeList{} },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				n := obj.(*corev1.Node)
-				var errs field.ErrorList
-				for i, c := range n.Spec.PodCIDRs {
-					if _, _, err := net.ParseCIDR(c); err != nil {
-						errs = append(errs, field.Invalid(field.NewPath("spec", "podCIDRs").Index(i), c, "must be a valid CIDR"))
-					}
-				}
-				for i, t := range n.Spec.Taints {
-					errs = append(errs, validateTaint(t, field.NewPath("spec", "taints").Index(i))...)
-				}
-				return errs
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				n, o := obj.(*corev1.Node), old.(*corev1.Node)
-				if len(o.Spec.PodCIDRs) > 0 && !semanticEqual(n.Spec.PodCIDRs, o.Spec.PodCIDRs) {
-					return field.ErrorList{field.Forbidden(field.NewPath("spec", "podCIDRs"), "node updates may not change podCIDR except from \"\" to valid")}
-				}
-				return nil
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				return fields.Set{"spec.unschedulable": fmt.Sprint(obj.(*corev1.Node).Spec.Unschedulable)}
-			},
-			Columns: nodeColumns(),
-		},
-		{
-			GVR: gv.WithResource("events"), Kind: "Event", Namespaced: true, ShortNames: []string{"ev"},
-			New: func() runtime.Object { return &corev1.Event{} }, NewList: func() runtime.Object { return &corev1.EventList{} },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				e := obj.(*corev1.Event)
-				var errs field.ErrorList
-				if e.InvolvedObject.Namespace != "" && e.InvolvedObject.Namespace != e.Namespace {
-					errs = append(errs, field.Invalid(field.NewPath("involvedObject", "namespace"), e.InvolvedObject.Namespace, "does not match event.namespace"))
-				}
-				return errs
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				e := obj.(*corev1.Event)
-				return fields.Set{
-					"involvedObject.kind": e.InvolvedObject.Kind, "involvedObject.namespace": e.InvolvedObject.Namespace,
-					"involvedObject.name": e.InvolvedObject.Name, "involvedObject.uid": string(e.InvolvedObject.UID),
-					"involvedObject.apiVersion": e.InvolvedObject.APIVersion, "involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
-					"involvedObject.fieldPath": e.InvolvedObject.FieldPath, "reason": e.Reason, "reportingComponent": e.ReportingController,
-					"source": e.Source.Component, "type": e.Type,
-				}
-			},
-			Columns: []Column{
-				col("Last Seen", "string", func(o runtime.Object) interface{} {
-					e := o.(*corev1.Event)
-					if !e.LastTimestamp.IsZero() {
-						return age(e.LastTimestamp)
-					}
-					return age(metav1.Time{Time: e.EventTime.Time})
-				}),
-				col("Type", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Type }),
-				col("Reason", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Reason }),
-				col("Object", "string", func(o runtime.Object) interface{} {
-					e := o.(*corev1.Event)
-					return strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name
-				}),
-				col("Message", "string", func(o runtime.Object) interface{} { return strings.TrimSpace(o.(*corev1.Event).Message) }),
-			},
-		},
-		{
-			GVR: gv.WithResource("persistentvolumes"), Kind: "PersistentVolume", ShortNames: []string{"pv"}, HasStatus: true,
-			New: func() runtime.Object { return &corev1.PersistentVolume{} }, NewList: func() runtime.Object { return &corev1.PersistentVolumeList{} },
-			Default: func(obj runtime.Object) {
-				pv := obj.(*corev1.PersistentVolume)
-				if pv.Spec.PersistentVolumeReclaimPolicy == "" {
-					pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
-				}
-				if pv.Spec.VolumeMode == nil {
-					m := corev1.PersistentVolumeFilesystem
-					pv.Spec.VolumeMode = &m
-				}
-				if pv.Status.Phase == "" {
-					pv.Status.Phase = corev1.VolumePending
-				}
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				pv := obj.(*corev1.PersistentVolume)
-				var errs field.ErrorList
-				if len(pv.Spec.AccessModes) == 0 {
-					errs = append(errs, field.Required(field.NewPath("spec", "accessModes"), ""))
-				}
-				if _, ok := pv.Spec.Capacity[corev1.ResourceStorage]; !ok {
-					errs = append(errs, field.Required(field.NewPath("spec", "capacity").Key("storage"), ""))
-				}
-				return errs
-			},
-			Fields: func(obj runtime.Object) fields.Set {
-				return fields.Set{"status.phase": string(obj.(*corev1.PersistentVolume).Status.Phase)}
-			},
-			Columns: pvColumns(),
-		},
-		{
-			GVR: gv.WithResource("persistentvolumeclaims"), Kind: "PersistentVolumeClaim", Namespaced: true, ShortNames: []string{"pvc"}, HasStatus: true,
-			New: func() runtime.Object { return &corev1.PersistentVolumeClaim{} }, NewList: func() runtime.Object { return &corev1.PersistentVolumeClaimList{} },
-			Default: func(obj runtime.Object) {
-				pvc := obj.(*corev1.PersistentVolumeClaim)
-				if pvc.Spec.VolumeMode == nil {
-					m := corev1.PersistentVolumeFilesystem
-					pvc.Spec.VolumeMode = &m
-				}
-				if pvc.Status.Phase == "" {
-					pvc.Status.Phase = corev1.ClaimPending
-				}
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				pvc := obj.(*corev1.PersistentVolumeClaim)
-				var errs field.ErrorList
-				if len(pvc.Spec.AccessModes) == 0 {
-					errs = append(errs, field.Required(field.NewPath("spec", "accessModes"), ""))
-				}
-				if _, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; !ok {
-					errs = append(errs, field.Required(field.NewPath("spec", "resources").Key("storage"), ""))
-				}
-				return errs
-			},
-			Columns: pvcColumns(),
-		},
-	}
-}
-
-func validateConfigKey(k string, p *field.Path) field.ErrorList {
+func ValidateConfigKey(k string, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	for _, msg := range validation.IsConfigMapKey(k) {
 		errs = append(errs, field.Invalid(p, k, msg))
@@ -364,7 +24,7 @@ func validateConfigKey(k string, p *field.Path) field.ErrorList {
 	return errs
 }
 
-func validateTaint(t corev1.Taint, p *field.Path) field.ErrorList {
+func ValidateTaint(t corev1.Taint, p *field.Path) field.ErrorList {
 	errs := metavalidation.ValidateLabelName(t.Key, p.Child("key"))
 	switch t.Effect {
 	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
@@ -374,9 +34,9 @@ func validateTaint(t corev1.Taint, p *field.Path) field.ErrorList {
 	return errs
 }
 
-// defaultPodOnly fills what Kubernetes' admission plugins add to pods (never
+// DefaultPodOnly fills what Kubernetes' admission plugins add to pods (never
 // to templates): service account, priority, default tolerations.
-func defaultPodOnly(s *corev1.PodSpec) {
+func DefaultPodOnly(s *corev1.PodSpec) {
 	if s.ServiceAccountName == "" && s.DeprecatedServiceAccount == "" {
 		s.ServiceAccountName = "default"
 	}
@@ -536,7 +196,7 @@ func defaultContainer(c *corev1.Container) {
 	}
 }
 
-func qosClass(s *corev1.PodSpec) corev1.PodQOSClass {
+func QOSClass(s *corev1.PodSpec) corev1.PodQOSClass {
 	guaranteed, any := true, false
 	for _, c := range s.Containers {
 		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
@@ -702,7 +362,13 @@ func DefaultService(s *corev1.Service) {
 
 // ValidateService checks a Service against the API rules and the cluster's
 // service CIDR and NodePort range.
-func ValidateService(s *corev1.Service, cfg Config) field.ErrorList {
+// ServiceRanges are the cluster's ranges a Service's addresses come from.
+type ServiceRanges struct {
+	ServiceCIDR              *net.IPNet
+	NodePortMin, NodePortMax int
+}
+
+func ValidateService(s *corev1.Service, cfg ServiceRanges) field.ErrorList {
 	var errs field.ErrorList
 	sp := field.NewPath("spec")
 	switch s.Spec.Type {
@@ -794,24 +460,6 @@ func ValidateService(s *corev1.Service, cfg Config) field.ErrorList {
 		}
 	}
 	return errs
-}
-
-func endpointsString(e *corev1.Endpoints) string {
-	var parts []string
-	for _, ss := range e.Subsets {
-		for _, a := range ss.Addresses {
-			if len(ss.Ports) == 0 {
-				parts = append(parts, a.IP)
-			}
-			for _, p := range ss.Ports {
-				parts = append(parts, net.JoinHostPort(a.IP, fmt.Sprint(p.Port)))
-			}
-		}
-	}
-	if len(parts) > 3 {
-		return strings.Join(parts[:3], ",") + fmt.Sprintf(" + %d more...", len(parts)-3)
-	}
-	return joinOrNone(parts)
 }
 
 // maxClientIPAffinitySeconds is Kubernetes' upper bound for

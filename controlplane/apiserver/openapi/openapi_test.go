@@ -1,10 +1,13 @@
-package apiserver
+package openapi_test
 
 import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/petrel-project/petrel/controlplane/apiserver"
+	petrelopenapi "github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
 	"google.golang.org/protobuf/proto"
@@ -20,7 +23,7 @@ import (
 // the whole document; every served kind must be found in it.
 func TestOpenAPIV2Protobuf(t *testing.T) {
 	resources := append(registry.All(registry.Config{}), registry.Reviews()...)
-	oa, err := buildOpenAPI(resources)
+	oa, err := petrelopenapi.Build(apiserver.Scheme, resources)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +31,7 @@ func TestOpenAPIV2Protobuf(t *testing.T) {
 		req := httptest.NewRequest(http.MethodGet, "/openapi/v2", nil)
 		req.Header.Set("Accept", accept)
 		rec := httptest.NewRecorder()
-		oa.serveV2(rec, req)
+		oa.ServeV2(rec, req)
 		if rec.Code != http.StatusOK || rec.Body.Len() < 100000 {
 			t.Fatalf("%s: %d, %d bytes: %.200s", accept, rec.Code, rec.Body.Len(), rec.Body.String())
 		}

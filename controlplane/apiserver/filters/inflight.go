@@ -1,8 +1,13 @@
-package apiserver
+// Package filters holds the API server's request filters that know nothing
+// of resources: load shedding by the number of requests in flight.
+package filters
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
+
+	"github.com/petrel-project/petrel/controlplane/admission"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,19 +22,21 @@ const (
 	DefaultMaxMutatingInflight = 200
 )
 
-// inflightLimit sheds load as Kubernetes' max-in-flight filter does: past a
+// InflightLimit sheds load as Kubernetes' max-in-flight filter does: past a
 // number of requests being served at once (reads and writes counted apart),
 // a new one is answered 429 with Retry-After, which client-go honours by
 // waiting and retrying. Long-running requests (watches, logs, exec, attach,
 // port-forward) are not counted, and neither is system:masters, so that the
 // cluster's own components and its administrator are never shed.
-type inflightLimit struct {
+type InflightLimit struct {
 	readOnly, mutating chan struct{}
 	dropped            *prometheus.CounterVec
 }
 
-func newInflightLimit(readOnly, mutating int, reg prometheus.Registerer) *inflightLimit {
-	l := &inflightLimit{
+// NewInflightLimit sheds past readOnly reads and mutating writes at once;
+// reg, when set, gets its metrics.
+func NewInflightLimit(readOnly, mutating int, reg prometheus.Registerer) *InflightLimit {
+	l := &InflightLimit{
 		readOnly: make(chan struct{}, readOnly),
 		mutating: make(chan struct{}, mutating),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "apiserver_dropped_requests_total",
@@ -46,13 +53,13 @@ func newInflightLimit(readOnly, mutating int, reg prometheus.Registerer) *inflig
 	return l
 }
 
-// admit takes a place for r and returns the func that gives it back, or
+// Admit takes a place for r and returns the func that gives it back, or
 // returns the 429 error to answer.
-func (l *inflightLimit) admit(r *http.Request) (done func(), err error) {
+func (l *InflightLimit) Admit(r *http.Request) (done func(), err error) {
 	if longRunning(r) {
 		return func() {}, nil
 	}
-	if u, ok := userFrom(r.Context()); ok && rbac.IsMaster(u.Groups) {
+	if u, ok := admission.UserFrom(r.Context()); ok && rbac.IsMaster(u.Groups) {
 		return func() {}, nil
 	}
 	slots, kind := l.readOnly, "readOnly"
@@ -80,4 +87,10 @@ func longRunning(r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// isTrue parses a boolean query parameter as Kubernetes does (strconv.ParseBool).
+func isTrue(v string) bool {
+	b, err := strconv.ParseBool(v)
+	return err == nil && b
 }

@@ -1,13 +1,17 @@
-package apiserver
+// Package openapi builds the OpenAPI v2 and v3 documents of the served
+// resources and the schemas server-side apply and managed fields use, from
+// the definitions openapi-gen generated.
+package openapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"reflect"
 	"sort"
 	"strings"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/kube-openapi/pkg/common"
@@ -22,13 +26,14 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry"
 )
 
-// openAPI holds the type converter that server-side apply uses and the
+// Service holds the type converter that server-side apply uses and the
 // OpenAPI documents, all of it from the definitions openapi-gen generated.
 // The documents are built the first time a client asks for one: they are
 // the largest thing the server would otherwise keep from start (about 7 MB
 // of schemas, paths and their v3 conversion), and a server nobody runs
 // kubectl apply or explain against never needs them.
-type openAPI struct {
+type Service struct {
+	scheme        *runtime.Scheme
 	resources     []*registry.Resource
 	typeConverter managedfields.TypeConverter
 	createFields  *createFields
@@ -47,10 +52,10 @@ type modelNamer interface{ OpenAPIModelName() string }
 
 // gvkExtension lists the kinds a definition is served as, the way Kubernetes
 // marks them (x-kubernetes-group-version-kind).
-func gvkByModel() map[string][]interface{} {
+func gvkByModel(scheme *runtime.Scheme) map[string][]interface{} {
 	out := map[string][]interface{}{}
 	seen := map[string]map[schema.GroupVersionKind]bool{}
-	for gvk, t := range Scheme.AllKnownTypes() {
+	for gvk, t := range scheme.AllKnownTypes() {
 		if gvk.Version == "__internal" {
 			continue
 		}
@@ -77,8 +82,10 @@ func gvkByModel() map[string][]interface{} {
 	return out
 }
 
-func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
-	kinds := gvkByModel()
+// Build makes the schemas of every kind of scheme; the documents, which
+// list resources' paths, are built on first use.
+func Build(scheme *runtime.Scheme, resources []*registry.Resource) (*Service, error) {
+	kinds := gvkByModel(scheme)
 	schemas, _ := definitions(kinds)
 	tc, err := managedfields.NewTypeConverter(schemas, false)
 	if err != nil {
@@ -88,7 +95,7 @@ func buildOpenAPI(resources []*registry.Resource) (*openAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &openAPI{resources: resources, typeConverter: tc, createFields: cf}, nil
+	return &Service{scheme: scheme, resources: resources, typeConverter: tc, createFields: cf}, nil
 }
 
 // definitions are the generated schemas by model name, marked with the
@@ -124,9 +131,9 @@ func definitions(kinds map[string][]interface{}) (map[string]*spec.Schema, spec.
 
 // documents builds the v2 and v3 documents once, on the first request for
 // either.
-func (o *openAPI) documents() *openAPIDocs {
+func (o *Service) documents() *openAPIDocs {
 	o.docsOnce.Do(func() {
-		_, v2defs := definitions(gvkByModel())
+		_, v2defs := definitions(gvkByModel(o.scheme))
 		swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
 			Swagger:     "2.0",
 			Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
@@ -173,13 +180,16 @@ func v2Handler(svc *handler.OpenAPIService) http.Handler {
 	return m.h
 }
 
-func (o *openAPI) serveV2(w http.ResponseWriter, r *http.Request) { o.documents().v2.ServeHTTP(w, r) }
+// ServeV2 serves /openapi/v2.
+func (o *Service) ServeV2(w http.ResponseWriter, r *http.Request) { o.documents().v2.ServeHTTP(w, r) }
 
-func (o *openAPI) serveV3Index(w http.ResponseWriter, r *http.Request) {
+// ServeV3Index serves /openapi/v3.
+func (o *Service) ServeV3Index(w http.ResponseWriter, r *http.Request) {
 	o.documents().v3.HandleDiscovery(w, r)
 }
 
-func (o *openAPI) serveV3Doc(w http.ResponseWriter, r *http.Request) {
+// ServeV3Doc serves /openapi/v3/<group version>.
+func (o *Service) ServeV3Doc(w http.ResponseWriter, r *http.Request) {
 	o.documents().v3.HandleGroupVersion(w, r)
 }
 
@@ -237,9 +247,9 @@ func modelName(r *registry.Resource) string {
 	return r.Kind
 }
 
-// resetFields are the fields an endpoint does not own: status for the main
+// ResetFields are the fields an endpoint does not own: status for the main
 // resource, spec for /status.
-func (o *openAPI) resetFields(r *registry.Resource, status bool) map[fieldpath.APIVersion]fieldpath.Filter {
+func (o *Service) ResetFields(r *registry.Resource, status bool) map[fieldpath.APIVersion]fieldpath.Filter {
 	if !r.HasStatus {
 		return nil
 	}
@@ -252,8 +262,16 @@ func (o *openAPI) resetFields(r *registry.Resource, status bool) map[fieldpath.A
 	}
 }
 
-func jsonUnmarshal(data []byte, v interface{}) error { return json.Unmarshal(data, v) }
-
 func queryParam(name string) spec.Parameter {
 	return spec.Parameter{ParamProps: spec.ParamProps{Name: name, In: "query"}, SimpleSchema: spec.SimpleSchema{Type: "string"}}
+}
+
+// TypeConverter converts objects of the served kinds to typed values (for
+// field managers).
+func (o *Service) TypeConverter() managedfields.TypeConverter { return o.typeConverter }
+
+// CreateEntry is the managed fields entry of a plain create of obj by
+// manager, when the fast path can compute it (see createFields).
+func (o *Service) CreateEntry(obj runtime.Object, gvk schema.GroupVersionKind, newObj func() runtime.Object, manager string, reset map[fieldpath.APIVersion]fieldpath.Filter) (metav1.ManagedFieldsEntry, bool) {
+	return o.createFields.entry(obj, gvk, newObj, manager, reset)
 }

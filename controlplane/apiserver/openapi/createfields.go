@@ -1,9 +1,11 @@
-package apiserver
+package openapi
 
 import (
 	"fmt"
 	"reflect"
 	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -89,7 +91,7 @@ func (c *createFields) empty(gvk schema.GroupVersionKind, pt typed.ParseableType
 		return tv, tv != nil
 	}
 	obj := newObj()
-	setKindTo(obj, gvk)
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	tv, ok := typedOf(obj, pt)
 	if ok && tv.Validate() != nil {
 		tv, ok = nil, false
@@ -106,7 +108,11 @@ func (c *createFields) entry(obj runtime.Object, gvk schema.GroupVersionKind, ne
 	if !ok || !pt.IsValid() {
 		return metav1.ManagedFieldsEntry{}, false
 	}
-	if _, ok := accessor(obj).GetAnnotations()[lastAppliedAnnotation]; ok {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return metav1.ManagedFieldsEntry{}, false
+	}
+	if _, ok := acc.GetAnnotations()[lastAppliedAnnotation]; ok {
 		return metav1.ManagedFieldsEntry{}, false
 	}
 	empty, ok := c.empty(gvk, pt, newObj)

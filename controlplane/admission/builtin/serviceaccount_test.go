@@ -1,8 +1,10 @@
-package registry
+package builtin
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/petrel-project/petrel/controlplane/registry"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -12,16 +14,16 @@ func TestInjectAPIAccess(t *testing.T) {
 	pod := func() *corev1.Pod {
 		return &corev1.Pod{Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{Name: "init"}},
-			Containers:     []corev1.Container{{Name: "a"}, {Name: "b", VolumeMounts: []corev1.VolumeMount{{Name: "own", MountPath: APIAccessPath}}}},
+			Containers:     []corev1.Container{{Name: "a"}, {Name: "b", VolumeMounts: []corev1.VolumeMount{{Name: "own", MountPath: registry.APIAccessPath}}}},
 		}}
 	}
 	p := pod()
-	InjectAPIAccess(p, nil)
+	injectAPIAccess(p, nil)
 	if len(p.Spec.Volumes) != 1 || !strings.HasPrefix(p.Spec.Volumes[0].Name, "kube-api-access-") {
 		t.Fatalf("volumes %+v", p.Spec.Volumes)
 	}
 	src := p.Spec.Volumes[0].Projected.Sources
-	if len(src) != 3 || src[0].ServiceAccountToken.Path != "token" || src[1].ConfigMap.Name != RootCAConfigMap || src[2].DownwardAPI.Items[0].Path != "namespace" {
+	if len(src) != 3 || src[0].ServiceAccountToken.Path != "token" || src[1].ConfigMap.Name != registry.RootCAConfigMap || src[2].DownwardAPI.Items[0].Path != "namespace" {
 		t.Errorf("sources %+v", src)
 	}
 	name := p.Spec.Volumes[0].Name
@@ -34,25 +36,25 @@ func TestInjectAPIAccess(t *testing.T) {
 		t.Errorf("a container with its own mount there got %+v", m)
 	}
 	// Once is enough: a pod written back whole keeps its one volume.
-	InjectAPIAccess(p, nil)
+	injectAPIAccess(p, nil)
 	if len(p.Spec.Volumes) != 1 {
 		t.Errorf("injected twice: %d volumes", len(p.Spec.Volumes))
 	}
 
 	p = pod()
 	p.Spec.AutomountServiceAccountToken = ptr.To(false)
-	InjectAPIAccess(p, ptr.To(true))
+	injectAPIAccess(p, ptr.To(true))
 	if len(p.Spec.Volumes) != 0 {
 		t.Error("the pod opted out")
 	}
 	p = pod()
-	InjectAPIAccess(p, ptr.To(false))
+	injectAPIAccess(p, ptr.To(false))
 	if len(p.Spec.Volumes) != 0 {
 		t.Error("the service account opted out and the pod did not say")
 	}
 	p = pod()
 	p.Spec.AutomountServiceAccountToken = ptr.To(true)
-	InjectAPIAccess(p, ptr.To(false))
+	injectAPIAccess(p, ptr.To(false))
 	if len(p.Spec.Volumes) != 1 {
 		t.Error("the pod opted in over its service account")
 	}
