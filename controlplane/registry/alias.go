@@ -1,6 +1,7 @@
 package registry
 
 import (
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -35,3 +36,6 @@ func ClearStatus(obj runtime.Object) { generic.ClearStatus(obj) }
 func SpecChanged(obj, old runtime.Object) bool { return generic.SpecChanged(obj, old) }
 
 func creationTime(obj runtime.Object) metav1.Time { return generic.CreationTime(obj) }
+
+// semanticEqual compares as apimachinery's semantic equality (quantities by value).
+func semanticEqual(a, b interface{}) bool { return apiequality.Semantic.DeepEqual(a, b) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -70,18 +72,18 @@ func certificateResources() []*Resource {
 			return fields.Set{"spec.signerName": obj.(*certificatesv1.CertificateSigningRequest).Spec.SignerName}
 		},
 		Columns: []Column{
-			AgeColumn,
-			col("SignerName", "string", func(o runtime.Object) interface{} {
+			printers.AgeColumn,
+			printers.Col("SignerName", "string", func(o runtime.Object) interface{} {
 				return o.(*certificatesv1.CertificateSigningRequest).Spec.SignerName
 			}),
-			col("Requestor", "string", func(o runtime.Object) interface{} { return o.(*certificatesv1.CertificateSigningRequest).Spec.Username }),
-			col("RequestedDuration", "string", func(o runtime.Object) interface{} {
+			printers.Col("Requestor", "string", func(o runtime.Object) interface{} { return o.(*certificatesv1.CertificateSigningRequest).Spec.Username }),
+			printers.Col("RequestedDuration", "string", func(o runtime.Object) interface{} {
 				if e := o.(*certificatesv1.CertificateSigningRequest).Spec.ExpirationSeconds; e != nil {
 					return duration.HumanDuration(time.Duration(*e) * time.Second)
 				}
 				return "<none>"
 			}),
-			col("Condition", "string", func(o runtime.Object) interface{} { return CSRCondition(o.(*certificatesv1.CertificateSigningRequest)) }),
+			printers.Col("Condition", "string", func(o runtime.Object) interface{} { return CSRCondition(o.(*certificatesv1.CertificateSigningRequest)) }),
 		},
 	}}
 }

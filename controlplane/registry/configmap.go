@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,11 +36,11 @@ func configMapResource() *Resource {
 			return nil
 		},
 		Columns: []Column{
-			col("Data", "integer", func(o runtime.Object) interface{} {
+			printers.Col("Data", "integer", func(o runtime.Object) interface{} {
 				cm := o.(*corev1.ConfigMap)
 				return int64(len(cm.Data) + len(cm.BinaryData))
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

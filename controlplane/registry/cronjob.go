@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -48,22 +50,22 @@ func cronJobResource() *Resource {
 			return errs
 		},
 		Columns: []Column{
-			col("Schedule", "string", func(o runtime.Object) interface{} { return cj(o).Spec.Schedule }),
-			col("Timezone", "string", func(o runtime.Object) interface{} {
+			printers.Col("Schedule", "string", func(o runtime.Object) interface{} { return cj(o).Spec.Schedule }),
+			printers.Col("Timezone", "string", func(o runtime.Object) interface{} {
 				if tz := cj(o).Spec.TimeZone; tz != nil {
 					return *tz
 				}
 				return "<none>"
 			}),
-			col("Suspend", "boolean", func(o runtime.Object) interface{} { return cj(o).Spec.Suspend != nil && *cj(o).Spec.Suspend }),
-			col("Active", "integer", func(o runtime.Object) interface{} { return int64(len(cj(o).Status.Active)) }),
-			col("Last Schedule", "string", func(o runtime.Object) interface{} {
+			printers.Col("Suspend", "boolean", func(o runtime.Object) interface{} { return cj(o).Spec.Suspend != nil && *cj(o).Spec.Suspend }),
+			printers.Col("Active", "integer", func(o runtime.Object) interface{} { return int64(len(cj(o).Status.Active)) }),
+			printers.Col("Last Schedule", "string", func(o runtime.Object) interface{} {
 				if t := cj(o).Status.LastScheduleTime; t != nil {
-					return age(*t)
+					return printers.Age(*t)
 				}
 				return "<none>"
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

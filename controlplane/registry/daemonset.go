@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -47,13 +48,15 @@ func daemonSetResource() *Resource {
 			return immutableSelector(ds(obj).Spec.Selector, ds(old).Spec.Selector, field.NewPath("spec", "selector"))
 		},
 		Columns: []Column{
-			col("Desired", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.DesiredNumberScheduled) }),
-			col("Current", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.CurrentNumberScheduled) }),
-			col("Ready", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.NumberReady) }),
-			col("Up-to-date", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.UpdatedNumberScheduled) }),
-			col("Available", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.NumberAvailable) }),
-			col("Node Selector", "string", func(o runtime.Object) interface{} { return selectorString(ds(o).Spec.Template.Spec.NodeSelector) }),
-			AgeColumn,
+			printers.Col("Desired", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.DesiredNumberScheduled) }),
+			printers.Col("Current", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.CurrentNumberScheduled) }),
+			printers.Col("Ready", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.NumberReady) }),
+			printers.Col("Up-to-date", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.UpdatedNumberScheduled) }),
+			printers.Col("Available", "integer", func(o runtime.Object) interface{} { return int64(ds(o).Status.NumberAvailable) }),
+			printers.Col("Node Selector", "string", func(o runtime.Object) interface{} {
+				return printers.SelectorString(ds(o).Spec.Template.Spec.NodeSelector)
+			}),
+			printers.AgeColumn,
 		},
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,19 +62,19 @@ func deploymentResource() *Resource {
 		},
 		Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 			d := deploy(o)
-			return ptrInt32(d.Spec.Replicas), d.Status.Replicas, d.Spec.Selector
+			return printers.PtrInt32(d.Spec.Replicas), d.Status.Replicas, d.Spec.Selector
 		}, func(o runtime.Object, n int32) { deploy(o).Spec.Replicas = &n }),
 		Columns: []Column{
-			col("Ready", "string", func(o runtime.Object) interface{} {
+			printers.Col("Ready", "string", func(o runtime.Object) interface{} {
 				d := deploy(o)
-				return ratio(d.Status.ReadyReplicas, ptrInt32(d.Spec.Replicas))
+				return printers.Ratio(d.Status.ReadyReplicas, printers.PtrInt32(d.Spec.Replicas))
 			}),
-			col("Up-to-date", "integer", func(o runtime.Object) interface{} { return int64(deploy(o).Status.UpdatedReplicas) }),
-			col("Available", "integer", func(o runtime.Object) interface{} { return int64(deploy(o).Status.AvailableReplicas) }),
-			AgeColumn,
-			wide(col("Containers", "string", func(o runtime.Object) interface{} { return containerNames(&deploy(o).Spec.Template) })),
-			wide(col("Images", "string", func(o runtime.Object) interface{} { return containerImages(&deploy(o).Spec.Template) })),
-			wide(col("Selector", "string", func(o runtime.Object) interface{} { return labelSelectorString(deploy(o).Spec.Selector) })),
+			printers.Col("Up-to-date", "integer", func(o runtime.Object) interface{} { return int64(deploy(o).Status.UpdatedReplicas) }),
+			printers.Col("Available", "integer", func(o runtime.Object) interface{} { return int64(deploy(o).Status.AvailableReplicas) }),
+			printers.AgeColumn,
+			printers.Wide(printers.Col("Containers", "string", func(o runtime.Object) interface{} { return printers.ContainerNames(&deploy(o).Spec.Template) })),
+			printers.Wide(printers.Col("Images", "string", func(o runtime.Object) interface{} { return printers.ContainerImages(&deploy(o).Spec.Template) })),
+			printers.Wide(printers.Col("Selector", "string", func(o runtime.Object) interface{} { return printers.LabelSelectorString(deploy(o).Spec.Selector) })),
 		},
 	}
 }

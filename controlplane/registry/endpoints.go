@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -26,8 +28,8 @@ func endpointsResource() *Resource {
 			}
 		},
 		Columns: []Column{
-			col("Endpoints", "string", func(o runtime.Object) interface{} { return endpointsString(o.(*corev1.Endpoints)) }),
-			AgeColumn,
+			printers.Col("Endpoints", "string", func(o runtime.Object) interface{} { return endpointsString(o.(*corev1.Endpoints)) }),
+			printers.AgeColumn,
 		},
 	}
 }
@@ -47,5 +49,5 @@ func endpointsString(e *corev1.Endpoints) string {
 	if len(parts) > 3 {
 		return strings.Join(parts[:3], ",") + fmt.Sprintf(" + %d more...", len(parts)-3)
 	}
-	return joinOrNone(parts)
+	return printers.JoinOrNone(parts)
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -59,17 +61,17 @@ func endpointSliceResource() *Resource {
 			return nil
 		},
 		Columns: []Column{
-			col("AddressType", "string", func(o runtime.Object) interface{} { return string(o.(*discoveryv1.EndpointSlice).AddressType) }),
-			col("Ports", "string", func(o runtime.Object) interface{} {
+			printers.Col("AddressType", "string", func(o runtime.Object) interface{} { return string(o.(*discoveryv1.EndpointSlice).AddressType) }),
+			printers.Col("Ports", "string", func(o runtime.Object) interface{} {
 				var p []string
 				for _, port := range o.(*discoveryv1.EndpointSlice).Ports {
 					if port.Port != nil {
 						p = append(p, fmt.Sprint(*port.Port))
 					}
 				}
-				return joinOrNone(p)
+				return printers.JoinOrNone(p)
 			}),
-			col("Endpoints", "string", func(o runtime.Object) interface{} {
+			printers.Col("Endpoints", "string", func(o runtime.Object) interface{} {
 				var a []string
 				for _, ep := range o.(*discoveryv1.EndpointSlice).Endpoints {
 					a = append(a, ep.Addresses...)
@@ -77,9 +79,9 @@ func endpointSliceResource() *Resource {
 				if len(a) > 3 {
 					return strings.Join(a[:3], ",") + fmt.Sprintf(" + %d more...", len(a)-3)
 				}
-				return joinOrNone(a)
+				return printers.JoinOrNone(a)
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -35,20 +37,20 @@ func eventResource() *Resource {
 			}
 		},
 		Columns: []Column{
-			col("Last Seen", "string", func(o runtime.Object) interface{} {
+			printers.Col("Last Seen", "string", func(o runtime.Object) interface{} {
 				e := o.(*corev1.Event)
 				if !e.LastTimestamp.IsZero() {
-					return age(e.LastTimestamp)
+					return printers.Age(e.LastTimestamp)
 				}
-				return age(metav1.Time{Time: e.EventTime.Time})
+				return printers.Age(metav1.Time{Time: e.EventTime.Time})
 			}),
-			col("Type", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Type }),
-			col("Reason", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Reason }),
-			col("Object", "string", func(o runtime.Object) interface{} {
+			printers.Col("Type", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Type }),
+			printers.Col("Reason", "string", func(o runtime.Object) interface{} { return o.(*corev1.Event).Reason }),
+			printers.Col("Object", "string", func(o runtime.Object) interface{} {
 				e := o.(*corev1.Event)
 				return strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name
 			}),
-			col("Message", "string", func(o runtime.Object) interface{} { return strings.TrimSpace(o.(*corev1.Event).Message) }),
+			printers.Col("Message", "string", func(o runtime.Object) interface{} { return strings.TrimSpace(o.(*corev1.Event).Message) }),
 		},
 	}
 }

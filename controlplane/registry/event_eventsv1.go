@@ -3,6 +3,8 @@ package registry
 import (
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -33,14 +35,14 @@ func eventsV1EventResource() *Resource {
 				"reason": e.Reason, "type": e.Type, "reportingController": e.ReportingController}
 		},
 		Columns: []Column{
-			col("Type", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Type }),
-			col("Reason", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Reason }),
-			col("Object", "string", func(o runtime.Object) interface{} {
+			printers.Col("Type", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Type }),
+			printers.Col("Reason", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Reason }),
+			printers.Col("Object", "string", func(o runtime.Object) interface{} {
 				r := o.(*eventsv1.Event).Regarding
 				return strings.ToLower(r.Kind) + "/" + r.Name
 			}),
-			col("Message", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Note }),
-			AgeColumn,
+			printers.Col("Message", "string", func(o runtime.Object) interface{} { return o.(*eventsv1.Event).Note }),
+			printers.AgeColumn,
 		},
 	}
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -36,36 +38,36 @@ func ingressResource() *Resource {
 			return errs
 		},
 		Columns: []Column{
-			col("Class", "string", func(o runtime.Object) interface{} {
+			printers.Col("Class", "string", func(o runtime.Object) interface{} {
 				if c := o.(*networkingv1.Ingress).Spec.IngressClassName; c != nil {
 					return *c
 				}
 				return "<none>"
 			}),
-			col("Hosts", "string", func(o runtime.Object) interface{} {
+			printers.Col("Hosts", "string", func(o runtime.Object) interface{} {
 				var h []string
 				for _, r := range o.(*networkingv1.Ingress).Spec.Rules {
-					h = append(h, orDefault(r.Host, "*"))
+					h = append(h, printers.OrDefault(r.Host, "*"))
 				}
 				if len(h) == 0 {
 					return "*"
 				}
 				return strings.Join(h, ",")
 			}),
-			col("Address", "string", func(o runtime.Object) interface{} {
+			printers.Col("Address", "string", func(o runtime.Object) interface{} {
 				var a []string
 				for _, in := range o.(*networkingv1.Ingress).Status.LoadBalancer.Ingress {
 					a = append(a, in.IP+in.Hostname)
 				}
 				return strings.Join(a, ",")
 			}),
-			col("Ports", "string", func(o runtime.Object) interface{} {
+			printers.Col("Ports", "string", func(o runtime.Object) interface{} {
 				if len(o.(*networkingv1.Ingress).Spec.TLS) > 0 {
 					return "80, 443"
 				}
 				return "80"
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -19,14 +20,14 @@ func ingressClassResource() *Resource {
 			return nil
 		},
 		Columns: []Column{
-			col("Controller", "string", func(o runtime.Object) interface{} { return o.(*networkingv1.IngressClass).Spec.Controller }),
-			col("Parameters", "string", func(o runtime.Object) interface{} {
+			printers.Col("Controller", "string", func(o runtime.Object) interface{} { return o.(*networkingv1.IngressClass).Spec.Controller }),
+			printers.Col("Parameters", "string", func(o runtime.Object) interface{} {
 				if p := o.(*networkingv1.IngressClass).Spec.Parameters; p != nil {
 					return p.Kind + "/" + p.Name
 				}
 				return "<none>"
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"fmt"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -71,7 +73,7 @@ func jobResource() *Resource {
 			return errs
 		},
 		Columns: []Column{
-			col("Status", "string", func(o runtime.Object) interface{} {
+			printers.Col("Status", "string", func(o runtime.Object) interface{} {
 				j := job(o)
 				for _, c := range j.Status.Conditions {
 					if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
@@ -83,14 +85,14 @@ func jobResource() *Resource {
 				}
 				return "Running"
 			}),
-			col("Completions", "string", func(o runtime.Object) interface{} {
+			printers.Col("Completions", "string", func(o runtime.Object) interface{} {
 				j := job(o)
 				if j.Spec.Completions == nil {
-					return fmt.Sprintf("%d/1 of %d", j.Status.Succeeded, ptrInt32(j.Spec.Parallelism))
+					return fmt.Sprintf("%d/1 of %d", j.Status.Succeeded, printers.PtrInt32(j.Spec.Parallelism))
 				}
-				return ratio(j.Status.Succeeded, *j.Spec.Completions)
+				return printers.Ratio(j.Status.Succeeded, *j.Spec.Completions)
 			}),
-			col("Duration", "string", func(o runtime.Object) interface{} {
+			printers.Col("Duration", "string", func(o runtime.Object) interface{} {
 				j := job(o)
 				if j.Status.StartTime == nil {
 					return ""
@@ -98,12 +100,12 @@ func jobResource() *Resource {
 				if j.Status.CompletionTime != nil {
 					return j.Status.CompletionTime.Sub(j.Status.StartTime.Time).Round(1e9).String()
 				}
-				return age(*j.Status.StartTime)
+				return printers.Age(*j.Status.StartTime)
 			}),
-			AgeColumn,
-			wide(col("Containers", "string", func(o runtime.Object) interface{} { return containerNames(&job(o).Spec.Template) })),
-			wide(col("Images", "string", func(o runtime.Object) interface{} { return containerImages(&job(o).Spec.Template) })),
-			wide(col("Selector", "string", func(o runtime.Object) interface{} { return labelSelectorString(job(o).Spec.Selector) })),
+			printers.AgeColumn,
+			printers.Wide(printers.Col("Containers", "string", func(o runtime.Object) interface{} { return printers.ContainerNames(&job(o).Spec.Template) })),
+			printers.Wide(printers.Col("Images", "string", func(o runtime.Object) interface{} { return printers.ContainerImages(&job(o).Spec.Template) })),
+			printers.Wide(printers.Col("Selector", "string", func(o runtime.Object) interface{} { return printers.LabelSelectorString(job(o).Spec.Selector) })),
 		},
 	}
 }

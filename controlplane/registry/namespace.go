@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,8 +32,8 @@ func namespaceResource() *Resource {
 			return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
 		},
 		Columns: []Column{
-			col("Status", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Namespace).Status.Phase) }),
-			AgeColumn,
+			printers.Col("Status", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Namespace).Status.Phase) }),
+			printers.AgeColumn,
 		},
 	}
 }

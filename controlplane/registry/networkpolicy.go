@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,14 +31,14 @@ func networkPolicyResource() *Resource {
 			}
 		},
 		Columns: []Column{
-			col("Pod-Selector", "string", func(o runtime.Object) interface{} {
-				s := labelSelectorString(&o.(*networkingv1.NetworkPolicy).Spec.PodSelector)
+			printers.Col("Pod-Selector", "string", func(o runtime.Object) interface{} {
+				s := printers.LabelSelectorString(&o.(*networkingv1.NetworkPolicy).Spec.PodSelector)
 				if s == "<none>" {
 					return "<none>"
 				}
 				return s
 			}),
-			AgeColumn,
+			printers.AgeColumn,
 		},
 	}
 }

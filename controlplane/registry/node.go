@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +43,6 @@ func nodeResource() *Resource {
 		Fields: func(obj runtime.Object) fields.Set {
 			return fields.Set{"spec.unschedulable": fmt.Sprint(obj.(*corev1.Node).Spec.Unschedulable)}
 		},
-		Columns: nodeColumns(),
+		Columns: printers.NodeColumns(),
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -40,6 +41,6 @@ func persistentVolumeResource() *Resource {
 		Fields: func(obj runtime.Object) fields.Set {
 			return fields.Set{"status.phase": string(obj.(*corev1.PersistentVolume).Status.Phase)}
 		},
-		Columns: pvColumns(),
+		Columns: printers.PVColumns(),
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,6 +34,6 @@ func persistentVolumeClaimResource() *Resource {
 			}
 			return errs
 		},
-		Columns: pvcColumns(),
+		Columns: printers.PVCColumns(),
 	}
 }

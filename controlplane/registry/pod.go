@@ -3,6 +3,8 @@ package registry
 import (
 	"fmt"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +68,6 @@ func podResource() *Resource {
 				"status.podIP": p.Status.PodIP, "status.nominatedNodeName": p.Status.NominatedNodeName,
 			}
 		},
-		Columns: podColumns(),
+		Columns: printers.PodColumns(),
 	}
 }

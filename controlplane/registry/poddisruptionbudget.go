@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,10 +31,10 @@ func policyResources() []*Resource {
 			return validatePDB(pdb(obj))
 		},
 		Columns: []Column{
-			col("Min Available", "string", func(o runtime.Object) interface{} { return orNA(pdb(o).Spec.MinAvailable) }),
-			col("Max Unavailable", "string", func(o runtime.Object) interface{} { return orNA(pdb(o).Spec.MaxUnavailable) }),
-			col("Allowed Disruptions", "integer", func(o runtime.Object) interface{} { return int64(pdb(o).Status.DisruptionsAllowed) }),
-			AgeColumn,
+			printers.Col("Min Available", "string", func(o runtime.Object) interface{} { return orNA(pdb(o).Spec.MinAvailable) }),
+			printers.Col("Max Unavailable", "string", func(o runtime.Object) interface{} { return orNA(pdb(o).Spec.MaxUnavailable) }),
+			printers.Col("Allowed Disruptions", "integer", func(o runtime.Object) interface{} { return int64(pdb(o).Status.DisruptionsAllowed) }),
+			printers.AgeColumn,
 		},
 	}}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation/path"
@@ -34,11 +36,11 @@ func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runti
 		}
 	}
 	return []Column{
-		col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
-		AgeColumn,
-		wide(col("Users", "string", of(rbacv1.UserKind))),
-		wide(col("Groups", "string", of(rbacv1.GroupKind))),
-		wide(col("ServiceAccounts", "string", of(rbacv1.ServiceAccountKind))),
+		printers.Col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
+		printers.AgeColumn,
+		printers.Wide(printers.Col("Users", "string", of(rbacv1.UserKind))),
+		printers.Wide(printers.Col("Groups", "string", of(rbacv1.GroupKind))),
+		printers.Wide(printers.Col("ServiceAccounts", "string", of(rbacv1.ServiceAccountKind))),
 	}
 }
 

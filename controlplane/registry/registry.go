@@ -4,6 +4,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 )
 
@@ -30,7 +32,7 @@ func All(cfg Config) []*Resource {
 			r.Singular = strings.ToLower(r.Kind)
 		}
 		if !hasAge(r.Columns) {
-			r.Columns = append(r.Columns, AgeColumn)
+			r.Columns = append(r.Columns, printers.AgeColumn)
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -33,16 +34,16 @@ func replicaSetResource() *Resource {
 		},
 		Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 			r := rs(o)
-			return ptrInt32(r.Spec.Replicas), r.Status.Replicas, r.Spec.Selector
+			return printers.PtrInt32(r.Spec.Replicas), r.Status.Replicas, r.Spec.Selector
 		}, func(o runtime.Object, n int32) { rs(o).Spec.Replicas = &n }),
 		Columns: []Column{
-			col("Desired", "integer", func(o runtime.Object) interface{} { return int64(ptrInt32(rs(o).Spec.Replicas)) }),
-			col("Current", "integer", func(o runtime.Object) interface{} { return int64(rs(o).Status.Replicas) }),
-			col("Ready", "integer", func(o runtime.Object) interface{} { return int64(rs(o).Status.ReadyReplicas) }),
-			AgeColumn,
-			wide(col("Containers", "string", func(o runtime.Object) interface{} { return containerNames(&rs(o).Spec.Template) })),
-			wide(col("Images", "string", func(o runtime.Object) interface{} { return containerImages(&rs(o).Spec.Template) })),
-			wide(col("Selector", "string", func(o runtime.Object) interface{} { return labelSelectorString(rs(o).Spec.Selector) })),
+			printers.Col("Desired", "integer", func(o runtime.Object) interface{} { return int64(printers.PtrInt32(rs(o).Spec.Replicas)) }),
+			printers.Col("Current", "integer", func(o runtime.Object) interface{} { return int64(rs(o).Status.Replicas) }),
+			printers.Col("Ready", "integer", func(o runtime.Object) interface{} { return int64(rs(o).Status.ReadyReplicas) }),
+			printers.AgeColumn,
+			printers.Wide(printers.Col("Containers", "string", func(o runtime.Object) interface{} { return printers.ContainerNames(&rs(o).Spec.Template) })),
+			printers.Wide(printers.Col("Images", "string", func(o runtime.Object) interface{} { return printers.ContainerImages(&rs(o).Spec.Template) })),
+			printers.Wide(printers.Col("Selector", "string", func(o runtime.Object) interface{} { return printers.LabelSelectorString(rs(o).Spec.Selector) })),
 		},
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,7 +19,7 @@ func resourceQuotaResource() *Resource {
 	// usageColumn prints "pods: 1/10, services: 0/5" for the names that
 	// pick, as kubectl does (REQUEST: everything but limits.*; LIMIT: limits.*).
 	usageColumn := func(name string, pick func(corev1.ResourceName) bool) Column {
-		return col(name, "string", func(o runtime.Object) interface{} {
+		return printers.Col(name, "string", func(o runtime.Object) interface{} {
 			q := rq(o)
 			var parts []string
 			for _, n := range sortedNames(q.Status.Hard) {
@@ -38,7 +40,7 @@ func resourceQuotaResource() *Resource {
 		New:       func() runtime.Object { return &corev1.ResourceQuota{} }, NewList: func() runtime.Object { return &corev1.ResourceQuotaList{} },
 		Validate:       func(obj runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
-		Columns: []Column{AgeColumn,
+		Columns: []Column{printers.AgeColumn,
 			usageColumn("Request", func(n corev1.ResourceName) bool { return !isLimit(n) }),
 			usageColumn("Limit", isLimit)},
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,9 +55,9 @@ func secretResource() *Resource {
 		},
 		Fields: func(obj runtime.Object) fields.Set { return fields.Set{"type": string(obj.(*corev1.Secret).Type)} },
 		Columns: []Column{
-			col("Type", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Secret).Type) }),
-			col("Data", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.Secret).Data)) }),
-			AgeColumn,
+			printers.Col("Type", "string", func(o runtime.Object) interface{} { return string(o.(*corev1.Secret).Type) }),
+			printers.Col("Data", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.Secret).Data)) }),
+			printers.AgeColumn,
 		},
 	}
 }

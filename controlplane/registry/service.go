@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/fields"
@@ -33,6 +34,6 @@ func serviceResource(cfg Config) *Resource {
 			return fields.Set{"spec.clusterIP": s.Spec.ClusterIP, "spec.type": string(s.Spec.Type)}
 		},
 		Hooks:   cfg.ServiceHooks,
-		Columns: serviceColumns(),
+		Columns: printers.ServiceColumns(),
 	}
 }

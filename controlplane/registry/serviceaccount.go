@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -12,8 +13,8 @@ func serviceAccountResource() *Resource {
 		GVR: gv.WithResource("serviceaccounts"), Kind: "ServiceAccount", Namespaced: true, ShortNames: []string{"sa"},
 		New: func() runtime.Object { return &corev1.ServiceAccount{} }, NewList: func() runtime.Object { return &corev1.ServiceAccountList{} },
 		Columns: []Column{
-			col("Secrets", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.ServiceAccount).Secrets)) }),
-			AgeColumn,
+			printers.Col("Secrets", "string", func(o runtime.Object) interface{} { return int64(len(o.(*corev1.ServiceAccount).Secrets)) }),
+			printers.AgeColumn,
 		},
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -55,16 +56,16 @@ func statefulSetResource() *Resource {
 		},
 		Scale: scaleOf(func(o runtime.Object) (int32, int32, *metav1.LabelSelector) {
 			s := sts(o)
-			return ptrInt32(s.Spec.Replicas), s.Status.Replicas, s.Spec.Selector
+			return printers.PtrInt32(s.Spec.Replicas), s.Status.Replicas, s.Spec.Selector
 		}, func(o runtime.Object, n int32) { sts(o).Spec.Replicas = &n }),
 		Columns: []Column{
-			col("Ready", "string", func(o runtime.Object) interface{} {
+			printers.Col("Ready", "string", func(o runtime.Object) interface{} {
 				s := sts(o)
-				return ratio(s.Status.ReadyReplicas, ptrInt32(s.Spec.Replicas))
+				return printers.Ratio(s.Status.ReadyReplicas, printers.PtrInt32(s.Spec.Replicas))
 			}),
-			AgeColumn,
-			wide(col("Containers", "string", func(o runtime.Object) interface{} { return containerNames(&sts(o).Spec.Template) })),
-			wide(col("Images", "string", func(o runtime.Object) interface{} { return containerImages(&sts(o).Spec.Template) })),
+			printers.AgeColumn,
+			printers.Wide(printers.Col("Containers", "string", func(o runtime.Object) interface{} { return printers.ContainerNames(&sts(o).Spec.Template) })),
+			printers.Wide(printers.Col("Images", "string", func(o runtime.Object) interface{} { return printers.ContainerImages(&sts(o).Spec.Template) })),
 		},
 	}
 }

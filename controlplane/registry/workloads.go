@@ -2,7 +2,6 @@ package registry
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 
@@ -87,22 +86,6 @@ func workloadResources() []*Resource {
 		jobResource(),
 		cronJobResource(),
 	}
-}
-
-func containerNames(t *corev1.PodTemplateSpec) string {
-	var n []string
-	for _, c := range t.Spec.Containers {
-		n = append(n, c.Name)
-	}
-	return strings.Join(n, ",")
-}
-
-func containerImages(t *corev1.PodTemplateSpec) string {
-	var n []string
-	for _, c := range t.Spec.Containers {
-		n = append(n, c.Image)
-	}
-	return strings.Join(n, ",")
 }
 
 // The unprefixed twins of batchv1's ControllerUidLabel and JobNameLabel:

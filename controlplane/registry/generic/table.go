@@ -42,4 +42,3 @@ func nameOf(obj runtime.Object) string {
 	}
 	return ""
 }
-
