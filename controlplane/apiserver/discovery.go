@@ -176,13 +176,13 @@ func (s *Server) serveAggregated(w http.ResponseWriter, r *http.Request, legacy 
 	var obj runtime.Object
 	switch {
 	case choice.asVersion == "v2" && legacy:
-		obj = s.discovery.legacyAgg
+		obj = s.routes.Load().discovery.legacyAgg
 	case choice.asVersion == "v2":
-		obj = s.discovery.groupsAgg
+		obj = s.routes.Load().discovery.groupsAgg
 	case legacy:
-		obj = s.discovery.legacyAggB1
+		obj = s.routes.Load().discovery.legacyAggB1
 	default:
-		obj = s.discovery.groupsAggB1
+		obj = s.routes.Load().discovery.groupsAggB1
 	}
 	var buf bytes.Buffer
 	if err := choice.info.Serializer.Encode(obj, &buf); err != nil {
@@ -206,7 +206,7 @@ func (s *Server) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiGroup(group string) *metav1.APIGroup {
 	var g *metav1.APIGroup
-	for _, gv := range s.discovery.groups {
+	for _, gv := range s.routes.Load().discovery.groups {
 		if gv.Group != group || group == "" {
 			continue
 		}
@@ -225,7 +225,7 @@ func (s *Server) serveAPIGroups(w http.ResponseWriter, r *http.Request) {
 	}
 	list := &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}}
 	seen := map[string]bool{}
-	for _, gv := range s.discovery.groups {
+	for _, gv := range s.routes.Load().discovery.groups {
 		if gv.Group == "" || seen[gv.Group] {
 			continue
 		}
@@ -245,7 +245,7 @@ func (s *Server) serveAPIGroup(w http.ResponseWriter, r *http.Request, group str
 }
 
 func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, gv schema.GroupVersion) {
-	s.writePlain(w, r, s.discovery.resourceLists[gv])
+	s.writePlain(w, r, s.routes.Load().discovery.resourceLists[gv])
 }
 
 func (s *Server) writePlain(w http.ResponseWriter, r *http.Request, obj runtime.Object) {

@@ -55,6 +55,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		s.patchScale(ctx, w, r, req, pt, patchBody)
 		return
 	}
+	if pt == types.StrategicMergePatchType && res.Custom != nil {
+		// As Kubernetes: custom resources have no patch strategies.
+		s.writeError(w, r, newUnsupportedMediaType(mt))
+		return
+	}
 	var applyObj *unstructured.Unstructured
 	if pt == types.ApplyYAMLPatchType {
 		applyObj, err = s.decodeApply(req, patchBody)
@@ -161,6 +166,9 @@ func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructu
 }
 
 func toTyped(obj runtime.Object, into runtime.Object) (runtime.Object, error) {
+	if _, custom := into.(*unstructured.Unstructured); custom {
+		return obj, nil
+	}
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
 			return nil, apierrors.NewBadRequest("converting applied object: " + err.Error())

@@ -159,7 +159,7 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, req *request,
 	lm.SetResourceVersion(strconv.FormatInt(result.ResourceVersion, 10))
 	lm.SetContinue(result.Continue)
 	lm.SetRemainingItemCount(result.RemainingItemCount)
-	choice, ok := negotiate(r, allowTable)
+	choice, ok := negotiateFor(r, req, allowTable)
 	if !ok {
 		s.writeError(w, r, newNotAcceptable("only application/json, application/yaml and application/vnd.kubernetes.protobuf are served"))
 		return
@@ -226,6 +226,10 @@ func (s *Server) table(r *http.Request, res *registry.Resource, objs []runtime.O
 	case "None":
 	case "Object":
 		rowObject = func(o runtime.Object) runtime.RawExtension {
+			if res.Custom != nil {
+				data, _ := jsonMarshal(o)
+				return runtime.RawExtension{Raw: data}
+			}
 			data, _ := runtime.Encode(Codecs.LegacyCodec(res.GVR.GroupVersion()), o)
 			return runtime.RawExtension{Raw: data}
 		}
@@ -243,7 +247,7 @@ func (s *Server) table(r *http.Request, res *registry.Resource, objs []runtime.O
 // writeObject writes one object, as a Table or metadata when asked.
 func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, req *request, code int, obj runtime.Object) {
 	setKind(obj)
-	choice, ok := negotiate(r, allowTable)
+	choice, ok := negotiateFor(r, req, allowTable)
 	if !ok {
 		s.writeError(w, r, newNotAcceptable("only application/json, application/yaml and application/vnd.kubernetes.protobuf are served"))
 		return

@@ -14,6 +14,8 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
@@ -71,14 +73,21 @@ type Config struct {
 
 // Server is the API server's HTTP handler.
 type Server struct {
-	cfg        Config
-	byGroupVer map[schema.GroupVersion][]*endpoint
-	byPath     map[string]*endpoint // "<group>/<version>/<resource>"
-	openapi    *openapi.Service
-	discovery  *discoveryDocs
-	metrics    *serverMetrics
-	mux        *http.ServeMux
-	inflight   *filters.InflightLimit
+	cfg     Config
+	openapi *openapi.Service
+	// static are the endpoints of the built-in resources, listed the
+	// resources (and reviews) discovery shows.
+	static []*endpoint
+	listed []*registry.Resource
+	// routes are what is served now: the built-in endpoints and those of
+	// the custom resources the registry holds; replaced whole when the
+	// registry changes.
+	routes   atomic.Pointer[routes]
+	customMu sync.Mutex
+	custom   map[*registry.Resource]*endpoint
+	metrics  *serverMetrics
+	mux      *http.ServeMux
+	inflight *filters.InflightLimit
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -95,10 +104,9 @@ type endpoint struct {
 // New builds the handler.
 func New(cfg Config) (*Server, error) {
 	s := &Server{
-		cfg:        cfg,
-		byGroupVer: map[schema.GroupVersion][]*endpoint{},
-		byPath:     map[string]*endpoint{},
-		metrics:    newServerMetrics(cfg.Metrics),
+		cfg:     cfg,
+		custom:  map[*registry.Resource]*endpoint{},
+		metrics: newServerMetrics(cfg.Metrics),
 	}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
@@ -124,24 +132,15 @@ func New(cfg Config) (*Server, error) {
 		if st == nil {
 			return nil, fmt.Errorf("no storage for %s", res.GVR)
 		}
-		ep := &endpoint{res: res, store: st}
-		gvk := res.GVK()
-		ep.reset = oa.ResetFields(res, false)
-		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.TypeConverter(), Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", ep.reset)
+		ep, err := newEndpoint(res, st, oa.TypeConverter(), Scheme, Scheme, Scheme, oa)
 		if err != nil {
-			return nil, fmt.Errorf("field manager for %s: %w", res.GVR, err)
+			return nil, err
 		}
-		if res.HasStatus {
-			ep.statusFM, err = managedfields.NewDefaultFieldManager(oa.TypeConverter(), Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "status", oa.ResetFields(res, true))
-			if err != nil {
-				return nil, fmt.Errorf("status field manager for %s: %w", res.GVR, err)
-			}
-		}
-		gv := res.GVR.GroupVersion()
-		s.byGroupVer[gv] = append(s.byGroupVer[gv], ep)
-		s.byPath[gv.Group+"/"+gv.Version+"/"+res.GVR.Resource] = ep
+		s.static = append(s.static, ep)
 	}
-	s.discovery = buildDiscovery(listed)
+	s.listed = listed
+	s.refresh()
+	cfg.Registry.OnChange(s.refresh)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
 	s.mux.HandleFunc("/livez", s.health)
@@ -258,16 +257,17 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 		gv = schema.GroupVersion{Group: parts[1], Version: parts[2]}
 		rest = parts[3:]
 	}
-	if len(rest) == 0 && s.discovery.resourceLists[gv] != nil {
+	rt := s.routes.Load()
+	if len(rest) == 0 && rt.discovery.resourceLists[gv] != nil {
 		// Groups of reviews only (authorization.k8s.io) are listed too.
 		s.serveResourceList(w, r, gv)
 		return
 	}
-	if _, ok := s.byGroupVer[gv]; !ok {
+	if _, ok := rt.byGroupVer[gv]; !ok {
 		s.notFound(w, r)
 		return
 	}
-	req, ok := s.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))
+	req, ok := rt.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))
 	if !ok {
 		s.notFound(w, r)
 		return
@@ -281,9 +281,9 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // parse splits "<resource>[/<name>[/<sub>]]" and the namespaced form.
-func (s *Server) parse(gv schema.GroupVersion, rest []string, method, watchParam string) (*request, bool) {
+func (rt *routes) parse(gv schema.GroupVersion, rest []string, method, watchParam string) (*request, bool) {
 	req := &request{gv: gv}
-	key := func(resource string) *endpoint { return s.byPath[gv.Group+"/"+gv.Version+"/"+resource] }
+	key := func(resource string) *endpoint { return rt.byPath[gv.Group+"/"+gv.Version+"/"+resource] }
 	if rest[0] == "namespaces" && len(rest) >= 3 {
 		if ep := key(rest[2]); ep != nil && ep.res.Namespaced {
 			req.ep, req.namespace = ep, rest[1]

@@ -24,7 +24,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 		s.writeError(w, r, err)
 		return
 	}
-	choice, ok := negotiate(r, allowTable)
+	choice, ok := negotiateFor(r, req, allowTable)
 	if !ok || choice.info.StreamSerializer == nil {
 		s.writeError(w, r, newNotAcceptable("watch is served as application/json and application/vnd.kubernetes.protobuf"))
 		return

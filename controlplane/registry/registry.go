@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"net"
 	"strings"
 
@@ -27,6 +28,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, policyResources()...)
 	out = append(out, certificateResources()...)
 	out = append(out, limitRangeResource(), resourceQuotaResource())
+	out = append(out, customresource.DefinitionResource())
 	for _, r := range out {
 		if r.Singular == "" {
 			r.Singular = strings.ToLower(r.Kind)

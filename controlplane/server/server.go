@@ -76,6 +76,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -445,6 +446,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		apiRegistry.Add(res, stores[res.GVR])
 	}
 	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz}))
+	// Every server serves the kinds CustomResourceDefinitions define.
+	crdController, err := customresource.NewController(apiRegistry, backend.Client)
+	if err != nil {
+		return nil, err
+	}
+	go crdController.Run(ctx)
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/apiextensions-apiserver/pkg/controller/openapi/builder"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -38,8 +40,12 @@ type Service struct {
 	typeConverter managedfields.TypeConverter
 	createFields  *createFields
 
-	docsOnce sync.Once
-	docs     *openAPIDocs
+	// mu guards the documents and the custom resources they include; the
+	// documents are dropped when the custom resources change and built
+	// again on the next request.
+	mu     sync.Mutex
+	docs   *openAPIDocs
+	custom []*registry.Resource
 }
 
 // openAPIDocs serve the v2 document and the v3 documents per group version.
@@ -132,40 +138,66 @@ func definitions(kinds map[string][]interface{}) (map[string]*spec.Schema, spec.
 // documents builds the v2 and v3 documents once, on the first request for
 // either.
 func (o *Service) documents() *openAPIDocs {
-	o.docsOnce.Do(func() {
-		_, v2defs := definitions(gvkByModel(o.scheme))
-		swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
-			Swagger:     "2.0",
-			Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
-			Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
-			Definitions: v2defs,
-		}}
-		// Each resource's paths go into the v2 document and into its group
-		// version's v3 document.
-		pathsByGV := map[schema.GroupVersion]map[string]spec.PathItem{}
-		for _, r := range o.resources {
-			gv := r.GVR.GroupVersion()
-			if pathsByGV[gv] == nil {
-				pathsByGV[gv] = map[string]spec.PathItem{}
-			}
-			for path, item := range pathsFor(r) {
-				swagger.Paths.Paths[path] = item
-				pathsByGV[gv][path] = item
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.docs != nil {
+		return o.docs
+	}
+	_, v2defs := definitions(gvkByModel(o.scheme))
+	swagger := &spec.Swagger{SwaggerProps: spec.SwaggerProps{
+		Swagger:     "2.0",
+		Info:        &spec.Info{InfoProps: spec.InfoProps{Title: "Petrel", Version: "v1"}},
+		Paths:       &spec.Paths{Paths: map[string]spec.PathItem{}},
+		Definitions: v2defs,
+	}}
+	// Each resource's paths go into the v2 document and into its group
+	// version's v3 document.
+	pathsByGV := map[schema.GroupVersion]map[string]spec.PathItem{}
+	for _, r := range o.resources {
+		gv := r.GVR.GroupVersion()
+		if pathsByGV[gv] == nil {
+			pathsByGV[gv] = map[string]spec.PathItem{}
+		}
+		for path, item := range pathsFor(r) {
+			swagger.Paths.Paths[path] = item
+			pathsByGV[gv][path] = item
+		}
+	}
+	// Each custom resource brings its own documents, built from its
+	// definition's schema.
+	customV3 := map[schema.GroupVersion][]*spec3.OpenAPI{}
+	for _, r := range o.custom {
+		if r.Custom.OpenAPIV2 != nil {
+			if merged, err := builder.MergeSpecs(swagger, r.Custom.OpenAPIV2); err == nil {
+				swagger = merged
 			}
 		}
-		docs := &openAPIDocs{v2: v2Handler(handler.NewOpenAPIService(swagger)), v3: handler3.NewOpenAPIService()}
-		full := openapiconv.ConvertV2ToV3(swagger)
-		for gv, paths := range pathsByGV {
-			doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components,
-				Paths: openapiconv.ConvertPaths(&spec.Paths{Paths: paths})}
-			key := "apis/" + gv.Group + "/" + gv.Version
-			if gv.Group == "" {
-				key = "api/" + gv.Version
-			}
+		if r.Custom.OpenAPIV3 != nil {
+			gv := r.GVR.GroupVersion()
+			customV3[gv] = append(customV3[gv], r.Custom.OpenAPIV3)
+		}
+	}
+	docs := &openAPIDocs{v2: v2Handler(handler.NewOpenAPIService(swagger)), v3: handler3.NewOpenAPIService()}
+	full := openapiconv.ConvertV2ToV3(swagger)
+	for gv, paths := range pathsByGV {
+		doc := &spec3.OpenAPI{Version: "3.0.0", Info: full.Info, Components: full.Components,
+			Paths: openapiconv.ConvertPaths(&spec.Paths{Paths: paths})}
+		key := "apis/" + gv.Group + "/" + gv.Version
+		if gv.Group == "" {
+			key = "api/" + gv.Version
+		}
+		docs.v3.UpdateGroupVersion(key, doc)
+	}
+	for gv, specs := range customV3 {
+		key := "apis/" + gv.Group + "/" + gv.Version
+		if _, builtIn := pathsByGV[gv]; builtIn {
+			continue // a definition may not take a built-in group
+		}
+		if doc, err := builder.MergeSpecsV3(specs...); err == nil {
 			docs.v3.UpdateGroupVersion(key, doc)
 		}
-		o.docs = docs
-	})
+	}
+	o.docs = docs
 	return o.docs
 }
 
@@ -274,4 +306,12 @@ func (o *Service) TypeConverter() managedfields.TypeConverter { return o.typeCon
 // manager, when the fast path can compute it (see createFields).
 func (o *Service) CreateEntry(obj runtime.Object, gvk schema.GroupVersionKind, newObj func() runtime.Object, manager string, reset map[fieldpath.APIVersion]fieldpath.Filter) (metav1.ManagedFieldsEntry, bool) {
 	return o.createFields.entry(obj, gvk, newObj, manager, reset)
+}
+
+// SetCustom sets the custom resources the documents include.
+func (o *Service) SetCustom(resources []*registry.Resource) {
+	o.mu.Lock()
+	o.custom = resources
+	o.docs = nil
+	o.mu.Unlock()
 }

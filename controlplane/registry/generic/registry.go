@@ -17,9 +17,10 @@ import (
 // chain they share. Stores can come and go while it serves (a custom
 // resource appears with its definition).
 type Registry struct {
-	mu     sync.RWMutex
-	stores map[schema.GroupVersionResource]*Store
-	chain  admission.Chain
+	mu        sync.RWMutex
+	stores    map[schema.GroupVersionResource]*Store
+	chain     admission.Chain
+	listeners []func()
 }
 
 // NewRegistry is an empty registry with no admission plugins.
@@ -34,6 +35,7 @@ func (r *Registry) Add(res *Resource, st *storage.Store) *Store {
 	r.mu.Lock()
 	r.stores[res.GVR] = s
 	r.mu.Unlock()
+	r.changed()
 	return s
 }
 
@@ -42,6 +44,24 @@ func (r *Registry) Remove(gvr schema.GroupVersionResource) {
 	r.mu.Lock()
 	delete(r.stores, gvr)
 	r.mu.Unlock()
+	r.changed()
+}
+
+// OnChange calls fn after every Add and Remove (the apiserver then serves
+// the new set: its routes, discovery and OpenAPI).
+func (r *Registry) OnChange(fn func()) {
+	r.mu.Lock()
+	r.listeners = append(r.listeners, fn)
+	r.mu.Unlock()
+}
+
+func (r *Registry) changed() {
+	r.mu.RLock()
+	ls := append([]func(){}, r.listeners...)
+	r.mu.RUnlock()
+	for _, fn := range ls {
+		fn()
+	}
 }
 
 // Store is the store of a resource, or nil when it is not served.

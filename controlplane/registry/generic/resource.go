@@ -11,6 +11,10 @@ import (
 	"context"
 	"reflect"
 
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/kube-openapi/pkg/spec3"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,6 +104,21 @@ type Resource struct {
 	// KeepStatusOnCreate keeps the status a client sends on create (nodes
 	// report theirs from the start).
 	KeepStatusOnCreate bool
+	// Custom is set for a custom resource (a kind a CustomResourceDefinition
+	// defines): its objects are unstructured and its schemas come from the
+	// definition rather than from generated code.
+	Custom *CustomSchema
+}
+
+// CustomSchema is what the HTTP layer needs of a custom resource beyond its
+// strategy: its OpenAPI documents (v2 with its paths and definitions, v3
+// for its group version) and the type converter server-side apply uses.
+type CustomSchema struct {
+	// Definition names the CustomResourceDefinition.
+	Definition    string
+	OpenAPIV2     *spec.Swagger
+	OpenAPIV3     *spec3.OpenAPI
+	TypeConverter managedfields.TypeConverter
 }
 
 // StorageMapping says that a resource's objects live in another
