@@ -1,8 +1,10 @@
 package topology
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,6 +147,19 @@ func (n Node) Wrap(cmd *exec.Cmd) (release func(), err error) {
 
 // Wrap makes cmd (not started yet) run in the host's network namespace.
 func (h Host) Wrap(cmd *exec.Cmd) error { return wrapNetns(cmd, h.Netns) }
+
+// DialContext connects from inside the host's network namespace (the
+// socket is made there; it may be used from any thread after), so that a
+// Go client (an http.Transport's DialContext) speaks as that host.
+func (h Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetns(h.Name, func() error {
+		var err error
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, address)
+		return err
+	})
+	return conn, err
+}
 
 func wrapNetns(cmd *exec.Cmd, path string) error {
 	nsenter, err := exec.LookPath("nsenter")

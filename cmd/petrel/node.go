@@ -61,6 +61,9 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.StringVar(&f.opts.LBAlgorithm, "lb-algorithm", f.opts.LBAlgorithm, "how tc_nodeport picks the backend of a new flow from another host: random, or maglev (consistent hashing: every node picks the same backend for a flow); a Service's service.petrel.io/lb-algorithm annotation overrides it")
 	fs.StringVar(&f.opts.NodeServerAddress, "node-server-address", f.opts.NodeServerAddress, "address of the node server behind kubectl logs, exec, attach and port-forward")
 	fs.StringVar(&f.opts.ClusterDNS, "cluster-dns", f.opts.ClusterDNS, "nameserver of pods with dnsPolicy ClusterFirst (the kube-dns Service)")
+	fs.StringVar(&f.opts.Ingress.HTTPAddress, "ingress-http-address", f.opts.Ingress.HTTPAddress, "where the node serves the cluster's Ingresses (class petrel) over HTTP (and HTTP/2 with prior knowledge); empty turns it off")
+	fs.StringVar(&f.opts.Ingress.HTTPSAddress, "ingress-https-address", f.opts.Ingress.HTTPSAddress, "where the node serves the cluster's Ingresses over HTTPS (certificates from the Secrets in spec.tls, by SNI); empty turns it off")
+	fs.DurationVar(&f.opts.Ingress.RequestTimeout, "ingress-request-timeout", f.opts.Ingress.RequestTimeout, "how long the ingress waits for a backend's response headers before answering 504")
 	fs.DurationVar(&f.opts.LeaseRenewInterval, "lease-renew-interval", f.opts.LeaseRenewInterval, "how often the node renews its Lease (keep it well under the server's --node-monitor-grace-period)")
 }
 
@@ -188,6 +191,16 @@ func printNodeReady(opts node.Options, n *node.Node) {
 		fmt.Printf("; cluster DNS on %s:53 (behind kube-dns 10.96.0.10)", opts.LocalDNS)
 	}
 	fmt.Printf("\n  metrics:  %s\n  BPF maps: petrelctl bpf lb list --node-name %s\n", n.MetricsURL, opts.NodeName)
+	if h, s := n.IngressAddresses(); h != nil || s != nil {
+		fmt.Printf("  ingress:  Ingresses of class petrel served on")
+		if h != nil {
+			fmt.Printf(" http://%s", h)
+		}
+		if s != nil {
+			fmt.Printf(" https://%s", s)
+		}
+		fmt.Println()
+	}
 }
 
 // cleanupNode undoes what a node leaves on the machine when it stops; it

@@ -1,6 +1,6 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
 // (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
-// (`bench api|dns|dataplane|network|proxy|scheduler|pods`).
+// (`bench api|dns|dataplane|ingress|network|proxy|scheduler|pods`).
 package main
 
 import (
@@ -144,6 +144,21 @@ func benchCommand() *cobra.Command {
 	podFlags.IntVar(&podOpts.Batch, "batch", podOpts.Batch, "pods created at once")
 	podFlags.IntVar(&podOpts.Idle, "idle-pods", podOpts.Idle, "pods kept for the memory figure")
 	cmd.AddCommand(podsCmd)
+
+	iopts := bench.IngressOptions{Petrel: opts.Petrel, Duration: 10 * time.Second, Connections: 64, Threads: 2, Rounds: 3, Progress: os.Stderr}
+	ingressCmd := &cobra.Command{Use: "ingress", Short: "HTTP through the node's ingress (wrk requests/s and p99) vs straight to one pod and vs nginx as a reverse proxy (root)",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunIngress(ctx, iopts) })
+		}}
+	inf := ingressCmd.Flags()
+	inf.StringVar(&iopts.Petrel, "petrel", iopts.Petrel, "the petrel binary to start")
+	inf.DurationVar(&iopts.Duration, "duration", iopts.Duration, "length of each wrk run")
+	inf.IntVar(&iopts.Connections, "connections", iopts.Connections, "wrk's open connections (-c)")
+	inf.IntVar(&iopts.Threads, "threads", iopts.Threads, "wrk's threads (-t), and nginx's workers")
+	inf.IntVar(&iopts.Rounds, "rounds", iopts.Rounds, "measurements of each figure; the median is reported")
+	inf.StringVar(&iopts.CPUProfile, "cpu-profile", "", "save a CPU profile of petrel up (ingress and server) during the first run through the ingress")
+	cmd.AddCommand(ingressCmd)
 
 	nopts := bench.NetworkOptions{Petrel: opts.Petrel, Throughput: 5 * time.Second, Duration: 3 * time.Second, Concurrency: 8, Rounds: 5,
 		Wait: 10 * time.Minute, Progress: os.Stderr}

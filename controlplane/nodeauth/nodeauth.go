@@ -16,7 +16,9 @@
 // the same reason it may list and watch every Pod (as nodes could before
 // AuthorizeNodeWithSelectors): it enforces NetworkPolicy, which needs every
 // pod's address, labels and named ports, as Cilium's agent reads them with
-// its own identity.
+// its own identity. And because every node serves the cluster's Ingresses
+// (dataplane/ingress, as Cilium's agents do), a node may also read, one by
+// name, a TLS Secret that an Ingress of Petrel's class names in spec.tls.
 package nodeauth
 
 import (
@@ -24,12 +26,14 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/selection"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/petrel-project/petrel/controlplane/controllers/ingressstatus"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 )
 
@@ -68,16 +72,26 @@ func PodsByNode(obj interface{}) ([]string, error) {
 // Authorizer decides what nodes may do.
 type Authorizer struct {
 	// pods is indexed by PodsByNodeIndex and keyed namespace/name.
-	pods   cache.Indexer
-	pvcs   corelisters.PersistentVolumeClaimLister
-	rules  []rbacv1.PolicyRule
-	synced []cache.InformerSynced
+	pods cache.Indexer
+	// ingresses, when set, are indexed by namespace.
+	ingresses cache.Indexer
+	pvcs      corelisters.PersistentVolumeClaimLister
+	rules     []rbacv1.PolicyRule
+	synced    []cache.InformerSynced
 }
 
 // New builds the authorizer over a pod indexer (PodsByNodeIndex) and a PVC
 // lister; synced report whether their caches are filled.
 func New(pods cache.Indexer, pvcs corelisters.PersistentVolumeClaimLister, synced ...cache.InformerSynced) *Authorizer {
 	return &Authorizer{pods: pods, pvcs: pvcs, rules: rbac.NodeRules(), synced: synced}
+}
+
+// WithIngresses lets nodes read the TLS Secrets that Ingresses served by
+// Petrel (IngressServedByPetrel) name; ingresses is indexed by namespace.
+func (a *Authorizer) WithIngresses(ingresses cache.Indexer, synced cache.InformerSynced) *Authorizer {
+	a.ingresses = ingresses
+	a.synced = append(a.synced, synced)
+	return a
 }
 
 // HasSynced reports whether the caches are filled.
@@ -156,7 +170,49 @@ func (a *Authorizer) readReferenced(node string, attrs rbac.Attributes) (bool, s
 	default:
 		return false, fmt.Sprintf("node %q can only read %s", node, attrs.Resource)
 	}
+	if attrs.Resource == "secrets" && a.ingressTLS(attrs.Namespace, attrs.Name) {
+		return true, ""
+	}
 	return a.related(node, attrs)
+}
+
+// ingressTLS: an Ingress that Petrel's nodes serve names the Secret in
+// spec.tls.
+func (a *Authorizer) ingressTLS(namespace, name string) bool {
+	if a.ingresses == nil {
+		return false
+	}
+	objs, err := a.ingresses.ByIndex(cache.NamespaceIndex, namespace)
+	if err != nil {
+		return false
+	}
+	for _, obj := range objs {
+		ing, ok := obj.(*networkingv1.Ingress)
+		if !ok || !IngressServedByPetrel(ing) {
+			continue
+		}
+		for _, t := range ing.Spec.TLS {
+			if t.SecretName == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// IngressServedByPetrel says, from the Ingress alone, whether Petrel's
+// nodes may serve it: class petrel by name or annotation, or no class (the
+// default class decides; the nodes check that). An IngressClass of another
+// name with Petrel's controller is not followed here: its Secrets stay
+// unreadable to nodes until that is needed.
+func IngressServedByPetrel(ing *networkingv1.Ingress) bool {
+	if ing.Spec.IngressClassName != nil {
+		return *ing.Spec.IngressClassName == ingressstatus.ClassName
+	}
+	if c, ok := ing.Annotations[ingressstatus.LegacyClassAnnotation]; ok {
+		return c == ingressstatus.ClassName
+	}
+	return true
 }
 
 // related: a pod bound to node refers to the object.

@@ -7,6 +7,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -38,7 +39,13 @@ func testAuthorizer(t *testing.T) *Authorizer {
 	add(pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "theirs"}, Spec: corev1.PodSpec{NodeName: "n2",
 		Volumes: []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "their-secret"}}}}}})
 	add(pvcs, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data"}, Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-1"}})
-	return New(pods, corelisters.NewPersistentVolumeClaimLister(pvcs))
+	ings := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	other := "nginx"
+	add(ings, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "site"},
+		Spec: networkingv1.IngressSpec{TLS: []networkingv1.IngressTLS{{Hosts: []string{"a.example"}, SecretName: "site-tls"}}}})
+	add(ings, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "web", Name: "theirs"},
+		Spec: networkingv1.IngressSpec{IngressClassName: &other, TLS: []networkingv1.IngressTLS{{SecretName: "nginx-tls"}}}})
+	return New(pods, corelisters.NewPersistentVolumeClaimLister(pvcs)).WithIngresses(ings, func() bool { return true })
 }
 
 func TestAuthorize(t *testing.T) {
@@ -70,6 +77,17 @@ func TestAuthorize(t *testing.T) {
 			return r
 		}(), true, ""},
 		{"delete a secret", req("delete", "", "secrets", "", "ns", "vol-secret"), false, "only read"},
+		// Every node serves Ingresses: their TLS Secrets, one by name.
+		{"TLS secret of an Ingress", req("get", "", "secrets", "", "web", "site-tls"), true, ""},
+		{"watch the TLS secret by name", func() rbac.Attributes {
+			r := list("secrets", "web", "metadata.name=site-tls")
+			r.Verb = "watch"
+			return r
+		}(), true, ""},
+		{"TLS secret of another class's Ingress", req("get", "", "secrets", "", "web", "nginx-tls"), false, "no relationship"},
+		{"list the Ingress's namespace's secrets", list("secrets", "web", ""), false, "not list them"},
+		{"TLS secret name in another namespace", req("get", "", "secrets", "", "ns", "site-tls"), false, "no relationship"},
+		{"ingresses", func() rbac.Attributes { r := list("ingresses", "", ""); r.APIGroup = "networking.k8s.io"; return r }(), true, ""},
 		{"projected configmap", req("get", "", "configmaps", "", "ns", "kube-root-ca.crt"), true, ""},
 		{"envFrom configmap", req("get", "", "configmaps", "", "ns", "env-cm"), true, ""},
 		{"unrelated configmap", req("get", "", "configmaps", "", "ns", "other"), false, "no relationship"},

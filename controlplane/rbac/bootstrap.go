@@ -156,6 +156,9 @@ func NodeRules() []rbacv1.PolicyRule {
 		rule(read, "discovery.k8s.io", "endpointslices"),
 		// And the NetworkPolicy agent (Cilium's agent's role): every policy.
 		rule([]string{"get", "list", "watch"}, "networking.k8s.io", "networkpolicies"),
+		// And the ingress (Traefik's or Cilium's role): every Ingress and
+		// IngressClass; their TLS Secrets by name through the Node authorizer.
+		rule([]string{"get", "list", "watch"}, "networking.k8s.io", "ingresses", "ingressclasses"),
 	}
 }
 

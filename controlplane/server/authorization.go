@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,5 +114,12 @@ func startNodeAuthorizer(ctx context.Context, stores map[schema.GroupVersionReso
 		&corev1.PersistentVolumeClaim{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	go pods.Run(ctx.Done())
 	go pvcs.Run(ctx.Done())
-	return nodeauth.New(pods.GetIndexer(), corelisters.NewPersistentVolumeClaimLister(pvcs.GetIndexer()), pods.HasSynced, pvcs.HasSynced), nil
+	a := nodeauth.New(pods.GetIndexer(), corelisters.NewPersistentVolumeClaimLister(pvcs.GetIndexer()), pods.HasSynced, pvcs.HasSynced)
+	if ingStore := stores[networkingv1.SchemeGroupVersion.WithResource("ingresses")]; ingStore != nil {
+		ings := cache.NewSharedIndexInformer(storeListWatch(ctx, ingStore, func() runtime.Object { return &networkingv1.IngressList{} }),
+			&networkingv1.Ingress{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		go ings.Run(ctx.Done())
+		a.WithIngresses(ings.GetIndexer(), ings.HasSynced)
+	}
+	return a, nil
 }

@@ -59,6 +59,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslice"
 	"github.com/petrel-project/petrel/controlplane/controllers/endpointslicemirroring"
 	"github.com/petrel-project/petrel/controlplane/controllers/garbagecollector"
+	"github.com/petrel-project/petrel/controlplane/controllers/ingressstatus"
 	"github.com/petrel-project/petrel/controlplane/controllers/job"
 	"github.com/petrel-project/petrel/controlplane/controllers/loadbalancer"
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
@@ -660,6 +661,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	if len(s.lbPool) > 0 {
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
+	ingresses := ingressstatus.New(cs, factory)
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
@@ -671,6 +673,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go quotas.Run(ctx)
 	go lifecycle.Run(ctx)
 	go podGC.Run(ctx)
+	go ingresses.Run(ctx)
 	go slices.Run(ctx, 4)
 	go mirroring.Run(ctx)
 	go sets.Run(ctx, 4)
@@ -870,6 +873,11 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	}
 	if err := rbac.EnsureDefaults(ctx, cs); err != nil {
 		return err
+	}
+	// Every node serves Ingresses of this class (dataplane/ingress); an
+	// operator who edits or replaces it keeps their version.
+	if _, err := cs.NetworkingV1().IngressClasses().Create(ctx, ingressstatus.Class(), metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("IngressClass %s: %w", ingressstatus.ClassName, err)
 	}
 	advertise := s.opts.AdvertiseAddress
 	if advertise == "" {

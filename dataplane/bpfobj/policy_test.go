@@ -13,7 +13,7 @@ import (
 )
 
 // loadPodUnpinned loads tc_pod with maps of its own, for BPF_PROG_TEST_RUN.
-func loadPodUnpinned(t *testing.T) *tcPodObjects {
+func loadPodUnpinned(t testing.TB) *tcPodObjects {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to load BPF programs (CI runs as root)")

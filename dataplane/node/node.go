@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/ingress"
 	"github.com/petrel-project/petrel/dataplane/kubelet"
 	"github.com/petrel-project/petrel/dataplane/policy"
 	"github.com/petrel-project/petrel/dataplane/proxy"
@@ -110,6 +111,9 @@ type Options struct {
 	NodeServerAddress string
 	// nodeServerPort is where it listens, for Node.status.daemonEndpoints.
 	nodeServerPort int
+	// Ingress serves the cluster's Ingresses of class petrel on this node
+	// (listeners at Ingress.HTTPAddress and HTTPSAddress; both empty: off).
+	Ingress ingress.Config
 }
 
 // DefaultOptions are the documented defaults.
@@ -118,7 +122,8 @@ func DefaultOptions() Options {
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
 		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10",
-		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom, Tunnel: routing.ModeAuto}
+		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom, Tunnel: routing.ModeAuto,
+		Ingress: ingress.DefaultConfig()}
 }
 
 // Node is a running node daemon.
@@ -127,6 +132,7 @@ type Node struct {
 	lb      *bpfobj.SocketLB
 	netlink *netlink.Handle
 	dns     *dns.Server
+	ingress *ingress.Controller
 	metrics *http.Server
 	runtime *runtime.Containerd
 	// addr is the node's address (InternalIP), invalid when it has none.
@@ -136,6 +142,14 @@ type Node struct {
 	// started is set once Start is done: /healthz answers ok from then on.
 	started atomic.Bool
 	done    chan struct{}
+}
+
+// IngressAddresses are the ingress listeners (nil where off or not bound).
+func (n *Node) IngressAddresses() (httpAddr, httpsAddr *net.TCPAddr) {
+	if n.ingress == nil {
+		return nil, nil
+	}
+	return n.ingress.Addresses()
 }
 
 // Start brings the node up and returns once Services are programmed and the
@@ -258,6 +272,20 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.netlink.Close()
 		n.lb.Close()
 		return nil, fmt.Errorf("network policy: %w", err)
+	}
+
+	if opts.Ingress.HTTPAddress != "" || opts.Ingress.HTTPSAddress != "" {
+		opts.Ingress.NodeName = opts.NodeName
+		if n.ingress, err = ingress.New(opts.Ingress, cs, reg); err == nil {
+			// The node's one set of informers again: Services and
+			// EndpointSlices are the proxy's.
+			err = n.ingress.Run(ctx, informers)
+		}
+		if err != nil {
+			n.netlink.Close()
+			n.lb.Close()
+			return nil, fmt.Errorf("ingress: %w", err)
+		}
 	}
 
 	if opts.LocalDNS.IsValid() {

@@ -123,6 +123,13 @@ func startPetrel(ctx context.Context, petrel, command string, extraArgs ...strin
 }
 
 func (sp *serverProc) stop() {
+	sp.terminate()
+	_ = os.RemoveAll(sp.dir)
+}
+
+// terminate stops the process and keeps its data dir (a node's pods are
+// found there by petrel node --cleanup).
+func (sp *serverProc) terminate() {
 	if sp.cmd.Process != nil {
 		_ = sp.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -133,7 +140,6 @@ func (sp *serverProc) stop() {
 			_ = sp.cmd.Process.Kill()
 		}
 	}
-	_ = os.RemoveAll(sp.dir)
 }
 
 // client returns an unthrottled admin client of the server.

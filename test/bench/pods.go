@@ -44,54 +44,16 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	}
 	rep = NewReport("pods")
 	name := fmt.Sprintf("bench-%d", os.Getpid())
-	lbCgroup := "petrel-" + name
-	ports, err := freePorts(3)
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	dnsPort, metricsPort, nodePort := ports[0], ports[1], ports[2]
-	progress("starting petrel up (node %s)", name)
-	sp, err := startPetrel(ctx, o.Petrel, "up", "--node-name", name, "--lb-cgroup", lbCgroup, "--cgroup-root", lbCgroup+"/pods",
-		"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250), "--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
-		"--node-server-address", fmt.Sprintf(":%d", nodePort), "--nodeport-interfaces", "none")
+	u, err := startUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.23.%d", 1+ports[0]%250), progress)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sp.stop()
-		out, err := exec.Command(o.Petrel, "node", "--cleanup", "--data-dir", sp.dir, "--node-name", name, "--cgroup-root", lbCgroup+"/pods",
-			"--local-dns-address", fmt.Sprintf("169.254.23.%d", 1+dnsPort%250)).CombinedOutput()
-		if err != nil {
-			// Keep the data dir: petrel node --cleanup can be run again on it.
-			progress("cleanup failed (%v); rerun: %s node --cleanup --data-dir %s --node-name %s --cgroup-root %s/pods\n%s",
-				err, o.Petrel, sp.dir, name, lbCgroup, out)
-			return
-		}
-		_ = runtime.RemoveCgroup(lbCgroup)
-		if err != nil {
-			progress("the cluster's logs are kept in %s", sp.dir)
-			return
-		}
-		_ = os.RemoveAll(sp.dir)
-	}()
-	_, cs, err := sp.client()
-	if err != nil {
-		return nil, err
-	}
-
-	progress("building and importing %s", images.TestServer)
-	archive, err := images.BuildTestServer(ctx, filepath.Join(sp.dir, "build"))
-	if err != nil {
-		return nil, err
-	}
-	rt, err := runtime.Connect(ctx, filepath.Join(sp.dir, "containerd", "containerd.sock"))
-	if err != nil {
-		return nil, err
-	}
-	defer rt.Stop()
-	if _, err := runtime.Import(ctx, rt.Client, archive); err != nil {
-		return nil, err
-	}
+	defer u.stop(progress)
+	sp, cs, rt := u.sp, u.cs, u.rt
 
 	progress("baseline: ctr run of %d containers in batches of %d", o.Pods, o.Batch)
 	base, err := ctrRuns(ctx, rt, o.Pods, o.Batch)

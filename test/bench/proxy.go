@@ -311,7 +311,7 @@ func startBenchNode(ctx context.Context, petrel, kubeconfig string, profiling bo
 	n.cmd = exec.Command(petrel, "node", "--kubeconfig", kubeconfig, "--data-dir", dir, "--node-name", name, "--run-pods=false",
 		"--lb-cgroup", n.lbCgroup, "--cgroup-root", n.cgroupRoot, "--local-dns-address", n.localDNS,
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--node-server-address", fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		"--nodeport-interfaces", "none")
+		"--nodeport-interfaces", "none", "--ingress-http-address=", "--ingress-https-address=")
 	if profiling {
 		n.cmd.Args = append(n.cmd.Args, "--profiling")
 	}

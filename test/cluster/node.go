@@ -57,7 +57,10 @@ func NewNode(t testing.TB, s *Server, token string, extraArgs ...string) *Node {
 		"--data-dir", n.DataDir, "--node-name", id,
 		"--lb-cgroup", filepath.Base(n.LBCgroup), "--cgroup-root", cgroupRoot, "--local-dns-address", n.LocalDNS.String(),
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", n.MetricsPort), "--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
-		"--nodeport-interfaces", "none"}, extraArgs...)
+		"--nodeport-interfaces", "none",
+		// The machine's ports 80 and 443 stay out of tests too; a test that
+		// wants the ingress gives it addresses (the later flag wins).
+		"--ingress-http-address=", "--ingress-https-address="}, extraArgs...)
 	t.Cleanup(func() {
 		n.Stop()
 		if t.Failed() {

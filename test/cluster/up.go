@@ -49,7 +49,10 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 		"--node-server-address", fmt.Sprintf(":%d", FreePort(t)),
 		// The machine's own interface stays out of tests; a test that wants
 		// NodePorts from outside names its interface (the later flag wins).
-		"--nodeport-interfaces", "none"}, extraArgs...)
+		"--nodeport-interfaces", "none",
+		// The machine's ports 80 and 443 stay out of tests too; a test that
+		// wants the ingress gives it addresses (the later flag wins).
+		"--ingress-http-address=", "--ingress-https-address="}, extraArgs...)
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	u.Server = s

@@ -249,6 +249,8 @@ func TestMultiNode(t *testing.T) {
 		}
 	})
 
+	t.Run("Ingress", func(t *testing.T) { testIngress(t, ctx, m, outside) })
+
 	t.Run("NodeDaemonCrashKeepsForwarding", func(t *testing.T) {
 		// An established connection across segments, from n0's namespace.
 		conn, err := n0.Dial("tcp", p2.Status.PodIP+":9000", 3*time.Second)

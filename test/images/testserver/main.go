@@ -1,7 +1,7 @@
 // Command testserver is the process of Petrel's test image
 // petrel.local/testserver:1, in the spirit of Kubernetes' agnhost: HTTP on
-// :8080 (/hostname, /echo, /healthz, /exit, /dns, /probe and /hold, the
-// clients of the NetworkPolicy truth tables), and TCP and UDP echo on
+// :8080 (/hostname, /echo, /ws a WebSocket echo, /healthz, /exit, /dns, /probe
+// and /hold, the clients of the NetworkPolicy truth tables), and TCP and UDP echo on
 // :9000. Tests use it to see which pod answered and to make a pod fail.
 // `testserver kube-get PATH` is an in-cluster API client, as client-go's
 // in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // serviceAccountDir is where pods find their API credentials.
@@ -104,6 +106,7 @@ func main() {
 	})
 	// /healthz fails once /tmp/unhealthy exists, so a test can turn a probe
 	// red with `kubectl exec ... touch /tmp/unhealthy`.
+	mux.HandleFunc("/ws", wsEcho(host))
 	mux.HandleFunc("/probe", probe)
 	mux.HandleFunc("/hold", hold)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -194,5 +197,27 @@ func udpEcho(addr string) {
 			log.Fatalf("udp echo: %v", err)
 		}
 		_, _ = pc.WriteTo(buf[:n], from)
+	}
+}
+
+// wsEcho answers a WebSocket: each message comes back prefixed with the
+// pod's name.
+func wsEcho(host string) http.HandlerFunc {
+	up := websocket.Upgrader{}
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return // Upgrade answered the client
+		}
+		defer c.Close()
+		for {
+			kind, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(kind, append([]byte(host+": "), msg...)); err != nil {
+				return
+			}
+		}
 	}
 }
