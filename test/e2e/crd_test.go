@@ -46,6 +46,9 @@ spec:
           spec:
             type: object
             description: What the widget should be.
+            x-kubernetes-validations:
+            - rule: "!has(self.replicas) || self.replicas <= 10"
+              message: at most 10 replicas
             properties:
               size:
                 type: string
@@ -84,7 +87,7 @@ spec:
 
 // TestCustomResources: a CustomResourceDefinition applied with kubectl is
 // served at once (discovery, OpenAPI for explain); its objects are
-// validated (422 naming the field), defaulted and pruned by its schema,
+// validated (422 naming the field; a CEL rule), defaulted and pruned by its schema,
 // printed with its columns, patched by server-side apply, scaled through
 // /scale, written through /status, found by short name and category; a
 // cluster-scoped one works too; and deleting the definition deletes its
@@ -151,6 +154,9 @@ spec: {size: large}
 	mustContain(t, out, "manager: resizer")
 
 	kubectl(t, s, "", "scale", "widget", "w1", "--replicas=3")
+	if out, err := s.Kubectl(ctx, "", "scale", "widget", "w1", "--replicas=11"); err == nil || !strings.Contains(out, "at most 10 replicas") {
+		t.Fatalf("scaling past the CEL rule: %v\n%s", err, out)
+	}
 	out = kubectl(t, s, "", "get", "widget", "w1", "-o", "jsonpath={.spec.replicas}")
 	if out != "3" {
 		t.Fatalf("scaled widget has %q replicas", out)

@@ -2,8 +2,12 @@ package customresource
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
+
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -58,6 +62,26 @@ func NewResource(crd *apiextensionsv1.CustomResourceDefinition, version string) 
 		if validator, _, err = apiservervalidation.NewSchemaValidator(in.OpenAPIV3Schema); err != nil {
 			return nil, fmt.Errorf("validator of %s %s: %w", crd.Name, version, err)
 		}
+	}
+	// x-kubernetes-validations: CEL rules compiled once per definition.
+	var celValidator *cel.Validator
+	if structural != nil {
+		celValidator = cel.NewValidator(structural, true, celconfig.PerCallLimit)
+	}
+	validate := func(obj runtime.Object) field.ErrorList {
+		u := obj.(*unstructured.Unstructured)
+		var errs field.ErrorList
+		if u.GetAPIVersion() != gv.String() || u.GetKind() != names.Kind {
+			errs = append(errs, field.Invalid(field.NewPath("apiVersion"), u.GetAPIVersion(), "must be "+gv.String()))
+		}
+		if validator != nil {
+			errs = append(errs, apiservervalidation.ValidateCustomResource(nil, u.UnstructuredContent(), validator)...)
+		}
+		if celValidator != nil && len(errs) == 0 {
+			celErrs, _ := celValidator.Validate(context.Background(), nil, structural, u.Object, nil, celconfig.RuntimeCELCostBudget)
+			errs = append(errs, celErrs...)
+		}
+		return errs
 	}
 	hasStatus := subs != nil && subs.Status != nil
 	res := &generic.Resource{
@@ -116,16 +140,16 @@ func NewResource(crd *apiextensionsv1.CustomResourceDefinition, version string) 
 			structuralpruning.Prune(u.Object, structural, true)
 			structuraldefaulting.Default(u.Object, structural)
 		},
-		Validate: func(obj runtime.Object) field.ErrorList {
-			u := obj.(*unstructured.Unstructured)
-			var errs field.ErrorList
-			if u.GetAPIVersion() != gv.String() || u.GetKind() != names.Kind {
-				errs = append(errs, field.Invalid(field.NewPath("apiVersion"), u.GetAPIVersion(), "must be "+gv.String()))
+		// Validate runs on creates and updates alike; ValidateUpdate adds
+		// the rules that compare with the stored object (CEL's oldSelf).
+		Validate: validate,
+		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
+			if celValidator == nil {
+				return nil
 			}
-			if validator != nil {
-				errs = append(errs, apiservervalidation.ValidateCustomResource(nil, u.UnstructuredContent(), validator)...)
-			}
-			return errs
+			var oldObj interface{} = old.(*unstructured.Unstructured).Object
+			errs, _ := celValidator.Validate(context.Background(), nil, structural, obj.(*unstructured.Unstructured).Object, oldObj, celconfig.RuntimeCELCostBudget)
+			return onlyTransitionRules(errs, validate(obj))
 		},
 		Columns: columns(crd, version),
 	}
@@ -257,4 +281,21 @@ func parseTime(s string) (metav1.Time, error) {
 	var t metav1.Time
 	err := t.UnmarshalQueryParameter(s)
 	return t, err
+}
+
+// onlyTransitionRules keeps the errors of an update's CEL run that its
+// create-time run (already part of Validate) did not report: the rules that
+// compare with oldSelf.
+func onlyTransitionRules(update, create field.ErrorList) field.ErrorList {
+	seen := map[string]bool{}
+	for _, e := range create {
+		seen[e.Error()] = true
+	}
+	var out field.ErrorList
+	for _, e := range update {
+		if !seen[e.Error()] {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package customresource
 
 import (
+	"strings"
 	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -18,6 +19,7 @@ func widgetDefinition() *apiextensionsv1.CustomResourceDefinition {
 	size.Enum = []apiextensionsv1.JSON{{Raw: []byte(`"small"`)}, {Raw: []byte(`"large"`)}}
 	color := str("")
 	color.Default = &apiextensionsv1.JSON{Raw: []byte(`"blue"`)}
+	color.XValidations = apiextensionsv1.ValidationRules{{Rule: "self == oldSelf", Message: "color is immutable"}}
 	return &apiextensionsv1.CustomResourceDefinition{
 		ObjectMeta: metav1.ObjectMeta{Name: "widgets.example.com"},
 		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
@@ -33,7 +35,7 @@ func widgetDefinition() *apiextensionsv1.CustomResourceDefinition {
 					Properties: map[string]apiextensionsv1.JSONSchemaProps{
 						"spec": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"size": size, "color": color, "replicas": {Type: "integer", Minimum: ptr.To(0.0)},
-						}},
+						}, XValidations: apiextensionsv1.ValidationRules{{Rule: "!has(self.replicas) || self.replicas <= 10", Message: "at most 10 replicas"}}},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{"replicas": {Type: "integer"}}},
 					},
 				}},
@@ -72,6 +74,24 @@ func TestStrategy(t *testing.T) {
 	res.Scale.Set(u, 5)
 	if spec != 2 || status != 1 || u.Object["spec"].(map[string]interface{})["replicas"] != int64(5) {
 		t.Fatalf("scale: %d %d %v", spec, status, u.Object["spec"])
+	}
+	// CEL: a rule on the object, and a transition rule (oldSelf) on update.
+	u.Object["spec"].(map[string]interface{})["size"] = "small"
+	u.Object["spec"].(map[string]interface{})["replicas"] = int64(11)
+	if errs := res.Validate(u); len(errs) != 1 || errs[0].Field != "spec" || !strings.Contains(errs[0].Error(), "at most 10 replicas") {
+		t.Fatalf("CEL rule: %v", errs)
+	}
+	u.Object["spec"].(map[string]interface{})["replicas"] = int64(1)
+	if errs := res.Validate(u); len(errs) != 0 {
+		t.Fatalf("valid widget: %v", errs)
+	}
+	old := u.DeepCopy()
+	u.Object["spec"].(map[string]interface{})["color"] = "red"
+	if errs := res.ValidateUpdate(u, old); len(errs) != 1 || errs[0].Field != "spec.color" || !strings.Contains(errs[0].Error(), "color is immutable") {
+		t.Fatalf("transition rule: %v", errs)
+	}
+	if errs := res.ValidateUpdate(old.DeepCopy(), old); len(errs) != 0 {
+		t.Fatalf("unchanged update: %v", errs)
 	}
 	if _, err := res.Custom.TypeConverter.ObjectToTyped(u); err != nil {
 		t.Fatalf("type converter: %v", err)
