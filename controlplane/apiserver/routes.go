@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 
+	"github.com/petrel-project/petrel/controlplane/apiserver/discovery"
 	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
@@ -19,7 +20,7 @@ import (
 type routes struct {
 	byGroupVer map[schema.GroupVersion][]*endpoint
 	byPath     map[string]*endpoint
-	discovery  *discoveryDocs
+	discovery  *discovery.Docs
 }
 
 // newEndpoint builds a resource's endpoint with its field managers.
@@ -86,7 +87,7 @@ func (s *Server) refresh() {
 			delete(s.custom, res)
 		}
 	}
-	rt.discovery = buildDiscovery(listed)
+	rt.discovery = discovery.Build(listed)
 	s.openapi.SetCustom(customs)
 	s.routes.Store(rt)
 }

@@ -258,7 +258,7 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 		rest = parts[3:]
 	}
 	rt := s.routes.Load()
-	if len(rest) == 0 && rt.discovery.resourceLists[gv] != nil {
+	if len(rest) == 0 && rt.discovery.ResourceLists[gv] != nil {
 		// Groups of reviews only (authorization.k8s.io) are listed too.
 		s.serveResourceList(w, r, gv)
 		return

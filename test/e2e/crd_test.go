@@ -83,6 +83,13 @@ spec:
       openAPIV3Schema:
         type: object
         x-kubernetes-preserve-unknown-fields: true
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
 `
 
 // TestCustomResources: a CustomResourceDefinition applied with kubectl is
@@ -91,6 +98,7 @@ spec:
 // printed with its columns, patched by server-side apply, scaled through
 // /scale, written through /status, found by short name and category; a
 // cluster-scoped one works too; and deleting the definition deletes its
+// objects, and so does deleting a namespace; two versions read the same
 // objects.
 func TestCustomResources(t *testing.T) {
 	requireKubectl(t)
@@ -177,8 +185,22 @@ spec: {size: large}
 		t.Fatalf("preserved field: %q", out)
 	}
 
+	// Both versions read the same object (None conversion).
+	out = kubectl(t, s, "", "get", "planets.v1beta1.example.com", "mars", "-o", "jsonpath={.apiVersion}/{.anything}")
+	if out != "example.com/v1beta1/goes" {
+		t.Fatalf("mars through v1beta1: %q", out)
+	}
 	out = kubectl(t, s, "", "get", "--raw", "/apis")
 	mustContain(t, out, `"example.com"`)
+
+	// A namespace's custom objects go with it.
+	kubectl(t, s, "", "create", "namespace", "crdns")
+	kubectl(t, s, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w9, namespace: crdns}\nspec: {size: small}\n", "create", "-f", "-")
+	kubectl(t, s, "", "delete", "namespace", "crdns", "--timeout=60s")
+	kubectl(t, s, "", "create", "namespace", "crdns")
+	if out := kubectl(t, s, "", "get", "widgets", "-n", "crdns", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Fatalf("widgets of a deleted namespace came back: %q", out)
+	}
 
 	kubectl(t, s, "", "delete", "crd", "widgets.example.com", "--timeout=30s")
 	if out, err := s.Kubectl(ctx, "", "get", "--raw", "/apis/example.com/v1/namespaces/default/widgets"); err == nil {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,8 +57,12 @@ func NewController(reg *generic.Registry, client *clientv3.Client) (*Controller,
 	return &Controller{reg: reg, crds: crds, client: client, served: map[string]*served{}}, nil
 }
 
-// Run follows the definitions until ctx ends.
+// Run follows the definitions, and the namespaces whose custom objects go
+// with them, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	if ns := c.reg.Store(corev1.SchemeGroupVersion.WithResource("namespaces")); ns != nil {
+		go c.followNamespaces(ctx, ns)
+	}
 	for ctx.Err() == nil {
 		if err := c.follow(ctx); err != nil && ctx.Err() == nil {
 			slog.Warn("following CustomResourceDefinitions", "err", err)
@@ -274,4 +280,33 @@ func (c jsonCodec) Decode(data []byte, into runtime.Object) (runtime.Object, err
 	}
 	u.SetGroupVersionKind(c.gvk)
 	return u, nil
+}
+
+// followNamespaces deletes the custom objects of every namespace that goes:
+// the namespace controller empties a terminating namespace of the built-in
+// kinds; the custom kinds are this controller's to clear.
+func (c *Controller) followNamespaces(ctx context.Context, namespaces *generic.Store) {
+	for ctx.Err() == nil {
+		w, err := namespaces.Watch(ctx, "", &metav1.ListOptions{}, generic.WatchOptions{})
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			ns, ok := ev.Object.(*corev1.Namespace)
+			if !ok || (ev.Type != watch.Deleted && ns.DeletionTimestamp == nil) {
+				continue
+			}
+			for _, st := range c.reg.Stores() {
+				res := st.Resource()
+				if res.Custom == nil || !res.Namespaced {
+					continue
+				}
+				if _, _, err := st.DeleteCollection(ctx, ns.Name, &metav1.ListOptions{}, &metav1.DeleteOptions{}); err != nil {
+					slog.Warn("deleting the custom objects of a namespace", "namespace", ns.Name, "resource", res.GVR, "err", err)
+				}
+			}
+		}
+		w.Stop()
+	}
 }
