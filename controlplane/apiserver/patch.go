@@ -94,7 +94,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		if err != nil {
 			return nil, err
 		}
-		return s.decodeWith(w, r, out, "application/json", res.New(), res.GVK())
+		obj, err := s.decodeWith(w, r, out, "application/json", res.New(), res.GVK())
+		if err != nil {
+			return nil, err
+		}
+		return obj, s.checkUnknownFields(w, r, req, obj)
 	}
 	opts, err := s.updateOptions(r, req, applyObj != nil)
 	if err != nil {

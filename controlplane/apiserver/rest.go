@@ -370,6 +370,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, req *request) {
 		return
 	}
 	obj, err := s.decodeBody(w, r, data, res.New(), res.GVK())
+	if err == nil {
+		err = s.checkUnknownFields(w, r, req, obj)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -474,6 +477,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, req *request) {
 		return
 	}
 	obj, err := s.decodeBody(w, r, data, res.New(), res.GVK())
+	if err == nil {
+		err = s.checkUnknownFields(w, r, req, obj)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -753,3 +759,31 @@ func startListResponse(w http.ResponseWriter, contentType string) (*bufio.Writer
 // worth per write, so a list costs the connection a handful of writes per
 // megabyte and no allocation.
 var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
+// checkUnknownFields applies the field validation directive to the fields
+// a schema-pruned kind (a custom resource) does not know: Strict refuses
+// them, Warn names them in Warning headers, Ignore lets pruning drop them.
+func (s *Server) checkUnknownFields(w http.ResponseWriter, r *http.Request, req *request, obj runtime.Object) error {
+	if req.ep.res.UnknownFields == nil {
+		return nil
+	}
+	directive, err := fieldValidation(r)
+	if err != nil || directive == metav1.FieldValidationIgnore {
+		return err
+	}
+	unknown := req.ep.res.UnknownFields(obj)
+	if len(unknown) == 0 {
+		return nil
+	}
+	msgs := make([]string, 0, len(unknown))
+	for _, f := range unknown {
+		msgs = append(msgs, fmt.Sprintf("unknown field %q", f))
+	}
+	if directive == metav1.FieldValidationStrict {
+		return apierrors.NewBadRequest("strict decoding error: " + strings.Join(msgs, ", "))
+	}
+	for _, m := range msgs {
+		w.Header().Add("Warning", fmt.Sprintf("299 - %q", m))
+	}
+	return nil
+}

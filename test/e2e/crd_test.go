@@ -103,6 +103,8 @@ spec:
 func TestCustomResources(t *testing.T) {
 	requireKubectl(t)
 	s := cluster.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	kubectl(t, s, widgetCRD, "apply", "-f", "-")
 	kubectl(t, s, clusterCRD, "apply", "-f", "-")
 	start := time.Now()
@@ -123,13 +125,19 @@ kind: Widget
 metadata: {name: w0}
 spec: {size: small, unknown: dropped}
 `, "create", "--validate=false", "-f", "-")
+	strict, err := s.Kubectl(ctx, `apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w3}
+spec: {size: small, unknown: refused}
+`, "create", "-f", "-")
+	if err == nil || !strings.Contains(strict, `unknown field "spec.unknown"`) {
+		t.Fatalf("unknown field under strict validation: %v\n%s", err, strict)
+	}
 	out = kubectl(t, s, "", "get", "widget", "w0", "-o", "jsonpath={.spec.color}/{.spec.unknown}")
 	if out != "blue/" {
 		t.Fatalf("pruned widget: %q, want blue/", out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	bad, err := s.Kubectl(ctx, `apiVersion: example.com/v1
 kind: Widget
 metadata: {name: w2}

@@ -156,6 +156,12 @@ func NewResource(crd *apiextensionsv1.CustomResourceDefinition, version string) 
 	if subs != nil && subs.Scale != nil {
 		res.Scale = scaleAccess(subs.Scale)
 	}
+	if structural != nil {
+		res.UnknownFields = func(obj runtime.Object) []string {
+			c := obj.(*unstructured.Unstructured).DeepCopy()
+			return structuralpruning.PruneWithOptions(c.Object, structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
+		}
+	}
 	custom, err := openAPI(crd, version)
 	if err != nil {
 		return nil, err

@@ -56,6 +56,9 @@ func TestStrategy(t *testing.T) {
 	u.SetName("w")
 	u.Object["spec"] = map[string]interface{}{"size": "huge", "replicas": int64(2), "unknown": "x"}
 	u.Object["status"] = map[string]interface{}{"replicas": int64(1)}
+	if got := res.UnknownFields(u); len(got) != 1 || got[0] != "spec.unknown" {
+		t.Fatalf("unknown fields %q, want spec.unknown", got)
+	}
 	res.Default(u)
 	if _, found := u.Object["spec"].(map[string]interface{})["unknown"]; found {
 		t.Fatal("unknown field not pruned")

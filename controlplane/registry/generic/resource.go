@@ -104,6 +104,10 @@ type Resource struct {
 	// KeepStatusOnCreate keeps the status a client sends on create (nodes
 	// report theirs from the start).
 	KeepStatusOnCreate bool
+	// UnknownFields, when set, lists the fields of a client's object that
+	// the kind's schema does not know (and Default drops): the apiserver
+	// refuses them under fieldValidation=Strict and warns of them under Warn.
+	UnknownFields func(obj runtime.Object) []string
 	// Custom is set for a custom resource (a kind a CustomResourceDefinition
 	// defines): its objects are unstructured and its schemas come from the
 	// definition rather than from generated code.
