@@ -200,6 +200,9 @@ spec: {size: large}
 	}
 	out = kubectl(t, s, "", "get", "--raw", "/apis")
 	mustContain(t, out, `"example.com"`)
+	// kubectl reads the aggregated discovery document.
+	out = kubectl(t, s, "", "api-resources", "--api-group=example.com")
+	mustContain(t, out, "widgets", "wd", "Widget", "planets", "Planet")
 
 	// A namespace's custom objects go with it.
 	kubectl(t, s, "", "create", "namespace", "crdns")
