@@ -191,13 +191,13 @@ func printNodeReady(opts node.Options, n *node.Node) {
 		fmt.Printf("; cluster DNS on %s:53 (behind kube-dns 10.96.0.10)", opts.LocalDNS)
 	}
 	fmt.Printf("\n  metrics:  %s\n  BPF maps: petrelctl bpf lb list --node-name %s\n", n.MetricsURL, opts.NodeName)
-	if h, s := n.IngressAddresses(); h != nil || s != nil {
-		fmt.Printf("  ingress:  Ingresses of class petrel served on")
-		if h != nil {
-			fmt.Printf(" http://%s", h)
+	if h, s := opts.Ingress.HTTPAddress, opts.Ingress.HTTPSAddress; h != "" || s != "" {
+		fmt.Printf("  ingress:  Ingresses of class petrel (the default) served on")
+		if h != "" {
+			fmt.Printf(" %s (HTTP)", h)
 		}
-		if s != nil {
-			fmt.Printf(" https://%s", s)
+		if s != "" {
+			fmt.Printf(" %s (HTTPS)", s)
 		}
 		fmt.Println()
 	}

@@ -93,8 +93,6 @@ type Controller struct {
 	proxy     *httputil.ReverseProxy
 	metrics   *metrics
 	kick      chan struct{}
-
-	httpAddr, httpsAddr atomic.Pointer[net.TCPAddr]
 }
 
 // New builds the controller; Run starts it.
@@ -133,9 +131,9 @@ func New(cfg Config, cs kubernetes.Interface, reg prometheus.Registerer) (*Contr
 func (c *Controller) backend(key string) *backend { return c.table.Load().backends[key] }
 
 // Run watches Ingresses, IngressClasses, Services and EndpointSlices
-// through the node's informers, builds the first table and starts the
-// listeners. A listener that cannot bind is reported and left off: the
-// node's other work goes on.
+// through the node's informers and, once they are listed, builds the first
+// table and starts the listeners; it does not wait for that. A listener
+// that cannot bind is reported and left off: the node's other work goes on.
 func (c *Controller) Run(ctx context.Context, factory informers.SharedInformerFactory) error {
 	ingInf := factory.Networking().V1().Ingresses()
 	classInf := factory.Networking().V1().IngressClasses()
@@ -154,14 +152,36 @@ func (c *Controller) Run(ctx context.Context, factory informers.SharedInformerFa
 		}
 	}
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), ingInf.Informer().HasSynced, classInf.Informer().HasSynced,
-		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
-		return fmt.Errorf("ingress: informers did not sync")
-	}
-	c.rebuild()
-	go c.loop(ctx)
-	c.listen(ctx)
+	synced := []cache.InformerSynced{ingInf.Informer().HasSynced, classInf.Informer().HasSynced,
+		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced}
+	// The rest of the node does not wait for the ingress: a server that
+	// does not let this node list Ingresses (an older one, a stricter
+	// RBAC) leaves only the ingress off, and says so.
+	go func() {
+		for !cache.WaitForNamedCacheSync("ingress", waitOrTimeout(ctx, 30*time.Second), synced...) {
+			if ctx.Err() != nil {
+				return
+			}
+			slog.Warn("ingress: Ingresses, IngressClasses, Services or EndpointSlices not listed yet; the listeners wait (can this node list networking.k8s.io ingresses and ingressclasses?)")
+		}
+		c.rebuild()
+		go c.loop(ctx)
+		c.listen(ctx)
+	}()
 	return nil
+}
+
+// waitOrTimeout is a channel closed when ctx ends or after d.
+func waitOrTimeout(ctx context.Context, d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}()
+	return ch
 }
 
 // poke asks for a rebuild; many events in a burst make one.
@@ -299,7 +319,7 @@ func (c *Controller) listen(ctx context.Context) {
 		protos.SetUnencryptedHTTP2(true)
 		srv := &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: c.cfg.IdleTimeout,
 			Protocols: &protos, ErrorLog: errLog}
-		c.serve(ctx, srv, c.cfg.HTTPAddress, false, &c.httpAddr)
+		c.serve(ctx, srv, c.cfg.HTTPAddress, false)
 	}
 	if c.cfg.HTTPSAddress != "" {
 		var protos http.Protocols
@@ -310,18 +330,17 @@ func (c *Controller) listen(ctx context.Context) {
 			TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return c.certs.Load().pick(hello.ServerName), nil
 			}}}
-		c.serve(ctx, srv, c.cfg.HTTPSAddress, true, &c.httpsAddr)
+		c.serve(ctx, srv, c.cfg.HTTPSAddress, true)
 	}
 }
 
-func (c *Controller) serve(ctx context.Context, srv *http.Server, addr string, useTLS bool, bound *atomic.Pointer[net.TCPAddr]) {
+func (c *Controller) serve(ctx context.Context, srv *http.Server, addr string, useTLS bool) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		slog.Error("ingress: cannot listen; Ingresses are not served there (free the port, or pick another with --ingress-http-address/--ingress-https-address, empty to turn it off)",
 			"address", addr, "err", err)
 		return
 	}
-	bound.Store(ln.Addr().(*net.TCPAddr))
 	slog.Info("ingress: serving", "address", ln.Addr().String(), "tls", useTLS)
 	go func() {
 		var err error
@@ -340,12 +359,6 @@ func (c *Controller) serve(ctx context.Context, srv *http.Server, addr string, u
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-}
-
-// Addresses are the bound listeners (nil where off or not bound), for
-// tests and the node's first message.
-func (c *Controller) Addresses() (httpAddr, httpsAddr *net.TCPAddr) {
-	return c.httpAddr.Load(), c.httpsAddr.Load()
 }
 
 // slogWriter sends the HTTP servers' and the proxy's own log lines (TLS

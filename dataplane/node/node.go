@@ -144,14 +144,6 @@ type Node struct {
 	done    chan struct{}
 }
 
-// IngressAddresses are the ingress listeners (nil where off or not bound).
-func (n *Node) IngressAddresses() (httpAddr, httpsAddr *net.TCPAddr) {
-	if n.ingress == nil {
-		return nil, nil
-	}
-	return n.ingress.Addresses()
-}
-
 // Start brings the node up and returns once Services are programmed and the
 // DNS answers; it runs until ctx ends.
 func Start(ctx context.Context, opts Options) (*Node, error) {
