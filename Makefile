@@ -46,13 +46,13 @@ lint:
 	$(GO) vet $(TAGS) ./...
 
 test: deps build lint verify-generated
-	PETREL_BIN=$(BIN)/petrel $(GO) test $(TAGS) -count=1 -timeout 20m ./...
+	PETREL_BIN=$(BIN)/petrel $(GO) test $(TAGS) -count=1 -timeout 28m ./...
 
 unit:
 	$(GO) test $(TAGS) -count=1 ./controlplane/...
 
 e2e: build
-	PETREL_BIN=$(BIN)/petrel $(GO) test $(TAGS) -count=1 -timeout 20m ./test/...
+	PETREL_BIN=$(BIN)/petrel $(GO) test $(TAGS) -count=1 -timeout 28m ./test/...
 
 generate: generate-openapi generate-bpf
 
@@ -72,7 +72,9 @@ bench: build
 	$(BIN)/petrelctl bench api --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dns --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench dataplane
+	$(BIN)/petrelctl bench ingress --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench network --petrel $(BIN)/petrel
+	$(BIN)/petrelctl bench policy
 	$(BIN)/petrelctl bench proxy --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench scheduler --petrel $(BIN)/petrel
 	$(BIN)/petrelctl bench pods --petrel $(BIN)/petrel

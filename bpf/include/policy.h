@@ -21,7 +21,9 @@
  * afresh, so a reused 5-tuple does not inherit an old verdict.
  *
  * Drops are counted (petrel_pol_stats) and reported through the
- * petrel_pol_events ring buffer, which `petrelctl monitor` reads.
+ * petrel_pol_events ring buffer, which `petrelctl monitor` reads; with
+ * tracing on (petrel_pol_cfg, `petrel node --trace`) so is every new
+ * connection allowed, with the verdict of each direction.
  */
 #ifndef PETREL_POLICY_H
 #define PETREL_POLICY_H
@@ -102,8 +104,12 @@ struct pol_ct_val {
 };
 
 /* pol_event.reason */
-#define POL_DROP_INGRESS 1 /* the destination pod's ingress policy */
-#define POL_DROP_EGRESS 2  /* the source pod's egress policy */
+#define POL_DROP_INGRESS 1   /* the destination pod's ingress policy */
+#define POL_DROP_EGRESS 2    /* the source pod's egress policy */
+#define POL_TRACE_ALLOWED 3  /* a new connection allowed (tracing on) */
+
+/* petrel_pol_cfg[0] flags */
+#define POL_CFG_TRACE 1 /* report allowed new connections too */
 
 /* pol_event.point: where the packet was judged. */
 #define POL_POINT_POD 1      /* tc_pod: sent by a local pod */
@@ -120,9 +126,11 @@ struct pol_event {
 	__u8 proto;
 	__u8 reason;
 	__u8 point;
-	__u8 pad;
+	__u8 verdict_egress; /* POL_VERDICT_* of the source's egress policy */
 	__u32 src_identity;
 	__u32 dst_identity;
+	__u8 verdict_ingress; /* POL_VERDICT_* of the destination's ingress policy */
+	__u8 pad[3];
 };
 
 /* petrel_pol_stats slots: (direction - 1) * POL_STAT_PER_DIR + verdict. */
@@ -130,6 +138,7 @@ struct pol_event {
 #define POL_VERDICT_DENIED 1      /* dropped */
 #define POL_VERDICT_UNISOLATED 2  /* a new connection of a pod no policy isolates */
 #define POL_VERDICT_HOST 3        /* a new connection to or from this node */
+#define POL_VERDICT_NONE 4        /* in events: not judged here (the pod is on another node) */
 #define POL_STAT_PER_DIR 4
 #define POL_STAT_MAX 8
 
@@ -189,6 +198,15 @@ struct {
 	__uint(max_entries, POL_STAT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } petrel_pol_stats SEC(".maps");
+
+/* One slot: POL_CFG_* flags, written by the node at start. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} petrel_pol_cfg SEC(".maps");
 
 /*
  * An idle connection is forgotten after this long (seconds): long enough for
@@ -275,12 +293,12 @@ static __always_inline int pol_lookup(__be32 ep, __u32 identity, __u8 dir, __u8 
 }
 
 /*
- * The verdict of a local pod's policy on a new connection with peer:
- * 1 allowed, 0 denied. A pod not isolated in dir allows everything; this
+ * The verdict of a local pod's policy on a new connection with peer
+ * (POL_VERDICT_*). A pod not isolated in dir allows everything; this
  * node's own addresses are always allowed (Kubernetes requires it, so that
  * probes work).
  */
-static __always_inline int pol_allows(__be32 ep, __be32 peer, __u8 dir, __u8 proto, __be16 dport, __u32 *peer_id)
+static __always_inline __u8 pol_verdict(__be32 ep, __be32 peer, __u8 dir, __u8 proto, __be16 dport, __u32 *peer_id)
 {
 	struct pol_ep_val *e = bpf_map_lookup_elem(&petrel_pol_ep, &ep);
 	__u8 want = dir == POL_INGRESS ? POL_EP_INGRESS : POL_EP_EGRESS;
@@ -291,13 +309,13 @@ static __always_inline int pol_allows(__be32 ep, __be32 peer, __u8 dir, __u8 pro
 	/* Most pods are isolated by no policy: no identity lookup for them. */
 	if (!e || !(e->flags & want)) {
 		pol_count(dir, POL_VERDICT_UNISOLATED);
-		return 1;
+		return POL_VERDICT_UNISOLATED;
 	}
 	id = pol_identity(peer);
 	*peer_id = id;
 	if (id == ID_HOST) {
 		pol_count(dir, POL_VERDICT_HOST);
-		return 1;
+		return POL_VERDICT_HOST;
 	}
 	if (pol_lookup(ep, id, dir, proto, dport))
 		goto allowed;
@@ -307,17 +325,19 @@ static __always_inline int pol_allows(__be32 ep, __be32 peer, __u8 dir, __u8 pro
 	if (pol_lookup(ep, ID_ANY, dir, proto, dport))
 		goto allowed;
 	pol_count(dir, POL_VERDICT_DENIED);
-	return 0;
+	return POL_VERDICT_DENIED;
 allowed:
 	pol_count(dir, POL_VERDICT_ALLOWED);
-	return 1;
+	return POL_VERDICT_ALLOWED;
 }
 
-static __always_inline void pol_report(struct pol_flow *f, __u8 reason, __u8 point, __u32 src_id, __u32 dst_id)
+static __always_inline void pol_report(struct pol_flow *f, __u8 reason, __u8 point, __u32 src_id, __u32 dst_id,
+				       __u8 v_egress, __u8 v_ingress)
 {
 	struct pol_event ev = {.time_ns = bpf_ktime_get_ns(), .saddr = f->saddr, .daddr = f->daddr, .sport = f->sport,
 			       .dport = f->dport, .proto = f->proto, .reason = reason, .point = point,
-			       .src_identity = src_id, .dst_identity = dst_id};
+			       .verdict_egress = v_egress, .src_identity = src_id, .dst_identity = dst_id,
+			       .verdict_ingress = v_ingress};
 
 	/* A full ring loses the event, never the verdict. */
 	bpf_ringbuf_output(&petrel_pol_events, &ev, sizeof(ev), 0);
@@ -372,19 +392,31 @@ static __always_inline void pol_ct_create(struct pol_flow *f)
  */
 static __always_inline int pol_judge(struct pol_flow *f, int src_local, int dst_local, __u8 point)
 {
-	__u32 src_id = 0, dst_id = 0;
+	__u32 src_id = 0, dst_id = 0, zero = 0, *cfg;
+	__u8 v_eg = POL_VERDICT_NONE, v_in = POL_VERDICT_NONE;
 
 	if (pol_ct_known(f))
 		return 1;
-	if (src_local && !pol_allows(f->saddr, f->daddr, POL_EGRESS, f->proto, f->dport, &dst_id)) {
-		pol_report(f, POL_DROP_EGRESS, point, pol_identity(f->saddr), dst_id);
-		return 0;
+	if (src_local) {
+		v_eg = pol_verdict(f->saddr, f->daddr, POL_EGRESS, f->proto, f->dport, &dst_id);
+		if (v_eg == POL_VERDICT_DENIED) {
+			pol_report(f, POL_DROP_EGRESS, point, pol_identity(f->saddr), dst_id, v_eg, v_in);
+			return 0;
+		}
 	}
-	if (dst_local && !pol_allows(f->daddr, f->saddr, POL_INGRESS, f->proto, f->dport, &src_id)) {
-		pol_report(f, POL_DROP_INGRESS, point, src_id, pol_identity(f->daddr));
-		return 0;
+	if (dst_local) {
+		v_in = pol_verdict(f->daddr, f->saddr, POL_INGRESS, f->proto, f->dport, &src_id);
+		if (v_in == POL_VERDICT_DENIED) {
+			pol_report(f, POL_DROP_INGRESS, point, src_id, pol_identity(f->daddr), v_eg, v_in);
+			return 0;
+		}
 	}
 	pol_ct_create(f);
+	/* Tracing: one event per new connection allowed (never per packet). */
+	cfg = bpf_map_lookup_elem(&petrel_pol_cfg, &zero);
+	if (cfg && (*cfg & POL_CFG_TRACE))
+		pol_report(f, POL_TRACE_ALLOWED, point, src_id ? src_id : pol_identity(f->saddr),
+			   dst_id ? dst_id : pol_identity(f->daddr), v_eg, v_in);
 	return 1;
 }
 #endif

@@ -181,6 +181,10 @@ func bpfCommand() *cobra.Command {
 		}})
 	cmd.AddCommand(tunnel)
 
+	pol := &cobra.Command{Use: "policy", Short: "The node's NetworkPolicy maps"}
+	pol.AddCommand(policyListCommand(&f))
+	cmd.AddCommand(pol)
+
 	cmd.AddCommand(&cobra.Command{Use: "maps", Short: "Every map: type, entries, capacity, pressure",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -1,6 +1,6 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
 // (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
-// (`bench api|dns|dataplane|ingress|network|proxy|scheduler|pods`).
+// (`bench api|dns|dataplane|ingress|network|policy|proxy|scheduler|pods`).
 package main
 
 import (
@@ -182,6 +182,30 @@ func benchCommand() *cobra.Command {
 	nf.IntVar(&nopts.Rounds, "rounds", nopts.Rounds, "measurements of each figure; the median is reported")
 	nf.DurationVar(&nopts.Wait, "wait", nopts.Wait, "how long to wait for another multi-node topology on this machine to go")
 	cmd.AddCommand(networkCmd)
+
+	polopts := bench.PolicyOptions{Policies: 1000, Pods: 1000, Duration: 3 * time.Second, Throughput: 3 * time.Second, Concurrency: 16,
+		Rounds: 3, Changes: 200, Progress: os.Stderr}
+	policyCmd := &cobra.Command{Use: "policy", Short: "NetworkPolicy in BPF: pod to pod connections/s and throughput with no policy, with 1,000 policies over 1,000 pods, and with the same policies as iptables + ipset rules; map sizes; policy change latency (root)",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) {
+				exe, err := os.Executable()
+				if err != nil {
+					return nil, err
+				}
+				polopts.Petrelctl = exe
+				return bench.RunPolicy(ctx, polopts)
+			})
+		}}
+	polf := policyCmd.Flags()
+	polf.IntVar(&polopts.Policies, "policies", polopts.Policies, "NetworkPolicies loaded")
+	polf.IntVar(&polopts.Pods, "pods", polopts.Pods, "pods the policies select and admit (all on the measured node)")
+	polf.DurationVar(&polopts.Duration, "duration", polopts.Duration, "length of each connections/s run")
+	polf.DurationVar(&polopts.Throughput, "iperf-time", polopts.Throughput, "length of each iperf3 run (whole seconds)")
+	polf.IntVar(&polopts.Concurrency, "concurrency", polopts.Concurrency, "concurrent clients in a connections/s run")
+	polf.IntVar(&polopts.Rounds, "rounds", polopts.Rounds, "measurements of each figure; the median is reported")
+	polf.IntVar(&polopts.Changes, "changes", polopts.Changes, "policy changes timed for the programming latency")
+	cmd.AddCommand(policyCmd)
 
 	var role, mode, target, listenAddr string
 	var workers int

@@ -25,19 +25,25 @@ import (
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 )
 
-// dropEvent is one drop as `petrelctl monitor` prints it.
+// dropEvent is one drop or trace as `petrelctl monitor` prints it.
 type dropEvent struct {
-	Time                time.Time `json:"time"`
-	Type                string    `json:"type"`
-	Reason              string    `json:"reason"`
-	Point               string    `json:"point"`
-	Protocol            string    `json:"protocol"`
-	Source              string    `json:"source"`
-	SourceAddress       string    `json:"sourceAddress"`
-	Destination         string    `json:"destination"`
-	DestinationAddress  string    `json:"destinationAddress"`
-	SourceIdentity      uint32    `json:"sourceIdentity"`
-	DestinationIdentity uint32    `json:"destinationIdentity"`
+	Time time.Time `json:"time"`
+	// Type is drop or trace (a new connection allowed).
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	// EgressVerdict and IngressVerdict are how each direction was judged
+	// here: allowed (by a policy), denied, not-isolated, node, or
+	// not-judged (that pod is on another node).
+	EgressVerdict       string `json:"egressVerdict"`
+	IngressVerdict      string `json:"ingressVerdict"`
+	Point               string `json:"point"`
+	Protocol            string `json:"protocol"`
+	Source              string `json:"source"`
+	SourceAddress       string `json:"sourceAddress"`
+	Destination         string `json:"destination"`
+	DestinationAddress  string `json:"destinationAddress"`
+	SourceIdentity      uint32 `json:"sourceIdentity"`
+	DestinationIdentity uint32 `json:"destinationIdentity"`
 }
 
 // podNames resolves addresses to namespace/name through the API, listing
@@ -82,7 +88,10 @@ func (p *podNames) name(a netip.Addr) string {
 	return p.byIP[a]
 }
 
-var dropReasons = map[uint8]string{bpfobj.DropIngress: "policy-denied-ingress", bpfobj.DropEgress: "policy-denied-egress"}
+var dropReasons = map[uint8]string{bpfobj.DropIngress: "policy-denied-ingress", bpfobj.DropEgress: "policy-denied-egress",
+	bpfobj.TraceAllowed: "policy-allowed"}
+var verdictNames = map[uint8]string{bpfobj.PolicyVerdictAllowed: "allowed", bpfobj.PolicyVerdictDenied: "denied",
+	bpfobj.PolicyVerdictUnisolated: "not-isolated", bpfobj.PolicyVerdictHost: "node", bpfobj.PolicyVerdictNone: "not-judged"}
 var dropPoints = map[uint8]string{bpfobj.PointPod: "tc_pod", bpfobj.PointUplink: "tc_nodeport (from another host)",
 	bpfobj.PointTunnel: "tc_tunnel (overlay)", bpfobj.PointNodePort: "tc_nodeport (NodePort to a local backend)"}
 
@@ -103,14 +112,15 @@ func protoName(p uint8) string {
 func monitorCommand() *cobra.Command {
 	var f mapFlags
 	var typ, podFilter string
-	cmd := &cobra.Command{Use: "monitor", Short: "Packets the node's BPF programs drop, with pod names (NetworkPolicy drops), as they happen",
-		Long: "monitor reads the node's drop ring buffer (petrel_pol_events): one line (or JSON object) per dropped packet,\n" +
-			"with both pods' namespace/name (from the API), addresses, ports, the reason and where it was judged.\n" +
+	cmd := &cobra.Command{Use: "monitor", Short: "Packets the node's BPF programs drop (and, with petrel node --trace, connections they allow), with pod names, as they happen",
+		Long: "monitor reads the node's policy ring buffer (petrel_pol_events): one line (or JSON object) per dropped packet,\n" +
+			"with both pods' namespace/name (from the API), addresses, ports, the reason and where it was judged. A node\n" +
+			"started with --trace also reports each new connection NetworkPolicy allows (type trace, once per connection).\n" +
 			"One reader at a time: a second monitor on the same node shares the events with the first.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if typ != "drop" {
-				return fmt.Errorf("--type %s: only drop events are reported so far (trace is not implemented)", typ)
+			if typ != "drop" && typ != "trace" && typ != "all" {
+				return fmt.Errorf("--type must be drop, trace or all, not %q", typ)
 			}
 			if f.output != "table" && f.output != "json" {
 				return fmt.Errorf("-o must be table or json, not %q", f.output)
@@ -149,8 +159,16 @@ func monitorCommand() *cobra.Command {
 				if err != nil {
 					continue
 				}
+				kind := "drop"
+				if ev.Reason == bpfobj.TraceAllowed {
+					kind = "trace"
+				}
+				if typ != "all" && typ != kind {
+					continue
+				}
 				src, dst := bpfobj.AddrOf(ev.Saddr), bpfobj.AddrOf(ev.Daddr)
-				d := dropEvent{Time: time.Now(), Type: "drop", Reason: dropReasons[ev.Reason], Point: dropPoints[ev.Point],
+				d := dropEvent{Time: time.Now(), Type: kind, Reason: dropReasons[ev.Reason], Point: dropPoints[ev.Point],
+					EgressVerdict: verdictNames[ev.VerdictEgress], IngressVerdict: verdictNames[ev.VerdictIngress],
 					Protocol: protoName(ev.Proto), Source: names.name(src), Destination: names.name(dst),
 					SourceAddress:      netip.AddrPortFrom(src, bpfobj.PortOf(ev.Sport)).String(),
 					DestinationAddress: netip.AddrPortFrom(dst, bpfobj.PortOf(ev.Dport)).String(),
@@ -164,13 +182,14 @@ func monitorCommand() *cobra.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s DROP %s %s %s -> %s at %s\n", d.Time.Format("15:04:05.000"), d.Reason, d.Protocol,
-					named(d.Source, d.SourceAddress), named(d.Destination, d.DestinationAddress), d.Point)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s %s %s -> %s at %s (egress %s, ingress %s)\n", d.Time.Format("15:04:05.000"),
+					strings.ToUpper(kind), d.Reason, d.Protocol, named(d.Source, d.SourceAddress), named(d.Destination, d.DestinationAddress),
+					d.Point, d.EgressVerdict, d.IngressVerdict)
 			}
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&typ, "type", "drop", "events to show: drop")
+	cmd.Flags().StringVar(&typ, "type", "all", "events to show: drop, trace (allowed new connections; needs petrel node --trace) or all")
 	cmd.Flags().StringVar(&podFilter, "pod", "", "only events of this pod (NAMESPACE/NAME), as source or destination")
 	return cmd
 }

@@ -24,14 +24,20 @@ const (
 	MapPolicy = "petrel_policy"
 	// MapPolicyCT remembers connections already judged.
 	MapPolicyCT = "petrel_pol_ct"
-	// MapPolicyEvents is the ring buffer of drop events.
+	// MapPolicyEvents is the ring buffer of drop (and trace) events.
 	MapPolicyEvents = "petrel_pol_events"
 	// MapPolicyStats counts verdicts per direction (PolicyStat*).
 	MapPolicyStats = "petrel_pol_stats"
+	// MapPolicyConfig holds the policy programs' switches (PolicyConfig*).
+	MapPolicyConfig = "petrel_pol_cfg"
 )
 
 // PolicyMapNames are the policy maps with keys (the ring buffer has none).
-var PolicyMapNames = []string{MapIPCache, MapPolicyCIDR, MapPolicyEndpoints, MapPolicy, MapPolicyCT, MapPolicyStats}
+var PolicyMapNames = []string{MapIPCache, MapPolicyCIDR, MapPolicyEndpoints, MapPolicy, MapPolicyCT, MapPolicyStats, MapPolicyConfig}
+
+// PolicyConfigTrace, in petrel_pol_cfg: report allowed new connections on
+// the ring buffer too (POL_CFG_TRACE).
+const PolicyConfigTrace = 1
 
 type (
 	// IPCacheKey is a prefix of petrel_ipcache or petrel_pol_cidr.
@@ -83,6 +89,8 @@ const (
 const (
 	DropIngress = 1
 	DropEgress  = 2
+	// TraceAllowed: a new connection allowed (with tracing on).
+	TraceAllowed = 3
 
 	PointPod      = 1
 	PointUplink   = 2
@@ -97,6 +105,9 @@ const (
 	PolicyVerdictUnisolated = 2
 	PolicyVerdictHost       = 3
 	PolicyStatsPerDir       = 4
+	// PolicyVerdictNone, in events only: the direction was not judged at
+	// this point (its pod is on another node).
+	PolicyVerdictNone = 4
 )
 
 // PolicyVerdictNames name the verdict slots for metrics and the CLI.
@@ -124,7 +135,7 @@ func ParsePolicyEvent(raw []byte) (PolicyEvent, error) {
 
 // PolicyMaps are the pinned policy maps the userspace engine writes.
 type PolicyMaps struct {
-	IPCache, CIDR, Endpoints, Policy, CT, Stats *ebpf.Map
+	IPCache, CIDR, Endpoints, Policy, CT, Stats, Config *ebpf.Map
 }
 
 // OpenPolicyMaps opens the policy maps pinned under dir (LoadPodProgram
@@ -135,7 +146,7 @@ func OpenPolicyMaps(dir string, readOnly bool) (*PolicyMaps, error) {
 		name string
 		to   **ebpf.Map
 	}{{MapIPCache, &m.IPCache}, {MapPolicyCIDR, &m.CIDR}, {MapPolicyEndpoints, &m.Endpoints}, {MapPolicy, &m.Policy},
-		{MapPolicyCT, &m.CT}, {MapPolicyStats, &m.Stats}}
+		{MapPolicyCT, &m.CT}, {MapPolicyStats, &m.Stats}, {MapPolicyConfig, &m.Config}}
 	for _, t := range targets {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, t.name), &ebpf.LoadPinOptions{ReadOnly: readOnly})
 		if err != nil {
@@ -149,7 +160,7 @@ func OpenPolicyMaps(dir string, readOnly bool) (*PolicyMaps, error) {
 
 // Close releases the file descriptors; the pins stay.
 func (m *PolicyMaps) Close() {
-	for _, mp := range []*ebpf.Map{m.IPCache, m.CIDR, m.Endpoints, m.Policy, m.CT, m.Stats} {
+	for _, mp := range []*ebpf.Map{m.IPCache, m.CIDR, m.Endpoints, m.Policy, m.CT, m.Stats, m.Config} {
 		if mp != nil {
 			mp.Close()
 		}
@@ -169,4 +180,16 @@ func PolicyStats(stats *ebpf.Map) ([2][PolicyStatsPerDir]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// SetPolicyTrace turns the trace events of allowed connections on or off.
+func (m *PolicyMaps) SetPolicyTrace(on bool) error {
+	var flags uint32
+	if on {
+		flags = PolicyConfigTrace
+	}
+	if err := m.Config.Put(uint32(0), flags); err != nil {
+		return fmt.Errorf("write %s: %w", MapPolicyConfig, err)
+	}
+	return nil
 }

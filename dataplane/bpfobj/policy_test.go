@@ -183,7 +183,52 @@ func TestPodProgramJudgesPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if AddrOf(ev.Saddr) != a || AddrOf(ev.Daddr) != c || PortOf(ev.Dport) != 8192 || ev.Reason != DropEgress ||
-		ev.SrcIdentity != 300 || ev.DstIdentity != 302 || ev.Point != PointPod {
+		ev.SrcIdentity != 300 || ev.DstIdentity != 302 || ev.Point != PointPod ||
+		ev.VerdictEgress != PolicyVerdictDenied || ev.VerdictIngress != PolicyVerdictNone {
 		t.Errorf("event %+v", ev)
+	}
+
+	// Tracing on: an allowed new connection is reported once, with both
+	// directions' verdicts; its next packet is not.
+	for {
+		rd.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := rd.Read(); err != nil {
+			break // the drops before are read
+		}
+	}
+	maps := &PolicyMaps{Config: objs.PetrelPolCfg}
+	if err := maps.SetPolicyTrace(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, flags := range []uint8{syn, ack} {
+		if got := run(t, objs.PetrelFromPod, l4Packet(a, b, 6, 40020, 8080, flags)); got != tcActRedirect {
+			t.Fatalf("a→b TCP 8080 traced (flags %#x): %d, want redirect", flags, got)
+		}
+	}
+	rd.SetDeadline(time.Now().Add(time.Second))
+	if rec, err = rd.Read(); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err = ParsePolicyEvent(rec.RawSample); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Reason != TraceAllowed || AddrOf(ev.Saddr) != a || AddrOf(ev.Daddr) != b || ev.SrcIdentity != 300 || ev.DstIdentity != 301 ||
+		ev.VerdictEgress != PolicyVerdictAllowed || ev.VerdictIngress != PolicyVerdictAllowed {
+		t.Errorf("trace event %+v", ev)
+	}
+	rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if rec, err := rd.Read(); err == nil {
+		ev, _ := ParsePolicyEvent(rec.RawSample)
+		t.Errorf("a second event for one connection: %+v", ev)
+	}
+	if err := maps.SetPolicyTrace(false); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, objs.PetrelFromPod, l4Packet(a, b, 6, 40021, 8080, syn)); got != tcActRedirect {
+		t.Fatalf("a→b TCP 8080: %d, want redirect", got)
+	}
+	rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := rd.Read(); err == nil {
+		t.Errorf("a trace event with tracing off")
 	}
 }

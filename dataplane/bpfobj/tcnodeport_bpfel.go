@@ -190,6 +190,7 @@ const (
 	tcNodePortMapPetrelNodeAddr4 = "petrel_node_addr4"
 	tcNodePortMapPetrelNpCt      = "petrel_np_ct"
 	tcNodePortMapPetrelNpIfaddr  = "petrel_np_ifaddr"
+	tcNodePortMapPetrelPolCfg    = "petrel_pol_cfg"
 	tcNodePortMapPetrelPolCidr   = "petrel_pol_cidr"
 	tcNodePortMapPetrelPolCt     = "petrel_pol_ct"
 	tcNodePortMapPetrelPolEp     = "petrel_pol_ep"
@@ -262,6 +263,7 @@ type tcNodePortMapSpecs struct {
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.MapSpec `ebpf:"petrel_np_ifaddr"`
+	PetrelPolCfg    *ebpf.MapSpec `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
@@ -310,6 +312,7 @@ type tcNodePortMaps struct {
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.Map `ebpf:"petrel_np_ifaddr"`
+	PetrelPolCfg    *ebpf.Map `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
@@ -334,6 +337,7 @@ func (m *tcNodePortMaps) Close() error {
 		m.PetrelNodeAddr4,
 		m.PetrelNpCt,
 		m.PetrelNpIfaddr,
+		m.PetrelPolCfg,
 		m.PetrelPolCidr,
 		m.PetrelPolCt,
 		m.PetrelPolEp,

@@ -82,18 +82,21 @@ type tcPodPolEpVal struct {
 }
 
 type tcPodPolEvent struct {
-	_           structs.HostLayout
-	TimeNs      uint64
-	Saddr       uint32
-	Daddr       uint32
-	Sport       uint16
-	Dport       uint16
-	Proto       uint8
-	Reason      uint8
-	Point       uint8
-	Pad         uint8
-	SrcIdentity uint32
-	DstIdentity uint32
+	_              structs.HostLayout
+	TimeNs         uint64
+	Saddr          uint32
+	Daddr          uint32
+	Sport          uint16
+	Dport          uint16
+	Proto          uint8
+	Reason         uint8
+	Point          uint8
+	VerdictEgress  uint8
+	SrcIdentity    uint32
+	DstIdentity    uint32
+	VerdictIngress uint8
+	Pad            [3]uint8
+	_              [4]byte
 }
 
 type tcPodPolKey struct {
@@ -133,6 +136,7 @@ const (
 	tcPodMapPetrelFwdStats  = "petrel_fwd_stats"
 	tcPodMapPetrelIpcache   = "petrel_ipcache"
 	tcPodMapPetrelNpCt      = "petrel_np_ct"
+	tcPodMapPetrelPolCfg    = "petrel_pol_cfg"
 	tcPodMapPetrelPolCidr   = "petrel_pol_cidr"
 	tcPodMapPetrelPolCt     = "petrel_pol_ct"
 	tcPodMapPetrelPolEp     = "petrel_pol_ep"
@@ -197,6 +201,7 @@ type tcPodMapSpecs struct {
 	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
 	PetrelIpcache   *ebpf.MapSpec `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelPolCfg    *ebpf.MapSpec `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
@@ -237,6 +242,7 @@ type tcPodMaps struct {
 	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
 	PetrelIpcache   *ebpf.Map `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelPolCfg    *ebpf.Map `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
@@ -252,6 +258,7 @@ func (m *tcPodMaps) Close() error {
 		m.PetrelFwdStats,
 		m.PetrelIpcache,
 		m.PetrelNpCt,
+		m.PetrelPolCfg,
 		m.PetrelPolCidr,
 		m.PetrelPolCt,
 		m.PetrelPolEp,

@@ -118,6 +118,7 @@ const (
 	tcTunnelMapPetrelFwdStats    = "petrel_fwd_stats"
 	tcTunnelMapPetrelIpcache     = "petrel_ipcache"
 	tcTunnelMapPetrelNpCt        = "petrel_np_ct"
+	tcTunnelMapPetrelPolCfg      = "petrel_pol_cfg"
 	tcTunnelMapPetrelPolCidr     = "petrel_pol_cidr"
 	tcTunnelMapPetrelPolCt       = "petrel_pol_ct"
 	tcTunnelMapPetrelPolEp       = "petrel_pol_ep"
@@ -183,6 +184,7 @@ type tcTunnelMapSpecs struct {
 	PetrelFwdStats  *ebpf.MapSpec `ebpf:"petrel_fwd_stats"`
 	PetrelIpcache   *ebpf.MapSpec `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
+	PetrelPolCfg    *ebpf.MapSpec `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.MapSpec `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.MapSpec `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.MapSpec `ebpf:"petrel_pol_ep"`
@@ -222,6 +224,7 @@ type tcTunnelMaps struct {
 	PetrelFwdStats  *ebpf.Map `ebpf:"petrel_fwd_stats"`
 	PetrelIpcache   *ebpf.Map `ebpf:"petrel_ipcache"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
+	PetrelPolCfg    *ebpf.Map `ebpf:"petrel_pol_cfg"`
 	PetrelPolCidr   *ebpf.Map `ebpf:"petrel_pol_cidr"`
 	PetrelPolCt     *ebpf.Map `ebpf:"petrel_pol_ct"`
 	PetrelPolEp     *ebpf.Map `ebpf:"petrel_pol_ep"`
@@ -237,6 +240,7 @@ func (m *tcTunnelMaps) Close() error {
 		m.PetrelFwdStats,
 		m.PetrelIpcache,
 		m.PetrelNpCt,
+		m.PetrelPolCfg,
 		m.PetrelPolCidr,
 		m.PetrelPolCt,
 		m.PetrelPolEp,

@@ -148,6 +148,11 @@ func heldNetNSMounts() (map[string]*os.File, error) {
 			continue
 		}
 		f, err := os.Open(fields[4])
+		if errors.Is(err, os.ErrNotExist) {
+			// Removed since the table was read, or hidden below another
+			// mount (a /run of its own): nothing to mount again.
+			continue
+		}
 		if err != nil {
 			return held, fmt.Errorf("open the namespace at %s: %w", fields[4], err)
 		}

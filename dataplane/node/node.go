@@ -86,6 +86,9 @@ type Options struct {
 	// Profiling also serves Go's /debug/pprof on MetricsAddress, as
 	// kube-proxy's --profiling does; off, nothing of it is registered.
 	Profiling bool
+	// Trace has the BPF programs report every allowed new connection on the
+	// policy ring buffer too (`petrelctl monitor --type trace`).
+	Trace bool
 	// LeaseRenewInterval is how often the node's Lease is renewed.
 	LeaseRenewInterval time.Duration
 	// RunPods runs the kubelet; without it the Node carries NoRuntimeTaint.
@@ -256,7 +259,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go collectConntrack(ctx, pinDir, reg)
 
 	// NetworkPolicy: the maps tc_pod, tc_nodeport and tc_tunnel judge by.
-	pol, err := policy.New(policy.Config{NodeName: opts.NodeName, PinDir: pinDir}, reg)
+	pol, err := policy.New(policy.Config{NodeName: opts.NodeName, PinDir: pinDir, Trace: opts.Trace}, reg)
 	if err == nil {
 		err = pol.Run(ctx, cs)
 	}

@@ -30,6 +30,9 @@ type Config struct {
 	// MinInterval bounds how often the maps are written: a burst of changes
 	// costs one sync, a single change is written at once.
 	MinInterval time.Duration
+	// Trace has the BPF programs report every allowed new connection on
+	// the ring buffer too (`petrelctl monitor --type trace`), not only drops.
+	Trace bool
 }
 
 // Controller keeps the policy maps in step with the API.
@@ -39,6 +42,8 @@ type Controller struct {
 	maps    *bpfobj.PolicyMaps
 	kick    chan struct{}
 	metrics *metrics
+	// cache carries selector conversions from one sync to the next.
+	cache *Cache
 }
 
 type metrics struct {
@@ -51,6 +56,14 @@ type metrics struct {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.verdicts }
 
+// verdictLabels are the verdict and reason labels of each BPF verdict slot.
+var verdictLabels = [bpfobj.PolicyStatsPerDir][2]string{
+	bpfobj.PolicyVerdictAllowed:    {"allowed", "policy"},
+	bpfobj.PolicyVerdictDenied:     {"denied", "policy"},
+	bpfobj.PolicyVerdictUnisolated: {"allowed", "not-isolated"},
+	bpfobj.PolicyVerdictHost:       {"allowed", "node"},
+}
+
 // Collect reads the verdict counters from BPF at scrape time.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	stats, err := bpfobj.PolicyStats(m.maps.Stats)
@@ -58,8 +71,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for d, dir := range []string{"ingress", "egress"} {
-		for v, verdict := range bpfobj.PolicyVerdictNames {
-			ch <- prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, float64(stats[d][v]), dir, verdict)
+		for v, l := range verdictLabels {
+			ch <- prometheus.MustNewConstMetric(m.verdicts, prometheus.CounterValue, float64(stats[d][v]), dir, l[0], l[1])
 		}
 	}
 }
@@ -76,6 +89,10 @@ func New(cfg Config, reg prometheus.Registerer) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := maps.SetPolicyTrace(cfg.Trace); err != nil {
+		maps.Close()
+		return nil, fmt.Errorf("policy: %w", err)
+	}
 	w, err := NewWriter(maps)
 	if err != nil {
 		maps.Close()
@@ -90,12 +107,12 @@ func New(cfg Config, reg prometheus.Registerer) (*Controller, error) {
 		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "petrel_policy_map_entries",
 			Help: "Entries the NetworkPolicy maps hold, by map."}, []string{"map"}),
 		verdicts: prometheus.NewDesc("petrel_policy_verdicts_total",
-			"New connections judged by NetworkPolicy in BPF, by direction and verdict (allowed by an entry, denied, unisolated pod, the node itself).",
-			[]string{"direction", "verdict"}, nil)}
+			"New connections judged by NetworkPolicy in BPF, by direction, verdict (allowed, denied) and reason (policy: a policy entry allowed it or none did; not-isolated: no policy selects the pod in that direction; node: the node's own address).",
+			[]string{"direction", "verdict", "reason"}, nil)}
 	if reg != nil {
 		reg.MustRegister(m.syncs, m.errors, m.entries, m)
 	}
-	return &Controller{cfg: cfg, writer: w, maps: maps, kick: make(chan struct{}, 1), metrics: m}, nil
+	return &Controller{cfg: cfg, writer: w, maps: maps, kick: make(chan struct{}, 1), metrics: m, cache: NewCache()}, nil
 }
 
 // stripPod keeps what policy reads of a Pod: the cache of every pod of the
@@ -143,7 +160,7 @@ func (c *Controller) Run(ctx context.Context, cs kubernetes.Interface) error {
 		}
 	}
 	read := func() (Input, error) {
-		in := Input{NodeName: c.cfg.NodeName}
+		in := Input{NodeName: c.cfg.NodeName, Cache: c.cache}
 		var err error
 		if in.HostAddrs, err = c.cfg.HostAddrs(); err != nil {
 			return in, fmt.Errorf("the node's addresses: %w", err)

@@ -128,6 +128,25 @@ type Input struct {
 	Pods       []*corev1.Pod
 	Namespaces []*corev1.Namespace
 	Policies   []*networkingv1.NetworkPolicy
+	// Cache, when set, keeps converted label selectors from one Compute to
+	// the next (the informers' objects are immutable, so a selector's
+	// address names its content); nil converts them afresh.
+	Cache *Cache
+}
+
+// Cache carries what one Compute can hand the next: the conversions of
+// the selectors of objects that are still there.
+type Cache struct {
+	selectors map[*metav1.LabelSelector]labels.Selector
+	listKeys  map[*networkingv1.NetworkPolicyPeer]string
+	// entries is how many entries the last Compute found: the next one's
+	// map starts that big instead of growing to it.
+	entries int
+}
+
+// NewCache is an empty Cache.
+func NewCache() *Cache {
+	return &Cache{selectors: map[*metav1.LabelSelector]labels.Selector{}, listKeys: map[*networkingv1.NetworkPolicyPeer]string{}}
 }
 
 // identityInfo is one pod identity: its namespace, labels and pods.
@@ -204,8 +223,12 @@ func podIP(p *corev1.Pod) netip.Addr {
 
 // Compute is the desired state of the maps for one node.
 func Compute(in Input) *Desired {
-	d := &Desired{IPCache: map[netip.Prefix]uint32{}, CIDR: map[netip.Prefix]uint32{},
-		Endpoints: map[netip.Addr]Endpoint{}, Entries: map[Entry]struct{}{}, Labels: map[uint32]string{}}
+	cache := in.Cache
+	if cache == nil {
+		cache = NewCache()
+	}
+	d := &Desired{IPCache: make(map[netip.Prefix]uint32, len(in.Pods)+len(in.HostAddrs)), CIDR: map[netip.Prefix]uint32{},
+		Endpoints: map[netip.Addr]Endpoint{}, Entries: make(map[Entry]struct{}, cache.entries), Labels: map[uint32]string{}}
 
 	// Pod identities.
 	byKey := map[string]*identityInfo{}
@@ -270,37 +293,58 @@ func Compute(in Input) *Desired {
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = labels.Set(ns.Labels)
 	}
-	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods}
+	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
+		prev: cache, next: NewCache(), peerCache: map[string][]peer{}}
 
-	// Local pods and what selects them.
-	for _, p := range in.Pods {
-		ip := podIP(p)
-		if p.Spec.NodeName != in.NodeName || !ip.IsValid() {
-			continue
-		}
-		ep := Endpoint{Identity: ids[labelKey(p.Namespace, p.Labels)]}
-		for _, np := range in.Policies {
-			if np.Namespace != p.Namespace || !selects(&np.Spec.PodSelector, p.Labels) {
-				continue
-			}
-			ingress, egress := policyTypes(np)
-			if ingress {
-				ep.Flags |= bpfobj.EndpointIngressIsolated
-				for _, r := range np.Spec.Ingress {
-					e.rule(d, p, ip, np.Namespace, bpfobj.DirIngress, r.From, r.Ports)
-				}
-			}
-			if egress {
-				ep.Flags |= bpfobj.EndpointEgressIsolated
-				for _, r := range np.Spec.Egress {
-					e.rule(d, p, ip, np.Namespace, bpfobj.DirEgress, r.To, r.Ports)
-				}
+	// Local pods by identity: a policy's pod selector is matched once per
+	// identity of its namespace, not once per pod.
+	type localPod struct {
+		pod *corev1.Pod
+		ip  netip.Addr
+	}
+	local := map[*identityInfo][]localPod{}
+	byNS := map[string][]*identityInfo{}
+	for _, info := range idents {
+		for _, p := range info.pods {
+			if p.Spec.NodeName == in.NodeName {
+				local[info] = append(local[info], localPod{p, podIP(p)})
 			}
 		}
-		if ep.Flags != 0 {
-			d.Endpoints[ip] = ep
+		if len(local[info]) > 0 {
+			byNS[info.ns] = append(byNS[info.ns], info)
 		}
 	}
+	for _, np := range in.Policies {
+		ingress, egress := policyTypes(np)
+		for _, info := range byNS[np.Namespace] {
+			if !e.selects(&np.Spec.PodSelector, info.labels) {
+				continue
+			}
+			for _, lp := range local[info] {
+				ep := d.Endpoints[lp.ip]
+				ep.Identity = info.id
+				if ingress {
+					ep.Flags |= bpfobj.EndpointIngressIsolated
+					for _, r := range np.Spec.Ingress {
+						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirIngress, r.From, r.Ports)
+					}
+				}
+				if egress {
+					ep.Flags |= bpfobj.EndpointEgressIsolated
+					for _, r := range np.Spec.Egress {
+						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirEgress, r.To, r.Ports)
+					}
+				}
+				if ep.Flags != 0 {
+					d.Endpoints[lp.ip] = ep
+				}
+			}
+		}
+	}
+	// What the next Compute may reuse: this one's conversions only, so
+	// objects that went are forgotten.
+	*cache = *e.next
+	cache.entries = len(d.Entries)
 	return d
 }
 
@@ -332,21 +376,65 @@ func allPeers(np *networkingv1.NetworkPolicy) []networkingv1.NetworkPolicyPeer {
 	return out
 }
 
-// selects reports whether the selector matches; an invalid selector
-// matches nothing (the API validates them, so only a bug gets here).
-func selects(sel *metav1.LabelSelector, l map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return false
-	}
-	return s.Matches(labels.Set(l))
-}
-
+// evaluator answers the questions of one Compute; it converts each label
+// selector once and resolves each rule's peers once (a rule selecting many
+// local pods is asked once per pod), which is what keeps a sync at 1,000
+// policies over 1,000 pods in milliseconds.
 type evaluator struct {
 	idents   []*identityInfo
 	nsLabels map[string]labels.Set
 	cidr     map[netip.Prefix]uint32
 	allPods  []*corev1.Pod
+	// prev holds the previous Compute's conversions (selectors by their
+	// address in the objects, peer-list keys by the address of the list's
+	// first peer); next collects this one's, for the next.
+	prev, next *Cache
+	// peerCache caches peers() by what the list says (many policies
+	// repeat the same peers).
+	peerCache map[string][]peer
+}
+
+// selector is sel converted, once.
+func (e *evaluator) selector(sel *metav1.LabelSelector) labels.Selector {
+	if s, ok := e.next.selectors[sel]; ok {
+		return s
+	}
+	s, ok := e.prev.selectors[sel]
+	if !ok {
+		var err error
+		if s, err = metav1.LabelSelectorAsSelector(sel); err != nil {
+			s = labels.Nothing()
+		}
+	}
+	e.next.selectors[sel] = s
+	return s
+}
+
+// peersKey is what a peer list of a policy in ns says, as a string.
+func (e *evaluator) peersKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
+	var b strings.Builder
+	for _, pr := range list {
+		switch {
+		case pr.IPBlock != nil:
+			b.WriteString("ip:" + pr.IPBlock.CIDR + "-" + strings.Join(pr.IPBlock.Except, ","))
+		case pr.NamespaceSelector != nil:
+			b.WriteString("ns:" + e.selector(pr.NamespaceSelector).String())
+		default:
+			b.WriteString("in:" + ns)
+		}
+		if pr.IPBlock == nil && pr.PodSelector != nil {
+			b.WriteString("|pod:" + e.selector(pr.PodSelector).String())
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// selects reports whether the selector matches, converting it once; an
+// invalid selector matches nothing (the API validates them, so only a bug
+// gets here).
+func (e *evaluator) selects(sel *metav1.LabelSelector, l map[string]string) bool {
+	return e.selector(sel).Matches(labels.Set(l))
 }
 
 // peer is one identity a rule allows, with the pods behind it (nil: any
@@ -362,6 +450,22 @@ func (e *evaluator) peers(ns string, list []networkingv1.NetworkPolicyPeer) []pe
 	if len(list) == 0 {
 		return []peer{{id: bpfobj.IdentityAny}}
 	}
+	key, ok := e.next.listKeys[&list[0]]
+	if !ok {
+		if key, ok = e.prev.listKeys[&list[0]]; !ok {
+			key = e.peersKey(ns, list)
+		}
+		e.next.listKeys[&list[0]] = key
+	}
+	if out, ok := e.peerCache[key]; ok {
+		return out
+	}
+	out := e.resolvePeers(ns, list)
+	e.peerCache[key] = out
+	return out
+}
+
+func (e *evaluator) resolvePeers(ns string, list []networkingv1.NetworkPolicyPeer) []peer {
 	var out []peer
 	seen := map[uint32]bool{}
 	add := func(p peer) {
@@ -405,13 +509,13 @@ func (e *evaluator) peers(ns string, list []networkingv1.NetworkPolicyPeer) []pe
 		}
 		for _, info := range e.idents {
 			if pr.NamespaceSelector != nil {
-				if !selects(pr.NamespaceSelector, e.nsLabels[info.ns]) {
+				if !e.selects(pr.NamespaceSelector, e.nsLabels[info.ns]) {
 					continue
 				}
 			} else if info.ns != ns {
 				continue
 			}
-			if pr.PodSelector != nil && !selects(pr.PodSelector, info.labels) {
+			if pr.PodSelector != nil && !e.selects(pr.PodSelector, info.labels) {
 				continue
 			}
 			add(peer{id: info.id, pods: info.pods})

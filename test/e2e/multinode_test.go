@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/petrel-project/petrel/test/cluster"
 	"github.com/petrel-project/petrel/test/images"
+	"github.com/petrel-project/petrel/topology"
 )
 
 // TestMultiNode runs one three-node cluster on two segments (n0 and n1 share
@@ -249,6 +251,10 @@ func TestMultiNode(t *testing.T) {
 		}
 	})
 
+	t.Run("NetworkPolicy", func(t *testing.T) {
+		multiNodePolicy(t, ctx, m, outside)
+	})
+
 	t.Run("Ingress", func(t *testing.T) { testIngress(t, ctx, m, outside) })
 
 	t.Run("NodeDaemonCrashKeepsForwarding", func(t *testing.T) {
@@ -452,4 +458,72 @@ func endpointIPs(ctx context.Context, cs kubernetes.Interface, ns, svc string) (
 		}
 	}
 	return ips, nil
+}
+
+// multiNodePolicy is the NetworkPolicy truth table across nodes: pod i of
+// namespace j on node (i+j) mod 3, so every row crosses both a segment
+// (native routes) and the router (VXLAN) and every namespace spans all
+// nodes; each pod is probed from its own node. Then a NodePort asked from
+// outside the cluster is judged by its backend's ingress policy.
+func multiNodePolicy(t *testing.T, ctx context.Context, m *cluster.Multi, outside topology.Host) {
+	cs := m.Clientset()
+	nodes := map[string]*cluster.MultiNode{}
+	for _, n := range m.Nodes {
+		nodes[n.Name] = n
+	}
+	t.Cleanup(func() {
+		for _, ns := range npNamespaces {
+			_ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	})
+	tb := setupNPTable(t, ctx, cs, func(i, j int) string { return m.Nodes[(i+j)%len(m.Nodes)].Name })
+	tb.get = func(from *npPod, u string) (string, error) {
+		out, err := nodes[from.pod.Spec.NodeName].Exec(ctx, "curl", "-s", "-f", "-m", "10", u)
+		if err != nil {
+			return "", fmt.Errorf("curl %s on %s: %w: %s", u, from.pod.Spec.NodeName, err, out)
+		}
+		return out, nil
+	}
+	tb.run(t, npScenarios(tb))
+
+	t.Run("NodePortFromOutsideJudgedByTheBackendsIngress", func(t *testing.T) {
+		backend := tb.byName["x/a"]
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "np-policy", Namespace: "x"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+				Selector: map[string]string{"pod": "a"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+		svc, err := cs.CoreV1().Services("x").Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := nodes[backend.pod.Spec.NodeName]
+		url := fmt.Sprintf("http://%s:%d/hostname", at.Address, svc.Spec.Ports[0].NodePort)
+		ask := func() (string, error) { return cluster.InHost(ctx, outside, "curl", "-s", "-m", "2", url) }
+		tb.apply(t, nil)
+		poll(t, "the NodePort answering with no policy", 30*time.Second, func() error {
+			if out, err := ask(); err != nil || out != "a" {
+				return fmt.Errorf("answered %q (%v)", out, err)
+			}
+			return nil
+		})
+		all := &metav1.LabelSelector{}
+		ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+		tb.apply(t, []*networkingv1.NetworkPolicy{npPolicy("x", "deny-in", all, ingress, nil, nil)})
+		poll(t, "the NodePort denied by x's deny-all ingress", 10*time.Second, func() error {
+			if out, err := ask(); err == nil {
+				return fmt.Errorf("answered %q", out)
+			}
+			return nil
+		})
+		// The client's address reaches the backend (a local backend, no
+		// SNAT): an ipBlock of it lets it in.
+		tb.apply(t, []*networkingv1.NetworkPolicy{npPolicy("x", "from-outside", all, ingress, []networkingv1.NetworkPolicyIngressRule{{
+			From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: outside.Address.String() + "/32"}}}}}, nil)})
+		poll(t, "the NodePort allowed by an ipBlock of the outside client", 10*time.Second, func() error {
+			if out, err := ask(); err != nil || out != "a" {
+				return fmt.Errorf("answered %q (%v)", out, err)
+			}
+			return nil
+		})
+		tb.apply(t, nil)
+	})
 }

@@ -1,8 +1,9 @@
 // Command testserver is the process of Petrel's test image
 // petrel.local/testserver:1, in the spirit of Kubernetes' agnhost: HTTP on
 // :8080 (/hostname, /echo, /ws a WebSocket echo, /healthz, /exit, /dns, /probe
-// and /hold, the clients of the NetworkPolicy truth tables), and TCP and UDP echo on
-// :9000. Tests use it to see which pod answered and to make a pod fail.
+// and /hold, the clients of the NetworkPolicy truth tables), TCP and UDP echo
+// on :9000 and UDP echo on :9001 (a second port of each protocol for the
+// tables). Tests use it to see which pod answered and to make a pod fail.
 // `testserver kube-get PATH` is an in-cluster API client, as client-go's
 // in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
 // account token and the CA from the projected volume. `testserver get URL`
@@ -88,10 +89,12 @@ func main() {
 	}
 	httpAddr := flag.String("http", ":8080", "HTTP address")
 	echoAddr := flag.String("echo", ":9000", "TCP and UDP echo address")
+	echo2Addr := flag.String("echo2", ":9001", "a second UDP echo address")
 	flag.Parse()
 
 	go tcpEcho(*echoAddr)
 	go udpEcho(*echoAddr)
+	go udpEcho(*echo2Addr)
 
 	host, _ := os.Hostname()
 	mux := http.NewServeMux()

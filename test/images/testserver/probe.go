@@ -15,7 +15,8 @@ import (
 // probe answers GET /probe?t=tcp:HOST:PORT&t=udp:HOST:PORT&timeout=1s: it
 // tries every target from this pod at once and prints one line per target,
 // "TARGET ANSWER": for tcp the body of http://HOST:PORT/hostname (the pod
-// that answered), for udp "echo" when the echo came back whole; "-" when
+// that answered), for tcpecho and udp "echo" when a TCP or UDP echo server
+// sent the message back whole; "-" when
 // nothing answered in time. The NetworkPolicy truth tables ask each pod
 // for its whole row with one request instead of one exec per cell.
 func probe(w http.ResponseWriter, r *http.Request) {
@@ -57,8 +58,12 @@ func probeOne(target string, timeout time.Duration) string {
 			return "-"
 		}
 		return strings.ReplaceAll(string(b), " ", "_")
-	case "udp":
-		c, err := net.Dial("udp", addr)
+	case "udp", "tcpecho":
+		network := proto
+		if proto == "tcpecho" {
+			network = "tcp"
+		}
+		c, err := net.DialTimeout(network, addr, timeout)
 		if err != nil {
 			return "-"
 		}
@@ -70,6 +75,12 @@ func probeOne(target string, timeout time.Duration) string {
 		}
 		buf := make([]byte, 256)
 		n, err := c.Read(buf)
+		if err == nil && proto == "tcpecho" && n < len(msg) {
+			// A stream may return the echo in pieces.
+			var m int
+			m, err = io.ReadFull(c, buf[n:len(msg)])
+			n += m
+		}
 		if err != nil || string(buf[:n]) != msg {
 			return "-"
 		}
