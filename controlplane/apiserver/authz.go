@@ -1,15 +1,12 @@
 package apiserver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/petrel-project/petrel/controlplane/rbac"
@@ -107,49 +104,4 @@ func requestAttributes(r *http.Request, u User) rbac.Attributes {
 		a.Verb = "create"
 	}
 	return a
-}
-
-// admitRBAC keeps a user from writing a role with permissions it does not
-// hold, or binding one, unless it holds escalate or bind on it.
-func (s *Server) admitRBAC(ctx context.Context, obj runtime.Object) error {
-	if s.cfg.Authorizer == nil {
-		return nil
-	}
-	u, ok := userFrom(ctx)
-	if !ok || rbac.IsMaster(u.Groups) {
-		return nil
-	}
-	az := s.cfg.Authorizer
-	var err error
-	var gr schema.GroupResource
-	var name string
-	switch o := obj.(type) {
-	case *rbacv1.Role:
-		gr, name = rbacv1.Resource("roles"), o.Name
-		err = az.ConfirmCanWriteRole(u.Name, u.Groups, o.Namespace, o.Name, o.Rules)
-	case *rbacv1.ClusterRole:
-		gr, name = rbacv1.Resource("clusterroles"), o.Name
-		rules := o.Rules
-		if o.AggregationRule != nil {
-			// Its rules will be whatever its selectors pick: only a user
-			// who may do everything (or holds escalate) may write one.
-			rules = []rbacv1.PolicyRule{
-				{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}},
-				{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}},
-			}
-		}
-		err = az.ConfirmCanWriteRole(u.Name, u.Groups, "", o.Name, rules)
-	case *rbacv1.RoleBinding:
-		gr, name = rbacv1.Resource("rolebindings"), o.Name
-		err = az.ConfirmCanBind(u.Name, u.Groups, o.Namespace, o.RoleRef)
-	case *rbacv1.ClusterRoleBinding:
-		gr, name = rbacv1.Resource("clusterrolebindings"), o.Name
-		err = az.ConfirmCanBind(u.Name, u.Groups, "", o.RoleRef)
-	default:
-		return nil
-	}
-	if err != nil {
-		return apierrors.NewForbidden(gr, name, err)
-	}
-	return nil
 }

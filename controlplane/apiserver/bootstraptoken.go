@@ -30,12 +30,12 @@ func IsBootstrapToken(token string) bool {
 // node that cannot join says why.
 func (s *Server) bootstrapTokenUser(ctx context.Context, token string) (User, error) {
 	id, secret := token[:bootstrapapi.BootstrapTokenIDBytes], token[bootstrapapi.BootstrapTokenIDBytes+1:]
-	st := s.store("secrets")
+	st := s.coreStore("secrets")
 	if st == nil {
 		return User{}, errors.New("this API server serves no Secrets, so no bootstrap tokens")
 	}
 	name := bootstraputil.BootstrapTokenSecretName(id)
-	obj, err := lookup(ctx, st, "kube-system", name)
+	obj, err := st.Lookup(ctx, "kube-system", name)
 	if apierrors.IsNotFound(err) {
 		return User{}, fmt.Errorf("bootstrap token %q is unknown: no Secret kube-system/%s (a wrong token, or one that expired and was removed)", id, name)
 	}

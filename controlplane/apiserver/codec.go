@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	apidiscoveryv2beta1 "k8s.io/api/apidiscovery/v2beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,6 +43,7 @@ func init() {
 	utilRuntimeMust(metav1beta1.AddMetaToScheme(Scheme))
 	utilRuntimeMust(apidiscoveryv2.AddToScheme(Scheme))
 	utilRuntimeMust(apidiscoveryv2beta1.AddToScheme(Scheme))
+	utilRuntimeMust(apiextensionsv1.AddToScheme(Scheme))
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	// Clients send option bodies as meta.k8s.io/v1 too.
 	Scheme.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{}, &metav1.CreateOptions{}, &metav1.UpdateOptions{}, &metav1.PatchOptions{})
@@ -71,6 +74,16 @@ type mediaChoice struct {
 // client's order of preference. allowAs lists the kinds this endpoint can
 // render on request (besides the object itself).
 func negotiate(r *http.Request, allowAs func(as, group, version string) bool) (mediaChoice, bool) {
+	return negotiateMedia(r, allowAs, false)
+}
+
+// negotiateFor negotiates a resource's response: custom resources have no
+// protobuf encoding, so a client that also takes JSON gets JSON.
+func negotiateFor(r *http.Request, req *request, allowAs func(as, group, version string) bool) (mediaChoice, bool) {
+	return negotiateMedia(r, allowAs, req.ep.res.Custom != nil)
+}
+
+func negotiateMedia(r *http.Request, allowAs func(as, group, version string) bool, noProtobuf bool) (mediaChoice, bool) {
 	accept := r.Header.Get("Accept")
 	if accept == "" {
 		accept = "application/json"
@@ -84,7 +97,7 @@ func negotiate(r *http.Request, allowAs func(as, group, version string) bool) (m
 			mt = "application/json"
 		}
 		info, ok := runtime.SerializerInfoForMediaType(mediaTypes, mt)
-		if !ok {
+		if !ok || (noProtobuf && mt == runtime.ContentTypeProtobuf) {
 			continue
 		}
 		c := mediaChoice{info: info, as: params["as"], asGroup: params["g"], asVersion: params["v"], contentType: mt}

@@ -24,7 +24,7 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 	}
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	obj, err := req.ep.store.Get(ctx, s.key(req), req.name)
+	obj, err := req.ep.store.Get(ctx, req.namespace, req.name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -48,8 +48,7 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("pod %s does not have a host assigned", pod.Name)))
 		return
 	}
-	nodes := s.byPath["/v1/nodes"]
-	nobj, err := nodes.store.Get(ctx, nodes.store.Key("", pod.Spec.NodeName), pod.Spec.NodeName)
+	nobj, err := s.coreStore("nodes").Get(ctx, "", pod.Spec.NodeName)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -7,10 +7,9 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 // TestNotFoundPaths: every path the server does not serve is answered as
@@ -20,11 +19,11 @@ import (
 // Objects that are not there are the storage's NotFound (e2e).
 func TestNotFoundPaths(t *testing.T) {
 	resources := registry.All(registry.Config{})
-	stores := map[schema.GroupVersionResource]*storage.Store{}
+	reg := generic.NewRegistry()
 	for _, r := range resources {
-		stores[r.GVR] = &storage.Store{} // never reached: these paths end before storage
+		reg.Add(r, nil) // never reached: these paths end before storage
 	}
-	s, err := New(Config{Resources: resources, Stores: stores})
+	s, err := New(Config{Resources: resources, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		s.patchScale(ctx, w, r, req, pt, patchBody)
 		return
 	}
+	if pt == types.StrategicMergePatchType && res.Custom != nil {
+		// As Kubernetes: custom resources have no patch strategies.
+		s.writeError(w, r, newUnsupportedMediaType(mt))
+		return
+	}
 	var applyObj *unstructured.Unstructured
 	if pt == types.ApplyYAMLPatchType {
 		applyObj, err = s.decodeApply(req, patchBody)
@@ -79,7 +84,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 				return nil, err
 			}
 			accessor(typed).SetResourceVersion("")
-			return s.prepareUpdate(req, typed, cur, manager, true)
+			return typed, nil
 		}
 		curJSON, err := jsonMarshal(cur)
 		if err != nil {
@@ -93,9 +98,14 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 		if err != nil {
 			return nil, err
 		}
-		return s.prepareUpdate(req, obj, cur, manager, false)
+		return obj, s.checkUnknownFields(w, r, req, obj)
 	}
-	out, err := s.guaranteedUpdate(ctx, r, req, fn)
+	opts, err := s.updateOptions(r, req, applyObj != nil)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out, err := req.ep.store.Update(ctx, req.namespace, req.name, opts, fn)
 	if err != nil && apierrors.IsNotFound(err) && applyObj != nil && req.subresource == "" {
 		// Apply creates what does not exist yet.
 		created, code, cerr := s.applyCreate(ctx, r, req, applyObj, manager, force)
@@ -127,7 +137,7 @@ func (s *Server) applyCreate(ctx context.Context, r *http.Request, req *request,
 	if err != nil {
 		return nil, 0, err
 	}
-	return s.createObjectWith(ctx, r, req, typed, accessor(typed).GetManagedFields())
+	return s.createObject(ctx, r, req, typed, accessor(typed).GetManagedFields())
 }
 
 func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructured, error) {
@@ -160,6 +170,9 @@ func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructu
 }
 
 func toTyped(obj runtime.Object, into runtime.Object) (runtime.Object, error) {
+	if _, custom := into.(*unstructured.Unstructured); custom {
+		return obj, nil
+	}
 	if u, ok := obj.(*unstructured.Unstructured); ok {
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
 			return nil, apierrors.NewBadRequest("converting applied object: " + err.Error())
@@ -238,12 +251,11 @@ func applyPatch(pt types.PatchType, doc, patch []byte, schemaObj runtime.Object)
 }
 
 func (s *Server) patchScale(ctx context.Context, w http.ResponseWriter, r *http.Request, req *request, pt types.PatchType, body []byte) {
-	cur, err := req.ep.store.Get(ctx, s.key(req), req.name)
+	scale, err := req.ep.store.GetScale(ctx, req.namespace, req.name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	scale := scaleFor(req.ep.res, cur)
 	if pt == types.ApplyYAMLPatchType {
 		s.writeError(w, r, newUnsupportedMediaType("apply patches on /scale"))
 		return

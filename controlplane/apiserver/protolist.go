@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 const protobufContentType = "application/vnd.kubernetes.protobuf"
@@ -32,7 +32,7 @@ func ProtoMessage(obj runtime.Object) ([]byte, error) {
 // byte for byte what the protobuf serializer writes for the whole list. The
 // serializer sized and marshalled every item again for every list (10,000
 // pods: 200 ms, twice the JSON list, which comes from the cache).
-func (s *Server) writeProtoList(w http.ResponseWriter, r *http.Request, list runtime.Object, result *storage.ListResult) {
+func (s *Server) writeProtoList(w http.ResponseWriter, r *http.Request, list runtime.Object, result *generic.ListResult) {
 	n := len(result.Items)
 	if err := encodeItems(n, result.ItemProto); err != nil {
 		s.writeError(w, r, err)

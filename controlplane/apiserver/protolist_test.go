@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/utils/ptr"
 
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 // The streamed protobuf list is byte for byte what the serializer writes for
@@ -28,7 +28,7 @@ func TestProtoListMatchesSerializer(t *testing.T) {
 				pods = append(pods, p)
 				items = append(items, &pods[i])
 			}
-			result := &storage.ListResult{Items: items, ItemProto: func(i int) ([]byte, error) { return ProtoMessage(items[i]) }}
+			result := &generic.ListResult{Items: items, ItemProto: func(i int) ([]byte, error) { return ProtoMessage(items[i]) }}
 			list := &corev1.PodList{}
 			list.GetObjectKind().SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 			list.ResourceVersion, list.Continue, list.RemainingItemCount = "123", "next", ptr.To(int64(7))

@@ -13,21 +13,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 )
 
 // User is who made a request, as authentication found it.
-type User struct {
-	Name   string
-	UID    string
-	Groups []string
-}
+type User = admission.User
 
-type userKey struct{}
-
-// WithUser records the request's user for the handlers.
+// WithUser records the request's user for the handlers and admission.
 func WithUser(ctx context.Context, u User) context.Context {
-	return context.WithValue(ctx, userKey{}, u)
+	return admission.WithUser(ctx, u)
 }
 
 // UserFrom is the authenticated user of a request (handlers beside the API,
@@ -35,8 +30,7 @@ func WithUser(ctx context.Context, u User) context.Context {
 func UserFrom(ctx context.Context) (User, bool) { return userFrom(ctx) }
 
 func userFrom(ctx context.Context) (User, bool) {
-	u, ok := ctx.Value(userKey{}).(User)
-	return u, ok
+	return admission.UserFrom(ctx)
 }
 
 // everything is the answer of a server without an authorizer.

@@ -14,7 +14,13 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
+
+	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +34,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/petrel-project/petrel/controlplane/tokens"
@@ -41,8 +47,10 @@ const MaxRequestBodyBytes = 3 << 20
 // Config is what the server serves.
 type Config struct {
 	Resources []*registry.Resource
-	Stores    map[schema.GroupVersionResource]*storage.Store
-	Version   version.Info
+	// Registry serves the resources: a store per resource with its strategy
+	// and the admission chain.
+	Registry *generic.Registry
+	Version  version.Info
 	// Registry lets /metrics serve the process's metrics.
 	Metrics *prometheus.Registry
 	// Ready reports whether the server is ready for traffic (for /readyz).
@@ -65,21 +73,27 @@ type Config struct {
 
 // Server is the API server's HTTP handler.
 type Server struct {
-	cfg        Config
-	byGroupVer map[schema.GroupVersion][]*endpoint
-	byPath     map[string]*endpoint // "<group>/<version>/<resource>"
-	openapi    *openAPI
-	discovery  *discoveryDocs
-	metrics    *serverMetrics
-	mux        *http.ServeMux
-	namespaces *storage.Store
-	inflight   *inflightLimit
+	cfg     Config
+	openapi *openapi.Service
+	// static are the endpoints of the built-in resources, listed the
+	// resources (and reviews) discovery shows.
+	static []*endpoint
+	listed []*registry.Resource
+	// routes are what is served now: the built-in endpoints and those of
+	// the custom resources the registry holds; replaced whole when the
+	// registry changes.
+	routes   atomic.Pointer[routes]
+	customMu sync.Mutex
+	custom   map[*registry.Resource]*endpoint
+	metrics  *serverMetrics
+	mux      *http.ServeMux
+	inflight *filters.InflightLimit
 }
 
 // endpoint is one served resource with its storage and field manager.
 type endpoint struct {
 	res          *registry.Resource
-	store        *storage.Store
+	store        *generic.Store
 	fieldManager *managedfields.FieldManager
 	statusFM     *managedfields.FieldManager
 	// reset are the fields the main endpoint does not own (status), for
@@ -90,56 +104,43 @@ type endpoint struct {
 // New builds the handler.
 func New(cfg Config) (*Server, error) {
 	s := &Server{
-		cfg:        cfg,
-		byGroupVer: map[schema.GroupVersion][]*endpoint{},
-		byPath:     map[string]*endpoint{},
-		metrics:    newServerMetrics(cfg.Metrics),
+		cfg:     cfg,
+		custom:  map[*registry.Resource]*endpoint{},
+		metrics: newServerMetrics(cfg.Metrics),
 	}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
-		readOnly = DefaultMaxReadOnlyInflight
+		readOnly = filters.DefaultMaxReadOnlyInflight
 	}
 	if mutating <= 0 {
-		mutating = DefaultMaxMutatingInflight
+		mutating = filters.DefaultMaxMutatingInflight
 	}
 	var reg prometheus.Registerer
 	if cfg.Metrics != nil {
 		reg = cfg.Metrics
 	}
-	s.inflight = newInflightLimit(readOnly, mutating, reg)
+	s.inflight = filters.NewInflightLimit(readOnly, mutating, reg)
 	// The reviews are listed (discovery, OpenAPI) but not stored.
 	listed := append(append([]*registry.Resource{}, cfg.Resources...), registry.Reviews()...)
-	oa, err := buildOpenAPI(listed)
+	oa, err := openapi.Build(Scheme, listed)
 	if err != nil {
 		return nil, fmt.Errorf("building OpenAPI: %w", err)
 	}
 	s.openapi = oa
 	for _, res := range cfg.Resources {
-		st := cfg.Stores[res.GVR]
+		st := cfg.Registry.Store(res.GVR)
 		if st == nil {
 			return nil, fmt.Errorf("no storage for %s", res.GVR)
 		}
-		ep := &endpoint{res: res, store: st}
-		gvk := res.GVK()
-		ep.reset = oa.resetFields(res, false)
-		ep.fieldManager, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "", ep.reset)
+		ep, err := newEndpoint(res, st, oa.TypeConverter(), Scheme, Scheme, Scheme, oa)
 		if err != nil {
-			return nil, fmt.Errorf("field manager for %s: %w", res.GVR, err)
+			return nil, err
 		}
-		if res.HasStatus {
-			ep.statusFM, err = managedfields.NewDefaultFieldManager(oa.typeConverter, Scheme, Scheme, Scheme, gvk, gvk.GroupVersion(), "status", oa.resetFields(res, true))
-			if err != nil {
-				return nil, fmt.Errorf("status field manager for %s: %w", res.GVR, err)
-			}
-		}
-		gv := res.GVR.GroupVersion()
-		s.byGroupVer[gv] = append(s.byGroupVer[gv], ep)
-		s.byPath[gv.Group+"/"+gv.Version+"/"+res.GVR.Resource] = ep
-		if res.GVR.Resource == "namespaces" && gv.Group == "" {
-			s.namespaces = st
-		}
+		s.static = append(s.static, ep)
 	}
-	s.discovery = buildDiscovery(listed)
+	s.listed = listed
+	s.refresh()
+	cfg.Registry.OnChange(s.refresh)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
 	s.mux.HandleFunc("/livez", s.health)
@@ -156,9 +157,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc("/openapi/v2", s.openapi.serveV2)
-	s.mux.HandleFunc("/openapi/v3", s.openapi.serveV3Index)
-	s.mux.HandleFunc("/openapi/v3/", s.openapi.serveV3Doc)
+	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
+	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
+	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
 	// Reviews kubectl auth can-i and whoami ask for (no stored objects).
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.selfSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", s.selfSubjectRulesReview)
@@ -180,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	done, err := s.inflight.admit(r)
+	done, err := s.inflight.Admit(r)
 	if err != nil {
 		// client-go waits Retry-After seconds and sends the request again.
 		w.Header().Set("Retry-After", "1")
@@ -256,16 +257,17 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 		gv = schema.GroupVersion{Group: parts[1], Version: parts[2]}
 		rest = parts[3:]
 	}
-	if len(rest) == 0 && s.discovery.resourceLists[gv] != nil {
+	rt := s.routes.Load()
+	if len(rest) == 0 && rt.discovery.ResourceLists[gv] != nil {
 		// Groups of reviews only (authorization.k8s.io) are listed too.
 		s.serveResourceList(w, r, gv)
 		return
 	}
-	if _, ok := s.byGroupVer[gv]; !ok {
+	if _, ok := rt.byGroupVer[gv]; !ok {
 		s.notFound(w, r)
 		return
 	}
-	req, ok := s.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))
+	req, ok := rt.parse(gv, rest, r.Method, r.URL.Query().Get("watch"))
 	if !ok {
 		s.notFound(w, r)
 		return
@@ -279,9 +281,9 @@ func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 // parse splits "<resource>[/<name>[/<sub>]]" and the namespaced form.
-func (s *Server) parse(gv schema.GroupVersion, rest []string, method, watchParam string) (*request, bool) {
+func (rt *routes) parse(gv schema.GroupVersion, rest []string, method, watchParam string) (*request, bool) {
 	req := &request{gv: gv}
-	key := func(resource string) *endpoint { return s.byPath[gv.Group+"/"+gv.Version+"/"+resource] }
+	key := func(resource string) *endpoint { return rt.byPath[gv.Group+"/"+gv.Version+"/"+resource] }
 	if rest[0] == "namespaces" && len(rest) >= 3 {
 		if ep := key(rest[2]); ep != nil && ep.res.Namespaced {
 			req.ep, req.namespace = ep, rest[1]

@@ -10,12 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/petrel-project/petrel/controlplane/registry"
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/admission"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/tokens"
 )
 
@@ -26,21 +25,9 @@ const (
 	maxTokenTTL     = 1<<32 - 1
 )
 
-// store is the storage of a core/v1 resource.
-func (s *Server) store(resource string) *storage.Store {
-	if ep := s.byPath["/v1/"+resource]; ep != nil {
-		return ep.store
-	}
-	return nil
-}
-
-// lookup reads an object, from the watch cache when it has it.
-func lookup(ctx context.Context, st *storage.Store, namespace, name string) (runtime.Object, error) {
-	key := st.Key(namespace, name)
-	if obj, ok := st.CachedGet(key); ok {
-		return obj, nil
-	}
-	return st.Get(ctx, key, name)
+// coreStore is the store of a core/v1 resource.
+func (s *Server) coreStore(resource string) *generic.Store {
+	return s.cfg.Registry.Store(corev1.SchemeGroupVersion.WithResource(resource))
 }
 
 // createToken serves serviceaccounts/<name>/token (TokenRequest), which
@@ -78,7 +65,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 		}
 		ttl = time.Duration(*e) * time.Second
 	}
-	saObj, err := lookup(ctx, req.ep.store, req.namespace, req.name)
+	saObj, err := req.ep.store.Lookup(ctx, req.namespace, req.name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -86,14 +73,13 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 	sa := saObj.(*corev1.ServiceAccount)
 	treq := tokens.Request{Namespace: sa.Namespace, ServiceAccount: tokens.Ref{Name: sa.Name, UID: string(sa.UID)},
 		Audiences: tr.Spec.Audiences, TTL: ttl}
-	var boundPod *corev1.Pod
 	if b := tr.Spec.BoundObjectRef; b != nil {
 		p := field.NewPath("spec", "boundObjectRef")
 		if b.Kind != "Pod" || (b.APIVersion != "" && b.APIVersion != "v1") {
 			s.writeError(w, r, apierrors.NewInvalid(gk, req.name, field.ErrorList{field.NotSupported(p.Child("kind"), b.Kind, []string{"Pod"})}))
 			return
 		}
-		podObj, err := lookup(ctx, s.store("pods"), req.namespace, b.Name)
+		podObj, err := s.coreStore("pods").Lookup(ctx, req.namespace, b.Name)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -105,9 +91,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 			return
 		}
 		treq.Pod = &tokens.Ref{Name: pod.Name, UID: string(pod.UID)}
-		boundPod = pod
 	}
-	if err := s.admitNodeCreate(ctx, req, tr, boundPod); err != nil {
+	attrs := &admission.Attributes{Operation: admission.Create, Resource: req.ep.res.GVR, Subresource: "token",
+		Kind: authenticationv1.SchemeGroupVersion.WithKind("TokenRequest"), Namespace: req.namespace, Name: req.name, Object: tr}
+	if err := s.cfg.Registry.Admit(ctx, attrs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -151,7 +138,7 @@ func (s *Server) AuthenticateToken(ctx context.Context, token string) (User, err
 // account (and bound pod) still exist with the UIDs it names.
 func (s *Server) tokenUser(ctx context.Context, c *tokens.Claims) (User, error) {
 	k := c.Kubernetes
-	saObj, err := lookup(ctx, s.store("serviceaccounts"), k.Namespace, k.ServiceAccount.Name)
+	saObj, err := s.coreStore("serviceaccounts").Lookup(ctx, k.Namespace, k.ServiceAccount.Name)
 	if err != nil {
 		return User{}, fmt.Errorf("service account %s/%s: %w", k.Namespace, k.ServiceAccount.Name, err)
 	}
@@ -160,7 +147,7 @@ func (s *Server) tokenUser(ctx context.Context, c *tokens.Claims) (User, error) 
 		return User{}, fmt.Errorf("service account %s/%s was recreated", k.Namespace, k.ServiceAccount.Name)
 	}
 	if k.Pod != nil {
-		podObj, err := lookup(ctx, s.store("pods"), k.Namespace, k.Pod.Name)
+		podObj, err := s.coreStore("pods").Lookup(ctx, k.Namespace, k.Pod.Name)
 		if err != nil {
 			return User{}, fmt.Errorf("the token's pod %s/%s: %w", k.Namespace, k.Pod.Name, err)
 		}
@@ -170,26 +157,4 @@ func (s *Server) tokenUser(ctx context.Context, c *tokens.Claims) (User, error) 
 	}
 	return User{Name: c.Subject, UID: uid,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + k.Namespace, "system:authenticated"}}, nil
-}
-
-// admitServiceAccount gives a new pod its API credentials volume, as
-// Kubernetes' ServiceAccount admission does; the pod's service account,
-// when it exists, may opt out for pods that do not say.
-func (s *Server) admitServiceAccount(ctx context.Context, pod *corev1.Pod) {
-	var accountAutomount *bool
-	if pod.Spec.AutomountServiceAccountToken == nil {
-		name := pod.Spec.ServiceAccountName
-		if name == "" {
-			name = pod.Spec.DeprecatedServiceAccount
-		}
-		if name == "" {
-			name = "default"
-		}
-		if st := s.store("serviceaccounts"); st != nil {
-			if obj, err := lookup(ctx, st, pod.Namespace, name); err == nil {
-				accountAutomount = obj.(*corev1.ServiceAccount).AutomountServiceAccountToken
-			}
-		}
-	}
-	registry.InjectAPIAccess(pod, accountAutomount)
 }

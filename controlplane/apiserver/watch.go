@@ -5,65 +5,31 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/petrel-project/petrel/controlplane/storage"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 // BookmarkInterval is how often a watch that allows bookmarks gets one.
 var BookmarkInterval = 10 * time.Second
 
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
-	opts, pred, err := s.listOptions(r, req)
+	opts, err := listOptions(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	choice, ok := negotiate(r, allowTable)
+	choice, ok := negotiateFor(r, req, allowTable)
 	if !ok || choice.info.StreamSerializer == nil {
 		s.writeError(w, r, newNotAcceptable("watch is served as application/json and application/vnd.kubernetes.protobuf"))
 		return
 	}
-	wopts := storage.WatchOptions{
-		Prefix:           req.ep.store.NamespacePrefix(req.namespace),
-		Predicate:        pred,
-		AllowBookmarks:   opts.AllowWatchBookmarks && choice.as == "",
-		BookmarkInterval: BookmarkInterval,
-	}
-	switch opts.ResourceVersion {
-	case "", "0":
-		wopts.InitialEvents = true
-	default:
-		rv, err := strconv.ParseInt(opts.ResourceVersion, 10, 64)
-		if err != nil || rv < 0 {
-			s.writeError(w, r, apierrors.NewBadRequest("invalid resourceVersion "+strconv.Quote(opts.ResourceVersion)))
-			return
-		}
-		wopts.ResourceVersion = rv
-	}
-	if opts.SendInitialEvents != nil {
-		if opts.ResourceVersionMatch != metav1.ResourceVersionMatchNotOlderThan || !opts.AllowWatchBookmarks {
-			s.writeError(w, r, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("ListOptions").GroupKind(), "",
-				field.ErrorList{field.Required(field.NewPath("resourceVersionMatch"), "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true")}))
-			return
-		}
-		wopts.InitialEvents = *opts.SendInitialEvents
-		wopts.InitialEventsEndBookmark = *opts.SendInitialEvents
-		if *opts.SendInitialEvents && wopts.ResourceVersion > 0 {
-			// Initial events "not older than" rv: the current state is.
-			wopts.ResourceVersion = 0
-		}
-	}
-	if opts.ResourceVersion == "" && opts.SendInitialEvents == nil {
-		wopts.InitialEvents = true
-	}
+	wopts := generic.WatchOptions{AllowBookmarks: choice.as == "", BookmarkInterval: BookmarkInterval}
 	timeout := time.Duration(30+time.Now().UnixNano()%30) * time.Minute
 	if opts.TimeoutSeconds != nil && *opts.TimeoutSeconds > 0 {
 		timeout = time.Duration(*opts.TimeoutSeconds) * time.Second
@@ -79,7 +45,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, req *request) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Transfer-Encoding", "chunked")
 
-	watcher, err := req.ep.store.Watch(ctx, wopts)
+	watcher, err := req.ep.store.Watch(ctx, req.namespace, opts, wopts)
 	if err != nil {
 		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			// Like Kubernetes' watch cache: a 200 stream whose one event is the error.

@@ -5,7 +5,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Events are one resource served in two groups, as in Kubernetes: an
@@ -70,18 +69,6 @@ var (
 	metaTypeCoreEvent   = metav1.TypeMeta{APIVersion: corev1.SchemeGroupVersion.String(), Kind: "Event"}
 	metaTypeEventsEvent = metav1.TypeMeta{APIVersion: eventsv1.SchemeGroupVersion.String(), Kind: "Event"}
 )
-
-// StorageMapping says that a resource's objects live in another
-// resource's storage (its etcd keys and encoding), converted on the way in
-// and out.
-type StorageMapping struct {
-	GVR       schema.GroupVersionResource
-	Kind      string
-	NewStored func() runtime.Object
-	ToStored  func(runtime.Object) runtime.Object
-	// FromStored converts a stored object (with its resourceVersion).
-	FromStored func(runtime.Object) runtime.Object
-}
 
 // eventsStorage keeps events.k8s.io/v1 Events as core/v1 Events.
 var eventsStorage = &StorageMapping{

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation/path"
@@ -15,92 +17,39 @@ import (
 var createdAtColumn = Column{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
 	Cell: func(obj runtime.Object) interface{} { return creationTime(obj).UTC().Format(time.RFC3339) }}
 
-func rbacResources() []*Resource {
-	gv := rbacv1.SchemeGroupVersion
-	bindingColumns := func(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []Column {
-		of := func(kind string) func(runtime.Object) interface{} {
-			return func(o runtime.Object) interface{} {
-				var names []string
-				for _, s := range subjects(o) {
-					if s.Kind != kind {
-						continue
-					}
-					if kind == rbacv1.ServiceAccountKind {
-						names = append(names, s.Namespace+"/"+s.Name)
-					} else {
-						names = append(names, s.Name)
-					}
+// bindingColumns are the Table columns of role bindings.
+func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []Column {
+	of := func(kind string) func(runtime.Object) interface{} {
+		return func(o runtime.Object) interface{} {
+			var names []string
+			for _, s := range subjects(o) {
+				if s.Kind != kind {
+					continue
 				}
-				return strings.Join(names, ", ")
+				if kind == rbacv1.ServiceAccountKind {
+					names = append(names, s.Namespace+"/"+s.Name)
+				} else {
+					names = append(names, s.Name)
+				}
 			}
-		}
-		return []Column{
-			col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
-			AgeColumn,
-			wide(col("Users", "string", of(rbacv1.UserKind))),
-			wide(col("Groups", "string", of(rbacv1.GroupKind))),
-			wide(col("ServiceAccounts", "string", of(rbacv1.ServiceAccountKind))),
+			return strings.Join(names, ", ")
 		}
 	}
+	return []Column{
+		printers.Col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
+		printers.AgeColumn,
+		printers.Wide(printers.Col("Users", "string", of(rbacv1.UserKind))),
+		printers.Wide(printers.Col("Groups", "string", of(rbacv1.GroupKind))),
+		printers.Wide(printers.Col("ServiceAccounts", "string", of(rbacv1.ServiceAccountKind))),
+	}
+}
+
+func rbacResources() []*Resource {
 	return []*Resource{
-		{
-			GVR: gv.WithResource("roles"), Kind: "Role", Namespaced: true, NameValidator: rbacName,
-			New: func() runtime.Object { return &rbacv1.Role{} }, NewList: func() runtime.Object { return &rbacv1.RoleList{} },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				return validateRules(obj.(*rbacv1.Role).Rules, true)
-			},
-			ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
-				return validateRules(obj.(*rbacv1.Role).Rules, true)
-			},
-			Columns: []Column{createdAtColumn},
-		},
-		{
-			GVR: gv.WithResource("clusterroles"), Kind: "ClusterRole", NameValidator: rbacName,
-			New: func() runtime.Object { return &rbacv1.ClusterRole{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleList{} },
-			Validate: func(obj runtime.Object) field.ErrorList {
-				return validateClusterRole(obj.(*rbacv1.ClusterRole))
-			},
-			ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
-				return validateClusterRole(obj.(*rbacv1.ClusterRole))
-			},
-			Columns: []Column{createdAtColumn},
-		},
-		{
-			GVR: gv.WithResource("rolebindings"), Kind: "RoleBinding", Namespaced: true, NameValidator: rbacName,
-			New: func() runtime.Object { return &rbacv1.RoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.RoleBindingList{} },
-			Default: func(obj runtime.Object) {
-				b := obj.(*rbacv1.RoleBinding)
-				defaultBinding(&b.RoleRef, b.Subjects)
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				b := obj.(*rbacv1.RoleBinding)
-				return validateBinding(b.RoleRef, b.Subjects, true)
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				b, o := obj.(*rbacv1.RoleBinding), old.(*rbacv1.RoleBinding)
-				return append(validateBinding(b.RoleRef, b.Subjects, true), immutableRoleRef(b.RoleRef, o.RoleRef)...)
-			},
-			Columns: bindingColumns(func(o runtime.Object) rbacv1.RoleRef { return o.(*rbacv1.RoleBinding).RoleRef },
-				func(o runtime.Object) []rbacv1.Subject { return o.(*rbacv1.RoleBinding).Subjects }),
-		},
-		{
-			GVR: gv.WithResource("clusterrolebindings"), Kind: "ClusterRoleBinding", NameValidator: rbacName,
-			New: func() runtime.Object { return &rbacv1.ClusterRoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} },
-			Default: func(obj runtime.Object) {
-				b := obj.(*rbacv1.ClusterRoleBinding)
-				defaultBinding(&b.RoleRef, b.Subjects)
-			},
-			Validate: func(obj runtime.Object) field.ErrorList {
-				b := obj.(*rbacv1.ClusterRoleBinding)
-				return validateBinding(b.RoleRef, b.Subjects, false)
-			},
-			ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-				b, o := obj.(*rbacv1.ClusterRoleBinding), old.(*rbacv1.ClusterRoleBinding)
-				return append(validateBinding(b.RoleRef, b.Subjects, false), immutableRoleRef(b.RoleRef, o.RoleRef)...)
-			},
-			Columns: bindingColumns(func(o runtime.Object) rbacv1.RoleRef { return o.(*rbacv1.ClusterRoleBinding).RoleRef },
-				func(o runtime.Object) []rbacv1.Subject { return o.(*rbacv1.ClusterRoleBinding).Subjects }),
-		},
+		roleResource(),
+		clusterRoleResource(),
+		roleBindingResource(),
+		clusterRoleBindingResource(),
 	}
 }
 

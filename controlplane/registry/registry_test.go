@@ -4,6 +4,8 @@ import (
 	"net"
 	"testing"
 
+	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,8 +53,8 @@ func TestServiceValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "d"}, Spec: c.spec}
-			DefaultService(svc)
-			errs := ValidateService(svc, cfg)
+			coreapi.DefaultService(svc)
+			errs := coreapi.ValidateService(svc, serviceRanges(cfg))
 			if c.wantField == "" {
 				if len(errs) > 0 {
 					t.Fatalf("want valid, got %v", errs)

@@ -45,6 +45,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
+	"github.com/petrel-project/petrel/controlplane/admission/builtin"
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
@@ -77,6 +78,8 @@ import (
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/customresource"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
 	"github.com/petrel-project/petrel/controlplane/tokens"
@@ -469,8 +472,21 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("node authorization: %w", err)
 		}
 	}
+	// The generic store serves every resource; the admission chain runs
+	// on every write (its plugins read other objects through the registry).
+	apiRegistry := generic.NewRegistry()
+	for _, res := range resources {
+		apiRegistry.Add(res, stores[res.GVR])
+	}
+	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz}))
+	// Every server serves the kinds CustomResourceDefinitions define.
+	crdController, err := customresource.NewController(apiRegistry, backend.Client)
+	if err != nil {
+		return nil, err
+	}
+	go crdController.Run(ctx)
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Stores: stores, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
+		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default

@@ -1,0 +1,69 @@
+// Package builtin holds the admission plugins Petrel always runs, in the
+// order Kubernetes runs its own: ServiceAccount, CertificateRequester and
+// LimitRanger mutate; RBAC escalation, NodeRestriction, certificate
+// approval and ResourceQuota (last: what is refused after it was charged)
+// validate. Each is a member of an admission.Chain and knows nothing of
+// HTTP; they read other objects through the registry's stores.
+package builtin
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/petrel-project/petrel/controlplane/admission"
+	"github.com/petrel-project/petrel/controlplane/nodeauth"
+	"github.com/petrel-project/petrel/controlplane/rbac"
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
+)
+
+// Config is what the plugins need.
+type Config struct {
+	// Registry gives the plugins the objects they read (service accounts,
+	// limit ranges, quotas, pods).
+	Registry *generic.Registry
+	// Authorizer is RBAC; nil turns off the plugins that ask it (escalation,
+	// certificate approval).
+	Authorizer *rbac.Authorizer
+	// NodeAuthorizer, when set, restricts what nodes write (NodeRestriction).
+	NodeAuthorizer *nodeauth.Authorizer
+}
+
+// Chain is the built-in plugins in order.
+func Chain(cfg Config) admission.Chain {
+	return admission.Chain{
+		&ServiceAccount{reg: cfg.Registry},
+		&CertificateRequester{},
+		&LimitRanger{reg: cfg.Registry},
+		&RBACEscalation{authz: cfg.Authorizer},
+		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
+		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},
+		&ResourceQuota{reg: cfg.Registry},
+	}
+}
+
+// coreStore is the store of a core/v1 resource, nil when not served.
+func coreStore(reg *generic.Registry, resource string) *generic.Store {
+	if reg == nil {
+		return nil
+	}
+	return reg.Store(corev1.SchemeGroupVersion.WithResource(resource))
+}
+
+// is reports whether the attributes are about the group's resource.
+func is(a *admission.Attributes, gr schema.GroupResource) bool {
+	return a.Resource.Group == gr.Group && a.Resource.Resource == gr.Resource
+}
+
+// allowed decides attrs for a node by the Node authorizer first, then
+// RBAC, as the API server's authorization does.
+func allowed(authz *rbac.Authorizer, nodes *nodeauth.Authorizer, attrs rbac.Attributes) bool {
+	if nodes != nil {
+		if node, ok := nodeauth.NodeName(attrs.User, attrs.Groups); ok {
+			if ok, _ := nodes.Authorize(node, attrs); ok {
+				return true
+			}
+		}
+	}
+	ok, _ := authz.Authorize(attrs)
+	return ok
+}

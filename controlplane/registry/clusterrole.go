@@ -1,0 +1,23 @@
+package registry
+
+import (
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// clusterRoleResource is the strategy of clusterroles.
+func clusterRoleResource() *Resource {
+	gv := rbacv1.SchemeGroupVersion
+	return &Resource{
+		GVR: gv.WithResource("clusterroles"), Kind: "ClusterRole", NameValidator: rbacName,
+		New: func() runtime.Object { return &rbacv1.ClusterRole{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleList{} },
+		Validate: func(obj runtime.Object) field.ErrorList {
+			return validateClusterRole(obj.(*rbacv1.ClusterRole))
+		},
+		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
+			return validateClusterRole(obj.(*rbacv1.ClusterRole))
+		},
+		Columns: []Column{createdAtColumn},
+	}
+}
