@@ -7,29 +7,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 func jsonMarshal(v interface{}) ([]byte, error) { return json.Marshal(v) }
-
-// semanticEqualIgnoringRV reports whether an update changes nothing but
-// bookkeeping (resourceVersion and managedFields timestamps).
-func semanticEqualIgnoringRV(a, b runtime.Object) bool {
-	a2, b2 := a.DeepCopyObject(), b.DeepCopyObject()
-	for _, o := range []runtime.Object{a2, b2} {
-		acc := accessor(o)
-		acc.SetResourceVersion("")
-		mf := acc.GetManagedFields()
-		for i := range mf {
-			mf[i].Time = nil
-		}
-		acc.SetManagedFields(mf)
-		o.GetObjectKind().SetGroupVersionKind(a.GetObjectKind().GroupVersionKind())
-	}
-	return apiequality.Semantic.DeepEqual(a2, b2)
-}
 
 func statusError(code int32, reason metav1.StatusReason, msg string) *apierrors.StatusError {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}

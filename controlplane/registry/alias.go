@@ -23,18 +23,6 @@ type (
 	StorageMapping = generic.StorageMapping
 )
 
-// CopyStatus copies the Status field of from into to.
-func CopyStatus(to, from runtime.Object) { generic.CopyStatus(to, from) }
-
-// CopyField copies the named top-level field of from into to.
-func CopyField(to, from runtime.Object, name string) { generic.CopyField(to, from, name) }
-
-// ClearStatus zeroes the Status field.
-func ClearStatus(obj runtime.Object) { generic.ClearStatus(obj) }
-
-// SpecChanged reports whether the Spec field (when the type has one) differs.
-func SpecChanged(obj, old runtime.Object) bool { return generic.SpecChanged(obj, old) }
-
 func creationTime(obj runtime.Object) metav1.Time { return generic.CreationTime(obj) }
 
 // semanticEqual compares as apimachinery's semantic equality (quantities by value).

@@ -8,7 +8,6 @@ package builtin
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
@@ -47,11 +46,6 @@ func coreStore(reg *generic.Registry, resource string) *generic.Store {
 		return nil
 	}
 	return reg.Store(corev1.SchemeGroupVersion.WithResource(resource))
-}
-
-// is reports whether the attributes are about the group's resource.
-func is(a *admission.Attributes, gr schema.GroupResource) bool {
-	return a.Resource.Group == gr.Group && a.Resource.Resource == gr.Resource
 }
 
 // allowed decides attrs for a node by the Node authorizer first, then
