@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -409,8 +410,16 @@ func podExecErr(m *cluster.Multi, ns, pod string, args ...string) (string, error
 	if err != nil {
 		return out, fmt.Errorf("%w: %s", err, out)
 	}
-	return out, nil
+	return withoutKlog(out), nil
 }
+
+// klogLine is a line of kubectl's own log on its stderr (client-go's
+// "E1203 18:50:56.308212 14009 websocket.go:296] Unknown stream id 1,
+// discarding message" came once between the command's answer and the
+// test), not the command's output.
+var klogLine = regexp.MustCompile(`(?m)^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+ +\d+ [^\]]+\] .*\n?`)
+
+func withoutKlog(out string) string { return strings.TrimSpace(klogLine.ReplaceAllString(out, "")) }
 
 // echo writes msg on an echo connection and checks it comes back.
 func echo(t *testing.T, conn net.Conn, msg string) {
