@@ -153,7 +153,7 @@ func (h Host) Wrap(cmd *exec.Cmd) error { return wrapNetns(cmd, h.Netns) }
 // Go client (an http.Transport's DialContext) speaks as that host.
 func (h Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetns(h.Name, func() error {
+	err := InNetns(h.Name, func() error {
 		var err error
 		conn, err = (&net.Dialer{}).DialContext(ctx, network, address)
 		return err

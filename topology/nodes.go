@@ -122,7 +122,7 @@ func WaitHealthy(ctx context.Context, n Node, p *Process) error {
 // The connection lives on when the node's daemon stops.
 func (n Node) Dial(network, address string, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetns(n.Name, func() error {
+	err := InNetns(n.Name, func() error {
 		var err error
 		conn, err = net.DialTimeout(network, address, timeout)
 		return err

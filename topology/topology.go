@@ -265,7 +265,7 @@ func (t *Topology) buildRouter() error {
 			return fmt.Errorf("router: %w", err)
 		}
 	}
-	if err := inNetns(name, func() error {
+	if err := InNetns(name, func() error {
 		return writeSysctls(map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/rp_filter": "0", "net/ipv4/conf/default/rp_filter": "0"})
 	}); err != nil {
 		return fmt.Errorf("router: %w", err)
@@ -288,7 +288,7 @@ func (t *Topology) attach(name string, seg int, addr netip.Addr) error {
 	if err := t.uplink(name, "eth0", seg, addr, strings.ReplaceAll(name, "-", "")); err != nil {
 		return err
 	}
-	return inNetns(name, func() error {
+	return InNetns(name, func() error {
 		// Pods' traffic to other nodes is forwarded by the node; replies
 		// between segments may come back another way than they left.
 		if err := writeSysctls(map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/rp_filter": "0",
@@ -390,9 +390,9 @@ func newNamedNetns(name string) error {
 	return nil
 }
 
-// inNetns runs fn on a thread inside namespace name; fn must not start
+// InNetns runs fn on a thread inside network namespace name (/run/netns/name); fn must not start
 // goroutines that depend on the namespace.
-func inNetns(name string, fn func() error) error {
+func InNetns(name string, fn func() error) error {
 	h, err := netns.GetFromPath(netnsPath(name))
 	if err != nil {
 		return fmt.Errorf("open namespace %s: %w", name, err)

@@ -82,7 +82,7 @@ func TestBuildConnectsSegmentsAndRemoveLeavesNothing(t *testing.T) {
 	// A listener in each node's namespace that answers with the node's name.
 	for _, n := range topo.Nodes {
 		var l net.Listener
-		if err := inNetns(n.Name, func() (err error) {
+		if err := InNetns(n.Name, func() (err error) {
 			l, err = net.Listen("tcp", net.JoinHostPort(n.Address.String(), "7000"))
 			return err
 		}); err != nil {
@@ -120,7 +120,7 @@ func TestBuildConnectsSegmentsAndRemoveLeavesNothing(t *testing.T) {
 	ask(n2.Name, n2.Dial, n1)
 	ask("root", net.DialTimeout, n2)
 	hostDial := func(network, addr string, d time.Duration) (c net.Conn, err error) {
-		err = inNetns(host.Name, func() error { c, err = net.DialTimeout(network, addr, d); return err })
+		err = InNetns(host.Name, func() error { c, err = net.DialTimeout(network, addr, d); return err })
 		return c, err
 	}
 	ask(host.Name, hostDial, n0)

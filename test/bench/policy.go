@@ -14,14 +14,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +29,7 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/policy"
+	"github.com/petrel-project/petrel/topology"
 )
 
 // PolicyOptions configure the policy suite.
@@ -86,35 +85,6 @@ func (e *policyEnv) close() {
 	for i := len(e.cleanups) - 1; i >= 0; i-- {
 		e.cleanups[i]()
 	}
-}
-
-// runIn runs fn on an OS thread inside network namespace name.
-func runIn(name string, fn func() error) error {
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", name, err)
-	}
-	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", name, err)
-			return // the thread dies locked
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 func linkMAC(ns, dev string) (net.HardwareAddr, error) {
@@ -242,7 +212,7 @@ func newPolicyEnv(o PolicyOptions) (*policyEnv, error) {
 // attach puts tc_pod on both host veths (the BPF path); detach takes it
 // off (the kernel path).
 func (e *policyEnv) attach() error {
-	return runIn(e.node, func() error {
+	return topology.InNetns(e.node, func() error {
 		for _, p := range []struct {
 			host string
 			addr netip.Addr
@@ -315,7 +285,7 @@ func (e *policyEnv) throughput(ctx context.Context, o PolicyOptions) (float64, e
 // through within timeout.
 func (e *policyEnv) reachable(timeout time.Duration) bool {
 	var ok bool
-	_ = runIn(e.client, func() error {
+	_ = topology.InNetns(e.client, func() error {
 		c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(pbServer, pbConnPort).String(), timeout)
 		if err == nil {
 			ok = true
