@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -75,6 +77,13 @@ func (k *Kubelet) admit(ctx context.Context, pod *corev1.Pod, ps *podState) (boo
 		k.mu.Unlock()
 		return true, nil
 	}
+	if name := forbiddenSysctl(pod); name != "" {
+		ps.rejected = true
+		k.mu.Unlock()
+		msg := fmt.Sprintf("Pod was rejected: forbidden sysctl: %q not allowlisted", name)
+		k.recorder.Event(pod, corev1.EventTypeWarning, sysctlReason, msg)
+		return false, k.reject(ctx, pod, ps, sysctlReason, msg)
+	}
 	var holder *corev1.Pod
 	var taken hostPort
 	if want := hostPortsOf(pod); len(want) > 0 {
@@ -103,19 +112,118 @@ func (k *Kubelet) admit(ctx context.Context, pod *corev1.Pod, ps *podState) (boo
 	k.mu.Unlock()
 	k.recorder.Eventf(pod, corev1.EventTypeWarning, admissionReason, "%s (host port %s is held by pod %s/%s)",
 		admissionMessage, taken, holder.Namespace, holder.Name)
+	return false, k.reject(ctx, pod, ps, admissionReason, admissionMessage)
+}
+
+// reject records the node's refusal of a pod in its status, or forgets the
+// decision when that write fails so that the next sync makes it again.
+func (k *Kubelet) reject(ctx context.Context, pod *corev1.Pod, ps *podState, reason, message string) error {
+	if err := k.failPod(ctx, pod, reason, message); err != nil {
+		k.mu.Lock()
+		ps.rejected = false
+		k.mu.Unlock()
+		return fmt.Errorf("refuse pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// failPod ends a pod the node will not run (any more): phase Failed with
+// the reason and message. The next sync, seeing the phase, stops what the
+// pod has on the node.
+func (k *Kubelet) failPod(ctx context.Context, pod *corev1.Pod, reason, message string) error {
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": pod.UID},
-		"status": map[string]any{"phase": corev1.PodFailed, "reason": admissionReason, "message": admissionMessage}})
+		"status": map[string]any{"phase": corev1.PodFailed, "reason": reason, "message": message}})
 	if err != nil {
-		return false, err
+		return err
 	}
 	_, err = k.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
 	if err != nil && !apierrors.IsNotFound(err) {
-		k.mu.Lock()
-		ps.rejected = false // decided again on the next sync
-		k.mu.Unlock()
-		return false, fmt.Errorf("refuse pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return err
 	}
-	return false, nil
+	return nil
+}
+
+// The kubelet's words for a pod past its spec.activeDeadlineSeconds.
+const (
+	deadlineReason  = "DeadlineExceeded"
+	deadlineMessage = "Pod was active on the node longer than the specified deadline"
+)
+
+// activeDeadlineLeft is how long the pod may still run under its
+// spec.activeDeadlineSeconds, counted from status.startTime as Kubernetes
+// counts it; ok is false when the pod has no deadline (yet).
+func activeDeadlineLeft(pod *corev1.Pod, now time.Time) (left time.Duration, ok bool) {
+	if pod.Spec.ActiveDeadlineSeconds == nil || pod.Status.StartTime == nil {
+		return 0, false
+	}
+	deadline := pod.Status.StartTime.Add(time.Duration(*pod.Spec.ActiveDeadlineSeconds) * time.Second)
+	return deadline.Sub(now), true
+}
+
+// sysctlReason is the kubelet's reason for a pod refused for its sysctls.
+const sysctlReason = "SysctlForbidden"
+
+// safeSysctls are the sysctls Kubernetes 1.32's kubelet lets every pod set
+// without --allowed-unsafe-sysctls: each is namespaced (the pod's network
+// or IPC namespace) and cannot touch other pods or the node.
+var safeSysctls = map[string]bool{
+	"kernel.shm_rmid_forced":              true,
+	"net.ipv4.ip_local_port_range":        true,
+	"net.ipv4.tcp_syncookies":             true,
+	"net.ipv4.ping_group_range":           true,
+	"net.ipv4.ip_unprivileged_port_start": true,
+	"net.ipv4.ip_local_reserved_ports":    true,
+	"net.ipv4.tcp_keepalive_time":         true,
+	"net.ipv4.tcp_fin_timeout":            true,
+	"net.ipv4.tcp_keepalive_intvl":        true,
+	"net.ipv4.tcp_keepalive_probes":       true,
+	"net.ipv4.tcp_rmem":                   true,
+	"net.ipv4.tcp_wmem":                   true,
+}
+
+// sysctlName puts a sysctl name in its dotted form: Kubernetes also takes
+// the slash-separated form (net/ipv4/tcp_syncookies), in which a dot is
+// part of a component.
+func sysctlName(name string) string {
+	if i := strings.IndexAny(name, "./"); i < 0 || name[i] == '.' {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '/':
+			return '.'
+		case '.':
+			return '/'
+		}
+		return r
+	}, name)
+}
+
+// forbiddenSysctl is the first sysctl of the pod this node does not allow,
+// or "".
+func forbiddenSysctl(pod *corev1.Pod) string {
+	if pod.Spec.SecurityContext == nil {
+		return ""
+	}
+	for _, s := range pod.Spec.SecurityContext.Sysctls {
+		if !safeSysctls[sysctlName(s.Name)] {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+// podSysctls are the sysctls the pod's containers are started with, in
+// the form the kernel's /proc/sys takes (dotted).
+func podSysctls(pod *corev1.Pod) map[string]string {
+	if pod.Spec.SecurityContext == nil || len(pod.Spec.SecurityContext.Sysctls) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(pod.Spec.SecurityContext.Sysctls))
+	for _, s := range pod.Spec.SecurityContext.Sysctls {
+		out[sysctlName(s.Name)] = s.Value
+	}
+	return out
 }
 
 // admittedLocked says whether the node has taken the pod on (k.mu held).

@@ -452,7 +452,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		return err
 	}
 	dir := k.podDir(uid)
-	mnts, err := mounts(c, dir, vols)
+	mnts, err := mounts(c, dir, vols, vars)
 	if err != nil {
 		return err
 	}
@@ -481,6 +481,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		Hostname: podHostname(pod), NetNS: sb.NetNS, Mounts: mnts,
 		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
 		TTY:         c.TTY,
+		Sysctls:     podSysctls(pod),
 	}
 	if pod.Spec.HostNetwork {
 		cfg.Hostname = ""

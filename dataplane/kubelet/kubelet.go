@@ -440,7 +440,16 @@ func (k *Kubelet) sync(ctx context.Context, uid string) (time.Duration, error) {
 	if ok, err := k.admit(ctx, pod, ps); !ok || err != nil {
 		return 0, err
 	}
-	return k.syncRunning(ctx, pod, ps)
+	left, hasDeadline := activeDeadlineLeft(pod, time.Now())
+	if hasDeadline && left <= 0 {
+		k.recorder.Event(pod, corev1.EventTypeWarning, deadlineReason, deadlineMessage)
+		return 0, k.failPod(ctx, pod, deadlineReason, deadlineMessage)
+	}
+	requeue, err := k.syncRunning(ctx, pod, ps)
+	if hasDeadline && (requeue == 0 || left < requeue) {
+		requeue = left
+	}
+	return requeue, err
 }
 
 // terminate stops a deleted pod's containers within its grace period (in

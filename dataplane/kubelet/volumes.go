@@ -386,8 +386,9 @@ func (k *Kubelet) claimPath(ctx context.Context, namespace, claim string) (strin
 }
 
 // mounts turns a container's volumeMounts into OCI bind mounts, with the
-// pod's hosts, resolv.conf and hostname files.
-func mounts(c *corev1.Container, podDir string, volumes map[string]string) ([]specs.Mount, error) {
+// pod's hosts, resolv.conf and hostname files. vars are the container's
+// environment, which subPathExpr is expanded with.
+func mounts(c *corev1.Container, podDir string, volumes map[string]string, vars map[string]string) ([]specs.Mount, error) {
 	var out []specs.Mount
 	bind := func(dst, src string, ro bool) {
 		opt := "rw"
@@ -404,8 +405,15 @@ func mounts(c *corev1.Container, podDir string, volumes map[string]string) ([]sp
 		if !ok {
 			return nil, errMount{fmt.Errorf("volumeMount %q of container %q names no volume of the pod", m.Name, c.Name)}
 		}
-		if m.SubPath != "" {
-			src = filepath.Join(src, filepath.Clean("/"+m.SubPath))
+		sub := m.SubPath
+		if m.SubPathExpr != "" {
+			var err error
+			if sub, err = expandSubPath(m.SubPathExpr, vars); err != nil {
+				return nil, errConfig{fmt.Errorf("volumeMount %q of container %q: %w", m.Name, c.Name, err)}
+			}
+		}
+		if sub != "" {
+			src = filepath.Join(src, filepath.Clean("/"+sub))
 			if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 				if err := os.MkdirAll(src, 0o755); err != nil {
 					return nil, err
@@ -446,4 +454,22 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return nil
+}
+
+// expandSubPath is a subPathExpr with the container's variables put in. The
+// API checks the expression, not what it expands to, so the result must
+// still stay inside the volume: no absolute path, no step up. A container
+// whose subpath breaks that waits with CreateContainerConfigError until the
+// values it is made from (an annotation, say) change.
+func expandSubPath(expr string, vars map[string]string) (string, error) {
+	sub := expand(expr, vars)
+	if filepath.IsAbs(sub) {
+		return "", fmt.Errorf("subPathExpr %q expands to %q, an absolute path; it must be relative to the volume", expr, sub)
+	}
+	for _, part := range strings.Split(filepath.ToSlash(sub), "/") {
+		if part == ".." {
+			return "", fmt.Errorf("subPathExpr %q expands to %q, which steps out of the volume with '..'", expr, sub)
+		}
+	}
+	return sub, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
@@ -97,6 +98,10 @@ type ContainerConfig struct {
 	UID, GID       *int64
 	ReadOnlyRootfs bool
 	TTY            bool
+	// Sysctls are set in the container's namespaces (the pod's network
+	// namespace for net.*, the container's IPC namespace for kernel.*) by
+	// the OCI runtime before the process starts.
+	Sysctls map[string]string
 }
 
 // Argv is the process the container runs, from the pod's command and args
@@ -162,6 +167,9 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 	}
 	if cfg.TTY {
 		opts = append(opts, oci.WithTTY)
+	}
+	if len(cfg.Sysctls) > 0 {
+		opts = append(opts, withSysctls(cfg.Sysctls))
 	}
 	ctr, err := c.NewContainer(ctx, cfg.ID,
 		containerd.WithImage(cfg.Image),
@@ -394,3 +402,19 @@ func (e *eofNotifier) Read(p []byte) (int, error) {
 }
 
 var execSeq atomic.Uint64
+
+// withSysctls adds sysctls to the spec's Linux section.
+func withSysctls(sysctls map[string]string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = map[string]string{}
+		}
+		for k, v := range sysctls {
+			s.Linux.Sysctl[k] = v
+		}
+		return nil
+	}
+}

@@ -243,6 +243,131 @@ spec:
 		}
 	})
 
+	t.Run("sysctls: safe ones set, unsafe ones refused by the node, bad names by the API", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: sysctl-safe}
+spec:
+  restartPolicy: Never
+  securityContext:
+    sysctls: [{name: kernel.shm_rmid_forced, value: "1"}, {name: net.ipv4.ip_local_port_range, value: "20000 20999"}]
+  containers: [{name: c, image: %s, command: ["sh", "-c", "sysctl kernel.shm_rmid_forced net.ipv4.ip_local_port_range"]}]
+`, img))
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: sysctl-unsafe}
+spec:
+  restartPolicy: Never
+  securityContext:
+    sysctls: [{name: kernel.msgmax, value: "10000000"}]
+  containers: [{name: c, image: %s, command: ["true"]}]
+`, img))
+		poll(t, "sysctl-safe succeeded with its sysctls set", 60*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "sysctl-safe"); p.Status.Phase != corev1.PodSucceeded {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			out := kubectl(t, u.Server, "", "logs", "sysctl-safe")
+			// busybox prints tabs between the range's numbers.
+			if !strings.Contains(out, "kernel.shm_rmid_forced = 1") || !strings.Contains(strings.Join(strings.Fields(out), " "), "net.ipv4.ip_local_port_range = 20000 20999") {
+				t.Fatalf("logs: %q", out)
+			}
+			return nil
+		})
+		poll(t, "sysctl-unsafe refused by the node", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "sysctl-unsafe")
+			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "SysctlForbidden" || !strings.Contains(p.Status.Message, `"kernel.msgmax"`) {
+				return fmt.Errorf("phase %s, reason %q, message %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
+			}
+			return hasEvent(ctx, cs, "sysctl-unsafe", "SysctlForbidden")
+		})
+		bad := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "sysctl-bad"}, Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: "foo-", Value: "1"}, {Name: "kernel.shmmax", Value: "1"}, {Name: "bar..", Value: "1"}}},
+			Containers:      []corev1.Container{{Name: "c", Image: img}}}}
+		_, err := cs.CoreV1().Pods("default").Create(ctx, bad, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), `Invalid value: "foo-"`) || !strings.Contains(err.Error(), `Invalid value: "bar.."`) || strings.Contains(err.Error(), "kernel.shmmax") {
+			t.Fatalf("create with bad sysctl names: %v", err)
+		}
+		for _, name := range []string{"sysctl-safe", "sysctl-unsafe"} {
+			if err := cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	t.Run("subPathExpr expands from the environment and may not leave the volume", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: subpath, annotations: {other: x}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: %s
+    command: ["sh", "-c", "touch /sub/made-here; exec sleep 3600"]
+    env:
+    - {name: DIR, valueFrom: {fieldRef: {fieldPath: "metadata.annotations['dir']"}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    volumeMounts:
+    - {name: v, mountPath: /sub, subPathExpr: "$(DIR)/$(POD)"}
+    - {name: v, mountPath: /whole}
+  volumes: [{name: v, emptyDir: {}}]
+`, img))
+		// Without the annotation the expression is "/subpath": absolute.
+		poll(t, "CreateContainerConfigError while the subpath is absolute", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "subpath")
+			if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil ||
+				p.Status.ContainerStatuses[0].State.Waiting.Reason != "CreateContainerConfigError" {
+				return fmt.Errorf("status %+v", p.Status.ContainerStatuses)
+			}
+			if p.Status.Phase != corev1.PodPending {
+				t.Fatalf("phase %s while the container cannot start", p.Status.Phase)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "annotate", "pod", "subpath", "dir=mine")
+		poll(t, "running with the subpath made", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "subpath"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			out, err := u.Kubectl(ctx, "", "exec", "subpath", "--", "ls", "/whole/mine/subpath")
+			if err != nil || !strings.Contains(out, "made-here") {
+				return fmt.Errorf("ls /whole/mine/subpath: %q %v", out, err)
+			}
+			return nil
+		})
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "subpath", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("activeDeadlineSeconds ends a running pod", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: %s, command: ["sleep", "3600"]}]
+`, img))
+		poll(t, "deadline running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "deadline"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		// The deadline may be set (or shortened) on a running pod.
+		kubectl(t, u.Server, "", "patch", "pod", "deadline", "-p", `{"spec":{"activeDeadlineSeconds":3}}`)
+		poll(t, "deadline Failed with DeadlineExceeded", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "deadline")
+			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "DeadlineExceeded" {
+				return fmt.Errorf("phase %s, reason %q", p.Status.Phase, p.Status.Reason)
+			}
+			return hasEvent(ctx, cs, "deadline", "DeadlineExceeded")
+		})
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "deadline", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("a pull that fails says what to do and backs off", func(t *testing.T) {
 		// A registry on a closed loopback port: refused at once.
 		apply(`apiVersion: v1

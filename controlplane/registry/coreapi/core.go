@@ -6,6 +6,8 @@ package coreapi
 import (
 	"fmt"
 	"net"
+	"path"
+	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -271,8 +273,18 @@ func ValidatePodSpec(s *corev1.PodSpec, p *field.Path) field.ErrorList {
 				if !volumes.Has(m.Name) {
 					errs = append(errs, field.NotFound(ip.Child("volumeMounts").Index(j).Child("name"), m.Name))
 				}
+				mp := ip.Child("volumeMounts").Index(j)
 				if m.MountPath == "" {
-					errs = append(errs, field.Required(ip.Child("volumeMounts").Index(j).Child("mountPath"), ""))
+					errs = append(errs, field.Required(mp.Child("mountPath"), ""))
+				}
+				if m.SubPath != "" {
+					errs = append(errs, validateDescendingPath(m.SubPath, mp.Child("subPath"))...)
+				}
+				if m.SubPathExpr != "" {
+					if m.SubPath != "" {
+						errs = append(errs, field.Invalid(mp.Child("subPathExpr"), m.SubPathExpr, "subPathExpr and subPath are mutually exclusive"))
+					}
+					errs = append(errs, validateDescendingPath(m.SubPathExpr, mp.Child("subPathExpr"))...)
 				}
 			}
 			for name, q := range c.Resources.Requests {
@@ -301,6 +313,39 @@ func ValidatePodSpec(s *corev1.PodSpec, p *field.Path) field.ErrorList {
 		for _, msg := range validation.IsDNS1123Subdomain(s.NodeName) {
 			errs = append(errs, field.Invalid(p.Child("nodeName"), s.NodeName, msg))
 		}
+	}
+	if s.SecurityContext != nil {
+		errs = append(errs, validateSysctls(s.SecurityContext.Sysctls, s.HostNetwork, p.Child("securityContext", "sysctls"))...)
+	}
+	return errs
+}
+
+// sysctlNameRE is a sysctl name: components of lower-case letters, digits,
+// '-' and '_' (not at their ends) joined by '.' or '/'.
+var sysctlNameRE = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`)
+
+// maxSysctlName is the longest sysctl name the API takes.
+const maxSysctlName = 253
+
+// validateSysctls checks a pod's sysctls as the API does: well-formed names,
+// each once, and none of the network namespace's for a pod on the host's
+// network. Whether a node allows a sysctl is the node's to say.
+func validateSysctls(sysctls []corev1.Sysctl, hostNetwork bool, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	seen := sets.New[string]()
+	for i, s := range sysctls {
+		np := p.Index(i).Child("name")
+		switch {
+		case s.Name == "":
+			errs = append(errs, field.Required(np, ""))
+		case len(s.Name) > maxSysctlName || !sysctlNameRE.MatchString(s.Name):
+			errs = append(errs, field.Invalid(np, s.Name, fmt.Sprintf("must have at most %d characters and be components of lower-case letters, digits, '-' and '_' (beginning and ending with a letter or digit) separated by '.' or '/'", maxSysctlName)))
+		case seen.Has(s.Name):
+			errs = append(errs, field.Duplicate(np, s.Name))
+		case hostNetwork && (strings.HasPrefix(s.Name, "net.") || strings.HasPrefix(s.Name, "net/")):
+			errs = append(errs, field.Invalid(np, s.Name, "may not be specified when 'hostNetwork' is true"))
+		}
+		seen.Insert(s.Name)
 	}
 	return errs
 }
@@ -465,3 +510,19 @@ func ValidateService(s *corev1.Service, cfg ServiceRanges) field.ErrorList {
 // maxClientIPAffinitySeconds is Kubernetes' upper bound for
 // sessionAffinityConfig.clientIP.timeoutSeconds (one day).
 const maxClientIPAffinitySeconds = 86400
+
+// validateDescendingPath checks a path that must stay below the directory
+// it is taken from: relative, with no '..' step.
+func validateDescendingPath(p string, fp *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if path.IsAbs(p) {
+		errs = append(errs, field.Invalid(fp, p, "must be a relative path"))
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			errs = append(errs, field.Invalid(fp, p, "must not contain '..'"))
+			break
+		}
+	}
+	return errs
+}
