@@ -326,8 +326,10 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	keep := make(map[string]bool, len(files))
 	for path, body := range files {
 		full := filepath.Join(dir, filepath.Clean("/"+path))
+		keep[full] = true
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			return err
 		}
@@ -338,6 +340,36 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 		if err := replaceFile(full, body, m); err != nil {
 			return err
 		}
+	}
+	return pruneFiles(dir, keep)
+}
+
+// pruneFiles removes from a volume the files its sources no longer hold (a
+// key removed, an optional ConfigMap or Secret deleted), then the
+// directories that leaves empty: the volume shows what its objects hold now.
+func pruneFiles(dir string, keep map[string]bool) error {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			if path != dir {
+				dirs = append(dirs, path)
+			}
+		case !keep[path]:
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("prune volume %s: %w", dir, err)
+	}
+	// Deepest first; a directory still holding files stays.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
 	}
 	return nil
 }
