@@ -163,6 +163,15 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return err
 	}
 	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		// The Endpoints of a deleted Service go with it, whoever wrote
+		// them, as Kubernetes' endpoints controller does.
+		if _, err := c.endpoints.Endpoints(ns).Get(name); err == nil {
+			if err := c.client.CoreV1().Endpoints(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete Endpoints %s/%s of a deleted Service: %w", ns, name, err)
+			}
+		}
+	}
 	if apierrors.IsNotFound(err) || (err == nil && (len(svc.Spec.Selector) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName)) {
 		// Gone, or endpoints are the user's business now: drop ours.
 		for _, s := range existing {

@@ -3,6 +3,7 @@ package endpointslice
 import (
 	"context"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"testing"
 	"time"
 
@@ -213,6 +214,20 @@ func TestControllerWritesSlicesAndEndpoints(t *testing.T) {
 		}
 		if len(items) != 0 {
 			return fmt.Errorf("%d slices left", len(items))
+		}
+		return nil
+	})
+	if _, err := cs.CoreV1().Endpoints("default").Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the Endpoints of a Service without a selector are the user's to keep: %v", err)
+	}
+
+	// The Service deleted: its Endpoints go with it.
+	if err := cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("Endpoints deleted with the Service", func() error {
+		if _, err := cs.CoreV1().Endpoints("default").Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Endpoints still there: %v", err)
 		}
 		return nil
 	})
