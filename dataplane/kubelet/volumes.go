@@ -33,7 +33,9 @@ func (k *Kubelet) podFiles(pod *corev1.Pod, dir, ip string) error {
 		fqdn = fmt.Sprintf("%s.%s.%s.svc.%s", host, pod.Spec.Subdomain, pod.Namespace, k.cfg.ClusterDomain)
 	}
 	var hosts strings.Builder
-	hosts.WriteString("# Kubernetes-managed hosts file (Petrel).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	// The first line is how tools (and the conformance suite) tell a
+	// kubelet-managed file from the image's own.
+	hosts.WriteString("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	if pod.Spec.HostNetwork {
 		if h, err := os.ReadFile("/etc/hosts"); err == nil {
 			hosts.Reset()

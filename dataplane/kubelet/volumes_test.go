@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,5 +71,35 @@ func TestVolumeFollowsItsObjects(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, d)); !os.IsNotExist(err) {
 			t.Errorf("directory %s left behind: %v", d, err)
 		}
+	}
+}
+
+// TestPodFilesHostsHeader: a pod's /etc/hosts starts with Kubernetes'
+// header line, which is how tools tell a kubelet-managed file; a pod on the
+// host's network gets the host's file unchanged.
+func TestPodFilesHostsHeader(t *testing.T) {
+	k := &Kubelet{cfg: Config{ClusterDNS: "10.96.0.10", ClusterDomain: "cluster.local"}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "ns"},
+		Spec: corev1.PodSpec{Hostname: "web-0", Subdomain: "web", HostAliases: []corev1.HostAlias{{IP: "198.51.100.7", Hostnames: []string{"foo", "bar"}}}}}
+	dir := t.TempDir()
+	if err := k.podFiles(pod, dir, "10.244.0.5"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Kubernetes-managed hosts file.\n"
+	if got := string(b); got[:len(want)] != want ||
+		!strings.Contains(got, "10.244.0.5\tweb-0.web.ns.svc.cluster.local\tweb-0\n") || !strings.Contains(got, "198.51.100.7\tfoo\tbar\n") {
+		t.Fatalf("hosts:\n%s", got)
+	}
+	pod.Spec.HostNetwork = true
+	if err := k.podFiles(pod, dir, ""); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.ReadFile("/etc/hosts")
+	if b, _ := os.ReadFile(filepath.Join(dir, "hosts")); !strings.HasPrefix(string(b), string(host)) {
+		t.Fatalf("host network pod's hosts:\n%s", b)
 	}
 }
