@@ -1,7 +1,11 @@
 package apiserver
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -11,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 )
 
 // proxyToNode serves pods/log, exec, attach and portforward by passing the
@@ -59,6 +64,10 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 		return
 	}
 	u := &url.URL{Scheme: "https", Host: host, Path: target, RawQuery: nodeQuery(req.subresource, q).Encode()}
+	if req.subresource == "log" && wsstream.IsWebSocketRequest(r) {
+		s.logOverWebSocket(w, r, u, pod.Spec.NodeName)
+		return
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = u
@@ -74,6 +83,59 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 	}
 	proxy.ServeHTTP(w, r)
 }
+
+// logOverWebSocket serves pods/log to a WebSocket client, as Kubernetes'
+// API server streams any resource: the log is read from the node as plain
+// HTTP and sent as WebSocket messages (binary.k8s.io, or base64 for
+// base64.binary.k8s.io).
+func (s *Server) logOverWebSocket(w http.ResponseWriter, r *http.Request, u *url.URL, node string) {
+	// Hijacking the client connection ends the request's context, and the
+	// node's response is read after that: the stream ends when the client
+	// goes or the log does.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewInternalError(err))
+		return
+	}
+	resp, err := (&http.Client{Transport: s.cfg.NodeTransport}).Do(out)
+	if err != nil {
+		s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", node, err)))
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		s.writeError(w, r, apierrors.NewGenericServerResponse(resp.StatusCode, "get", corev1.Resource("pods"), "", strings.TrimSpace(string(body)), 0, false))
+		return
+	}
+	// The WebSocket server takes the connection over through http.Hijacker,
+	// which the server's own response wrappers reach only by Unwrap.
+	hw := hijackableWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	// Through a pipe: the WebSocket copier drops the bytes of a Read that
+	// also returns io.EOF, which an HTTP body does for its last chunk; a
+	// pipe never returns both at once.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, resp.Body)
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	if err := wsstream.NewReader(pr, true, wsstream.NewDefaultReaderProtocols()).Copy(hw, r); err != nil {
+		slog.Debug("apiserver: log over WebSocket ended", "err", err)
+	}
+}
+
+// hijackableWriter is a ResponseWriter whose Hijack finds the connection
+// through any wrappers, as http.ResponseController does.
+type hijackableWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// Hijack takes the connection over.
+func (h hijackableWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) { return h.rc.Hijack() }
 
 // podContainer is the container a request names, or the pod's only one.
 func podContainer(pod *corev1.Pod, name string) (string, error) {

@@ -14,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/petrel-project/petrel/test/images"
 )
@@ -658,6 +660,11 @@ spec:
 		if out := kubectl(t, u.Server, "", "logs", "live", "--since=1h"); !strings.Contains(out, "testserver live") {
 			t.Fatalf("logs --since=1h: %q", out)
 		}
+		// Logs over a WebSocket, as the API server streams them (the
+		// conformance suite reads them so): binary.k8s.io frames.
+		if got := logsOverWebSocket(t, u.RESTConfig(), "default", "live"); !strings.Contains(got, "testserver live") {
+			t.Fatalf("logs over WebSocket: %q", got)
+		}
 		out = kubectl(t, u.Server, "", "exec", "live", "--", "sh", "-c", "echo from $(hostname); ls /data")
 		mustContain(t, out, "from live", "once")
 		// Standard input reaches the command, and its end ends it.
@@ -929,4 +936,39 @@ func httpGet(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// logsOverWebSocket reads a pod's log through a WebSocket on pods/log with
+// the binary.k8s.io protocol until the server closes it.
+func logsOverWebSocket(t *testing.T, cfg *rest.Config, ns, pod string) string {
+	t.Helper()
+	tlsCfg, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := websocket.Dialer{TLSClientConfig: tlsCfg, Subprotocols: []string{"binary.k8s.io"}, HandshakeTimeout: 10 * time.Second}
+	u := strings.Replace(cfg.Host, "https://", "wss://", 1) + "/api/v1/namespaces/" + ns + "/pods/" + pod + "/log"
+	conn, resp, err := d.Dial(u, nil)
+	if err != nil {
+		body := ""
+		if resp != nil {
+			b, _ := io.ReadAll(resp.Body)
+			body = fmt.Sprintf(" (%s: %s)", resp.Status, b)
+		}
+		t.Fatalf("dial %s: %v%s", u, err, body)
+	}
+	defer conn.Close()
+	if conn.Subprotocol() != "binary.k8s.io" {
+		t.Fatalf("subprotocol %q", conn.Subprotocol())
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var out strings.Builder
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		out.Write(msg)
+	}
+	return out.String()
 }
