@@ -506,6 +506,17 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 			cfg.GID = sc.RunAsGroup
 		}
 		cfg.ReadOnlyRootfs = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+		cfg.Privileged = sc.Privileged != nil && *sc.Privileged
+		// As Kubernetes: no_new_privs only when escalation is refused.
+		cfg.NoNewPrivileges = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation
+		if caps := sc.Capabilities; caps != nil {
+			for _, c := range caps.Add {
+				cfg.CapAdd = append(cfg.CapAdd, string(c))
+			}
+			for _, c := range caps.Drop {
+				cfg.CapDrop = append(cfg.CapDrop, string(c))
+			}
+		}
 	}
 	ctr, err := runtime.CreateContainer(ctx, k.runtime, cfg)
 	if err != nil {

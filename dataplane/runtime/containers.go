@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -98,6 +99,13 @@ type ContainerConfig struct {
 	UID, GID       *int64
 	ReadOnlyRootfs bool
 	TTY            bool
+	// Privileged gives the container every capability, the host's devices
+	// and writable /sys; NoNewPrivileges keeps its processes from gaining
+	// privileges (setuid binaries, file capabilities). CapAdd and CapDrop
+	// change the default capabilities ("ALL" in CapDrop drops all of them
+	// first); names without the CAP_ prefix, as Kubernetes writes them.
+	Privileged, NoNewPrivileges bool
+	CapAdd, CapDrop             []string
 	// Sysctls are set in the container's namespaces (the pod's network
 	// namespace for net.*, the container's IPC namespace for kernel.*) by
 	// the OCI runtime before the process starts.
@@ -171,6 +179,14 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 	if len(cfg.Sysctls) > 0 {
 		opts = append(opts, withSysctls(cfg.Sysctls))
 	}
+	if cfg.Privileged {
+		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	} else {
+		opts = append(opts, capabilityOpts(cfg.CapAdd, cfg.CapDrop)...)
+	}
+	// Set either way: containerd's default spec turns no_new_privs on,
+	// while Kubernetes leaves escalation allowed unless a pod refuses it.
+	opts = append(opts, withNoNewPrivileges(cfg.NoNewPrivileges))
 	ctr, err := c.NewContainer(ctx, cfg.ID,
 		containerd.WithImage(cfg.Image),
 		containerd.WithSnapshotter(Snapshotter),
@@ -415,6 +431,52 @@ func withSysctls(sysctls map[string]string) oci.SpecOpts {
 		for k, v := range sysctls {
 			s.Linux.Sysctl[k] = v
 		}
+		return nil
+	}
+}
+
+// capabilityOpts changes the default capabilities as a container's
+// securityContext.capabilities asks: drops first, then adds.
+func capabilityOpts(add, drop []string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	names := func(in []string) (out []string, all bool) {
+		for _, c := range in {
+			c = strings.ToUpper(c)
+			if c == "ALL" {
+				all = true
+				continue
+			}
+			if !strings.HasPrefix(c, "CAP_") {
+				c = "CAP_" + c
+			}
+			out = append(out, c)
+		}
+		return out, all
+	}
+	dropped, dropAll := names(drop)
+	added, addAll := names(add)
+	switch {
+	case addAll:
+		opts = append(opts, oci.WithAllCurrentCapabilities)
+	case dropAll:
+		opts = append(opts, oci.WithCapabilities(nil))
+	}
+	if len(dropped) > 0 && !addAll {
+		opts = append(opts, oci.WithDroppedCapabilities(dropped))
+	}
+	if len(added) > 0 {
+		opts = append(opts, oci.WithAddedCapabilities(added))
+	}
+	return opts
+}
+
+// withNoNewPrivileges sets the process's no_new_privs flag to on.
+func withNoNewPrivileges(on bool) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.NoNewPrivileges = on
 		return nil
 	}
 }

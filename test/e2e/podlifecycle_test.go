@@ -296,6 +296,49 @@ spec:
 		}
 	})
 
+	t.Run("securityContext: privileged, capabilities and no_new_privs", func(t *testing.T) {
+		pods := map[string]struct{ sc, want string }{
+			// Changing a link of the pod's own network namespace needs
+			// CAP_NET_ADMIN, which the default set lacks.
+			"sc-default":    {`{}`, "Operation not permitted"},
+			"sc-privileged": {`{privileged: true}`, "link made"},
+			"sc-netadmin":   {`{capabilities: {add: [NET_ADMIN]}}`, "link made"},
+			"sc-dropall":    {`{capabilities: {drop: [ALL], add: [NET_ADMIN]}}`, "link made"},
+			"sc-nnp":        {`{allowPrivilegeEscalation: false}`, "NoNewPrivs:\t1"},
+		}
+		for name, p := range pods {
+			apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: %s
+    securityContext: %s
+    command: ["sh", "-c", "grep NoNewPrivs /proc/self/status; ip link set lo mtu 1300 2>&1 && echo link made"]
+`, name, img, p.sc))
+		}
+		for name, p := range pods {
+			poll(t, name+" done", 60*time.Second, func() error {
+				if ph := getPod(ctx, t, cs, name).Status.Phase; ph != corev1.PodSucceeded && ph != corev1.PodFailed {
+					return fmt.Errorf("phase %s", ph)
+				}
+				return nil
+			})
+			out := kubectl(t, u.Server, "", "logs", name)
+			if !strings.Contains(out, p.want) {
+				t.Errorf("%s (securityContext %s): logs %q, want %q", name, p.sc, out, p.want)
+			}
+			if name == "sc-default" && !strings.Contains(out, "NoNewPrivs:\t0") {
+				t.Errorf("sc-default: escalation allowed by default, logs %q", out)
+			}
+			if err := cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("subPathExpr expands from the environment and may not leave the volume", func(t *testing.T) {
 		apply(fmt.Sprintf(`apiVersion: v1
 kind: Pod
