@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 
@@ -62,6 +63,7 @@ func jobResource() *Resource {
 			errs = append(errs, validateReplicas(j.Spec.Parallelism, sp.Child("parallelism"))...)
 			errs = append(errs, validateReplicas(j.Spec.Completions, sp.Child("completions"))...)
 			errs = append(errs, validateReplicas(j.Spec.BackoffLimit, sp.Child("backoffLimit"))...)
+			errs = append(errs, validatePodFailurePolicy(j, sp.Child("podFailurePolicy"))...)
 			return errs
 		},
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
@@ -108,4 +110,59 @@ func jobResource() *Resource {
 			printers.Wide(printers.Col("Selector", "string", func(o runtime.Object) interface{} { return printers.LabelSelectorString(job(o).Spec.Selector) })),
 		},
 	}
+}
+
+// validatePodFailurePolicy checks a Job's podFailurePolicy as Kubernetes
+// does: only for pods that are not restarted in place, each rule with one
+// known action and exactly one of onExitCodes (In/NotIn, values without 0
+// for In, no duplicates) and onPodConditions.
+func validatePodFailurePolicy(j *batchv1.Job, p *field.Path) field.ErrorList {
+	policy := j.Spec.PodFailurePolicy
+	if policy == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if rp := j.Spec.Template.Spec.RestartPolicy; rp != corev1.RestartPolicyNever {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "template", "spec", "restartPolicy"), rp, "only \"Never\" is supported when podFailurePolicy is specified"))
+	}
+	actions := []string{string(batchv1.PodFailurePolicyActionFailJob), string(batchv1.PodFailurePolicyActionFailIndex), string(batchv1.PodFailurePolicyActionIgnore), string(batchv1.PodFailurePolicyActionCount)}
+	for i, rule := range policy.Rules {
+		rp := p.Child("rules").Index(i)
+		if !slices.Contains(actions, string(rule.Action)) {
+			errs = append(errs, field.NotSupported(rp.Child("action"), rule.Action, actions))
+		}
+		if (rule.OnExitCodes == nil) == (len(rule.OnPodConditions) == 0) {
+			errs = append(errs, field.Invalid(rp, "", "specifying one of OnExitCodes and OnPodConditions is required"))
+			continue
+		}
+		if ec := rule.OnExitCodes; ec != nil {
+			ep := rp.Child("onExitCodes")
+			if ec.Operator != batchv1.PodFailurePolicyOnExitCodesOpIn && ec.Operator != batchv1.PodFailurePolicyOnExitCodesOpNotIn {
+				errs = append(errs, field.NotSupported(ep.Child("operator"), ec.Operator, []string{"In", "NotIn"}))
+			}
+			if len(ec.Values) == 0 {
+				errs = append(errs, field.Required(ep.Child("values"), "at least one value is required"))
+			}
+			seen := map[int32]bool{}
+			for k, v := range ec.Values {
+				if v == 0 && ec.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn {
+					errs = append(errs, field.Invalid(ep.Child("values").Index(k), v, "must not be 0 for the In operator"))
+				}
+				if seen[v] {
+					errs = append(errs, field.Duplicate(ep.Child("values").Index(k), v))
+				}
+				seen[v] = true
+			}
+		}
+		for k, pc := range rule.OnPodConditions {
+			cp := rp.Child("onPodConditions").Index(k)
+			if pc.Type == "" {
+				errs = append(errs, field.Required(cp.Child("type"), ""))
+			}
+			if pc.Status != corev1.ConditionTrue && pc.Status != corev1.ConditionFalse && pc.Status != corev1.ConditionUnknown {
+				errs = append(errs, field.NotSupported(cp.Child("status"), pc.Status, []string{"True", "False", "Unknown"}))
+			}
+		}
+	}
+	return errs
 }

@@ -35,6 +35,21 @@ spec:
 ---
 apiVersion: batch/v1
 kind: Job
+metadata: {name: failjob, namespace: default}
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - {action: Ignore, onExitCodes: {operator: In, values: [42]}}
+    - {action: FailJob, onExitCodes: {containerName: c, operator: In, values: [1]}}
+  template:
+    metadata: {annotations: {simulate.petrel.io/exit-code: "1"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: petrel.local/testserver:1, command: ["false"]}]
+---
+apiVersion: batch/v1
+kind: Job
 metadata: {name: indexed, namespace: default}
 spec:
   completions: 3
@@ -75,6 +90,22 @@ func TestJobs(t *testing.T) {
 	out, _ := s.Kubectl(ctx, "", "get", "job", "fails", "-o", "jsonpath={.status.failed} {.status.conditions[?(@.type=='Failed')].reason}")
 	if out != "2 BackoffLimitExceeded" {
 		t.Errorf("fails: %q, want 2 failures and BackoffLimitExceeded", out)
+	}
+
+	// The first failure matches the FailJob rule: no retries up to
+	// backoffLimit.
+	if out, err := s.Kubectl(ctx, "", "wait", "--for=condition=failed", "job/failjob", "--timeout=60s"); err != nil {
+		t.Fatalf("kubectl wait failed: %v\n%s", err, out)
+	}
+	out, _ = s.Kubectl(ctx, "", "get", "job", "failjob", "-o", "jsonpath={.status.failed} {.status.conditions[?(@.type=='Failed')].reason} {.status.conditions[?(@.type=='Failed')].message}")
+	if !strings.HasPrefix(out, "1 PodFailurePolicy Container c for pod default/failjob-") || !strings.HasSuffix(out, "failed with exit code 1 matching FailJob rule at index 1") {
+		t.Errorf("failjob: %q, want one failure ended by the FailJob rule", out)
+	}
+	// A pod failure policy needs restartPolicy Never.
+	bad := strings.Replace(strings.Split(jobsManifest, "---")[2], "name: failjob", "name: badpolicy", 1)
+	bad = strings.Replace(bad, "restartPolicy: Never", "restartPolicy: OnFailure", 1)
+	if out, err := s.Kubectl(ctx, bad, "apply", "-f", "-"); err == nil || !strings.Contains(out, "spec.template.spec.restartPolicy") {
+		t.Errorf("podFailurePolicy with restartPolicy OnFailure: %v\n%s", err, out)
 	}
 
 	poll(t, "indexed job done, then removed by its TTL", 60*time.Second, func() error {

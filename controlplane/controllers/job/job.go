@@ -9,6 +9,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ type counts struct {
 	lastFailure      time.Time
 	succeededIndexes map[int]bool
 	activeIndexes    map[int]bool
+	// failJob is why a failed pod's FailJob rule of the podFailurePolicy
+	// ends the Job, or "".
+	failJob string
 }
 
 func completionIndex(p *corev1.Pod) (int, bool) {
@@ -110,6 +114,17 @@ func (c *Controller) count(j *batchv1.Job) (counts, error) {
 				out.succeededIndexes[idx] = true
 			}
 		case p.Status.Phase == corev1.PodFailed:
+			action, why := podFailureAction(j.Spec.PodFailurePolicy, p)
+			switch action {
+			case batchv1.PodFailurePolicyActionIgnore:
+				// Neither counted against backoffLimit nor delaying the
+				// replacement.
+				continue
+			case batchv1.PodFailurePolicyActionFailJob:
+				if out.failJob == "" {
+					out.failJob = why
+				}
+			}
 			out.failed++
 			if t := failureTime(p); t.After(out.lastFailure) {
 				out.lastFailure = t
@@ -187,6 +202,11 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	completions := j.Spec.Completions
 	switch {
+	case cnt.failJob != "":
+		if err := c.deletePods(ctx, cnt.active); err != nil {
+			return 0, err
+		}
+		setFinished(st, batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy, cnt.failJob, now)
 	case cnt.failed > ptr.Deref(j.Spec.BackoffLimit, 6):
 		if err := c.deletePods(ctx, cnt.active); err != nil {
 			return 0, err
@@ -408,4 +428,49 @@ func formatIndexes(set map[int]bool) string {
 		k++
 	}
 	return strings.Join(parts, ",")
+}
+
+// podFailureAction is what the Job's podFailurePolicy says of a failed pod:
+// the action of the first rule that matches (Count when none does, or there
+// is no policy) and, for FailJob, the message the Job's Failed condition
+// carries. FailIndex counts as Count: per-index back-off limits are not
+// supported.
+func podFailureAction(policy *batchv1.PodFailurePolicy, p *corev1.Pod) (batchv1.PodFailurePolicyAction, string) {
+	if policy == nil {
+		return batchv1.PodFailurePolicyActionCount, ""
+	}
+	for i, rule := range policy.Rules {
+		if req := rule.OnExitCodes; req != nil {
+			if ctr, code, ok := matchExitCodes(req, p); ok {
+				return rule.Action, fmt.Sprintf("Container %s for pod %s/%s failed with exit code %d matching %s rule at index %d", ctr, p.Namespace, p.Name, code, rule.Action, i)
+			}
+			continue
+		}
+		for _, pattern := range rule.OnPodConditions {
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == pattern.Type && cond.Status == pattern.Status {
+					return rule.Action, fmt.Sprintf("Pod %s/%s has condition %s matching %s rule at index %d", p.Namespace, p.Name, cond.Type, rule.Action, i)
+				}
+			}
+		}
+	}
+	return batchv1.PodFailurePolicyActionCount, ""
+}
+
+// matchExitCodes finds a container of the pod that ended with a non-zero
+// exit code the requirement selects (zero never matches, as in Kubernetes).
+func matchExitCodes(req *batchv1.PodFailurePolicyOnExitCodesRequirement, p *corev1.Pod) (string, int32, bool) {
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+		for _, cs := range list {
+			t := cs.State.Terminated
+			if t == nil || t.ExitCode == 0 || (req.ContainerName != nil && *req.ContainerName != cs.Name) {
+				continue
+			}
+			in := slices.Contains(req.Values, t.ExitCode)
+			if (req.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn) == in {
+				return cs.Name, t.ExitCode, true
+			}
+		}
+	}
+	return "", 0, false
 }
