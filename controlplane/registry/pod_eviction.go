@@ -32,7 +32,35 @@ func EvictPod(ctx context.Context, pods, budgets *generic.Store, namespace, name
 			return err
 		}
 	}
+	if pod := cur.(*corev1.Pod); pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed && len(opts.DryRun) == 0 {
+		// As Kubernetes: the pod says why it goes before it goes, so a
+		// Job's podFailurePolicy (onPodConditions) can tell an eviction
+		// from a failure.
+		if err := markDisruptionTarget(ctx, pods, pod); err != nil {
+			return err
+		}
+	}
 	_, _, err = pods.Delete(ctx, namespace, name, opts)
+	return err
+}
+
+// markDisruptionTarget puts the DisruptionTarget condition on a pod about to
+// be evicted.
+func markDisruptionTarget(ctx context.Context, pods *generic.Store, pod *corev1.Pod) error {
+	_, err := pods.GuaranteedUpdate(ctx, pod.Namespace, pod.Name, "status", false, func(cur runtime.Object) (runtime.Object, error) {
+		p := cur.(*corev1.Pod).DeepCopy()
+		if p.UID != pod.UID {
+			return nil, apierrors.NewConflict(corev1.Resource("pods"), pod.Name, fmt.Errorf("the pod was replaced"))
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+				return nil, generic.ErrNoChange
+			}
+		}
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+			Reason: "EvictionByEvictionAPI", Message: "Eviction API: evicting", LastTransitionTime: metav1.Now()})
+		return p, nil
+	})
 	return err
 }
 

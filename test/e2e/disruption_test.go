@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/petrel-project/petrel/test/cluster"
@@ -63,9 +64,28 @@ spec:
 		}
 		return nil
 	})
+	// An evicted pod is marked DisruptionTarget before it is deleted.
+	w, err := cs.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=web", FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out, err := s.Kubectl(ctx, "", "drain", node, "--ignore-daemonsets", "--timeout=60s"); err != nil || !strings.Contains(out, "drained") {
 		t.Fatalf("drain within the budget: %v\n%s", err, out)
 	}
+	marked := false
+	for deadline := time.After(10 * time.Second); !marked; {
+		select {
+		case ev := <-w.ResultChan():
+			if p, ok := ev.Object.(*corev1.Pod); ok {
+				for _, c := range p.Status.Conditions {
+					marked = marked || (c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && c.Reason == "EvictionByEvictionAPI")
+				}
+			}
+		case <-deadline:
+			t.Fatal("no evicted pod was marked DisruptionTarget")
+		}
+	}
+	w.Stop()
 	poll(t, "three pods again, none on the drained node", 60*time.Second, func() error {
 		l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
