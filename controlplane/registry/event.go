@@ -28,12 +28,19 @@ func eventResource() *Resource {
 		},
 		Fields: func(obj runtime.Object) fields.Set {
 			e := obj.(*corev1.Event)
+			// An event written through events.k8s.io has no source but
+			// its reporting controller, which Kubernetes selects on as
+			// "source" then.
+			source := e.Source.Component
+			if source == "" {
+				source = e.ReportingController
+			}
 			return fields.Set{
 				"involvedObject.kind": e.InvolvedObject.Kind, "involvedObject.namespace": e.InvolvedObject.Namespace,
 				"involvedObject.name": e.InvolvedObject.Name, "involvedObject.uid": string(e.InvolvedObject.UID),
 				"involvedObject.apiVersion": e.InvolvedObject.APIVersion, "involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
 				"involvedObject.fieldPath": e.InvolvedObject.FieldPath, "reason": e.Reason, "reportingComponent": e.ReportingController,
-				"source": e.Source.Component, "type": e.Type,
+				"source": source, "type": e.Type,
 			}
 		},
 		Columns: []Column{

@@ -51,6 +51,17 @@ func TestEventsShareOneStore(t *testing.T) {
 		t.Fatal("the core watch did not see the events.k8s.io event")
 	}
 
+	// Listed through core/v1 by "source", which for an events.k8s.io event
+	// is its reporting controller, as in Kubernetes.
+	bySource, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "source=example.com/widgets"})
+	if err != nil || len(bySource.Items) != 1 || bySource.Items[0].Name != "web-1.synced" {
+		t.Fatalf("core list by source: %v %+v", err, bySource)
+	}
+	byController, err := cs.EventsV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "reportingController=example.com/widgets"})
+	if err != nil || len(byController.Items) != 1 {
+		t.Fatalf("events.k8s.io list by reportingController: %v %+v", err, byController)
+	}
+
 	// A core write, read back through events.k8s.io.
 	core, err := cs.CoreV1().Events("default").Get(ctx, "web-1.synced", metav1.GetOptions{})
 	if err != nil {
