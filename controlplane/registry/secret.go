@@ -48,8 +48,14 @@ func secretResource() *Resource {
 			if s.Type != o.Type {
 				errs = append(errs, field.Invalid(field.NewPath("type"), s.Type, "field is immutable"))
 			}
-			if o.Immutable != nil && *o.Immutable && !semanticEqual(s.Data, o.Data) {
-				errs = append(errs, field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set"))
+			if o.Immutable != nil && *o.Immutable {
+				if !semanticEqual(s.Data, o.Data) {
+					errs = append(errs, field.Forbidden(field.NewPath("data"), "field is immutable when `immutable` is set"))
+				}
+				// Once set, immutable stays set.
+				if s.Immutable == nil || !*s.Immutable {
+					errs = append(errs, field.Forbidden(field.NewPath("immutable"), "field is immutable when `immutable` is set"))
+				}
 			}
 			return errs
 		},
