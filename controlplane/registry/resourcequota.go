@@ -182,14 +182,20 @@ func QuotaUsage(gr schema.GroupResource, obj runtime.Object) corev1.ResourceList
 		}
 	case *corev1.Service:
 		use[corev1.ResourceServices] = one
-		ports := 0
-		for _, p := range o.Spec.Ports {
-			if p.NodePort != 0 {
-				ports++
-			}
-		}
+		// Every port of a NodePort Service takes a node port, and of a
+		// LoadBalancer one unless it opts out: counted from the spec, since
+		// admission runs before the ports are allocated.
+		ports := len(o.Spec.Ports)
 		if o.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			use[corev1.ResourceServicesLoadBalancers] = one
+			if o.Spec.AllocateLoadBalancerNodePorts != nil && !*o.Spec.AllocateLoadBalancerNodePorts {
+				ports = 0
+				for _, p := range o.Spec.Ports {
+					if p.NodePort != 0 {
+						ports++
+					}
+				}
+			}
 		}
 		if o.Spec.Type == corev1.ServiceTypeNodePort || o.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			use[corev1.ResourceServicesNodePorts] = *resource.NewQuantity(int64(ports), resource.DecimalSI)

@@ -64,3 +64,31 @@ func TestQuotaUsageAndScopes(t *testing.T) {
 		t.Fatalf("BestEffort with requests.cpu: %v", errs)
 	}
 }
+
+func TestQuotaUsageOfServices(t *testing.T) {
+	svc := func(typ corev1.ServiceType, allocate *bool, nodePorts ...int32) *corev1.Service {
+		s := &corev1.Service{Spec: corev1.ServiceSpec{Type: typ, AllocateLoadBalancerNodePorts: allocate}}
+		for _, np := range nodePorts {
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Port: 80, NodePort: np})
+		}
+		return s
+	}
+	no := false
+	for name, tc := range map[string]struct {
+		svc                  *corev1.Service
+		nodePorts, balancers int64
+	}{
+		// Before allocation (admission), the node ports are still 0.
+		"NodePort, two ports, not allocated yet": {svc(corev1.ServiceTypeNodePort, nil, 0, 0), 2, 0},
+		"LoadBalancer":                           {svc(corev1.ServiceTypeLoadBalancer, nil, 0), 1, 1},
+		"LoadBalancer without node ports":        {svc(corev1.ServiceTypeLoadBalancer, &no, 0), 0, 1},
+		"LoadBalancer without, one asked for":    {svc(corev1.ServiceTypeLoadBalancer, &no, 0, 30001), 1, 1},
+		"ClusterIP":                              {svc(corev1.ServiceTypeClusterIP, nil, 0), 0, 0},
+	} {
+		use := QuotaUsage(schema.GroupResource{Resource: "services"}, tc.svc)
+		np, lb, n := use[corev1.ResourceServicesNodePorts], use[corev1.ResourceServicesLoadBalancers], use[corev1.ResourceServices]
+		if np.Value() != tc.nodePorts || lb.Value() != tc.balancers || n.Value() != 1 {
+			t.Errorf("%s: %v", name, use)
+		}
+	}
+}
