@@ -89,9 +89,26 @@ func TestStatefulSet(t *testing.T) {
 		return nil
 	})
 
+	// OrderedReady scale-down halts while an unhealthy pod sits below the
+	// next one to go (db-2 broken, and db-0 too), and goes on once the
+	// lowest unhealthy pod is the one to remove.
+	setReady := func(pod, status string) {
+		t.Helper()
+		if out, err := s.Kubectl(ctx, "", "patch", "pod", pod, "--subresource=status", "-p",
+			`{"status":{"conditions":[{"type":"Ready","status":"`+status+`"}]}}`); err != nil {
+			t.Fatalf("patch %s Ready=%s: %v\n%s", pod, status, err, out)
+		}
+	}
+	setReady("db-0", "False")
+	setReady("db-2", "False")
 	if out, err := s.Kubectl(ctx, "", "scale", "statefulset", "db", "--replicas=1"); err != nil {
 		t.Fatalf("kubectl scale: %v\n%s", err, out)
 	}
+	time.Sleep(3 * time.Second)
+	if out, _ := s.Kubectl(ctx, "", "get", "pods", "-l", "app=db", "-o", "name"); strings.Count(out, "pod/db-") != 3 {
+		t.Fatalf("scale-down went past unhealthy db-0: %q", out)
+	}
+	setReady("db-0", "True")
 	poll(t, "scaled down to db-0", 30*time.Second, func() error {
 		out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "app=db", "-o", "name")
 		if err != nil || strings.TrimSpace(out) != "pod/db-0" {

@@ -141,14 +141,32 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			break // OrderedReady: wait for this one
 		}
 	}
-	// Scale down from the highest ordinal.
+	// Scale down from the highest ordinal. OrderedReady removes an
+	// unhealthy pod only when it is the lowest unhealthy one, as Kubernetes
+	// does: with a broken pod below, scaling down halts.
 	sortDesc(extra, set)
+	var firstUnhealthy *corev1.Pod
+	if !parallel {
+		for i := 0; i < replicas && firstUnhealthy == nil; i++ {
+			if p := byOrdinal[i]; p != nil && !healthy(p) {
+				firstUnhealthy = p
+			}
+		}
+		for i := len(extra) - 1; i >= 0 && firstUnhealthy == nil; i-- {
+			if !healthy(extra[i]) {
+				firstUnhealthy = extra[i]
+			}
+		}
+	}
 	for _, p := range extra {
 		if p.DeletionTimestamp != nil {
 			if !parallel {
 				break
 			}
 			continue
+		}
+		if !parallel && !healthy(p) && p != firstUnhealthy {
+			break
 		}
 		if err := c.deletePod(ctx, p); err != nil {
 			return err
@@ -188,6 +206,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	return c.updateStatus(ctx, set, byOrdinal, updateRev)
 }
+
+// healthy is a pod running, ready and not on its way out.
+func healthy(p *corev1.Pod) bool { return p.DeletionTimestamp == nil && runningAndReady(p) }
 
 func sortDesc(pods []*corev1.Pod, set *appsv1.StatefulSet) {
 	for i := 1; i < len(pods); i++ {
