@@ -108,6 +108,54 @@ func TestJobs(t *testing.T) {
 		t.Errorf("podFailurePolicy with restartPolicy OnFailure: %v\n%s", err, out)
 	}
 
+	t.Run("orphans adopted, unselected pods released", func(t *testing.T) {
+		if out, err := s.Kubectl(ctx, `apiVersion: batch/v1
+kind: Job
+metadata: {name: adopter, namespace: default}
+spec:
+  parallelism: 2
+  completions: 4
+  template:
+    metadata: {annotations: {simulate.petrel.io/exit-code: "0", simulate.petrel.io/run-seconds: "600"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: petrel.local/testserver:1}]
+`, "apply", "-f", "-"); err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		var pod string
+		poll(t, "two running pods", 30*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "job-name=adopter", "-o", "jsonpath={.items[*].metadata.name}")
+			if err != nil || len(strings.Fields(out)) != 2 {
+				return fmt.Errorf("pods %q %v", out, err)
+			}
+			pod = strings.Fields(out)[0]
+			return nil
+		})
+		owner := func() string {
+			out, _ := s.Kubectl(ctx, "", "get", "pod", pod, "-o", "jsonpath={.metadata.ownerReferences[?(@.controller==true)].name}")
+			return out
+		}
+		if out, err := s.Kubectl(ctx, "", "patch", "pod", pod, "--type=json", "-p", `[{"op":"remove","path":"/metadata/ownerReferences"}]`); err != nil {
+			t.Fatalf("orphan %s: %v\n%s", pod, err, out)
+		}
+		poll(t, "the orphan adopted again", 30*time.Second, func() error {
+			if o := owner(); o != "adopter" {
+				return fmt.Errorf("owner %q", o)
+			}
+			return nil
+		})
+		if out, err := s.Kubectl(ctx, "", "label", "pod", pod, "job-name-", "batch.kubernetes.io/job-name-", "controller-uid-", "batch.kubernetes.io/controller-uid-"); err != nil {
+			t.Fatalf("unlabel %s: %v\n%s", pod, err, out)
+		}
+		poll(t, "the unselected pod released", 30*time.Second, func() error {
+			if o := owner(); o != "" {
+				return fmt.Errorf("owner %q", o)
+			}
+			return nil
+		})
+	})
+
 	poll(t, "indexed job done, then removed by its TTL", 60*time.Second, func() error {
 		out, err := s.Kubectl(ctx, "", "get", "jobs", "-o", "name")
 		if err != nil {

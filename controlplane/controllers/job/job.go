@@ -8,6 +8,7 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
@@ -55,8 +57,43 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	c.jobs, c.pods = jInf.Lister(), pInf.Lister()
 	c.loop.Synced(jInf.Informer().HasSynced, pInf.Informer().HasSynced)
 	_, _ = jInf.Informer().AddEventHandler(c.loop.Handlers())
-	_, _ = pInf.Informer().AddEventHandler(c.loop.OwnerHandlers("Job"))
+	_, _ = pInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { c.enqueuePod(nil, obj) },
+		UpdateFunc: c.enqueuePod,
+		DeleteFunc: func(obj interface{}) { c.enqueuePod(nil, obj) },
+	})
 	return c
+}
+
+// enqueuePod queues the Job that owns a pod, owned it before this change
+// (it may have been orphaned or released), or, for a pod without a
+// controller, each Job whose selector picks it (to adopt it).
+func (c *Controller) enqueuePod(old, obj interface{}) {
+	for _, o := range []interface{}{old, obj} {
+		if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+			o = t.Obj
+		}
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		ref := metav1.GetControllerOf(p)
+		if ref != nil {
+			if ref.Kind == "Job" {
+				c.loop.Add(p.Namespace + "/" + ref.Name)
+			}
+			continue
+		}
+		jobs, err := c.jobs.Jobs(p.Namespace).List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, j := range jobs {
+			if sel, err := metav1.LabelSelectorAsSelector(j.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(labels.Set(p.Labels)) {
+				c.loop.Add(p.Namespace + "/" + j.Name)
+			}
+		}
+	}
 }
 
 // Run works the queue until ctx ends.
@@ -96,14 +133,33 @@ func completionIndex(p *corev1.Pod) (int, bool) {
 	return i, err == nil
 }
 
-func (c *Controller) count(j *batchv1.Job) (counts, error) {
+// count tallies the Job's pods, adopting first the orphans its selector
+// picks and releasing the pods it owns that its selector no longer picks,
+// as Kubernetes' controllers do.
+func (c *Controller) count(ctx context.Context, j *batchv1.Job) (counts, error) {
 	all, err := c.pods.Pods(j.Namespace).List(labels.Everything())
 	if err != nil {
 		return counts{}, err
 	}
+	sel, err := metav1.LabelSelectorAsSelector(j.Spec.Selector)
+	if err != nil || sel.Empty() {
+		return counts{}, nil // validation refuses these; nothing to do
+	}
 	out := counts{succeededIndexes: map[int]bool{}, activeIndexes: map[int]bool{}}
 	for _, p := range all {
-		if ref := metav1.GetControllerOf(p); ref == nil || ref.UID != j.UID {
+		ref := metav1.GetControllerOf(p)
+		matches := sel.Matches(labels.Set(p.Labels))
+		switch {
+		case ref != nil && ref.UID == j.UID && !matches:
+			if err := c.setOwner(ctx, j, p, false); err != nil {
+				return counts{}, err
+			}
+			continue
+		case ref == nil && matches && p.DeletionTimestamp == nil:
+			if err := c.setOwner(ctx, j, p, true); err != nil {
+				return counts{}, err
+			}
+		case ref == nil || ref.UID != j.UID:
 			continue
 		}
 		idx, indexed := completionIndex(p)
@@ -184,7 +240,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if done, at := finished(j); done {
 		return c.expire(ctx, j, at)
 	}
-	cnt, err := c.count(j)
+	cnt, err := c.count(ctx, j)
 	if err != nil {
 		return 0, err
 	}
@@ -473,4 +529,41 @@ func matchExitCodes(req *batchv1.PodFailurePolicyOnExitCodesRequirement, p *core
 		}
 	}
 	return "", 0, false
+}
+
+// setOwner adopts a pod (makes the Job its controller) or releases it
+// (drops the Job's reference), guarded by the pod's UID so that a pod
+// replaced under the same name is left alone. A pod gone meanwhile is no
+// error.
+func (c *Controller) setOwner(ctx context.Context, j *batchv1.Job, p *corev1.Pod, adopt bool) error {
+	var refs []metav1.OwnerReference
+	if adopt {
+		refs = append(refs, p.OwnerReferences...)
+		refs = append(refs, *metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job")))
+	} else {
+		for _, r := range p.OwnerReferences {
+			if r.UID != j.UID {
+				refs = append(refs, r)
+			}
+		}
+	}
+	if refs == nil {
+		refs = []metav1.OwnerReference{}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": p.UID, "ownerReferences": refs}})
+	if err != nil {
+		return err
+	}
+	_, err = c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "job-controller"})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		what := "release"
+		if adopt {
+			what = "adopt"
+		}
+		return fmt.Errorf("%s pod %s/%s: %w", what, p.Namespace, p.Name, err)
+	}
+	return nil
 }
