@@ -34,13 +34,15 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	}
 
 	initDone, initFailed := true, false
+	var incomplete, unready []string
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, initDone, true)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, true)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
 			continue
 		}
+		incomplete = append(incomplete, c.Name)
 		if t := cs.State.Terminated; t != nil && !restartable(policyOf(pod, true), t.ExitCode) {
 			initFailed = true
 		}
@@ -50,9 +52,12 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	var running, waiting, stopped, succeeded, unknown int
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, initDone, false)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, false)
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 		allReady = allReady && cs.Ready
+		if !cs.Ready {
+			unready = append(unready, c.Name)
+		}
 		switch {
 		case cs.State.Running != nil:
 			running++
@@ -96,23 +101,28 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 		st.Phase = corev1.PodPending
 	}
 
-	cond := func(t corev1.PodConditionType, ok bool, reason string) corev1.PodCondition {
-		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason}
+	// Kubernetes' reasons and messages: the conformance suite and tools
+	// compare them word for word.
+	cond := func(t corev1.PodConditionType, ok bool, reason, message string) corev1.PodCondition {
+		c := corev1.PodCondition{Type: t, Status: corev1.ConditionFalse, Reason: reason, Message: message}
 		if ok {
-			c.Status, c.Reason = corev1.ConditionTrue, ""
+			c.Status, c.Reason, c.Message = corev1.ConditionTrue, "", ""
 		}
 		return c
 	}
-	notReady := "ContainersNotReady"
+	notReady, notReadyMsg := "ContainersNotReady", "containers with unready status: ["+strings.Join(unready, " ")+"]"
+	if !initDone {
+		notReady, notReadyMsg = "ContainersNotInitialized", "containers with incomplete status: ["+strings.Join(incomplete, " ")+"]"
+	}
 	if st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed {
-		notReady = "PodCompleted"
+		notReady, notReadyMsg = "PodCompleted", ""
 		allReady = false
 	}
 	conds := []corev1.PodCondition{
-		cond("PodReadyToStartContainers", sb.IP != "" && mountErr == nil, ""),
-		cond(corev1.PodInitialized, initDone, "ContainersNotInitialized"),
-		cond(corev1.ContainersReady, initDone && allReady, notReady),
-		cond(corev1.PodReady, initDone && allReady, notReady),
+		cond("PodReadyToStartContainers", sb.IP != "" && mountErr == nil, "", ""),
+		cond(corev1.PodInitialized, initDone, "ContainersNotInitialized", "containers with incomplete status: ["+strings.Join(incomplete, " ")+"]"),
+		cond(corev1.ContainersReady, initDone && allReady, notReady, notReadyMsg),
+		cond(corev1.PodReady, initDone && allReady, notReady, notReadyMsg),
 	}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodScheduled {
@@ -147,7 +157,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 }
 
 // containerStatus describes one container as Kubernetes reports it.
-func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, seen map[string]observed, initDone, isInit bool) corev1.ContainerStatus {
+func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, seen map[string]observed, isInit bool) corev1.ContainerStatus {
 	rec := ps.record(c.Name)
 	policy := policyOf(pod, isInit)
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: rec.restarts, Started: new(bool)}
@@ -213,7 +223,9 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 		}
 	case rec.waiting != nil:
 		cs.State.Waiting = rec.waiting
-	case !initDone && !isInit:
+	case len(pod.Spec.InitContainers) > 0:
+		// As Kubernetes: in a pod with init containers, a container not
+		// started yet (an init container too) is PodInitializing.
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
 	default:
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}

@@ -339,6 +339,49 @@ spec:
 		}
 	})
 
+	t.Run("a failing init container: statuses and conditions worded as Kubernetes", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: initfail}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: init1, image: %[1]s, command: ["false"]}
+  - {name: init2, image: %[1]s, command: ["true"]}
+  containers: [{name: run1, image: %[1]s, command: ["sleep", "3600"]}]
+`, img))
+		poll(t, "init1 restarted, the rest waiting", 60*time.Second, func() error {
+			p := getPod(ctx, t, cs, "initfail")
+			if len(p.Status.InitContainerStatuses) != 2 || len(p.Status.ContainerStatuses) != 1 {
+				return fmt.Errorf("statuses %+v", p.Status)
+			}
+			if p.Status.InitContainerStatuses[0].RestartCount < 1 {
+				return fmt.Errorf("init1 not restarted yet")
+			}
+			for _, c := range []corev1.ContainerStatus{p.Status.InitContainerStatuses[1], p.Status.ContainerStatuses[0]} {
+				if c.State.Waiting == nil || c.State.Waiting.Reason != "PodInitializing" {
+					t.Fatalf("%s: %+v, want waiting PodInitializing", c.Name, c.State)
+				}
+			}
+			if p.Status.Phase != corev1.PodPending {
+				t.Fatalf("phase %s", p.Status.Phase)
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodInitialized && (c.Status != corev1.ConditionFalse || c.Reason != "ContainersNotInitialized" ||
+					c.Message != "containers with incomplete status: [init1 init2]") {
+					t.Fatalf("Initialized condition %+v", c)
+				}
+				if c.Type == corev1.PodReady && (c.Reason != "ContainersNotInitialized" || c.Message != "containers with incomplete status: [init1 init2]") {
+					t.Fatalf("Ready condition %+v", c)
+				}
+			}
+			return nil
+		})
+		if err := cs.CoreV1().Pods("default").Delete(ctx, "initfail", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("subPathExpr expands from the environment and may not leave the volume", func(t *testing.T) {
 		apply(fmt.Sprintf(`apiVersion: v1
 kind: Pod
