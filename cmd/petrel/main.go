@@ -137,6 +137,8 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.EtcdCAFile, "etcd-cafile", "", "with --etcd-endpoints: CA of the external etcd's serving certificates")
 	f.StringVar(&opts.EtcdCertFile, "etcd-certfile", "", "with --etcd-endpoints: client certificate for the external etcd")
 	f.StringVar(&opts.EtcdKeyFile, "etcd-keyfile", "", "with --etcd-endpoints: key of --etcd-certfile")
+	f.StringVar(&opts.EncryptionProviderConfig, "encryption-provider-config", "", "a Kubernetes EncryptionConfiguration file (providers aesgcm, aescbc, secretbox, identity) saying which resources are encrypted in etcd; give every server the same file (default: <data-dir>/pki/encryption-config.yaml, made at first start: Secrets under AES-GCM, handed to joining servers)")
+	f.BoolVar(&opts.SecretsEncryption, "secrets-encryption", opts.SecretsEncryption, "encrypt Secrets in etcd with the key made at first start (ignored when --encryption-provider-config is given)")
 	f.StringSliceVar(&opts.TLSSANs, "tls-san", nil, "more names or addresses in the API server's serving certificate (a load balancer's, a DNS name of all servers), comma-separated or repeated")
 	f.StringVar(&opts.ClusterResetRestorePath, "cluster-reset-restore-path", "", "restore the embedded etcd from this snapshot (petrelctl etcd snapshot save, or a scheduled one) before it starts: a new one-member cluster with the snapshot's data; the old member's data is moved to <data-dir>/etcd.old-<time>; the other servers join again with fresh data dirs")
 	f.StringVar(&opts.EtcdSnapshotSchedule, "etcd-snapshot-schedule", "", "take etcd snapshots on a schedule: an interval (30m, 6h) or a cron spec (\"0 */6 * * *\", @hourly, \"@every 30m\"); empty: none")

@@ -72,6 +72,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/rootca"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
 	"github.com/petrel-project/petrel/controlplane/controllers/statefulset"
+	"github.com/petrel-project/petrel/controlplane/encryption"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
@@ -140,6 +141,15 @@ type Options struct {
 	// TLSSANs are more names and addresses in the serving certificate (a
 	// load balancer's, a DNS name of all servers).
 	TLSSANs []string
+	// EncryptionProviderConfig is a Kubernetes EncryptionConfiguration file
+	// saying which resources are encrypted in etcd and how; empty: the one
+	// made at first start (<data-dir>/pki/encryption-config.yaml, Secrets
+	// under AES-GCM) unless SecretsEncryption is off.
+	EncryptionProviderConfig string
+	// SecretsEncryption turns the default encryption at rest on (the
+	// default) or off; an explicit EncryptionProviderConfig applies either
+	// way.
+	SecretsEncryption bool
 }
 
 // DefaultOptions are the documented defaults.
@@ -147,7 +157,7 @@ func DefaultOptions() Options {
 	return Options{
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
-		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5,
+		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5, SecretsEncryption: true,
 	}
 }
 
@@ -415,18 +425,23 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	resources := registry.All(registry.Config{ServiceCIDR: serviceCIDR, NodePortMin: portMin, NodePortMax: portMax, ServiceHooks: alloc})
+	encrypt, err := loadEncryption(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
 	pb := protobuf.NewSerializer(apiserver.Scheme, apiserver.Scheme)
 	stores := map[schema.GroupVersionResource]*storage.Store{}
 	for _, res := range resources {
 		res := res
-		prefix, codec := keyPrefix(res.GVR), storage.Codec(newStorageCodec(res.GVK(), pb))
+		prefix, codec, stored := keyPrefix(res.GVR), storage.Codec(newStorageCodec(res.GVK(), pb)), res.GVR.GroupResource()
 		if m := res.Storage; m != nil {
-			prefix = keyPrefix(m.GVR)
+			prefix, stored = keyPrefix(m.GVR), m.GVR.GroupResource()
 			codec = mappedCodec{stored: newStorageCodec(m.GVR.GroupVersion().WithKind(m.Kind), pb), m: m}
 		}
 		st, err := storage.New(ctx, backend.Client, storage.Config{
 			Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: codec,
-			NewFunc: res.New,
+			Transformer: encrypt.For(stored),
+			NewFunc:     res.New,
 			JSONEncode: func(obj runtime.Object) ([]byte, error) {
 				return json.Marshal(obj)
 			},
@@ -970,4 +985,22 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	}
 	go keepEndpointLease(ctx, s.backend.Client, cs, advertise, port)
 	return nil
+}
+
+// loadEncryption reads the encryption at rest configuration: the operator's
+// file, or the one this server (or the cluster's first server, through the
+// join) made at first start.
+func loadEncryption(ctx context.Context, opts Options) (encryption.Transformers, error) {
+	path := opts.EncryptionProviderConfig
+	if path == "" {
+		if !opts.SecretsEncryption {
+			slog.Warn("server: Secrets are stored unencrypted in etcd (--secrets-encryption=false)")
+			return nil, nil
+		}
+		path = filepath.Join(opts.DataDir, encryption.DefaultFile)
+		if err := encryption.EnsureDefault(path); err != nil {
+			return nil, fmt.Errorf("encryption at rest: %w", err)
+		}
+	}
+	return encryption.Load(ctx, path)
 }

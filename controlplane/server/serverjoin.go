@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/encryption"
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/jointoken"
 )
@@ -52,12 +53,14 @@ const (
 )
 
 // identityFiles are the keys a joining server receives, relative to the
-// data dir. The cluster has no encryption-at-rest keys yet; they would be
-// here. The etcd CA is sent when the cluster's etcd is the servers' own.
+// data dir. The etcd CA is sent when the cluster's etcd is the servers' own,
+// the encryption configuration when the server made it (an operator's own
+// file is theirs to give every server).
 var identityFiles = []string{
 	"pki/ca.crt", "pki/ca.key", // the cluster CA: client and serving certificates
 	"pki/sa.key",                         // service account tokens
 	"pki/etcd/ca.crt", "pki/etcd/ca.key", // the embedded etcd's CA: member certificates
+	encryption.DefaultFile, // encryption at rest keys
 }
 
 // joinRequest is what a joining server asks for.
@@ -96,8 +99,8 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	resp := joinResponse{Files: map[string][]byte{}}
 	for _, f := range identityFiles {
 		data, err := os.ReadFile(filepath.Join(s.opts.DataDir, f))
-		if errors.Is(err, os.ErrNotExist) && strings.HasPrefix(f, "pki/etcd/") {
-			continue // an external etcd: its CA is the operator's
+		if errors.Is(err, os.ErrNotExist) && (strings.HasPrefix(f, "pki/etcd/") || f == encryption.DefaultFile) {
+			continue // an external etcd, or encryption the operator configures
 		}
 		if err != nil {
 			slog.Error("server join: reading the identity", "file", f, "err", err)

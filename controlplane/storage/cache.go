@@ -124,7 +124,7 @@ func (c *watchCache) relist(ctx context.Context) (int64, error) {
 	}
 	objects := btree.NewG(32, entryLess)
 	for _, kv := range resp.Kvs {
-		obj, err := c.store.decode(kv.Value, kv.ModRevision)
+		obj, err := c.store.decode(kv.Key, kv.Value, kv.ModRevision)
 		if err != nil {
 			slog.Error("skipping undecodable object", "key", string(kv.Key), "err", err)
 			continue
@@ -199,7 +199,7 @@ func (c *watchCache) apply(ev *clientv3.Event) {
 	old, hadOld := c.objects.Get(&cacheEntry{key: key})
 	switch ev.Type {
 	case mvccpb.PUT:
-		obj, err := c.store.decode(ev.Kv.Value, ev.Kv.ModRevision)
+		obj, err := c.store.decode(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision)
 		if err != nil {
 			slog.Error("watch cache: undecodable object", "key", key, "err", err)
 			return
@@ -220,7 +220,7 @@ func (c *watchCache) apply(ev *clientv3.Event) {
 			e.cur = &cacheEntry{key: key, obj: last, labels: old.labels, fields: old.fields}
 			e.prev = old
 		} else if ev.PrevKv != nil {
-			obj, err := c.store.decode(ev.PrevKv.Value, ev.Kv.ModRevision)
+			obj, err := c.store.decode(ev.PrevKv.Key, ev.PrevKv.Value, ev.Kv.ModRevision)
 			if err != nil {
 				return
 			}

@@ -154,7 +154,7 @@ func (s *Store) listEtcdFrom(ctx context.Context, opts ListOptions, start string
 			rev = resp.Header.Revision
 		}
 		for i, kv := range resp.Kvs {
-			obj, err := s.decode(kv.Value, kv.ModRevision)
+			obj, err := s.decode(kv.Key, kv.Value, kv.ModRevision)
 			if err != nil {
 				return nil, err
 			}

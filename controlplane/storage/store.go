@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/storage/value"
 )
 
 // Codec turns objects into the bytes stored in etcd and back.
@@ -35,6 +36,9 @@ type Store struct {
 	// jsonEncode and protoEncode encode an object for the cache's encoded
 	// copies.
 	jsonEncode, protoEncode func(runtime.Object) ([]byte, error)
+	// transformer turns encoded objects into what etcd holds (encryption
+	// at rest) and back; nil stores them as they are.
+	transformer value.Transformer
 }
 
 // Config describes one resource's storage.
@@ -55,13 +59,17 @@ type Config struct {
 	// CacheEvents is how many recent events the watch cache keeps for watches
 	// that resume from an older resourceVersion.
 	CacheEvents int
+	// Transformer, when set, encrypts what is written (and decrypts what
+	// is read), as Kubernetes' EncryptionConfiguration providers do, with
+	// the object's etcd key as authenticated data.
+	Transformer value.Transformer
 }
 
 // New creates the store and starts its watch cache; it returns once the cache
 // holds the resource's current state.
 func New(ctx context.Context, client *clientv3.Client, cfg Config) (*Store, error) {
 	s := &Store{client: client, prefix: cfg.Prefix, resource: cfg.Resource, codec: cfg.Codec, newFunc: cfg.NewFunc,
-		jsonEncode: cfg.JSONEncode, protoEncode: cfg.ProtoEncode}
+		jsonEncode: cfg.JSONEncode, protoEncode: cfg.ProtoEncode, transformer: cfg.Transformer}
 	if cfg.CacheEvents <= 0 {
 		cfg.CacheEvents = 10000
 	}
@@ -90,7 +98,14 @@ func (s *Store) NamespacePrefix(namespace string) string {
 	return s.prefix + namespace + "/"
 }
 
-func (s *Store) decode(data []byte, rev int64) (runtime.Object, error) {
+func (s *Store) decode(key, data []byte, rev int64) (runtime.Object, error) {
+	if s.transformer != nil {
+		plain, _, err := s.transformer.TransformFromStorage(context.Background(), data, value.DefaultContext(key))
+		if err != nil {
+			return nil, fmt.Errorf("decrypting %s %s (is the encryption configuration the one it was written with?): %w", s.resource, key, err)
+		}
+		data = plain
+	}
 	obj, err := s.codec.Decode(data, s.newFunc())
 	if err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", s.resource, err)
@@ -110,7 +125,7 @@ func setRV(obj runtime.Object, rev int64) error {
 	return nil
 }
 
-func (s *Store) encode(obj runtime.Object) ([]byte, error) {
+func (s *Store) encode(ctx context.Context, key string, obj runtime.Object) ([]byte, error) {
 	acc, err := meta.Accessor(obj)
 	if err != nil {
 		return nil, err
@@ -123,6 +138,11 @@ func (s *Store) encode(obj runtime.Object) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", s.resource, err)
 	}
+	if s.transformer != nil {
+		if data, err = s.transformer.TransformToStorage(ctx, data, value.DefaultContext(key)); err != nil {
+			return nil, fmt.Errorf("encrypting %s %s: %w", s.resource, key, err)
+		}
+	}
 	return data, nil
 }
 
@@ -130,7 +150,7 @@ func (s *Store) encode(obj runtime.Object) ([]byte, error) {
 // with its resourceVersion: obj itself, which the store takes over (the
 // watch cache keeps its own copy, decoded from etcd's event).
 func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
-	data, err := s.encode(obj)
+	data, err := s.encode(ctx, key, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +178,7 @@ func (s *Store) Get(ctx context.Context, key, name string) (runtime.Object, erro
 	if len(resp.Kvs) == 0 {
 		return nil, apierrors.NewNotFound(s.resource, name)
 	}
-	return s.decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	return s.decode(resp.Kvs[0].Key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 }
 
 // UpdateFunc computes the new object from the current one. It must not modify
@@ -197,7 +217,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 				return nil, false, apierrors.NewNotFound(s.resource, name)
 			}
 			kv := resp.Kvs[0]
-			if current, err = s.decode(kv.Value, kv.ModRevision); err != nil {
+			if current, err = s.decode(kv.Key, kv.Value, kv.ModRevision); err != nil {
 				return nil, false, err
 			}
 			rev, fromCache = kv.ModRevision, false
@@ -218,7 +238,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 		if deleted {
 			op = clientv3.OpDelete(key)
 		} else {
-			data, err := s.encode(next)
+			data, err := s.encode(ctx, key, next)
 			if err != nil {
 				return nil, false, err
 			}
@@ -236,7 +256,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			if len(kvs) == 0 {
 				return nil, false, apierrors.NewNotFound(s.resource, name)
 			}
-			if current, err = s.decode(kvs[0].Value, kvs[0].ModRevision); err != nil {
+			if current, err = s.decode(kvs[0].Key, kvs[0].Value, kvs[0].ModRevision); err != nil {
 				return nil, false, err
 			}
 			rev, fromCache = kvs[0].ModRevision, false
@@ -292,7 +312,7 @@ func (s *Store) Delete(ctx context.Context, key, name string, rev int64) (runtim
 	if len(prev) == 0 {
 		return nil, apierrors.NewNotFound(s.resource, name)
 	}
-	return s.decode(prev[0].Value, resp.Header.Revision)
+	return s.decode(prev[0].Key, prev[0].Value, resp.Header.Revision)
 }
 
 // CurrentRevision returns etcd's current revision.

@@ -1,0 +1,73 @@
+package encryption
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/storage/value"
+)
+
+func TestDefaultConfigEncryptsSecretsOnly(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), DefaultFile)
+	if err := EnsureDefault(path); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(path)
+	if err := EnsureDefault(path); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(first, again) {
+		t.Fatal("a second start made a new key")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+	tr, err := Load(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.For(schema.GroupResource{Resource: "configmaps"}) != nil {
+		t.Fatal("configmaps encrypted, only secrets should be")
+	}
+	secrets := tr.For(schema.GroupResource{Resource: "secrets"})
+	if secrets == nil {
+		t.Fatal("secrets not encrypted")
+	}
+	key := value.DefaultContext("/registry/secrets/default/s")
+	plain := []byte(`{"kind":"Secret","data":{"password":"aHVudGVyMg=="}}`)
+	enc, err := secrets.TransformToStorage(ctx, plain, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(enc), "k8s:enc:aesgcm:v1:key1:") || bytes.Contains(enc, []byte("aHVudGVyMg")) {
+		t.Fatalf("stored %q", enc)
+	}
+	back, stale, err := secrets.TransformFromStorage(ctx, enc, key)
+	if err != nil || stale || !bytes.Equal(back, plain) {
+		t.Fatalf("read back %q stale=%v: %v", back, stale, err)
+	}
+	// The key is authenticated data: a value moved to another key is refused.
+	if _, _, err := secrets.TransformFromStorage(ctx, enc, value.DefaultContext("/registry/secrets/default/other")); err == nil {
+		t.Fatal("a value read under another key")
+	}
+	// Plaintext written before encryption was on is still read, as stale.
+	if back, stale, err := secrets.TransformFromStorage(ctx, plain, key); err != nil || !stale || !bytes.Equal(back, plain) {
+		t.Fatalf("plaintext: %q stale=%v: %v", back, stale, err)
+	}
+}
+
+func TestLoadRefusesBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(path, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm: {keys: [{name: k, secret: c2hvcnQ=}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(context.Background(), path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a 5-byte AES key: %v", err)
+	}
+}
