@@ -71,3 +71,53 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 		t.Fatalf("a 5-byte AES key: %v", err)
 	}
 }
+
+// TestPrepareRotate: a prepared key is readable before it writes; after
+// rotation new values use it and the old key still reads what it wrote.
+func TestPrepareRotate(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "enc.yaml")
+	if err := EnsureDefault(path); err != nil {
+		t.Fatal(err)
+	}
+	key := value.DefaultContext("/registry/secrets/ns/s")
+	secretsOf := func() value.Transformer {
+		t.Helper()
+		tr, err := Load(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.For(schema.GroupResource{Resource: "secrets"})
+	}
+	old, err := secretsOf().TransformToStorage(ctx, []byte("v1"), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(path); err == nil {
+		t.Fatal("rotate without a prepared key")
+	}
+	name, err := Prepare(path)
+	if err != nil || name != "key2" {
+		t.Fatalf("prepare: %q %v", name, err)
+	}
+	if _, err := Prepare(path); err == nil {
+		t.Fatal("a second prepare before rotation")
+	}
+	if enc, _ := secretsOf().TransformToStorage(ctx, []byte("v"), key); !strings.HasPrefix(string(enc), "k8s:enc:aesgcm:v1:key1:") {
+		t.Fatalf("prepared key written with already: %q", enc)
+	}
+	if name, err := Rotate(path); err != nil || name != "key2" {
+		t.Fatalf("rotate: %q %v", name, err)
+	}
+	tr := secretsOf()
+	if enc, _ := tr.TransformToStorage(ctx, []byte("v"), key); !strings.HasPrefix(string(enc), "k8s:enc:aesgcm:v1:key2:") {
+		t.Fatalf("after rotation: %q", enc)
+	}
+	if back, stale, err := tr.TransformFromStorage(ctx, old, key); err != nil || !stale || string(back) != "v1" {
+		t.Fatalf("a key1 value after rotation: %q stale=%v %v", back, stale, err)
+	}
+	cfg, err := ReadConfig(path)
+	if err != nil || Primary(cfg)["secrets"] != "aesgcm:key2" {
+		t.Fatalf("primary: %v %v", cfg, err)
+	}
+}

@@ -99,21 +99,31 @@ func (s *Store) NamespacePrefix(namespace string) string {
 }
 
 func (s *Store) decode(key, data []byte, rev int64) (runtime.Object, error) {
+	obj, _, err := s.decodeStale(key, data, rev)
+	return obj, err
+}
+
+// decodeStale decodes a stored value and says whether it is stale: not
+// written the way the encryption configuration writes now (plaintext, or
+// an older key), so that an update rewrites it even when the object does
+// not change.
+func (s *Store) decodeStale(key, data []byte, rev int64) (runtime.Object, bool, error) {
+	var stale bool
 	if s.transformer != nil {
-		plain, _, err := s.transformer.TransformFromStorage(context.Background(), data, value.DefaultContext(key))
+		plain, st, err := s.transformer.TransformFromStorage(context.Background(), data, value.DefaultContext(key))
 		if err != nil {
-			return nil, fmt.Errorf("decrypting %s %s (is the encryption configuration the one it was written with?): %w", s.resource, key, err)
+			return nil, false, fmt.Errorf("decrypting %s %s (is the encryption configuration the one it was written with?): %w", s.resource, key, err)
 		}
-		data = plain
+		data, stale = plain, st
 	}
 	obj, err := s.codec.Decode(data, s.newFunc())
 	if err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", s.resource, err)
+		return nil, false, fmt.Errorf("decoding %s: %w", s.resource, err)
 	}
 	if err := setRV(obj, rev); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return obj, nil
+	return obj, stale, nil
 }
 
 func setRV(obj runtime.Object, rev int64) error {
@@ -202,6 +212,7 @@ var ErrNoChange = errors.New("no change")
 // a read from etcd before its answer counts.
 func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update UpdateFunc) (runtime.Object, bool, error) {
 	current, rev, fromCache := s.cachedForUpdate(key)
+	var stale bool
 	for attempt := 0; ; attempt++ {
 		// An update func can be costly (a patch, admission): a client that went
 		// or a request past its deadline stops the retries.
@@ -217,7 +228,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 				return nil, false, apierrors.NewNotFound(s.resource, name)
 			}
 			kv := resp.Kvs[0]
-			if current, err = s.decode(kv.Key, kv.Value, kv.ModRevision); err != nil {
+			if current, stale, err = s.decodeStale(kv.Key, kv.Value, kv.ModRevision); err != nil {
 				return nil, false, err
 			}
 			rev, fromCache = kv.ModRevision, false
@@ -228,7 +239,13 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			continue
 		}
 		if errors.Is(err, ErrNoChange) {
-			return current, false, nil
+			if !stale {
+				return current, false, nil
+			}
+			// Unchanged but stored under an older key (or in plaintext):
+			// written again, as Kubernetes does, which is how Secrets are
+			// re-encrypted after a key rotation.
+			next, err = current, nil
 		}
 		if err != nil {
 			return nil, false, err
@@ -256,7 +273,7 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, key, name string, update U
 			if len(kvs) == 0 {
 				return nil, false, apierrors.NewNotFound(s.resource, name)
 			}
-			if current, err = s.decode(kvs[0].Key, kvs[0].Value, kvs[0].ModRevision); err != nil {
+			if current, stale, err = s.decodeStale(kvs[0].Key, kvs[0].Value, kvs[0].ModRevision); err != nil {
 				return nil, false, err
 			}
 			rev, fromCache = kvs[0].ModRevision, false

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,9 @@ import (
 
 // TestSecretsEncryptedAtRest: a Secret's value in etcd is Kubernetes'
 // AES-GCM envelope (no plaintext), a ConfigMap's is not encrypted, the key
-// survives a restart, and a server that joins reads what the first wrote.
+// survives a restart, a key rotation under a writing client leaves every
+// Secret readable and under the new key, and a server that joins reads
+// what the first wrote.
 func TestSecretsEncryptedAtRest(t *testing.T) {
 	a := cluster.StartServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -52,16 +56,76 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 		t.Fatalf("a ConfigMap is not encrypted by default, but etcd holds %q", v)
 	}
 
-	b := cluster.StartServer(t, a.JoinArgs(t)...)
-	got, err := b.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
-	if err != nil || string(got.Data["password"]) != marker {
-		t.Fatalf("the joined server reads %v: %v", got, err)
-	}
 	a.Stop()
 	a.Start()
 	a.WaitReady(time.Minute)
-	got, err = a.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
+	got, err := a.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
 	if err != nil || string(got.Data["password"]) != marker {
 		t.Fatalf("after a restart: %v: %v", got, err)
+	}
+
+	// Key rotation while a client keeps writing Secrets: prepare, restart,
+	// rotate, restart, reencrypt. Every Secret written is readable after,
+	// and stored under the new key.
+	var written []string
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("load-%d", i)
+			if _, err := a.Clientset().CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+				StringData: map[string]string{"v": name}}, metav1.CreateOptions{}); err == nil {
+				written = append(written, name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	secretsEncrypt := func(verb string) string {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, cluster.Petrelctl(t), "secrets-encrypt", verb, "--data-dir", a.DataDir,
+			"--endpoints", fmt.Sprintf("https://127.0.0.1:%d", a.EtcdClient)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("petrelctl secrets-encrypt %s: %v\n%s", verb, err, out)
+		}
+		return string(out)
+	}
+	restart := func() {
+		a.Stop()
+		a.Start()
+		a.WaitReady(time.Minute)
+	}
+	mustContain(t, secretsEncrypt("prepare"), "added key key2")
+	restart()
+	mustContain(t, secretsEncrypt("rotate"), "written with key2")
+	restart()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-done
+	mustContain(t, secretsEncrypt("reencrypt"), "rewrote")
+	mustContain(t, secretsEncrypt("status"), "secrets    aesgcm:key2", "k8s:enc:aesgcm:v1:key2")
+	if out := secretsEncrypt("status"); strings.Contains(out, "key1") || strings.Contains(out, "not encrypted") {
+		t.Fatalf("Secrets left under the old key after reencrypt:\n%s", out)
+	}
+	if len(written) < 5 {
+		t.Fatalf("only %d Secrets written during the rotation", len(written))
+	}
+	for _, name := range append(written, "db-pass") {
+		s, err := a.Clientset().CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil || (name != "db-pass" && string(s.Data["v"]) != name) {
+			t.Fatalf("Secret %s after the rotation: %v %v", name, s, err)
+		}
+	}
+
+	// A server that joins now gets the keys and reads what the first wrote.
+	b := cluster.StartServer(t, a.JoinArgs(t)...)
+	got, err = b.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
+	if err != nil || string(got.Data["password"]) != marker {
+		t.Fatalf("the joined server reads %v: %v", got, err)
 	}
 }
