@@ -1,8 +1,8 @@
 // Package builtin holds the admission plugins Petrel always runs, in the
-// order Kubernetes runs its own: ServiceAccount, CertificateRequester and
-// LimitRanger mutate; RBAC escalation, NodeRestriction, certificate
-// approval and ResourceQuota (last: what is refused after it was charged)
-// validate. Each is a member of an admission.Chain and knows nothing of
+// order Kubernetes runs its own: ServiceAccount, CertificateRequester,
+// LimitRanger and Priority mutate (Priority validates too); RBAC
+// escalation, NodeRestriction, certificate approval and ResourceQuota
+// (last: what is refused after it was charged) validate. Each is a member of an admission.Chain and knows nothing of
 // HTTP; they read other objects through the registry's stores.
 package builtin
 
@@ -33,6 +33,7 @@ func Chain(cfg Config) admission.Chain {
 		&ServiceAccount{reg: cfg.Registry},
 		&CertificateRequester{},
 		&LimitRanger{reg: cfg.Registry},
+		&Priority{reg: cfg.Registry},
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
 		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},
