@@ -157,6 +157,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.mux.HandleFunc(oidcConfigPath, s.serveOIDCConfig)
+	s.mux.HandleFunc(jwksPath, s.serveJWKS)
 	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
