@@ -142,3 +142,45 @@ func TestFlowControlBootstrapValid(t *testing.T) {
 	check(t, plRes, bad, "spec.limited.limitResponse.queuing.handSize")
 	check(t, fsRes, &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: "f"}}, "spec.priorityLevelConfiguration.name")
 }
+
+func TestEphemeralContainersSubresource(t *testing.T) {
+	res := findResource(t, "pods")
+	if !res.HasSubresource("ephemeralcontainers") {
+		t.Fatal("pods/ephemeralcontainers not served")
+	}
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "d", Labels: map[string]string{"a": "b"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}}
+	res.Default(old)
+	upd := old.DeepCopy()
+	upd.Labels = map[string]string{"changed": "yes"}
+	upd.Spec.Containers[0].Image = "other"
+	upd.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox"}, TargetContainerName: "app"}}
+	res.PrepareForUpdate("ephemeralcontainers", upd, old)
+	res.Default(upd)
+	if upd.Labels["a"] != "b" || upd.Spec.Containers[0].Image != "busybox" || len(upd.Spec.EphemeralContainers) != 1 {
+		t.Fatalf("only ephemeral containers may change: %+v", upd)
+	}
+	if upd.Spec.EphemeralContainers[0].TerminationMessagePolicy == "" {
+		t.Fatal("ephemeral container not defaulted")
+	}
+	if errs := res.ValidateSubresourceUpdate("ephemeralcontainers", upd, old); len(errs) > 0 {
+		t.Fatalf("adding a debugger: %v", errs)
+	}
+	// Once there, it may not change or go.
+	again := upd.DeepCopy()
+	again.Spec.EphemeralContainers[0].Image = "else"
+	if errs := res.ValidateSubresourceUpdate("ephemeralcontainers", again, upd); !fieldsOf(errs)["spec.ephemeralContainers"] {
+		t.Fatalf("changed ephemeral container: %v", errs)
+	}
+	dup := upd.DeepCopy()
+	dup.Spec.EphemeralContainers = append(dup.Spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "app", Image: "busybox", Ports: []corev1.ContainerPort{{ContainerPort: 80}}}})
+	errs := res.ValidateSubresourceUpdate("ephemeralcontainers", dup, upd)
+	if f := fieldsOf(errs); !f["spec.ephemeralContainers[1].name"] || !f["spec.ephemeralContainers[1].ports"] {
+		t.Fatalf("duplicate name and ports: %v", errs)
+	}
+	// The main resource refuses the same change.
+	if errs := res.ValidateUpdate(upd, old); len(errs) == 0 {
+		t.Fatal("an update of the pod itself added an ephemeral container")
+	}
+}

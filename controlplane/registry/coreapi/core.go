@@ -112,6 +112,13 @@ func DefaultPodSpec(s *corev1.PodSpec) {
 	for i := range s.InitContainers {
 		defaultContainer(&s.InitContainers[i])
 	}
+	// Ephemeral containers get a container's defaults (the types share
+	// their fields).
+	for i := range s.EphemeralContainers {
+		c := corev1.Container(s.EphemeralContainers[i].EphemeralContainerCommon)
+		defaultContainer(&c)
+		s.EphemeralContainers[i].EphemeralContainerCommon = corev1.EphemeralContainerCommon(c)
+	}
 	for i := range s.Containers {
 		defaultContainer(&s.Containers[i])
 	}
