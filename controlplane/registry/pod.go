@@ -21,7 +21,7 @@ func podResource() *Resource {
 		HasStatus: true, GracePeriod: podGracePeriod,
 		Subresources: []string{ephemeralContainersSubresource}, PrepareForUpdate: prepareEphemeralUpdate,
 		ValidateSubresourceUpdate: validateEphemeralUpdate,
-		New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
+		New:                       func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 		Default: func(obj runtime.Object) {
 			p := obj.(*corev1.Pod)
 			coreapi.DefaultPodSpec(&p.Spec)
