@@ -183,7 +183,23 @@ template:
 		if got, err := raw(core.Post().Namespace(ns).Resource("services").Name("web").SubResource("proxy").Suffix("echo").Body([]byte("svc"))); err != nil || got != "svc" {
 			t.Fatalf("POST services/web/proxy/echo: %q, %v", got, err)
 		}
-		_, err := raw(core.Get().Namespace(ns).Resource("services").Name("web:81").SubResource("proxy"))
+		// nodes/proxy reaches the node server with the API server's client
+		// certificate: the container log as pods/log reads it, and the node
+		// server's own 404 (not the API server's Status) for a path it lacks.
+		node := pods[0].Spec.NodeName
+		viaNode, err := raw(core.Get().Resource("nodes").Name(node).SubResource("proxy").Suffix("containerLogs", ns, pod, "web"))
+		if err != nil {
+			t.Fatalf("nodes/%s/proxy/containerLogs: %v", node, err)
+		}
+		viaPod, err := raw(core.Get().Namespace(ns).Resource("pods").Name(pod).SubResource("log"))
+		if err != nil || viaNode != viaPod {
+			t.Fatalf("container log through nodes/proxy %q, through pods/log %q (%v)", viaNode, viaPod, err)
+		}
+		body, _ := core.Get().Resource("nodes").Name(node).SubResource("proxy").Suffix("no-such-path").Do(ctx).Raw()
+		if !strings.Contains(string(body), "404 page not found") {
+			t.Fatalf("nodes/%s/proxy/no-such-path answered %q", node, body)
+		}
+		_, err = raw(core.Get().Namespace(ns).Resource("services").Name("web:81").SubResource("proxy"))
 		if !apierrors.IsServiceUnavailable(err) {
 			t.Fatalf("a port the Service does not have: %v", err)
 		}
