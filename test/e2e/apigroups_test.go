@@ -195,9 +195,10 @@ template:
 		if err != nil || viaNode != viaPod {
 			t.Fatalf("container log through nodes/proxy %q, through pods/log %q (%v)", viaNode, viaPod, err)
 		}
-		body, _ := core.Get().Resource("nodes").Name(node).SubResource("proxy").Suffix("no-such-path").Do(ctx).Raw()
-		if !strings.Contains(string(body), "404 page not found") {
-			t.Fatalf("nodes/%s/proxy/no-such-path answered %q", node, body)
+		// client-go keeps a body that is no Status in the error's causes.
+		_, err = raw(core.Get().Resource("nodes").Name(node).SubResource("proxy").Suffix("no-such-path"))
+		if st, ok := err.(apierrors.APIStatus); !ok || st.Status().Code != 404 || !strings.Contains(fmt.Sprintf("%+v", st.Status().Details), "404 page not found") {
+			t.Fatalf("nodes/%s/proxy/no-such-path: %#v", node, err)
 		}
 		_, err = raw(core.Get().Namespace(ns).Resource("services").Name("web:81").SubResource("proxy"))
 		if !apierrors.IsServiceUnavailable(err) {
