@@ -349,6 +349,42 @@ template:
 		wantInvalid(t, err, "spec.ephemeralContainers")
 	})
 
+	t.Run("RC releases a relabelled pod and adopts it back", func(t *testing.T) {
+		rc, err := cs.CoreV1().ReplicationControllers(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int(*rc.Spec.Replicas)
+		p := rcPods(ctx, t, cs, ns)[0].Name
+		kubectl(t, u.Server, "", "label", "pod", p, "-n", ns, "app=released", "--overwrite")
+		controller := func() (*metav1.OwnerReference, error) {
+			pod, err := cs.CoreV1().Pods(ns).Get(ctx, p, metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return metav1.GetControllerOf(pod), nil
+		}
+		poll(t, "the relabelled pod released and replaced", 60*time.Second, func() error {
+			if ref, err := controller(); err != nil || ref != nil {
+				return fmt.Errorf("controller %v, %v", ref, err)
+			}
+			if n := len(rcPods(ctx, t, cs, ns)); n != want {
+				return fmt.Errorf("%d matching pods, want %d", n, want)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "label", "pod", p, "-n", ns, "app=rcweb", "--overwrite")
+		poll(t, "the pod adopted back and the surplus removed", 60*time.Second, func() error {
+			if ref, err := controller(); err != nil || ref == nil || ref.UID != rc.UID {
+				return fmt.Errorf("controller %v, %v", ref, err)
+			}
+			if n := len(rcPods(ctx, t, cs, ns)); n != want {
+				return fmt.Errorf("%d matching pods, want %d", n, want)
+			}
+			return nil
+		})
+	})
+
 	t.Run("RC deletion removes its pods", func(t *testing.T) {
 		kubectl(t, u.Server, "", "delete", "rc", "web", "-n", ns)
 		poll(t, "the RC's pods to go", 60*time.Second, func() error {

@@ -228,6 +228,12 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	for _, p := range all {
 		ref := metav1.GetControllerOf(p)
 		switch {
+		case ref != nil && ref.UID == rs.UID && rs.DeletionTimestamp == nil && !sel.Matches(labels.Set(p.Labels)):
+			// Its labels changed: the set lets it go, as Kubernetes'
+			// controller releases a pod it no longer selects.
+			if err := c.release(ctx, rs, p); err != nil && !apierrors.IsNotFound(err) {
+				return 0, err
+			}
 		case ref != nil && ref.UID == rs.UID:
 			owned = append(owned, p)
 		case ref == nil && rs.DeletionTimestamp == nil && p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels)):
@@ -255,6 +261,18 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
 	patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
 		"ownerReferences": []metav1.OwnerReference{*metav1.NewControllerRef(rs, c.kind.GVK)},
+		"uid":             p.UID,
+	}})
+	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: c.kind.Name})
+	return err
+}
+
+// release removes the set's controller reference from a pod it no longer
+// selects (a patch that names the pod's UID, so a new pod of the same name
+// is left alone).
+func (c *Controller) release(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
+	patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+		"ownerReferences": []map[string]interface{}{{"$patch": "delete", "uid": rs.UID}},
 		"uid":             p.UID,
 	}})
 	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: c.kind.Name})
