@@ -195,6 +195,10 @@ template:
 		if err != nil || viaNode != viaPod {
 			t.Fatalf("container log through nodes/proxy %q, through pods/log %q (%v)", viaNode, viaPod, err)
 		}
+		// The node's /var/log, as the kubelet lists it (a conformance test reads it).
+		if got, err := raw(core.Get().AbsPath(fmt.Sprintf("/api/v1/nodes/%s/proxy/logs/", node))); err != nil || !strings.Contains(got, "<a href=") {
+			t.Fatalf("nodes/%s/proxy/logs/: %q, %v", node, got, err)
+		}
 		// client-go keeps a body that is no Status in the error's causes.
 		_, err = raw(core.Get().Resource("nodes").Name(node).SubResource("proxy").Suffix("no-such-path"))
 		if st, ok := err.(apierrors.APIStatus); !ok || st.Status().Code != 404 || !strings.Contains(fmt.Sprintf("%+v", st.Status().Details), "404 page not found") {
@@ -333,6 +337,35 @@ template:
 		}
 	})
 
+	t.Run("RuntimeClass admission", func(t *testing.T) {
+		kubectl(t, u.Server, `apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: e2e-overhead}
+handler: runc
+overhead: {podFixed: {cpu: 10m}}
+scheduling:
+  tolerations: [{key: e2e-rc, operator: Exists}]
+`, "apply", "-f", "-")
+		defer kubectl(t, u.Server, "", "delete", "runtimeclass", "e2e-overhead")
+		class := "e2e-overhead"
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "rtc"}, Spec: corev1.PodSpec{RuntimeClassName: &class, NodeName: "nowhere",
+			Containers: []corev1.Container{{Name: "c", Image: images.TestServer}}}}
+		got, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cs.CoreV1().Pods(ns).Delete(ctx, "rtc", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}) }()
+		if q := got.Spec.Overhead[corev1.ResourceCPU]; q.String() != "10m" || !hasTolerationKey(got.Spec.Tolerations, "e2e-rc") {
+			t.Fatalf("overhead %v, tolerations %v", got.Spec.Overhead, got.Spec.Tolerations)
+		}
+		nope := "nope"
+		pod.Name, pod.Spec.RuntimeClassName = "rtc-unknown", &nope
+		_, err = cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `RuntimeClass "nope" not found`) {
+			t.Fatalf("unknown RuntimeClass: %v", err)
+		}
+	})
+
 	t.Run("ephemeral containers", func(t *testing.T) {
 		p := rcPods(ctx, t, cs, ns)[0]
 		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
@@ -394,6 +427,15 @@ template:
 			return nil
 		})
 	})
+}
+
+func hasTolerationKey(ts []corev1.Toleration, key string) bool {
+	for _, t := range ts {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // wantInvalid checks that err is a 422 naming field.

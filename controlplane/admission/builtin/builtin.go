@@ -1,9 +1,10 @@
 // Package builtin holds the admission plugins Petrel always runs, in the
 // order Kubernetes runs its own: ServiceAccount, CertificateRequester,
-// LimitRanger and Priority mutate (Priority validates too); RBAC
-// escalation, NodeRestriction, certificate approval and ResourceQuota
-// (last: what is refused after it was charged) validate. Each is a member of an admission.Chain and knows nothing of
-// HTTP; they read other objects through the registry's stores.
+// LimitRanger, Priority and RuntimeClass mutate (Priority validates too);
+// RBAC escalation, NodeRestriction, certificate approval and ResourceQuota
+// (last: what is refused after it was charged) validate. Each is a member
+// of an admission.Chain and knows nothing of HTTP; they read other objects
+// through the registry's stores.
 package builtin
 
 import (
@@ -34,6 +35,7 @@ func Chain(cfg Config) admission.Chain {
 		&CertificateRequester{},
 		&LimitRanger{reg: cfg.Registry},
 		&Priority{reg: cfg.Registry},
+		&RuntimeClass{reg: cfg.Registry},
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
 		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},
