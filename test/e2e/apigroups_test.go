@@ -354,7 +354,9 @@ scheduling:
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer func() { _ = cs.CoreV1().Pods(ns).Delete(ctx, "rtc", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}) }()
+		defer func() {
+			_ = cs.CoreV1().Pods(ns).Delete(ctx, "rtc", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		}()
 		if q := got.Spec.Overhead[corev1.ResourceCPU]; q.String() != "10m" || !hasTolerationKey(got.Spec.Tolerations, "e2e-rc") {
 			t.Fatalf("overhead %v, tolerations %v", got.Spec.Overhead, got.Spec.Tolerations)
 		}
