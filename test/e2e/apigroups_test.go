@@ -420,6 +420,65 @@ scheduling:
 		})
 	})
 
+	t.Run("RC reports a quota's refusal as ReplicaFailure", func(t *testing.T) {
+		const qns = "apigroups-quota"
+		kubectl(t, u.Server, "", "create", "namespace", qns)
+		defer func() { _ = cs.CoreV1().Namespaces().Delete(ctx, qns, metav1.DeleteOptions{}) }()
+		// No pods at all: the quota admission reads quotas from the watch
+		// cache, so the test waits until a dry run is refused before it
+		// counts on the refusal.
+		kubectl(t, u.Server, "", "create", "quota", "pods", "-n", qns, "--hard=pods=0")
+		poll(t, "the quota enforced", 30*time.Second, func() error {
+			_, err := cs.CoreV1().Pods(qns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: images.TestServer}}}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if !apierrors.IsForbidden(err) {
+				return fmt.Errorf("a dry-run pod: %v", err)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, fmt.Sprintf(`apiVersion: v1
+kind: ReplicationController
+metadata: {name: over, namespace: %s}
+spec:
+  replicas: 1
+  template:
+    metadata: {labels: {app: over}}
+    spec:
+      containers: [{name: c, image: %s}]
+`, qns, images.TestServer), "apply", "-f", "-")
+		failure := func() (*corev1.ReplicationControllerCondition, error) {
+			rc, err := cs.CoreV1().ReplicationControllers(qns).Get(ctx, "over", metav1.GetOptions{})
+			if err != nil {
+				return nil, err
+			}
+			if rc.Status.ObservedGeneration < rc.Generation {
+				return nil, fmt.Errorf("generation %d not observed", rc.Generation)
+			}
+			for _, c := range rc.Status.Conditions {
+				if c.Type == corev1.ReplicationControllerReplicaFailure {
+					return &c, nil
+				}
+			}
+			return nil, nil
+		}
+		poll(t, "the ReplicaFailure condition", 60*time.Second, func() error {
+			c, err := failure()
+			if err != nil || c == nil || c.Reason != "FailedCreate" || !strings.Contains(c.Message, "exceeded quota") {
+				pods, _ := cs.CoreV1().Pods(qns).List(ctx, metav1.ListOptions{})
+				q, _ := cs.CoreV1().ResourceQuotas(qns).Get(ctx, "pods", metav1.GetOptions{})
+				return fmt.Errorf("condition %+v, %v (%d pods, quota status %+v)", c, err, len(pods.Items), q.Status)
+			}
+			return nil
+		})
+		kubectl(t, u.Server, "", "scale", "rc", "over", "-n", qns, "--replicas=0")
+		poll(t, "the ReplicaFailure condition gone", 60*time.Second, func() error {
+			if c, err := failure(); err != nil || c != nil {
+				return fmt.Errorf("condition %+v, %v", c, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("RC deletion removes its pods", func(t *testing.T) {
 		kubectl(t, u.Server, "", "delete", "rc", "web", "-n", ns)
 		poll(t, "the RC's pods to go", 60*time.Second, func() error {

@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -250,12 +251,46 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			active = append(active, p)
 		}
 	}
+	conds := rs.Status.Conditions
+	var manageErr error
 	if c.satisfied(key) && rs.DeletionTimestamp == nil {
-		if err := c.manage(ctx, key, rs, active); err != nil {
-			return 0, err
-		}
+		manageErr = c.manage(ctx, key, rs, active)
+		conds = replicaFailure(conds, manageErr, int(ptr.Deref(rs.Spec.Replicas, 1))-len(active))
 	}
-	return c.updateStatus(ctx, rs, active)
+	// The status (with the failure, if any) is written before a failed
+	// sync is retried, so that clients see why pods are missing.
+	recheck, err := c.updateStatus(ctx, rs, active, conds)
+	if manageErr != nil {
+		return 0, manageErr
+	}
+	return recheck, err
+}
+
+// replicaFailure sets the ReplicaFailure condition when creating or
+// deleting pods failed (a quota refused them, say) and drops it once a
+// sync succeeds, as Kubernetes' controller reports it.
+func replicaFailure(conds []appsv1.ReplicaSetCondition, err error, diff int) []appsv1.ReplicaSetCondition {
+	var out []appsv1.ReplicaSetCondition
+	var prev *appsv1.ReplicaSetCondition
+	for i := range conds {
+		if conds[i].Type == appsv1.ReplicaSetReplicaFailure {
+			prev = &conds[i]
+			continue
+		}
+		out = append(out, conds[i])
+	}
+	if err == nil {
+		return out
+	}
+	reason := "FailedCreate"
+	if diff < 0 {
+		reason = "FailedDelete"
+	}
+	c := appsv1.ReplicaSetCondition{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue, Reason: reason, Message: err.Error(), LastTransitionTime: metav1.Now()}
+	if prev != nil && prev.Status == c.Status {
+		c.LastTransitionTime = prev.LastTransitionTime
+	}
+	return append(out, c)
 }
 
 func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
@@ -359,8 +394,8 @@ func rank(pods []*corev1.Pod) []*corev1.Pod {
 	return out
 }
 
-func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, active []*corev1.Pod) (time.Duration, error) {
-	st := appsv1.ReplicaSetStatus{Replicas: int32(len(active)), ObservedGeneration: rs.Generation, Conditions: rs.Status.Conditions}
+func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, active []*corev1.Pod, conds []appsv1.ReplicaSetCondition) (time.Duration, error) {
+	st := appsv1.ReplicaSetStatus{Replicas: int32(len(active)), ObservedGeneration: rs.Generation, Conditions: conds}
 	tmplLabels := labels.Set(rs.Spec.Template.Labels)
 	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second
 	var recheck time.Duration
@@ -380,7 +415,8 @@ func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, ac
 		}
 	}
 	if rs.Status.Replicas == st.Replicas && rs.Status.ReadyReplicas == st.ReadyReplicas && rs.Status.AvailableReplicas == st.AvailableReplicas &&
-		rs.Status.FullyLabeledReplicas == st.FullyLabeledReplicas && rs.Status.ObservedGeneration == st.ObservedGeneration {
+		rs.Status.FullyLabeledReplicas == st.FullyLabeledReplicas && rs.Status.ObservedGeneration == st.ObservedGeneration &&
+		apiequality.Semantic.DeepEqual(rs.Status.Conditions, st.Conditions) {
 		return recheck, nil
 	}
 	upd := rs.DeepCopy()
