@@ -151,6 +151,9 @@ func NodeRules() []rbacv1.PolicyRule {
 		rule([]string{"create", "get", "list", "watch"}, "certificates.k8s.io", "certificatesigningrequests"),
 		rule([]string{"get", "create", "update", "patch", "delete"}, "coordination.k8s.io", "leases"),
 		rule([]string{"get"}, "storage.k8s.io", "volumeattachments"),
+		rule([]string{"get", "watch", "list"}, "storage.k8s.io", "csidrivers"),
+		rule([]string{"get", "create", "update", "patch", "delete"}, "storage.k8s.io", "csinodes"),
+		rule([]string{"get", "list", "watch"}, "node.k8s.io", "runtimeclasses"),
 		rule([]string{"create"}, "", "serviceaccounts/token"),
 		// Petrel's node is also the service proxy and the cluster DNS
 		// (kube-proxy's system:node-proxier, CoreDNS's system:coredns):
