@@ -4,13 +4,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
-	nodev1 "k8s.io/api/node/v1"
-	schedulingv1 "k8s.io/api/scheduling/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apiserver/pkg/apis/flowcontrol/bootstrap"
 )
 
 // check runs a kind's defaults and validation on obj and wants an error on
@@ -75,72 +70,6 @@ func TestPodTemplateValidation(t *testing.T) {
 	check(t, res, pt, "")
 	pt.Template.Spec.Containers = nil
 	check(t, res, pt, "template.spec.containers")
-}
-
-func TestPriorityClassValidation(t *testing.T) {
-	res := findResource(t, "priorityclasses")
-	pc := func(name string, v int32) *schedulingv1.PriorityClass {
-		return &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: v}
-	}
-	ok := pc("high", 1000)
-	check(t, res, ok, "")
-	if ok.PreemptionPolicy == nil || *ok.PreemptionPolicy != corev1.PreemptLowerPriority {
-		t.Fatalf("preemptionPolicy not defaulted: %v", ok.PreemptionPolicy)
-	}
-	check(t, res, pc("huge", HighestUserDefinablePriority+1), "value")
-	check(t, res, pc("system-mine", 10), "metadata.name")
-	for _, s := range SystemPriorityClasses() {
-		check(t, res, s.DeepCopy(), "")
-	}
-	changed := ok.DeepCopy()
-	changed.Value = 5
-	if errs := res.ValidateUpdate(changed, ok); !fieldsOf(errs)["value"] {
-		t.Fatalf("value changed: %v", errs)
-	}
-}
-
-func TestRuntimeClassValidation(t *testing.T) {
-	res := findResource(t, "runtimeclasses")
-	check(t, res, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Handler: "runc"}, "")
-	check(t, res, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "r"}}, "handler")
-	check(t, res, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Handler: "Not_A_Label"}, "handler")
-}
-
-func TestStorageKinds(t *testing.T) {
-	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Provisioner: "example.com/p"}
-	check(t, findResource(t, "storageclasses"), sc, "")
-	if *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || *sc.VolumeBindingMode != storagev1.VolumeBindingImmediate {
-		t.Fatalf("storage class defaults: %v %v", *sc.ReclaimPolicy, *sc.VolumeBindingMode)
-	}
-	check(t, findResource(t, "storageclasses"), &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "s"}}, "provisioner")
-	d := &storagev1.CSIDriver{ObjectMeta: metav1.ObjectMeta{Name: "d.example.com"}}
-	check(t, findResource(t, "csidrivers"), d, "")
-	if !*d.Spec.AttachRequired || len(d.Spec.VolumeLifecycleModes) != 1 {
-		t.Fatalf("CSIDriver defaults: %+v", d.Spec)
-	}
-	check(t, findResource(t, "csinodes"), &storagev1.CSINode{Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{Name: "d"}}}}, "spec.drivers[0].nodeID")
-	pv := "pv"
-	check(t, findResource(t, "volumeattachments"), &storagev1.VolumeAttachment{Spec: storagev1.VolumeAttachmentSpec{Attacher: "a", NodeName: "n", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pv}}}, "")
-	check(t, findResource(t, "volumeattachments"), &storagev1.VolumeAttachment{Spec: storagev1.VolumeAttachmentSpec{Attacher: "a", NodeName: "n"}}, "spec.source")
-	check(t, findResource(t, "csistoragecapacities"), &storagev1.CSIStorageCapacity{}, "storageClassName")
-}
-
-// TestFlowControlBootstrapValid holds the flowcontrol strategies to
-// Kubernetes' own mandatory and suggested configuration, which the server
-// creates at start: every one of them must pass.
-func TestFlowControlBootstrapValid(t *testing.T) {
-	fsRes, plRes := findResource(t, "flowschemas"), findResource(t, "prioritylevelconfigurations")
-	for _, pl := range append(bootstrap.MandatoryPriorityLevelConfigurations, bootstrap.SuggestedPriorityLevelConfigurations...) {
-		check(t, plRes, pl.DeepCopy(), "")
-	}
-	for _, fs := range append(bootstrap.MandatoryFlowSchemas, bootstrap.SuggestedFlowSchemas...) {
-		check(t, fsRes, fs.DeepCopy(), "")
-	}
-	bad := &flowcontrolv1.PriorityLevelConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: flowcontrolv1.PriorityLevelConfigurationSpec{
-		Type: flowcontrolv1.PriorityLevelEnablementLimited, Limited: &flowcontrolv1.LimitedPriorityLevelConfiguration{
-			LimitResponse: flowcontrolv1.LimitResponse{Type: flowcontrolv1.LimitResponseTypeQueue, Queuing: &flowcontrolv1.QueuingConfiguration{Queues: 2, HandSize: 4}}}}}
-	check(t, plRes, bad, "spec.limited.limitResponse.queuing.handSize")
-	check(t, fsRes, &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: "f"}}, "spec.priorityLevelConfiguration.name")
 }
 
 func TestEphemeralContainersSubresource(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apiserver/pkg/apis/flowcontrol/bootstrap"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/scheduling"
 )
 
 // ensureDefaultObjects creates the objects Kubernetes' API server makes at
@@ -20,7 +20,7 @@ import (
 func ensureDefaultObjects(ctx context.Context, cs kubernetes.Interface) error {
 	opts := metav1.CreateOptions{FieldManager: "petrel-bootstrap"}
 	exists := func(err error) bool { return err == nil || apierrors.IsAlreadyExists(err) }
-	for _, pc := range registry.SystemPriorityClasses() {
+	for _, pc := range scheduling.SystemPriorityClasses() {
 		if _, err := cs.SchedulingV1().PriorityClasses().Create(ctx, pc, opts); !exists(err) {
 			return fmt.Errorf("PriorityClass %s: %w", pc.Name, err)
 		}

@@ -1,6 +1,7 @@
-package registry
+package storage
 
 import (
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"strings"
 
 	storagev1 "k8s.io/api/storage/v1"
@@ -8,15 +9,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // csiDriverResource is the strategy of storage.k8s.io/v1 csidrivers
 // (objects only), defaulted as Kubernetes does.
-func csiDriverResource() *Resource {
+func csiDriverResource() *generic.Resource {
 	d := func(o runtime.Object) *storagev1.CSIDriver { return o.(*storagev1.CSIDriver) }
 	boolp := func(b bool) *bool { return &b }
-	boolCol := func(name string, get func(*storagev1.CSIDriver) *bool) Column {
+	boolCol := func(name string, get func(*storagev1.CSIDriver) *bool) generic.Column {
 		return printers.Col(name, "boolean", func(o runtime.Object) interface{} {
 			if p := get(d(o)); p != nil {
 				return *p
@@ -24,7 +26,7 @@ func csiDriverResource() *Resource {
 			return false
 		})
 	}
-	return &Resource{
+	return &generic.Resource{
 		GVR: storagev1.SchemeGroupVersion.WithResource("csidrivers"), Kind: "CSIDriver",
 		New:     func() runtime.Object { return &storagev1.CSIDriver{} },
 		NewList: func() runtime.Object { return &storagev1.CSIDriverList{} },
@@ -75,18 +77,18 @@ func csiDriverResource() *Resource {
 			var errs field.ErrorList
 			// As in Kubernetes 1.32, attachRequired, podInfoOnMount, the
 			// fsGroupPolicy and lifecycle modes may not change.
-			if !semanticEqual(a.AttachRequired, b.AttachRequired) {
+			if !apiequality.Semantic.DeepEqual(a.AttachRequired, b.AttachRequired) {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "attachRequired"), a.AttachRequired, "field is immutable"))
 			}
-			if !semanticEqual(a.FSGroupPolicy, b.FSGroupPolicy) {
+			if !apiequality.Semantic.DeepEqual(a.FSGroupPolicy, b.FSGroupPolicy) {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "fsGroupPolicy"), a.FSGroupPolicy, "field is immutable"))
 			}
-			if !semanticEqual(a.VolumeLifecycleModes, b.VolumeLifecycleModes) {
+			if !apiequality.Semantic.DeepEqual(a.VolumeLifecycleModes, b.VolumeLifecycleModes) {
 				errs = append(errs, field.Invalid(field.NewPath("spec", "volumeLifecycleModes"), a.VolumeLifecycleModes, "field is immutable"))
 			}
 			return errs
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			boolCol("AttachRequired", func(c *storagev1.CSIDriver) *bool { return c.Spec.AttachRequired }),
 			boolCol("PodInfoOnMount", func(c *storagev1.CSIDriver) *bool { return c.Spec.PodInfoOnMount }),
 			boolCol("StorageCapacity", func(c *storagev1.CSIDriver) *bool { return c.Spec.StorageCapacity }),

@@ -1,4 +1,4 @@
-package registry
+package nodeapi
 
 import (
 	nodev1 "k8s.io/api/node/v1"
@@ -6,14 +6,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // runtimeClassResource is the strategy of node.k8s.io/v1 runtimeclasses:
 // objects only; the node runs every pod with its one runtime.
-func runtimeClassResource() *Resource {
+func runtimeClassResource() *generic.Resource {
 	rc := func(o runtime.Object) *nodev1.RuntimeClass { return o.(*nodev1.RuntimeClass) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: nodev1.SchemeGroupVersion.WithResource("runtimeclasses"), Kind: "RuntimeClass",
 		New:     func() runtime.Object { return &nodev1.RuntimeClass{} },
 		NewList: func() runtime.Object { return &nodev1.RuntimeClassList{} },
@@ -50,7 +51,7 @@ func runtimeClassResource() *Resource {
 			}
 			return nil
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Handler", "string", func(o runtime.Object) interface{} { return rc(o).Handler }),
 			printers.AgeColumn,
 		},

@@ -1,18 +1,19 @@
-package registry
+package storage
 
 import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // csiNodeResource is the strategy of storage.k8s.io/v1 csinodes: the CSI
 // drivers a node runs (objects only).
-func csiNodeResource() *Resource {
+func csiNodeResource() *generic.Resource {
 	n := func(o runtime.Object) *storagev1.CSINode { return o.(*storagev1.CSINode) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: storagev1.SchemeGroupVersion.WithResource("csinodes"), Kind: "CSINode",
 		New:     func() runtime.Object { return &storagev1.CSINode{} },
 		NewList: func() runtime.Object { return &storagev1.CSINodeList{} },
@@ -37,7 +38,7 @@ func csiNodeResource() *Resource {
 			}
 			return errs
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Drivers", "integer", func(o runtime.Object) interface{} { return int64(len(n(o).Spec.Drivers)) }),
 			printers.AgeColumn,
 		},

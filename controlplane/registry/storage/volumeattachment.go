@@ -1,18 +1,20 @@
-package registry
+package storage
 
 import (
 	storagev1 "k8s.io/api/storage/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // volumeAttachmentResource is the strategy of storage.k8s.io/v1
 // volumeattachments (+status; objects only: nothing attaches yet).
-func volumeAttachmentResource() *Resource {
+func volumeAttachmentResource() *generic.Resource {
 	va := func(o runtime.Object) *storagev1.VolumeAttachment { return o.(*storagev1.VolumeAttachment) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: storagev1.SchemeGroupVersion.WithResource("volumeattachments"), Kind: "VolumeAttachment", HasStatus: true,
 		New:     func() runtime.Object { return &storagev1.VolumeAttachment{} },
 		NewList: func() runtime.Object { return &storagev1.VolumeAttachmentList{} },
@@ -42,12 +44,12 @@ func volumeAttachmentResource() *Resource {
 			return errs
 		},
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
-			if !semanticEqual(va(obj).Spec, va(old).Spec) {
+			if !apiequality.Semantic.DeepEqual(va(obj).Spec, va(old).Spec) {
 				return field.ErrorList{field.Invalid(field.NewPath("spec"), va(obj).Spec, "field is immutable")}
 			}
 			return nil
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Attacher", "string", func(o runtime.Object) interface{} { return va(o).Spec.Attacher }),
 			printers.Col("PV", "string", func(o runtime.Object) interface{} {
 				if p := va(o).Spec.Source.PersistentVolumeName; p != nil {

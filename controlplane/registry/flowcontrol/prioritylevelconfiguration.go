@@ -1,4 +1,4 @@
-package registry
+package flowcontrol
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
@@ -20,7 +21,7 @@ const (
 
 // priorityLevelConfigurationResource is the strategy of
 // flowcontrol.apiserver.k8s.io/v1 prioritylevelconfigurations (+status).
-func priorityLevelConfigurationResource() *Resource {
+func priorityLevelConfigurationResource() *generic.Resource {
 	pl := func(o runtime.Object) *flowcontrolv1.PriorityLevelConfiguration {
 		return o.(*flowcontrolv1.PriorityLevelConfiguration)
 	}
@@ -30,7 +31,7 @@ func priorityLevelConfigurationResource() *Resource {
 		}
 		return nil
 	}
-	return &Resource{
+	return &generic.Resource{
 		GVR: flowcontrolv1.SchemeGroupVersion.WithResource("prioritylevelconfigurations"), Kind: "PriorityLevelConfiguration", HasStatus: true, GenerationOnSpec: true,
 		New:     func() runtime.Object { return &flowcontrolv1.PriorityLevelConfiguration{} },
 		NewList: func() runtime.Object { return &flowcontrolv1.PriorityLevelConfigurationList{} },
@@ -38,7 +39,7 @@ func priorityLevelConfigurationResource() *Resource {
 		Validate: func(obj runtime.Object) field.ErrorList {
 			return validatePriorityLevel(pl(obj).Name, &pl(obj).Spec)
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Type", "string", func(o runtime.Object) interface{} { return string(pl(o).Spec.Type) }),
 			printers.Col("NominalConcurrencyShares", "string", func(o runtime.Object) interface{} {
 				if l := pl(o).Spec.Limited; l != nil && l.NominalConcurrencyShares != nil {

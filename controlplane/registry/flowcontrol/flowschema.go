@@ -1,4 +1,4 @@
-package registry
+package flowcontrol
 
 import (
 	"fmt"
@@ -8,15 +8,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // flowSchemaResource is the strategy of flowcontrol.apiserver.k8s.io/v1
 // flowschemas (+status). The objects are served; requests are not yet
 // classified by them (fair queuing is issue 21 item 6).
-func flowSchemaResource() *Resource {
+func flowSchemaResource() *generic.Resource {
 	fs := func(o runtime.Object) *flowcontrolv1.FlowSchema { return o.(*flowcontrolv1.FlowSchema) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: flowcontrolv1.SchemeGroupVersion.WithResource("flowschemas"), Kind: "FlowSchema", HasStatus: true, GenerationOnSpec: true,
 		New:     func() runtime.Object { return &flowcontrolv1.FlowSchema{} },
 		NewList: func() runtime.Object { return &flowcontrolv1.FlowSchemaList{} },
@@ -26,7 +27,7 @@ func flowSchemaResource() *Resource {
 			}
 		},
 		Validate: func(obj runtime.Object) field.ErrorList { return validateFlowSchemaSpec(&fs(obj).Spec) },
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("PriorityLevel", "string", func(o runtime.Object) interface{} { return fs(o).Spec.PriorityLevelConfiguration.Name }),
 			printers.Col("MatchingPrecedence", "string", func(o runtime.Object) interface{} { return fmt.Sprint(fs(o).Spec.MatchingPrecedence) }),
 			printers.Col("DistinguisherMethod", "string", func(o runtime.Object) interface{} {

@@ -1,7 +1,11 @@
-package registry
+// Package scheduling holds the strategy of scheduling.k8s.io/v1
+// PriorityClasses for the generic store and the built-in system classes (the
+// Priority admission plugin resolves pods' classes).
+package scheduling
 
 import (
 	"fmt"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
@@ -57,9 +62,9 @@ func knownSystemClass(p *schedulingv1.PriorityClass) error {
 
 // priorityClassResource is the strategy of scheduling.k8s.io/v1
 // priorityclasses.
-func priorityClassResource() *Resource {
+func priorityClassResource() *generic.Resource {
 	pc := func(o runtime.Object) *schedulingv1.PriorityClass { return o.(*schedulingv1.PriorityClass) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: schedulingv1.SchemeGroupVersion.WithResource("priorityclasses"), Kind: "PriorityClass", ShortNames: []string{"pc"},
 		New:     func() runtime.Object { return &schedulingv1.PriorityClass{} },
 		NewList: func() runtime.Object { return &schedulingv1.PriorityClassList{} },
@@ -89,12 +94,12 @@ func priorityClassResource() *Resource {
 			if pc(obj).Value != pc(old).Value {
 				errs = append(errs, field.Forbidden(field.NewPath("value"), "may not be changed in an update."))
 			}
-			if !semanticEqual(pc(obj).PreemptionPolicy, pc(old).PreemptionPolicy) {
+			if !apiequality.Semantic.DeepEqual(pc(obj).PreemptionPolicy, pc(old).PreemptionPolicy) {
 				errs = append(errs, field.Invalid(field.NewPath("preemptionPolicy"), pc(obj).PreemptionPolicy, "field is immutable"))
 			}
 			return errs
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Value", "integer", func(o runtime.Object) interface{} { return int64(pc(o).Value) }),
 			printers.Col("Global-Default", "boolean", func(o runtime.Object) interface{} { return pc(o).GlobalDefault }),
 			printers.AgeColumn,
@@ -106,4 +111,9 @@ func priorityClassResource() *Resource {
 			}),
 		},
 	}
+}
+
+// Resources are the group's kinds.
+func Resources() []*generic.Resource {
+	return []*generic.Resource{priorityClassResource()}
 }

@@ -1,20 +1,22 @@
-package registry
+package storage
 
 import (
 	storagev1 "k8s.io/api/storage/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/validation"
 	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // csiStorageCapacityResource is the strategy of storage.k8s.io/v1
 // csistoragecapacities (objects only).
-func csiStorageCapacityResource() *Resource {
+func csiStorageCapacityResource() *generic.Resource {
 	c := func(o runtime.Object) *storagev1.CSIStorageCapacity { return o.(*storagev1.CSIStorageCapacity) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: storagev1.SchemeGroupVersion.WithResource("csistoragecapacities"), Kind: "CSIStorageCapacity", Namespaced: true,
 		New:     func() runtime.Object { return &storagev1.CSIStorageCapacity{} },
 		NewList: func() runtime.Object { return &storagev1.CSIStorageCapacityList{} },
@@ -48,12 +50,12 @@ func csiStorageCapacityResource() *Resource {
 			if a.StorageClassName != b.StorageClassName {
 				errs = append(errs, field.Invalid(field.NewPath("storageClassName"), a.StorageClassName, "field is immutable"))
 			}
-			if !semanticEqual(a.NodeTopology, b.NodeTopology) {
+			if !apiequality.Semantic.DeepEqual(a.NodeTopology, b.NodeTopology) {
 				errs = append(errs, field.Invalid(field.NewPath("nodeTopology"), a.NodeTopology, "field is immutable"))
 			}
 			return errs
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("StorageClassName", "string", func(o runtime.Object) interface{} { return c(o).StorageClassName }),
 			printers.Col("Capacity", "string", func(o runtime.Object) interface{} {
 				if q := c(o).Capacity; q != nil {

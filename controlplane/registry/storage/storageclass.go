@@ -1,6 +1,7 @@
-package registry
+package storage
 
 import (
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"strconv"
 	"strings"
 
@@ -10,14 +11,15 @@ import (
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // storageClassResource is the strategy of storage.k8s.io/v1
 // storageclasses (objects only: no provisioner runs yet).
-func storageClassResource() *Resource {
+func storageClassResource() *generic.Resource {
 	sc := func(o runtime.Object) *storagev1.StorageClass { return o.(*storagev1.StorageClass) }
-	return &Resource{
+	return &generic.Resource{
 		GVR: storagev1.SchemeGroupVersion.WithResource("storageclasses"), Kind: "StorageClass", ShortNames: []string{"sc"},
 		New:     func() runtime.Object { return &storagev1.StorageClass{} },
 		NewList: func() runtime.Object { return &storagev1.StorageClassList{} },
@@ -55,21 +57,21 @@ func storageClassResource() *Resource {
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			a, b := sc(obj), sc(old)
 			var errs field.ErrorList
-			if !semanticEqual(a.Parameters, b.Parameters) {
+			if !apiequality.Semantic.DeepEqual(a.Parameters, b.Parameters) {
 				errs = append(errs, field.Forbidden(field.NewPath("parameters"), "updates to parameters are forbidden."))
 			}
 			if a.Provisioner != b.Provisioner {
 				errs = append(errs, field.Forbidden(field.NewPath("provisioner"), "updates to provisioner are forbidden."))
 			}
-			if !semanticEqual(a.ReclaimPolicy, b.ReclaimPolicy) {
+			if !apiequality.Semantic.DeepEqual(a.ReclaimPolicy, b.ReclaimPolicy) {
 				errs = append(errs, field.Forbidden(field.NewPath("reclaimPolicy"), "updates to reclaimPolicy are forbidden."))
 			}
-			if !semanticEqual(a.VolumeBindingMode, b.VolumeBindingMode) {
+			if !apiequality.Semantic.DeepEqual(a.VolumeBindingMode, b.VolumeBindingMode) {
 				errs = append(errs, field.Invalid(field.NewPath("volumeBindingMode"), a.VolumeBindingMode, "field is immutable"))
 			}
 			return errs
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.Col("Provisioner", "string", func(o runtime.Object) interface{} { return sc(o).Provisioner }),
 			printers.Col("ReclaimPolicy", "string", func(o runtime.Object) interface{} {
 				if p := sc(o).ReclaimPolicy; p != nil {
