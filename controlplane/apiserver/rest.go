@@ -46,13 +46,16 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.notFound(w, r)
 			return
 		}
-	case "log", "exec", "attach", "portforward", "proxy":
-		if res.Kind != "Pod" {
+	case "proxy":
+		if res.GVR.Group != "" || (res.Kind != "Pod" && res.Kind != "Service" && res.Kind != "Node") {
 			s.notFound(w, r)
 			return
 		}
-		if req.subresource == "proxy" {
-			s.writeError(w, r, apierrors.NewServiceUnavailable("pods/proxy is not served by Petrel yet; use kubectl port-forward"))
+		s.serveProxy(w, r, req)
+		return
+	case "log", "exec", "attach", "portforward":
+		if res.Kind != "Pod" {
+			s.notFound(w, r)
 			return
 		}
 		s.proxyToNode(w, r, req)

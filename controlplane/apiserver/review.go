@@ -199,7 +199,7 @@ func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 			return nil
 		}
 		review.Status = authenticationv1.TokenReviewStatus{Authenticated: true, Audiences: audiences,
-			User: authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups}}
+			User: authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: tokenExtra(c)}}
 		return nil
 	})
 }

@@ -157,6 +157,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.mux.HandleFunc(oidcConfigPath, s.serveOIDCConfig)
+	s.mux.HandleFunc(jwksPath, s.serveJWKS)
 	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
@@ -230,6 +232,9 @@ type request struct {
 	name        string
 	subresource string
 	verb        string
+	// proxyPath is what follows a proxy subresource ("a/b" of
+	// .../pods/p/proxy/a/b).
+	proxyPath string
 }
 
 func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
@@ -303,7 +308,11 @@ func (rt *routes) parse(gv schema.GroupVersion, rest []string, method, watchPara
 		req.subresource = rest[2]
 	}
 	if len(rest) > 3 {
-		return nil, false
+		// Only proxy takes a path after the subresource.
+		if req.subresource != "proxy" {
+			return nil, false
+		}
+		req.proxyPath = strings.Join(rest[3:], "/")
 	}
 	if req.ep.res.Namespaced && req.namespace == "" && req.name != "" {
 		return nil, false

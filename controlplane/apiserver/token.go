@@ -91,6 +91,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, req *reques
 			return
 		}
 		treq.Pod = &tokens.Ref{Name: pod.Name, UID: string(pod.UID)}
+		// Kubernetes 1.32 records the pod's node in the token too.
+		if pod.Spec.NodeName != "" {
+			if nobj, err := s.coreStore("nodes").Lookup(ctx, "", pod.Spec.NodeName); err == nil {
+				treq.Node = &tokens.Ref{Name: pod.Spec.NodeName, UID: string(nobj.(*corev1.Node).UID)}
+			} else if !apierrors.IsNotFound(err) {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 	}
 	attrs := &admission.Attributes{Operation: admission.Create, Resource: req.ep.res.GVR, Subresource: "token",
 		Kind: authenticationv1.SchemeGroupVersion.WithKind("TokenRequest"), Namespace: req.namespace, Name: req.name, Object: tr}
@@ -157,4 +166,32 @@ func (s *Server) tokenUser(ctx context.Context, c *tokens.Claims) (User, error) 
 	}
 	return User{Name: c.Subject, UID: uid,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + k.Namespace, "system:authenticated"}}, nil
+}
+
+// The user extra a service account token carries, as Kubernetes 1.32 names
+// it: the token's ID (so audit logs can tell tokens apart) and, for a
+// pod-bound token, the pod and its node.
+const (
+	extraCredentialID = "authentication.kubernetes.io/credential-id"
+	extraPodName      = "authentication.kubernetes.io/pod-name"
+	extraPodUID       = "authentication.kubernetes.io/pod-uid"
+	extraNodeName     = "authentication.kubernetes.io/node-name"
+	extraNodeUID      = "authentication.kubernetes.io/node-uid"
+)
+
+// tokenExtra is the user extra of a verified token's claims.
+func tokenExtra(c *tokens.Claims) map[string]authenticationv1.ExtraValue {
+	out := map[string]authenticationv1.ExtraValue{}
+	if c.ID != "" {
+		out[extraCredentialID] = authenticationv1.ExtraValue{"JTI=" + c.ID}
+	}
+	if p := c.Kubernetes.Pod; p != nil {
+		out[extraPodName] = authenticationv1.ExtraValue{p.Name}
+		out[extraPodUID] = authenticationv1.ExtraValue{p.UID}
+		if n := c.Kubernetes.Node; n != nil {
+			out[extraNodeName] = authenticationv1.ExtraValue{n.Name}
+			out[extraNodeUID] = authenticationv1.ExtraValue{n.UID}
+		}
+	}
+	return out
 }

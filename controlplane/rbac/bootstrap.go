@@ -100,6 +100,10 @@ func DefaultClusterRoles() []rbacv1.ClusterRole {
 			rule([]string{"create"}, "authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectrulesreviews"),
 			rule([]string{"create"}, "authentication.k8s.io", "selfsubjectreviews"),
 		}},
+		// Service account issuer discovery, which Kubernetes grants every
+		// service account so that a workload can verify its peers' tokens.
+		{ObjectMeta: meta("system:service-account-issuer-discovery"), Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"},
+			NonResourceURLs: []string{"/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"}}}},
 		{ObjectMeta: meta("system:public-info-viewer"), Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"},
 			NonResourceURLs: []string{"/healthz", "/livez", "/readyz", "/version", "/version/"}}}},
 		// What a node may do; the Node authorizer applies these rules to
@@ -147,6 +151,9 @@ func NodeRules() []rbacv1.PolicyRule {
 		rule([]string{"create", "get", "list", "watch"}, "certificates.k8s.io", "certificatesigningrequests"),
 		rule([]string{"get", "create", "update", "patch", "delete"}, "coordination.k8s.io", "leases"),
 		rule([]string{"get"}, "storage.k8s.io", "volumeattachments"),
+		rule([]string{"get", "watch", "list"}, "storage.k8s.io", "csidrivers"),
+		rule([]string{"get", "create", "update", "patch", "delete"}, "storage.k8s.io", "csinodes"),
+		rule([]string{"get", "list", "watch"}, "node.k8s.io", "runtimeclasses"),
 		rule([]string{"create"}, "", "serviceaccounts/token"),
 		// Petrel's node is also the service proxy and the cluster DNS
 		// (kube-proxy's system:node-proxier, CoreDNS's system:coredns):
@@ -185,6 +192,7 @@ func DefaultClusterRoleBindings() []rbacv1.ClusterRoleBinding {
 		bind("system:discovery", group("system:authenticated")),
 		bind("system:basic-user", group("system:authenticated")),
 		bind("system:public-info-viewer", group("system:authenticated"), group("system:unauthenticated")),
+		bind("system:service-account-issuer-discovery", group("system:serviceaccounts")),
 		{ObjectMeta: meta("system:node"), RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"}},
 		bind("system:node-bootstrapper", group(BootstrappersGroup)),
 		bind("system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(BootstrappersGroup)),

@@ -19,7 +19,9 @@ func podResource() *Resource {
 	return &Resource{
 		GVR: gv.WithResource("pods"), Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, Categories: []string{"all"},
 		HasStatus: true, GracePeriod: podGracePeriod,
-		New: func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
+		Subresources: []string{ephemeralContainersSubresource}, PrepareForUpdate: prepareEphemeralUpdate,
+		ValidateSubresourceUpdate: validateEphemeralUpdate,
+		New:                       func() runtime.Object { return &corev1.Pod{} }, NewList: func() runtime.Object { return &corev1.PodList{} },
 		Default: func(obj runtime.Object) {
 			p := obj.(*corev1.Pod)
 			coreapi.DefaultPodSpec(&p.Spec)

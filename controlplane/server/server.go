@@ -68,6 +68,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
 	"github.com/petrel-project/petrel/controlplane/controllers/podgc"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
+	"github.com/petrel-project/petrel/controlplane/controllers/replication"
 	"github.com/petrel-project/petrel/controlplane/controllers/resourcequota"
 	"github.com/petrel-project/petrel/controlplane/controllers/rootca"
 	"github.com/petrel-project/petrel/controlplane/controllers/serviceaccount"
@@ -688,6 +689,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	slices := endpointslice.New(cs, factory)
 	mirroring := endpointslicemirroring.New(cs, factory)
 	sets := replicaset.New(cs, factory)
+	rcs := replication.New(cs, factory)
 	deployments := deployment.New(cs, factory)
 	jobs := job.New(cs, factory)
 	statefulSets := statefulset.New(cs, factory)
@@ -749,6 +751,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	go slices.Run(ctx, 4)
 	go mirroring.Run(ctx)
 	go sets.Run(ctx, 4)
+	go rcs.Run(ctx, 2)
 	go deployments.Run(ctx, 4)
 	go jobs.Run(ctx, 4)
 	go statefulSets.Run(ctx, 4)
@@ -957,6 +960,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 		return fmt.Errorf("kube-dns service: %w", err)
 	}
 	if err := rbac.EnsureDefaults(ctx, cs); err != nil {
+		return err
+	}
+	if err := ensureDefaultObjects(ctx, cs); err != nil {
 		return err
 	}
 	// Every node serves Ingresses of this class (dataplane/ingress); an

@@ -11,7 +11,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	jose "gopkg.in/go-jose/go-jose.v2"
 	"k8s.io/apimachinery/pkg/util/cache"
 )
 
@@ -40,6 +44,9 @@ type Private struct {
 	Namespace      string `json:"namespace"`
 	ServiceAccount Ref    `json:"serviceaccount"`
 	Pod            *Ref   `json:"pod,omitempty"`
+	// Node is the node of the bound pod, as Kubernetes 1.32 records it in
+	// pod-bound tokens (informational: the pod is what the token is bound to).
+	Node *Ref `json:"node,omitempty"`
 }
 
 // Claims are a token's claims.
@@ -109,13 +116,41 @@ func New(key *ecdsa.PrivateKey) *Issuer {
 	return &Issuer{key: key, issuer: DefaultIssuer, now: time.Now, verified: cache.NewLRUExpireCache(4096)}
 }
 
+// Name is the issuer's URL, the tokens' "iss".
+func (i *Issuer) Name() string { return i.issuer }
+
+// KeyID names the signing key in tokens' headers and the JWKS: the
+// unpadded base64url SHA-256 of its public key in PKIX DER, the way
+// Kubernetes derives its key IDs.
+func (i *Issuer) KeyID() string {
+	der, err := x509.MarshalPKIXPublicKey(&i.key.PublicKey)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// JWKS is the JSON Web Key Set of the public keys tokens are signed with,
+// as /openid/v1/jwks serves it.
+func (i *Issuer) JWKS() ([]byte, error) {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &i.key.PublicKey, KeyID: i.KeyID(), Algorithm: "ES256", Use: "sig"}}}
+	b, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the JWKS: %w", err)
+	}
+	return b, nil
+}
+
 // Request is what a token is issued for.
 type Request struct {
 	Namespace      string
 	ServiceAccount Ref
 	// Pod, when set, binds the token: it is good only while that pod
 	// (this UID) exists.
-	Pod       *Ref
+	Pod *Ref
+	// Node is the bound pod's node, when it has one.
+	Node      *Ref
 	Audiences []string
 	TTL       time.Duration
 }
@@ -136,7 +171,13 @@ func (i *Issuer) Issue(r Request) (string, time.Time, error) {
 		},
 		Kubernetes: Private{Namespace: r.Namespace, ServiceAccount: r.ServiceAccount, Pod: r.Pod},
 	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(i.key)
+	if r.Pod != nil {
+		c.Kubernetes.Node = r.Node
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodES256, c)
+	// The key ID lets a verifier that reads the JWKS pick the key.
+	t.Header["kid"] = i.KeyID()
+	tok, err := t.SignedString(i.key)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign a service account token: %w", err)
 	}

@@ -1,12 +1,15 @@
 package tokens
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	jose "gopkg.in/go-jose/go-jose.v2"
 )
 
 func TestIssueAndVerify(t *testing.T) {
@@ -115,5 +118,49 @@ func TestSubjectMustMatchPrivateClaims(t *testing.T) {
 				t.Errorf("%s: sub %q: %v; want ours but not good", path, row.sub, err)
 			}
 		}
+	}
+}
+
+// TestJWKSVerifiesTokens checks what an OIDC relying party does: it picks
+// the key the token's kid names from the JWKS and verifies the signature.
+func TestJWKSVerifiesTokens(t *testing.T) {
+	iss, err := LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := iss.Issue(Request{Namespace: "ns", ServiceAccount: Ref{Name: "a", UID: "u"}, Audiences: []string{"relying-party"}, TTL: time.Hour,
+		Pod: &Ref{Name: "p", UID: "pu"}, Node: &Ref{Name: "n", UID: "nu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := iss.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatalf("JWKS %s: %v", raw, err)
+	}
+	var c Claims
+	parsed, err := jwt.ParseWithClaims(tok, &c, func(t *jwt.Token) (interface{}, error) {
+		keys := set.Key(t.Header["kid"].(string))
+		if len(keys) != 1 || keys[0].Algorithm != "ES256" || keys[0].Use != "sig" {
+			return nil, fmt.Errorf("JWKS has %d keys for kid %v", len(keys), t.Header["kid"])
+		}
+		return keys[0].Key, nil
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(iss.Name()), jwt.WithAudience("relying-party"))
+	if err != nil || !parsed.Valid {
+		t.Fatalf("verifying with the JWKS: %v", err)
+	}
+	if c.Kubernetes.Node == nil || c.Kubernetes.Node.UID != "nu" || c.ID == "" {
+		t.Fatalf("claims %+v", c.Kubernetes)
+	}
+	// Another issuer's key does not verify it.
+	other, _ := LoadOrCreate(t.TempDir())
+	raw2, _ := other.JWKS()
+	var set2 jose.JSONWebKeySet
+	_ = json.Unmarshal(raw2, &set2)
+	if _, err := jwt.Parse(tok, func(*jwt.Token) (interface{}, error) { return set2.Keys[0].Key, nil }); err == nil {
+		t.Fatal("another key verified the token")
 	}
 }

@@ -70,6 +70,10 @@ func Handler(pods Pods, reg prometheus.Registerer) http.Handler {
 	mux.HandleFunc("/exec/{namespace}/{pod}/{container}", h.exec)
 	mux.HandleFunc("/attach/{namespace}/{pod}/{container}", h.attach)
 	mux.HandleFunc("/portForward/{namespace}/{pod}", h.portForward)
+	// The node's own logs, as the kubelet serves them for nodes/proxy
+	// (`kubectl get --raw /api/v1/nodes/<node>/proxy/logs/`); only the API
+	// server's client certificate reaches this server.
+	mux.Handle("GET /logs/", http.StripPrefix("/logs/", http.FileServer(http.Dir("/var/log"))))
 	return mux
 }
 

@@ -1,9 +1,10 @@
 // Package builtin holds the admission plugins Petrel always runs, in the
-// order Kubernetes runs its own: ServiceAccount, CertificateRequester and
-// LimitRanger mutate; RBAC escalation, NodeRestriction, certificate
-// approval and ResourceQuota (last: what is refused after it was charged)
-// validate. Each is a member of an admission.Chain and knows nothing of
-// HTTP; they read other objects through the registry's stores.
+// order Kubernetes runs its own: ServiceAccount, CertificateRequester,
+// LimitRanger, Priority and RuntimeClass mutate (Priority validates too);
+// RBAC escalation, NodeRestriction, certificate approval and ResourceQuota
+// (last: what is refused after it was charged) validate. Each is a member
+// of an admission.Chain and knows nothing of HTTP; they read other objects
+// through the registry's stores.
 package builtin
 
 import (
@@ -33,6 +34,8 @@ func Chain(cfg Config) admission.Chain {
 		&ServiceAccount{reg: cfg.Registry},
 		&CertificateRequester{},
 		&LimitRanger{reg: cfg.Registry},
+		&Priority{reg: cfg.Registry},
+		&RuntimeClass{reg: cfg.Registry},
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
 		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},

@@ -149,6 +149,11 @@ func subresources(r *registry.Resource) []subresource {
 			subresource{"portforward", schema.GroupVersionKind{Version: "v1", Kind: "PodPortForwardOptions"}, []string{"create", "get"}},
 		)
 	}
+	if r.GVR.Group == "" {
+		if kind, ok := proxyKinds[r.Kind]; ok {
+			out = append(out, subresource{"proxy", schema.GroupVersionKind{Version: "v1", Kind: kind}, []string{"create", "delete", "get", "patch", "update"}})
+		}
+	}
 	if r.Kind == "Namespace" && r.GVR.Group == "" {
 		out = append(out, subresource{"finalize", r.GVK(), []string{"update"}})
 	}
@@ -157,6 +162,10 @@ func subresources(r *registry.Resource) []subresource {
 	}
 	return out
 }
+
+// proxyKinds are the core kinds served with /proxy and the options kind
+// discovery names for it.
+var proxyKinds = map[string]string{"Pod": "PodProxyOptions", "Service": "ServiceProxyOptions", "Node": "NodeProxyOptions"}
 
 func storageVersionHash(gv schema.GroupVersion, kind string) string {
 	sum := sha256.Sum256([]byte(gv.Group + "/" + gv.Version + "/" + kind))

@@ -3,7 +3,9 @@
 // matching orphans, deletes the least useful pods first (unscheduled, then
 // pending, then not ready, then the newest), and reports replicas, ready and
 // available counts in the status. Expectations keep a burst of its own
-// writes from being counted twice before the informer sees them.
+// writes from being counted twice before the informer sees them. The same
+// controller runs core/v1 ReplicationControllers, seen as ReplicaSets
+// through a Kind (see package replication), as Kubernetes' does.
 package replicaset
 
 import (
@@ -16,13 +18,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -33,11 +36,28 @@ import (
 // burst bounds the pods created or deleted in one sync.
 const burst = 500
 
-// Controller reconciles ReplicaSets.
+// Kind is what the controller needs of a kind it keeps at its replicas:
+// ReplicaSets, or another kind seen as ReplicaSets (ReplicationControllers).
+type Kind struct {
+	// Name names the control loop and is the field manager of its writes.
+	Name string
+	// GVK is the kind the pods' controller references name.
+	GVK schema.GroupVersionKind
+	// Informer watches the kind's objects.
+	Informer cache.SharedIndexInformer
+	// Get is a cached object as a ReplicaSet (not to be changed).
+	Get func(namespace, name string) (*appsv1.ReplicaSet, error)
+	// List is every cached object of a namespace as ReplicaSets.
+	List func(namespace string) ([]*appsv1.ReplicaSet, error)
+	// UpdateStatus writes rs.Status to the object rs stands for.
+	UpdateStatus func(ctx context.Context, rs *appsv1.ReplicaSet) error
+}
+
+// Controller reconciles ReplicaSets (or the kind it was made for).
 type Controller struct {
 	client kubernetes.Interface
 	loop   *loop.Loop
-	sets   appslisters.ReplicaSetLister
+	kind   Kind
 	pods   corelisters.PodLister
 
 	mu     sync.Mutex
@@ -51,19 +71,37 @@ type expectation struct {
 	at         time.Time
 }
 
-// New builds the controller on a shared informer factory.
+// New builds the ReplicaSet controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, expect: map[string]*expectation{}}
-	c.loop = loop.New("replicaset controller", c.sync)
-	rsInf, podInf := factory.Apps().V1().ReplicaSets(), factory.Core().V1().Pods()
-	c.sets, c.pods = rsInf.Lister(), podInf.Lister()
-	c.loop.Synced(rsInf.Informer().HasSynced, podInf.Informer().HasSynced)
+	inf := factory.Apps().V1().ReplicaSets()
+	lister := inf.Lister()
+	return NewForKind(cs, factory, Kind{
+		Name:     "replicaset-controller",
+		GVK:      appsv1.SchemeGroupVersion.WithKind("ReplicaSet"),
+		Informer: inf.Informer(),
+		Get:      func(ns, name string) (*appsv1.ReplicaSet, error) { return lister.ReplicaSets(ns).Get(name) },
+		List:     func(ns string) ([]*appsv1.ReplicaSet, error) { return lister.ReplicaSets(ns).List(labels.Everything()) },
+		UpdateStatus: func(ctx context.Context, rs *appsv1.ReplicaSet) error {
+			_, err := cs.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, rs, metav1.UpdateOptions{})
+			return err
+		},
+	})
+}
+
+// NewForKind builds the controller for a kind seen as ReplicaSets; its pods
+// come from the factory.
+func NewForKind(cs kubernetes.Interface, factory informers.SharedInformerFactory, kind Kind) *Controller {
+	c := &Controller{client: cs, kind: kind, expect: map[string]*expectation{}}
+	c.loop = loop.New(kind.Name, c.sync)
+	podInf := factory.Core().V1().Pods()
+	c.pods = podInf.Lister()
+	c.loop.Synced(kind.Informer.HasSynced, podInf.Informer().HasSynced)
 	enqueueRS := func(obj interface{}) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			c.loop.Add(key)
 		}
 	}
-	_, _ = rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = kind.Informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueueRS,
 		UpdateFunc: func(_, obj interface{}) { enqueueRS(obj) },
 		DeleteFunc: func(obj interface{}) {
@@ -104,7 +142,7 @@ func (c *Controller) podEvent(obj interface{}, seen int) {
 		return
 	}
 	if ref := metav1.GetControllerOf(pod); ref != nil {
-		if ref.Kind != "ReplicaSet" {
+		if gv, err := schema.ParseGroupVersion(ref.APIVersion); err != nil || ref.Kind != c.kind.GVK.Kind || gv.Group != c.kind.GVK.Group {
 			return
 		}
 		key := pod.Namespace + "/" + ref.Name
@@ -120,7 +158,7 @@ func (c *Controller) podEvent(obj interface{}, seen int) {
 		c.loop.Add(key)
 		return
 	}
-	sets, _ := c.sets.ReplicaSets(pod.Namespace).List(labels.Everything())
+	sets, _ := c.kind.List(pod.Namespace)
 	for _, rs := range sets {
 		if sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(labels.Set(pod.Labels)) {
 			c.loop.Add(rs.Namespace + "/" + rs.Name)
@@ -172,7 +210,7 @@ func isReady(p *corev1.Pod) (bool, time.Time) {
 // minReadySeconds) or an error.
 func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	rs, err := c.sets.ReplicaSets(ns).Get(name)
+	rs, err := c.kind.Get(ns, name)
 	if apierrors.IsNotFound(err) {
 		return 0, nil
 	}
@@ -191,6 +229,12 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	for _, p := range all {
 		ref := metav1.GetControllerOf(p)
 		switch {
+		case ref != nil && ref.UID == rs.UID && rs.DeletionTimestamp == nil && !sel.Matches(labels.Set(p.Labels)):
+			// Its labels changed: the set lets it go, as Kubernetes'
+			// controller releases a pod it no longer selects.
+			if err := c.release(ctx, rs, p); err != nil && !apierrors.IsNotFound(err) {
+				return 0, err
+			}
 		case ref != nil && ref.UID == rs.UID:
 			owned = append(owned, p)
 		case ref == nil && rs.DeletionTimestamp == nil && p.DeletionTimestamp == nil && sel.Matches(labels.Set(p.Labels)):
@@ -207,20 +251,66 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			active = append(active, p)
 		}
 	}
+	conds := rs.Status.Conditions
+	var manageErr error
 	if c.satisfied(key) && rs.DeletionTimestamp == nil {
-		if err := c.manage(ctx, key, rs, active); err != nil {
-			return 0, err
-		}
+		manageErr = c.manage(ctx, key, rs, active)
+		conds = replicaFailure(conds, manageErr, int(ptr.Deref(rs.Spec.Replicas, 1))-len(active))
 	}
-	return c.updateStatus(ctx, rs, active)
+	// The status (with the failure, if any) is written before a failed
+	// sync is retried, so that clients see why pods are missing.
+	recheck, err := c.updateStatus(ctx, rs, active, conds)
+	if manageErr != nil {
+		return 0, manageErr
+	}
+	return recheck, err
+}
+
+// replicaFailure sets the ReplicaFailure condition when creating or
+// deleting pods failed (a quota refused them, say) and drops it once a
+// sync succeeds, as Kubernetes' controller reports it.
+func replicaFailure(conds []appsv1.ReplicaSetCondition, err error, diff int) []appsv1.ReplicaSetCondition {
+	var out []appsv1.ReplicaSetCondition
+	var prev *appsv1.ReplicaSetCondition
+	for i := range conds {
+		if conds[i].Type == appsv1.ReplicaSetReplicaFailure {
+			prev = &conds[i]
+			continue
+		}
+		out = append(out, conds[i])
+	}
+	if err == nil {
+		return out
+	}
+	reason := "FailedCreate"
+	if diff < 0 {
+		reason = "FailedDelete"
+	}
+	c := appsv1.ReplicaSetCondition{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue, Reason: reason, Message: err.Error(), LastTransitionTime: metav1.Now()}
+	if prev != nil && prev.Status == c.Status {
+		c.LastTransitionTime = prev.LastTransitionTime
+	}
+	return append(out, c)
 }
 
 func (c *Controller) adopt(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
 	patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
-		"ownerReferences": []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
+		"ownerReferences": []metav1.OwnerReference{*metav1.NewControllerRef(rs, c.kind.GVK)},
 		"uid":             p.UID,
 	}})
-	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "replicaset-controller"})
+	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: c.kind.Name})
+	return err
+}
+
+// release removes the set's controller reference from a pod it no longer
+// selects (a patch that names the pod's UID, so a new pod of the same name
+// is left alone).
+func (c *Controller) release(ctx context.Context, rs *appsv1.ReplicaSet, p *corev1.Pod) error {
+	patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+		"ownerReferences": []map[string]interface{}{{"$patch": "delete", "uid": rs.UID}},
+		"uid":             p.UID,
+	}})
+	_, err := c.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: c.kind.Name})
 	return err
 }
 
@@ -275,10 +365,10 @@ func (c *Controller) createPod(ctx context.Context, rs *appsv1.ReplicaSet) error
 	t := rs.Spec.Template
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: rs.Name + "-", Namespace: rs.Namespace, Labels: t.Labels, Annotations: t.Annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, c.kind.GVK)}},
 		Spec: *t.Spec.DeepCopy(),
 	}
-	_, err := c.client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "replicaset-controller"})
+	_, err := c.client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: c.kind.Name})
 	return err
 }
 
@@ -304,8 +394,8 @@ func rank(pods []*corev1.Pod) []*corev1.Pod {
 	return out
 }
 
-func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, active []*corev1.Pod) (time.Duration, error) {
-	st := appsv1.ReplicaSetStatus{Replicas: int32(len(active)), ObservedGeneration: rs.Generation, Conditions: rs.Status.Conditions}
+func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, active []*corev1.Pod, conds []appsv1.ReplicaSetCondition) (time.Duration, error) {
+	st := appsv1.ReplicaSetStatus{Replicas: int32(len(active)), ObservedGeneration: rs.Generation, Conditions: conds}
 	tmplLabels := labels.Set(rs.Spec.Template.Labels)
 	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second
 	var recheck time.Duration
@@ -325,12 +415,13 @@ func (c *Controller) updateStatus(ctx context.Context, rs *appsv1.ReplicaSet, ac
 		}
 	}
 	if rs.Status.Replicas == st.Replicas && rs.Status.ReadyReplicas == st.ReadyReplicas && rs.Status.AvailableReplicas == st.AvailableReplicas &&
-		rs.Status.FullyLabeledReplicas == st.FullyLabeledReplicas && rs.Status.ObservedGeneration == st.ObservedGeneration {
+		rs.Status.FullyLabeledReplicas == st.FullyLabeledReplicas && rs.Status.ObservedGeneration == st.ObservedGeneration &&
+		apiequality.Semantic.DeepEqual(rs.Status.Conditions, st.Conditions) {
 		return recheck, nil
 	}
 	upd := rs.DeepCopy()
 	upd.Status = st
-	if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	if err := c.kind.UpdateStatus(ctx, upd); err != nil && !apierrors.IsNotFound(err) {
 		if apierrors.IsConflict(err) {
 			return time.Millisecond, nil // the newer object is queued already
 		}

@@ -37,7 +37,8 @@ func ValidateTaint(t corev1.Taint, p *field.Path) field.ErrorList {
 }
 
 // DefaultPodOnly fills what Kubernetes' admission plugins add to pods (never
-// to templates): service account, priority, default tolerations.
+// to templates): service account, default tolerations. Priority is the
+// Priority admission plugin's (admission/builtin), which knows the classes.
 func DefaultPodOnly(s *corev1.PodSpec) {
 	if s.ServiceAccountName == "" && s.DeprecatedServiceAccount == "" {
 		s.ServiceAccountName = "default"
@@ -48,14 +49,6 @@ func DefaultPodOnly(s *corev1.PodSpec) {
 	if s.EnableServiceLinks == nil {
 		t := true
 		s.EnableServiceLinks = &t
-	}
-	if s.Priority == nil {
-		p := int32(0)
-		s.Priority = &p
-	}
-	if s.PreemptionPolicy == nil {
-		p := corev1.PreemptLowerPriority
-		s.PreemptionPolicy = &p
 	}
 	hasNoExecute := func(key string) bool {
 		for _, t := range s.Tolerations {
@@ -113,6 +106,13 @@ func DefaultPodSpec(s *corev1.PodSpec) {
 	}
 	for i := range s.InitContainers {
 		defaultContainer(&s.InitContainers[i])
+	}
+	// Ephemeral containers get a container's defaults (the types share
+	// their fields).
+	for i := range s.EphemeralContainers {
+		c := corev1.Container(s.EphemeralContainers[i].EphemeralContainerCommon)
+		defaultContainer(&c)
+		s.EphemeralContainers[i].EphemeralContainerCommon = corev1.EphemeralContainerCommon(c)
 	}
 	for i := range s.Containers {
 		defaultContainer(&s.Containers[i])

@@ -330,6 +330,9 @@ func PVCColumns() []Column {
 // ContainerNames lists a template's container names.
 func ContainerNames(t *corev1.PodTemplateSpec) string {
 	var n []string
+	if t == nil {
+		return ""
+	}
 	for _, c := range t.Spec.Containers {
 		n = append(n, c.Name)
 	}
@@ -339,6 +342,9 @@ func ContainerNames(t *corev1.PodTemplateSpec) string {
 // ContainerImages lists a template's container images.
 func ContainerImages(t *corev1.PodTemplateSpec) string {
 	var n []string
+	if t == nil {
+		return ""
+	}
 	for _, c := range t.Spec.Containers {
 		n = append(n, c.Image)
 	}
