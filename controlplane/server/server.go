@@ -570,6 +570,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ca.WriteKubeconfig(s.loopbackKubeconfig, s.URL, "petrel-loopback", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.loopbackKubeconfig, err)
 	}
+	// Webhooks and policies join the chain now that the server's own
+	// client can be made; nothing has been written through it yet.
+	dynamic, err := dynamicAdmission(ctx, s.loopbackKubeconfig, apiRegistry, authz)
+	if err != nil {
+		return nil, err
+	}
+	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, Dynamic: dynamic}))
 	s.httpServer = &http.Server{
 		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == serverJoinPath {
