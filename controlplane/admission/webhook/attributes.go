@@ -3,14 +3,19 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/apiserver/pkg/warning"
-	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
 )
@@ -57,16 +62,51 @@ func withWarnings(ctx context.Context) context.Context {
 	return warning.WithWarningRecorder(ctx, warnings{ctx})
 }
 
-// endpointResolver is a webhook Service's address: a ready endpoint's,
-// chosen at random on each call.
+// endpointResolver reaches a webhook's Service at one of its ready
+// endpoints (from the Service's EndpointSlices), chosen at random on each
+// call, rather than at the ClusterIP: the server runs on the host, outside
+// the nodes' socket load balancers, as kube-apiserver does with
+// --enable-aggregator-routing. Its Service and EndpointSlice informers start
+// with the first webhook that names a Service, so a server without one
+// holds no copy of every Service and slice.
 type endpointResolver struct {
-	services coreinformers.ServiceInformer
+	factory informers.SharedInformerFactory
+	stop    <-chan struct{}
+
+	once     sync.Once
+	err      error
+	services corelisters.ServiceLister
 	slices   proxy.EndpointSliceGetter
+}
+
+// resolveTimeout bounds the wait for the first sync of Services and slices.
+const resolveTimeout = 10 * time.Second
+
+func (r *endpointResolver) start() {
+	svcs := r.factory.Core().V1().Services()
+	svcInformer := svcs.Informer()
+	sliceInformer := r.factory.Discovery().V1().EndpointSlices()
+	if r.slices, r.err = proxy.NewEndpointSliceIndexerGetter(sliceInformer); r.err != nil {
+		r.err = fmt.Errorf("endpoint slice index: %w", r.err)
+		return
+	}
+	r.services = svcs.Lister()
+	r.factory.Start(r.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(ctx.Done(), svcInformer.HasSynced, sliceInformer.Informer().HasSynced) {
+		// Not fatal: the informers keep syncing; this call fails.
+		slog.Warn("admission webhooks: Services and EndpointSlices not synced yet")
+	}
 }
 
 // ResolveEndpoint is the URL of one ready endpoint of the Service's port.
 func (r *endpointResolver) ResolveEndpoint(namespace, name string, port int32) (*url.URL, error) {
-	u, err := proxy.ResolveEndpoint(r.services.Lister(), r.slices, namespace, name, port)
+	r.once.Do(r.start)
+	if r.err != nil {
+		return nil, r.err
+	}
+	u, err := proxy.ResolveEndpoint(r.services, r.slices, namespace, name, port)
 	if err != nil {
 		return nil, fmt.Errorf("service %s/%s port %d: %w", namespace, name, port, err)
 	}

@@ -21,7 +21,6 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	webhookvalidating "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/apiserver/pkg/util/proxy"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -68,10 +67,7 @@ func (p *Plugins) Chain() []admission.Interface {
 func New(cfg Config) (*Plugins, error) {
 	mapper := newResourceMapper(cfg.Registry)
 	base := &adapter{reg: cfg.Registry, mapper: mapper}
-	resolver, err := newServiceResolver(cfg.Informers)
-	if err != nil {
-		return nil, err
-	}
+	resolver := &endpointResolver{factory: cfg.Informers, stop: cfg.Stop}
 
 	mut, err := mutating.NewMutatingWebhook(nil)
 	if err != nil {
@@ -150,20 +146,6 @@ func idle(synced func() bool, count func() (int, error)) bool {
 	}
 	n, err := count()
 	return err == nil && n == 0
-}
-
-// newServiceResolver reaches a webhook's Service at one of its ready
-// endpoints (from the Service's EndpointSlices) rather than at the
-// ClusterIP: the server runs on the host, outside the nodes' socket load
-// balancers, as kube-apiserver does with --enable-aggregator-routing.
-func newServiceResolver(f informers.SharedInformerFactory) (*endpointResolver, error) {
-	slices, err := proxy.NewEndpointSliceIndexerGetter(f.Discovery().V1().EndpointSlices())
-	if err != nil {
-		return nil, fmt.Errorf("endpoint slice index: %w", err)
-	}
-	services := f.Core().V1().Services()
-	services.Informer() // registered before the factory starts
-	return &endpointResolver{services: services, slices: slices}, nil
 }
 
 // Mutating is MutatingAdmissionWebhook in Petrel's chain.

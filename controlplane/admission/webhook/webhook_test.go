@@ -11,6 +11,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -295,5 +296,32 @@ func TestOptionsAndTyped(t *testing.T) {
 	got, _ := typed(old, corev1.SchemeGroupVersion.WithKind("ConfigMap"), true)
 	if got == old || old.Kind != "" || got.GetObjectKind().GroupVersionKind().Kind != "ConfigMap" {
 		t.Fatal("a shared object was typed in place")
+	}
+}
+
+func TestEndpointResolverPicksAReadyEndpoint(t *testing.T) {
+	ready, notReady := true, false
+	port, name := int32(8443), "https"
+	cs := fake.NewSimpleClientset(
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "hook", Namespace: "ns1"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP,
+			Ports: []corev1.ServicePort{{Name: name, Port: 443}}}},
+		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "hook-1", Namespace: "ns1", Labels: map[string]string{discoveryv1.LabelServiceName: "hook"}},
+			AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"198.51.100.7"}, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
+				{Addresses: []string{"198.51.100.8"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}},
+			}},
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &endpointResolver{factory: informers.NewSharedInformerFactory(cs, 0), stop: ctx.Done()}
+	for i := 0; i < 5; i++ {
+		u, err := r.ResolveEndpoint("ns1", "hook", 443)
+		if err != nil || u.String() != "https://198.51.100.8:8443" {
+			t.Fatalf("resolved %v, %v", u, err)
+		}
+	}
+	if _, err := r.ResolveEndpoint("ns1", "hook", 80); err == nil {
+		t.Fatal("a port the Service does not have resolved")
 	}
 }
