@@ -70,6 +70,10 @@ type Attributes struct {
 	// whose object a later plugin changed); Reinvoking is true during that
 	// second pass.
 	Reinvoke, Reinvoking bool
+	// Changed is set by a mutating plugin whose change the kind's
+	// validation has not seen (a webhook's patch), so that an update,
+	// validated before admission, is validated again.
+	Changed bool
 	// Ext holds what plugins keep for the length of one admission (both
 	// passes and the validation after them), keyed by the plugin's name.
 	Ext map[string]any

@@ -330,6 +330,32 @@ spec: {size: 1}
 		}
 	})
 
+	t.Run("Scale", func(t *testing.T) {
+		// deployments/scale reaches webhooks as Kubernetes sends it: an
+		// UPDATE of the Scale; the Deployment's own rule does not see it.
+		apply(fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: deny-scale}
+webhooks:
+- name: deny-scale.webhooks.petrel.io
+  clientConfig:
+    %s
+  rules:
+  - {operations: [UPDATE], apiGroups: [apps], apiVersions: [v1], resources: [deployments/scale]}
+  namespaceSelector: {matchLabels: {webhooks: "on"}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`, url(hostURL+"/deny")))
+		poll(t, "scale webhook in effect", 10*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "scale", "deployment", "-n", ns, "webhook", "--replicas=1")
+			if err == nil || !strings.Contains(out, "denied by host: Scale webhook") {
+				return fmt.Errorf("scale: %v %s", err, out)
+			}
+			return nil
+		})
+		kubectl(t, s, "", "delete", "validatingwebhookconfiguration", "deny-scale")
+	})
+
 	t.Run("ValidatingAdmissionPolicy", func(t *testing.T) {
 		apply(`apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -174,9 +175,16 @@ func (m *Mutating) Admit(ctx context.Context, a *admission.Attributes) error {
 	if a.Reinvoking && !rc.IsReinvoke() {
 		rc.SetIsReinvoke()
 	}
+	var before runtime.Object
+	if a.Object != nil {
+		before = a.Object.DeepCopyObject()
+	}
 	err = m.plugin.Admit(withWarnings(ctx), rec, o)
 	if rc.ShouldReinvoke() {
 		a.Reinvoke = true
+	}
+	if before != nil && !apiequality.Semantic.DeepEqual(before, a.Object) {
+		a.Changed = true
 	}
 	return err
 }

@@ -117,8 +117,8 @@ func TestMutatingWebhookPatchesTheObjectAndWarns(t *testing.T) {
 		t.Fatal(err)
 	}
 	cm := a.Object.(*corev1.ConfigMap)
-	if cm.Labels[webhookserver.MutatedLabel] != "unit" {
-		t.Fatalf("labels after the webhook: %v", cm.Labels)
+	if cm.Labels[webhookserver.MutatedLabel] != "unit" || !a.Changed {
+		t.Fatalf("labels after the webhook: %v (changed %v)", cm.Labels, a.Changed)
 	}
 	if len(warnings) != 1 || warnings[0] != "mutated by unit" {
 		t.Fatalf("warnings: %q", warnings)
