@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/petrel-project/petrel/test/images"
@@ -354,6 +355,49 @@ webhooks:
 			return nil
 		})
 		kubectl(t, s, "", "delete", "validatingwebhookconfiguration", "deny-scale")
+	})
+
+	t.Run("PodBindingAndEviction", func(t *testing.T) {
+		// pods/binding and pods/eviction reach webhooks as Kubernetes sends
+		// them: a CREATE of the subresource with a Binding or an Eviction.
+		apply(fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: pod-subresources}
+webhooks:
+- name: allow-binding.webhooks.petrel.io
+  clientConfig:
+    %s
+  rules:
+  - {operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods/binding]}
+  namespaceSelector: {matchLabels: {webhooks: "on"}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: deny-eviction.webhooks.petrel.io
+  clientConfig:
+    %s
+  rules:
+  - {operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods/eviction]}
+  namespaceSelector: {matchLabels: {webhooks: "on"}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`, url(hostURL+"/allow"), url(hostURL+"/deny")))
+		poll(t, "eviction webhook in effect", 10*time.Second, func() error {
+			err := cs.PolicyV1().Evictions(ns).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns}})
+			if err == nil || !strings.Contains(err.Error(), "denied by host: Eviction "+podName) {
+				return fmt.Errorf("eviction: %v", err)
+			}
+			return nil
+		})
+		kubectl(t, s, "", "run", "-n", ns, "bound", "--image="+images.TestServer, "--restart=Never")
+		poll(t, "binding reviewed", 20*time.Second, func() error {
+			for _, r := range host.Requests() {
+				if r.Resource == "pods" && r.SubResource == "binding" && r.Operation == "CREATE" && r.Name == "bound" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no pods/binding review for pod bound")
+		})
+		kubectl(t, s, "", "delete", "validatingwebhookconfiguration", "pod-subresources")
 	})
 
 	t.Run("ValidatingAdmissionPolicy", func(t *testing.T) {

@@ -92,3 +92,20 @@ func (s *Store) admitScale(namespace, name string, dryRun bool) admitFunc {
 		return chain.Validate(ctx, a)
 	}
 }
+
+// AdmitSubresource runs the chain (mutating, then validating) for a write
+// through a subresource that carries another kind than the store's, as
+// Kubernetes admits pods/binding (a Binding) and pods/eviction (an
+// Eviction): obj may be changed by mutating plugins.
+func (s *Store) AdmitSubresource(ctx context.Context, op admission.Operation, sub string, kind schema.GroupVersionKind, namespace, name string, obj runtime.Object, dryRun bool) error {
+	a := &admission.Attributes{Operation: op, Resource: s.res.GVR, Subresource: sub, Kind: kind,
+		Namespace: namespace, Name: name, Object: obj, DryRun: dryRun}
+	return s.reg.Admit(ctx, a)
+}
+
+// UpdateAdmitted is GuaranteedUpdate for a write whose admission ran on
+// its subresource's object (AdmitSubresource): the object's own update is
+// not admitted again, as Kubernetes assigns a bound pod.
+func (s *Store) UpdateAdmitted(ctx context.Context, namespace, name string, dryRun bool, fn func(cur runtime.Object) (runtime.Object, error)) (runtime.Object, error) {
+	return s.guaranteedUpdate(ctx, namespace, name, "", dryRun, fn, func(context.Context, admission.Chain, runtime.Object, runtime.Object) error { return nil })
+}
