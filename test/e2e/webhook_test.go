@@ -348,7 +348,7 @@ webhooks:
   admissionReviewVersions: [v1]
 `, url(hostURL+"/deny")))
 		poll(t, "scale webhook in effect", 10*time.Second, func() error {
-			out, err := s.Kubectl(ctx, "", "scale", "deployment", "-n", ns, "webhook", "--replicas=1")
+			out, err := s.Kubectl(ctx, "", "scale", "deployment", "-n", ns, "webhook", "--replicas=2")
 			if err == nil || !strings.Contains(out, "denied by host: Scale webhook") {
 				return fmt.Errorf("scale: %v %s", err, out)
 			}
