@@ -484,7 +484,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	go crdController.Run(ctx)
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
@@ -572,11 +571,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	// Webhooks and policies join the chain now that the server's own
 	// client can be made; nothing has been written through it yet.
-	dynamic, err := dynamicAdmission(ctx, s.loopbackKubeconfig, apiRegistry, authz)
+	dynamic, resolver, err := dynamicAdmission(ctx, s.loopbackKubeconfig, apiRegistry, authz)
 	if err != nil {
 		return nil, err
 	}
 	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, Dynamic: dynamic}))
+	// Conversion webhooks reach Services as admission webhooks do.
+	if err := crdController.SetServiceResolver(resolver); err != nil {
+		return nil, err
+	}
+	go crdController.Run(ctx)
 	s.httpServer = &http.Server{
 		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == serverJoinPath {

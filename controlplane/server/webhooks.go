@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -20,30 +21,33 @@ import (
 // dynamicAdmission builds the webhook and policy plugins over the server's
 // own loopback client and starts their informers, which sync once the
 // server serves. Every server runs them: each admits its own writes.
-func dynamicAdmission(ctx context.Context, kubeconfig string, reg *generic.Registry, authz *rbac.Authorizer) ([]admission.Interface, error) {
+// The resolver of Service references it returns serves CRD conversion
+// webhooks too.
+func dynamicAdmission(ctx context.Context, kubeconfig string, reg *generic.Registry, authz *rbac.Authorizer) ([]admission.Interface, webhookutil.ServiceResolver, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("admission webhooks: kubeconfig: %w", err)
+		return nil, nil, fmt.Errorf("admission webhooks: kubeconfig: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("admission webhooks: dynamic client: %w", err)
+		return nil, nil, fmt.Errorf("admission webhooks: dynamic client: %w", err)
 	}
 	pcfg := *cfg
 	pcfg.ContentType = runtime.ContentTypeProtobuf
 	pcfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	cs, err := kubernetes.NewForConfig(&pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("admission webhooks: client: %w", err)
+		return nil, nil, fmt.Errorf("admission webhooks: client: %w", err)
 	}
 	factory := informers.NewSharedInformerFactory(cs, 0)
+	resolver := webhook.NewServiceResolver(factory, ctx.Done())
 	plugins, err := webhook.New(webhook.Config{Registry: reg, Client: cs, Dynamic: dyn, Informers: factory,
-		Authorizer: celAuthorizer{authz}, Stop: ctx.Done()})
+		Authorizer: celAuthorizer{authz}, Stop: ctx.Done(), Resolver: resolver})
 	if err != nil {
-		return nil, fmt.Errorf("admission webhooks: %w", err)
+		return nil, nil, fmt.Errorf("admission webhooks: %w", err)
 	}
 	factory.Start(ctx.Done())
-	return plugins.Chain(), nil
+	return plugins.Chain(), resolver, nil
 }
 
 // celAuthorizer answers CEL's `authorizer` checks in matchConditions and

@@ -439,6 +439,70 @@ spec:
 		kubectl(t, s, "", "create", "configmap", "-n", "default", "p3", "--from-literal=forbidden=1")
 	})
 
+	t.Run("CRDWebhookConversion", func(t *testing.T) {
+		// Two versions whose field names differ: the host's webhook
+		// converts (v1 spec.color, v2 spec.colour); objects are stored as v1.
+		kubectl(t, s, fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: thingies.webhooks.example.com}
+spec:
+  group: webhooks.example.com
+  scope: Namespaced
+  names: {plural: thingies, singular: thingy, kind: Thingy}
+  conversion:
+    strategy: Webhook
+    webhook:
+      conversionReviewVersions: [v1]
+      clientConfig:
+        url: %s/convert
+        caBundle: %s
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {color: {type: string}}}
+  - name: v2
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, properties: {colour: {type: string}}}
+`, hostURL, caBundle), "apply", "-f", "-")
+		kubectl(t, s, "", "wait", "--for=condition=Established", "--timeout=20s", "crd/thingies.webhooks.example.com")
+		poll(t, "v2 object created", 10*time.Second, func() error {
+			out, err := s.Kubectl(ctx, fmt.Sprintf(`apiVersion: webhooks.example.com/v2
+kind: Thingy
+metadata: {name: t1, namespace: %s}
+spec: {colour: red}
+`, ns), "apply", "-f", "-")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+		if out := kubectl(t, s, "", "get", "thingies.v1.webhooks.example.com", "-n", ns, "t1", "-o", "jsonpath={.apiVersion} {.spec.color}"); out != "webhooks.example.com/v1 red" {
+			t.Fatalf("read as v1: %q", out)
+		}
+		if out := kubectl(t, s, "", "get", "thingies.v2.webhooks.example.com", "-n", ns, "t1", "-o", "jsonpath={.apiVersion} {.spec.colour}"); out != "webhooks.example.com/v2 red" {
+			t.Fatalf("read as v2: %q", out)
+		}
+		var conversions int
+		for _, r := range host.Requests() {
+			if r.Operation == "CONVERT" {
+				conversions++
+			}
+		}
+		if conversions == 0 {
+			t.Fatal("the conversion webhook was not called")
+		}
+	})
+
 	t.Run("InvalidConfiguration", func(t *testing.T) {
 		_, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "deny-url", metav1.GetOptions{})
 		if err != nil {

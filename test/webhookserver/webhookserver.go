@@ -7,6 +7,8 @@
 //	/deny    refuses with the message "denied by <name>: <kind> <name>"
 //	/allow   allows
 //	/slow/N  allows after N seconds (a webhook URL takes no query)
+//	/convert converts custom objects (ConversionReview v1) between v1, whose
+//	         spec has color, and v2, whose spec has colour
 package webhookserver
 
 import (
@@ -19,7 +21,9 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // MutatedLabel is the label /mutate adds; its value names the server.
@@ -52,8 +56,12 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.seen...)
 }
 
-// ServeHTTP answers one AdmissionReview.
+// ServeHTTP answers one AdmissionReview (or ConversionReview on /convert).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/convert" {
+		s.convert(w, r)
+		return
+	}
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
 		http.Error(w, fmt.Sprintf("not an AdmissionReview: %v", err), http.StatusBadRequest)
@@ -119,4 +127,42 @@ func labelPatch(raw []byte, value string) ([]byte, error) {
 		return json.Marshal([]op{{"add", "/metadata/labels", map[string]string{MutatedLabel: value}}})
 	}
 	return json.Marshal([]op{{"add", "/metadata/labels/" + strings.ReplaceAll(MutatedLabel, "/", "~1"), value}})
+}
+
+// convert answers a ConversionReview: each object gets the desired
+// apiVersion, and spec.color (v1) becomes spec.colour (v2) or back.
+func (s *Server) convert(w http.ResponseWriter, r *http.Request) {
+	var review apiextensionsv1.ConversionReview
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+		http.Error(w, fmt.Sprintf("not a ConversionReview: %v", err), http.StatusBadRequest)
+		return
+	}
+	req := review.Request
+	s.mu.Lock()
+	s.seen = append(s.seen, Request{Path: r.URL.Path, Operation: "CONVERT", Name: req.DesiredAPIVersion})
+	s.mu.Unlock()
+	resp := &apiextensionsv1.ConversionResponse{UID: req.UID, Result: metav1.Status{Status: metav1.StatusSuccess}}
+	from, to := "colour", "color"
+	if strings.HasSuffix(req.DesiredAPIVersion, "/v2") {
+		from, to = "color", "colour"
+	}
+	for _, raw := range req.Objects {
+		var obj map[string]any
+		if err := json.Unmarshal(raw.Raw, &obj); err != nil {
+			resp.Result = metav1.Status{Status: metav1.StatusFailure, Message: err.Error()}
+			break
+		}
+		obj["apiVersion"] = req.DesiredAPIVersion
+		if spec, ok := obj["spec"].(map[string]any); ok {
+			if v, ok := spec[from]; ok {
+				delete(spec, from)
+				spec[to] = v
+			}
+		}
+		out, _ := json.Marshal(obj)
+		resp.ConvertedObjects = append(resp.ConvertedObjects, runtime.RawExtension{Raw: out})
+	}
+	review.Response, review.Request = resp, nil
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(&review)
 }

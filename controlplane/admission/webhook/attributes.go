@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/util/proxy"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -77,6 +78,13 @@ type endpointResolver struct {
 	err      error
 	services corelisters.ServiceLister
 	slices   proxy.EndpointSliceGetter
+}
+
+// NewServiceResolver is the resolver of Service references over the
+// factory's informers (started on first use; stop ends them), shared by
+// admission webhooks and custom resource conversion webhooks.
+func NewServiceResolver(f informers.SharedInformerFactory, stop <-chan struct{}) webhookutil.ServiceResolver {
+	return &endpointResolver{factory: f, stop: stop}
 }
 
 // resolveTimeout bounds the wait for the first sync of Services and slices.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	webhookvalidating "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -47,6 +48,9 @@ type Config struct {
 	Authorizer authorizer.UnconditionalAuthorizer
 	// Stop ends the policies' background work.
 	Stop <-chan struct{}
+	// Resolver reaches Service-referenced webhooks; nil makes one over
+	// Informers (NewServiceResolver).
+	Resolver webhookutil.ServiceResolver
 }
 
 // Plugins are the three dynamic admission plugins in Kubernetes' order:
@@ -68,7 +72,10 @@ func (p *Plugins) Chain() []admission.Interface {
 func New(cfg Config) (*Plugins, error) {
 	mapper := newResourceMapper(cfg.Registry)
 	base := &adapter{reg: cfg.Registry, mapper: mapper}
-	resolver := &endpointResolver{factory: cfg.Informers, stop: cfg.Stop}
+	resolver := cfg.Resolver
+	if resolver == nil {
+		resolver = NewServiceResolver(cfg.Informers, cfg.Stop)
+	}
 
 	mut, err := mutating.NewMutatingWebhook(nil)
 	if err != nil {
