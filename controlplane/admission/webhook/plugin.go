@@ -12,9 +12,9 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	upstream "k8s.io/apiserver/pkg/admission"
@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
@@ -116,44 +117,41 @@ func New(cfg Config) (*Plugins, error) {
 	}
 
 	arv1 := cfg.Informers.Admissionregistration().V1()
-	mutConfigs := arv1.MutatingWebhookConfigurations()
-	valConfigs := arv1.ValidatingWebhookConfigurations()
-	bindings := arv1.ValidatingAdmissionPolicyBindings()
-	// Registered before the factory starts (the plugins register theirs).
-	mutConfigs.Informer()
-	valConfigs.Informer()
-	bindings.Informer()
+	mutIdle, err := idleWhileEmpty(arv1.MutatingWebhookConfigurations().Informer())
+	if err != nil {
+		return nil, err
+	}
+	valIdle, err := idleWhileEmpty(arv1.ValidatingWebhookConfigurations().Informer())
+	if err != nil {
+		return nil, err
+	}
+	polIdle, err := idleWhileEmpty(arv1.ValidatingAdmissionPolicyBindings().Informer())
+	if err != nil {
+		return nil, err
+	}
 	return &Plugins{
-		Mutating: &Mutating{adapter: base, plugin: mut, idle: func() bool {
-			return idle(mutConfigs.Informer().HasSynced, func() (int, error) {
-				l, err := mutConfigs.Lister().List(labels.Everything())
-				return len(l), err
-			})
-		}},
-		Policy: &Policy{adapter: base, plugin: pol, idle: func() bool {
-			return idle(bindings.Informer().HasSynced, func() (int, error) {
-				l, err := bindings.Lister().List(labels.Everything())
-				return len(l), err
-			})
-		}},
-		ValidatingWebhook: &Validating{adapter: base, plugin: val, idle: func() bool {
-			return idle(valConfigs.Informer().HasSynced, func() (int, error) {
-				l, err := valConfigs.Lister().List(labels.Everything())
-				return len(l), err
-			})
-		}},
+		Mutating:          &Mutating{adapter: base, plugin: mut, idle: mutIdle},
+		Policy:            &Policy{adapter: base, plugin: pol, idle: polIdle},
+		ValidatingWebhook: &Validating{adapter: base, plugin: val, idle: valIdle},
 	}, nil
 }
 
-// idle is true when the informer has synced and holds nothing: no webhook
-// or binding can match, so a write skips the plugin (and the conversion of
-// its attributes). Before the sync the plugin itself waits.
-func idle(synced func() bool, count func() (int, error)) bool {
-	if !synced() {
-		return false
+// idleWhileEmpty is true while the informer has synced and holds nothing:
+// no webhook or binding can match, so a write skips the plugin (and the
+// conversion of its attributes). Before the sync the plugin itself waits.
+// The count is kept by the informer's events, so the check costs a write
+// two atomic loads.
+func idleWhileEmpty(inf cache.SharedIndexInformer) (func() bool, error) {
+	var n atomic.Int64
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { n.Add(1) },
+		DeleteFunc: func(any) { n.Add(-1) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admission informer: %w", err)
 	}
-	n, err := count()
-	return err == nil && n == 0
+	// The handler's own sync: it has counted the initial list.
+	return func() bool { return n.Load() == 0 && reg.HasSynced() }, nil
 }
 
 // Mutating is MutatingAdmissionWebhook in Petrel's chain.

@@ -50,7 +50,7 @@ func testRegistry() *generic.Registry {
 // startPlugins runs the plugins over a fake API holding objs, with the
 // test webhook on a TLS server; it returns the plugins and the webhook's
 // CA bundle and URL.
-func startPlugins(t *testing.T, objs func(url string, ca []byte) []runtime.Object) (*Plugins, *webhookserver.Server) {
+func startPlugins(t testing.TB, objs func(url string, ca []byte) []runtime.Object) (*Plugins, *webhookserver.Server) {
 	t.Helper()
 	hook := webhookserver.New("unit")
 	srv := httptest.NewTLSServer(hook)
@@ -323,5 +323,43 @@ func TestEndpointResolverPicksAReadyEndpoint(t *testing.T) {
 	}
 	if _, err := r.ResolveEndpoint("ns1", "hook", 80); err == nil {
 		t.Fatal("a port the Service does not have resolved")
+	}
+}
+
+// BenchmarkNoConfigurations is the cost the plugins add to every write
+// while nothing is configured.
+func BenchmarkNoConfigurations(b *testing.B) {
+	p, _ := startPlugins(b, func(string, []byte) []runtime.Object { return nil })
+	chain := admission.Chain(p.Chain())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		a := configMapWrite(admission.Create)
+		if err := chain.Admit(ctx, a); err != nil {
+			b.Fatal(err)
+		}
+		if err := chain.Validate(ctx, a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOneMutatingWebhook is a write through one mutating webhook on
+// a local TLS server (AdmissionReview, JSONPatch, conversion back).
+func BenchmarkOneMutatingWebhook(b *testing.B) {
+	p, _ := startPlugins(b, func(url string, ca []byte) []runtime.Object {
+		cc, rules, se := hookConfig(url, ca, "/mutate")
+		return []runtime.Object{&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "m"},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{{Name: "m.example.com", ClientConfig: cc, Rules: rules, SideEffects: se,
+				AdmissionReviewVersions: []string{"v1"}}}}}
+	})
+	chain := admission.Chain(p.Chain())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		a := configMapWrite(admission.Create)
+		if err := chain.Admit(ctx, a); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
