@@ -706,6 +706,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
+	policies := policyStatus(cs, factory)
 	csrApprover := csrapproving.New(cs, factory)
 	csrSigner := csrsigning.New(cs, factory, s.ca, 0)
 	tokens := bootstraptoken.New(cs)
@@ -733,6 +734,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
+	go policies.Run(ctx)
 	go csrApprover.Run(ctx)
 	go csrSigner.Run(ctx)
 	go tokens.Run(ctx)

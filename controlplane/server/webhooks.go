@@ -6,14 +6,18 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/cel/openapi/resolver"
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/admission/webhook"
+	"github.com/petrel-project/petrel/controlplane/controllers/policystatus"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
@@ -71,4 +75,13 @@ func (c celAuthorizer) Authorize(_ context.Context, a authorizer.Attributes) (au
 		return authorizer.DecisionAllow, reason, nil
 	}
 	return authorizer.DecisionNoOpinion, reason, nil
+}
+
+// policyStatus is the ValidatingAdmissionPolicy type-checking controller,
+// with the server's own OpenAPI (through discovery, so custom kinds are
+// known) and a discovery REST mapper, as kube-controller-manager runs it.
+func policyStatus(cs kubernetes.Interface, factory informers.SharedInformerFactory) *policystatus.Controller {
+	disc := cs.Discovery()
+	return policystatus.New(cs, factory, &resolver.ClientDiscoveryResolver{Discovery: disc},
+		restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc)))
 }

@@ -435,6 +435,27 @@ spec:
 			return nil
 		})
 		kubectl(t, s, "", "create", "configmap", "-n", ns, "p2", "--from-literal=allowed=1")
+		// The status controller type-checks policies against the matched
+		// kinds' schemas: a ConfigMap has no spec.
+		apply(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: mistyped}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}
+  validations:
+  - expression: "object.spec.replicas > 1"
+`)
+		poll(t, "type checking", 20*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "get", "validatingadmissionpolicy", "mistyped", "-o",
+				"jsonpath={.status.observedGeneration} {.status.typeChecking.expressionWarnings[0].fieldRef}: {.status.typeChecking.expressionWarnings[0].warning}")
+			if err != nil || !strings.HasPrefix(out, "1 spec.validations[0].expression: ") || !strings.Contains(out, "spec") {
+				return fmt.Errorf("status %q, %v", out, err)
+			}
+			t.Logf("type checking: %s", out)
+			return nil
+		})
 		// Outside the bound namespaces the policy does not apply.
 		kubectl(t, s, "", "create", "configmap", "-n", "default", "p3", "--from-literal=forbidden=1")
 	})
