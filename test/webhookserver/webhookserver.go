@@ -4,6 +4,7 @@
 //
 //	/mutate  allows, adding the label webhook.petrel.io/mutated=<name> by a
 //	         JSONPatch, with a warning
+//	/label/K allows, adding the label webhook.petrel.io/K=<name>
 //	/deny    refuses with the message "denied by <name>: <kind> <name>"
 //	/allow   allows
 //	/slow/N  allows after N seconds (a webhook URL takes no query)
@@ -83,9 +84,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		path = "/allow"
 	}
+	label := MutatedLabel
+	if strings.HasPrefix(path, "/label/") {
+		label, path = "webhook.petrel.io/"+strings.TrimPrefix(path, "/label/"), "/mutate"
+	}
 	switch path {
 	case "/mutate":
-		patch, err := labelPatch(req.Object.Raw, s.name)
+		patch, err := labelPatch(req.Object.Raw, label, s.name)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -109,7 +114,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // labelPatch adds the label to the object, making the labels map when the
 // object has none (a JSON Patch cannot add below a missing parent).
-func labelPatch(raw []byte, value string) ([]byte, error) {
+func labelPatch(raw []byte, key, value string) ([]byte, error) {
 	var obj struct {
 		Metadata struct {
 			Labels map[string]string `json:"labels"`
@@ -124,9 +129,9 @@ func labelPatch(raw []byte, value string) ([]byte, error) {
 		Value any    `json:"value"`
 	}
 	if obj.Metadata.Labels == nil {
-		return json.Marshal([]op{{"add", "/metadata/labels", map[string]string{MutatedLabel: value}}})
+		return json.Marshal([]op{{"add", "/metadata/labels", map[string]string{key: value}}})
 	}
-	return json.Marshal([]op{{"add", "/metadata/labels/" + strings.ReplaceAll(MutatedLabel, "/", "~1"), value}})
+	return json.Marshal([]op{{"add", "/metadata/labels/" + strings.ReplaceAll(key, "/", "~1"), value}})
 }
 
 // convert answers a ConversionReview: each object gets the desired

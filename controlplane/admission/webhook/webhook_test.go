@@ -363,3 +363,33 @@ func BenchmarkOneMutatingWebhook(b *testing.B) {
 		}
 	}
 }
+
+// TestReinvocationIfNeeded: a webhook with reinvocationPolicy IfNeeded is
+// called again when a later webhook changed the object; one with Never is
+// not.
+func TestReinvocationIfNeeded(t *testing.T) {
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	p, hook := startPlugins(t, func(url string, ca []byte) []runtime.Object {
+		a, rules, se := hookConfig(url, ca, "/label/a")
+		b, _, _ := hookConfig(url, ca, "/label/b")
+		return []runtime.Object{&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "m"},
+			Webhooks: []admissionregistrationv1.MutatingWebhook{
+				{Name: "a.example.com", ClientConfig: a, Rules: rules, SideEffects: se, ReinvocationPolicy: &ifNeeded, AdmissionReviewVersions: []string{"v1"}},
+				{Name: "b.example.com", ClientConfig: b, Rules: rules, SideEffects: se, AdmissionReviewVersions: []string{"v1"}},
+			}}}
+	})
+	a := configMapWrite(admission.Create)
+	if err := (admission.Chain{p.Mutating}).Admit(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if l := a.Object.(*corev1.ConfigMap).Labels; l["webhook.petrel.io/a"] != "unit" || l["webhook.petrel.io/b"] != "unit" {
+		t.Fatalf("labels: %v", l)
+	}
+	calls := map[string]int{}
+	for _, r := range hook.Requests() {
+		calls[r.Path]++
+	}
+	if calls["/label/a"] != 2 || calls["/label/b"] != 1 || !a.Reinvoking {
+		t.Fatalf("calls %v (reinvoked %v)", calls, a.Reinvoking)
+	}
+}
