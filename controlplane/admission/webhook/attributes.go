@@ -37,17 +37,17 @@ func options(a *admission.Attributes) runtime.Object {
 		dryRun = []string{metav1.DryRunAll}
 	}
 	var o runtime.Object
+	var kind string
 	switch a.Operation {
 	case admission.Create:
-		o = &metav1.CreateOptions{DryRun: dryRun}
+		o, kind = &metav1.CreateOptions{DryRun: dryRun}, "CreateOptions"
 	case admission.Update:
-		o = &metav1.UpdateOptions{DryRun: dryRun}
+		o, kind = &metav1.UpdateOptions{DryRun: dryRun}, "UpdateOptions"
 	case admission.Delete:
-		o = &metav1.DeleteOptions{DryRun: dryRun}
+		o, kind = &metav1.DeleteOptions{DryRun: dryRun}, "DeleteOptions"
 	default:
 		return nil
 	}
-	kind := fmt.Sprintf("%T", o)[len("*v1."):]
 	o.GetObjectKind().SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind(kind))
 	return o
 }
