@@ -400,6 +400,32 @@ webhooks:
 		kubectl(t, s, "", "delete", "validatingwebhookconfiguration", "pod-subresources")
 	})
 
+	t.Run("ConnectExec", func(t *testing.T) {
+		// exec reaches webhooks as a CONNECT of pods/exec with the
+		// PodExecOptions, and a denial reaches kubectl.
+		apply(fmt.Sprintf(`apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: deny-exec}
+webhooks:
+- name: deny-exec.webhooks.petrel.io
+  clientConfig:
+    %s
+  rules:
+  - {operations: [CONNECT], apiGroups: [""], apiVersions: [v1], resources: [pods/exec]}
+  namespaceSelector: {matchLabels: {webhooks: "on"}}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+`, url(hostURL+"/deny")))
+		poll(t, "exec webhook in effect", 10*time.Second, func() error {
+			out, err := s.Kubectl(ctx, "", "exec", "-n", ns, podName, "--", "true")
+			if err == nil || !strings.Contains(out, "denied by host: PodExecOptions "+podName) {
+				return fmt.Errorf("exec: %v %s", err, out)
+			}
+			return nil
+		})
+		kubectl(t, s, "", "delete", "validatingwebhookconfiguration", "deny-exec")
+	})
+
 	t.Run("ValidatingAdmissionPolicy", func(t *testing.T) {
 		apply(`apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
