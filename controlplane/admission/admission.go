@@ -65,6 +65,18 @@ type Attributes struct {
 	// itself without one.
 	User    User
 	HasUser bool
+	// Reinvoke is set by a mutating plugin that asks for the mutating
+	// plugins to run once more (a webhook with reinvocationPolicy IfNeeded
+	// whose object a later plugin changed); Reinvoking is true during that
+	// second pass.
+	Reinvoke, Reinvoking bool
+	// Changed is set by a mutating plugin whose change the kind's
+	// validation has not seen (a webhook's patch), so that an update,
+	// validated before admission, is validated again.
+	Changed bool
+	// Ext holds what plugins keep for the length of one admission (both
+	// passes and the validation after them), keyed by the plugin's name.
+	Ext map[string]any
 }
 
 // Interface is an admission plugin.
@@ -92,8 +104,21 @@ type ValidationInterface interface {
 type Chain []Interface
 
 // Admit runs every mutating plugin that handles the operation and stops at
-// the first refusal.
+// the first refusal. When a plugin asks for it (Attributes.Reinvoke), the
+// mutating plugins run a second time, as Kubernetes reinvokes its chain; the
+// built-in plugins are idempotent.
 func (c Chain) Admit(ctx context.Context, a *Attributes) error {
+	if err := c.admitOnce(ctx, a); err != nil {
+		return err
+	}
+	if a.Reinvoke && !a.Reinvoking {
+		a.Reinvoking = true
+		return c.admitOnce(ctx, a)
+	}
+	return nil
+}
+
+func (c Chain) admitOnce(ctx context.Context, a *Attributes) error {
 	for _, p := range c {
 		m, ok := p.(MutationInterface)
 		if !ok || !p.Handles(a.Operation) {
@@ -138,6 +163,22 @@ func wrap(p Interface, err error) error {
 		return err
 	}
 	return fmt.Errorf("admission plugin %s: %w", p.Name(), err)
+}
+
+type warningsKey struct{}
+
+// WithWarnings records in ctx where plugins' warnings go: the apiserver
+// sends each as a Warning header of the response.
+func WithWarnings(ctx context.Context, add func(text string)) context.Context {
+	return context.WithValue(ctx, warningsKey{}, add)
+}
+
+// Warn passes text to the warnings sink of ctx, if there is one. It may be
+// called from several goroutines at once.
+func Warn(ctx context.Context, text string) {
+	if add, ok := ctx.Value(warningsKey{}).(func(string)); ok {
+		add(text)
+	}
 }
 
 // Handles is a helper for plugins: a set of operations.

@@ -10,12 +10,16 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
+
+	"github.com/petrel-project/petrel/controlplane/admission"
 )
 
 // proxyToNode serves pods/log, exec, attach and portforward by passing the
@@ -36,6 +40,10 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 	}
 	pod := obj.(*corev1.Pod)
 	q := r.URL.Query()
+	if err := s.admitConnect(ctx, req, q); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var target string
 	switch req.subresource {
 	case "portforward":
@@ -206,4 +214,45 @@ func nodeQuery(sub string, q url.Values) url.Values {
 		}
 	}
 	return out
+}
+
+// connectOptions are the request's options as the object of a CONNECT
+// (PodExecOptions, PodAttachOptions, PodPortForwardOptions), read from the
+// query as Kubernetes' query parameter conversions read them; nil for a
+// subresource that is not a CONNECT (logs are reads).
+func connectOptions(sub string, q url.Values) runtime.Object {
+	flag := func(k string) bool { b, _ := strconv.ParseBool(q.Get(k)); return b }
+	switch sub {
+	case "exec":
+		return &corev1.PodExecOptions{Container: q.Get("container"), Command: q["command"],
+			Stdin: flag("stdin"), Stdout: flag("stdout"), Stderr: flag("stderr"), TTY: flag("tty")}
+	case "attach":
+		return &corev1.PodAttachOptions{Container: q.Get("container"),
+			Stdin: flag("stdin"), Stdout: flag("stdout"), Stderr: flag("stderr"), TTY: flag("tty")}
+	case "portforward":
+		o := &corev1.PodPortForwardOptions{}
+		for _, p := range q["ports"] {
+			for _, f := range strings.Split(p, ",") {
+				if n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32); err == nil {
+					o.Ports = append(o.Ports, int32(n))
+				}
+			}
+		}
+		return o
+	}
+	return nil
+}
+
+// admitConnect runs admission for exec, attach and port-forward as
+// Kubernetes does: a CONNECT of the subresource whose object is the
+// request's options, so that webhooks and policies may refuse it.
+func (s *Server) admitConnect(ctx context.Context, req *request, q url.Values) error {
+	opts := connectOptions(req.subresource, q)
+	if opts == nil || s.cfg.Registry == nil {
+		return nil
+	}
+	kind := corev1.SchemeGroupVersion.WithKind(reflect.TypeOf(opts).Elem().Name())
+	opts.GetObjectKind().SetGroupVersionKind(kind)
+	return s.cfg.Registry.Admit(ctx, &admission.Attributes{Operation: admission.Connect, Resource: req.ep.res.GVR,
+		Subresource: req.subresource, Kind: kind, Namespace: req.namespace, Name: req.name, Object: opts})
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
@@ -25,7 +26,13 @@ func BindPod(ctx context.Context, pods *generic.Store, namespace, name string, b
 	if b.Name != "" && b.Name != name {
 		return apierrors.NewBadRequest("the name of the binding does not match the pod")
 	}
-	_, err := pods.GuaranteedUpdate(ctx, namespace, name, "", dryRun, func(cur runtime.Object) (runtime.Object, error) {
+	// Admitted as Kubernetes does: a CREATE of pods/binding with the
+	// Binding (which a mutating webhook may change); the pod's assignment
+	// is not admitted again.
+	if err := pods.AdmitSubresource(ctx, admission.Create, "binding", corev1.SchemeGroupVersion.WithKind("Binding"), namespace, name, b, dryRun); err != nil {
+		return err
+	}
+	_, err := pods.UpdateAdmitted(ctx, namespace, name, dryRun, func(cur runtime.Object) (runtime.Object, error) {
 		pod := cur.(*corev1.Pod).DeepCopy()
 		if pod.DeletionTimestamp != nil {
 			return nil, apierrors.NewConflict(gr, name, errors.New("pod is being deleted, cannot be assigned to a host"))

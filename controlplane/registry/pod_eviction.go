@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/kubectl/pkg/util/podutils"
 
+	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
@@ -25,6 +26,11 @@ func EvictPod(ctx context.Context, pods, budgets *generic.Store, namespace, name
 	}
 	cur, err := pods.Get(ctx, namespace, name)
 	if err != nil {
+		return err
+	}
+	// Admitted as Kubernetes does: a CREATE of pods/eviction with the
+	// Eviction; the pod's deletion is admitted as a DELETE too.
+	if err := pods.AdmitSubresource(ctx, admission.Create, "eviction", policyv1.SchemeGroupVersion.WithKind("Eviction"), namespace, name, ev, len(opts.DryRun) > 0); err != nil {
 		return err
 	}
 	if pod := cur.(*corev1.Pod); pod.DeletionTimestamp == nil && budgets != nil {

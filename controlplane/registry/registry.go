@@ -30,6 +30,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, limitRangeResource(), resourceQuotaResource())
 	out = append(out, customresource.DefinitionResource())
 	out = append(out, apiGroupResources()...)
+	out = append(out, admissionRegistrationResources()...)
 	for _, r := range out {
 		if r.Singular == "" {
 			r.Singular = strings.ToLower(r.Kind)

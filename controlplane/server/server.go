@@ -500,7 +500,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	go crdController.Run(ctx)
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
@@ -586,6 +585,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ca.WriteKubeconfig(s.loopbackKubeconfig, s.URL, "petrel-loopback", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.loopbackKubeconfig, err)
 	}
+	// Webhooks and policies join the chain now that the server's own
+	// client can be made; nothing has been written through it yet.
+	dynamic, resolver, err := dynamicAdmission(ctx, s.loopbackKubeconfig, apiRegistry, authz)
+	if err != nil {
+		return nil, err
+	}
+	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, Dynamic: dynamic}))
+	// Conversion webhooks reach Services as admission webhooks do.
+	if err := crdController.SetServiceResolver(resolver); err != nil {
+		return nil, err
+	}
+	go crdController.Run(ctx)
 	s.httpServer = &http.Server{
 		Handler: authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == serverJoinPath {
@@ -712,6 +723,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	}
 	accounts := serviceaccount.New(cs, factory)
 	rootCA := rootca.New(cs, factory, s.caPEM)
+	policies := policyStatus(cs, factory)
 	csrApprover := csrapproving.New(cs, factory)
 	csrSigner := csrsigning.New(cs, factory, s.ca, 0)
 	tokens := bootstraptoken.New(cs)
@@ -739,6 +751,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	factory.Start(ctx.Done())
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
+	go policies.Run(ctx)
 	go csrApprover.Run(ctx)
 	go csrSigner.Run(ctx)
 	go tokens.Run(ctx)

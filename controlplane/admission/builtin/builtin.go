@@ -26,11 +26,15 @@ type Config struct {
 	Authorizer *rbac.Authorizer
 	// NodeAuthorizer, when set, restricts what nodes write (NodeRestriction).
 	NodeAuthorizer *nodeauth.Authorizer
+	// Dynamic are the webhook and policy plugins (controlplane/admission/
+	// webhook), placed where Kubernetes puts them: after the built-in
+	// mutating plugins, before ResourceQuota.
+	Dynamic []admission.Interface
 }
 
 // Chain is the built-in plugins in order.
 func Chain(cfg Config) admission.Chain {
-	return admission.Chain{
+	c := admission.Chain{
 		&ServiceAccount{reg: cfg.Registry},
 		&CertificateRequester{},
 		&LimitRanger{reg: cfg.Registry},
@@ -39,8 +43,9 @@ func Chain(cfg Config) admission.Chain {
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
 		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},
-		&ResourceQuota{reg: cfg.Registry},
 	}
+	c = append(c, cfg.Dynamic...)
+	return append(c, &ResourceQuota{reg: cfg.Registry})
 }
 
 // coreStore is the store of a core/v1 resource, nil when not served.

@@ -51,17 +51,25 @@ func (p *NodeRestriction) Validate(ctx context.Context, a *admission.Attributes)
 	return nil
 }
 
-// boundPod is the pod a token request is bound to, when it exists.
+// boundPod is the pod a token request is bound to, or the pod an
+// eviction evicts, when it exists.
 func (p *NodeRestriction) boundPod(ctx context.Context, a *admission.Attributes) *corev1.Pod {
-	tr, ok := a.Object.(*authenticationv1.TokenRequest)
-	if !ok || tr.Spec.BoundObjectRef == nil || tr.Spec.BoundObjectRef.Kind != "Pod" {
-		return nil
+	var name string
+	switch {
+	case a.Resource.Resource == "pods" && a.Subresource == "eviction":
+		name = a.Name // the pod being evicted
+	default:
+		tr, ok := a.Object.(*authenticationv1.TokenRequest)
+		if !ok || tr.Spec.BoundObjectRef == nil || tr.Spec.BoundObjectRef.Kind != "Pod" {
+			return nil
+		}
+		name = tr.Spec.BoundObjectRef.Name
 	}
 	st := coreStore(p.reg, "pods")
 	if st == nil {
 		return nil
 	}
-	obj, err := st.Lookup(ctx, a.Namespace, tr.Spec.BoundObjectRef.Name)
+	obj, err := st.Lookup(ctx, a.Namespace, name)
 	if err != nil {
 		return nil
 	}

@@ -16,12 +16,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/conversion"
 
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -35,6 +36,10 @@ type Controller struct {
 	reg    *generic.Registry
 	crds   *generic.Store
 	client *clientv3.Client
+
+	// converters make the converters of definitions with Webhook
+	// conversion (SetServiceResolver).
+	converters *conversion.CRConverterFactory
 
 	mu     sync.Mutex
 	served map[string]*served // by definition name
@@ -122,11 +127,15 @@ func (c *Controller) sync(ctx context.Context, crd *apiextensionsv1.CustomResour
 		}
 		resources = append(resources, res)
 	}
+	conv, err := c.converter(crd)
+	if err != nil {
+		return c.setStatus(ctx, crd.Name, false, err.Error())
+	}
 	c.stop(crd.Name)
 	sctx, cancel := context.WithCancel(ctx)
 	s := &served{resourceVersion: specVersion(crd), cancel: cancel}
 	for _, res := range resources {
-		st, err := c.newStorage(sctx, crd, res)
+		st, err := c.newStorage(sctx, crd, res, conv)
 		if err != nil {
 			cancel()
 			return err
@@ -245,12 +254,13 @@ func equalStatus(a, b *apiextensionsv1.CustomResourceDefinition) bool {
 
 // newStorage is the etcd storage of one version: every version of a
 // definition keeps its objects under the same keys, as JSON, read back as
-// the version asked for (None conversion: only apiVersion changes).
-func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition, res *generic.Resource) (*storage.Store, error) {
+// the version asked for (None conversion: only apiVersion changes; Webhook
+// conversion: through conv, stored in the storage version).
+func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition, res *generic.Resource, conv runtime.ObjectConvertor) (*storage.Store, error) {
 	gvk := res.GVK()
 	prefix := "/registry/" + crd.Spec.Group + "/" + crd.Spec.Names.Plural + "/"
 	return storage.New(ctx, c.client, storage.Config{
-		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: jsonCodec{gvk: gvk}, NewFunc: res.New,
+		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: jsonCodec{gvk: gvk, conv: conv, storage: storageVersion(crd)}, NewFunc: res.New,
 		JSONEncode: func(obj runtime.Object) ([]byte, error) { return json.Marshal(obj) },
 		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 			acc, err := meta.Accessor(obj)
@@ -261,25 +271,6 @@ func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.Custom
 		},
 		CacheEvents: 1000,
 	})
-}
-
-// jsonCodec stores unstructured objects as JSON.
-type jsonCodec struct{ gvk schema.GroupVersionKind }
-
-func (c jsonCodec) Encode(obj runtime.Object) ([]byte, error) {
-	return json.Marshal(obj)
-}
-
-func (c jsonCodec) Decode(data []byte, into runtime.Object) (runtime.Object, error) {
-	u, ok := into.(*unstructured.Unstructured)
-	if !ok {
-		u = &unstructured.Unstructured{}
-	}
-	if err := u.UnmarshalJSON(data); err != nil {
-		return nil, err
-	}
-	u.SetGroupVersionKind(c.gvk)
-	return u, nil
 }
 
 // followNamespaces deletes the custom objects of every namespace that goes:

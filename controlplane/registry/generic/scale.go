@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/admission"
 )
 
 // ScaleOf is the autoscaling/v1 Scale of an object whose resource serves
@@ -45,7 +47,7 @@ func (s *Store) UpdateScale(ctx context.Context, namespace, name string, scale *
 			field.ErrorList{field.Invalid(field.NewPath("spec", "replicas"), scale.Spec.Replicas, "must be greater than or equal to 0")})
 	}
 	opts.Subresource = ""
-	out, err := s.Update(ctx, namespace, name, opts, func(cur runtime.Object) (runtime.Object, error) {
+	out, err := s.guaranteedUpdate(ctx, namespace, name, "", opts.DryRun, func(cur runtime.Object) (runtime.Object, error) {
 		acc, _ := meta.Accessor(cur)
 		if rv := scale.ResourceVersion; rv != "" && rv != acc.GetResourceVersion() {
 			return nil, apierrors.NewConflict(res.GVR.GroupResource(), name, errors.New(OptimisticLockMsg))
@@ -54,10 +56,56 @@ func (s *Store) UpdateScale(ctx context.Context, namespace, name string, scale *
 		res.Scale.Set(next, scale.Spec.Replicas)
 		nacc, _ := meta.Accessor(next)
 		nacc.SetResourceVersion("")
-		return next, nil
-	})
+		return s.PrepareUpdate(ctx, next, cur, opts)
+	}, s.admitScale(namespace, name, opts.DryRun))
 	if err != nil {
 		return nil, err
 	}
 	return s.ScaleOf(out), nil
+}
+
+// admitScale admits a /scale write as Kubernetes does: an UPDATE of
+// <resource>/scale whose objects are the new and old autoscaling/v1 Scales.
+// A replica count a mutating plugin sets is written back to the object and
+// validated again.
+func (s *Store) admitScale(namespace, name string, dryRun bool) admitFunc {
+	return func(ctx context.Context, chain admission.Chain, next, cur runtime.Object) error {
+		obj, old := s.ScaleOf(next), s.ScaleOf(cur)
+		want := obj.Spec.Replicas
+		a := &admission.Attributes{Operation: admission.Update, Resource: s.res.GVR, Subresource: "scale",
+			Kind: autoscalingv1.SchemeGroupVersion.WithKind("Scale"), Namespace: namespace, Name: name,
+			Object: obj, OldObject: old, DryRun: dryRun}
+		fillUser(ctx, a)
+		if err := chain.Admit(ctx, a); err != nil {
+			return err
+		}
+		if obj.Spec.Replicas != want {
+			if obj.Spec.Replicas < 0 {
+				return apierrors.NewInvalid(schema.GroupKind{Group: "autoscaling", Kind: "Scale"}, name,
+					field.ErrorList{field.Invalid(field.NewPath("spec", "replicas"), obj.Spec.Replicas, "must be greater than or equal to 0")})
+			}
+			s.res.Scale.Set(next, obj.Spec.Replicas)
+			if err := s.validateUpdate(next, cur, ""); err != nil {
+				return err
+			}
+		}
+		return chain.Validate(ctx, a)
+	}
+}
+
+// AdmitSubresource runs the chain (mutating, then validating) for a write
+// through a subresource that carries another kind than the store's, as
+// Kubernetes admits pods/binding (a Binding) and pods/eviction (an
+// Eviction): obj may be changed by mutating plugins.
+func (s *Store) AdmitSubresource(ctx context.Context, op admission.Operation, sub string, kind schema.GroupVersionKind, namespace, name string, obj runtime.Object, dryRun bool) error {
+	a := &admission.Attributes{Operation: op, Resource: s.res.GVR, Subresource: sub, Kind: kind,
+		Namespace: namespace, Name: name, Object: obj, DryRun: dryRun}
+	return s.reg.Admit(ctx, a)
+}
+
+// UpdateAdmitted is GuaranteedUpdate for a write whose admission ran on
+// its subresource's object (AdmitSubresource): the object's own update is
+// not admitted again, as Kubernetes assigns a bound pod.
+func (s *Store) UpdateAdmitted(ctx context.Context, namespace, name string, dryRun bool, fn func(cur runtime.Object) (runtime.Object, error)) (runtime.Object, error) {
+	return s.guaranteedUpdate(ctx, namespace, name, "", dryRun, fn, func(context.Context, admission.Chain, runtime.Object, runtime.Object) error { return nil })
 }

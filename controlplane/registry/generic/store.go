@@ -402,19 +402,8 @@ func (s *Store) PrepareUpdate(ctx context.Context, obj, cur runtime.Object, opts
 	if res.GenerationOnSpec && SpecChanged(obj, cur) {
 		acc.SetGeneration(curAcc.GetGeneration() + 1)
 	}
-	errs := apivalidation.ValidateObjectMetaAccessorUpdate(acc, curAcc, field.NewPath("metadata"))
-	errs = append(errs, apivalidation.ValidateObjectMetaAccessor(acc, res.Namespaced, s.nameValidator(), field.NewPath("metadata"))...)
-	if res.Validate != nil {
-		errs = append(errs, res.Validate(obj)...)
-	}
-	if res.ValidateUpdate != nil && sub == "" {
-		errs = append(errs, res.ValidateUpdate(obj, cur)...)
-	}
-	if res.ValidateSubresourceUpdate != nil && sub != "" {
-		errs = append(errs, res.ValidateSubresourceUpdate(sub, obj, cur)...)
-	}
-	if len(errs) > 0 {
-		return nil, apierrors.NewInvalid(res.GVK().GroupKind(), curAcc.GetName(), errs)
+	if err := s.validateUpdate(obj, cur, sub); err != nil {
+		return nil, err
 	}
 	obj.GetObjectKind().SetGroupVersionKind(res.GVK())
 	cur.GetObjectKind().SetGroupVersionKind(res.GVK())
@@ -431,6 +420,32 @@ func (s *Store) PrepareUpdate(ctx context.Context, obj, cur runtime.Object, opts
 		return nil, nil // the last finalizer is gone: the object goes.
 	}
 	return obj, nil
+}
+
+// validateUpdate is the strategy's validation of an update through sub
+// ("" for the object itself): a 422 naming the fields, or nil.
+func (s *Store) validateUpdate(obj, cur runtime.Object, sub string) error {
+	res := s.res
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return apierrors.NewBadRequest(err.Error())
+	}
+	curAcc, _ := meta.Accessor(cur)
+	errs := apivalidation.ValidateObjectMetaAccessorUpdate(acc, curAcc, field.NewPath("metadata"))
+	errs = append(errs, apivalidation.ValidateObjectMetaAccessor(acc, res.Namespaced, s.nameValidator(), field.NewPath("metadata"))...)
+	if res.Validate != nil {
+		errs = append(errs, res.Validate(obj)...)
+	}
+	if res.ValidateUpdate != nil && sub == "" {
+		errs = append(errs, res.ValidateUpdate(obj, cur)...)
+	}
+	if res.ValidateSubresourceUpdate != nil && sub != "" {
+		errs = append(errs, res.ValidateSubresourceUpdate(sub, obj, cur)...)
+	}
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(res.GVK().GroupKind(), curAcc.GetName(), errs)
+	}
+	return nil
 }
 
 // semanticEqualIgnoringRV reports whether an update changes nothing but
@@ -461,6 +476,14 @@ func (e errDryRun) Error() string { return "dry run" }
 // binding, a namespace's finalize) pass theirs. fn returning nil deletes the
 // object; ErrNoChange writes nothing.
 func (s *Store) GuaranteedUpdate(ctx context.Context, namespace, name, subresource string, dryRun bool, fn func(cur runtime.Object) (runtime.Object, error)) (runtime.Object, error) {
+	return s.guaranteedUpdate(ctx, namespace, name, subresource, dryRun, fn, nil)
+}
+
+// admitFunc runs admission for an update whose attributes are not the
+// object's own (a /scale write is admitted as the Scale it is).
+type admitFunc func(ctx context.Context, chain admission.Chain, next, cur runtime.Object) error
+
+func (s *Store) guaranteedUpdate(ctx context.Context, namespace, name, subresource string, dryRun bool, fn func(cur runtime.Object) (runtime.Object, error), admit admitFunc) (runtime.Object, error) {
 	res := s.res
 	chain := s.reg.Admission()
 	var release func()
@@ -469,12 +492,25 @@ func (s *Store) GuaranteedUpdate(ctx context.Context, namespace, name, subresour
 		if err != nil || next == nil {
 			return next, err
 		}
-		attrs := s.attributes(ctx, admission.Update, subresource, namespace, name, next, cur, dryRun)
-		if err := chain.Admit(ctx, attrs); err != nil {
-			return nil, err
-		}
-		if err := chain.Validate(ctx, attrs); err != nil {
-			return nil, err
+		if admit != nil {
+			if err := admit(ctx, chain, next, cur); err != nil {
+				return nil, err
+			}
+		} else {
+			attrs := s.attributes(ctx, admission.Update, subresource, namespace, name, next, cur, dryRun)
+			if err := chain.Admit(ctx, attrs); err != nil {
+				return nil, err
+			}
+			// A webhook's patch has not been through the strategy's
+			// validation, which ran before admission.
+			if attrs.Changed {
+				if err := s.validateUpdate(next, cur, subresource); err != nil {
+					return nil, err
+				}
+			}
+			if err := chain.Validate(ctx, attrs); err != nil {
+				return nil, err
+			}
 		}
 		if res.Hooks != nil {
 			if release != nil {

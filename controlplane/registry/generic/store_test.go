@@ -78,6 +78,13 @@ func (r *refuser) Validate(_ context.Context, a *admission.Attributes) error {
 // plugins and a strategy that requires data["k"].
 func newStore(t *testing.T) (*generic.Store, *refuser) {
 	t.Helper()
+	r := &refuser{}
+	return newStoreWith(t, admission.Chain{labeller{}, r}), r
+}
+
+// newStoreWith is newStore with the given admission chain.
+func newStoreWith(t *testing.T, chain admission.Chain) *generic.Store {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b, err := etcd.Start(ctx, etcd.Config{DataDir: t.TempDir(),
 		ClientURL: fmt.Sprintf("https://127.0.0.1:%d", cluster.FreePort(t)), PeerURL: fmt.Sprintf("https://127.0.0.1:%d", cluster.FreePort(t))})
@@ -116,9 +123,8 @@ func newStore(t *testing.T) (*generic.Store, *refuser) {
 		t.Fatal(err)
 	}
 	reg := generic.NewRegistry()
-	r := &refuser{}
-	reg.SetAdmission(admission.Chain{labeller{}, r})
-	return reg.Add(res, st), r
+	reg.SetAdmission(chain)
+	return reg.Add(res, st)
 }
 
 func cm(name string, data map[string]string, lbls map[string]string) *corev1.ConfigMap {

@@ -3,7 +3,9 @@
 // :8080 (/hostname, /echo, /ws a WebSocket echo, /healthz, /exit, /dns, /probe
 // and /hold, the clients of the NetworkPolicy truth tables), TCP and UDP echo
 // on :9000 and UDP echo on :9001 (a second port of each protocol for the
-// tables). Tests use it to see which pod answered and to make a pod fail.
+// tables), and an admission webhook (test/webhookserver) over TLS on :8443
+// when WEBHOOK_TLS_CERT and WEBHOOK_TLS_KEY hold a PEM pair. Tests use it to
+// see which pod answered and to make a pod fail.
 // `testserver kube-get PATH` is an in-cluster API client, as client-go's
 // in-cluster config makes one: KUBERNETES_SERVICE_HOST/PORT, the service
 // account token and the CA from the projected volume. `testserver get URL`
@@ -27,6 +29,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/petrel-project/petrel/test/webhookserver"
 )
 
 // serviceAccountDir is where pods find their API credentials.
@@ -90,6 +94,7 @@ func main() {
 	httpAddr := flag.String("http", ":8080", "HTTP address")
 	echoAddr := flag.String("echo", ":9000", "TCP and UDP echo address")
 	echo2Addr := flag.String("echo2", ":9001", "a second UDP echo address")
+	webhookAddr := flag.String("webhook", ":8443", "admission webhook (HTTPS) address, served when WEBHOOK_TLS_CERT and WEBHOOK_TLS_KEY are set")
 	flag.Parse()
 
 	go tcpEcho(*echoAddr)
@@ -134,6 +139,11 @@ func main() {
 		}
 		fmt.Fprint(w, strings.Join(addrs, "\n"))
 	})
+	// An admission webhook over TLS, for the webhook e2e test, when the pod
+	// is given a serving certificate (PEM in the environment).
+	if cert, key := os.Getenv("WEBHOOK_TLS_CERT"), os.Getenv("WEBHOOK_TLS_KEY"); cert != "" && key != "" {
+		go serveWebhook(host, *webhookAddr, cert, key)
+	}
 	log.Printf("testserver %s: HTTP on %s, echo on %s", host, *httpAddr, *echoAddr)
 	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServe())
@@ -223,4 +233,16 @@ func wsEcho(host string) http.HandlerFunc {
 			}
 		}
 	}
+}
+
+// serveWebhook serves test/webhookserver over TLS with the given PEM pair.
+func serveWebhook(host, addr, certPEM, keyPEM string) {
+	pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
+	if err != nil {
+		log.Fatalf("webhook certificate: %v", err)
+	}
+	srv := &http.Server{Addr: addr, Handler: webhookserver.New(host), ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	log.Printf("testserver %s: admission webhook on %s", host, addr)
+	log.Fatal(srv.ListenAndServeTLS("", ""))
 }
