@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"maps"
 	"strings"
 	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/petrel-project/petrel/dataplane/policy"
 )
@@ -24,6 +27,25 @@ func TestSyntheticLoad(t *testing.T) {
 		if !found {
 			t.Errorf("%s is not isolated: %v", a, d.Endpoints)
 		}
+	}
+	// The bench drives the node's incremental engine: told the load (and
+	// then the load with the server's policy closed), it holds what
+	// Compute makes of it.
+	eng := policy.NewEngine(pbNode)
+	told := &toldObjects{}
+	told.tell(eng, l)
+	eng.Flush()
+	if got := eng.Desired(); !maps.Equal(got.Entries, d.Entries) || !maps.Equal(got.Endpoints, d.Endpoints) || !maps.Equal(got.IPCache, d.IPCache) {
+		t.Errorf("engine: %d entries, %d endpoints; Compute: %d, %d", len(got.Entries), len(got.Endpoints), len(d.Entries), len(d.Endpoints))
+	}
+	closed := *l
+	closed.policies = append(append([]*networkingv1.NetworkPolicy(nil), l.policies[:len(l.policies)-2]...), serverPolicy(false), l.policies[len(l.policies)-1])
+	told.tell(eng, &closed)
+	if delta := eng.Flush(); len(delta.Entries) == 0 || len(delta.Endpoints) != 0 {
+		t.Errorf("closing the server's policy changed %d entries and %d endpoints", len(delta.Entries), len(delta.Endpoints))
+	}
+	if want := policy.Compute(closed.input()); !maps.Equal(eng.Desired().Entries, want.Entries) {
+		t.Errorf("closed: engine has %d entries, Compute %d", len(eng.Desired().Entries), len(want.Entries))
 	}
 }
 
