@@ -17,6 +17,9 @@ import (
 // Delta names the keys of the desired state that one Flush may have
 // changed: the writer looks only at them.
 type Delta struct {
+	// All: any key may have changed (a first or bulk Flush, which records
+	// none of them); the writer compares everything.
+	All       bool
 	IPCache   map[netip.Prefix]struct{}
 	CIDR      map[netip.Prefix]struct{}
 	Endpoints map[netip.Addr]struct{}
@@ -33,6 +36,7 @@ func (d *Delta) Len() int { return len(d.IPCache) + len(d.CIDR) + len(d.Endpoint
 
 // merge adds o's keys to d.
 func (d *Delta) merge(o *Delta) {
+	d.All = d.All || o.All
 	maps.Copy(d.IPCache, o.IPCache)
 	maps.Copy(d.CIDR, o.CIDR)
 	maps.Copy(d.Endpoints, o.Endpoints)
@@ -90,6 +94,9 @@ type Engine struct {
 	gone          []*policyRec            // policies whose entries must go
 	cidrChanged   bool
 	delta         *Delta
+
+	// scratch collects one pair's entries.
+	scratch map[Entry]struct{}
 }
 
 // owned is an address's pod and its identity.
@@ -156,7 +163,7 @@ func NewEngine(node string) *Engine {
 		named: map[uint32]map[*policyRec]struct{}{}, anyNamed: map[*policyRec]struct{}{}, podPols: map[netip.Addr]map[*policyRec]struct{}{},
 		d: &Desired{IPCache: map[netip.Prefix]uint32{}, CIDR: map[netip.Prefix]uint32{}, Endpoints: map[netip.Addr]Endpoint{},
 			Entries: map[Entry]struct{}{}, Labels: map[uint32]string{}},
-		entryRefs: map[Entry]int32{}, isoRefs: map[netip.Addr]*[2]int32{}}
+		entryRefs: map[Entry]int32{}, isoRefs: map[netip.Addr]*[2]int32{}, scratch: map[Entry]struct{}{}}
 	e.reset()
 	return e
 }
@@ -475,6 +482,9 @@ func (e *Engine) Flush() *Delta {
 	for _, rec := range e.gone {
 		e.removePolicy(rec)
 	}
+	if full {
+		e.delta.All = true
+	}
 	switch {
 	case full:
 		for _, rec := range e.policies {
@@ -494,6 +504,7 @@ func (e *Engine) Flush() *Delta {
 		for _, rec := range e.policies {
 			e.dirty[rec] = struct{}{}
 		}
+		e.delta.All = true
 	default:
 		e.dirtyForIdentities(created, removed)
 	}
@@ -505,6 +516,11 @@ func (e *Engine) Flush() *Delta {
 		}
 	}
 
+	if len(e.dirty) > len(e.policies)/2 && len(e.dirty) > bulkIdentities {
+		// Most of the state is rewritten: recording each key costs more
+		// than the writer comparing them all.
+		e.delta.All = true
+	}
 	cache := map[string][]peer{}
 	for rec := range e.dirty {
 		e.removePolicy(rec)
@@ -769,7 +785,8 @@ func (e *Engine) allPods(yield func(*corev1.Pod) bool) {
 func (e *Engine) computePair(rec *policyRec, a netip.Addr, p *corev1.Pod, cache map[string][]peer) {
 	e.removePair(rec, a)
 	var c contribution
-	set := map[Entry]struct{}{}
+	set := e.scratch
+	clear(set)
 	add := func(en Entry) { set[en] = struct{}{} }
 	for i := range rec.rules {
 		r := &rec.rules[i]
@@ -796,7 +813,9 @@ func (e *Engine) computePair(rec *policyRec, a netip.Addr, p *corev1.Pod, cache 
 		c.entries = append(c.entries, en)
 		if e.entryRefs[en]++; e.entryRefs[en] == 1 {
 			e.d.Entries[en] = struct{}{}
-			e.delta.Entries[en] = struct{}{}
+			if !e.delta.All {
+				e.delta.Entries[en] = struct{}{}
+			}
 		}
 	}
 	refs := e.isoRefs[a]
@@ -874,7 +893,9 @@ func (e *Engine) removePair(rec *policyRec, a netip.Addr) {
 		if e.entryRefs[en]--; e.entryRefs[en] == 0 {
 			delete(e.entryRefs, en)
 			delete(e.d.Entries, en)
-			e.delta.Entries[en] = struct{}{}
+			if !e.delta.All {
+				e.delta.Entries[en] = struct{}{}
+			}
 		}
 	}
 	if refs := e.isoRefs[a]; refs != nil {

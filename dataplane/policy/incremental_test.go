@@ -212,6 +212,10 @@ func (g gen) step(w *world, e *Engine) string {
 // applied is what a writer that looks only at a delta's keys would leave
 // in the maps.
 func applied(cur, d *Desired, delta *Delta) {
+	if delta.All {
+		cur.IPCache, cur.CIDR, cur.Endpoints, cur.Entries = maps.Clone(d.IPCache), maps.Clone(d.CIDR), maps.Clone(d.Endpoints), maps.Clone(d.Entries)
+		return
+	}
 	for p := range delta.IPCache {
 		if v, ok := d.IPCache[p]; ok {
 			cur.IPCache[p] = v
@@ -376,7 +380,7 @@ func TestEngineTouchesLittle(t *testing.T) {
 			changed++
 		}
 	}
-	if changed == 0 || len(delta.Entries) != changed || len(delta.IPCache)+len(delta.CIDR)+len(delta.Endpoints) != 0 {
+	if changed == 0 || delta.All || len(delta.Entries) != changed || len(delta.IPCache)+len(delta.CIDR)+len(delta.Endpoints) != 0 {
 		t.Errorf("delta: %d entries, %d ipcache, %d cidr, %d endpoints; want the %d entries that changed only",
 			len(delta.Entries), len(delta.IPCache), len(delta.CIDR), len(delta.Endpoints), changed)
 	}

@@ -3,6 +3,8 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
@@ -67,45 +69,46 @@ type Changes struct {
 // Apply makes the maps hold d, comparing every key (a node's first sync:
 // the maps were read back from the pins).
 func (w *Writer) Apply(d *Desired) (Changes, error) {
-	all := newDelta()
-	for p := range d.IPCache {
-		all.IPCache[p] = struct{}{}
-	}
-	for p := range w.cur.IPCache {
-		all.IPCache[p] = struct{}{}
-	}
-	for p := range d.CIDR {
-		all.CIDR[p] = struct{}{}
-	}
-	for p := range w.cur.CIDR {
-		all.CIDR[p] = struct{}{}
-	}
-	for a := range d.Endpoints {
-		all.Endpoints[a] = struct{}{}
-	}
-	for a := range w.cur.Endpoints {
-		all.Endpoints[a] = struct{}{}
-	}
-	for e := range d.Entries {
-		all.Entries[e] = struct{}{}
-	}
-	for e := range w.cur.Entries {
-		all.Entries[e] = struct{}{}
-	}
-	return w.ApplyDelta(d, all)
+	return w.ApplyDelta(d, &Delta{All: true})
 }
 
-// ApplyDelta makes the maps hold d at the keys delta names (and at those a
-// failed write left behind), in an order that never denies what both the
-// old and the new state allow: new policy entries first, then addresses
-// and their identities, then the pods' isolation, and only then what went
-// away (isolation lifted before the entries it needed go). On error the
-// writer keeps what it did write and remembers the keys it did not, and
-// the next call finishes them.
+// both yields the keys of a and then those of b (a key in both twice: the
+// writer's checks make the second visit a no-op).
+func both[K comparable, V1, V2 any](a map[K]V1, b map[K]V2) iter.Seq[K] {
+	return func(yield func(K) bool) {
+		for k := range a {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range b {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// ApplyDelta makes the maps hold d at the keys delta names (every key when
+// delta.All, and those a failed write left behind), in an order that never
+// denies what both the old and the new state allow: new policy entries
+// first, then addresses and their identities, then the pods' isolation,
+// and only then what went away (isolation lifted before the entries it
+// needed go). On error the writer keeps what it did write and remembers
+// the keys it did not, and the next call finishes them.
 func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 	if w.retry != nil {
+		if delta.IPCache == nil {
+			all := delta.All
+			delta = newDelta()
+			delta.All = all
+		}
 		delta.merge(w.retry)
 		w.retry = nil
+	}
+	entries, ipcache, cidr, endpoints := maps.Keys(delta.Entries), maps.Keys(delta.IPCache), maps.Keys(delta.CIDR), maps.Keys(delta.Endpoints)
+	if delta.All {
+		entries, ipcache, cidr, endpoints = both(d.Entries, w.cur.Entries), both(d.IPCache, w.cur.IPCache), both(d.CIDR, w.cur.CIDR), both(d.Endpoints, w.cur.Endpoints)
 	}
 	failed := newDelta()
 	var ch Changes
@@ -117,7 +120,7 @@ func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 		}
 		return true
 	}
-	for e := range delta.Entries {
+	for e := range entries {
 		_, want := d.Entries[e]
 		_, have := w.cur.Entries[e]
 		if !want || have {
@@ -130,9 +133,9 @@ func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 			failed.Entries[e] = struct{}{}
 		}
 	}
-	upsertPrefixes(w.maps.CIDR, delta.CIDR, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
-	upsertPrefixes(w.maps.IPCache, delta.IPCache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
-	for a := range delta.Endpoints {
+	upsertPrefixes(w.maps.CIDR, cidr, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
+	upsertPrefixes(w.maps.IPCache, ipcache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
+	for a := range endpoints {
 		ep, want := d.Endpoints[a]
 		if old, ok := w.cur.Endpoints[a]; !want || (ok && old == ep) {
 			continue
@@ -144,7 +147,7 @@ func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 			failed.Endpoints[a] = struct{}{}
 		}
 	}
-	for a := range delta.Endpoints {
+	for a := range endpoints {
 		_, want := d.Endpoints[a]
 		_, have := w.cur.Endpoints[a]
 		if want || !have {
@@ -157,9 +160,9 @@ func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 			failed.Endpoints[a] = struct{}{}
 		}
 	}
-	deletePrefixes(w.maps.IPCache, delta.IPCache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
-	deletePrefixes(w.maps.CIDR, delta.CIDR, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
-	for e := range delta.Entries {
+	deletePrefixes(w.maps.IPCache, ipcache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
+	deletePrefixes(w.maps.CIDR, cidr, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
+	for e := range entries {
 		_, want := d.Entries[e]
 		_, have := w.cur.Entries[e]
 		if want || !have {
@@ -178,7 +181,7 @@ func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
 	return ch, errors.Join(errs...)
 }
 
-func upsertPrefixes(m *ebpf.Map, keys map[netip.Prefix]struct{}, want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
+func upsertPrefixes(m *ebpf.Map, keys iter.Seq[netip.Prefix], want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
 	for p := range keys {
 		id, ok := want[p]
 		if old, had := cur[p]; !ok || (had && old == id) {
@@ -193,7 +196,7 @@ func upsertPrefixes(m *ebpf.Map, keys map[netip.Prefix]struct{}, want, cur map[n
 	}
 }
 
-func deletePrefixes(m *ebpf.Map, keys map[netip.Prefix]struct{}, want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
+func deletePrefixes(m *ebpf.Map, keys iter.Seq[netip.Prefix], want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
 	for p := range keys {
 		_, ok := want[p]
 		if _, had := cur[p]; ok || !had {
