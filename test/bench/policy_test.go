@@ -89,3 +89,15 @@ func BenchmarkComputeSyntheticLoad(b *testing.B) {
 		policy.Compute(in)
 	}
 }
+
+// The CPU figures come from iperf3's own report of its two processes.
+func TestParseIperfCPU(t *testing.T) {
+	out := []byte(`{"end":{"sum_received":{"bits_per_second":3.5e9},"cpu_utilization_percent":{"host_total":98.5,"host_user":2.1,"host_system":96.4,"remote_total":61.2}}}`)
+	cpu, err := parseIperfCPU(out)
+	if err != nil || cpu.sender != 98.5 || cpu.receiver != 61.2 {
+		t.Errorf("got %+v, %v", cpu, err)
+	}
+	if _, err := parseIperfCPU([]byte("not json")); err == nil {
+		t.Error("no error for a broken report")
+	}
+}
