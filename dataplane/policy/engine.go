@@ -3,8 +3,10 @@
 // namespace and pod labels is a numeric security identity; the ipcache maps
 // every pod address of the cluster (and the node's own addresses) to one;
 // each isolated pod of this node has policy entries keyed by peer identity,
-// direction, protocol and port. The engine computes the whole desired state
-// from the informers' caches (Compute, pure and table-tested); the writer
+// direction, protocol and port. The Engine keeps the desired state as
+// objects change, recomputing only what each change reaches, and names the
+// keys it changed; Compute makes the same state from nothing (pure,
+// table-tested, the reference the Engine is tested against); the Writer
 // turns the difference from what the maps hold into ordered updates.
 package policy
 
