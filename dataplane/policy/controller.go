@@ -180,9 +180,6 @@ func (c *Controller) Run(ctx context.Context, cs kubernetes.Interface) error {
 			return fmt.Errorf("policy: %v cache did not sync", typ)
 		}
 	}
-	if err := c.readHostAddrs(); err != nil {
-		return err
-	}
 	if err := c.sync(stores, true); err != nil {
 		return err
 	}
@@ -235,9 +232,6 @@ func (c *Controller) loop(ctx context.Context, stores map[string]cache.Store) {
 			return
 		case <-c.kick:
 		case <-addrs.C:
-			if err := c.readHostAddrs(); err != nil {
-				slog.Warn("policy: reading the node's addresses", "err", err)
-			}
 		case <-retry.C:
 		}
 		if err := c.sync(stores, false); err != nil {
@@ -259,6 +253,12 @@ func (c *Controller) loop(ctx context.Context, stores map[string]cache.Store) {
 // the pinned maps hold.
 func (c *Controller) sync(stores map[string]cache.Store, first bool) error {
 	start := time.Now()
+	// The node's addresses have no informer and may appear after the
+	// controller starts (a node's uplink, the node-local DNS address): look
+	// at every sync, as a reply to the node must never wait for a timer.
+	if err := c.readHostAddrs(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	pending := c.pending
 	c.pending = map[string]map[string]struct{}{}
