@@ -3,15 +3,19 @@
 // namespace and pod labels is a numeric security identity; the ipcache maps
 // every pod address of the cluster (and the node's own addresses) to one;
 // each isolated pod of this node has policy entries keyed by peer identity,
-// direction, protocol and port. The engine computes the whole desired state
-// from the informers' caches (Compute, pure and table-tested); the writer
+// direction, protocol and port. The Engine keeps the desired state as
+// objects change, recomputing only what each change reaches, and names the
+// keys it changed; Compute makes the same state from nothing (pure,
+// table-tested, the reference the Engine is tested against); the Writer
 // turns the difference from what the maps hold into ordered updates.
 package policy
 
 import (
 	"fmt"
 	"hash/fnv"
+	"iter"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,6 +36,10 @@ const (
 	FirstCIDRIdentity = 1 << 24
 	lastIdentity      = 1 << 31
 )
+
+// podIdentityEnd ends the range pod identities are hashed into; tests
+// shrink it to make collisions common.
+var podIdentityEnd uint32 = FirstCIDRIdentity
 
 // Port prefix lengths of an Entry (bits of the port that count).
 const (
@@ -221,7 +229,35 @@ func podIP(p *corev1.Pod) netip.Addr {
 	return netip.Addr{}
 }
 
-// Compute is the desired state of the maps for one node.
+// podKey names a pod: the order in which pods claiming the same address
+// are ranked.
+func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
+
+// addressOwners are the pods that have an address, one per address: when
+// two claim one (a deleted pod still in the cache while its address is
+// reused), the smaller namespace/name wins, so every node and the
+// incremental Engine pick the same one.
+func addressOwners(pods []*corev1.Pod) []*corev1.Pod {
+	owner := make(map[netip.Addr]*corev1.Pod, len(pods))
+	for _, p := range pods {
+		a := podIP(p)
+		if !a.IsValid() {
+			continue
+		}
+		if o, ok := owner[a]; !ok || podKey(p) < podKey(o) {
+			owner[a] = p
+		}
+	}
+	out := make([]*corev1.Pod, 0, len(owner))
+	for _, p := range owner {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Compute is the desired state of the maps for one node, from nothing: the
+// reference the incremental Engine is tested against, and what tools that
+// read the maps use to name identities.
 func Compute(in Input) *Desired {
 	cache := in.Cache
 	if cache == nil {
@@ -231,11 +267,9 @@ func Compute(in Input) *Desired {
 		Endpoints: map[netip.Addr]Endpoint{}, Entries: make(map[Entry]struct{}, cache.entries), Labels: map[uint32]string{}}
 
 	// Pod identities.
+	pods := addressOwners(in.Pods)
 	byKey := map[string]*identityInfo{}
-	for _, p := range in.Pods {
-		if !podIP(p).IsValid() {
-			continue
-		}
+	for _, p := range pods {
 		k := labelKey(p.Namespace, p.Labels)
 		info := byKey[k]
 		if info == nil {
@@ -248,7 +282,7 @@ func Compute(in Input) *Desired {
 	for k := range byKey {
 		keys = append(keys, k)
 	}
-	ids := allocate(keys, FirstPodIdentity, FirstCIDRIdentity)
+	ids := allocate(keys, FirstPodIdentity, podIdentityEnd)
 	idents := make([]*identityInfo, 0, len(byKey))
 	for k, info := range byKey {
 		info.id = ids[k]
@@ -293,7 +327,7 @@ func Compute(in Input) *Desired {
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = labels.Set(ns.Labels)
 	}
-	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: in.Pods,
+	e := &evaluator{idents: idents, nsLabels: nsLabels, cidr: d.CIDR, allPods: slices.Values(pods),
 		prev: cache, next: NewCache(), peerCache: map[string][]peer{}}
 
 	// Local pods by identity: a policy's pod selector is matched once per
@@ -314,6 +348,7 @@ func Compute(in Input) *Desired {
 			byNS[info.ns] = append(byNS[info.ns], info)
 		}
 	}
+	add := func(en Entry) { d.Entries[en] = struct{}{} }
 	for _, np := range in.Policies {
 		ingress, egress := policyTypes(np)
 		for _, info := range byNS[np.Namespace] {
@@ -326,13 +361,13 @@ func Compute(in Input) *Desired {
 				if ingress {
 					ep.Flags |= bpfobj.EndpointIngressIsolated
 					for _, r := range np.Spec.Ingress {
-						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirIngress, r.From, r.Ports)
+						ruleEntries(add, lp.pod, lp.ip, bpfobj.DirIngress, e.peers(np.Namespace, r.From), r.Ports, e.allPods)
 					}
 				}
 				if egress {
 					ep.Flags |= bpfobj.EndpointEgressIsolated
 					for _, r := range np.Spec.Egress {
-						e.rule(d, lp.pod, lp.ip, np.Namespace, bpfobj.DirEgress, r.To, r.Ports)
+						ruleEntries(add, lp.pod, lp.ip, bpfobj.DirEgress, e.peers(np.Namespace, r.To), r.Ports, e.allPods)
 					}
 				}
 				if ep.Flags != 0 {
@@ -384,7 +419,7 @@ type evaluator struct {
 	idents   []*identityInfo
 	nsLabels map[string]labels.Set
 	cidr     map[netip.Prefix]uint32
-	allPods  []*corev1.Pod
+	allPods  iter.Seq[*corev1.Pod]
 	// prev holds the previous Compute's conversions (selectors by their
 	// address in the objects, peer-list keys by the address of the list's
 	// first peer); next collects this one's, for the next.
@@ -412,18 +447,24 @@ func (e *evaluator) selector(sel *metav1.LabelSelector) labels.Selector {
 
 // peersKey is what a peer list of a policy in ns says, as a string.
 func (e *evaluator) peersKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
+	return peerListKey(ns, list, e.selector)
+}
+
+// peerListKey is what a peer list of a policy in ns says, as a string:
+// lists that say the same resolve to the same peers.
+func peerListKey(ns string, list []networkingv1.NetworkPolicyPeer, conv func(*metav1.LabelSelector) labels.Selector) string {
 	var b strings.Builder
 	for _, pr := range list {
 		switch {
 		case pr.IPBlock != nil:
 			b.WriteString("ip:" + pr.IPBlock.CIDR + "-" + strings.Join(pr.IPBlock.Except, ","))
 		case pr.NamespaceSelector != nil:
-			b.WriteString("ns:" + e.selector(pr.NamespaceSelector).String())
+			b.WriteString("ns:" + conv(pr.NamespaceSelector).String())
 		default:
 			b.WriteString("in:" + ns)
 		}
 		if pr.IPBlock == nil && pr.PodSelector != nil {
-			b.WriteString("|pod:" + e.selector(pr.PodSelector).String())
+			b.WriteString("|pod:" + conv(pr.PodSelector).String())
 		}
 		b.WriteByte(0)
 	}
@@ -441,7 +482,7 @@ func (e *evaluator) selects(sel *metav1.LabelSelector, l map[string]string) bool
 // pod may be behind it, for egress named ports).
 type peer struct {
 	id   uint32
-	pods []*corev1.Pod
+	pods iter.Seq[*corev1.Pod]
 }
 
 // peers are the identities a rule's peer list allows: every peer when the
@@ -518,7 +559,7 @@ func (e *evaluator) resolvePeers(ns string, list []networkingv1.NetworkPolicyPee
 			if pr.PodSelector != nil && !e.selects(pr.PodSelector, info.labels) {
 				continue
 			}
-			add(peer{id: info.id, pods: info.pods})
+			add(peer{id: info.id, pods: slices.Values(info.pods)})
 		}
 	}
 	return out
@@ -529,12 +570,14 @@ func within(p, q netip.Prefix) bool {
 	return p.Bits() >= q.Bits() && q.Contains(p.Addr())
 }
 
-// rule adds the entries of one ingress or egress rule of a policy
-// selecting local pod p.
-func (e *evaluator) rule(d *Desired, p *corev1.Pod, ip netip.Addr, ns string, dir uint8, list []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) {
-	for _, pr := range e.peers(ns, list) {
+// ruleEntries hands add the entries of one ingress or egress rule, whose
+// peers resolved to peers, of a policy selecting local pod p at ip;
+// allPods are the pods an egress named port is looked up in when the peer
+// may be any pod.
+func ruleEntries(add func(Entry), p *corev1.Pod, ip netip.Addr, dir uint8, peers []peer, ports []networkingv1.NetworkPolicyPort, allPods iter.Seq[*corev1.Pod]) {
+	for _, pr := range peers {
 		if len(ports) == 0 {
-			d.Entries[Entry{Pod: ip, Identity: pr.id, Dir: dir, PortBits: AnyProtocol}] = struct{}{}
+			add(Entry{Pod: ip, Identity: pr.id, Dir: dir, PortBits: AnyProtocol})
 			continue
 		}
 		for _, port := range ports {
@@ -544,19 +587,19 @@ func (e *evaluator) rule(d *Desired, p *corev1.Pod, ip netip.Addr, ns string, di
 			}
 			switch {
 			case port.Port == nil:
-				d.Entries[Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, PortBits: AnyPort}] = struct{}{}
+				add(Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, PortBits: AnyPort})
 			case port.Port.Type == intstr.String:
 				// A named port: the receiving pod's. For ingress that is p;
 				// for egress the peer's pods (any pod for every peer).
-				owners := []*corev1.Pod{p}
+				owners := slices.Values([]*corev1.Pod{p})
 				if dir == bpfobj.DirEgress {
 					owners = pr.pods
 					if owners == nil {
-						owners = e.allPods
+						owners = allPods
 					}
 				}
 				for _, n := range namedPorts(owners, port.Port.StrVal, proto) {
-					d.Entries[Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, Port: n, PortBits: ExactPort}] = struct{}{}
+					add(Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, Port: n, PortBits: ExactPort})
 				}
 			default:
 				first := uint16(port.Port.IntVal)
@@ -565,7 +608,7 @@ func (e *evaluator) rule(d *Desired, p *corev1.Pod, ip netip.Addr, ns string, di
 					last = uint16(*port.EndPort)
 				}
 				for _, r := range portBlocks(first, last) {
-					d.Entries[Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, Port: r.port, PortBits: r.bits}] = struct{}{}
+					add(Entry{Pod: ip, Identity: pr.id, Dir: dir, Proto: proto, Port: r.port, PortBits: r.bits})
 				}
 			}
 		}
@@ -573,10 +616,10 @@ func (e *evaluator) rule(d *Desired, p *corev1.Pod, ip netip.Addr, ns string, di
 }
 
 // namedPorts are the numbers the pods give a port name for proto.
-func namedPorts(pods []*corev1.Pod, name string, proto uint8) []uint16 {
+func namedPorts(pods iter.Seq[*corev1.Pod], name string, proto uint8) []uint16 {
 	seen := map[uint16]bool{}
 	var out []uint16
-	for _, p := range pods {
+	for p := range pods {
 		for _, c := range p.Spec.Containers {
 			for _, cp := range c.Ports {
 				pp := uint8(6)

@@ -257,10 +257,10 @@ func TestPortBlocks(t *testing.T) {
 	}
 }
 
-// BenchmarkCompute1000 is a sync's work at 1,000 policies over 1,000 local
-// pods (bench policy's load): it bounds how soon a changed policy judges
-// new connections.
-func BenchmarkCompute1000(b *testing.B) {
+// benchInput is bench policy's load: 1,000 policies over 1,000 local pods
+// in ten namespaces (three teams), each policy selecting one of 100 apps
+// and admitting one tier of one team on one port.
+func benchInput() Input {
 	in := Input{NodeName: "n1"}
 	for i := range 10 {
 		in.Namespaces = append(in.Namespaces, namespace("ns-"+strconv.Itoa(i), map[string]string{"team": "t" + strconv.Itoa(i%3)}))
@@ -276,12 +276,87 @@ func BenchmarkCompute1000(b *testing.B) {
 		p.Name = "p-" + strconv.Itoa(k)
 		in.Policies = append(in.Policies, p)
 	}
-	// As the controller syncs: the selectors' conversions carried over.
+	return in
+}
+
+// BenchmarkCompute1000 is a whole sync's work at 1,000 policies over 1,000
+// local pods (bench policy's load): what every change cost before the
+// incremental Engine.
+func BenchmarkCompute1000(b *testing.B) {
+	in := benchInput()
+	// As the controller synced: the selectors' conversions carried over.
 	in.Cache = NewCache()
 	b.ResetTimer()
 	for range b.N {
 		if d := Compute(in); len(d.Entries) == 0 {
 			b.Fatal("no entries")
 		}
+	}
+}
+
+// loadedEngine is an engine told benchInput and flushed.
+func loadedEngine(in Input) *Engine {
+	e := NewEngine(in.NodeName)
+	for _, p := range in.Pods {
+		e.SetPod(p.Namespace+"/"+p.Name, p)
+	}
+	for _, ns := range in.Namespaces {
+		e.SetNamespace(ns.Name, ns)
+	}
+	for _, np := range in.Policies {
+		e.SetPolicy(np.Namespace+"/"+np.Name, np)
+	}
+	e.Flush()
+	return e
+}
+
+// BenchmarkEngineFirstSync1000 is a node's first sync at the load: every
+// object told, one Flush.
+func BenchmarkEngineFirstSync1000(b *testing.B) {
+	in := benchInput()
+	for range b.N {
+		if e := loadedEngine(in); len(e.Desired().Entries) == 0 {
+			b.Fatal("no entries")
+		}
+	}
+}
+
+// BenchmarkEnginePolicyChange1000 is what a changed policy costs at the
+// load (bench policy's change: one policy's port flips).
+func BenchmarkEnginePolicyChange1000(b *testing.B) {
+	in := benchInput()
+	e := loadedEngine(in)
+	open, closed := in.Policies[7], in.Policies[7].DeepCopy()
+	closed.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{tcp(9999)}
+	key := open.Namespace + "/" + open.Name
+	b.ResetTimer()
+	for i := range b.N {
+		np := open
+		if i%2 == 0 {
+			np = closed
+		}
+		e.SetPolicy(key, np)
+		if d := e.Flush(); len(d.Entries) == 0 {
+			b.Fatal("nothing changed")
+		}
+	}
+}
+
+// BenchmarkEnginePodChurn1000 is what a local pod's relabel costs at the
+// load: it leaves one identity (and its policies) for a new one.
+func BenchmarkEnginePodChurn1000(b *testing.B) {
+	in := benchInput()
+	e := loadedEngine(in)
+	p := in.Pods[7]
+	moved := p.DeepCopy()
+	moved.Labels = map[string]string{"app": "a-8", "tier": "t3", "extra": "x"}
+	b.ResetTimer()
+	for i := range b.N {
+		q := p
+		if i%2 == 0 {
+			q = moved
+		}
+		e.SetPod(p.Namespace+"/"+p.Name, q)
+		e.Flush()
 	}
 }

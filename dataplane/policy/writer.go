@@ -3,6 +3,8 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"net/netip"
 
 	"github.com/cilium/ebpf"
@@ -16,6 +18,8 @@ import (
 type Writer struct {
 	maps *bpfobj.PolicyMaps
 	cur  *Desired
+	// retry names the keys the last write failed at.
+	retry *Delta
 }
 
 // NewWriter reads what the pinned maps hold.
@@ -62,94 +66,147 @@ type Changes struct {
 	Upserts, Deletes int
 }
 
-// Apply makes the maps hold d, in an order that never denies what both the
-// old and the new state allow: new policy entries first, then addresses and
-// their identities, then the pods' isolation, and only then what went away
-// (isolation lifted before the entries it needed go). On error the writer
-// keeps what it did write, and the next Apply finishes the rest.
+// Apply makes the maps hold d, comparing every key (a node's first sync:
+// the maps were read back from the pins).
 func (w *Writer) Apply(d *Desired) (Changes, error) {
+	return w.ApplyDelta(d, &Delta{All: true})
+}
+
+// both yields the keys of a and then those of b (a key in both twice: the
+// writer's checks make the second visit a no-op).
+func both[K comparable, V1, V2 any](a map[K]V1, b map[K]V2) iter.Seq[K] {
+	return func(yield func(K) bool) {
+		for k := range a {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range b {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// ApplyDelta makes the maps hold d at the keys delta names (every key when
+// delta.All, and those a failed write left behind), in an order that never
+// denies what both the old and the new state allow: new policy entries
+// first, then addresses and their identities, then the pods' isolation,
+// and only then what went away (isolation lifted before the entries it
+// needed go). On error the writer keeps what it did write and remembers
+// the keys it did not, and the next call finishes them.
+func (w *Writer) ApplyDelta(d *Desired, delta *Delta) (Changes, error) {
+	if w.retry != nil {
+		if delta.IPCache == nil {
+			all := delta.All
+			delta = newDelta()
+			delta.All = all
+		}
+		delta.merge(w.retry)
+		w.retry = nil
+	}
+	entries, ipcache, cidr, endpoints := maps.Keys(delta.Entries), maps.Keys(delta.IPCache), maps.Keys(delta.CIDR), maps.Keys(delta.Endpoints)
+	if delta.All {
+		entries, ipcache, cidr, endpoints = both(d.Entries, w.cur.Entries), both(d.IPCache, w.cur.IPCache), both(d.CIDR, w.cur.CIDR), both(d.Endpoints, w.cur.Endpoints)
+	}
+	failed := newDelta()
 	var ch Changes
 	var errs []error
-	note := func(err error, what string) {
+	note := func(err error, what string) bool {
 		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+			return false
 		}
+		return true
 	}
-	for e := range d.Entries {
-		if _, ok := w.cur.Entries[e]; ok {
+	for e := range entries {
+		_, want := d.Entries[e]
+		_, have := w.cur.Entries[e]
+		if !want || have {
 			continue
 		}
-		err := w.maps.Policy.Put(e.Key(), bpfobj.PolicyValue{})
-		note(err, "add policy entry "+e.String())
-		if err == nil {
+		if note(w.maps.Policy.Put(e.Key(), bpfobj.PolicyValue{}), "add policy entry "+e.String()) {
 			w.cur.Entries[e] = struct{}{}
 			ch.Upserts++
+		} else {
+			failed.Entries[e] = struct{}{}
 		}
 	}
-	upsertPrefixes(w.maps.CIDR, d.CIDR, w.cur.CIDR, &ch, note)
-	upsertPrefixes(w.maps.IPCache, d.IPCache, w.cur.IPCache, &ch, note)
-	for a, ep := range d.Endpoints {
-		if old, ok := w.cur.Endpoints[a]; ok && old == ep {
+	upsertPrefixes(w.maps.CIDR, cidr, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
+	upsertPrefixes(w.maps.IPCache, ipcache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
+	for a := range endpoints {
+		ep, want := d.Endpoints[a]
+		if old, ok := w.cur.Endpoints[a]; !want || (ok && old == ep) {
 			continue
 		}
-		err := w.maps.Endpoints.Put(bpfobj.AddrKey(a), bpfobj.PolicyEndpoint{Identity: ep.Identity, Flags: ep.Flags})
-		note(err, "isolate "+a.String())
-		if err == nil {
+		if note(w.maps.Endpoints.Put(bpfobj.AddrKey(a), bpfobj.PolicyEndpoint{Identity: ep.Identity, Flags: ep.Flags}), "isolate "+a.String()) {
 			w.cur.Endpoints[a] = ep
 			ch.Upserts++
+		} else {
+			failed.Endpoints[a] = struct{}{}
 		}
 	}
-	for a := range w.cur.Endpoints {
-		if _, ok := d.Endpoints[a]; ok {
+	for a := range endpoints {
+		_, want := d.Endpoints[a]
+		_, have := w.cur.Endpoints[a]
+		if want || !have {
 			continue
 		}
-		err := w.maps.Endpoints.Delete(bpfobj.AddrKey(a))
-		note(err, "lift the isolation of "+a.String())
-		if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		if note(w.maps.Endpoints.Delete(bpfobj.AddrKey(a)), "lift the isolation of "+a.String()) {
 			delete(w.cur.Endpoints, a)
 			ch.Deletes++
+		} else {
+			failed.Endpoints[a] = struct{}{}
 		}
 	}
-	deletePrefixes(w.maps.IPCache, d.IPCache, w.cur.IPCache, &ch, note)
-	deletePrefixes(w.maps.CIDR, d.CIDR, w.cur.CIDR, &ch, note)
-	for e := range w.cur.Entries {
-		if _, ok := d.Entries[e]; ok {
+	deletePrefixes(w.maps.IPCache, ipcache, d.IPCache, w.cur.IPCache, failed.IPCache, &ch, note)
+	deletePrefixes(w.maps.CIDR, cidr, d.CIDR, w.cur.CIDR, failed.CIDR, &ch, note)
+	for e := range entries {
+		_, want := d.Entries[e]
+		_, have := w.cur.Entries[e]
+		if want || !have {
 			continue
 		}
-		err := w.maps.Policy.Delete(e.Key())
-		note(err, "remove policy entry "+e.String())
-		if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		if note(w.maps.Policy.Delete(e.Key()), "remove policy entry "+e.String()) {
 			delete(w.cur.Entries, e)
 			ch.Deletes++
+		} else {
+			failed.Entries[e] = struct{}{}
 		}
+	}
+	if failed.Len() > 0 {
+		w.retry = failed
 	}
 	return ch, errors.Join(errs...)
 }
 
-func upsertPrefixes(m *ebpf.Map, want, cur map[netip.Prefix]uint32, ch *Changes, note func(error, string)) {
-	for p, id := range want {
-		if old, ok := cur[p]; ok && old == id {
+func upsertPrefixes(m *ebpf.Map, keys iter.Seq[netip.Prefix], want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
+	for p := range keys {
+		id, ok := want[p]
+		if old, had := cur[p]; !ok || (had && old == id) {
 			continue
 		}
-		err := m.Put(bpfobj.PrefixKey(p), bpfobj.IPCacheValue{Identity: id})
-		note(err, fmt.Sprintf("map %s to identity %d", p, id))
-		if err == nil {
+		if note(m.Put(bpfobj.PrefixKey(p), bpfobj.IPCacheValue{Identity: id}), fmt.Sprintf("map %s to identity %d", p, id)) {
 			cur[p] = id
 			ch.Upserts++
+		} else {
+			failed[p] = struct{}{}
 		}
 	}
 }
 
-func deletePrefixes(m *ebpf.Map, want, cur map[netip.Prefix]uint32, ch *Changes, note func(error, string)) {
-	for p := range cur {
-		if _, ok := want[p]; ok {
+func deletePrefixes(m *ebpf.Map, keys iter.Seq[netip.Prefix], want, cur map[netip.Prefix]uint32, failed map[netip.Prefix]struct{}, ch *Changes, note func(error, string) bool) {
+	for p := range keys {
+		_, ok := want[p]
+		if _, had := cur[p]; ok || !had {
 			continue
 		}
-		err := m.Delete(bpfobj.PrefixKey(p))
-		note(err, "forget "+p.String())
-		if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		if note(m.Delete(bpfobj.PrefixKey(p)), "forget "+p.String()) {
 			delete(cur, p)
 			ch.Deletes++
+		} else {
+			failed[p] = struct{}{}
 		}
 	}
 }

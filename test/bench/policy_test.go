@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"maps"
 	"strings"
 	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/petrel-project/petrel/dataplane/policy"
 )
@@ -24,6 +27,25 @@ func TestSyntheticLoad(t *testing.T) {
 		if !found {
 			t.Errorf("%s is not isolated: %v", a, d.Endpoints)
 		}
+	}
+	// The bench drives the node's incremental engine: told the load (and
+	// then the load with the server's policy closed), it holds what
+	// Compute makes of it.
+	eng := policy.NewEngine(pbNode)
+	told := &toldObjects{}
+	told.tell(eng, l)
+	eng.Flush()
+	if got := eng.Desired(); !maps.Equal(got.Entries, d.Entries) || !maps.Equal(got.Endpoints, d.Endpoints) || !maps.Equal(got.IPCache, d.IPCache) {
+		t.Errorf("engine: %d entries, %d endpoints; Compute: %d, %d", len(got.Entries), len(got.Endpoints), len(d.Entries), len(d.Endpoints))
+	}
+	closed := *l
+	closed.policies = append(append([]*networkingv1.NetworkPolicy(nil), l.policies[:len(l.policies)-2]...), serverPolicy(false), l.policies[len(l.policies)-1])
+	told.tell(eng, &closed)
+	if delta := eng.Flush(); len(delta.Entries) == 0 || len(delta.Endpoints) != 0 {
+		t.Errorf("closing the server's policy changed %d entries and %d endpoints", len(delta.Entries), len(delta.Endpoints))
+	}
+	if want := policy.Compute(closed.input()); !maps.Equal(eng.Desired().Entries, want.Entries) {
+		t.Errorf("closed: engine has %d entries, Compute %d", len(eng.Desired().Entries), len(want.Entries))
 	}
 }
 
@@ -65,5 +87,17 @@ func BenchmarkComputeSyntheticLoad(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		policy.Compute(in)
+	}
+}
+
+// The CPU figures come from iperf3's own report of its two processes.
+func TestParseIperfCPU(t *testing.T) {
+	out := []byte(`{"end":{"sum_received":{"bits_per_second":3.5e9},"cpu_utilization_percent":{"host_total":98.5,"host_user":2.1,"host_system":96.4,"remote_total":61.2}}}`)
+	cpu, err := parseIperfCPU(out)
+	if err != nil || cpu.sender != 98.5 || cpu.receiver != 61.2 {
+		t.Errorf("got %+v, %v", cpu, err)
+	}
+	if _, err := parseIperfCPU([]byte("not json")); err == nil {
+		t.Error("no error for a broken report")
 	}
 }
