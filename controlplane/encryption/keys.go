@@ -65,23 +65,20 @@ func Prepare(path string) (string, error) {
 		return "", err
 	}
 	name := ""
-	for i := range cfg.Resources {
-		if len(cfg.Resources[i].Providers) == 0 {
-			continue
-		}
-		keys, _ := keysOf(&cfg.Resources[i].Providers[0])
-		if keys == nil {
-			continue
-		}
+	err = forFirstKeys(cfg, func(r *apiserverv1.ResourceConfiguration, keys *[]apiserverv1.Key) error {
 		if len(*keys) > 1 {
-			return "", fmt.Errorf("%s already holds a prepared key (%s) for %v: rotate (and reencrypt) first", path, (*keys)[1].Name, cfg.Resources[i].Resources)
+			return fmt.Errorf("%s already holds a prepared key (%s) for %v: rotate (and reencrypt) first", path, (*keys)[1].Name, r.Resources)
 		}
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
-			return "", err
+			return err
 		}
 		name = nextKeyName(*keys)
 		*keys = append(*keys, apiserverv1.Key{Name: name, Secret: base64.StdEncoding.EncodeToString(secret)})
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if name == "" {
 		return "", fmt.Errorf("%s has no provider with keys first (aesgcm, aescbc or secretbox): nothing is encrypted", path)
@@ -98,17 +95,13 @@ func Rotate(path string) (string, error) {
 		return "", err
 	}
 	name := ""
-	for i := range cfg.Resources {
-		if len(cfg.Resources[i].Providers) == 0 {
-			continue
+	_ = forFirstKeys(cfg, func(_ *apiserverv1.ResourceConfiguration, keys *[]apiserverv1.Key) error {
+		if len(*keys) >= 2 {
+			(*keys)[0], (*keys)[1] = (*keys)[1], (*keys)[0]
+			name = (*keys)[0].Name
 		}
-		keys, _ := keysOf(&cfg.Resources[i].Providers[0])
-		if keys == nil || len(*keys) < 2 {
-			continue
-		}
-		(*keys)[0], (*keys)[1] = (*keys)[1], (*keys)[0]
-		name = (*keys)[0].Name
-	}
+		return nil
+	})
 	if name == "" {
 		return "", fmt.Errorf("%s holds no prepared key: run prepare first (and restart every server)", path)
 	}
@@ -131,6 +124,23 @@ func Primary(cfg *apiserverv1.EncryptionConfiguration) map[string]string {
 		out[strings.Join(r.Resources, ",")] = what
 	}
 	return out
+}
+
+// forFirstKeys calls fn with the key list of each resource entry whose
+// first provider (the one values are written with) has keys.
+func forFirstKeys(cfg *apiserverv1.EncryptionConfiguration, fn func(*apiserverv1.ResourceConfiguration, *[]apiserverv1.Key) error) error {
+	for i := range cfg.Resources {
+		r := &cfg.Resources[i]
+		if len(r.Providers) == 0 {
+			continue
+		}
+		if keys, _ := keysOf(&r.Providers[0]); keys != nil {
+			if err := fn(r, keys); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nextKeyName is key<n+1> for the highest key<n> in use.
