@@ -87,7 +87,7 @@ func (k *Kubelet) env(ctx context.Context, pod *corev1.Pod, c *corev1.Container,
 func (k *Kubelet) valueFrom(ctx context.Context, pod *corev1.Pod, c *corev1.Container, src *corev1.EnvVarSource, podIP string) (string, bool, error) {
 	switch {
 	case src.FieldRef != nil:
-		v, err := fieldRefValue(pod, src.FieldRef.FieldPath, podIP)
+		v, err := fieldRefValue(pod, src.FieldRef.FieldPath, podIP, k.hostIP)
 		return v, false, err
 	case src.ResourceFieldRef != nil:
 		ref := *src.ResourceFieldRef
@@ -137,7 +137,7 @@ func (k *Kubelet) valueFrom(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 }
 
 // fieldRefValue answers the downward API's field paths.
-func fieldRefValue(pod *corev1.Pod, path, podIP string) (string, error) {
+func fieldRefValue(pod *corev1.Pod, path, podIP, hostIP string) (string, error) {
 	if podIP == "" {
 		podIP = pod.Status.PodIP
 	}
@@ -163,6 +163,11 @@ func fieldRefValue(pod *corev1.Pod, path, podIP string) (string, error) {
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
 	case "status.hostIP", "status.hostIPs":
+		// The node's address, as the kubelet knows it: the pod's status
+		// does not carry it yet when its first containers start.
+		if hostIP != "" {
+			return hostIP, nil
+		}
 		return pod.Status.HostIP, nil
 	case "status.podIP", "status.podIPs":
 		return podIP, nil

@@ -172,3 +172,18 @@ func TestImageRef(t *testing.T) {
 		}
 	}
 }
+
+// TestHostIPBeforeStatus: status.hostIP comes from the node, since a pod's
+// first containers start before its status names the host.
+func TestHostIPBeforeStatus(t *testing.T) {
+	k := &Kubelet{client: fake.NewClientset(), hostIP: "198.51.100.4"}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c",
+		Env: []corev1.EnvVar{{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}}}}}}}
+	env, _, err := k.env(context.Background(), pod, &pod.Spec.Containers[0], "10.244.0.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(env, ";"), "HOST_IP=198.51.100.4") {
+		t.Fatalf("env %v", env)
+	}
+}

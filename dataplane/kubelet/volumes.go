@@ -305,7 +305,7 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 				var err error
 				switch {
 				case it.FieldRef != nil:
-					v, err = fieldRefValue(pod, it.FieldRef.FieldPath, "")
+					v, err = fieldRefValue(pod, it.FieldRef.FieldPath, "", k.hostIP)
 				case it.ResourceFieldRef != nil:
 					v, err = resourceFieldValue(pod, it.ResourceFieldRef, k.allocatable)
 				}
