@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -47,11 +48,51 @@ type Controller struct {
 	loop   *loop.Loop
 	jobs   batchlisters.JobLister
 	pods   corelisters.PodLister
+
+	// created holds the pods this controller made that its informer has
+	// not shown yet, by Job UID: they count as active, so that a sync
+	// running before the informer catches up does not create them again
+	// (Kubernetes' controllers keep expectations for the same reason).
+	mu      sync.Mutex
+	created map[types.UID]map[string]*corev1.Pod
+}
+
+// createdWait bounds how long a created pod counts without the informer
+// showing it (a pod deleted at once is never seen).
+const createdWait = time.Minute
+
+// notedCreate records a pod the controller created.
+func (c *Controller) notedCreate(j *batchv1.Job, p *corev1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.created[j.UID] == nil {
+		c.created[j.UID] = map[string]*corev1.Pod{}
+	}
+	c.created[j.UID][p.Name] = p
+}
+
+// unseenCreated are the Job's pods created but not in the informer's list
+// yet (seen holds the names listed); those listed are forgotten.
+func (c *Controller) unseenCreated(j *batchv1.Job, seen map[string]bool) []*corev1.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*corev1.Pod
+	for name, p := range c.created[j.UID] {
+		if seen[name] || time.Since(p.CreationTimestamp.Time) > createdWait {
+			delete(c.created[j.UID], name)
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(c.created[j.UID]) == 0 {
+		delete(c.created, j.UID)
+	}
+	return out
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs, clock: clock.RealClock{}}
+	c := &Controller{client: cs, clock: clock.RealClock{}, created: map[types.UID]map[string]*corev1.Pod{}}
 	c.loop = loop.New("job controller", c.sync)
 	jInf, pInf := factory.Batch().V1().Jobs(), factory.Core().V1().Pods()
 	c.jobs, c.pods = jInf.Lister(), pInf.Lister()
@@ -146,6 +187,11 @@ func (c *Controller) count(ctx context.Context, j *batchv1.Job) (counts, error) 
 		return counts{}, nil // validation refuses these; nothing to do
 	}
 	out := counts{succeededIndexes: map[int]bool{}, activeIndexes: map[int]bool{}}
+	seen := make(map[string]bool, len(all))
+	for _, p := range all {
+		seen[p.Name] = true
+	}
+	all = append(all, c.unseenCreated(j, seen)...)
 	for _, p := range all {
 		ref := metav1.GetControllerOf(p)
 		matches := sel.Matches(labels.Set(p.Labels))
@@ -362,10 +408,14 @@ func (c *Controller) createPod(ctx context.Context, j *batchv1.Job, index *int) 
 			pod.Spec.Containers[i].Env = append(pod.Spec.Containers[i].Env, corev1.EnvVar{Name: "JOB_COMPLETION_INDEX", Value: s})
 		}
 	}
-	_, err := c.client.CoreV1().Pods(j.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "job-controller"})
+	made, err := c.client.CoreV1().Pods(j.Namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "job-controller"})
 	if err != nil {
 		return fmt.Errorf("create pod: %w", err)
 	}
+	if made.CreationTimestamp.IsZero() {
+		made.CreationTimestamp = metav1.Now()
+	}
+	c.notedCreate(j, made)
 	return nil
 }
 
