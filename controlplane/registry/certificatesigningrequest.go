@@ -143,7 +143,21 @@ func prepareCSRUpdate(sub string, obj, old runtime.Object) {
 }
 
 // keepConditions puts back prev's conditions of type t in place of csr's.
+// When the writer sent them unchanged they stay where they are, so that a
+// condition appended after them stays last.
 func keepConditions(csr, prev *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) {
+	of := func(cs []certificatesv1.CertificateSigningRequestCondition) []certificatesv1.CertificateSigningRequestCondition {
+		var out []certificatesv1.CertificateSigningRequestCondition
+		for _, c := range cs {
+			if c.Type == t {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	if semanticEqual(of(csr.Status.Conditions), of(prev.Status.Conditions)) {
+		return
+	}
 	var kept []certificatesv1.CertificateSigningRequestCondition
 	for _, c := range csr.Status.Conditions {
 		if c.Type != t {
