@@ -180,6 +180,13 @@ func QuotaUsage(gr schema.GroupResource, obj runtime.Object) corev1.ResourceList
 				use["limits."+n] = v.DeepCopy()
 			}
 		}
+		// Extended resources (example.com/dongle) are quota'd by their
+		// requests only, as Kubernetes does.
+		for n, v := range req {
+			if strings.Contains(string(n), "/") && !strings.HasPrefix(string(n), corev1.ResourceDefaultNamespacePrefix) {
+				use[corev1.DefaultResourceRequestsPrefix+n] = v.DeepCopy()
+			}
+		}
 	case *corev1.Service:
 		use[corev1.ResourceServices] = one
 		// Every port of a NodePort Service takes a node port, and of a
@@ -206,10 +213,21 @@ func QuotaUsage(gr schema.GroupResource, obj runtime.Object) corev1.ResourceList
 		use[corev1.ResourceSecrets] = one
 	case *corev1.ResourceQuota:
 		use[corev1.ResourceQuotas] = one
+	case *corev1.ReplicationController:
+		use[corev1.ResourceReplicationControllers] = one
 	case *corev1.PersistentVolumeClaim:
 		use[corev1.ResourcePersistentVolumeClaims] = one
-		if v, ok := o.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
-			use[corev1.ResourceRequestsStorage] = v.DeepCopy()
+		storage, hasStorage := o.Spec.Resources.Requests[corev1.ResourceStorage]
+		if hasStorage {
+			use[corev1.ResourceRequestsStorage] = storage.DeepCopy()
+		}
+		// And per storage class: <class>.storageclass.storage.k8s.io/...
+		if sc := o.Spec.StorageClassName; sc != nil && *sc != "" {
+			prefix := corev1.ResourceName(*sc + ".storageclass.storage.k8s.io/")
+			use[prefix+corev1.ResourcePersistentVolumeClaims] = one
+			if hasStorage {
+				use[prefix+corev1.ResourceRequestsStorage] = storage.DeepCopy()
+			}
 		}
 	}
 	return use

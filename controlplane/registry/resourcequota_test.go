@@ -92,3 +92,29 @@ func TestQuotaUsageOfServices(t *testing.T) {
 		}
 	}
 }
+
+func TestQuotaUsageExtendedAndStorageClass(t *testing.T) {
+	q := resource.MustParse
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: q("500m"), corev1.ResourceEphemeralStorage: q("30Gi"), "example.com/dongle": q("2")},
+		Limits:   corev1.ResourceList{"example.com/dongle": q("2")}}}}}}
+	use := QuotaUsage(schema.GroupResource{Resource: "pods"}, pod)
+	for n, want := range map[corev1.ResourceName]string{"requests.example.com/dongle": "2", "ephemeral-storage": "30Gi", "requests.ephemeral-storage": "30Gi", "cpu": "500m"} {
+		if v, ok := use[n]; !ok || v.Cmp(q(want)) != 0 {
+			t.Errorf("%s: %v, want %s", n, use[n], want)
+		}
+	}
+	gold := "gold"
+	pvc := &corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &gold,
+		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: q("1Gi")}}}}
+	use = QuotaUsage(schema.GroupResource{Resource: "persistentvolumeclaims"}, pvc)
+	if v := use["gold.storageclass.storage.k8s.io/requests.storage"]; v.Cmp(q("1Gi")) != 0 {
+		t.Errorf("per-class storage: %v", use)
+	}
+	if v := use["gold.storageclass.storage.k8s.io/persistentvolumeclaims"]; v.Value() != 1 {
+		t.Errorf("per-class claims: %v", use)
+	}
+	if v := QuotaUsage(schema.GroupResource{Resource: "replicationcontrollers"}, &corev1.ReplicationController{})["replicationcontrollers"]; v.Value() != 1 {
+		t.Error("replicationcontrollers not counted")
+	}
+}

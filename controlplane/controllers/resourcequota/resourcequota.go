@@ -57,8 +57,8 @@ type Controller struct {
 
 // New builds the controller on a shared informer factory. It counts the
 // kinds Kubernetes' quota covers by name (pods, services, configmaps,
-// secrets, persistentvolumeclaims, resourcequotas) and the workloads'
-// count/<resource>.<group>.
+// secrets, persistentvolumeclaims, replicationcontrollers, resourcequotas)
+// and the workloads' count/<resource>.<group>.
 // Other kinds' count/<resource>.<group> are listed through mc, with resolve
 // giving the served version of a group and resource.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc metadata.Interface,
@@ -98,6 +98,7 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 				return pointers(l.Items), nil
 			}})
 	add(corev1.Resource("persistentvolumeclaims"), core.PersistentVolumeClaims().Informer())
+	add(corev1.Resource("replicationcontrollers"), core.ReplicationControllers().Informer())
 	add(corev1.Resource("resourcequotas"), qInf.Informer())
 	apps, batch := factory.Apps().V1(), factory.Batch().V1()
 	add(schema.GroupResource{Group: "apps", Resource: "deployments"}, apps.Deployments().Informer())
