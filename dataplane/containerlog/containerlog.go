@@ -98,44 +98,110 @@ type Writer struct {
 // NewWriter writes to out.
 func NewWriter(out io.Writer) *Writer { return &Writer{out: out} }
 
-// Copy reads stream until EOF and writes each line with its time.
+// partialFlush is how long output without a newline waits for more before
+// it is written as a partial line: the shim holds the container's pipe
+// open until the task is deleted, so the last words of a process that ends
+// without a newline ("echo -n DONE; false") would otherwise reach the log
+// only then, too late for its termination message.
+const partialFlush = 100 * time.Millisecond
+
+// Copy reads stream until EOF and writes each line with its time: F for
+// a line its newline ended, P for a piece of a longer line and for output
+// that stopped without a newline (written after partialFlush, or at EOF),
+// so a reader puts back exactly what was written, as with containerd's CRI
+// logs.
 func (w *Writer) Copy(stream string, r io.Reader) error {
-	br := bufio.NewReaderSize(r, maxLine)
-	var buf []byte
-	for {
-		line, isPrefix, err := br.ReadLine()
-		if len(line) > 0 || (err == nil && !isPrefix) {
-			tag := "F"
-			if isPrefix {
-				tag = "P"
+	chunks := make(chan []byte)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			b := make([]byte, 32*1024)
+			n, err := r.Read(b)
+			if n > 0 {
+				chunks <- b[:n]
 			}
-			now := time.Now
-			if w.now != nil {
-				now = w.now
-			}
-			buf = buf[:0]
-			buf = now().UTC().AppendFormat(buf, time.RFC3339Nano)
-			buf = append(buf, ' ')
-			buf = append(buf, stream...)
-			buf = append(buf, ' ')
-			buf = append(buf, tag...)
-			buf = append(buf, ' ')
-			buf = append(buf, line...)
-			buf = append(buf, '\n')
-			w.mu.Lock()
-			_, werr := w.out.Write(buf)
-			w.mu.Unlock()
-			if werr != nil {
-				return werr
+			if err != nil {
+				errc <- err
+				close(chunks)
+				return
 			}
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
+	}()
+	var pending []byte
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case b, ok := <-chunks:
+			if !ok {
+				if len(pending) > 0 {
+					if err := w.writeLine(stream, "P", pending); err != nil {
+						return err
+					}
+				}
+				if err := <-errc; !errors.Is(err, io.EOF) {
+					return err
+				}
 				return nil
 			}
-			return err
+			var err error
+			if pending, err = w.writeLines(stream, append(pending, b...)); err != nil {
+				return err
+			}
+			pending = append([]byte(nil), pending...)
+			timer.Reset(partialFlush)
+		case <-timer.C:
+			if len(pending) > 0 {
+				if err := w.writeLine(stream, "P", pending); err != nil {
+					return err
+				}
+				pending = nil
+			}
 		}
 	}
+}
+
+// writeLines writes the complete lines of buf (F), and pieces of maxLine
+// of a longer one (P), and returns what is left: the start of a line.
+func (w *Writer) writeLines(stream string, buf []byte) ([]byte, error) {
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		switch {
+		case (i < 0 || i >= maxLine) && len(buf) >= maxLine:
+			if err := w.writeLine(stream, "P", buf[:maxLine]); err != nil {
+				return nil, err
+			}
+			buf = buf[maxLine:]
+		case i >= 0:
+			if err := w.writeLine(stream, "F", bytes.TrimSuffix(buf[:i], []byte{'\r'})); err != nil {
+				return nil, err
+			}
+			buf = buf[i+1:]
+		default:
+			return buf, nil
+		}
+	}
+}
+
+// writeLine writes one CRI log line: time, stream, tag and text.
+func (w *Writer) writeLine(stream, tag string, text []byte) error {
+	now := time.Now
+	if w.now != nil {
+		now = w.now
+	}
+	buf := make([]byte, 0, len(text)+64)
+	buf = now().UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, ' ')
+	buf = append(buf, stream...)
+	buf = append(buf, ' ')
+	buf = append(buf, tag...)
+	buf = append(buf, ' ')
+	buf = append(buf, text...)
+	buf = append(buf, '\n')
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := w.out.Write(buf)
+	return err
 }
 
 // Entry is one parsed log line.

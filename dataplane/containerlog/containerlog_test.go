@@ -3,6 +3,7 @@ package containerlog
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,29 @@ func TestFollowUntilDone(t *testing.T) {
 	}
 	if out.String() != "first\nsecond\n" {
 		t.Fatalf("followed %q", out.String())
+	}
+}
+
+// TestOutputWithoutNewlineIsWrittenSoon: a process's last words without a
+// newline reach the log while its pipe is still open (the shim keeps it
+// until the task is deleted), as a partial line that reads back as written.
+func TestOutputWithoutNewlineIsWrittenSoon(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out syncBuffer
+	w := NewWriter(&out)
+	go func() { _ = w.Copy("stdout", pr) }()
+	if _, err := pw.Write([]byte("line\nDONE")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(out.String(), " stdout P DONE\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), " stdout F line\n") {
+		t.Fatalf("log %q", out.String())
 	}
 }

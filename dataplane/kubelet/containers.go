@@ -273,6 +273,10 @@ func terminationFile(podDir, name string, run int32) string {
 // maxTerminationMessage bounds a termination message, as Kubernetes does.
 const maxTerminationMessage = 4096
 
+// logSettle is how long after a container's exit its log is taken as
+// complete for a FallbackToLogsOnError termination message.
+const logSettle = 200 * time.Millisecond
+
 // terminated is how a run ended, with the container's termination message:
 // what it wrote to terminationMessagePath, or with FallbackToLogsOnError
 // and nothing written, the end of its log when it failed.
@@ -288,6 +292,12 @@ func (k *Kubelet) terminated(pod *corev1.Pod, c *corev1.Container, o observed) *
 		return t
 	}
 	if c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError && t.ExitCode != 0 {
+		// containerd reports the exit as soon as the process is gone; the
+		// logger may still be writing the output's last piece (a line
+		// without a newline is only written when the pipe closes).
+		if wait := logSettle - time.Since(t.FinishedAt.Time); wait > 0 && !t.FinishedAt.IsZero() {
+			time.Sleep(wait)
+		}
 		var buf bytes.Buffer
 		path := filepath.Join(dir, "logs", c.Name, fmt.Sprintf("%d.log", run))
 		if err := containerlog.Read(context.Background(), path, &buf, containerlog.Options{TailLines: 80}); err == nil {

@@ -595,6 +595,7 @@ spec:
   containers:
   - {name: file, image: %[1]s, command: ["sh", "-c", "echo 'bye now' > /dev/termination-log; exit 3"]}
   - {name: logs, image: %[1]s, command: ["sh", "-c", "echo oops; exit 4"], terminationMessagePolicy: FallbackToLogsOnError}
+  - {name: partial, image: %[1]s, command: ["sh", "-c", "printf DONE; exit 1"], terminationMessagePolicy: FallbackToLogsOnError}
 `, img))
 		poll(t, "both containers' messages", 30*time.Second, func() error {
 			p := getPod(ctx, t, cs, "lastwords")
@@ -604,8 +605,10 @@ spec:
 					msgs[c.Name] = c.State.Terminated.Message
 				}
 			}
-			if msgs["file"] != "bye now\n" || msgs["logs"] != "oops\n" || p.Status.Phase != corev1.PodFailed {
-				return fmt.Errorf("phase %s, messages %q", p.Status.Phase, msgs)
+			// The last words without a newline too (conformance: "echo -n DONE").
+			if msgs["file"] != "bye now\n" || msgs["logs"] != "oops\n" || msgs["partial"] != "DONE" || p.Status.Phase != corev1.PodFailed {
+				out, _ := u.Kubectl(ctx, "", "logs", "lastwords", "-c", "partial")
+				return fmt.Errorf("phase %s, messages %q (partial's log %q)", p.Status.Phase, msgs, out)
 			}
 			return nil
 		})
