@@ -232,7 +232,18 @@ func (ca *CA) WriteKubeconfig(path, server, user string, orgs []string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return clientcmd.WriteToFile(*cfg, path)
+	// Written beside and renamed into place: a client reading the file
+	// while a restarting server rewrites it (kubectl, a test's clients)
+	// sees the old one or the new one, never an empty file.
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // SignRequest signs a certificate for the public key and subject of a
