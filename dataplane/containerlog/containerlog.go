@@ -114,11 +114,13 @@ func (w *Writer) Copy(stream string, r io.Reader) error {
 	chunks := make(chan []byte)
 	errc := make(chan error, 1)
 	go func() {
+		// One read buffer; each chunk sent is a copy of what was read, so a
+		// container's output costs its own size, not a buffer per read.
+		b := make([]byte, 32*1024)
 		for {
-			b := make([]byte, 32*1024)
 			n, err := r.Read(b)
 			if n > 0 {
-				chunks <- b[:n]
+				chunks <- append([]byte(nil), b[:n]...)
 			}
 			if err != nil {
 				errc <- err
