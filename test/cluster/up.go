@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,6 +30,9 @@ type Up struct {
 	PinDir      string
 	LocalDNS    netip.Addr
 	MetricsPort int
+	// ClusterCIDR is the pod range the cluster was started with: one of the
+	// test process's own unless the test names one.
+	ClusterCIDR string
 }
 
 // StartUp starts `petrel up` for a test; the test's cleanup stops it and
@@ -42,6 +46,19 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 	u := &Up{NodeName: id, LBCgroup: filepath.Join(root, "petrel-lb-"+id), PinDir: bpfobj.PinDir(id),
 		// Per test process, so that two runs on one machine do not collide.
 		LocalDNS: netip.AddrFrom4([4]byte{169, 254, 21, byte(1 + os.Getpid()%250)}), MetricsPort: FreePort(t)}
+	// A pod range per test cluster: single-node clusters of other test runs
+	// (other worktrees' make test, a helper's e2e run) put their pods' /32
+	// routes in the same root namespace, and with one shared range each run's
+	// cleanup deleted the other's routes. 10.150-10.239 stays clear of the
+	// service range (10.96.0.0/16) and of `petrel up`'s default 10.244.
+	u.ClusterCIDR = fmt.Sprintf("10.%d.0.0/16", 150+(os.Getpid()+FreePort(t))%90)
+	for i, a := range extraArgs {
+		if a == "--cluster-cidr" && i+1 < len(extraArgs) {
+			u.ClusterCIDR = extraArgs[i+1]
+		} else if v, ok := strings.CutPrefix(a, "--cluster-cidr="); ok {
+			u.ClusterCIDR = v
+		}
+	}
 	// Pods go below the load-balanced cgroup, so that they reach Services.
 	cgroupRoot := filepath.Join(filepath.Base(u.LBCgroup), "pods")
 	args := append([]string{"--node-name", id, "--lb-cgroup", filepath.Base(u.LBCgroup), "--cgroup-root", cgroupRoot,
@@ -52,7 +69,7 @@ func StartUp(t testing.TB, extraArgs ...string) *Up {
 		"--nodeport-interfaces", "none",
 		// The machine's ports 80 and 443 stay out of tests too; a test that
 		// wants the ingress gives it addresses (the later flag wins).
-		"--ingress-http-address=", "--ingress-https-address="}, extraArgs...)
+		"--ingress-http-address=", "--ingress-https-address=", "--cluster-cidr", u.ClusterCIDR}, extraArgs...)
 	s := &Server{t: t, DataDir: t.TempDir(), Port: FreePort(t), EtcdClient: FreePort(t), EtcdPeer: FreePort(t), ExtraArgs: args, Command: "up"}
 	s.Kubeconfig = filepath.Join(s.DataDir, "admin.kubeconfig")
 	u.Server = s

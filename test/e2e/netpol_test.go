@@ -363,12 +363,7 @@ func (tb *npTable) updatePolicy(t *testing.T, p *networkingv1.NetworkPolicy) {
 
 func TestNetworkPolicy(t *testing.T) {
 	// --trace: allowed connections are reported too (monitor --type trace).
-	// A pod range of this test process's own: single-node clusters of other
-	// test runs on the machine (other worktrees' make test) put their pods'
-	// /32 routes in the same root namespace, and with the default
-	// 10.244.0.0/24 each run's cleanup deleted the other's routes.
-	cidr := fmt.Sprintf("10.%d.0.0/16", 100+os.Getpid()%100)
-	u := startPodCluster(t, "--trace", "--cluster-cidr", cidr)
+	u := startPodCluster(t, "--trace")
 	cs := u.Clientset()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestPodsServeThroughServiceByName(t *testing.T) {
 	}
 	names := map[string]bool{}
 	for _, p := range pods.Items {
-		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || !strings.HasPrefix(p.Status.PodIP, "10.244.") {
+		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || !podIPIn(u, p.Status.PodIP) {
 			t.Fatalf("pod %s: phase %s, IP %q", p.Name, p.Status.Phase, p.Status.PodIP)
 		}
 		names[p.Name] = true
@@ -151,4 +152,11 @@ spec:
 	if out, err := py.CombinedOutput(); err != nil || !strings.Contains(string(out), "all checks passed") {
 		t.Fatalf("python client: %v\n%s", err, out)
 	}
+}
+
+// podIPIn reports whether ip is in the cluster's pod range.
+func podIPIn(u *cluster.Up, ip string) bool {
+	prefix, err := netip.ParsePrefix(u.ClusterCIDR)
+	addr, err2 := netip.ParseAddr(ip)
+	return err == nil && err2 == nil && prefix.Contains(addr)
 }

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,10 +77,7 @@ func newWebhookPKI(t *testing.T, dnsNames ...string) webhookPKI {
 // ValidatingAdmissionPolicy with its binding. Each case scopes its
 // configuration by an object label, so the cluster is shared.
 func TestAdmissionWebhooks(t *testing.T) {
-	// A pod range of this process's own (see TestNetworkPolicy): the API
-	// server reaches the webhook pod at its address on the host.
-	cidr := fmt.Sprintf("10.%d.0.0/16", 100+(os.Getpid()+37)%100)
-	u := startPodCluster(t, "--cluster-cidr", cidr)
+	u := startPodCluster(t)
 	s := u.Server
 	cs := u.Clientset()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
