@@ -4,7 +4,7 @@
 set -euo pipefail
 PACKAGES=(etcd-server python3-kubernetes dnsutils dnsperf iproute2 curl ca-certificates
   clang llvm libbpf-dev linux-libc-dev bpftool iptables util-linux
-  containerd runc busybox-static iperf3)
+  containerd runc crun busybox-static iperf3 docker-registry apache2-utils chromium)
 # Peers of benchmarks only (petrelctl bench ingress, bench policy): `hack/deps.sh --bench`.
 # Kept out of make test: Debian's nginx package starts a server on :80.
 if [ "${1:-}" = "--bench" ]; then
