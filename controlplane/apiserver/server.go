@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/petrel-project/petrel/controlplane/audit"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
@@ -69,6 +70,8 @@ type Config struct {
 	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
 	// at once before new ones are answered 429 (0: Kubernetes' defaults).
 	MaxReadOnlyInflight, MaxMutatingInflight int
+	// Audit records requests by its policy; nil keeps no audit log.
+	Audit *audit.Logger
 }
 
 // Server is the API server's HTTP handler.
@@ -179,9 +182,25 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP serves one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if aw, ar := s.beginAudit(w, r); aw != nil {
+		panicked := true
+		defer func() { aw.finish(panicked) }()
+		s.serve(aw, ar, aw)
+		panicked = false
+		return
+	}
+	s.serve(w, r, nil)
+}
+
+// serve is ServeHTTP after the audit record began (aw nil: none).
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, aw *auditWriter) {
+	before, _ := userFrom(r.Context())
 	r, ok := s.impersonate(w, r)
 	if !ok {
 		return
+	}
+	if after, _ := userFrom(r.Context()); aw != nil && after.Name != before.Name {
+		aw.rec.SetImpersonated(audit.User{Name: after.Name, UID: after.UID, Groups: after.Groups})
 	}
 	done, err := s.inflight.Admit(r)
 	if err != nil {
@@ -349,6 +368,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		slog.Error("internal error", "path", r.URL.Path, "err", err)
 	}
 	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	noteStatus(r, &st)
 	code := int(st.Code)
 	if code == 0 {
 		code = http.StatusInternalServerError

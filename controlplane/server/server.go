@@ -46,8 +46,10 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/petrel-project/petrel/controlplane/admission/builtin"
+	"github.com/petrel-project/petrel/controlplane/admission/podsecurity"
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/audit"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
 	"github.com/petrel-project/petrel/controlplane/controllers/bootstraptoken"
 	"github.com/petrel-project/petrel/controlplane/controllers/clusterroleaggregation"
@@ -151,6 +153,21 @@ type Options struct {
 	// default) or off; an explicit EncryptionProviderConfig applies either
 	// way.
 	SecretsEncryption bool
+	// PodSecurityDefault is the Pod Security level (privileged, baseline,
+	// restricted) enforced, audited and warned at in namespaces without
+	// pod-security.kubernetes.io labels; kube-system is exempt.
+	PodSecurityDefault string
+	// PodSecurityConfigFile is a PodSecurityConfiguration file used instead
+	// of PodSecurityDefault (defaults and exemptions as written there).
+	PodSecurityConfigFile string
+	// AuditLogPath is where audit events go as JSON lines: "" is
+	// <data-dir>/logs/audit.log, "-" standard output, "none" no audit log.
+	AuditLogPath string
+	// AuditPolicyFile is an audit.k8s.io/v1 Policy; empty: audit.DefaultPolicy.
+	AuditPolicyFile string
+	// AuditLogMaxSize (MB), AuditLogMaxBackup (files) and AuditLogMaxAge
+	// (days) rotate the audit log.
+	AuditLogMaxSize, AuditLogMaxBackup, AuditLogMaxAge int
 }
 
 // DefaultOptions are the documented defaults.
@@ -159,6 +176,7 @@ func DefaultOptions() Options {
 		DataDir: "/var/lib/petrel", BindAddress: "0.0.0.0", SecurePort: 6443,
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
 		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5, SecretsEncryption: true,
+		PodSecurityDefault: "baseline", AuditLogMaxSize: 100, AuditLogMaxBackup: 10, AuditLogMaxAge: 30,
 	}
 }
 
@@ -190,6 +208,7 @@ type Server struct {
 	lbPool     []loadbalancer.Range
 	ca         *pki.CA
 	caPEM      []byte
+	audit      *audit.Logger
 	done       chan error
 }
 
@@ -494,7 +513,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	for _, res := range resources {
 		apiRegistry.Add(res, stores[res.GVR])
 	}
-	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz}))
+	psCfg, err := podsecurity.Config(podsecurity.Options{ConfigFile: opts.PodSecurityConfigFile, DefaultLevel: opts.PodSecurityDefault})
+	if err != nil {
+		return nil, err
+	}
+	podSecurity, err := podsecurity.New(psCfg, apiRegistry, reg)
+	if err != nil {
+		return nil, err
+	}
+	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, PodSecurity: podSecurity}))
+	auditLog, err := openAuditLog(opts, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.audit = auditLog
 	// Every server serves the kinds CustomResourceDefinitions define.
 	crdController, err := customresource.NewController(apiRegistry, backend.Client)
 	if err != nil {
@@ -502,7 +534,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
-		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
+		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight, Audit: auditLog,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
 			// namespaces, Services and RBAC policy exist and the policy is
@@ -591,7 +623,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, Dynamic: dynamic}))
+	apiRegistry.SetAdmission(builtin.Chain(builtin.Config{Registry: apiRegistry, Authorizer: authz, NodeAuthorizer: nodeAuthz, Dynamic: dynamic, PodSecurity: podSecurity}))
 	// Conversion webhooks reach Services as admission webhooks do.
 	if err := crdController.SetServiceResolver(resolver); err != nil {
 		return nil, err
@@ -786,7 +818,23 @@ func (s *Server) Stop() {
 	if s.httpServer != nil {
 		_ = s.httpServer.Shutdown(ctx)
 	}
+	if s.audit != nil {
+		s.audit.Close()
+	}
 	s.backend.Close()
+}
+
+// openAuditLog opens the audit log opts ask for; nil for none.
+func openAuditLog(opts Options, reg prometheus.Registerer) (*audit.Logger, error) {
+	path := opts.AuditLogPath
+	switch path {
+	case "none":
+		return nil, nil
+	case "":
+		path = filepath.Join(opts.DataDir, "logs", "audit.log")
+	}
+	return audit.New(audit.Options{PolicyFile: opts.AuditPolicyFile, LogPath: path,
+		MaxSizeMB: opts.AuditLogMaxSize, MaxBackups: opts.AuditLogMaxBackup, MaxAgeDays: opts.AuditLogMaxAge}, reg)
 }
 
 // serviceIP is the k-th address of the service range: 1 for the kubernetes

@@ -50,6 +50,7 @@ func TestNodePortFromAnotherHost(t *testing.T) {
 	run("-n", outside, "link", "set", "lo", "up")
 
 	u := startPodCluster(t, "--nodeport-interfaces", hostIf)
+	allowPrivileged(t, u.Server, "default") // a pod with a hostPort
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	kubectl(t, u.Server, "", "create", "deployment", "np", "--image="+images.TestServer, "--replicas=2")

@@ -25,6 +25,7 @@ import (
 // why.
 func TestSchedulerPlacementsAreValid(t *testing.T) {
 	s := cluster.StartServer(t, "--node-monitor-grace-period", "10m")
+	allowPrivileged(t, s, "default") // pods with host ports
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cs := s.Clientset()

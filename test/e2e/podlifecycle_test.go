@@ -51,6 +51,8 @@ func hasEvent(ctx context.Context, cs kubernetes.Interface, pod, reason string) 
 // commands, volumes that are not there yet, and graceful deletion.
 func TestPodLifecycle(t *testing.T) {
 	u := startPodCluster(t)
+	// hostPort, hostPath, hostNetwork and privileged pods below.
+	allowPrivileged(t, u.Server, "default")
 	cs := u.Clientset()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -50,6 +50,7 @@ func startPodCluster(t *testing.T, extraArgs ...string) *cluster.Up {
 // answered by every replica.
 func TestPodsServeThroughServiceByName(t *testing.T) {
 	u := startPodCluster(t)
+	allowPrivileged(t, u.Server, "default") // the client writes its answers to a hostPath
 	cs := u.Clientset()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -1,7 +1,7 @@
 // Package builtin holds the admission plugins Petrel always runs, in the
 // order Kubernetes runs its own: ServiceAccount, CertificateRequester,
 // LimitRanger, Priority and RuntimeClass mutate (Priority validates too);
-// RBAC escalation, NodeRestriction, certificate approval and ResourceQuota
+// RBAC escalation, NodeRestriction, PodSecurity, certificate approval and ResourceQuota
 // (last: what is refused after it was charged) validate. Each is a member
 // of an admission.Chain and knows nothing of HTTP; they read other objects
 // through the registry's stores.
@@ -30,6 +30,10 @@ type Config struct {
 	// webhook), placed where Kubernetes puts them: after the built-in
 	// mutating plugins, before ResourceQuota.
 	Dynamic []admission.Interface
+	// PodSecurity, when set, judges pods by their namespace's Pod Security
+	// labels (controlplane/admission/podsecurity), after NodeRestriction as
+	// in Kubernetes' order.
+	PodSecurity admission.Interface
 }
 
 // Chain is the built-in plugins in order.
@@ -42,8 +46,11 @@ func Chain(cfg Config) admission.Chain {
 		&RuntimeClass{reg: cfg.Registry},
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
-		&CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer},
 	}
+	if cfg.PodSecurity != nil {
+		c = append(c, cfg.PodSecurity)
+	}
+	c = append(c, &CertificateApproval{authz: cfg.Authorizer, nodes: cfg.NodeAuthorizer})
 	c = append(c, cfg.Dynamic...)
 	return append(c, &ResourceQuota{reg: cfg.Registry})
 }
