@@ -217,6 +217,9 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 		if err := runAPIOwn(ctx, o, rep, progress); err != nil {
 			return nil, err
 		}
+		if err := runAuditCost(ctx, o, rep, progress); err != nil {
+			return nil, err
+		}
 	}
 	if err := runAPIPeer(ctx, o, rep, progress); err != nil {
 		return nil, err
