@@ -61,6 +61,10 @@ func ParseConfig(b []byte) (*Config, error) {
 	if c.MTU == 0 {
 		c.MTU = 1500
 	}
+	// IPv4's minimum link MTU to the largest a veth takes.
+	if c.MTU < 68 || c.MTU > 65535 {
+		return nil, fmt.Errorf("network configuration: mtu %d: want 68 to 65535", c.MTU)
+	}
 	return c, nil
 }
 

@@ -607,3 +607,50 @@ func requestsCounted(t *testing.T, reg *prometheus.Registry, typ, rcode string) 
 	}
 	return 0
 }
+
+// FuzzFastAnswer feeds raw packets to the fast path, which parses them by
+// hand: it must never read or write out of bounds, and whatever it answers
+// must unpack and say what the slow path (miekg/dns) says.
+func FuzzFastAnswer(f *testing.F) {
+	h := NewHandler("cluster.local", nil, nil)
+	h.Swap(sampleSnapshot())
+	for _, name := range []string{"web.default.svc.cluster.local.", "Web.DEFAULT.svc.cluster.local.", "_pg._tcp.db.default.svc.cluster.local.", "nope.default.svc.cluster.local.", "20.0.96.10.in-addr.arpa."} {
+		for _, edns := range []bool{false, true} {
+			q := new(mdns.Msg)
+			q.SetQuestion(name, mdns.TypeA)
+			if edns {
+				q.SetEdns0(1232, true)
+			}
+			pkt, _ := q.Pack()
+			f.Add(pkt)
+		}
+	}
+	var sc fastScratch
+	out := make([]byte, 4096)
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		n := h.FastAnswer(pkt, out, &sc)
+		if n == 0 {
+			return
+		}
+		if n < 0 || n > len(out) {
+			t.Fatalf("reply length %d", n)
+		}
+		q := new(mdns.Msg)
+		if err := q.Unpack(pkt); err != nil {
+			// The fast path answers only what it parsed as one question;
+			// miekg/dns may still refuse trailing sections it does not
+			// read. The reply must at least unpack.
+			if err := new(mdns.Msg).Unpack(out[:n]); err != nil {
+				t.Fatalf("fast reply to an unparsable query does not unpack: %v", err)
+			}
+			return
+		}
+		got := new(mdns.Msg)
+		if err := got.Unpack(out[:n]); err != nil {
+			t.Fatalf("fast reply does not unpack: %v", err)
+		}
+		if got.Id != q.Id || got.Rcode != h.Answer(q, true).Rcode {
+			t.Fatalf("fast reply %v\nto %v\ndiffers from the slow path's %v", got, q, h.Answer(q, true))
+		}
+	})
+}

@@ -143,7 +143,7 @@ func TestTableColumns(t *testing.T) {
 	}
 }
 
-func findResource(t *testing.T, name string) *Resource {
+func findResource(t testing.TB, name string) *Resource {
 	for _, r := range All(testConfig()) {
 		if r.GVR.Resource == name {
 			return r
