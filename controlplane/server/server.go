@@ -528,7 +528,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.audit = auditLog
 	// Every server serves the kinds CustomResourceDefinitions define.
-	crdController, err := customresource.NewController(apiRegistry, backend.Client)
+	crdController, err := customresource.NewController(apiRegistry, backend.Client, encrypt.For)
 	if err != nil {
 		return nil, err
 	}

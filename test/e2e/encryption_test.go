@@ -3,8 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +131,64 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	got, err = b.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
 	if err != nil || string(got.Data["password"]) != marker {
 		t.Fatalf("the joined server reads %v: %v", got, err)
+	}
+}
+
+// TestEncryptionConfigListsCustomResource: an EncryptionConfiguration that
+// lists a custom resource (here under aescbc) encrypts its objects too, as
+// Kubernetes does; resources it does not list stay as they are.
+func TestEncryptionConfigListsCustomResource(t *testing.T) {
+	requireKubectl(t)
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "encryption.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [widgets.example.com, secrets]
+  providers:
+  - aescbc: {keys: [{name: k1, secret: %s}]}
+  - identity: {}
+`, base64.StdEncoding.EncodeToString(key))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := cluster.StartServer(t, "--encryption-provider-config", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kubectl(t, s, widgetCRD, "apply", "-f", "-")
+	const marker = "widget-plaintext-marker"
+	waitFor(t, 20*time.Second, func() bool {
+		_, err := s.Kubectl(ctx, fmt.Sprintf("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default, labels: {m: %s}}\nspec: {size: small}\n", marker), "apply", "-f", "-")
+		return err == nil
+	})
+	kubectl(t, s, "", "create", "configmap", "plain", "--from-literal=k="+marker)
+	resp, err := etcdClient(t, s).Get(ctx, "/registry/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, kv := range resp.Kvs {
+		k := string(kv.Key)
+		switch {
+		case strings.HasSuffix(k, "/widgets/default/w1"):
+			seen++
+			if !bytes.HasPrefix(kv.Value, []byte("k8s:enc:aescbc:v1:k1:")) || bytes.Contains(kv.Value, []byte(marker)) {
+				t.Fatalf("the Widget in etcd: %q", kv.Value)
+			}
+		case strings.HasSuffix(k, "/configmaps/default/plain"):
+			seen++
+			if !bytes.Contains(kv.Value, []byte(marker)) {
+				t.Fatalf("a ConfigMap the file does not list is encrypted: %q", kv.Value)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("found %d of the two keys in etcd", seen)
+	}
+	out := kubectl(t, s, "", "get", "widget", "w1", "-o", "jsonpath={.metadata.labels.m}")
+	if out != marker {
+		t.Fatalf("the Widget reads back as %q", out)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/conversion"
+	"k8s.io/apiserver/pkg/storage/value"
 
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/storage"
@@ -41,6 +42,9 @@ type Controller struct {
 	// conversion (SetServiceResolver).
 	converters *conversion.CRConverterFactory
 
+	// encryptFor gives a custom resource's transformer at rest.
+	encryptFor func(schema.GroupResource) value.Transformer
+
 	mu     sync.Mutex
 	served map[string]*served // by definition name
 }
@@ -54,12 +58,16 @@ type served struct {
 
 // NewController serves the definitions in reg's customresourcedefinitions
 // store, keeping their objects in etcd through client.
-func NewController(reg *generic.Registry, client *clientv3.Client) (*Controller, error) {
+//
+// encryptFor gives the transformer of a custom resource's values at rest
+// (nil: stored as they are), so that an EncryptionConfiguration listing a
+// custom resource, or *.*, applies to it as in Kubernetes; nil for none.
+func NewController(reg *generic.Registry, client *clientv3.Client, encryptFor func(schema.GroupResource) value.Transformer) (*Controller, error) {
 	crds := reg.Store(apiextensionsv1.SchemeGroupVersion.WithResource("customresourcedefinitions"))
 	if crds == nil {
 		return nil, errors.New("customresourcedefinitions are not served")
 	}
-	return &Controller{reg: reg, crds: crds, client: client, served: map[string]*served{}}, nil
+	return &Controller{reg: reg, crds: crds, client: client, served: map[string]*served{}, encryptFor: encryptFor}, nil
 }
 
 // Run follows the definitions, and the namespaces whose custom objects go
@@ -259,8 +267,13 @@ func equalStatus(a, b *apiextensionsv1.CustomResourceDefinition) bool {
 func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.CustomResourceDefinition, res *generic.Resource, conv runtime.ObjectConvertor) (*storage.Store, error) {
 	gvk := res.GVK()
 	prefix := "/registry/" + crd.Spec.Group + "/" + crd.Spec.Names.Plural + "/"
+	var transformer value.Transformer
+	if c.encryptFor != nil {
+		transformer = c.encryptFor(schema.GroupResource{Group: crd.Spec.Group, Resource: crd.Spec.Names.Plural})
+	}
 	return storage.New(ctx, c.client, storage.Config{
 		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: jsonCodec{gvk: gvk, conv: conv, storage: storageVersion(crd)}, NewFunc: res.New,
+		Transformer: transformer,
 		JSONEncode: func(obj runtime.Object) ([]byte, error) { return json.Marshal(obj) },
 		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 			acc, err := meta.Accessor(obj)
