@@ -274,7 +274,7 @@ func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.Custom
 	return storage.New(ctx, c.client, storage.Config{
 		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: jsonCodec{gvk: gvk, conv: conv, storage: storageVersion(crd)}, NewFunc: res.New,
 		Transformer: transformer,
-		JSONEncode: func(obj runtime.Object) ([]byte, error) { return json.Marshal(obj) },
+		JSONEncode:  func(obj runtime.Object) ([]byte, error) { return json.Marshal(obj) },
 		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 			acc, err := meta.Accessor(obj)
 			if err != nil {
