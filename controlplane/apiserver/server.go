@@ -91,6 +91,7 @@ type Server struct {
 	metrics  *serverMetrics
 	mux      *http.ServeMux
 	inflight *filters.InflightLimit
+	fairness atomic.Pointer[filters.Fairness]
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -202,19 +203,36 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, aw *auditWriter) 
 	if after, _ := userFrom(r.Context()); aw != nil && after.Name != before.Name {
 		aw.rec.SetImpersonated(audit.User{Name: after.Name, UID: after.UID, Groups: after.Groups})
 	}
+	if f := s.fairness.Load(); f != nil {
+		u, _ := userFrom(r.Context())
+		if err := f.Serve(w, r, requestAttributes(r, u), func() { s.authorizeAndServe(w, r) }); err != nil {
+			// client-go waits Retry-After seconds and sends the request again.
+			w.Header().Set("Retry-After", "1")
+			s.writeError(w, r, err)
+		}
+		return
+	}
 	done, err := s.inflight.Admit(r)
 	if err != nil {
-		// client-go waits Retry-After seconds and sends the request again.
 		w.Header().Set("Retry-After", "1")
 		s.writeError(w, r, err)
 		return
 	}
 	defer done()
+	s.authorizeAndServe(w, r)
+}
+
+func (s *Server) authorizeAndServe(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, withWarnings(w, r))
 }
+
+// SetFairness puts API Priority and Fairness in front of every request
+// from now on, in place of the in-flight limits (which hold until then:
+// the controller needs this server to read its configuration).
+func (s *Server) SetFairness(f *filters.Fairness) { s.fairness.Store(f) }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

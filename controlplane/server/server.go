@@ -47,6 +47,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/admission/builtin"
 	"github.com/petrel-project/petrel/controlplane/admission/podsecurity"
+	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/audit"
@@ -168,6 +169,10 @@ type Options struct {
 	// AuditLogMaxSize (MB), AuditLogMaxBackup (files) and AuditLogMaxAge
 	// (days) rotate the audit log.
 	AuditLogMaxSize, AuditLogMaxBackup, AuditLogMaxAge int
+	// EnablePriorityAndFairness classifies requests by FlowSchemas into
+	// priority levels sharing MaxRequestsInflight+MaxMutatingRequestsInflight
+	// seats, instead of the two plain in-flight limits.
+	EnablePriorityAndFairness bool
 }
 
 // DefaultOptions are the documented defaults.
@@ -177,6 +182,7 @@ func DefaultOptions() Options {
 		ServiceCIDR: "10.96.0.0/16", ClusterCIDR: "10.244.0.0/16", NodePortRange: "30000-32767", NodeMonitorGracePeriod: 40 * time.Second,
 		AuthorizationMode: AuthorizationRBAC, EtcdSnapshotRetention: 5, SecretsEncryption: true,
 		PodSecurityDefault: "baseline", AuditLogMaxSize: 100, AuditLogMaxBackup: 10, AuditLogMaxAge: 30,
+		EnablePriorityAndFairness: true,
 	}
 }
 
@@ -617,6 +623,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := ca.WriteKubeconfig(s.loopbackKubeconfig, s.URL, "petrel-loopback", []string{"system:masters"}); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", s.loopbackKubeconfig, err)
 	}
+	if opts.EnablePriorityAndFairness {
+		if err := startFairness(ctx, api, s.loopbackKubeconfig, opts, reg); err != nil {
+			return nil, err
+		}
+	}
 	// Webhooks and policies join the chain now that the server's own
 	// client can be made; nothing has been written through it yet.
 	dynamic, resolver, err := dynamicAdmission(ctx, s.loopbackKubeconfig, apiRegistry, authz)
@@ -822,6 +833,30 @@ func (s *Server) Stop() {
 		s.audit.Close()
 	}
 	s.backend.Close()
+}
+
+// startFairness runs API Priority and Fairness over the server's own
+// flowcontrol objects (read through the loopback client, whose
+// system:masters requests the exempt FlowSchema lets through).
+func startFairness(ctx context.Context, api *apiserver.Server, kubeconfig string, opts Options, reg prometheus.Registerer) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("priority and fairness: %w", err)
+	}
+	readOnly, mutating := opts.MaxRequestsInflight, opts.MaxMutatingRequestsInflight
+	if readOnly <= 0 {
+		readOnly = filters.DefaultMaxReadOnlyInflight
+	}
+	if mutating <= 0 {
+		mutating = filters.DefaultMaxMutatingInflight
+	}
+	f, err := filters.NewFairness(cfg, readOnly+mutating, reg)
+	if err != nil {
+		return err
+	}
+	go f.Run(ctx)
+	api.SetFairness(f)
+	return nil
 }
 
 // openAuditLog opens the audit log opts ask for; nil for none.

@@ -1,5 +1,6 @@
-// Package filters holds the API server's request filters that know nothing
-// of resources: load shedding by the number of requests in flight.
+// Package filters holds the API server's load shedding: API Priority and
+// Fairness (Fairness), and before its configuration can be read, the plain
+// limits on the number of requests in flight (InflightLimit).
 package filters
 
 import (
