@@ -47,9 +47,9 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/admission/builtin"
 	"github.com/petrel-project/petrel/controlplane/admission/podsecurity"
-	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
+	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
 	"github.com/petrel-project/petrel/controlplane/audit"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
 	"github.com/petrel-project/petrel/controlplane/controllers/bootstraptoken"
