@@ -158,6 +158,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.AuthorizationMode, "authorization-mode", opts.AuthorizationMode, "RBAC (Roles and bindings decide what each user may do; system:masters may do everything) or AlwaysAllow (every authenticated client may do everything)")
 	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", 0, "reads served at once before more are answered 429 (system:masters and watches aside; 0: 400, as Kubernetes)")
 	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", 0, "writes served at once before more are answered 429 (system:masters aside; 0: 200, as Kubernetes)")
+	f.StringVar(&opts.DefaultLocalStoragePath, "default-local-storage-path", "", "directory on each node under which the default StorageClass (local) makes a volume for each claim (default <data-dir>/storage)")
 	f.BoolVar(&opts.EnablePriorityAndFairness, "enable-priority-and-fairness", opts.EnablePriorityAndFairness, "classify requests by FlowSchemas into priority levels that share the --max-requests-inflight plus --max-mutating-requests-inflight seats, queuing or answering 429 past a level's share (false: the two plain limits)")
 	f.IntVar(&opts.MaxConnections, "max-connections", 0, "connections the API port holds; past it, the oldest silent ones are closed for new ones or new ones refused (0: three quarters of the open-file limit after a reserve)")
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")

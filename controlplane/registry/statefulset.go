@@ -4,6 +4,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -44,7 +45,17 @@ func statefulSetResource() *Resource {
 		Validate: func(obj runtime.Object) field.ErrorList {
 			s := sts(obj)
 			sp := field.NewPath("spec")
-			return append(validateSelectorAndTemplate(s.Spec.Selector, &s.Spec.Template, sp, "statefulset"), validateReplicas(s.Spec.Replicas, sp.Child("replicas"))...)
+			// The containers may mount the claim templates, which each pod
+			// gets as volumes of those names, as Kubernetes validates it.
+			tmpl := &s.Spec.Template
+			if len(s.Spec.VolumeClaimTemplates) > 0 {
+				tmpl = tmpl.DeepCopy()
+				for _, c := range s.Spec.VolumeClaimTemplates {
+					tmpl.Spec.Volumes = append(tmpl.Spec.Volumes, corev1.Volume{Name: c.Name,
+						VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c.Name}}})
+				}
+			}
+			return append(validateSelectorAndTemplate(s.Spec.Selector, tmpl, sp, "statefulset"), validateReplicas(s.Spec.Replicas, sp.Child("replicas"))...)
 		},
 		ValidateUpdate: func(obj, old runtime.Object) field.ErrorList {
 			a, b := sts(obj), sts(old)

@@ -54,6 +54,8 @@ type candidate struct {
 	// preferNoScheduleTolerations are its tolerations that can tolerate
 	// a PreferNoSchedule taint, as TaintToleration's PreScore keeps them.
 	preferNoScheduleTolerations []corev1.Toleration
+	// volumeNodes are the node affinities of its bound volumes.
+	volumeNodes []*nodeaffinity.LazyErrorNodeSelector
 }
 
 func newCandidate(pod *corev1.Pod) *candidate {

@@ -93,6 +93,9 @@ func fits(c *candidate, n *nodeState, all map[string]*nodeState) (bool, string) 
 			return false, reasonTaint + " {" + taint.Key + ": " + taint.Value + "}"
 		}
 	}
+	if len(c.volumeNodes) > 0 && !volumesFit(c, node) {
+		return false, reasonVolumeNode
+	}
 	for _, p := range c.ports {
 		if n.hostPorts[p] > 0 || wildcardConflict(p, n.hostPorts) {
 			return false, reasonHostPort

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -42,13 +43,17 @@ const Name = corev1.DefaultSchedulerName
 
 // Scheduler binds unscheduled pods to nodes.
 type Scheduler struct {
-	client   kubernetes.Interface
-	queue    workqueue.TypedRateLimitingInterface[string]
-	pods     corelisters.PodLister
-	nodes    corelisters.NodeLister
-	synced   []cache.InformerSynced
-	recorder events.EventRecorder
-	events   events.EventBroadcaster
+	client kubernetes.Interface
+	queue  workqueue.TypedRateLimitingInterface[string]
+	pods   corelisters.PodLister
+	nodes  corelisters.NodeLister
+	// claims, volumesLister and classes are read for pods with claims.
+	claims        corelisters.PersistentVolumeClaimLister
+	volumesLister corelisters.PersistentVolumeLister
+	classes       storagelisters.StorageClassLister
+	synced        []cache.InformerSynced
+	recorder      events.EventRecorder
+	events        events.EventBroadcaster
 
 	cache *clusterCache
 	next  int // where the next decision starts looking, so load spreads
@@ -78,7 +83,15 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Sche
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "scheduler"})}
 	podInf, nodeInf := factory.Core().V1().Pods(), factory.Core().V1().Nodes()
 	s.pods, s.nodes = podInf.Lister(), nodeInf.Lister()
-	s.synced = []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
+	pvcInf, pvInf, scInf := factory.Core().V1().PersistentVolumeClaims(), factory.Core().V1().PersistentVolumes(), factory.Storage().V1().StorageClasses()
+	s.claims, s.volumesLister, s.classes = pvcInf.Lister(), pvInf.Lister(), scInf.Lister()
+	s.synced = []cache.InformerSynced{podInf.Informer().HasSynced, nodeInf.Informer().HasSynced,
+		pvcInf.Informer().HasSynced, pvInf.Informer().HasSynced, scInf.Informer().HasSynced}
+	// A claim made, bound or named, or a volume made, may let a waiting
+	// pod fit.
+	retry := cache.ResourceEventHandlerFuncs{AddFunc: func(interface{}) { s.retryWaiting() }, UpdateFunc: func(interface{}, interface{}) { s.retryWaiting() }}
+	_, _ = pvcInf.Informer().AddEventHandler(retry)
+	_, _ = pvInf.Informer().AddEventHandler(retry)
 	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.podChanged,
 		UpdateFunc: func(_, obj interface{}) { s.podChanged(obj) },
@@ -269,6 +282,14 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	}
 	cand := newCandidate(pod)
 	moves := s.moves.Load()
+	vols, why := s.volumes(pod)
+	if why != "" {
+		s.cache.mu.Lock()
+		n := len(s.cache.order)
+		s.cache.mu.Unlock()
+		return s.unschedulable(ctx, pod, n, map[string]int{why: n}, moves)
+	}
+	cand.volumeNodes = vols.nodes
 	best, nodes, reasons := s.decide(cand)
 	if best == "" {
 		return s.unschedulable(ctx, pod, nodes, reasons, moves)
@@ -285,6 +306,12 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	s.binds <- struct{}{}
 	go func() {
 		defer func() { <-s.binds }()
+		if err := s.selectNode(ctx, vols.delayed, best); err != nil {
+			s.cache.removePod(key)
+			slog.Warn("scheduler: scheduling again", "pod", key, "err", err)
+			s.queue.AddRateLimited(key)
+			return
+		}
 		s.bind(ctx, pod, best)
 	}()
 	return nil

@@ -69,6 +69,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/controllers/namespace"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodeipam"
 	"github.com/petrel-project/petrel/controlplane/controllers/nodelifecycle"
+	"github.com/petrel-project/petrel/controlplane/controllers/persistentvolume"
 	"github.com/petrel-project/petrel/controlplane/controllers/podgc"
 	"github.com/petrel-project/petrel/controlplane/controllers/replicaset"
 	"github.com/petrel-project/petrel/controlplane/controllers/replication"
@@ -173,6 +174,10 @@ type Options struct {
 	// priority levels sharing MaxRequestsInflight+MaxMutatingRequestsInflight
 	// seats, instead of the two plain in-flight limits.
 	EnablePriorityAndFairness bool
+	// DefaultLocalStoragePath is the directory on each node under which
+	// the default StorageClass (local) makes volumes; empty:
+	// <data-dir>/storage.
+	DefaultLocalStoragePath string
 }
 
 // DefaultOptions are the documented defaults.
@@ -791,7 +796,13 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
 	ingresses := ingressstatus.New(cs, factory)
+	storageDir := s.opts.DefaultLocalStoragePath
+	if storageDir == "" {
+		storageDir = filepath.Join(s.opts.DataDir, "storage")
+	}
+	volumes := persistentvolume.New(cs, factory, storageDir)
 	factory.Start(ctx.Done())
+	go volumes.Run(ctx)
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
 	go policies.Run(ctx)
@@ -1065,6 +1076,11 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 	// operator who edits or replaces it keeps their version.
 	if _, err := cs.NetworkingV1().IngressClasses().Create(ctx, ingressstatus.Class(), metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("IngressClass %s: %w", ingressstatus.ClassName, err)
+	}
+	// Claims that name no class get this one (DefaultStorageClass
+	// admission) and a directory on their pod's node; kept as edited.
+	if _, err := cs.StorageV1().StorageClasses().Create(ctx, persistentvolume.Class(), metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("StorageClass %s: %w", persistentvolume.ClassName, err)
 	}
 	advertise := s.opts.AdvertiseAddress
 	if advertise == "" {

@@ -1,8 +1,9 @@
 // Package builtin holds the admission plugins Petrel always runs, in the
 // order Kubernetes runs its own: ServiceAccount, CertificateRequester,
-// LimitRanger, Priority and RuntimeClass mutate (Priority validates too);
-// RBAC escalation, NodeRestriction, PodSecurity, certificate approval and ResourceQuota
-// (last: what is refused after it was charged) validate. Each is a member
+// LimitRanger, Priority, RuntimeClass and DefaultStorageClass mutate
+// (Priority validates too); RBAC escalation, NodeRestriction, PodSecurity,
+// certificate approval and ResourceQuota (last: what is refused after it
+// was charged) validate. Each is a member
 // of an admission.Chain and knows nothing of HTTP; they read other objects
 // through the registry's stores.
 package builtin
@@ -44,6 +45,7 @@ func Chain(cfg Config) admission.Chain {
 		&LimitRanger{reg: cfg.Registry},
 		&Priority{reg: cfg.Registry},
 		&RuntimeClass{reg: cfg.Registry},
+		&DefaultStorageClass{reg: cfg.Registry},
 		&RBACEscalation{authz: cfg.Authorizer},
 		&NodeRestriction{reg: cfg.Registry, nodes: cfg.NodeAuthorizer},
 	}

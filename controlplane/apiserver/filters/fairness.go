@@ -79,7 +79,12 @@ func (f *Fairness) Serve(w http.ResponseWriter, r *http.Request, attrs rbac.Attr
 		serve()
 		return nil
 	}
-	u, _ := admission.UserFrom(r.Context())
+	u, ok := admission.UserFrom(r.Context())
+	if !ok {
+		// The health and version paths are served without credentials;
+		// Kubernetes classifies them as the anonymous user's.
+		u = admission.User{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
+	}
 	digest := utilflowcontrol.RequestDigest{RequestInfo: requestInfo(r, attrs), User: &user.DefaultInfo{Name: u.Name, UID: u.UID, Groups: u.Groups}}
 	var fsName, plName string
 	note := func(fs *flowcontrolv1.FlowSchema, pl *flowcontrolv1.PriorityLevelConfiguration, _ string) {

@@ -82,6 +82,9 @@ type Resource struct {
 	Fields func(obj runtime.Object) fields.Set
 	// Columns are the Table columns after NAME.
 	Columns []Column
+	// TableName, when set, is what the NAME column shows (a default
+	// StorageClass is "local (default)"); else the object's name.
+	TableName func(obj runtime.Object) string
 	// Hooks allocate and release what an object holds (ClusterIPs, NodePorts).
 	Hooks Hooks
 	// CreateOnly marks a review (see Reviews): only create, nothing stored.

@@ -23,7 +23,11 @@ func (r *Resource) Table(objs []runtime.Object, noHeaders bool, partial func(run
 	t.Rows = make([]metav1.TableRow, 0, len(objs))
 	for _, obj := range objs {
 		cells := make([]interface{}, 0, len(r.Columns)+1)
-		cells = append(cells, nameOf(obj))
+		if r.TableName != nil {
+			cells = append(cells, r.TableName(obj))
+		} else {
+			cells = append(cells, nameOf(obj))
+		}
 		for _, c := range r.Columns {
 			cells = append(cells, c.Cell(obj))
 		}

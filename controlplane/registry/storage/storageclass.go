@@ -16,7 +16,8 @@ import (
 )
 
 // storageClassResource is the strategy of storage.k8s.io/v1
-// storageclasses (objects only: no provisioner runs yet).
+// storageclasses (controlplane/controllers/persistentvolume provisions
+// for the default class, local).
 func storageClassResource() *generic.Resource {
 	sc := func(o runtime.Object) *storagev1.StorageClass { return o.(*storagev1.StorageClass) }
 	return &generic.Resource{
@@ -70,6 +71,13 @@ func storageClassResource() *generic.Resource {
 				errs = append(errs, field.Invalid(field.NewPath("volumeBindingMode"), a.VolumeBindingMode, "field is immutable"))
 			}
 			return errs
+		},
+		// As Kubernetes' printer marks the default class.
+		TableName: func(o runtime.Object) string {
+			if sc(o).Annotations["storageclass.kubernetes.io/is-default-class"] == "true" {
+				return sc(o).Name + " (default)"
+			}
+			return sc(o).Name
 		},
 		Columns: []generic.Column{
 			printers.Col("Provisioner", "string", func(o runtime.Object) interface{} { return sc(o).Provisioner }),
