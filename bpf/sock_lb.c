@@ -8,6 +8,7 @@
  * applications only ever see the service address.
  */
 #include "include/lb_maps.h"
+#include "include/traffic.h"
 
 #include <linux/in.h>
 #include <linux/errno.h>
@@ -80,8 +81,9 @@ static __always_inline void lb4_affinity_update(const struct lb4_service *svc, _
  * Picks a backend for the socket and rewrites *address and *port to it.
  * Returns 1 when the destination is a service frontend and was rewritten,
  * 0 when it is not a service, and -1 when the service has no backend.
+ * connect is 1 for connect() and 0 for a datagram sent with an address.
  */
-static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, __u8 proto)
+static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, __u8 proto, int connect)
 {
 	struct lb4_key key = {
 		.address = *address,
@@ -137,9 +139,17 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 	 * An unconnected UDP socket sends to the same backend again and again:
 	 * an LRU update per datagram costs more than this lookup.
 	 */
-	if (!old || old->address != rval.address || old->port != rval.port ||
-	    old->rev_nat_index != rval.rev_nat_index)
+	int fresh = !old || old->address != rval.address || old->port != rval.port ||
+		    old->rev_nat_index != rval.rev_nat_index;
+
+	if (fresh)
 		bpf_map_update_elem(&petrel_sk_rnat4, &rkey, &rval, BPF_ANY);
+	/*
+	 * A connect is a new connection; an unconnected UDP socket's first
+	 * datagram to this backend is one too, and each datagram a packet.
+	 * Bytes are not known here: the socket hooks see no payload.
+	 */
+	lb_traffic(svc->rev_nat_index, backend_id, connect || fresh, !connect, 0);
 
 	*address = backend->address;
 	*port = backend->port;
@@ -181,7 +191,7 @@ static __always_inline int l4_proto_supported(__u32 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
 }
 
-static __always_inline int sock4_forward(struct bpf_sock_addr *ctx)
+static __always_inline int sock4_forward(struct bpf_sock_addr *ctx, int connect)
 {
 	__be32 address = ctx->user_ip4;
 	__be16 port = ctx_dport(ctx);
@@ -189,7 +199,7 @@ static __always_inline int sock4_forward(struct bpf_sock_addr *ctx)
 
 	if (!l4_proto_supported(ctx->protocol))
 		return SYS_PROCEED;
-	ret = lb4_xlate(ctx, &address, &port, ctx->protocol);
+	ret = lb4_xlate(ctx, &address, &port, ctx->protocol, connect);
 	if (ret < 0)
 		return refuse();
 	if (ret > 0) {
@@ -216,13 +226,13 @@ static __always_inline int sock4_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int petrel_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock4_forward(ctx);
+	return sock4_forward(ctx, 1);
 }
 
 SEC("cgroup/sendmsg4")
 int petrel_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock4_forward(ctx);
+	return sock4_forward(ctx, 0);
 }
 
 SEC("cgroup/recvmsg4")
@@ -247,7 +257,7 @@ static __always_inline int v4_mapped(const struct bpf_sock_addr *ctx)
 	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
 }
 
-static __always_inline int sock6_forward(struct bpf_sock_addr *ctx)
+static __always_inline int sock6_forward(struct bpf_sock_addr *ctx, int connect)
 {
 	__be32 address;
 	__be16 port = ctx_dport(ctx);
@@ -256,7 +266,7 @@ static __always_inline int sock6_forward(struct bpf_sock_addr *ctx)
 	if (!l4_proto_supported(ctx->protocol) || !v4_mapped(ctx))
 		return SYS_PROCEED;
 	address = ctx->user_ip6[3];
-	ret = lb4_xlate(ctx, &address, &port, ctx->protocol);
+	ret = lb4_xlate(ctx, &address, &port, ctx->protocol, connect);
 	if (ret < 0)
 		return refuse();
 	if (ret > 0) {
@@ -284,13 +294,13 @@ static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int petrel_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock6_forward(ctx);
+	return sock6_forward(ctx, 1);
 }
 
 SEC("cgroup/sendmsg6")
 int petrel_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return sock6_forward(ctx);
+	return sock6_forward(ctx, 0);
 }
 
 SEC("cgroup/recvmsg6")

@@ -62,6 +62,20 @@ type sockLBLbAffinityVal struct {
 	Pad        uint32
 }
 
+type sockLBLbTrafficKey struct {
+	_           structs.HostLayout
+	BackendId   uint32
+	RevNatIndex uint16
+	Pad         uint16
+}
+
+type sockLBLbTrafficVal struct {
+	_           structs.HostLayout
+	Connections uint64
+	Packets     uint64
+	Bytes       uint64
+}
+
 type sockLBSockRevnat4Key struct {
 	_       structs.HostLayout
 	Cookie  uint64
@@ -86,7 +100,9 @@ const (
 	sockLBMapPetrelLb4Rnat       = "petrel_lb4_rnat"
 	sockLBMapPetrelLb4Svc        = "petrel_lb4_svc"
 	sockLBMapPetrelLbAff         = "petrel_lb_aff"
+	sockLBMapPetrelLbConfig      = "petrel_lb_config"
 	sockLBMapPetrelLbStats       = "petrel_lb_stats"
+	sockLBMapPetrelLbTraffic     = "petrel_lb_traffic"
 	sockLBMapPetrelNodeAddr4     = "petrel_node_addr4"
 	sockLBMapPetrelSkRnat4       = "petrel_sk_rnat4"
 	sockLBProgPetrelConnect4     = "petrel_connect4"
@@ -160,7 +176,9 @@ type sockLBMapSpecs struct {
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.MapSpec `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.MapSpec `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.MapSpec `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.MapSpec `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.MapSpec `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelSkRnat4   *ebpf.MapSpec `ebpf:"petrel_sk_rnat4"`
 }
@@ -196,7 +214,9 @@ type sockLBMaps struct {
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.Map `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.Map `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.Map `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.Map `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.Map `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelSkRnat4   *ebpf.Map `ebpf:"petrel_sk_rnat4"`
 }
@@ -208,7 +228,9 @@ func (m *sockLBMaps) Close() error {
 		m.PetrelLb4Rnat,
 		m.PetrelLb4Svc,
 		m.PetrelLbAff,
+		m.PetrelLbConfig,
 		m.PetrelLbStats,
+		m.PetrelLbTraffic,
 		m.PetrelNodeAddr4,
 		m.PetrelSkRnat4,
 	)
