@@ -69,6 +69,9 @@ type Config struct {
 	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
 	// at once before new ones are answered 429 (0: Kubernetes' defaults).
 	MaxReadOnlyInflight, MaxMutatingInflight int
+	// UI serves the web view at /ui/ (package webui); nil serves none. It
+	// sits behind the same authentication and authorization as the API.
+	UI http.Handler
 }
 
 // Server is the API server's HTTP handler.
@@ -173,6 +176,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis/", s.serveDiscoveryOrAPI)
+	if cfg.UI != nil {
+		s.mux.Handle("/ui", cfg.UI)
+		s.mux.Handle("/ui/", cfg.UI)
+	}
 	s.mux.HandleFunc("/", s.notFound)
 	return s, nil
 }

@@ -348,7 +348,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl, reg)); err != nil {
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, withMetrics(stream.Handler(kl, reg), reg)); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -655,4 +655,15 @@ func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB,
 		return nil, err
 	}
 	return serverlb.StartWithState(ctx, list, nil, stateFile)
+}
+
+// withMetrics adds the node's /metrics to the node server, as the kubelet
+// serves its own on :10250: the API server's nodes/proxy reaches it there
+// (the web view reads the BPF traffic counters so), with the same RBAC as
+// any nodes/proxy request.
+func withMetrics(h http.Handler, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", h)
+	return mux
 }
