@@ -234,13 +234,13 @@ function render() {
   const perSvc = new Map();
   for (const r of traffic.rows) {
     const k = r.namespace + "/" + r.service;
-    const t = perSvc.get(k) || { label: k, value: 0, total: 0 };
-    t.value += traffic.rates.get(rowKey(r)) || 0;
-    t.total += r.connections;
+    const t = perSvc.get(k) || { label: k, value: 0, rate: 0 };
+    t.rate += traffic.rates.get(rowKey(r)) || 0;
+    t.value += r.connections;
     perSvc.set(k, t);
   }
-  barChart(document.getElementById("plot-traffic"), [...perSvc.values()].sort((a, b) => b.total - a.total).slice(0, 12),
-    (v, d) => v.toFixed(1) + "/s · " + d.total);
+  barChart(document.getElementById("plot-traffic"), [...perSvc.values()].sort((a, b) => b.value - a.value).slice(0, 12),
+    (v, d) => v + " · " + d.rate.toFixed(1) + "/s");
 }
 
 const evTime = (e) => e.lastTimestamp || e.eventTime || (e.metadata && e.metadata.creationTimestamp) || "";
