@@ -25,6 +25,12 @@ var labelPair = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 // for a Service, by backend pod.
 func serviceCounters(t *testing.T, u *cluster.Up, metric, ns, name string) map[string]float64 {
 	t.Helper()
+	return serviceCountersBy(t, u, metric, ns, name, "backend_pod")
+}
+
+// serviceCountersBy is serviceCounters summed by another label.
+func serviceCountersBy(t *testing.T, u *cluster.Up, metric, ns, name, by string) map[string]float64 {
+	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", u.MetricsPort))
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func serviceCounters(t *testing.T, u *cluster.Up, metric, ns, name string) map[s
 		if err != nil {
 			t.Fatalf("metric line %q: %v", line, err)
 		}
-		out[labels["backend_pod"]] += v
+		out[labels[by]] += v
 	}
 	return out
 }
