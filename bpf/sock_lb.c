@@ -11,6 +11,8 @@
 #include "include/traffic.h"
 
 #include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/if_ether.h>
 #include <linux/errno.h>
 #include <bpf/bpf_endian.h>
 
@@ -132,6 +134,7 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 		.address = *address,
 		.port = *port,
 		.rev_nat_index = svc->rev_nat_index,
+		.backend_id = backend_id,
 	};
 	struct sock_revnat4_val *old = bpf_map_lookup_elem(&petrel_sk_rnat4, &rkey);
 
@@ -140,16 +143,16 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 	 * an LRU update per datagram costs more than this lookup.
 	 */
 	int fresh = !old || old->address != rval.address || old->port != rval.port ||
-		    old->rev_nat_index != rval.rev_nat_index;
+		    old->rev_nat_index != rval.rev_nat_index || old->backend_id != rval.backend_id;
 
 	if (fresh)
 		bpf_map_update_elem(&petrel_sk_rnat4, &rkey, &rval, BPF_ANY);
 	/*
-	 * A connect is a new connection; an unconnected UDP socket's first
-	 * datagram to this backend is one too, and each datagram a packet.
-	 * Bytes are not known here: the socket hooks see no payload.
+	 * A connect is a new connection; so is an unconnected UDP socket's
+	 * first datagram to this backend. Packets and bytes are counted by
+	 * petrel_sock_skb_* below, which see them.
 	 */
-	lb_traffic(svc->rev_nat_index, backend_id, connect || fresh, !connect, 0);
+	lb_traffic(svc->rev_nat_index, backend_id, connect || fresh, 0, 0);
 
 	*address = backend->address;
 	*port = backend->port;
@@ -313,4 +316,52 @@ SEC("cgroup/getpeername6")
 int petrel_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return sock6_reverse(ctx);
+}
+
+/*
+ * Packets and bytes of load-balanced sockets, both ways: a packet of a
+ * socket the load balancer sent to a backend (found by the socket's cookie
+ * and the backend's address and port, as recvmsg finds it) counts for that
+ * frontend and backend. cgroup_skb programs see the IP header first.
+ */
+static __always_inline void sock4_skb_count(struct __sk_buff *skb, int egress)
+{
+	__u32 zero = 0;
+	__u32 *cfg = bpf_map_lookup_elem(&petrel_lb_config, &zero);
+	struct sock_revnat4_val *val;
+	struct iphdr ip4;
+	__be16 ports[2];
+
+	if (!cfg || !(*cfg & LB_CFG_TRAFFIC) || skb->protocol != bpf_htons(ETH_P_IP))
+		return;
+	if (bpf_skb_load_bytes(skb, 0, &ip4, sizeof(ip4)) < 0)
+		return;
+	if ((ip4.protocol != IPPROTO_TCP && ip4.protocol != IPPROTO_UDP) || (ip4.frag_off & bpf_htons(0x1fff)))
+		return;
+	if (bpf_skb_load_bytes(skb, ip4.ihl * 4, ports, sizeof(ports)) < 0)
+		return;
+
+	struct sock_revnat4_key key = {
+		.cookie = bpf_get_socket_cookie(skb),
+		.address = egress ? ip4.daddr : ip4.saddr,
+		.port = egress ? ports[1] : ports[0],
+	};
+
+	val = bpf_map_lookup_elem(&petrel_sk_rnat4, &key);
+	if (val && val->backend_id)
+		lb_traffic(val->rev_nat_index, val->backend_id, 0, 1, skb->len);
+}
+
+SEC("cgroup_skb/egress")
+int petrel_sock_skb_egress(struct __sk_buff *skb)
+{
+	sock4_skb_count(skb, 1);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int petrel_sock_skb_ingress(struct __sk_buff *skb)
+{
+	sock4_skb_count(skb, 0);
+	return 1;
 }

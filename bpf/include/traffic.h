@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Traffic per service frontend and backend, counted by the socket load
- * balancer (new connections; datagrams of unconnected UDP sockets) and by
- * tc_nodeport (new connections, packets and bytes from clients). Kept per
+ * Traffic per service frontend and backend: new connections, counted by
+ * the socket load balancer's connect/sendmsg hooks and by tc_nodeport, and
+ * packets and bytes, counted by the socket load balancer's cgroup_skb hooks
+ * (both ways) and by tc_nodeport (from clients). Kept per
  * CPU, so that no two CPUs contend for one counter; readers sum the CPUs.
  * Counting is switched by LB_CFG_TRAFFIC in petrel_lb_config, so that its
  * cost can be measured against none in one run.

@@ -205,6 +205,10 @@ func LoadSocketLB(opts Options) (*SocketLB, error) {
 		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.PetrelSendmsg6},
 		{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, p.PetrelRecvmsg6},
 		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, p.PetrelGetpeername6},
+		// Packets and bytes of load-balanced sockets, for the traffic
+		// counters; they only count, never drop.
+		{"skb_egress", ebpf.AttachCGroupInetEgress, p.PetrelSockSkbEgress},
+		{"skb_ingress", ebpf.AttachCGroupInetIngress, p.PetrelSockSkbIngress},
 	}
 	cgroupID, err := cgroupInode(opts.CgroupPath)
 	if err != nil {

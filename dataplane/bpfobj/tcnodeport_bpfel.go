@@ -175,6 +175,7 @@ type tcNodePortSockRevnat4Val struct {
 	Address     uint32
 	Port        uint16
 	RevNatIndex uint16
+	BackendId   uint32
 }
 
 type tcNodePortTunnelInfo struct {

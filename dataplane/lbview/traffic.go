@@ -3,8 +3,8 @@ package lbview
 import "github.com/petrel-project/petrel/dataplane/bpfobj"
 
 // Counters are what the BPF programs counted for a frontend or a backend:
-// new connections, and the packets and bytes from clients that
-// tc_nodeport forwarded (plus datagrams of unconnected UDP sockets).
+// new connections, and IP packets and bytes (both ways for sockets on the
+// node, from clients for tc_nodeport).
 type Counters struct {
 	Connections uint64 `json:"connections"`
 	Packets     uint64 `json:"packets"`

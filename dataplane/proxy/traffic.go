@@ -23,8 +23,9 @@ type TrafficRow struct {
 	BackendPod string `json:"backendPod,omitempty"`
 	// Connections are new connections (and new UDP socket → backend pairs).
 	Connections uint64 `json:"connections"`
-	// Packets and Bytes are those the node forwarded from clients
-	// (tc_nodeport), plus datagrams of unconnected UDP sockets (no bytes).
+	// Packets and Bytes are those of load-balanced sockets on this node,
+	// both ways (IP packets with their headers), and those tc_nodeport
+	// forwarded from clients of other hosts.
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 }
@@ -130,9 +131,9 @@ func newTrafficCollector(p *Proxy) *trafficCollector {
 		connections: prometheus.NewDesc("petrel_service_connections_total",
 			"New connections to a Service frontend sent to a backend, counted by the BPF load balancer.", labels, nil),
 		packets: prometheus.NewDesc("petrel_service_packets_total",
-			"Packets from clients to a Service frontend forwarded to a backend (tc_nodeport; datagrams of unconnected UDP sockets).", labels, nil),
+			"IP packets between clients and a Service frontend's backend: both ways for sockets on this node (socket load balancer), from clients for tc_nodeport.", labels, nil),
 		bytes: prometheus.NewDesc("petrel_service_bytes_total",
-			"Bytes of the packets in petrel_service_packets_total that tc_nodeport forwarded.", labels, nil),
+			"Bytes (IP headers included) of the packets in petrel_service_packets_total.", labels, nil),
 	}
 }
 

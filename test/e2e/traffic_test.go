@@ -144,6 +144,13 @@ func TestServiceTrafficCounters(t *testing.T) {
 		}
 	}
 	t.Logf("connections by backend pod: %v", after)
+	// The socket hooks counted the packets of those connections both ways.
+	packets := sum(serviceCounters(t, u, "petrel_service_packets_total", "default", "web"))
+	bytes := sum(serviceCounters(t, u, "petrel_service_bytes_total", "default", "web"))
+	if packets < 4*conns || bytes < 40*packets {
+		t.Errorf("web: %v packets, %v bytes for %d HTTP requests", packets, bytes, conns)
+	}
+	t.Logf("web: %v packets, %v bytes", packets, bytes)
 
 	// The same counts from the pinned maps, joined with the API.
 	out, err = u.Petrelctl(ctx, "service", "list", "--stats", "-o", "json")
