@@ -468,12 +468,13 @@ func (e *dataplaneEnv) endpointChanges(rep *Report, n int) error {
 }
 
 // countingCost drives ClusterIP connects with the traffic counters on and
-// then off (off first in odd rounds, so that neither always runs second),
-// leaving them off as the suite's other figures are measured.
+// off in an ABBA order (BAAB in odd rounds), so that a machine whose speed
+// drifts during the round favours neither, and leaves them off as the
+// suite's other figures are measured.
 func (e *dataplaneEnv) countingCost(ctx context.Context, o DataplaneOptions, n, round int, samples map[string][]float64) error {
-	order := []bool{true, false}
+	order := []bool{true, false, false, true}
 	if round%2 == 1 {
-		order = []bool{false, true}
+		order = []bool{false, true, true, false}
 	}
 	for _, on := range order {
 		if err := bpfobj.SetTrafficCounting(&e.lb.Maps, on); err != nil {
