@@ -134,8 +134,13 @@ func TestWebView(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := tr.Status.Token
-	// The default service account, not granted the UI: 403.
-	other, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	// A service account not granted the UI: 403. (One of the test's own:
+	// "default" may not exist yet this early.)
+	_, err = cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "nobody"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, "nobody", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
