@@ -228,4 +228,10 @@ func TestServiceTrafficCounters(t *testing.T) {
 	if !ok {
 		t.Errorf("top services shows no right web row:\n%s", topOut)
 	}
+	// The table a person reads (not a terminal here: no screen clearing).
+	table, err = u.Petrelctl(ctx, "top", "services", "-n", "1", "--interval", "500ms")
+	if err != nil || !strings.Contains(table, "CONN/S") || !strings.Contains(table, "web") || strings.Contains(table, "\033[") {
+		t.Errorf("top services table: %v\n%q", err, table)
+	}
+	t.Logf("petrelctl top services:\n%s", table)
 }
