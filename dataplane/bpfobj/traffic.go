@@ -3,9 +3,6 @@ package bpfobj
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
-
-	"github.com/cilium/ebpf"
 )
 
 // Traffic map layouts, mirrored from bpf/include/traffic.h by bpf2go.
@@ -76,40 +73,4 @@ func ReadTraffic(m *Maps) (map[TrafficKey]TrafficValue, error) {
 		return nil, fmt.Errorf("read the traffic map: %w", err)
 	}
 	return out, nil
-}
-
-// DeleteTraffic forgets the counters of a frontend (revNat != 0) or of a
-// backend (backendID != 0), so that a re-used id starts from zero.
-func DeleteTraffic(m *Maps, revNat uint16, backendID uint32) error {
-	if m.Traffic == nil {
-		return nil
-	}
-	var k TrafficKey
-	var perCPU []TrafficValue
-	var gone []TrafficKey
-	it := m.Traffic.Iterate()
-	for it.Next(&k, &perCPU) {
-		if (revNat != 0 && k.RevNatIndex == revNat) || (backendID != 0 && k.BackendId == backendID) {
-			gone = append(gone, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read the traffic map: %w", err)
-	}
-	for _, k := range gone {
-		if err := m.Traffic.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete traffic counters: %w", err)
-		}
-	}
-	return nil
-}
-
-// OpenConfigPinned opens the pinned config map of dir for writing, for
-// tools that switch counting on a running node (the benchmark).
-func OpenConfigPinned(dir string) (*Maps, error) {
-	mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, MapLBConfig), nil)
-	if err != nil {
-		return nil, fmt.Errorf("open pinned map %s under %s: %w", MapLBConfig, dir, err)
-	}
-	return &Maps{LBConfig: mp}, nil
 }
