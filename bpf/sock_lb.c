@@ -8,8 +8,11 @@
  * applications only ever see the service address.
  */
 #include "include/lb_maps.h"
+#include "include/traffic.h"
 
 #include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/if_ether.h>
 #include <linux/errno.h>
 #include <bpf/bpf_endian.h>
 
@@ -80,8 +83,9 @@ static __always_inline void lb4_affinity_update(const struct lb4_service *svc, _
  * Picks a backend for the socket and rewrites *address and *port to it.
  * Returns 1 when the destination is a service frontend and was rewritten,
  * 0 when it is not a service, and -1 when the service has no backend.
+ * connect is 1 for connect() and 0 for a datagram sent with an address.
  */
-static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, __u8 proto)
+static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, __u8 proto, int connect)
 {
 	struct lb4_key key = {
 		.address = *address,
@@ -130,6 +134,7 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 		.address = *address,
 		.port = *port,
 		.rev_nat_index = svc->rev_nat_index,
+		.backend_id = backend_id,
 	};
 	struct sock_revnat4_val *old = bpf_map_lookup_elem(&petrel_sk_rnat4, &rkey);
 
@@ -137,9 +142,17 @@ static __always_inline int lb4_xlate(void *ctx, __be32 *address, __be16 *port, _
 	 * An unconnected UDP socket sends to the same backend again and again:
 	 * an LRU update per datagram costs more than this lookup.
 	 */
-	if (!old || old->address != rval.address || old->port != rval.port ||
-	    old->rev_nat_index != rval.rev_nat_index)
+	int fresh = !old || old->address != rval.address || old->port != rval.port ||
+		    old->rev_nat_index != rval.rev_nat_index || old->backend_id != rval.backend_id;
+
+	if (fresh)
 		bpf_map_update_elem(&petrel_sk_rnat4, &rkey, &rval, BPF_ANY);
+	/*
+	 * A connect is a new connection; so is an unconnected UDP socket's
+	 * first datagram to this backend. Packets and bytes are counted by
+	 * petrel_sock_skb_* below, which see them.
+	 */
+	lb_traffic(svc->rev_nat_index, backend_id, connect || fresh, 0, 0);
 
 	*address = backend->address;
 	*port = backend->port;
@@ -181,7 +194,7 @@ static __always_inline int l4_proto_supported(__u32 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
 }
 
-static __always_inline int sock4_forward(struct bpf_sock_addr *ctx)
+static __always_inline int sock4_forward(struct bpf_sock_addr *ctx, int connect)
 {
 	__be32 address = ctx->user_ip4;
 	__be16 port = ctx_dport(ctx);
@@ -189,7 +202,7 @@ static __always_inline int sock4_forward(struct bpf_sock_addr *ctx)
 
 	if (!l4_proto_supported(ctx->protocol))
 		return SYS_PROCEED;
-	ret = lb4_xlate(ctx, &address, &port, ctx->protocol);
+	ret = lb4_xlate(ctx, &address, &port, ctx->protocol, connect);
 	if (ret < 0)
 		return refuse();
 	if (ret > 0) {
@@ -216,13 +229,13 @@ static __always_inline int sock4_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int petrel_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock4_forward(ctx);
+	return sock4_forward(ctx, 1);
 }
 
 SEC("cgroup/sendmsg4")
 int petrel_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock4_forward(ctx);
+	return sock4_forward(ctx, 0);
 }
 
 SEC("cgroup/recvmsg4")
@@ -247,7 +260,7 @@ static __always_inline int v4_mapped(const struct bpf_sock_addr *ctx)
 	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
 }
 
-static __always_inline int sock6_forward(struct bpf_sock_addr *ctx)
+static __always_inline int sock6_forward(struct bpf_sock_addr *ctx, int connect)
 {
 	__be32 address;
 	__be16 port = ctx_dport(ctx);
@@ -256,7 +269,7 @@ static __always_inline int sock6_forward(struct bpf_sock_addr *ctx)
 	if (!l4_proto_supported(ctx->protocol) || !v4_mapped(ctx))
 		return SYS_PROCEED;
 	address = ctx->user_ip6[3];
-	ret = lb4_xlate(ctx, &address, &port, ctx->protocol);
+	ret = lb4_xlate(ctx, &address, &port, ctx->protocol, connect);
 	if (ret < 0)
 		return refuse();
 	if (ret > 0) {
@@ -284,13 +297,13 @@ static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int petrel_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock6_forward(ctx);
+	return sock6_forward(ctx, 1);
 }
 
 SEC("cgroup/sendmsg6")
 int petrel_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return sock6_forward(ctx);
+	return sock6_forward(ctx, 0);
 }
 
 SEC("cgroup/recvmsg6")
@@ -303,4 +316,52 @@ SEC("cgroup/getpeername6")
 int petrel_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return sock6_reverse(ctx);
+}
+
+/*
+ * Packets and bytes of load-balanced sockets, both ways: a packet of a
+ * socket the load balancer sent to a backend (found by the socket's cookie
+ * and the backend's address and port, as recvmsg finds it) counts for that
+ * frontend and backend. cgroup_skb programs see the IP header first.
+ */
+static __always_inline void sock4_skb_count(struct __sk_buff *skb, int egress)
+{
+	__u32 zero = 0;
+	__u32 *cfg = bpf_map_lookup_elem(&petrel_lb_config, &zero);
+	struct sock_revnat4_val *val;
+	struct iphdr ip4;
+	__be16 ports[2];
+
+	if (!cfg || !(*cfg & LB_CFG_TRAFFIC) || skb->protocol != bpf_htons(ETH_P_IP))
+		return;
+	if (bpf_skb_load_bytes(skb, 0, &ip4, sizeof(ip4)) < 0)
+		return;
+	if ((ip4.protocol != IPPROTO_TCP && ip4.protocol != IPPROTO_UDP) || (ip4.frag_off & bpf_htons(0x1fff)))
+		return;
+	if (bpf_skb_load_bytes(skb, ip4.ihl * 4, ports, sizeof(ports)) < 0)
+		return;
+
+	struct sock_revnat4_key key = {
+		.cookie = bpf_get_socket_cookie(skb),
+		.address = egress ? ip4.daddr : ip4.saddr,
+		.port = egress ? ports[1] : ports[0],
+	};
+
+	val = bpf_map_lookup_elem(&petrel_sk_rnat4, &key);
+	if (val && val->backend_id)
+		lb_traffic(val->rev_nat_index, val->backend_id, 0, 1, skb->len);
+}
+
+SEC("cgroup_skb/egress")
+int petrel_sock_skb_egress(struct __sk_buff *skb)
+{
+	sock4_skb_count(skb, 1);
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int petrel_sock_skb_ingress(struct __sk_buff *skb)
+{
+	sock4_skb_count(skb, 0);
+	return 1;
 }

@@ -19,6 +19,7 @@
  */
 #include "include/lb.h"
 #include "include/lb_maps.h"
+#include "include/traffic.h"
 #include "include/endpoints.h"
 #include "include/nodeport.h"
 #include "include/tunnel.h"
@@ -49,7 +50,8 @@ struct {
  * The backend of a new flow: by the service's Maglev table when it has
  * one, else a random slot (as the slots weigh the backends).
  */
-static __always_inline int pick_backend(struct lb4_key *key, struct lb4_service *svc, struct np_ct_key *flow, struct lb4_backend *out)
+static __always_inline int pick_backend(struct lb4_key *key, struct lb4_service *svc, struct np_ct_key *flow, struct lb4_backend *out,
+					__u32 *out_id)
 {
 	struct lb4_service *slot;
 	struct lb4_backend *be;
@@ -78,6 +80,7 @@ static __always_inline int pick_backend(struct lb4_key *key, struct lb4_service 
 	if (!be || be->state != BACKEND_STATE_ACTIVE)
 		return -1;
 	*out = *be;
+	*out_id = *id;
 	return 0;
 }
 
@@ -178,6 +181,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 	__u8 is_node;
 	__u8 tcp_flags;
 	__u8 ttl;
+	__u64 new_flow = 0;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
@@ -243,8 +247,10 @@ int petrel_nodeport(struct __sk_buff *skb)
 
 		if (!svc || !(svc->flags & want) || svc->count == 0)
 			return TC_ACT_OK;
-		if (pick_backend(&key, svc, &fwd, &be) < 0)
+		if (pick_backend(&key, svc, &fwd, &be, &val.backend_id) < 0)
 			return TC_ACT_OK;
+		val.rev_nat_index = svc->rev_nat_index;
+		new_flow = 1;
 		val.addr = be.address;
 		val.port = be.port;
 		val.last_seen = np_now();
@@ -296,6 +302,7 @@ int petrel_nodeport(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		if (np_dec_ttl(skb, ttl) < 0)
 			return TC_ACT_SHOT;
+		lb_traffic(val.rev_nat_index, val.backend_id, new_flow, 1, skb->len);
 		return fib_redirect(skb, &fib);
 	}
 	ep = bpf_map_lookup_elem(&petrel_endpoints, &val.addr);
@@ -315,5 +322,6 @@ int petrel_nodeport(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, ep->host_mac, 6, 0) < 0)
 		return TC_ACT_SHOT;
+	lb_traffic(val.rev_nat_index, val.backend_id, new_flow, 1, skb->len);
 	return bpf_redirect_peer(ep->ifindex, 0);
 }

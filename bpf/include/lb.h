@@ -100,6 +100,7 @@ struct sock_revnat4_val {
 	__be32 address;
 	__be16 port;
 	__u16 rev_nat_index;
+	__u32 backend_id; /* whose traffic the socket's packets count as */
 };
 
 /* A pod on this node, as tc_pod forwards to it (petrel_endpoints). */

@@ -52,6 +52,11 @@ struct np_ct_val {
 	/* Seconds of CLOCK_MONOTONIC when a packet last used the entry, for
 	 * the node's garbage collection of finished connections. */
 	__u32 last_seen;
+	/* Forward entries: the backend and frontend the flow counts for
+	 * (include/traffic.h). */
+	__u32 backend_id;
+	__u16 rev_nat_index;
+	__u16 pad2;
 };
 
 /* A reverse entry of a connection SNATed to a backend on another node. */

@@ -54,6 +54,7 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.StringVar(&f.opts.ClusterDomain, "cluster-domain", f.opts.ClusterDomain, "DNS domain of the cluster")
 	fs.StringVar(&f.opts.MetricsAddress, "metrics-address", f.opts.MetricsAddress, "address of the node's /metrics and /healthz")
 	fs.BoolVar(&f.opts.Profiling, "profiling", false, "also serve Go's /debug/pprof on --metrics-address (CPU and heap profiles of the node)")
+	fs.BoolVar(&f.opts.TrafficCounters, "traffic-counters", f.opts.TrafficCounters, "count new connections, packets and bytes per Service frontend and backend in the BPF load balancer (petrel_service_*_total on /metrics, petrelctl service list --stats, petrelctl top services)")
 	fs.BoolVar(&f.opts.Trace, "trace", false, "report every new connection NetworkPolicy allows on the policy ring buffer too, not only drops (petrelctl monitor --type trace); one event per connection, never per packet")
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")

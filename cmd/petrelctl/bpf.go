@@ -17,9 +17,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/lbview"
@@ -295,55 +292,31 @@ type serviceRow struct {
 	RevNatID   uint16           `json:"revNatID,omitempty"`
 	Programmed bool             `json:"programmed"`
 	Backends   []lbview.Backend `json:"backends"`
+	// Traffic is the frontend's counters (--stats only).
+	Traffic *lbview.Counters `json:"traffic,omitempty"`
 }
 
 func serviceCommand() *cobra.Command {
 	var f mapFlags
 	var kubeconfig string
+	var stats bool
 	cmd := &cobra.Command{Use: "service", Short: "Services joined with their BPF frontends"}
 	f.add(cmd)
 	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", defaultKubeconfig(), "kubeconfig of the cluster")
-	cmd.AddCommand(&cobra.Command{Use: "list", Short: "Each Service's frontends (ClusterIP, NodePort, external) with the backends the maps hold",
+	list := &cobra.Command{Use: "list", Short: "Each Service's frontends (ClusterIP, NodePort, external) with the backends the maps hold",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := f.open()
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			fronts, err := lbview.Frontends(m)
-			if err != nil {
-				return err
-			}
-			byName := map[string]lbview.Frontend{}
-			for _, fr := range fronts {
-				byName[fr.Frontend] = fr
-			}
-			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-			if err != nil {
-				return fmt.Errorf("kubeconfig %s: %w (give --kubeconfig)", kubeconfig, err)
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+			rows, err := serviceRows(ctx, &f, kubeconfig, stats)
 			if err != nil {
-				return fmt.Errorf("list services: %w", err)
-			}
-			var rows []serviceRow
-			for _, s := range svcs.Items {
-				for _, name := range serviceFrontends(&s) {
-					r := serviceRow{Namespace: s.Namespace, Name: s.Name, Type: string(s.Spec.Type), Frontend: name, Backends: []lbview.Backend{}}
-					if fr, ok := byName[name]; ok {
-						r.Programmed, r.RevNatID, r.Backends = true, fr.RevNatID, fr.Backends
-					}
-					rows = append(rows, r)
-				}
+				return err
 			}
 			return f.print(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer) {
+				if stats {
+					printServiceStats(tw, rows)
+					return
+				}
 				fmt.Fprintln(tw, "NAMESPACE\tNAME\tTYPE\tFRONTEND\tREV-NAT ID\tBACKENDS")
 				for _, r := range rows {
 					var bs []string
@@ -360,7 +333,9 @@ func serviceCommand() *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Namespace, r.Name, r.Type, r.Frontend, r.RevNatID, backends)
 				}
 			})
-		}})
+		}}
+	list.Flags().BoolVar(&stats, "stats", false, "also each frontend's and backend's traffic: new connections, packets and bytes the BPF load balancer counted, with the backends' pods")
+	cmd.AddCommand(list)
 	return cmd
 }
 

@@ -1,5 +1,5 @@
 // Command petrelctl is the operators' CLI: views of a node's pinned BPF maps
-// (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list`) and benchmarks
+// (`bpf lb list`, `bpf ct list`, `bpf maps`, `service list [--stats]`, `top services`) and benchmarks
 // (`bench api|dns|dataplane|ingress|network|policy|proxy|scheduler|pods|ha`).
 package main
 
@@ -20,7 +20,7 @@ import (
 
 func main() {
 	root := &cobra.Command{Use: "petrelctl", Short: "Operate and measure a Petrel cluster", SilenceUsage: true}
-	root.AddCommand(benchCommand(), bpfCommand(), serviceCommand(), imageCommand(), etcdCommand(), monitorCommand(), secretsEncryptCommand())
+	root.AddCommand(benchCommand(), bpfCommand(), serviceCommand(), topCommand(), imageCommand(), etcdCommand(), monitorCommand(), secretsEncryptCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

@@ -72,6 +72,9 @@ type Config struct {
 	MaxReadOnlyInflight, MaxMutatingInflight int
 	// Audit records requests by its policy; nil keeps no audit log.
 	Audit *audit.Logger
+	// UI serves the web view at /ui/ (package webui); nil serves none. It
+	// sits behind the same authentication and authorization as the API.
+	UI http.Handler
 }
 
 // Server is the API server's HTTP handler.
@@ -177,6 +180,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis/", s.serveDiscoveryOrAPI)
+	if cfg.UI != nil {
+		s.mux.Handle("/ui", cfg.UI)
+		s.mux.Handle("/ui/", cfg.UI)
+	}
 	s.mux.HandleFunc("/", s.notFound)
 	return s, nil
 }

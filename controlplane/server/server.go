@@ -89,6 +89,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/scheduler"
 	"github.com/petrel-project/petrel/controlplane/storage"
 	"github.com/petrel-project/petrel/controlplane/tokens"
+	"github.com/petrel-project/petrel/controlplane/webui"
 )
 
 // Options are the flags of `petrel server`.
@@ -546,6 +547,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	api, err := apiserver.New(apiserver.Config{
 		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight, Audit: auditLog,
+		UI: webui.Handler(webui.Config{User: func(r *http.Request) string {
+			u, _ := apiserver.UserFrom(r.Context())
+			return u.Name
+		}}),
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
 			// namespaces, Services and RBAC policy exist and the policy is

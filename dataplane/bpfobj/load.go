@@ -33,10 +33,13 @@ const (
 	MapNodeAddrs  = "petrel_node_addr4"
 	MapStats      = "petrel_lb_stats"
 	MapMaglev     = "petrel_lb4_maglev"
+	MapTraffic    = "petrel_lb_traffic"
+	MapLBConfig   = "petrel_lb_config"
 )
 
 // MapNames lists every pinned map, in the order operators read them.
-var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSockRevNat, MapNodeAddrs, MapStats, MapMaglev}
+var MapNames = []string{MapServices, MapBackends, MapRevNat, MapAffinity, MapSockRevNat, MapNodeAddrs, MapStats, MapMaglev,
+	MapTraffic, MapLBConfig}
 
 // PodMapNames are the maps of tc_pod and tc_nodeport, pinned beside the
 // load balancer's when the node runs them; OpenPinned opens them when there.
@@ -57,6 +60,11 @@ type Maps struct {
 	// Maglev holds, by rev-NAT id, the Maglev table of each service that
 	// has one (a map of maps).
 	Maglev *ebpf.Map
+	// Traffic counts connections, packets and bytes per frontend and
+	// backend, per CPU (include/traffic.h).
+	Traffic *ebpf.Map
+	// LBConfig holds switches the programs read, as LB_CFG_* bits.
+	LBConfig *ebpf.Map
 }
 
 // ByName returns the map pinned under name, or nil.
@@ -78,6 +86,10 @@ func (m *Maps) ByName(name string) *ebpf.Map {
 		return m.Stats
 	case MapMaglev:
 		return m.Maglev
+	case MapTraffic:
+		return m.Traffic
+	case MapLBConfig:
+		return m.LBConfig
 	}
 	return m.Pod[name]
 }
@@ -98,7 +110,7 @@ func OpenPinned(dir string) (*Maps, error) {
 	targets := map[string]**ebpf.Map{
 		MapServices: &m.Services, MapBackends: &m.Backends, MapRevNat: &m.RevNat,
 		MapAffinity: &m.Affinity, MapSockRevNat: &m.SockRevNat, MapNodeAddrs: &m.NodeAddrs, MapStats: &m.Stats,
-		MapMaglev: &m.Maglev,
+		MapMaglev: &m.Maglev, MapTraffic: &m.Traffic, MapLBConfig: &m.LBConfig,
 	}
 	for _, name := range MapNames {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
@@ -177,7 +189,7 @@ func LoadSocketLB(opts Options) (*SocketLB, error) {
 	m := lb.objs.sockLBMaps
 	lb.Maps = Maps{Services: m.PetrelLb4Svc, Backends: m.PetrelLb4Be, RevNat: m.PetrelLb4Rnat,
 		Affinity: m.PetrelLbAff, SockRevNat: m.PetrelSkRnat4, NodeAddrs: m.PetrelNodeAddr4, Stats: m.PetrelLbStats,
-		Maglev: m.PetrelLb4Maglev}
+		Maglev: m.PetrelLb4Maglev, Traffic: m.PetrelLbTraffic, LBConfig: m.PetrelLbConfig}
 
 	p := lb.objs.sockLBPrograms
 	attachments := []struct {
@@ -193,6 +205,10 @@ func LoadSocketLB(opts Options) (*SocketLB, error) {
 		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, p.PetrelSendmsg6},
 		{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, p.PetrelRecvmsg6},
 		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, p.PetrelGetpeername6},
+		// Packets and bytes of load-balanced sockets, for the traffic
+		// counters; they only count, never drop.
+		{"skb_egress", ebpf.AttachCGroupInetEgress, p.PetrelSockSkbEgress},
+		{"skb_ingress", ebpf.AttachCGroupInetIngress, p.PetrelSockSkbIngress},
 	}
 	cgroupID, err := cgroupInode(opts.CgroupPath)
 	if err != nil {

@@ -62,6 +62,20 @@ type sockLBLbAffinityVal struct {
 	Pad        uint32
 }
 
+type sockLBLbTrafficKey struct {
+	_           structs.HostLayout
+	BackendId   uint32
+	RevNatIndex uint16
+	Pad         uint16
+}
+
+type sockLBLbTrafficVal struct {
+	_           structs.HostLayout
+	Connections uint64
+	Packets     uint64
+	Bytes       uint64
+}
+
 type sockLBSockRevnat4Key struct {
 	_       structs.HostLayout
 	Cookie  uint64
@@ -75,28 +89,33 @@ type sockLBSockRevnat4Val struct {
 	Address     uint32
 	Port        uint16
 	RevNatIndex uint16
+	BackendId   uint32
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockLBMapPetrelLb4Be         = "petrel_lb4_be"
-	sockLBMapPetrelLb4Maglev     = "petrel_lb4_maglev"
-	sockLBMapPetrelLb4Rnat       = "petrel_lb4_rnat"
-	sockLBMapPetrelLb4Svc        = "petrel_lb4_svc"
-	sockLBMapPetrelLbAff         = "petrel_lb_aff"
-	sockLBMapPetrelLbStats       = "petrel_lb_stats"
-	sockLBMapPetrelNodeAddr4     = "petrel_node_addr4"
-	sockLBMapPetrelSkRnat4       = "petrel_sk_rnat4"
-	sockLBProgPetrelConnect4     = "petrel_connect4"
-	sockLBProgPetrelConnect6     = "petrel_connect6"
-	sockLBProgPetrelGetpeername4 = "petrel_getpeername4"
-	sockLBProgPetrelGetpeername6 = "petrel_getpeername6"
-	sockLBProgPetrelRecvmsg4     = "petrel_recvmsg4"
-	sockLBProgPetrelRecvmsg6     = "petrel_recvmsg6"
-	sockLBProgPetrelSendmsg4     = "petrel_sendmsg4"
-	sockLBProgPetrelSendmsg6     = "petrel_sendmsg6"
+	sockLBMapPetrelLb4Be           = "petrel_lb4_be"
+	sockLBMapPetrelLb4Maglev       = "petrel_lb4_maglev"
+	sockLBMapPetrelLb4Rnat         = "petrel_lb4_rnat"
+	sockLBMapPetrelLb4Svc          = "petrel_lb4_svc"
+	sockLBMapPetrelLbAff           = "petrel_lb_aff"
+	sockLBMapPetrelLbConfig        = "petrel_lb_config"
+	sockLBMapPetrelLbStats         = "petrel_lb_stats"
+	sockLBMapPetrelLbTraffic       = "petrel_lb_traffic"
+	sockLBMapPetrelNodeAddr4       = "petrel_node_addr4"
+	sockLBMapPetrelSkRnat4         = "petrel_sk_rnat4"
+	sockLBProgPetrelConnect4       = "petrel_connect4"
+	sockLBProgPetrelConnect6       = "petrel_connect6"
+	sockLBProgPetrelGetpeername4   = "petrel_getpeername4"
+	sockLBProgPetrelGetpeername6   = "petrel_getpeername6"
+	sockLBProgPetrelRecvmsg4       = "petrel_recvmsg4"
+	sockLBProgPetrelRecvmsg6       = "petrel_recvmsg6"
+	sockLBProgPetrelSendmsg4       = "petrel_sendmsg4"
+	sockLBProgPetrelSendmsg6       = "petrel_sendmsg6"
+	sockLBProgPetrelSockSkbEgress  = "petrel_sock_skb_egress"
+	sockLBProgPetrelSockSkbIngress = "petrel_sock_skb_ingress"
 )
 
 // loadSockLB returns the embedded CollectionSpec for sockLB.
@@ -141,14 +160,16 @@ type sockLBSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockLBProgramSpecs struct {
-	PetrelConnect4     *ebpf.ProgramSpec `ebpf:"petrel_connect4"`
-	PetrelConnect6     *ebpf.ProgramSpec `ebpf:"petrel_connect6"`
-	PetrelGetpeername4 *ebpf.ProgramSpec `ebpf:"petrel_getpeername4"`
-	PetrelGetpeername6 *ebpf.ProgramSpec `ebpf:"petrel_getpeername6"`
-	PetrelRecvmsg4     *ebpf.ProgramSpec `ebpf:"petrel_recvmsg4"`
-	PetrelRecvmsg6     *ebpf.ProgramSpec `ebpf:"petrel_recvmsg6"`
-	PetrelSendmsg4     *ebpf.ProgramSpec `ebpf:"petrel_sendmsg4"`
-	PetrelSendmsg6     *ebpf.ProgramSpec `ebpf:"petrel_sendmsg6"`
+	PetrelConnect4       *ebpf.ProgramSpec `ebpf:"petrel_connect4"`
+	PetrelConnect6       *ebpf.ProgramSpec `ebpf:"petrel_connect6"`
+	PetrelGetpeername4   *ebpf.ProgramSpec `ebpf:"petrel_getpeername4"`
+	PetrelGetpeername6   *ebpf.ProgramSpec `ebpf:"petrel_getpeername6"`
+	PetrelRecvmsg4       *ebpf.ProgramSpec `ebpf:"petrel_recvmsg4"`
+	PetrelRecvmsg6       *ebpf.ProgramSpec `ebpf:"petrel_recvmsg6"`
+	PetrelSendmsg4       *ebpf.ProgramSpec `ebpf:"petrel_sendmsg4"`
+	PetrelSendmsg6       *ebpf.ProgramSpec `ebpf:"petrel_sendmsg6"`
+	PetrelSockSkbEgress  *ebpf.ProgramSpec `ebpf:"petrel_sock_skb_egress"`
+	PetrelSockSkbIngress *ebpf.ProgramSpec `ebpf:"petrel_sock_skb_ingress"`
 }
 
 // sockLBMapSpecs contains maps before they are loaded into the kernel.
@@ -160,7 +181,9 @@ type sockLBMapSpecs struct {
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.MapSpec `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.MapSpec `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.MapSpec `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.MapSpec `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.MapSpec `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelSkRnat4   *ebpf.MapSpec `ebpf:"petrel_sk_rnat4"`
 }
@@ -196,7 +219,9 @@ type sockLBMaps struct {
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.Map `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.Map `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.Map `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.Map `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.Map `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelSkRnat4   *ebpf.Map `ebpf:"petrel_sk_rnat4"`
 }
@@ -208,7 +233,9 @@ func (m *sockLBMaps) Close() error {
 		m.PetrelLb4Rnat,
 		m.PetrelLb4Svc,
 		m.PetrelLbAff,
+		m.PetrelLbConfig,
 		m.PetrelLbStats,
+		m.PetrelLbTraffic,
 		m.PetrelNodeAddr4,
 		m.PetrelSkRnat4,
 	)
@@ -224,14 +251,16 @@ type sockLBVariables struct {
 //
 // It can be passed to loadSockLBObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockLBPrograms struct {
-	PetrelConnect4     *ebpf.Program `ebpf:"petrel_connect4"`
-	PetrelConnect6     *ebpf.Program `ebpf:"petrel_connect6"`
-	PetrelGetpeername4 *ebpf.Program `ebpf:"petrel_getpeername4"`
-	PetrelGetpeername6 *ebpf.Program `ebpf:"petrel_getpeername6"`
-	PetrelRecvmsg4     *ebpf.Program `ebpf:"petrel_recvmsg4"`
-	PetrelRecvmsg6     *ebpf.Program `ebpf:"petrel_recvmsg6"`
-	PetrelSendmsg4     *ebpf.Program `ebpf:"petrel_sendmsg4"`
-	PetrelSendmsg6     *ebpf.Program `ebpf:"petrel_sendmsg6"`
+	PetrelConnect4       *ebpf.Program `ebpf:"petrel_connect4"`
+	PetrelConnect6       *ebpf.Program `ebpf:"petrel_connect6"`
+	PetrelGetpeername4   *ebpf.Program `ebpf:"petrel_getpeername4"`
+	PetrelGetpeername6   *ebpf.Program `ebpf:"petrel_getpeername6"`
+	PetrelRecvmsg4       *ebpf.Program `ebpf:"petrel_recvmsg4"`
+	PetrelRecvmsg6       *ebpf.Program `ebpf:"petrel_recvmsg6"`
+	PetrelSendmsg4       *ebpf.Program `ebpf:"petrel_sendmsg4"`
+	PetrelSendmsg6       *ebpf.Program `ebpf:"petrel_sendmsg6"`
+	PetrelSockSkbEgress  *ebpf.Program `ebpf:"petrel_sock_skb_egress"`
+	PetrelSockSkbIngress *ebpf.Program `ebpf:"petrel_sock_skb_ingress"`
 }
 
 func (p *sockLBPrograms) Close() error {
@@ -244,6 +273,8 @@ func (p *sockLBPrograms) Close() error {
 		p.PetrelRecvmsg6,
 		p.PetrelSendmsg4,
 		p.PetrelSendmsg6,
+		p.PetrelSockSkbEgress,
+		p.PetrelSockSkbIngress,
 	)
 }
 

@@ -81,6 +81,20 @@ type tcNodePortLbAffinityVal struct {
 	Pad        uint32
 }
 
+type tcNodePortLbTrafficKey struct {
+	_           structs.HostLayout
+	BackendId   uint32
+	RevNatIndex uint16
+	Pad         uint16
+}
+
+type tcNodePortLbTrafficVal struct {
+	_           structs.HostLayout
+	Connections uint64
+	Packets     uint64
+	Bytes       uint64
+}
+
 type tcNodePortNpCtKey struct {
 	_     structs.HostLayout
 	Saddr uint32
@@ -92,19 +106,22 @@ type tcNodePortNpCtKey struct {
 }
 
 type tcNodePortNpCtVal struct {
-	_          structs.HostLayout
-	Addr       uint32
-	Port       uint16
-	NatPort    uint16
-	Ifindex    uint32
-	PeerMac    [6]uint8
-	LocalMac   [6]uint8
-	ClientAddr uint32
-	ClientPort uint16
-	Flags      uint8
-	Pad        uint8
-	NatAddr    uint32
-	LastSeen   uint32
+	_           structs.HostLayout
+	Addr        uint32
+	Port        uint16
+	NatPort     uint16
+	Ifindex     uint32
+	PeerMac     [6]uint8
+	LocalMac    [6]uint8
+	ClientAddr  uint32
+	ClientPort  uint16
+	Flags       uint8
+	Pad         uint8
+	NatAddr     uint32
+	LastSeen    uint32
+	BackendId   uint32
+	RevNatIndex uint16
+	Pad2        uint16
 }
 
 type tcNodePortPolCtKey struct {
@@ -158,6 +175,7 @@ type tcNodePortSockRevnat4Val struct {
 	Address     uint32
 	Port        uint16
 	RevNatIndex uint16
+	BackendId   uint32
 }
 
 type tcNodePortTunnelInfo struct {
@@ -186,7 +204,9 @@ const (
 	tcNodePortMapPetrelLb4Rnat   = "petrel_lb4_rnat"
 	tcNodePortMapPetrelLb4Svc    = "petrel_lb4_svc"
 	tcNodePortMapPetrelLbAff     = "petrel_lb_aff"
+	tcNodePortMapPetrelLbConfig  = "petrel_lb_config"
 	tcNodePortMapPetrelLbStats   = "petrel_lb_stats"
+	tcNodePortMapPetrelLbTraffic = "petrel_lb_traffic"
 	tcNodePortMapPetrelNodeAddr4 = "petrel_node_addr4"
 	tcNodePortMapPetrelNpCt      = "petrel_np_ct"
 	tcNodePortMapPetrelNpIfaddr  = "petrel_np_ifaddr"
@@ -259,7 +279,9 @@ type tcNodePortMapSpecs struct {
 	PetrelLb4Rnat   *ebpf.MapSpec `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.MapSpec `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.MapSpec `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.MapSpec `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.MapSpec `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.MapSpec `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.MapSpec `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.MapSpec `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.MapSpec `ebpf:"petrel_np_ifaddr"`
@@ -308,7 +330,9 @@ type tcNodePortMaps struct {
 	PetrelLb4Rnat   *ebpf.Map `ebpf:"petrel_lb4_rnat"`
 	PetrelLb4Svc    *ebpf.Map `ebpf:"petrel_lb4_svc"`
 	PetrelLbAff     *ebpf.Map `ebpf:"petrel_lb_aff"`
+	PetrelLbConfig  *ebpf.Map `ebpf:"petrel_lb_config"`
 	PetrelLbStats   *ebpf.Map `ebpf:"petrel_lb_stats"`
+	PetrelLbTraffic *ebpf.Map `ebpf:"petrel_lb_traffic"`
 	PetrelNodeAddr4 *ebpf.Map `ebpf:"petrel_node_addr4"`
 	PetrelNpCt      *ebpf.Map `ebpf:"petrel_np_ct"`
 	PetrelNpIfaddr  *ebpf.Map `ebpf:"petrel_np_ifaddr"`
@@ -333,7 +357,9 @@ func (m *tcNodePortMaps) Close() error {
 		m.PetrelLb4Rnat,
 		m.PetrelLb4Svc,
 		m.PetrelLbAff,
+		m.PetrelLbConfig,
 		m.PetrelLbStats,
+		m.PetrelLbTraffic,
 		m.PetrelNodeAddr4,
 		m.PetrelNpCt,
 		m.PetrelNpIfaddr,

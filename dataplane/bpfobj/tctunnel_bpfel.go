@@ -43,19 +43,22 @@ type tcTunnelNpCtKey struct {
 }
 
 type tcTunnelNpCtVal struct {
-	_          structs.HostLayout
-	Addr       uint32
-	Port       uint16
-	NatPort    uint16
-	Ifindex    uint32
-	PeerMac    [6]uint8
-	LocalMac   [6]uint8
-	ClientAddr uint32
-	ClientPort uint16
-	Flags      uint8
-	Pad        uint8
-	NatAddr    uint32
-	LastSeen   uint32
+	_           structs.HostLayout
+	Addr        uint32
+	Port        uint16
+	NatPort     uint16
+	Ifindex     uint32
+	PeerMac     [6]uint8
+	LocalMac    [6]uint8
+	ClientAddr  uint32
+	ClientPort  uint16
+	Flags       uint8
+	Pad         uint8
+	NatAddr     uint32
+	LastSeen    uint32
+	BackendId   uint32
+	RevNatIndex uint16
+	Pad2        uint16
 }
 
 type tcTunnelPolCtKey struct {

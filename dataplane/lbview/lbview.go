@@ -21,6 +21,10 @@ type Backend struct {
 	Slot    uint16 `json:"slot,omitempty"`
 	Address string `json:"address"`
 	State   string `json:"state"`
+	// Pod names the backend's pod (filled by callers that read the API).
+	Pod string `json:"pod,omitempty"`
+	// Traffic is what was counted for this frontend and backend (AddTraffic).
+	Traffic *Counters `json:"traffic,omitempty"`
 }
 
 // Frontend is one service frontend and its backends in slot order.
@@ -33,6 +37,8 @@ type Frontend struct {
 	Flags           []string  `json:"flags,omitempty"`
 	AffinityTimeout uint32    `json:"affinityTimeoutSeconds,omitempty"`
 	Backends        []Backend `json:"backends"`
+	// Traffic sums its backends' counters (AddTraffic).
+	Traffic *Counters `json:"traffic,omitempty"`
 }
 
 // RevNat is one reverse-NAT entry: service id → the address replies show.

@@ -90,6 +90,10 @@ type Options struct {
 	// Profiling also serves Go's /debug/pprof on MetricsAddress, as
 	// kube-proxy's --profiling does; off, nothing of it is registered.
 	Profiling bool
+	// TrafficCounters has the BPF load balancer count connections,
+	// packets and bytes per Service frontend and backend (exported on
+	// /metrics); off, the programs skip the counting.
+	TrafficCounters bool
 	// Trace has the BPF programs report every allowed new connection on the
 	// policy ring buffer too (`petrelctl monitor --type trace`).
 	Trace bool
@@ -131,7 +135,7 @@ func DefaultOptions() Options {
 	host, _ := os.Hostname()
 	return Options{NodeName: strings.ToLower(host), DataDir: "/var/lib/petrel", CgroupRoot: "petrel", LBCgroup: "/",
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
-		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10",
+		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10", TrafficCounters: true,
 		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom, Tunnel: routing.ModeAuto,
 		Ingress: ingress.DefaultConfig()}
 }
@@ -222,6 +226,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.lb, err = bpfobj.LoadSocketLB(bpfobj.Options{PinDir: pinDir, CgroupPath: lbCgroup})
 	if err != nil {
 		return nil, fmt.Errorf("load the socket load balancer (needs root and BPF): %w", err)
+	}
+	if err := bpfobj.SetTrafficCounting(&n.lb.Maps, opts.TrafficCounters); err != nil {
+		n.lb.Close()
+		return nil, fmt.Errorf("traffic counters: %w", err)
 	}
 
 	// tc_pod waits pinned for the CNI plugin to attach it to pod veths.
@@ -340,7 +348,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl, reg)); err != nil {
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, withMetrics(stream.Handler(kl, reg), reg)); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -647,4 +655,15 @@ func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB,
 		return nil, err
 	}
 	return serverlb.StartWithState(ctx, list, nil, stateFile)
+}
+
+// withMetrics adds the node's /metrics to the node server, as the kubelet
+// serves its own on :10250: the API server's nodes/proxy reaches it there
+// (the web view reads the BPF traffic counters so), with the same RBAC as
+// any nodes/proxy request.
+func withMetrics(h http.Handler, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", h)
+	return mux
 }

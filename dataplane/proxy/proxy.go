@@ -93,6 +93,9 @@ func New(cfg Config, maps *bpfobj.Maps, metrics *Metrics) (*Proxy, error) {
 		return nil, err
 	}
 	metrics.watchMaps(maps)
+	if metrics.reg != nil {
+		metrics.reg.MustRegister(newTrafficCollector(p))
+	}
 	return p, nil
 }
 

@@ -145,6 +145,7 @@ func (t *tables) apply(owner string, want Frontend) error {
 		if err := t.del(t.maps.Backends, id); err != nil {
 			return fmt.Errorf("delete backend %d: %w", id, err)
 		}
+		t.forgetTraffic(cur.revNat, id)
 		t.backends.release(id)
 	}
 	cur.flags, cur.timeout, cur.backends = want.Flags, want.AffinityTimeout, next
@@ -170,6 +171,7 @@ func (t *tables) remove(key FrontendKey) error {
 		if err := t.del(t.maps.Backends, b.id); err != nil {
 			return fmt.Errorf("delete backend %d: %w", b.id, err)
 		}
+		t.forgetTraffic(cur.revNat, b.id)
 		t.backends.release(b.id)
 	}
 	if err := t.del(t.maps.RevNat, cur.revNat); err != nil {

@@ -387,6 +387,11 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 				}
 				samples["socklb_"+mode] = append(samples["socklb_"+mode], r)
 			}
+			if n == largest {
+				if err := e.countingCost(ctx, o, n, round, samples); err != nil {
+					return nil, err
+				}
+			}
 			if err := e.clearServices(n); err != nil {
 				return nil, err
 			}
@@ -428,6 +433,10 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 				rates[fmt.Sprintf("iptables_%s_%d", mode, n)], "higher", ipGoal)
 		}
 	}
+	// Traffic counting's cost: the same connects with the counters on and
+	// off, measured next to each other.
+	rep.AddRatio(fmt.Sprintf("clusterip_tcp_connects_%d_services_counting_on", largest), unit["tcp"],
+		rates[fmt.Sprintf("counting_on_tcp_%d", largest)], "counting_off", rates[fmt.Sprintf("counting_off_tcp_%d", largest)], "higher", 0.98)
 	rep.AddRatio(fmt.Sprintf("program_%d_services", largest), "ms", float64(programTime.Microseconds())/1000,
 		fmt.Sprintf("iptables_restore_%d_services", largest), float64(iptablesTime.Microseconds())/1000, "lower", 0)
 	rep.Add("map_memory_per_service", "bytes", perService, "lower", nil)
@@ -456,4 +465,30 @@ func (e *dataplaneEnv) endpointChanges(rep *Report, n int) error {
 	rep.Add(fmt.Sprintf("endpoint_change_map_work_p50_%d_services", n), "ms", ms(times[len(times)/2]), "lower", nil)
 	rep.Add(fmt.Sprintf("endpoint_change_map_work_p99_%d_services", n), "ms", ms(times[len(times)*99/100]), "lower", f(1))
 	return nil
+}
+
+// countingCost drives ClusterIP connects with the traffic counters on and
+// off in an ABBA order (BAAB in odd rounds), so that a machine whose speed
+// drifts during the round favours neither, and leaves them off as the
+// suite's other figures are measured.
+func (e *dataplaneEnv) countingCost(ctx context.Context, o DataplaneOptions, n, round int, samples map[string][]float64) error {
+	order := []bool{true, false, false, true}
+	if round%2 == 1 {
+		order = []bool{false, true, true, false}
+	}
+	for _, on := range order {
+		if err := bpfobj.SetTrafficCounting(&e.lb.Maps, on); err != nil {
+			return err
+		}
+		r, err := e.drive(ctx, o, e.lbCgroup, "tcp", serviceTarget(n, "tcp"))
+		if err != nil {
+			return err
+		}
+		name := "counting_off_tcp"
+		if on {
+			name = "counting_on_tcp"
+		}
+		samples[name] = append(samples[name], r)
+	}
+	return bpfobj.SetTrafficCounting(&e.lb.Maps, false)
 }

@@ -94,6 +94,16 @@ spec:
 	if len(heard) != 2 {
 		t.Errorf("answers came from %v, want both pods", heard)
 	}
+	// tc_nodeport counted those connections, their packets and bytes, for
+	// the NodePort frontend.
+	front := fmt.Sprintf("*:%d/TCP", httpPort)
+	conns := serviceCountersBy(t, u, "petrel_service_connections_total", "default", "np", "frontend")[front]
+	packets := serviceCountersBy(t, u, "petrel_service_packets_total", "default", "np", "frontend")[front]
+	bytes := serviceCountersBy(t, u, "petrel_service_bytes_total", "default", "np", "frontend")[front]
+	if answered := float64(heard[pods.Items[0].Name] + heard[pods.Items[1].Name]); conns < answered || packets < 3*conns || bytes < 40*packets {
+		t.Errorf("NodePort %s counted %v connections, %v packets, %v bytes for %v answered requests", front, conns, packets, bytes, answered)
+	}
+	t.Logf("NodePort %s: %v connections, %v packets, %v bytes counted by tc_nodeport", front, conns, packets, bytes)
 
 	// UDP: a connected socket takes only replies from the address it
 	// sent to, so an answer proves the reverse NAT.
