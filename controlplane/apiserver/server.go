@@ -192,23 +192,23 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aw, ar := s.beginAudit(w, r); aw != nil {
 		panicked := true
-		defer func() { aw.finish(panicked) }()
-		s.serve(aw, ar, aw)
+		defer func() { aw.Finish(panicked) }()
+		s.serve(aw, ar, aw.Record())
 		panicked = false
 		return
 	}
 	s.serve(w, r, nil)
 }
 
-// serve is ServeHTTP after the audit record began (aw nil: none).
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, aw *auditWriter) {
+// serve is ServeHTTP after the audit record began (rec nil: none).
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *audit.Record) {
 	before, _ := userFrom(r.Context())
 	r, ok := s.impersonate(w, r)
 	if !ok {
 		return
 	}
-	if after, _ := userFrom(r.Context()); aw != nil && after.Name != before.Name {
-		aw.rec.SetImpersonated(audit.User{Name: after.Name, UID: after.UID, Groups: after.Groups})
+	if after, _ := userFrom(r.Context()); rec != nil && after.Name != before.Name {
+		rec.SetImpersonated(audit.User{Name: after.Name, UID: after.UID, Groups: after.Groups})
 	}
 	if f := s.fairness.Load(); f != nil {
 		u, _ := userFrom(r.Context())
