@@ -32,7 +32,8 @@ func secretsEncryptCommand() *cobra.Command {
   prepare    add a new key, second (every server reads with it once restarted)
   rotate     make it the key Secrets are written with (restart every server)
   reencrypt  rewrite every Secret with it (through the API)
-With several servers, give every server the edited file before restarting it.`}
+With several servers, the edited file reaches the others through etcd (sealed with
+the cluster CA's key); each takes it at its restart.`}
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "/var/lib/petrel", "the server's data directory")
 	cmd.PersistentFlags().StringVar(&configFile, "encryption-provider-config", "", "the server's --encryption-provider-config (default <data-dir>/"+encryption.DefaultFile+")")
 	cmd.PersistentFlags().StringSliceVar(&endpoints, "endpoints", []string{etcd.DefaultClientURL}, "client URLs of the embedded etcd, for status")
@@ -41,6 +42,30 @@ With several servers, give every server the edited file before restarting it.`}
 			return configFile
 		}
 		return filepath.Join(dataDir, encryption.DefaultFile)
+	}
+	connect := func(ctx context.Context) (*etcd.Backend, error) {
+		dir := etcd.PKIDir(dataDir)
+		return etcd.Start(ctx, etcd.Config{Endpoints: endpoints, CAFile: filepath.Join(dir, "ca.crt"),
+			CertFile: filepath.Join(dir, "client.crt"), KeyFile: filepath.Join(dir, "client.key")})
+	}
+	// publish hands the edited default file to the other servers through
+	// etcd (each takes it at its next start); an operator's own file is
+	// theirs to copy.
+	publish := func(ctx context.Context) string {
+		if configFile != "" {
+			return "copy the file to every server"
+		}
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		b, err := connect(ctx)
+		if err == nil {
+			defer b.Close()
+			err = encryption.Publish(ctx, b.Client, path(), filepath.Join(dataDir, "pki", "ca.key"))
+		}
+		if err != nil {
+			return fmt.Sprintf("the other servers did not get it (%v): copy the file to every server", err)
+		}
+		return "every server takes it from etcd at its restart"
 	}
 	status := &cobra.Command{Use: "status", Short: "The key each resource is written with, and how the stored Secrets are encrypted now", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,9 +81,7 @@ With several servers, give every server the edited file before restarting it.`}
 			_ = w.Flush()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			dir := etcd.PKIDir(dataDir)
-			b, err := etcd.Start(ctx, etcd.Config{Endpoints: endpoints, CAFile: filepath.Join(dir, "ca.crt"),
-				CertFile: filepath.Join(dir, "client.crt"), KeyFile: filepath.Join(dir, "client.key")})
+			b, err := connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -83,21 +106,21 @@ With several servers, give every server the edited file before restarting it.`}
 			return nil
 		}}
 	prepare := &cobra.Command{Use: "prepare", Short: "Add a new key, second: restart every server so that each can read it", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			name, err := encryption.Prepare(path())
 			if err != nil {
 				return err
 			}
-			fmt.Printf("added key %s to %s (not used for writes yet).\nNext: copy the file to every server, restart them, then run petrelctl secrets-encrypt rotate.\n", name, path())
+			fmt.Printf("added key %s to %s (not used for writes yet); %s.\nNext: restart every server, then run petrelctl secrets-encrypt rotate.\n", name, path(), publish(cmd.Context()))
 			return nil
 		}}
 	rotate := &cobra.Command{Use: "rotate", Short: "Write with the prepared key from now on: restart every server, then reencrypt", Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			name, err := encryption.Rotate(path())
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Secrets are written with %s once the servers restart (the old key still reads).\nNext: copy the file to every server, restart them, then run petrelctl secrets-encrypt reencrypt.\n", name)
+			fmt.Printf("Secrets are written with %s once the servers restart (the old key still reads); %s.\nNext: restart every server, then run petrelctl secrets-encrypt reencrypt.\n", name, publish(cmd.Context()))
 			return nil
 		}}
 	reencrypt := &cobra.Command{Use: "reencrypt", Short: "Rewrite every Secret through the API, so each is stored with the current key", Args: cobra.NoArgs,
@@ -126,6 +149,41 @@ With several servers, give every server the edited file before restarting it.`}
 				n++
 			}
 			fmt.Printf("rewrote %d Secrets; petrelctl secrets-encrypt status shows how they are stored\n", n)
+			// The old keys go once nothing in etcd is stored with them.
+			cfg, err := encryption.ReadConfig(path())
+			if err != nil {
+				return err
+			}
+			want := map[string]bool{}
+			for res, key := range encryption.Primary(cfg) {
+				if strings.Contains(res, "secrets") || res == "*.*" || res == "*." {
+					want["k8s:enc:"+strings.Replace(key, ":", ":v1:", 1)] = true
+				}
+			}
+			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			b, err := connect(bctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			resp, err := b.Client.Get(bctx, "/registry/secrets/", clientv3.WithPrefix())
+			if err != nil {
+				return fmt.Errorf("read the Secrets from etcd: %w", err)
+			}
+			for _, kv := range resp.Kvs {
+				if !want[storedWith(kv.Value)] {
+					fmt.Printf("kept the old keys: %s is stored %s (run reencrypt again once every server was restarted after rotate)\n", kv.Key, storedWith(kv.Value))
+					return nil
+				}
+			}
+			dropped, err := encryption.Retire(path())
+			if err != nil {
+				return err
+			}
+			if len(dropped) > 0 {
+				fmt.Printf("removed the old keys %v from %s; %s\n", dropped, path(), publish(ctx))
+			}
 			return nil
 		}}
 	cmd.AddCommand(status, prepare, rotate, reencrypt)

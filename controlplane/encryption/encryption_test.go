@@ -120,4 +120,35 @@ func TestPrepareRotate(t *testing.T) {
 	if err != nil || Primary(cfg)["secrets"] != "aesgcm:key2" {
 		t.Fatalf("primary: %v %v", cfg, err)
 	}
+	if dropped, err := Retire(path); err != nil || len(dropped) != 1 || dropped[0] != "key1" {
+		t.Fatalf("retire: %v %v", dropped, err)
+	}
+	if _, _, err := secretsOf().TransformFromStorage(ctx, old, key); err == nil {
+		t.Fatal("a key1 value still reads after key1 was retired")
+	}
+	if name, err := Prepare(path); err != nil || name != "key3" {
+		t.Fatalf("prepare after retiring: %q %v", name, err)
+	}
+}
+
+func TestSealOpen(t *testing.T) {
+	key := make([]byte, 32)
+	sealed, err := seal(key, []byte("config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), "config") {
+		t.Fatal("sealed in clear")
+	}
+	if got, err := open(key, sealed); err != nil || string(got) != "config" {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	other := make([]byte, 32)
+	other[0] = 1
+	if _, err := open(other, sealed); err == nil {
+		t.Fatal("opened with another cluster's key")
+	}
+	if _, err := open(key, sealed[:5]); err == nil {
+		t.Fatal("opened a truncated value")
+	}
 }

@@ -108,6 +108,28 @@ func Rotate(path string) (string, error) {
 	return name, writeConfig(path, cfg)
 }
 
+// Retire drops every key but the one values are written with, once a
+// reencrypt has rewritten every value with it (as k3s's reencrypt ends),
+// so that the next rotation can begin; it returns the keys dropped.
+func Retire(path string) ([]string, error) {
+	cfg, err := ReadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	var dropped []string
+	_ = forFirstKeys(cfg, func(_ *apiserverv1.ResourceConfiguration, keys *[]apiserverv1.Key) error {
+		for _, k := range (*keys)[min(1, len(*keys)):] {
+			dropped = append(dropped, k.Name)
+		}
+		*keys = (*keys)[:min(1, len(*keys))]
+		return nil
+	})
+	if len(dropped) == 0 {
+		return nil, nil
+	}
+	return dropped, writeConfig(path, cfg)
+}
+
 // Primary says, per resource entry, which provider and key values are
 // written with: "aesgcm:key2", or "identity" when they are not encrypted.
 func Primary(cfg *apiserverv1.EncryptionConfiguration) map[string]string {

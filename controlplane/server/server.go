@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -457,7 +458,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	resources := registry.All(registry.Config{ServiceCIDR: serviceCIDR, NodePortMin: portMin, NodePortMax: portMax, ServiceHooks: alloc})
-	encrypt, err := loadEncryption(ctx, opts)
+	// The CA comes first: its key seals the cluster's copy of the
+	// encryption configuration.
+	ca, err := pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki"))
+	if err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	s.ca, s.caPEM = ca, ca.CertPEM
+	encrypt, err := loadEncryption(ctx, opts, backend.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -496,11 +504,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ca, err := pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki"))
-	if err != nil {
-		return nil, fmt.Errorf("certificate authority: %w", err)
-	}
-	s.ca, s.caPEM = ca, ca.CertPEM
 	nodeTransport, err := nodeClientTransport(ca, filepath.Join(opts.DataDir, "pki"))
 	if err != nil {
 		return nil, err
@@ -1113,7 +1116,13 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 // loadEncryption reads the encryption at rest configuration: the operator's
 // file, or the one this server (or the cluster's first server, through the
 // join) made at first start.
-func loadEncryption(ctx context.Context, opts Options) (encryption.Transformers, error) {
+//
+// The default file is the cluster's: a copy sealed with the CA key lives in
+// etcd, and a server takes it at start when it differs, so that a key
+// `petrelctl secrets-encrypt` prepared or rotated on one server reaches
+// every server at its restart. A file given with --encryption-provider-config
+// is the operator's to distribute.
+func loadEncryption(ctx context.Context, opts Options, cli *clientv3.Client) (encryption.Transformers, error) {
 	path := opts.EncryptionProviderConfig
 	if path == "" {
 		if !opts.SecretsEncryption {
@@ -1123,6 +1132,13 @@ func loadEncryption(ctx context.Context, opts Options) (encryption.Transformers,
 		path = filepath.Join(opts.DataDir, encryption.DefaultFile)
 		if err := encryption.EnsureDefault(path); err != nil {
 			return nil, fmt.Errorf("encryption at rest: %w", err)
+		}
+		changed, err := encryption.Sync(ctx, cli, path, filepath.Join(opts.DataDir, "pki", "ca.key"))
+		if err != nil {
+			return nil, fmt.Errorf("encryption at rest: %w", err)
+		}
+		if changed {
+			slog.Info("server: took the cluster's encryption configuration from etcd (a key was prepared or rotated on another server)", "file", path)
 		}
 	}
 	return encryption.Load(ctx, path)

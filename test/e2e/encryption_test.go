@@ -111,7 +111,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	<-done
-	mustContain(t, secretsEncrypt("reencrypt"), "rewrote")
+	mustContain(t, secretsEncrypt("reencrypt"), "rewrote", "removed the old keys [key1]")
 	mustContain(t, secretsEncrypt("status"), "secrets    aesgcm:key2", "k8s:enc:aesgcm:v1:key2")
 	if out := secretsEncrypt("status"); strings.Contains(out, "key1") || strings.Contains(out, "not encrypted") {
 		t.Fatalf("Secrets left under the old key after reencrypt:\n%s", out)
@@ -131,6 +131,33 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	got, err = b.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{})
 	if err != nil || string(got.Data["password"]) != marker {
 		t.Fatalf("the joined server reads %v: %v", got, err)
+	}
+
+	// A key prepared on the first server reaches the joined one through
+	// etcd at its restart (sealed there: etcd does not hold it in clear).
+	mustContain(t, secretsEncrypt("prepare"), "added key key3", "every server takes it from etcd at its restart")
+	cfgFile := func(s *cluster.Server) string {
+		b, err := os.ReadFile(filepath.Join(s.DataDir, "pki", "encryption-config.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if strings.Contains(cfgFile(b), "key3") {
+		t.Fatal("the joined server has key3 before its restart")
+	}
+	resp, err := etcdClient(t, a).Get(ctx, "/petrel/encryption-config")
+	if err != nil || len(resp.Kvs) != 1 || bytes.Contains(resp.Kvs[0].Value, []byte("key3")) || bytes.Contains(resp.Kvs[0].Value, []byte("aesgcm")) {
+		t.Fatalf("the cluster's copy in etcd: %v %q", err, resp.Kvs)
+	}
+	b.Stop()
+	b.Start()
+	b.WaitReady(time.Minute)
+	if got := cfgFile(b); got != cfgFile(a) || !strings.Contains(got, "key3") {
+		t.Fatalf("after its restart the joined server's file is:\n%s\nthe first's:\n%s", got, cfgFile(a))
+	}
+	if _, err := b.Clientset().CoreV1().Secrets("default").Get(ctx, "db-pass", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the joined server reads after the restart: %v", err)
 	}
 }
 
