@@ -72,6 +72,10 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel", ContainerRuntimeVersion: runtimeVersion,
 			OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
 	}
+	for _, h := range opts.ociRuntimes {
+		// The RuntimeClass handlers pods may name on this node.
+		status.RuntimeHandlers = append(status.RuntimeHandlers, corev1.NodeRuntimeHandler{Name: h})
+	}
 	nodes := cs.CoreV1().Nodes()
 	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsInvalid(err) }, func() error {
 		n, err := nodes.Get(ctx, opts.NodeName, metav1.GetOptions{})
