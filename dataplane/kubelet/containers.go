@@ -458,7 +458,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		}
 		return fmt.Errorf("%w: %v", errPull, err)
 	}
-	ociName, ociPath, err := k.ociRuntime(ctx, pod)
+	ociName, ociPath, ociSpec, err := k.ociRuntime(ctx, pod)
 	if err != nil {
 		return err
 	}
@@ -497,7 +497,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
 		TTY:         c.TTY,
 		Sysctls:     podSysctls(pod),
-		OCIRuntime:  ociPath,
+		OCIRuntime:  ociPath, OCISpecVersion: ociSpec,
 	}
 	if pod.Spec.HostNetwork {
 		cfg.Hostname = ""

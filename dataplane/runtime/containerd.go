@@ -74,8 +74,9 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd is not installed (apt-get install containerd runc, or pass --containerd-address): %w", err)
 	}
-	if _, err := DetectOCIRuntimes("auto"); err != nil {
-		return nil, err
+	_, errCrun := exec.LookPath(OCIRuntimeCrun)
+	if _, err := exec.LookPath(OCIRuntimeRunc); err != nil && errCrun != nil {
+		return nil, fmt.Errorf("neither crun nor runc is installed (apt-get install crun runc): %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err

@@ -109,6 +109,9 @@ type ContainerConfig struct {
 	// OCIRuntime is the binary containerd's runc shim runs the container
 	// with (crun, runc); empty: the shim's own default, runc.
 	OCIRuntime string
+	// OCISpecVersion, when set, is the ociVersion the spec says (the
+	// version OCIRuntime writes itself).
+	OCISpecVersion string
 	// Sysctls are set in the container's namespaces (the pod's network
 	// namespace for net.*, the container's IPC namespace for kernel.*) by
 	// the OCI runtime before the process starts.
@@ -190,6 +193,9 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 	// Set either way: containerd's default spec turns no_new_privs on,
 	// while Kubernetes leaves escalation allowed unless a pod refuses it.
 	opts = append(opts, withNoNewPrivileges(cfg.NoNewPrivileges))
+	if cfg.OCISpecVersion != "" {
+		opts = append(opts, withSpecVersion(cfg.OCISpecVersion))
+	}
 	copts := []containerd.NewContainerOpts{
 		containerd.WithImage(cfg.Image),
 		containerd.WithSnapshotter(Snapshotter),
