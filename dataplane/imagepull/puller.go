@@ -92,6 +92,13 @@ func (p *Puller) Ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Containe
 	}
 	if policy != corev1.PullAlways {
 		img, err := p.client.GetImage(ctx, name)
+		if err == nil {
+			// containerd records the image before it unpacks it: one
+			// found mid-pull is waited for with the pull.
+			if ok, uerr := img.IsUnpacked(ctx, Snapshotter); uerr != nil || !ok {
+				err = fmt.Errorf("image %s is not unpacked yet: %w", name, errdefs.ErrNotFound)
+			}
+		}
 		switch {
 		case err == nil:
 			p.used(name)
