@@ -7,6 +7,7 @@ package registry
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -36,6 +37,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/log"
 	"github.com/containerd/platforms"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 )
@@ -183,6 +185,13 @@ func (r *Registry) URL() string {
 
 // Push copies the image of an OCI archive into the registry as repo:tag.
 func (r *Registry) Push(ctx context.Context, archivePath, repoTag string) error {
+	return r.PushVariant(ctx, archivePath, repoTag, "")
+}
+
+// PushVariant pushes the archive's image as repo:tag, made a distinct image
+// (its own config and manifest digests, the same layers) by the label
+// petrel.test/variant=variant when variant is not empty.
+func (r *Registry) PushVariant(ctx context.Context, archivePath, repoTag, variant string) error {
 	// The content store warns on every open where fs-verity is missing.
 	ctx = log.WithLogger(ctx, log.L.WithField("test", "registry"))
 	log.L.Logger.SetLevel(logrus.ErrorLevel)
@@ -209,6 +218,11 @@ func (r *Registry) Push(ctx context.Context, archivePath, repoTag string) error 
 	}
 	desc := idx.Manifests[0]
 	desc.Annotations = nil
+	if variant != "" {
+		if desc, err = relabel(ctx, store, desc, variant); err != nil {
+			return err
+		}
+	}
 	ref := r.Host + "/" + repoTag
 	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: docker.ConfigureDefaultRegistries(
 		docker.WithClient(r.client),
@@ -291,4 +305,41 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x", b)
+}
+
+// relabel writes a copy of the image whose config has the variant label,
+// and returns its manifest's descriptor.
+func relabel(ctx context.Context, store content.Store, desc ocispec.Descriptor, variant string) (ocispec.Descriptor, error) {
+	b, err := content.ReadBlob(ctx, store, desc)
+	if err != nil {
+		return desc, err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return desc, err
+	}
+	cb, err := content.ReadBlob(ctx, store, m.Config)
+	if err != nil {
+		return desc, err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(cb, &cfg); err != nil {
+		return desc, err
+	}
+	if cfg.Config.Labels == nil {
+		cfg.Config.Labels = map[string]string{}
+	}
+	cfg.Config.Labels["petrel.test/variant"] = variant
+	write := func(v any, mediaType string) (ocispec.Descriptor, error) {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+		return d, content.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(raw), d)
+	}
+	if m.Config, err = write(cfg, m.Config.MediaType); err != nil {
+		return desc, err
+	}
+	return write(m, desc.MediaType)
 }
