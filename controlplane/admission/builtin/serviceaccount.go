@@ -44,15 +44,19 @@ func (p *ServiceAccount) Admit(ctx context.Context, a *admission.Attributes) err
 		if obj, err := st.Lookup(ctx, pod.Namespace, name); err == nil {
 			sa := obj.(*corev1.ServiceAccount)
 			accountAutomount = sa.AutomountServiceAccountToken
-			// As Kubernetes: a pod that names no pull secrets gets its
-			// service account's.
-			if len(pod.Spec.ImagePullSecrets) == 0 && len(sa.ImagePullSecrets) > 0 {
-				pod.Spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), sa.ImagePullSecrets...)
-			}
+			addPullSecrets(pod, sa)
 		}
 	}
 	injectAPIAccess(pod, accountAutomount)
 	return nil
+}
+
+// addPullSecrets gives a pod that names no pull secrets its service
+// account's, as Kubernetes does; a pod's own list is left as it is.
+func addPullSecrets(pod *corev1.Pod, sa *corev1.ServiceAccount) {
+	if len(pod.Spec.ImagePullSecrets) == 0 && len(sa.ImagePullSecrets) > 0 {
+		pod.Spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), sa.ImagePullSecrets...)
+	}
 }
 
 // apiAccessTokenSeconds is the token lifetime Kubernetes asks for
