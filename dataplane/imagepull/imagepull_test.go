@@ -32,7 +32,7 @@ func TestParseSecret(t *testing.T) {
 			want: []Credential{{Key: "docker.io", Username: "bob", Password: "pw", Secret: "s"}}, lookHost: "registry-1.docker.io", found: "bob"},
 		{name: "a path prefix matches by repository", secret: &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson,
 			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"reg.example/team":{"username":"t","password":"p"},"reg.example":{"username":"all","password":"p"}}}`)}},
-			want: []Credential{{Key: "reg.example/team", Username: "t", Password: "p", Secret: "s"}, {Key: "reg.example", Username: "all", Password: "p", Secret: "s"}},
+			want:     []Credential{{Key: "reg.example/team", Username: "t", Password: "p", Secret: "s"}, {Key: "reg.example", Username: "all", Password: "p", Secret: "s"}},
 			lookRepo: "reg.example/team/app", found: "t"},
 		{name: "an opaque secret holds no logins", secret: &corev1.Secret{Type: corev1.SecretTypeOpaque}},
 		{name: "bad JSON", secret: &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson,
