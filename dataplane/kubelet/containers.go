@@ -52,6 +52,9 @@ type containerRecord struct {
 	// tried again before retryAt.
 	retry   time.Duration
 	retryAt time.Time
+	// prefetch is the image got for the next start while the pod's
+	// sandbox was made.
+	prefetch *prefetched
 }
 
 func (ps *podState) record(name string) *containerRecord {
@@ -94,9 +97,14 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 		defer close(volsDone)
 		vols, volErr = k.volumes(ctx, pod, dir)
 	}()
+	imagesDone := k.prefetchImages(ctx, pod, ps, dir)
 	sb, err := k.ensureSandbox(ctx, pod, dir)
 	<-volsDone
+	imagesDone()
 	if err != nil {
+		for _, rec := range ps.containers {
+			rec.prefetch = nil // got for a start that is not happening now
+		}
 		k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return 0, err
 	}
@@ -451,7 +459,7 @@ var errPull = errors.New("image pull failed")
 // startContainer creates and starts one container of the pod.
 func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbox, vols map[string]string, c *corev1.Container, rec *containerRecord) error {
 	uid := string(pod.UID)
-	img, err := k.image(ctx, pod, c)
+	img, err := k.takeImage(ctx, pod, c, rec)
 	if err != nil {
 		if errors.Is(err, runtime.ErrImageNotPresent) {
 			return err
