@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/petrel-project/petrel/dataplane/runtime"
 	"github.com/petrel-project/petrel/test/images"
 )
 
@@ -28,6 +29,9 @@ func TestRuntimeClasses(t *testing.T) {
 		if _, err := os.Stat(bin); err != nil {
 			t.Skipf("%s is not installed (make deps installs crun and runc)", bin)
 		}
+	}
+	if err := runtime.PrepareCrun(); err != nil {
+		t.Skipf("crun cannot run containers on this host: %v", err)
 	}
 	u := startPodCluster(t)
 	cs := u.Clientset()
