@@ -50,13 +50,8 @@ func ImportDir(ctx context.Context, c *containerd.Client, dir string) ([]string,
 	return names, nil
 }
 
-// MaxNodeImages bounds Node.status.images, as the kubelet's
-// --node-status-max-images (50) does: a node with many images would
-// otherwise make every Node object, and every watch event of it, large.
-const MaxNodeImages = 50
-
 // NodeImages lists the images for Node.status.images, largest first as the
-// kubelet reports them, at most MaxNodeImages.
+// kubelet reports them.
 func NodeImages(ctx context.Context, c *containerd.Client) ([]corev1.ContainerImage, error) {
 	imgs, err := c.ListImages(ctx)
 	if err != nil {
@@ -76,9 +71,6 @@ func NodeImages(ctx context.Context, c *containerd.Client) ([]corev1.ContainerIm
 		ci.Names = append(ci.Names, img.Name())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SizeBytes > out[j].SizeBytes })
-	if len(out) > MaxNodeImages {
-		out = out[:MaxNodeImages]
-	}
 	res := make([]corev1.ContainerImage, len(out))
 	for i, ci := range out {
 		res[i] = *ci
