@@ -43,7 +43,14 @@ func ParseMirror(s string) (registry, mirror string, err error) {
 	return registry, mirror, nil
 }
 
-// transport is the HTTP client of every pull: one connection pool for the
+// Validate checks that the certificate authorities can be read, so that
+// a node with a wrong --registry-ca stops at start rather than at a pull.
+func (r Registries) Validate() error {
+	_, err := r.client()
+	return err
+}
+
+// client is the HTTP client of every pull: one connection pool for the
 // node, trusting the system's authorities and the configured ones.
 func (r Registries) client() (*http.Client, error) {
 	pool, err := x509.SystemCertPool()

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -162,5 +164,21 @@ func TestGCPolicyValidate(t *testing.T) {
 		if g.Validate() == nil {
 			t.Fatalf("%+v accepted", g)
 		}
+	}
+}
+
+func TestRegistriesValidate(t *testing.T) {
+	if err := (Registries{CAFiles: []string{"/nonexistent/ca.pem"}}).Validate(); err == nil || !strings.Contains(err.Error(), "registry CA") {
+		t.Fatalf("a missing CA file: %v", err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Registries{CAFiles: []string{notPEM}}).Validate(); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Fatalf("a file without a certificate: %v", err)
+	}
+	if err := (Registries{}).Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -343,6 +343,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 				hostIP = a.Address
 			}
 		}
+		if err := opts.Registries.Validate(); err != nil {
+			n.close()
+			return nil, fmt.Errorf("--registry-ca: %w", err)
+		}
 		ociRuntimes, err := runtime.DetectOCIRuntimes(opts.OCIRuntime)
 		if err != nil {
 			n.close()
