@@ -117,6 +117,13 @@ func (p *Puller) Ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Containe
 	p.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulling", "Pulling image %q", c.Image)
 	start := time.Now()
 	res, err, _ := p.flight.Do(name+"\x00"+keys.fingerprint(), func() (any, error) {
+		if policy != corev1.PullAlways {
+			// A pull that ended between this pod's look and its joining
+			// the flight left the image here: not pulled twice.
+			if img, ok := p.present(ctx, name); ok {
+				return pulled{img: img, present: true}, nil
+			}
+		}
 		return p.pull(context.WithoutCancel(ctx), ref, keys)
 	})
 	if err != nil {
@@ -126,6 +133,10 @@ func (p *Puller) Ensure(ctx context.Context, pod *corev1.Pod, c *corev1.Containe
 	}
 	pr := res.(pulled)
 	p.used(name)
+	if pr.present {
+		p.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.Image)
+		return pr.img, nil
+	}
 	p.recorder.Eventf(pod, corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s (%s including waiting). Image size: %d bytes.",
 		c.Image, pr.took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), pr.size)
 	return pr.img, nil
@@ -136,6 +147,18 @@ type pulled struct {
 	img  containerd.Image
 	size int64
 	took time.Duration
+	// present says the image was found, not pulled.
+	present bool
+}
+
+// present finds the image unpacked in containerd.
+func (p *Puller) present(ctx context.Context, name string) (containerd.Image, bool) {
+	img, err := p.client.GetImage(ctx, name)
+	if err != nil {
+		return nil, false
+	}
+	ok, err := img.IsUnpacked(ctx, Snapshotter)
+	return img, err == nil && ok
 }
 
 // pull fetches and unpacks the image; the caller's cancellation does not
