@@ -34,3 +34,23 @@ func (k *Kubelet) ociRuntime(ctx context.Context, pod *corev1.Pod) (name, path, 
 	}
 	return name, path, specVersion, nil
 }
+
+// PodContainer is what a containerd container's labels say of the pod
+// container it runs, for tools that read containerd (petrelctl).
+type PodContainer struct {
+	Namespace, Pod, Container string
+	// OCIRuntime is the runtime that runs it (crun, runc), empty when the
+	// node left it to the shim's default.
+	OCIRuntime string
+	Restarts   string
+}
+
+// PodContainerOf reads a container's labels; ok is false for a container
+// that is not a pod's.
+func PodContainerOf(labels map[string]string) (PodContainer, bool) {
+	if labels[labelPodUID] == "" {
+		return PodContainer{}, false
+	}
+	return PodContainer{Namespace: labels[labelPodNamespace], Pod: labels[labelPodName], Container: labels[labelContainer],
+		OCIRuntime: labels[labelOCIRuntime], Restarts: labels[labelRestarts]}, true
+}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/test/cluster"
 	"github.com/petrel-project/petrel/test/images"
 )
 
@@ -99,6 +102,31 @@ func TestRuntimeClasses(t *testing.T) {
 		cg := kubectl(t, u.Server, "", "exec", name, "--", "cat", "/proc/1/cgroup")
 		mustContain(t, cg, "0::/"+filepath.Base(u.LBCgroup)+"/pods/pod")
 	}
+
+	// petrelctl shows it too, from containerd.
+	js, err := exec.CommandContext(ctx, cluster.Petrelctl(t), "container", "list", "--data-dir", u.DataDir, "-o", "json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("petrelctl container list: %v\n%s", err, js)
+	}
+	var listed struct {
+		Containers []struct{ Pod, OCIRuntime string }
+	}
+	if err := json.Unmarshal(js, &listed); err != nil {
+		t.Fatalf("petrelctl container list -o json: %v\n%s", err, js)
+	}
+	got := map[string]string{}
+	for _, c := range listed.Containers {
+		got[c.Pod] = c.OCIRuntime
+	}
+	if got["rc-crun"] != "crun" || got["rc-runc"] != "runc" || got["rc-default"] != "crun" {
+		t.Fatalf("petrelctl container list: runtimes %v, want crun, runc and crun\n%s", got, js)
+	}
+	table, err := exec.CommandContext(ctx, cluster.Petrelctl(t), "container", "list", "--data-dir", u.DataDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("petrelctl container list: %v\n%s", err, table)
+	}
+	mustContain(t, string(table), "OCI RUNTIME", "rc-runc")
+	t.Logf("petrelctl container list:\n%s", table)
 
 	n, err := cs.CoreV1().Nodes().Get(ctx, u.NodeName, metav1.GetOptions{})
 	if err != nil {
