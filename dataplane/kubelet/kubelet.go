@@ -1,9 +1,10 @@
 // Package kubelet runs the pods bound to this node on containerd: a pod
 // sync loop (one sync at a time per pod), admission (a pod whose host ports
 // an admitted pod holds is refused), the pod's network namespace and
-// address through libcni, its volumes and files, its containers with runc
-// (no pause container: every container joins the namespace the kubelet
-// made), restarts with back-off, probes, graceful termination, and the pod's
+// address through libcni, its volumes and files, its containers with crun
+// or runc as its RuntimeClass says (no pause container: every container
+// joins the namespace the kubelet made), its images through package
+// imagepull, restarts with back-off, probes, graceful termination, and the pod's
 // status as Kubernetes reports it. What it has on the machine is recorded
 // under the data directory and labelled in containerd, so a restarted node
 // adopts running pods and cleans up after pods deleted while it was down.

@@ -1,7 +1,8 @@
 // Package runtime runs the node's containers through containerd: it starts
 // and supervises Debian's containerd (with crun or runc) under the node's data
-// directory, or connects to one already running, and imports images from
-// OCI archives, since no registry is reachable from a Petrel test machine.
+// directory, or connects to one already running, imports images from OCI
+// archives, and runs containers with crun or runc through containerd's
+// runc shim. Registry pulls are package imagepull's.
 package runtime
 
 import (
