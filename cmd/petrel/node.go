@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/imagepull"
 	"github.com/petrel-project/petrel/dataplane/node"
 	"github.com/petrel-project/petrel/dataplane/proxy"
 	"github.com/petrel-project/petrel/dataplane/routing"
@@ -33,6 +34,7 @@ type nodeFlags struct {
 	localDNS       string
 	upstreams      string
 	tunnel         string
+	mirrors        []string
 }
 
 func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
@@ -58,6 +60,14 @@ func (f *nodeFlags) add(fs *pflag.FlagSet, withDataDir bool) {
 	fs.BoolVar(&f.opts.Trace, "trace", false, "report every new connection NetworkPolicy allows on the policy ring buffer too, not only drops (petrelctl monitor --type trace); one event per connection, never per packet")
 	fs.BoolVar(&f.opts.RunPods, "run-pods", f.opts.RunPods, "run pods (the kubelet on containerd); false leaves the node to Services and DNS, tainted so that nothing is scheduled to it")
 	fs.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "socket of a running containerd to use (default: start Debian's containerd with its state under <data-dir>/containerd)")
+	fs.StringVar(&f.opts.OCIRuntime, "oci-runtime", f.opts.OCIRuntime, "OCI runtime of pods without a runtimeClassName: crun, runc, or auto (crun where installed, runc otherwise); RuntimeClasses runc and crun pick either per pod")
+	fs.StringSliceVar(&f.opts.Registries.Insecure, "insecure-registry", nil, "registry (HOST:PORT) to pull from over plain HTTP; repeatable")
+	fs.StringArrayVar(&f.mirrors, "registry-mirror", nil, "REGISTRY=URL: a mirror tried before the registry (docker.io=https://mirror.example.com); repeatable, tried in order")
+	fs.StringSliceVar(&f.opts.Registries.CAFiles, "registry-ca", nil, "PEM file of certificate authorities trusted for registries, beside the system's; repeatable")
+	fs.IntVar(&f.opts.ImageGC.High, "image-gc-high-threshold", f.opts.ImageGC.High, "percent of the image disk used above which unused images are removed (100 turns image GC off)")
+	fs.IntVar(&f.opts.ImageGC.Low, "image-gc-low-threshold", f.opts.ImageGC.Low, "percent of the image disk that image GC frees down to")
+	fs.DurationVar(&f.opts.ImageGC.MinAge, "image-minimum-gc-age", f.opts.ImageGC.MinAge, "an unused image is kept this long after it was pulled or last used")
+	fs.DurationVar(&f.opts.ImageGC.Period, "image-gc-period", f.opts.ImageGC.Period, "how often image GC looks at the disk")
 	fs.StringVar(&f.nodePortIfaces, "nodeport-interfaces", "default", "comma-separated interfaces where NodePorts answer clients on other hosts (tc_nodeport); \"default\" is the default route's, \"none\" none")
 	fs.StringVar(&f.tunnel, "tunnel", string(f.opts.Tunnel), "how pods reach other nodes' pods: auto (natively to a node on one of this node's subnets, by bpf_redirect_neigh; through a VXLAN overlay, UDP 8472, to any other), vxlan or geneve (UDP 6081) for every node, or disabled (kernel routes \"podCIDR via node\" only). Pods' MTU is the uplink's less 50 unless disabled")
 	fs.StringVar(&f.opts.LBAlgorithm, "lb-algorithm", f.opts.LBAlgorithm, "how tc_nodeport picks the backend of a new flow from another host: random, or maglev (consistent hashing: every node picks the same backend for a flow); a Service's service.petrel.io/lb-algorithm annotation overrides it")
@@ -88,6 +98,19 @@ func (f *nodeFlags) resolve() (node.Options, error) {
 			return o, fmt.Errorf("--local-dns-address %q is not an IPv4 address", f.localDNS)
 		}
 		o.LocalDNS = a
+	}
+	for _, m := range f.mirrors {
+		reg, url, err := imagepull.ParseMirror(m)
+		if err != nil {
+			return o, fmt.Errorf("--registry-mirror: %w", err)
+		}
+		if o.Registries.Mirrors == nil {
+			o.Registries.Mirrors = map[string][]string{}
+		}
+		o.Registries.Mirrors[reg] = append(o.Registries.Mirrors[reg], url)
+	}
+	if err := o.ImageGC.Validate(); err != nil {
+		return o, fmt.Errorf("--image-gc-high-threshold/--image-gc-low-threshold: %w", err)
 	}
 	mode, err := routing.ParseMode(f.tunnel)
 	if err != nil {

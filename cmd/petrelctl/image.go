@@ -29,24 +29,7 @@ func imageCommand() *cobra.Command {
 	var dataDir, address string
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "/var/lib/petrel", "the node's data directory (its containerd socket is under containerd/)")
 	cmd.PersistentFlags().StringVar(&address, "containerd-address", "", "containerd socket (default <data-dir>/containerd/containerd.sock)")
-	connect := func(ctx context.Context) (*runtime.Containerd, error) {
-		if address == "" {
-			address = filepath.Join(dataDir, "containerd", "containerd.sock")
-		}
-		// runtime.Connect waits for a socket to appear and answer, as a node
-		// starting beside its containerd must; an operator's command should
-		// say at once that nothing is there.
-		if err := probeSocket(address); err != nil {
-			return nil, fmt.Errorf("%w: %s", err, nodeHint)
-		}
-		ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-		defer cancel()
-		c, err := runtime.Connect(ctx, address)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s", err, nodeHint)
-		}
-		return c, nil
-	}
+	connect := func(ctx context.Context) (*runtime.Containerd, error) { return connectNode(ctx, dataDir, address) }
 	imp := &cobra.Command{Use: "import FILE.tar...", Short: "Load OCI or Docker image archives into the node's containerd, ready for pods",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -87,6 +70,27 @@ func imageCommand() *cobra.Command {
 	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.AddCommand(imp, list)
 	return cmd
+}
+
+// connectNode reaches the containerd of the node with data directory
+// dataDir, or the one at address.
+func connectNode(ctx context.Context, dataDir, address string) (*runtime.Containerd, error) {
+	if address == "" {
+		address = filepath.Join(dataDir, "containerd", "containerd.sock")
+	}
+	// runtime.Connect waits for a socket to appear and answer, as a node
+	// starting beside its containerd must; an operator's command should
+	// say at once that nothing is there.
+	if err := probeSocket(address); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, nodeHint)
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	c, err := runtime.Connect(ctx, address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, nodeHint)
+	}
+	return c, nil
 }
 
 // connectTimeout bounds the wait for a containerd whose socket accepts

@@ -20,7 +20,7 @@ import (
 
 func main() {
 	root := &cobra.Command{Use: "petrelctl", Short: "Operate and measure a Petrel cluster", SilenceUsage: true}
-	root.AddCommand(benchCommand(), bpfCommand(), serviceCommand(), topCommand(), imageCommand(), etcdCommand(), monitorCommand(), secretsEncryptCommand())
+	root.AddCommand(benchCommand(), bpfCommand(), serviceCommand(), topCommand(), imageCommand(), containerCommand(), etcdCommand(), monitorCommand(), secretsEncryptCommand())
 	if err := root.Execute(); err != nil {
 		os.Exit(1)
 	}

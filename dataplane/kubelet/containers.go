@@ -52,6 +52,9 @@ type containerRecord struct {
 	// tried again before retryAt.
 	retry   time.Duration
 	retryAt time.Time
+	// prefetch is the image got for the next start while the pod's
+	// sandbox was made.
+	prefetch *prefetched
 }
 
 func (ps *podState) record(name string) *containerRecord {
@@ -94,9 +97,14 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 		defer close(volsDone)
 		vols, volErr = k.volumes(ctx, pod, dir)
 	}()
+	imagesDone := k.prefetchImages(ctx, pod, ps, dir)
 	sb, err := k.ensureSandbox(ctx, pod, dir)
 	<-volsDone
+	imagesDone()
 	if err != nil {
+		for _, rec := range ps.containers {
+			rec.prefetch = nil // got for a start that is not happening now
+		}
 		k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return 0, err
 	}
@@ -366,6 +374,7 @@ func (k *Kubelet) ensureContainer(ctx context.Context, pod *corev1.Pod, ps *podS
 		// Pulls back off as the kubelet's do, however often the pod is
 		// synced: each try costs the registry's timeouts.
 		if wait := time.Until(rec.retryAt); wait > 0 {
+			k.recorder.Eventf(pod, corev1.EventTypeNormal, "BackOff", "Back-off pulling image %q", c.Image)
 			if w.Reason == "ErrImagePull" {
 				rec.waiting = &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
 					Message: fmt.Sprintf("Back-off pulling image %q: %s", c.Image, w.Message)}
@@ -450,12 +459,16 @@ var errPull = errors.New("image pull failed")
 // startContainer creates and starts one container of the pod.
 func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbox, vols map[string]string, c *corev1.Container, rec *containerRecord) error {
 	uid := string(pod.UID)
-	img, err := k.image(ctx, c.Image, c.ImagePullPolicy != corev1.PullNever)
+	img, err := k.takeImage(ctx, pod, c, rec)
 	if err != nil {
 		if errors.Is(err, runtime.ErrImageNotPresent) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errPull, err)
+	}
+	ociName, ociPath, ociSpec, err := k.ociRuntime(ctx, pod)
+	if err != nil {
+		return err
 	}
 	env, vars, err := k.env(ctx, pod, c, sb.IP)
 	if err != nil {
@@ -486,12 +499,13 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	cfg := runtime.ContainerConfig{
 		ID: containerID(uid, c.Name, rec.restarts), Image: img,
 		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
-			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath},
+			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath, labelOCIRuntime: ociName},
 		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,
 		Hostname: podHostname(pod), NetNS: sb.NetNS, Mounts: mnts,
 		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
 		TTY:         c.TTY,
 		Sysctls:     podSysctls(pod),
+		OCIRuntime:  ociPath, OCISpecVersion: ociSpec,
 	}
 	if pod.Spec.HostNetwork {
 		cfg.Hostname = ""
@@ -532,7 +546,11 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	if err != nil {
 		return err
 	}
-	k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
+	if ociName != "" {
+		k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s (OCI runtime %s)", c.Name, ociName)
+	} else {
+		k.recorder.Eventf(pod, corev1.EventTypeNormal, "Created", "Created container %s", c.Name)
+	}
 	started := time.Now()
 	tio := runtime.TaskIO{Logger: k.loggerPath, LogPath: logPath, Dir: ioDir(dir, c.Name, rec.restarts), Stdin: c.Stdin, TTY: c.TTY}
 	if _, err := runtime.StartLoggedTask(ctx, ctr, tio); err != nil {

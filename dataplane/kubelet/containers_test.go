@@ -71,7 +71,7 @@ func (c *taskless) Image(context.Context) (containerd.Image, error) {
 func TestRunWithoutTaskIsARestart(t *testing.T) {
 	var pulls int
 	k := &Kubelet{cfg: Config{DataDir: t.TempDir()}, recorder: record.NewFakeRecorder(100),
-		image: func(context.Context, string, bool) (containerd.Image, error) {
+		image: func(context.Context, *corev1.Pod, *corev1.Container) (containerd.Image, error) {
 			pulls++
 			return nil, errors.New("no images in this test")
 		}}
@@ -122,7 +122,8 @@ func TestRunWithoutTaskIsARestart(t *testing.T) {
 func TestImagePullBacksOff(t *testing.T) {
 	var pulls int
 	k := &Kubelet{cfg: Config{DataDir: t.TempDir()}, recorder: record.NewFakeRecorder(100),
-		image: func(_ context.Context, ref string, pull bool) (containerd.Image, error) {
+		image: func(_ context.Context, _ *corev1.Pod, c *corev1.Container) (containerd.Image, error) {
+			ref := c.Image
 			pulls++
 			return nil, fmt.Errorf("pull docker.io/library/%s: dial tcp: lookup registry-1.docker.io: no such host (%s)", ref, runtime.PullHint)
 		}}

@@ -1,9 +1,10 @@
 // Package kubelet runs the pods bound to this node on containerd: a pod
 // sync loop (one sync at a time per pod), admission (a pod whose host ports
 // an admitted pod holds is refused), the pod's network namespace and
-// address through libcni, its volumes and files, its containers with runc
-// (no pause container: every container joins the namespace the kubelet
-// made), restarts with back-off, probes, graceful termination, and the pod's
+// address through libcni, its volumes and files, its containers with crun
+// or runc as its RuntimeClass says (no pause container: every container
+// joins the namespace the kubelet made), its images through package
+// imagepull, restarts with back-off, probes, graceful termination, and the pod's
 // status as Kubernetes reports it. What it has on the machine is recorded
 // under the data directory and labelled in containerd, so a restarted node
 // adopts running pods and cleans up after pods deleted while it was down.
@@ -41,6 +42,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/dataplane/containerlog"
+	"github.com/petrel-project/petrel/dataplane/imagepull"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -78,6 +80,14 @@ type Config struct {
 	Workers int
 	// ResyncPeriod re-checks every pod even without an event.
 	ResyncPeriod time.Duration
+	// Registries says how images are pulled (mirrors, plain-HTTP
+	// registries, extra certificate authorities).
+	Registries imagepull.Registries
+	// ImageGC removes unused images when the disk fills (Dir empty: off).
+	ImageGC imagepull.GCPolicy
+	// OCIRuntimes are the OCI runtimes installed and the default one;
+	// a pod's RuntimeClass handler picks another.
+	OCIRuntimes runtime.OCIRuntimes
 }
 
 // Kubelet runs this node's pods.
@@ -101,8 +111,11 @@ type Kubelet struct {
 	// image finds a container's image, pulling it when allowed, and
 	// teardownPod removes what a pod has on the node: containerd's and the
 	// machine's, which unit tests stand in for.
-	image       func(ctx context.Context, ref string, pull bool) (containerd.Image, error)
+	image       func(ctx context.Context, pod *corev1.Pod, c *corev1.Container) (containerd.Image, error)
 	teardownPod func(ctx context.Context, uid string, pod *corev1.Pod, grace time.Duration) error
+	// puller gets images from registries (nil: no registry settings could
+	// be read, and pulls go through containerd's defaults).
+	puller *imagepull.Puller
 }
 
 // podState is what the kubelet remembers of a pod between syncs.
@@ -191,9 +204,10 @@ func New(cfg Config, client kubernetes.Interface, rt *containerd.Client, hostIP 
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet"}),
 		state: map[string]*podState{}}
-	k.image = func(ctx context.Context, ref string, pull bool) (containerd.Image, error) {
-		return runtime.EnsureImage(ctx, k.runtime, ref, pull)
+	k.image = func(ctx context.Context, _ *corev1.Pod, c *corev1.Container) (containerd.Image, error) {
+		return runtime.EnsureImage(ctx, k.runtime, c.Image, c.ImagePullPolicy != corev1.PullNever)
 	}
+	k.newPuller()
 	k.teardownPod = k.teardown
 	return k
 }
@@ -252,6 +266,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		k.queue.Add(uid)
 	}
 	go k.watchTasks(ctx)
+	if k.puller != nil {
+		go k.puller.RunGC(ctx, k.cfg.ImageGC)
+	}
 	go wait.UntilWithContext(ctx, func(context.Context) {
 		for _, obj := range k.pods.List() {
 			k.queue.Add(string(obj.(*corev1.Pod).UID))

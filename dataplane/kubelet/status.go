@@ -139,6 +139,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 		}
 	}
 	st.Conditions = conds
+	apiPrecision(&st)
 	if equality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}

@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/dataplane/imagepull"
 	"github.com/petrel-project/petrel/dataplane/ingress"
 	"github.com/petrel-project/petrel/dataplane/kubelet"
 	"github.com/petrel-project/petrel/dataplane/policy"
@@ -104,6 +105,14 @@ type Options struct {
 	// ContainerdAddress is a running containerd to use; empty starts one
 	// under the data directory.
 	ContainerdAddress string
+	// OCIRuntime is the OCI runtime of pods without a RuntimeClass: crun,
+	// runc, or auto (crun where installed).
+	OCIRuntime string
+	// Registries says how images are pulled: mirrors, plain-HTTP
+	// registries, extra certificate authorities.
+	Registries imagepull.Registries
+	// ImageGC removes unused images when the disk holding them fills.
+	ImageGC imagepull.GCPolicy
 	// ClusterDNS is the nameserver ClusterFirst pods get.
 	ClusterDNS string
 	// NodePortInterfaces get tc_nodeport, which answers NodePorts for
@@ -120,6 +129,9 @@ type Options struct {
 	// NodeServerAddress serves logs, exec, attach and port-forward to the
 	// API server.
 	NodeServerAddress string
+	// ociRuntimes are the RuntimeClass handlers this node runs, for
+	// Node.status.runtimeHandlers.
+	ociRuntimes []string
 	// nodeServerPort is where it listens, for Node.status.daemonEndpoints.
 	nodeServerPort int
 	// kubeconfigServer is the server node.kubeconfig names when the
@@ -137,7 +149,7 @@ func DefaultOptions() Options {
 		LocalDNS: netip.MustParseAddr("169.254.20.10"), ClusterDomain: "cluster.local", MetricsAddress: ":10249",
 		LeaseRenewInterval: DefaultLeaseRenewInterval, RunPods: true, ClusterDNS: "10.96.0.10", TrafficCounters: true,
 		NodeServerAddress: ":10250", LBAlgorithm: proxy.AlgorithmRandom, Tunnel: routing.ModeAuto,
-		Ingress: ingress.DefaultConfig()}
+		Ingress: ingress.DefaultConfig(), OCIRuntime: "auto", ImageGC: imagepull.DefaultGCPolicy()}
 }
 
 // Node is a running node daemon.
@@ -339,8 +351,24 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 				hostIP = a.Address
 			}
 		}
+		if err := opts.Registries.Validate(); err != nil {
+			n.close()
+			return nil, fmt.Errorf("--registry-ca: %w", err)
+		}
+		ociRuntimes, err := runtime.DetectOCIRuntimes(opts.OCIRuntime)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("--oci-runtime: %w", err)
+		}
+		slog.Info("node: OCI runtimes", "default", ociRuntimes.Default, "installed", ociRuntimes.Installed())
+		imageGC := opts.ImageGC
+		if imageGC.Dir == "" {
+			imageGC.Dir = n.runtime.Root
+		}
 		kl = kubelet.New(kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot,
-			PinDir: pinDir, PodMTU: podMTU, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain}, cs, n.runtime.Client, hostIP, machineCapacity())
+			PinDir: pinDir, PodMTU: podMTU, ClusterDNS: opts.ClusterDNS, ClusterDomain: opts.ClusterDomain,
+			OCIRuntimes: ociRuntimes, Registries: opts.Registries, ImageGC: imageGC}, cs, n.runtime.Client, hostIP, machineCapacity())
+		opts.ociRuntimes = ociRuntimes.Installed()
 		// Only the API server (a client certificate from the cluster's CA)
 		// may use the node server.
 		cas, err := clusterCAs(cfg)

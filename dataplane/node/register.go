@@ -45,7 +45,7 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 	if rt != nil {
 		message = "kubelet on containerd, service proxy and cluster DNS are running"
 		var err error
-		if images, err = runtime.NodeImages(ctx, rt.Client); err != nil {
+		if images, err = statusImages(ctx, rt); err != nil {
 			return err
 		}
 		if v, err := rt.Client.Version(ctx); err == nil {
@@ -71,6 +71,10 @@ func register(ctx context.Context, cs kubernetes.Interface, opts Options, rt *ru
 				Message: message, LastHeartbeatTime: now, LastTransitionTime: now}},
 		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.32.0-petrel", KubeProxyVersion: "v1.32.0-petrel", ContainerRuntimeVersion: runtimeVersion,
 			OperatingSystem: goruntime.GOOS, Architecture: goruntime.GOARCH, KernelVersion: kernelVersion(), OSImage: osImage()},
+	}
+	for _, h := range opts.ociRuntimes {
+		// The RuntimeClass handlers pods may name on this node.
+		status.RuntimeHandlers = append(status.RuntimeHandlers, corev1.NodeRuntimeHandler{Name: h})
 	}
 	nodes := cs.CoreV1().Nodes()
 	return retry.OnError(retry.DefaultBackoff, func(err error) bool { return !apierrors.IsInvalid(err) }, func() error {
@@ -226,8 +230,23 @@ func imagesChanged(ctx context.Context, n *corev1.Node, rt *runtime.Containerd) 
 	if rt == nil {
 		return false
 	}
-	imgs, err := runtime.NodeImages(ctx, rt.Client)
+	imgs, err := statusImages(ctx, rt)
 	return err == nil && !equality.Semantic.DeepEqual(imgs, n.Status.Images)
+}
+
+// maxStatusImages bounds Node.status.images, as the kubelet's
+// --node-status-max-images (50) does: a node with many images would
+// otherwise make the Node, and every watch event of it, large.
+const maxStatusImages = 50
+
+// statusImages is Node.status.images: the largest images first, at most
+// maxStatusImages.
+func statusImages(ctx context.Context, rt *runtime.Containerd) ([]corev1.ContainerImage, error) {
+	imgs, err := runtime.NodeImages(ctx, rt.Client)
+	if len(imgs) > maxStatusImages {
+		imgs = imgs[:maxStatusImages]
+	}
+	return imgs, err
 }
 
 func ready(n *corev1.Node) bool {

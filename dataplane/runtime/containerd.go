@@ -1,7 +1,8 @@
 // Package runtime runs the node's containers through containerd: it starts
-// and supervises Debian's containerd (with runc) under the node's data
-// directory, or connects to one already running, and imports images from
-// OCI archives, since no registry is reachable from a Petrel test machine.
+// and supervises Debian's containerd (with crun or runc) under the node's data
+// directory, or connects to one already running, imports images from OCI
+// archives, and runs containers with crun or runc through containerd's
+// runc shim. Registry pulls are package imagepull's.
 package runtime
 
 import (
@@ -34,6 +35,10 @@ type Containerd struct {
 	Client *containerd.Client
 	// Address is the containerd socket.
 	Address string
+	// Root is containerd's root directory (content and snapshots), on the
+	// disk whose usage image GC watches; Connect takes containerd's
+	// default, /var/lib/containerd.
+	Root string
 
 	// What Start runs and supervises; unset for Connect.
 	bin, config, pidFile, logPath string
@@ -70,8 +75,9 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd is not installed (apt-get install containerd runc, or pass --containerd-address): %w", err)
 	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		return nil, fmt.Errorf("runc is not installed (apt-get install runc): %w", err)
+	_, errCrun := exec.LookPath(OCIRuntimeCrun)
+	if _, err := exec.LookPath(OCIRuntimeRunc); err != nil && errCrun != nil {
+		return nil, fmt.Errorf("neither crun nor runc is installed (apt-get install crun runc): %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
@@ -89,7 +95,7 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 	if err := waitPrevious(pidFile, config); err != nil {
 		return nil, err
 	}
-	c := &Containerd{Address: address, bin: bin, config: config, pidFile: pidFile, logPath: filepath.Join(dir, "containerd.log"),
+	c := &Containerd{Address: address, Root: filepath.Join(dir, "root"), bin: bin, config: config, pidFile: pidFile, logPath: filepath.Join(dir, "containerd.log"),
 		stopping: make(chan struct{}), supervised: make(chan struct{})}
 	if err := c.spawn(); err != nil {
 		return nil, err
@@ -201,7 +207,7 @@ func waitPrevious(pidFile, config string) error {
 
 // Connect uses a containerd that something else runs.
 func Connect(ctx context.Context, address string) (*Containerd, error) {
-	c := &Containerd{Address: address}
+	c := &Containerd{Address: address, Root: "/var/lib/containerd"}
 	if err := c.connect(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}

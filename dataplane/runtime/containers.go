@@ -106,6 +106,12 @@ type ContainerConfig struct {
 	// first); names without the CAP_ prefix, as Kubernetes writes them.
 	Privileged, NoNewPrivileges bool
 	CapAdd, CapDrop             []string
+	// OCIRuntime is the binary containerd's runc shim runs the container
+	// with (crun, runc); empty: the shim's own default, runc.
+	OCIRuntime string
+	// OCISpecVersion, when set, is the ociVersion the spec says (the
+	// version OCIRuntime writes itself).
+	OCISpecVersion string
 	// Sysctls are set in the container's namespaces (the pod's network
 	// namespace for net.*, the container's IPC namespace for kernel.*) by
 	// the OCI runtime before the process starts.
@@ -187,12 +193,19 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 	// Set either way: containerd's default spec turns no_new_privs on,
 	// while Kubernetes leaves escalation allowed unless a pod refuses it.
 	opts = append(opts, withNoNewPrivileges(cfg.NoNewPrivileges))
-	ctr, err := c.NewContainer(ctx, cfg.ID,
+	if cfg.OCISpecVersion != "" {
+		opts = append(opts, withSpecVersion(cfg.OCISpecVersion))
+	}
+	copts := []containerd.NewContainerOpts{
 		containerd.WithImage(cfg.Image),
 		containerd.WithSnapshotter(Snapshotter),
 		containerd.WithNewSnapshot(cfg.ID, cfg.Image),
 		containerd.WithContainerLabels(cfg.Labels),
-		containerd.WithNewSpec(opts...))
+		containerd.WithNewSpec(opts...)}
+	if cfg.OCIRuntime != "" {
+		copts = append(copts, withOCIRuntime(cfg.OCIRuntime))
+	}
+	ctr, err := c.NewContainer(ctx, cfg.ID, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", cfg.ID, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	sp, cs, rt := u.sp, u.cs, u.rt
 
 	progress("baseline: ctr run of %d containers in batches of %d", o.Pods, o.Batch)
-	base, err := ctrRuns(ctx, rt, o.Pods, o.Batch)
+	base, err := ctrRuns(ctx, rt, o.Pods, o.Batch, "")
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +66,19 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	floor, err := runcRuns(ctx, filepath.Join(sp.dir, "runc"), o.Pods, o.Batch)
 	if err != nil {
 		return nil, err
+	}
+	// The same two with crun, where it is installed: what the node's
+	// default runtime costs before Petrel adds anything.
+	var crunBase, crunFloor []time.Duration
+	if _, err := exec.LookPath("crun"); err == nil {
+		progress("floor: crun run of %d busybox containers in batches of %d", o.Pods, o.Batch)
+		if crunFloor, err = ociRuns(ctx, "crun", filepath.Join(sp.dir, "crun"), o.Pods, o.Batch); err != nil {
+			return nil, err
+		}
+		progress("baseline: ctr run --runc-binary crun of %d containers in batches of %d", o.Pods, o.Batch)
+		if crunBase, err = ctrRuns(ctx, rt, o.Pods, o.Batch, "crun"); err != nil {
+			return nil, err
+		}
 	}
 
 	progress("waiting for the node to take pods")
@@ -99,48 +113,83 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 			mu.Unlock()
 		}
 	}()
-	for b := 0; b*o.Batch < o.Pods; b++ {
-		var names []string
-		for i := b * o.Batch; i < min((b+1)*o.Batch, o.Pods); i++ {
-			n := fmt.Sprintf("bench-%03d", i)
-			names = append(names, n)
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"bench": "pods"}},
-				Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To(int64(1)),
-					Containers: []corev1.Container{{Name: "c", Image: images.TestServer, ImagePullPolicy: corev1.PullNever}}}}
-			mu.Lock()
-			created[n] = time.Now()
-			mu.Unlock()
-			if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-				return nil, err
-			}
-		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			mu.Lock()
-			done := 0
-			for _, n := range names {
-				if _, ok := ready[n]; ok {
-					done++
+	// startPods starts the pods named prefix-NNN in batches, with the
+	// RuntimeClass class ("" for the node's default runtime).
+	startPods := func(prefix, class string) error {
+		for b := 0; b*o.Batch < o.Pods; b++ {
+			var names []string
+			for i := b * o.Batch; i < min((b+1)*o.Batch, o.Pods); i++ {
+				n := fmt.Sprintf("%s-%03d", prefix, i)
+				names = append(names, n)
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"bench": "pods"}},
+					Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To(int64(1)),
+						Containers: []corev1.Container{{Name: "c", Image: images.TestServer, ImagePullPolicy: corev1.PullNever}}}}
+				if class != "" {
+					pod.Spec.RuntimeClassName = &class
+				}
+				mu.Lock()
+				created[n] = time.Now()
+				mu.Unlock()
+				if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+					return err
 				}
 			}
-			mu.Unlock()
-			if done == len(names) {
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				mu.Lock()
+				done := 0
+				for _, n := range names {
+					if _, ok := ready[n]; ok {
+						done++
+					}
+				}
+				mu.Unlock()
+				if done == len(names) {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("batch %d: only %d of %d pods Ready after 2 minutes", b, done, len(names))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			progress("batch %d/%d ready", b+1, (o.Pods+o.Batch-1)/o.Batch)
+		}
+		return nil
+	}
+	// times are the create → Running and → Ready latencies of the pods
+	// named prefix-NNN.
+	times := func(prefix string) (toRunning, toReady []time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		for n := range created {
+			if strings.HasPrefix(n, prefix+"-") {
+				toRunning = append(toRunning, running[n])
+				toReady = append(toReady, ready[n])
+			}
+		}
+		return toRunning, toReady
+	}
+	if crunBase != nil {
+		// Pods with runc first, then gone, so that the default run below
+		// has the node to itself as before.
+		progress("pods with runtimeClassName runc: %d in batches of %d", o.Pods, o.Batch)
+		if err := startPods("runcpod", "runc"); err != nil {
+			return nil, err
+		}
+		for i := 0; i < o.Pods; i++ {
+			_ = cs.CoreV1().Pods("default").Delete(ctx, fmt.Sprintf("runcpod-%03d", i), metav1.DeleteOptions{})
+		}
+		for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "bench=pods"}); err == nil && len(l.Items) == 0 {
 				break
 			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("batch %d: only %d of %d pods Ready after 2 minutes", b, done, len(names))
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
-		progress("batch %d/%d ready", b+1, (o.Pods+o.Batch-1)/o.Batch)
+		progress("pods with the node's default runtime: %d in batches of %d", o.Pods, o.Batch)
 	}
-	mu.Lock()
-	var toRunning, toReady []time.Duration
-	for n := range created {
-		toRunning = append(toRunning, running[n])
-		toReady = append(toReady, ready[n])
+	if err := startPods("bench", ""); err != nil {
+		return nil, err
 	}
-	mu.Unlock()
+	toRunning, toReady := times("bench")
 	rep.Add("pod create → Running p50", "ms", ms(percentile(toRunning, 50)), "lower", f(300))
 	rep.Add("pod create → Running p99", "ms", ms(percentile(toRunning, 99)), "lower", f(1000))
 	rep.AddRatio("pod create → Ready p50", "ms", ms(percentile(toReady, 50)), "ctr run p50", ms(percentile(base, 50)), "lower", 0)
@@ -149,6 +198,14 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	// costs here before containerd, the network or the API add anything.
 	rep.Add("runc run -d p50 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 50)), "lower", f(300))
 	rep.Add("runc run -d p99 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 99)), "lower", f(1000))
+	if crunBase != nil {
+		_, runcReady := times("runcpod")
+		rep.AddRatio("pod create → Ready p50, runtimeClassName runc", "ms", ms(percentile(runcReady, 50)), "ctr run p50 (runc)", ms(percentile(base, 50)), "lower", 0)
+		rep.AddRatio("pod create → Ready p50, default runtime", "ms", ms(percentile(toReady, 50)), "pods with runc p50", ms(percentile(runcReady, 50)), "lower", 0)
+		rep.AddRatio("ctr run --runc-binary crun p50", "ms", ms(percentile(crunBase, 50)), "ctr run p50 (runc)", ms(percentile(base, 50)), "lower", 0)
+		rep.AddRatio("crun run -d p50 (no containerd, no pod)", "ms", ms(percentile(crunFloor, 50)), "runc run -d p50", ms(percentile(floor, 50)), "lower", 0)
+		rep.Add("crun run -d p99 (no containerd, no pod)", "ms", ms(percentile(crunFloor, 99)), "lower", nil)
+	}
 
 	progress("deleting all but %d pods for the memory figure", o.Idle)
 	for i := o.Idle; i < o.Pods; i++ {
@@ -190,7 +247,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 
 // ctrRuns times `ctr run -d` of the test image (a shell that sleeps) on
 // the node's containerd, batch by batch, then removes the containers.
-func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int) ([]time.Duration, error) {
+func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int, binary string) ([]time.Duration, error) {
 	var ids []string
 	defer func() {
 		for _, id := range ids {
@@ -201,11 +258,16 @@ func ctrRuns(ctx context.Context, rt *runtime.Containerd, n, batch int) ([]time.
 		_ = runtime.RemoveCgroup("petrel-bench-ctr")
 	}()
 	return startInBatches(n, batch, func(i int) (func() error, error) {
-		id := fmt.Sprintf("bench-ctr-%d-%03d", os.Getpid(), i)
+		id := fmt.Sprintf("bench-ctr%s-%d-%03d", binary, os.Getpid(), i)
 		ids = append(ids, id)
+		args := []string{"--address", rt.Address, "--namespace", runtime.Namespace, "run", "-d",
+			"--snapshotter", runtime.Snapshotter, "--cgroup", "/petrel-bench-ctr/" + id}
+		if binary != "" {
+			args = append(args, "--runc-binary", binary)
+		}
+		args = append(args, images.TestServer, id, "sleep", "3600")
 		return func() error {
-			cmd := exec.CommandContext(ctx, "ctr", "--address", rt.Address, "--namespace", runtime.Namespace, "run", "-d",
-				"--snapshotter", runtime.Snapshotter, "--cgroup", "/petrel-bench-ctr/"+id, images.TestServer, id, "sleep", "3600")
+			cmd := exec.CommandContext(ctx, "ctr", args...)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("ctr run: %v: %s", err, b)
 			}

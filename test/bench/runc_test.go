@@ -16,20 +16,26 @@ import (
 // containers: each start is timed, the call returns while the containers
 // still run (a detached container must not hold the bench on a pipe), and
 // nothing is left behind — no bundle, no runc state, no cgroup in any
-// hierarchy.
+// hierarchy. The same for crun, the node's default runtime.
 func TestRuncRunsStartsAndCleansUp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("runc needs root")
+	for _, oci := range []string{"runc", "crun"} {
+		t.Run(oci, func(t *testing.T) { testOCIRuns(t, oci) })
 	}
-	for _, bin := range []string{"runc", images.Busybox} {
+}
+
+func testOCIRuns(t *testing.T, oci string) {
+	if os.Geteuid() != 0 {
+		t.Skip(oci + " needs root")
+	}
+	for _, bin := range []string{oci, images.Busybox} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("%s is not installed (make deps installs it)", bin)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dir := filepath.Join(t.TempDir(), "runc")
-	took, err := runcRuns(ctx, dir, 5, 3)
+	dir := filepath.Join(t.TempDir(), oci)
+	took, err := ociRuns(ctx, oci, dir, 5, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

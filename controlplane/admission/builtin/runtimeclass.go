@@ -42,7 +42,7 @@ func (p *RuntimeClass) Admit(ctx context.Context, a *admission.Attributes) error
 	name := *pod.Spec.RuntimeClassName
 	obj, err := st.Lookup(ctx, "", name)
 	if apierrors.IsNotFound(err) {
-		return forbid("RuntimeClass %q not found", name)
+		return forbid("RuntimeClass %q not found (`kubectl get runtimeclasses` lists the classes there are; Petrel makes crun and runc)", name)
 	}
 	if err != nil {
 		return fmt.Errorf("reading RuntimeClass %s: %w", name, err)

@@ -12,9 +12,10 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
-// ServiceAccount gives a new pod its API credentials volume, as Kubernetes'
+// ServiceAccount gives a new pod its API credentials volume and, when it
+// names none, its service account's imagePullSecrets, as Kubernetes'
 // ServiceAccount admission does; the pod's service account, when it
-// exists, may opt out for pods that do not say.
+// exists, may opt out of the volume for pods that do not say.
 type ServiceAccount struct {
 	reg *generic.Registry
 }
@@ -32,22 +33,30 @@ func (p *ServiceAccount) Admit(ctx context.Context, a *admission.Attributes) err
 		return nil
 	}
 	var accountAutomount *bool
-	if pod.Spec.AutomountServiceAccountToken == nil {
-		name := pod.Spec.ServiceAccountName
-		if name == "" {
-			name = pod.Spec.DeprecatedServiceAccount
-		}
-		if name == "" {
-			name = "default"
-		}
-		if st := coreStore(p.reg, "serviceaccounts"); st != nil {
-			if obj, err := st.Lookup(ctx, pod.Namespace, name); err == nil {
-				accountAutomount = obj.(*corev1.ServiceAccount).AutomountServiceAccountToken
-			}
+	name := pod.Spec.ServiceAccountName
+	if name == "" {
+		name = pod.Spec.DeprecatedServiceAccount
+	}
+	if name == "" {
+		name = "default"
+	}
+	if st := coreStore(p.reg, "serviceaccounts"); st != nil {
+		if obj, err := st.Lookup(ctx, pod.Namespace, name); err == nil {
+			sa := obj.(*corev1.ServiceAccount)
+			accountAutomount = sa.AutomountServiceAccountToken
+			addPullSecrets(pod, sa)
 		}
 	}
 	injectAPIAccess(pod, accountAutomount)
 	return nil
+}
+
+// addPullSecrets gives a pod that names no pull secrets its service
+// account's, as Kubernetes does; a pod's own list is left as it is.
+func addPullSecrets(pod *corev1.Pod, sa *corev1.ServiceAccount) {
+	if len(pod.Spec.ImagePullSecrets) == 0 && len(sa.ImagePullSecrets) > 0 {
+		pod.Spec.ImagePullSecrets = append([]corev1.LocalObjectReference(nil), sa.ImagePullSecrets...)
+	}
 }
 
 // apiAccessTokenSeconds is the token lifetime Kubernetes asks for

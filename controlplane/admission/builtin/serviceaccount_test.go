@@ -59,3 +59,21 @@ func TestInjectAPIAccess(t *testing.T) {
 		t.Error("the pod opted in over its service account")
 	}
 }
+
+func TestAddPullSecrets(t *testing.T) {
+	sa := &corev1.ServiceAccount{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "sa-cred"}}}
+	p := &corev1.Pod{}
+	addPullSecrets(p, sa)
+	if len(p.Spec.ImagePullSecrets) != 1 || p.Spec.ImagePullSecrets[0].Name != "sa-cred" {
+		t.Fatalf("a pod naming none got %v, want the account's", p.Spec.ImagePullSecrets)
+	}
+	sa.ImagePullSecrets[0].Name = "changed"
+	if p.Spec.ImagePullSecrets[0].Name != "sa-cred" {
+		t.Fatal("the pod shares its list with the account")
+	}
+	p = &corev1.Pod{Spec: corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "own"}}}}
+	addPullSecrets(p, sa)
+	if len(p.Spec.ImagePullSecrets) != 1 || p.Spec.ImagePullSecrets[0].Name != "own" {
+		t.Fatalf("a pod with its own secrets got %v", p.Spec.ImagePullSecrets)
+	}
+}
