@@ -48,6 +48,21 @@ the cluster CA's key); each takes it at its restart.`}
 		return etcd.Start(ctx, etcd.Config{Endpoints: endpoints, CAFile: filepath.Join(dir, "ca.crt"),
 			CertFile: filepath.Join(dir, "client.crt"), KeyFile: filepath.Join(dir, "client.key")})
 	}
+	// storedSecrets reads the Secrets as etcd holds them.
+	storedSecrets := func(ctx context.Context) (*clientv3.GetResponse, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		b, err := connect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer b.Close()
+		resp, err := b.Client.Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
+		if err != nil {
+			return nil, fmt.Errorf("read the Secrets from etcd: %w", err)
+		}
+		return resp, nil
+	}
 	// publish hands the edited default file to the other servers through
 	// etcd (each takes it at its next start); an operator's own file is
 	// theirs to copy.
@@ -79,16 +94,9 @@ the cluster CA's key); each takes it at its restart.`}
 				fmt.Fprintf(w, "%s\t%s\n", res, key)
 			}
 			_ = w.Flush()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			b, err := connect(ctx)
+			resp, err := storedSecrets(cmd.Context())
 			if err != nil {
 				return err
-			}
-			defer b.Close()
-			resp, err := b.Client.Get(ctx, "/registry/secrets/", clientv3.WithPrefix())
-			if err != nil {
-				return fmt.Errorf("read the Secrets from etcd: %w", err)
 			}
 			counts := map[string]int{}
 			for _, kv := range resp.Kvs {
@@ -160,16 +168,9 @@ the cluster CA's key); each takes it at its restart.`}
 					want["k8s:enc:"+strings.Replace(key, ":", ":v1:", 1)] = true
 				}
 			}
-			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			b, err := connect(bctx)
+			resp, err := storedSecrets(ctx)
 			if err != nil {
 				return err
-			}
-			defer b.Close()
-			resp, err := b.Client.Get(bctx, "/registry/secrets/", clientv3.WithPrefix())
-			if err != nil {
-				return fmt.Errorf("read the Secrets from etcd: %w", err)
 			}
 			for _, kv := range resp.Kvs {
 				if !want[storedWith(kv.Value)] {

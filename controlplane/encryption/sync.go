@@ -33,12 +33,16 @@ func sealKey(caKeyFile string) ([]byte, error) {
 	return hkdf.Key(sha256.New, pem, nil, "petrel encryption configuration", 32)
 }
 
-func seal(key, plain []byte) ([]byte, error) {
+func gcmOf(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
-	gcm, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+func seal(key, plain []byte) ([]byte, error) {
+	gcm, err := gcmOf(key)
 	if err != nil {
 		return nil, err
 	}
@@ -50,11 +54,7 @@ func seal(key, plain []byte) ([]byte, error) {
 }
 
 func open(key, sealed []byte) ([]byte, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := gcmOf(key)
 	if err != nil {
 		return nil, err
 	}
