@@ -39,6 +39,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/kubelet"
 	"github.com/petrel-project/petrel/dataplane/policy"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dataplane/resourcemetrics"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 	"github.com/petrel-project/petrel/dataplane/serverlb"
@@ -145,6 +146,11 @@ type Node struct {
 	ingress *ingress.Controller
 	metrics *http.Server
 	runtime *runtime.Containerd
+	// resourceMetrics reads the node's and its pods' CPU and memory for
+	// /stats/summary and /metrics/resource; kubeletReady is set once the
+	// kubelet's pods can be listed.
+	resourceMetrics *resourcemetrics.Collector
+	kubeletReady    *atomic.Bool
 	// addr is the node's address (InternalIP), invalid when it has none.
 	addr netip.Addr
 	// MetricsURL is where /metrics is served.
@@ -340,7 +346,23 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, stream.Handler(kl, reg)); err != nil {
+		// The resource metrics read the kubelet's pods only once its
+		// informer exists (after kl.Run).
+		klReady := &atomic.Bool{}
+		klPods := kl
+		rm, err := resourcemetrics.NewCollector(resourcemetrics.Config{NodeName: opts.NodeName, CgroupRoot: opts.CgroupRoot,
+			Pods: func() []*corev1.Pod {
+				if !klReady.Load() {
+					return nil
+				}
+				return klPods.Pods()
+			}})
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("resource metrics: %w", err)
+		}
+		n.resourceMetrics, n.kubeletReady = rm, klReady
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, nodeServerHandler(stream.Handler(kl, reg), resourcemetrics.Handler(rm))); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -356,6 +378,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, fmt.Errorf("kubelet: %w", err)
 		}
+		n.kubeletReady.Store(true)
+		go n.resourceMetrics.Run(ctx)
 		slog.Info("node: kubelet running pods", "containerd", n.runtime.Address)
 	}
 	n.started.Store(true)
@@ -647,4 +671,14 @@ func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB,
 		return nil, err
 	}
 	return serverlb.StartWithState(ctx, list, nil, stateFile)
+}
+
+// nodeServerHandler is the node server: resource metrics beside the
+// streaming endpoints, as on a kubelet's port.
+func nodeServerHandler(streams, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/stats/", metrics)
+	mux.Handle("/metrics/resource", metrics)
+	mux.Handle("/", streams)
+	return mux
 }
