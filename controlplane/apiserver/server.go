@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/petrel-project/petrel/controlplane/metricsapi"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
@@ -88,6 +89,11 @@ type Server struct {
 	metrics  *serverMetrics
 	mux      *http.ServeMux
 	inflight *filters.InflightLimit
+	// metricsAPI reads the nodes' figures for the built-in
+	// metrics.k8s.io/v1beta1 (nil: not served), metricsRes lists it in
+	// discovery.
+	metricsAPI *metricsapi.Fetcher
+	metricsRes []*registry.Resource
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -139,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		s.static = append(s.static, ep)
 	}
 	s.listed = listed
+	s.setupMetricsAPI()
 	s.refresh()
 	cfg.Registry.OnChange(s.refresh)
 	s.mux = http.NewServeMux()
@@ -169,6 +176,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/tokenreviews", s.tokenReview)
+	s.mux.HandleFunc(metricsPrefix, s.serveMetrics)
+	// Without it the subtree pattern above would redirect the group
+	// version's own path.
+	s.mux.HandleFunc(strings.TrimSuffix(metricsPrefix, "/"), s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)

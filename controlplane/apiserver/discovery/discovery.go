@@ -32,6 +32,9 @@ var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", 
 	"storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io"}
 
 func verbsFor(res *registry.Resource) []string {
+	if len(res.Verbs) > 0 {
+		return res.Verbs
+	}
 	if res.CreateOnly {
 		return []string{"create"}
 	}
