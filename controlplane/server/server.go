@@ -113,6 +113,9 @@ type Options struct {
 	// NodeMonitorGracePeriod is how long a node may stay silent before it is
 	// marked Unknown and tainted unreachable.
 	NodeMonitorGracePeriod time.Duration
+	// HPASyncPeriod is how often each HorizontalPodAutoscaler is looked at
+	// (0: 15 s).
+	HPASyncPeriod time.Duration
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow (every
 	// authenticated client may do everything).
 	AuthorizationMode string
@@ -748,7 +751,13 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
 	ingresses := ingressstatus.New(cs, factory)
+	autoscaler, err := newAutoscaler(cfg, cs, factory, s.opts.HPASyncPeriod)
+	if err != nil {
+		slog.Error("controllers: horizontal pod autoscaler", "err", err)
+		return
+	}
 	factory.Start(ctx.Done())
+	go autoscaler.Run(ctx)
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
 	go policies.Run(ctx)
