@@ -17,8 +17,12 @@ import (
 // objects through autoscaling/v1 (stored as v2, converted on the way, as
 // Kubernetes keeps one stored version).
 func hpaResources() []*Resource {
-	v2 := func(o runtime.Object) *autoscalingv2.HorizontalPodAutoscaler { return o.(*autoscalingv2.HorizontalPodAutoscaler) }
-	v1 := func(o runtime.Object) *autoscalingv1.HorizontalPodAutoscaler { return o.(*autoscalingv1.HorizontalPodAutoscaler) }
+	v2 := func(o runtime.Object) *autoscalingv2.HorizontalPodAutoscaler {
+		return o.(*autoscalingv2.HorizontalPodAutoscaler)
+	}
+	v1 := func(o runtime.Object) *autoscalingv1.HorizontalPodAutoscaler {
+		return o.(*autoscalingv1.HorizontalPodAutoscaler)
+	}
 	columns := func(get func(runtime.Object) *autoscalingv2.HorizontalPodAutoscaler) []Column {
 		return []Column{
 			printers.Col("Reference", "string", func(o runtime.Object) interface{} {
