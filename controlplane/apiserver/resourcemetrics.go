@@ -33,7 +33,14 @@ func (s *Server) setupMetricsAPI() {
 // extraDiscovery are the resources discovery lists beyond the stored ones
 // and the reviews: the built-in metrics.k8s.io.
 func (s *Server) extraDiscovery() []*registry.Resource {
-	return s.metricsRes
+	var out []*registry.Resource
+	if s.cfg.Aggregator == nil || s.cfg.Aggregator.Handler(metricsv1beta1.SchemeGroupVersion) == nil {
+		out = append(out, s.metricsRes...)
+	}
+	if s.cfg.Aggregator != nil {
+		out = append(out, s.cfg.Aggregator.Resources()...)
+	}
+	return out
 }
 
 // serveMetrics answers GET of metrics.k8s.io/v1beta1 nodes and pods (one or

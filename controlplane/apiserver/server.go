@@ -67,6 +67,9 @@ type Config struct {
 	// NodeAuthorizer, with Authorizer, decides for nodes first and runs
 	// NodeRestriction admission; nil: nodes are users like any other.
 	NodeAuthorizer *nodeauth.Authorizer
+	// Aggregator, when set, serves the group versions APIServices hand to
+	// other servers (API aggregation).
+	Aggregator Aggregator
 	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
 	// at once before new ones are answered 429 (0: Kubernetes' defaults).
 	MaxReadOnlyInflight, MaxMutatingInflight int
@@ -147,6 +150,9 @@ func New(cfg Config) (*Server, error) {
 	s.listed = listed
 	s.setupMetricsAPI()
 	s.refresh()
+	if cfg.Aggregator != nil {
+		cfg.Aggregator.OnChange(s.refresh)
+	}
 	cfg.Registry.OnChange(s.refresh)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
@@ -203,6 +209,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	if !s.authorize(w, r) {
+		return
+	}
+	if h := s.aggregated(r); h != nil {
+		h.ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, withWarnings(w, r))

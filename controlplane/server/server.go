@@ -503,8 +503,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	agg, err := newAggregator(ca, opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
+		Aggregator: agg,
+		Resources:  resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight,
 		Ready: func() error {
 			// As Kubernetes' post-start hooks: not ready before the default
@@ -634,6 +639,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("creating the built-in objects: %w", err)
 	}
 	s.bootstrapped.Store(true)
+	isLeader := &atomic.Bool{}
+	if err := s.startAggregator(ctx, agg, isLeader.Load); err != nil {
+		ok = true // Stop closes the backend
+		s.Stop()
+		return nil, fmt.Errorf("API aggregation: %w", err)
+	}
 	// Controllers run in one server at a time: the leader on an etcd lease.
 	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "petrel_leader", Help: "1 while this server leads the controllers.",
 		ConstLabels: prometheus.Labels{"election": "controllers"}})
@@ -644,6 +655,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Client: backend.Client, Name: "controllers", Identity: s.Identity, TTL: LeaseTTL,
 		OnLeading: func(lctx context.Context) { s.runControllers(lctx, resources) },
 		OnChange: func(on bool) {
+			isLeader.Store(on)
 			if on {
 				leading.Set(1)
 			} else {
@@ -1005,6 +1017,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 		return err
 	}
 	s.NodeToken = tok.String()
+	if err := ensureExtensionAuth(ctx, cs, s.caPEM); err != nil {
+		return err
+	}
 	if _, err := ensureServerToken(ctx, cs, s.opts.DataDir, s.caPEM); err != nil {
 		return err
 	}
