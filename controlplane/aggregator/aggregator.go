@@ -83,6 +83,9 @@ type Aggregator struct {
 	remote    map[schema.GroupVersion]*apiregistrationv1.APIService
 	resources []*registry.Resource
 	docs      map[schema.GroupVersion]*metav1.APIResourceList
+	// transports are kept per APIService version, so proxied requests
+	// reuse connections.
+	transports map[string]*http.Transport
 }
 
 // New makes an aggregator that reaches aggregated servers with
@@ -308,8 +311,14 @@ func ptrStr(p *string) string {
 
 // transport is how the APIService's server is reached: its CA bundle (or
 // no check when it says so), the Service's DNS name, the front-proxy
-// client certificate.
+// client certificate. One is kept per APIService version.
 func (a *Aggregator) transport(svc *apiregistrationv1.APIService) (*http.Transport, error) {
+	key := svc.Name + "/" + svc.ResourceVersion + "/" + string(svc.UID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tr := a.transports[key]; tr != nil && svc.ResourceVersion != "" {
+		return tr, nil
+	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{a.clientCert}, MinVersion: tls.VersionTLS12,
 		ServerName: svc.Spec.Service.Name + "." + svc.Spec.Service.Namespace + ".svc"}
 	if svc.Spec.InsecureSkipTLSVerify {
@@ -321,8 +330,22 @@ func (a *Aggregator) transport(svc *apiregistrationv1.APIService) (*http.Transpo
 		}
 		cfg.RootCAs = pool
 	}
-	return &http.Transport{TLSClientConfig: cfg, Proxy: nil, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second,
-		ForceAttemptHTTP2: true}, nil
+	tr := &http.Transport{TLSClientConfig: cfg, Proxy: nil, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second,
+		ForceAttemptHTTP2: true}
+	if a.transports == nil {
+		a.transports = map[string]*http.Transport{}
+	}
+	// Older versions of this APIService go.
+	for k, old := range a.transports {
+		if strings.HasPrefix(k, svc.Name+"/") {
+			old.CloseIdleConnections()
+			delete(a.transports, k)
+		}
+	}
+	if svc.ResourceVersion != "" {
+		a.transports[key] = tr
+	}
+	return tr, nil
 }
 
 // discover asks the server for its group version's resource list, as the
@@ -336,7 +359,6 @@ func (a *Aggregator) discover(ctx context.Context, svc *apiregistrationv1.APISer
 	if err != nil {
 		return nil, err
 	}
-	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	u := "https://" + addr + "/apis/" + svc.Spec.Group + "/" + svc.Spec.Version
@@ -406,7 +428,6 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, apierrors.NewServiceUnavailable(err.Error()))
 		return
 	}
-	defer tr.CloseIdleConnections()
 	target := &url.URL{Scheme: "https", Host: addr}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
