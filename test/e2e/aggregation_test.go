@@ -91,7 +91,7 @@ func TestAggregatedMetricsServer(t *testing.T) {
 		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-private-key-file", filepath.Join(dir, "tls.key"),
 		"--kubelet-insecure-tls", "--kubelet-use-node-status-port", "--kubelet-preferred-address-types", "InternalIP",
-		"--metric-resolution", "10s", "--v", "2")
+		"--metric-resolution", "10s", "--kubelet-request-timeout", "5s", "--v", "2")
 	logf, err := os.Create(filepath.Join(dir, "metrics-server.log"))
 	if err != nil {
 		t.Fatal(err)
