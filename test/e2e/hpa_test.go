@@ -71,7 +71,7 @@ spec:
 `, images.TestServer), "apply", "-f", "-")
 
 	hpa := func() *autoscalingv2.HorizontalPodAutoscaler {
-		out := kubectl(t, u.Server, "", "get", "hpa.v2.autoscaling", "hog", "-o", "json")
+		out := kubectl(t, u.Server, "", "get", "--raw", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/hog")
 		h := &autoscalingv2.HorizontalPodAutoscaler{}
 		if err := json.Unmarshal([]byte(out), h); err != nil {
 			t.Fatal(err)
@@ -86,6 +86,8 @@ spec:
 		}
 		return ""
 	}
+	// autoscaling/v2 is the group's preferred version, as in Kubernetes.
+	mustContain(t, kubectl(t, u.Server, "", "get", "--raw", "/apis/autoscaling"), `"preferredVersion":{"groupVersion":"autoscaling/v2"`)
 	// Scaled to the maximum.
 	start := time.Now()
 	poll(t, "scale up to 2", 150*time.Second, func() error {
