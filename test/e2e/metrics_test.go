@@ -130,6 +130,20 @@ spec:
 		"container_memory_working_set_bytes", "pod_cpu_usage_seconds_total", "container_start_time_seconds")
 	raw = kubectl(t, u.Server, "", "get", "--raw", "/api/v1/nodes/"+u.NodeName+"/proxy/stats/summary")
 	mustContain(t, raw, `"usageNanoCores"`, `"workingSetBytes"`, `"name":"burner"`)
+	// RBAC as for any resource: the view role reads a namespace's pod
+	// metrics (system:aggregated-metrics-reader is aggregated into it), not
+	// the nodes'.
+	kubectl(t, u.Server, "", "create", "rolebinding", "jane-view", "--clusterrole=view", "--user=jane")
+	poll(t, "a viewer runs kubectl top pods", 30*time.Second, func() error {
+		out, err := u.Kubectl(ctx, "", "--as=jane", "top", "pods", "-n", "default")
+		if err != nil || !strings.Contains(out, "burner") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if out, err := u.Kubectl(ctx, "", "--as=jane", "top", "nodes"); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("a viewer's kubectl top nodes: %v %s", err, out)
+	}
 	// A pod that does not exist is a 404 Status, as metrics-server answers.
 	if out, err := u.Kubectl(ctx, "", "get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nosuch"); err == nil ||
 		!strings.Contains(out, "NotFound") && !strings.Contains(out, "not found") {
