@@ -46,6 +46,7 @@ func init() {
 	utilRuntimeMust(apidiscoveryv2beta1.AddToScheme(Scheme))
 	utilRuntimeMust(apiextensionsv1.AddToScheme(Scheme))
 	utilRuntimeMust(apiregistrationv1.AddToScheme(Scheme))
+	addConversions()
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	// Clients send option bodies as meta.k8s.io/v1 too.
 	Scheme.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{}, &metav1.CreateOptions{}, &metav1.UpdateOptions{}, &metav1.PatchOptions{})

@@ -86,6 +86,17 @@ spec:
 		}
 		return ""
 	}
+	// kubectl autoscale makes one; a target scaled to zero is left alone,
+	// as Kubernetes does (ScalingActive False, ScalingDisabled).
+	kubectl(t, u.Server, "", "create", "deployment", "idle", "--image="+images.TestServer, "--replicas=0")
+	kubectl(t, u.Server, "", "autoscale", "deployment", "idle", "--min=1", "--max=3", "--cpu-percent=60")
+	poll(t, "ScalingActive False ScalingDisabled", 30*time.Second, func() error {
+		out, _ := u.Kubectl(ctx, "", "get", "hpa", "idle", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].status}/{.status.conditions[?(@.type=='ScalingActive')].reason}")
+		if out != "False/ScalingDisabled" {
+			return fmt.Errorf("ScalingActive = %q", out)
+		}
+		return nil
+	})
 	// autoscaling/v2 is the group's preferred version, as in Kubernetes.
 	mustContain(t, kubectl(t, u.Server, "", "get", "--raw", "/apis/autoscaling"), `"preferredVersion":{"groupVersion":"autoscaling/v2"`)
 	// Scaled to the maximum.
