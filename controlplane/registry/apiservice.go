@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -20,6 +21,19 @@ func apiServiceResource() *Resource {
 	return &Resource{
 		GVR: apiregistrationv1.SchemeGroupVersion.WithResource("apiservices"), Kind: "APIService",
 		Categories: []string{"api-extensions"}, HasStatus: true,
+		// "<version>.<group>", and "v1." for the core group: not a DNS
+		// subdomain, so the usual name rule does not apply.
+		NameValidator: func(name string, prefix bool) []string {
+			version, group, ok := strings.Cut(name, ".")
+			if !ok {
+				return []string{"must be <version>.<group>"}
+			}
+			msgs := validation.IsDNS1035Label(version)
+			if group != "" {
+				msgs = append(msgs, validation.IsDNS1123Subdomain(group)...)
+			}
+			return msgs
+		},
 		New:     func() runtime.Object { return &apiregistrationv1.APIService{} },
 		NewList: func() runtime.Object { return &apiregistrationv1.APIServiceList{} },
 		Default: func(o runtime.Object) {

@@ -5,18 +5,22 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	aggregatorclient "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
 	"github.com/petrel-project/petrel/controlplane/aggregator"
 	"github.com/petrel-project/petrel/controlplane/pki"
+	"github.com/petrel-project/petrel/controlplane/registry"
 )
 
 // extensionAuthName is the ConfigMap (in kube-system) and Role through
@@ -41,7 +45,7 @@ func newAggregator(ca *pki.CA, dataDir string) (*aggregator.Aggregator, error) {
 
 // startAggregator connects the aggregator to the API through the loopback
 // client; the leader keeps the APIServices' status.
-func (s *Server) startAggregator(ctx context.Context, agg *aggregator.Aggregator, leading func() bool) error {
+func (s *Server) startAggregator(ctx context.Context, agg *aggregator.Aggregator, resources []*registry.Resource, leading func() bool) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.loopbackKubeconfig)
 	if err != nil {
 		return err
@@ -54,8 +58,52 @@ func (s *Server) startAggregator(ctx context.Context, agg *aggregator.Aggregator
 	if err != nil {
 		return err
 	}
+	ensureLocalAPIServices(ctx, ac, resources)
 	agg.Start(ctx, cs, ac, leading)
 	return nil
+}
+
+// groupPriorities are the groupPriorityMinimum and versionPriority of the
+// built-in groups' Local APIServices, as Kubernetes ranks them (higher
+// first in discovery); other groups get defaultPriority.
+var groupPriorities = map[string][2]int32{
+	"": {18000, 1}, "apiregistration.k8s.io": {17900, 15}, "apps": {17800, 15}, "events.k8s.io": {17750, 15},
+	"authentication.k8s.io": {17700, 15}, "authorization.k8s.io": {17600, 15}, "autoscaling": {17500, 15},
+	"batch": {17400, 15}, "certificates.k8s.io": {17300, 15}, "networking.k8s.io": {17200, 15}, "policy": {17100, 15},
+	"rbac.authorization.k8s.io": {17000, 15}, "storage.k8s.io": {16800, 15}, "apiextensions.k8s.io": {16700, 15},
+	"admissionregistration.k8s.io": {16700, 15}, "scheduling.k8s.io": {16600, 15}, "coordination.k8s.io": {16500, 15},
+	"node.k8s.io": {16300, 15}, "discovery.k8s.io": {16200, 15}, "flowcontrol.apiserver.k8s.io": {16100, 21},
+}
+
+var defaultPriority = [2]int32{16000, 15}
+
+// ensureLocalAPIServices makes a Local APIService for each built-in group
+// version, as Kubernetes lists its own groups in `kubectl get apiservices`;
+// one that exists (perhaps pointed at a service by its owner) is left as is.
+func ensureLocalAPIServices(ctx context.Context, ac aggregatorclient.Interface, resources []*registry.Resource) {
+	seen := map[schema.GroupVersion]bool{}
+	for _, r := range append(append([]*registry.Resource{}, resources...), registry.Reviews()...) {
+		gv := r.GVR.GroupVersion()
+		if seen[gv] || r.Custom != nil {
+			continue
+		}
+		seen[gv] = true
+		prio, ok := groupPriorities[gv.Group]
+		if !ok {
+			prio = defaultPriority
+		}
+		// Newer versions of a group rank higher (autoscaling/v2 over v1).
+		if gv.Group == "autoscaling" && gv.Version == "v2" {
+			prio[1] = 30
+		}
+		svc := &apiregistrationv1.APIService{ObjectMeta: metav1.ObjectMeta{Name: gv.Version + "." + gv.Group,
+			Labels: map[string]string{"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+			Spec: apiregistrationv1.APIServiceSpec{Group: gv.Group, Version: gv.Version, GroupPriorityMinimum: prio[0], VersionPriority: prio[1]}}
+		if _, err := ac.ApiregistrationV1().APIServices().Create(ctx, svc, metav1.CreateOptions{FieldManager: "petrel-bootstrap"}); err != nil && !apierrors.IsAlreadyExists(err) {
+			// A listing, not a need: the server serves without it.
+			slog.Warn("aggregator: Local APIService", "apiservice", svc.Name, "err", err)
+		}
+	}
 }
 
 // ensureExtensionAuth publishes kube-system/extension-apiserver-authentication

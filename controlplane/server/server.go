@@ -640,7 +640,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.bootstrapped.Store(true)
 	isLeader := &atomic.Bool{}
-	if err := s.startAggregator(ctx, agg, isLeader.Load); err != nil {
+	if err := s.startAggregator(ctx, agg, resources, isLeader.Load); err != nil {
 		ok = true // Stop closes the backend
 		s.Stop()
 		return nil, fmt.Errorf("API aggregation: %w", err)

@@ -79,6 +79,15 @@ func TestAggregatedMetricsServer(t *testing.T) {
 		"-o", "jsonpath={.data.requestheader-allowed-names} {.data.requestheader-username-headers}")
 	mustContain(t, out, `["front-proxy-client"]`, `["X-Remote-User"]`)
 
+	// The built-in group versions have Local APIServices, available.
+	poll(t, "Local APIServices", 30*time.Second, func() error {
+		out, _ := u.Kubectl(ctx, "", "get", "apiservices", "v1.apps", "v2.autoscaling", "v1.", "-o",
+			"jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=='Available')].reason} {end}")
+		if out != "v1.apps=Local v2.autoscaling=Local v1.=Local " {
+			return fmt.Errorf("%q", out)
+		}
+		return nil
+	})
 	pki := newWebhookPKI(t, "metrics-server.kube-system.svc")
 	dir := t.TempDir()
 	for name, data := range map[string][]byte{"tls.crt": pki.certPEM, "tls.key": pki.keyPEM} {
