@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/petrel-project/petrel/cni"
+	"github.com/petrel-project/petrel/controlplane/controllers/podautoscaler"
 	"github.com/petrel-project/petrel/controlplane/server"
 	"github.com/petrel-project/petrel/dataplane/containerlog"
 	"github.com/petrel-project/petrel/dataplane/node"
@@ -154,6 +155,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f.StringVar(&opts.ServiceCIDR, "service-cidr", opts.ServiceCIDR, "range of Service ClusterIPs")
 	f.StringVar(&opts.ClusterCIDR, "cluster-cidr", opts.ClusterCIDR, "range of pod addresses, a /24 per node")
 	f.StringVar(&opts.NodePortRange, "service-node-port-range", opts.NodePortRange, "range of NodePorts")
+	f.DurationVar(&opts.HPASyncPeriod, "horizontal-pod-autoscaler-sync-period", podautoscaler.DefaultSyncPeriod, "how often each HorizontalPodAutoscaler's metrics are read and its target scaled")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", opts.NodeMonitorGracePeriod, "how long a node may stay silent before it is marked NotReady (Unknown) and tainted unreachable")
 	f.StringVar(&opts.AuthorizationMode, "authorization-mode", opts.AuthorizationMode, "RBAC (Roles and bindings decide what each user may do; system:masters may do everything) or AlwaysAllow (every authenticated client may do everything)")
 	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", 0, "reads served at once before more are answered 429 (system:masters and watches aside; 0: 400, as Kubernetes)")

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"mime"
 	"net/http"
 	"strings"
@@ -44,6 +45,8 @@ func init() {
 	utilRuntimeMust(apidiscoveryv2.AddToScheme(Scheme))
 	utilRuntimeMust(apidiscoveryv2beta1.AddToScheme(Scheme))
 	utilRuntimeMust(apiextensionsv1.AddToScheme(Scheme))
+	utilRuntimeMust(apiregistrationv1.AddToScheme(Scheme))
+	addConversions()
 	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
 	// Clients send option bodies as meta.k8s.io/v1 too.
 	Scheme.AddKnownTypes(metav1.SchemeGroupVersion, &metav1.DeleteOptions{}, &metav1.CreateOptions{}, &metav1.UpdateOptions{}, &metav1.PatchOptions{})

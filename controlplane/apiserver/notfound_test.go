@@ -28,8 +28,8 @@ func TestNotFoundPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{
-		"/apis/autoscaling/v2",
-		"/apis/autoscaling/v2/horizontalpodautoscalers",
+		"/apis/autoscaling/v3",
+		"/apis/autoscaling/v2/horizontalpodautoscalerz",
 		"/apis/nope.example.com",
 		"/apis/nope.example.com/v1/things",
 		"/api/v2",

@@ -87,7 +87,7 @@ func (s *Server) refresh() {
 			delete(s.custom, res)
 		}
 	}
-	rt.discovery = discovery.Build(listed)
+	rt.discovery = discovery.Build(append(listed, s.extraDiscovery()...))
 	s.openapi.SetCustom(customs)
 	s.routes.Store(rt)
 }

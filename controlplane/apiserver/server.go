@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/petrel-project/petrel/controlplane/audit"
+	"github.com/petrel-project/petrel/controlplane/metricsapi"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
 	"github.com/petrel-project/petrel/controlplane/registry"
@@ -67,6 +68,9 @@ type Config struct {
 	// NodeAuthorizer, with Authorizer, decides for nodes first and runs
 	// NodeRestriction admission; nil: nodes are users like any other.
 	NodeAuthorizer *nodeauth.Authorizer
+	// Aggregator, when set, serves the group versions APIServices hand to
+	// other servers (API aggregation).
+	Aggregator Aggregator
 	// MaxReadOnlyInflight and MaxMutatingInflight bound the requests served
 	// at once before new ones are answered 429 (0: Kubernetes' defaults).
 	MaxReadOnlyInflight, MaxMutatingInflight int
@@ -95,6 +99,11 @@ type Server struct {
 	mux      *http.ServeMux
 	inflight *filters.InflightLimit
 	fairness atomic.Pointer[filters.Fairness]
+	// metricsAPI reads the nodes' figures for the built-in
+	// metrics.k8s.io/v1beta1 (nil: not served), metricsRes lists it in
+	// discovery.
+	metricsAPI *metricsapi.Fetcher
+	metricsRes []*registry.Resource
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -146,7 +155,11 @@ func New(cfg Config) (*Server, error) {
 		s.static = append(s.static, ep)
 	}
 	s.listed = listed
+	s.setupMetricsAPI()
 	s.refresh()
+	if cfg.Aggregator != nil {
+		cfg.Aggregator.OnChange(s.refresh)
+	}
 	cfg.Registry.OnChange(s.refresh)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.health)
@@ -176,6 +189,10 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/tokenreviews", s.tokenReview)
+	s.mux.HandleFunc(metricsPrefix, s.serveMetrics)
+	// Without it the subtree pattern above would redirect the group
+	// version's own path.
+	s.mux.HandleFunc(strings.TrimSuffix(metricsPrefix, "/"), s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
@@ -231,6 +248,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *audit.Record
 
 func (s *Server) authorizeAndServe(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r) {
+		return
+	}
+	if h := s.aggregated(r); h != nil {
+		h.ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, withWarnings(w, r))

@@ -94,6 +94,11 @@ func DefaultClusterRoles() []rbacv1.ClusterRole {
 			rule(read, "discovery.k8s.io", "endpointslices"),
 			rule(read, "events.k8s.io", "events"),
 		}},
+		// metrics.k8s.io is served built in, so the view, edit and admin
+		// roles read it (the role metrics-server's manifest adds, same name).
+		{ObjectMeta: meta("system:aggregated-metrics-reader", aggregateToAdmin, aggregateToEdit, aggregateToView), Rules: []rbacv1.PolicyRule{
+			rule([]string{"get", "list", "watch"}, "metrics.k8s.io", "pods", "nodes"),
+		}},
 		{ObjectMeta: meta("system:discovery"), Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"},
 			NonResourceURLs: []string{"/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"}}}},
 		{ObjectMeta: meta("system:basic-user"), Rules: []rbacv1.PolicyRule{

@@ -26,6 +26,8 @@ func All(cfg Config) []*Resource {
 	out = append(out, otherResources()...)
 	out = append(out, rbacResources()...)
 	out = append(out, policyResources()...)
+	out = append(out, hpaResources()...)
+	out = append(out, apiServiceResource())
 	out = append(out, certificateResources()...)
 	out = append(out, limitRangeResource(), resourceQuotaResource())
 	out = append(out, customresource.DefinitionResource())

@@ -119,6 +119,9 @@ type Options struct {
 	// NodeMonitorGracePeriod is how long a node may stay silent before it is
 	// marked Unknown and tainted unreachable.
 	NodeMonitorGracePeriod time.Duration
+	// HPASyncPeriod is how often each HorizontalPodAutoscaler is looked at
+	// (0: 15 s).
+	HPASyncPeriod time.Duration
 	// AuthorizationMode is RBAC (the default) or AlwaysAllow (every
 	// authenticated client may do everything).
 	AuthorizationMode string
@@ -547,8 +550,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	agg, err := newAggregator(ca, opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	api, err := apiserver.New(apiserver.Config{
-		Resources: resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
+		Aggregator: agg,
+		Resources:  resources, Registry: apiRegistry, Version: Version, Metrics: reg, NodeTransport: nodeTransport, Tokens: tokens, Authorizer: authz, NodeAuthorizer: nodeAuthz,
 		MaxReadOnlyInflight: opts.MaxRequestsInflight, MaxMutatingInflight: opts.MaxMutatingRequestsInflight, Audit: auditLog,
 		UI: webui.Handler(webui.Config{User: func(r *http.Request) string {
 			u, _ := apiserver.UserFrom(r.Context())
@@ -687,6 +695,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("creating the built-in objects: %w", err)
 	}
 	s.bootstrapped.Store(true)
+	isLeader := &atomic.Bool{}
+	if err := s.startAggregator(ctx, agg, resources, isLeader.Load); err != nil {
+		ok = true // Stop closes the backend
+		s.Stop()
+		return nil, fmt.Errorf("API aggregation: %w", err)
+	}
 	// Controllers run in one server at a time: the leader on an etcd lease.
 	leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "petrel_leader", Help: "1 while this server leads the controllers.",
 		ConstLabels: prometheus.Labels{"election": "controllers"}})
@@ -697,6 +711,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Client: backend.Client, Name: "controllers", Identity: s.Identity, TTL: LeaseTTL,
 		OnLeading: func(lctx context.Context) { s.runControllers(lctx, resources) },
 		OnChange: func(on bool) {
+			isLeader.Store(on)
 			if on {
 				leading.Set(1)
 			} else {
@@ -809,8 +824,14 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		storageDir = filepath.Join(s.opts.DataDir, "storage")
 	}
 	volumes := persistentvolume.New(cs, factory, storageDir)
+	autoscaler, err := newAutoscaler(cfg, cs, factory, s.opts.HPASyncPeriod)
+	if err != nil {
+		slog.Error("controllers: horizontal pod autoscaler", "err", err)
+		return
+	}
 	factory.Start(ctx.Done())
 	go volumes.Run(ctx)
+	go autoscaler.Run(ctx)
 	go accounts.Run(ctx)
 	go rootCA.Run(ctx)
 	go policies.Run(ctx)
@@ -1103,6 +1124,9 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 		return err
 	}
 	s.NodeToken = tok.String()
+	if err := ensureExtensionAuth(ctx, cs, s.caPEM); err != nil {
+		return err
+	}
 	if _, err := ensureServerToken(ctx, cs, s.opts.DataDir, s.caPEM); err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/petrel-project/petrel/dataplane/kubelet"
 	"github.com/petrel-project/petrel/dataplane/policy"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/dataplane/resourcemetrics"
 	"github.com/petrel-project/petrel/dataplane/routing"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 	"github.com/petrel-project/petrel/dataplane/serverlb"
@@ -161,6 +162,11 @@ type Node struct {
 	ingress *ingress.Controller
 	metrics *http.Server
 	runtime *runtime.Containerd
+	// resourceMetrics reads the node's and its pods' CPU and memory for
+	// /stats/summary and /metrics/resource; kubeletReady is set once the
+	// kubelet's pods can be listed.
+	resourceMetrics *resourcemetrics.Collector
+	kubeletReady    *atomic.Bool
 	// addr is the node's address (InternalIP), invalid when it has none.
 	addr netip.Addr
 	// MetricsURL is where /metrics is served.
@@ -376,7 +382,23 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, err
 		}
-		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, withMetrics(stream.Handler(kl, reg), reg)); err != nil {
+		// The resource metrics read the kubelet's pods only once its
+		// informer exists (after kl.Run).
+		klReady := &atomic.Bool{}
+		klPods := kl
+		rm, err := resourcemetrics.NewCollector(resourcemetrics.Config{NodeName: opts.NodeName, CgroupRoot: opts.CgroupRoot,
+			Pods: func() []*corev1.Pod {
+				if !klReady.Load() {
+					return nil
+				}
+				return klPods.Pods()
+			}})
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("resource metrics: %w", err)
+		}
+		n.resourceMetrics, n.kubeletReady = rm, klReady
+		if opts.nodeServerPort, err = stream.Serve(ctx, opts.NodeServerAddress, cas, nodeServerHandler(stream.Handler(kl, reg), resourcemetrics.Handler(rm), reg)); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -392,6 +414,8 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 			n.close()
 			return nil, fmt.Errorf("kubelet: %w", err)
 		}
+		n.kubeletReady.Store(true)
+		go n.resourceMetrics.Run(ctx)
 		slog.Info("node: kubelet running pods", "containerd", n.runtime.Address)
 	}
 	n.started.Store(true)
@@ -685,13 +709,15 @@ func StartServerLB(ctx context.Context, server, stateFile string) (*serverlb.LB,
 	return serverlb.StartWithState(ctx, list, nil, stateFile)
 }
 
-// withMetrics adds the node's /metrics to the node server, as the kubelet
-// serves its own on :10250: the API server's nodes/proxy reaches it there
-// (the web view reads the BPF traffic counters so), with the same RBAC as
-// any nodes/proxy request.
-func withMetrics(h http.Handler, reg *prometheus.Registry) http.Handler {
+// nodeServerHandler is the node server: resource metrics and the node's
+// /metrics beside the streaming endpoints, as on a kubelet's :10250. The
+// API server's nodes/proxy reaches them there (metrics-server, the web
+// view's BPF traffic), with the same RBAC as any nodes/proxy request.
+func nodeServerHandler(streams, metrics http.Handler, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/stats/", metrics)
+	mux.Handle("/metrics/resource", metrics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", h)
+	mux.Handle("/", streams)
 	return mux
 }

@@ -113,7 +113,8 @@ func TestNotFoundObjects(t *testing.T) {
 		{"/apis/apps/v1/namespaces/default/deployments/nope/scale", `deployments.apps "nope" not found`, "apps", "deployments", "nope"},
 		{"/apis/events.k8s.io/v1/namespaces/default/events/nope", `events.events.k8s.io "nope" not found`, "events.k8s.io", "events", "nope"},
 		{"/api/v1/namespaces/nope", `namespaces "nope" not found`, "", "namespaces", "nope"},
-		{"/apis/autoscaling/v2", "the server could not find the requested resource", "", "", ""},
+		{"/apis/autoscaling/v3", "the server could not find the requested resource", "", "", ""},
+		{"/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/nope", `horizontalpodautoscalers.autoscaling "nope" not found`, "autoscaling", "horizontalpodautoscalers", "nope"},
 		{"/api/v1/namespaces/default/configmaps/nope/status", "the server could not find the requested resource", "", "", ""},
 	} {
 		code, st, body := rawRequest(t, s, "GET", c.path, "", nil)

@@ -13,6 +13,7 @@ import (
 	apidiscoveryv2beta1 "k8s.io/api/apidiscovery/v2beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
 )
@@ -32,6 +33,9 @@ var groupOrder = []string{"", "apps", "events.k8s.io", "authentication.k8s.io", 
 	"storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io"}
 
 func verbsFor(res *registry.Resource) []string {
+	if len(res.Verbs) > 0 {
+		return res.Verbs
+	}
 	if res.CreateOnly {
 		return []string{"create"}
 	}
@@ -62,7 +66,12 @@ func Build(resources []*registry.Resource) *Docs {
 		if ri != rj {
 			return ri < rj
 		}
-		return d.Groups[i].Group < d.Groups[j].Group
+		if d.Groups[i].Group != d.Groups[j].Group {
+			return d.Groups[i].Group < d.Groups[j].Group
+		}
+		// Within a group the preferred (most stable, newest) version
+		// first, as Kubernetes orders them: autoscaling/v2 before v1.
+		return version.CompareKubeAwareVersionStrings(d.Groups[i].Version, d.Groups[j].Version) > 0
 	})
 	d.LegacyAgg = &apidiscoveryv2.APIGroupDiscoveryList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2"}}
 	d.GroupsAgg = &apidiscoveryv2.APIGroupDiscoveryList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupDiscoveryList", APIVersion: "apidiscovery.k8s.io/v2"}}
@@ -102,9 +111,15 @@ func Build(resources []*registry.Resource) *Docs {
 			ObjectMeta: metav1.ObjectMeta{Name: gv.Group},
 			Versions:   []apidiscoveryv2.APIVersionDiscovery{{Version: gv.Version, Resources: aggResources, Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent}},
 		}
-		if gv.Group == "" {
+		switch {
+		case gv.Group == "":
 			d.LegacyAgg.Items = append(d.LegacyAgg.Items, group)
-		} else {
+		case len(d.GroupsAgg.Items) > 0 && d.GroupsAgg.Items[len(d.GroupsAgg.Items)-1].Name == gv.Group:
+			// Another version of the group before: one item per group,
+			// its versions in preference order.
+			last := &d.GroupsAgg.Items[len(d.GroupsAgg.Items)-1]
+			last.Versions = append(last.Versions, group.Versions...)
+		default:
 			d.GroupsAgg.Items = append(d.GroupsAgg.Items, group)
 		}
 	}

@@ -89,6 +89,9 @@ type Resource struct {
 	Hooks Hooks
 	// CreateOnly marks a review (see Reviews): only create, nothing stored.
 	CreateOnly bool
+	// Verbs, when set, are the only verbs discovery lists: a read-only
+	// resource the API server answers with its own handler (metrics.k8s.io).
+	Verbs []string
 	// Storage, when set, keeps the objects in another resource's storage
 	// (events.k8s.io events as core events).
 	Storage *StorageMapping
