@@ -28,11 +28,23 @@ import (
 // trust, as Kubernetes publishes them.
 const extensionAuthName = "extension-apiserver-authentication"
 
+// frontProxyCA is the CA of the front-proxy client certificate, apart from
+// the cluster CA as Kubernetes recommends: a client certificate the cluster
+// CA signs (a CSR an admin approved) can then never assert users to
+// aggregated servers, whatever its name. Joining servers receive it.
+func frontProxyCA(dataDir string) (*pki.CA, error) {
+	ca, err := pki.LoadOrCreateNamedCA(filepath.Join(dataDir, "pki", "front-proxy"), "petrel-front-proxy-ca")
+	if err != nil {
+		return nil, fmt.Errorf("front-proxy CA: %w", err)
+	}
+	return ca, nil
+}
+
 // newAggregator makes the aggregator with the front-proxy client
-// certificate: CN front-proxy-client from the cluster CA, the one name
+// certificate: CN front-proxy-client from the front-proxy CA, the one name
 // extension-apiserver-authentication allows to assert users in headers.
 func newAggregator(ca *pki.CA, dataDir string) (*aggregator.Aggregator, error) {
-	certPath, keyPath, err := ca.EnsurePair(filepath.Join(dataDir, "pki"), "front-proxy-client", aggregator.ProxyClientName, nil, nil, true)
+	certPath, keyPath, err := ca.EnsurePair(filepath.Join(dataDir, "pki", "front-proxy"), "front-proxy-client", aggregator.ProxyClientName, nil, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("front-proxy client certificate: %w", err)
 	}
@@ -109,14 +121,14 @@ func ensureLocalAPIServices(ctx context.Context, ac aggregatorclient.Interface, 
 // ensureExtensionAuth publishes kube-system/extension-apiserver-authentication
 // (the client CA, and the request-header CA with the allowed name and
 // header names) and the Role that lets aggregated servers read it.
-func ensureExtensionAuth(ctx context.Context, cs kubernetes.Interface, caPEM []byte) error {
+func ensureExtensionAuth(ctx context.Context, cs kubernetes.Interface, caPEM, frontProxyCAPEM []byte) error {
 	list := func(v ...string) string {
 		b, _ := json.Marshal(v)
 		return string(b)
 	}
 	want := map[string]string{
 		"client-ca-file":                     string(caPEM),
-		"requestheader-client-ca-file":       string(caPEM),
+		"requestheader-client-ca-file":       string(frontProxyCAPEM),
 		"requestheader-allowed-names":        list(aggregator.ProxyClientName),
 		"requestheader-username-headers":     list(aggregator.HeaderUser),
 		"requestheader-uid-headers":          list(aggregator.HeaderUID),

@@ -224,8 +224,11 @@ type Server struct {
 	lbPool     []loadbalancer.Range
 	ca         *pki.CA
 	caPEM      []byte
-	audit      *audit.Logger
-	done       chan error
+	// frontProxyCAPEM is the CA aggregated servers trust for request
+	// headers (extension-apiserver-authentication).
+	frontProxyCAPEM []byte
+	audit           *audit.Logger
+	done            chan error
 }
 
 // storageCodec stores objects as Kubernetes does: protobuf with a type header.
@@ -550,7 +553,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	agg, err := newAggregator(ca, opts.DataDir)
+	fpCA, err := frontProxyCA(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.frontProxyCAPEM = fpCA.CertPEM
+	agg, err := newAggregator(fpCA, opts.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -1124,7 +1132,7 @@ func (s *Server) bootstrap(ctx context.Context, serviceCIDR *net.IPNet) error {
 		return err
 	}
 	s.NodeToken = tok.String()
-	if err := ensureExtensionAuth(ctx, cs, s.caPEM); err != nil {
+	if err := ensureExtensionAuth(ctx, cs, s.caPEM, s.frontProxyCAPEM); err != nil {
 		return err
 	}
 	if _, err := ensureServerToken(ctx, cs, s.opts.DataDir, s.caPEM); err != nil {

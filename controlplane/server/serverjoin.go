@@ -60,6 +60,7 @@ var identityFiles = []string{
 	"pki/ca.crt", "pki/ca.key", // the cluster CA: client and serving certificates
 	"pki/sa.key",                         // service account tokens
 	"pki/etcd/ca.crt", "pki/etcd/ca.key", // the embedded etcd's CA: member certificates
+	"pki/front-proxy/ca.crt", "pki/front-proxy/ca.key", // the front-proxy CA: aggregated servers trust it
 	encryption.DefaultFile, // encryption at rest keys
 }
 
@@ -99,8 +100,8 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) {
 	resp := joinResponse{Files: map[string][]byte{}}
 	for _, f := range identityFiles {
 		data, err := os.ReadFile(filepath.Join(s.opts.DataDir, f))
-		if errors.Is(err, os.ErrNotExist) && (strings.HasPrefix(f, "pki/etcd/") || f == encryption.DefaultFile) {
-			continue // an external etcd, or encryption the operator configures
+		if errors.Is(err, os.ErrNotExist) && (strings.HasPrefix(f, "pki/etcd/") || strings.HasPrefix(f, "pki/front-proxy/") || f == encryption.DefaultFile) {
+			continue // an external etcd, encryption the operator configures, a server from before the front-proxy CA
 		}
 		if err != nil {
 			slog.Error("server join: reading the identity", "file", f, "err", err)

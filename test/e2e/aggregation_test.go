@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/petrel-project/petrel/test/cluster"
 )
 
@@ -78,6 +80,15 @@ func TestAggregatedMetricsServer(t *testing.T) {
 	out := kubectl(t, u.Server, "", "get", "configmap", "-n", "kube-system", "extension-apiserver-authentication",
 		"-o", "jsonpath={.data.requestheader-allowed-names} {.data.requestheader-username-headers}")
 	mustContain(t, out, `["front-proxy-client"]`, `["X-Remote-User"]`)
+	// Request headers are trusted from the front-proxy CA only, not from
+	// the cluster CA that signs every client certificate.
+	cm, err := u.Clientset().CoreV1().ConfigMaps("kube-system").Get(ctx, "extension-apiserver-authentication", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rh, cl := cm.Data["requestheader-client-ca-file"], cm.Data["client-ca-file"]; rh == "" || rh == cl {
+		t.Fatalf("requestheader-client-ca-file is the client CA (or empty): %q", rh)
+	}
 
 	// The built-in group versions have Local APIServices, available.
 	poll(t, "Local APIServices", 30*time.Second, func() error {
