@@ -70,15 +70,27 @@ type Server struct {
 // Listen binds UDP and TCP on addr and serves h until Shutdown: UDP on the
 // batched fast path, TCP through miekg/dns.
 func Listen(addr string, h *Handler) (*Server, error) {
-	u, err := listenUDP(addr, h)
-	if err != nil {
-		return nil, fmt.Errorf("listening on udp %s: %w", addr, err)
+	// With port 0 the kernel picks the UDP port, and TCP must take the same
+	// number, which another program may hold on TCP alone: pick again.
+	_, port, _ := net.SplitHostPort(addr)
+	attempts := 1
+	if port == "0" {
+		attempts = 20
 	}
-	// TCP on the same port as UDP (which may have been picked by the kernel).
-	ln, err := net.Listen("tcp", u.addr())
-	if err != nil {
+	var u *udpServer
+	var ln net.Listener
+	for i := 0; ; i++ {
+		var err error
+		if u, err = listenUDP(addr, h); err != nil {
+			return nil, fmt.Errorf("listening on udp %s: %w", addr, err)
+		}
+		if ln, err = net.Listen("tcp", u.addr()); err == nil {
+			break
+		}
 		u.close()
-		return nil, fmt.Errorf("listening on tcp %s: %w", u.addr(), err)
+		if i+1 >= attempts {
+			return nil, fmt.Errorf("listening on tcp %s: %w", u.addr(), err)
+		}
 	}
 	s := &Server{Addr: u.addr(), udp: u,
 		tcp: &mdns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}

@@ -98,9 +98,12 @@ func (c *Controller) sync(ctx context.Context, namespace string) error {
 			ObjectMeta: metav1.ObjectMeta{Name: registry.RootCAConfigMap, Annotations: map[string]string{
 				description: "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
 			Data: want}, metav1.CreateOptions{FieldManager: manager})
-		if apierrors.IsAlreadyExists(err) || apierrors.IsForbidden(err) {
-			return nil // there already, or the namespace began terminating
+		if apierrors.IsAlreadyExists(err) {
+			return nil
 		}
+		// Forbidden is a terminating namespace (the next sync sees it and
+		// stops) or a refusal that passes: a ResourceQuota whose usage is
+		// not computed yet refuses every create it covers. Try again.
 		return err
 	}
 	if err != nil {
