@@ -14,7 +14,9 @@ import (
 
 // authorize lets the request on when the authorizer allows it and answers
 // 403 Forbidden (with Kubernetes' wording) when it does not.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
+// attrs, when not nil, are the request's attributes as an earlier filter
+// (priority and fairness) read them, so that they are read once.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, attrs *rbac.Attributes) bool {
 	if s.cfg.Authorizer == nil {
 		return true
 	}
@@ -26,12 +28,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) bool {
 	if rbac.IsMaster(u.Groups) {
 		return true
 	}
-	attrs := requestAttributes(r, u)
-	allowed, reason := s.allowed(attrs)
+	if attrs == nil {
+		a := requestAttributes(r, u)
+		attrs = &a
+	}
+	allowed, reason := s.allowed(*attrs)
 	if allowed {
 		return true
 	}
-	s.writeError(w, r, forbidden(attrs, reason))
+	s.writeError(w, r, forbidden(*attrs, reason))
 	return false
 }
 

@@ -229,7 +229,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *audit.Record
 	}
 	if f := s.fairness.Load(); f != nil {
 		u, _ := userFrom(r.Context())
-		if err := f.Serve(w, r, requestAttributes(r, u), func() { s.authorizeAndServe(w, r) }); err != nil {
+		attrs := requestAttributes(r, u)
+		if err := f.Serve(w, r, attrs, func() { s.authorizeAndServe(w, r, &attrs) }); err != nil {
 			// client-go waits Retry-After seconds and sends the request again.
 			w.Header().Set("Retry-After", "1")
 			s.writeError(w, r, err)
@@ -243,11 +244,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rec *audit.Record
 		return
 	}
 	defer done()
-	s.authorizeAndServe(w, r)
+	s.authorizeAndServe(w, r, nil)
 }
 
-func (s *Server) authorizeAndServe(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r) {
+// authorizeAndServe authorizes the request (attrs: its attributes when
+// already read, else nil) and serves it.
+func (s *Server) authorizeAndServe(w http.ResponseWriter, r *http.Request, attrs *rbac.Attributes) {
+	if !s.authorize(w, r, attrs) {
 		return
 	}
 	if h := s.aggregated(r); h != nil {
