@@ -281,7 +281,7 @@ func (c *Controller) bind(ctx context.Context, pvc *corev1.PersistentVolumeClaim
 func (c *Controller) finishBinding(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
 	pv, err := c.client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		if pvc.Status.Phase != corev1.ClaimLost && pvc.Status.Phase == corev1.ClaimBound {
+		if pvc.Status.Phase == corev1.ClaimBound {
 			upd := pvc.DeepCopy()
 			upd.Status.Phase = corev1.ClaimLost
 			_, err = c.client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, upd, metav1.UpdateOptions{})
