@@ -4,6 +4,13 @@
 // own work: a listener from New holds at most Max connections, makes room by
 // closing the oldest that have not started a request, and refuses (closes at
 // once) what it cannot place. It recovers by itself when the flood ends.
+//
+// A connection that has sent nothing is the flood's; one that has spoken (a
+// TLS handshake under way, or a keep-alive connection between requests) is a
+// client's, and closing it races the client's next write (a POST on a
+// reused connection fails with "broken pipe" and is not retried). So the
+// silent ones go first, after EvictAfter; the ones that spoke only when no
+// silent one can, and after EvictSpokenAfter.
 package connlimit
 
 import (
@@ -12,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +30,10 @@ import (
 // before a newcomer may take its place when the listener is full. A client
 // that is really there finishes its handshake within milliseconds.
 const EvictAfter = time.Second
+
+// EvictSpokenAfter is how long a connection that has spoken may wait (in its
+// handshake, or idle between requests) before it may be closed for room.
+const EvictSpokenAfter = 5 * time.Second
 
 // RaiseFileLimit sets the process's soft limit on open files to its hard limit
 // and returns the limit in force.
@@ -65,9 +77,12 @@ type Listener struct {
 	mu sync.Mutex
 	// open counts the connections handed out and not yet closed.
 	open int
-	// waiting are the open connections that have not started a request (or
-	// sit idle between requests), oldest first: the ones to close for room.
-	waiting list.List
+	// silent are the open connections that have not sent a byte, oldest
+	// first: the first to close for room.
+	silent list.List
+	// spoken are those that have sent something but are not in a request
+	// (a handshake, or idle between requests), longest waiting first.
+	spoken list.List
 
 	refused, evicted prometheus.Counter
 	current          prometheus.GaugeFunc
@@ -112,10 +127,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		var victim *conn
 		if l.open >= l.max {
-			if front := l.waiting.Front(); front != nil && time.Since(front.Value.(*conn).since) >= EvictAfter {
-				victim = front.Value.(*conn)
-				l.unwaitLocked(victim)
-			}
+			victim = l.victimLocked()
 		}
 		if l.open >= l.max && victim == nil {
 			l.mu.Unlock()
@@ -125,7 +137,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		l.open++
 		tc.since = tc.accepted
-		tc.elem = l.waiting.PushBack(tc)
+		tc.list = &l.silent
+		tc.elem = l.silent.PushBack(tc)
 		l.mu.Unlock()
 		if victim != nil {
 			l.evicted.Inc()
@@ -135,11 +148,35 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
+// victimLocked takes the connection to close for room out of its queue, or
+// returns nil when none has waited long enough.
+func (l *Listener) victimLocked() *conn {
+	for _, q := range []struct {
+		list  *list.List
+		after time.Duration
+	}{{&l.silent, EvictAfter}, {&l.spoken, EvictSpokenAfter}} {
+		if front := q.list.Front(); front != nil && time.Since(front.Value.(*conn).since) >= q.after {
+			c := front.Value.(*conn)
+			l.unwaitLocked(c)
+			return c
+		}
+	}
+	return nil
+}
+
 func (l *Listener) unwaitLocked(c *conn) {
 	if c.elem != nil {
-		l.waiting.Remove(c.elem)
-		c.elem = nil
+		c.list.Remove(c.elem)
+		c.elem, c.list = nil, nil
 	}
+}
+
+// waitLocked puts c at the back of the queue of connections that spoke.
+func (l *Listener) waitLocked(c *conn) {
+	l.unwaitLocked(c)
+	c.since = time.Now()
+	c.list = &l.spoken
+	c.elem = l.spoken.PushBack(c)
 }
 
 // ConnState is for http.Server.ConnState: a connection serving a request
@@ -159,9 +196,7 @@ func (l *Listener) ConnState(nc net.Conn, state http.ConnState) {
 	case http.StateActive, http.StateHijacked:
 		l.unwaitLocked(c)
 	case http.StateIdle:
-		l.unwaitLocked(c)
-		c.since = time.Now()
-		c.elem = l.waiting.PushBack(c)
+		l.waitLocked(c)
 	}
 }
 
@@ -186,11 +221,31 @@ type conn struct {
 	net.Conn
 	l        *Listener
 	accepted time.Time
-	// since is when it last started to wait (accepted, or idle).
-	since  time.Time
+	// since is when it last started to wait (accepted, spoke, or idle).
+	since time.Time
+	// list is the queue elem is in (silent or spoken), nil in a request.
+	list   *list.List
 	elem   *list.Element
 	closed bool
-	once   sync.Once
+	// spoke is set at the first byte read from the client.
+	spoke atomic.Bool
+	once  sync.Once
+}
+
+// Read marks the connection as a client's at its first byte.
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.spoke.Load() {
+		c.spoke.Store(true)
+		c.l.mu.Lock()
+		// Still silent-queued: the request has not started (the server
+		// marks it active after reading), so it waits among those that spoke.
+		if !c.closed && c.list == &c.l.silent {
+			c.l.waitLocked(c)
+		}
+		c.l.mu.Unlock()
+	}
+	return n, err
 }
 
 // Close closes the connection and gives its place back.

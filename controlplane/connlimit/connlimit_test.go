@@ -1,10 +1,12 @@
 package connlimit
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"testing"
 	"time"
 )
@@ -89,6 +91,69 @@ func TestFullListenerEvictsOldestSilentConnection(t *testing.T) {
 	}
 	if n := l.Open(); n > 8 {
 		t.Fatalf("listener holds %d connections, more than 8", n)
+	}
+}
+
+// A client's idle keep-alive connection, and one that has sent part of its
+// request, outlive silent connections that are older: closing a connection a
+// client has used races its next write, which a POST does not survive.
+func TestSpokenConnectionsOutliveSilentOnes(t *testing.T) {
+	l, url := serve(t, 5)
+	keepAlive := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	reused := func() (bool, error) {
+		var info httptrace.GotConnInfo
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { info = i }})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := keepAlive.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return info.Reused, err
+	}
+	if _, err := reused(); err != nil {
+		t.Fatal(err)
+	}
+	partial := dialSilent(t, url, 1)[0]
+	if _, err := partial.Write([]byte("GET / HT")); err != nil {
+		t.Fatal(err)
+	}
+	silent := dialSilent(t, url, 3)
+	waitOpen(t, l, 5)
+	time.Sleep(EvictAfter + 100*time.Millisecond)
+	// Three newcomers that keep their connections take the three silent
+	// places.
+	for i := 0; i < 3; i++ {
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: tr}).Get(url)
+		if err != nil {
+			t.Fatalf("newcomer %d not served: %v", i, err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	for i, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("silent connection %d is still open (read: %v)", i, err)
+		}
+	}
+	again, err := reused()
+	if err != nil {
+		t.Fatalf("the keep-alive client failed: %v", err)
+	}
+	if !again {
+		t.Fatal("the keep-alive connection was closed for room while silent ones could go")
+	}
+	if _, err := partial.Write([]byte("TP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = partial.SetReadDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, 12)
+	if _, err := io.ReadFull(partial, b); err != nil || string(b) != "HTTP/1.1 200" {
+		t.Fatalf("the half-sent request was not answered: %q, %v", b, err)
 	}
 }
 
