@@ -167,6 +167,12 @@ func podContainer(pod *corev1.Pod, name string) (string, error) {
 			}
 		}
 	}
+	// kubectl debug attaches to the ephemeral container it added.
+	for _, c := range pod.Spec.EphemeralContainers {
+		if c.Name == name {
+			return name, nil
+		}
+	}
 	return "", apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", name, pod.Name))
 }
 

@@ -153,6 +153,7 @@ func (k *Kubelet) syncRunning(ctx context.Context, pod *corev1.Pod, ps *podState
 				}
 				soonest(k.ensureContainer(ctx, pod, ps, sb, vols, c, st, pod.Spec.RestartPolicy))
 			}
+			soonest(k.syncEphemeral(ctx, pod, ps, sb, vols, unchanged))
 		}
 	}
 	if err := k.updateStatus(ctx, pod, ps, sb, mountErr.err, unchanged); err != nil {
@@ -479,6 +480,10 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 	if err != nil {
 		return err
 	}
+	pidNS, err := k.targetPIDNamespace(ctx, pod, c.Name)
+	if err != nil {
+		return err
+	}
 	logDir := filepath.Join(dir, "logs", c.Name)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
@@ -501,7 +506,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
 			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath, labelOCIRuntime: ociName},
 		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,
-		Hostname: podHostname(pod), NetNS: sb.NetNS, Mounts: mnts,
+		Hostname: podHostname(pod), NetNS: sb.NetNS, PIDNS: pidNS, Mounts: mnts,
 		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
 		TTY:         c.TTY,
 		Sysctls:     podSysctls(pod),

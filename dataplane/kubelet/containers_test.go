@@ -41,7 +41,7 @@ func TestUnknownStateDecidesNothing(t *testing.T) {
 	if r := ps.record("web"); r.restarts != 0 || r.lastTerm != nil || r.failedStart != nil {
 		t.Fatalf("the container's record changed: %+v", r)
 	}
-	got := k.containerStatus(context.Background(), pod, ps, sandbox{}, c, map[string]observed{"web": unknown}, false)
+	got := k.containerStatus(context.Background(), pod, ps, sandbox{}, c, map[string]observed{"web": unknown}, regularContainer)
 	if got.RestartCount != 2 || got.State.Running == nil || !got.Ready {
 		t.Fatalf("status %+v, want the API's last word (running, ready, 2 restarts)", got)
 	}
@@ -99,7 +99,7 @@ func TestRunWithoutTaskIsARestart(t *testing.T) {
 	if wait < 5*time.Second || wait > backoffInitial {
 		t.Fatalf("looks again in %v, want the rest of the %v back-off", wait, backoffInitial)
 	}
-	cs := k.containerStatus(context.Background(), pod, ps, sandbox{}, c, map[string]observed{"sleeper": o}, false)
+	cs := k.containerStatus(context.Background(), pod, ps, sandbox{}, c, map[string]observed{"sleeper": o}, regularContainer)
 	if cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.RestartCount != 1 ||
 		cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ContainerID != "containerd://u1-sleeper-1" {
 		t.Fatalf("status %+v, want CrashLoopBackOff with the killed run as lastState", cs)
@@ -133,7 +133,7 @@ func TestImagePullBacksOff(t *testing.T) {
 	ps := &podState{containers: map[string]*containerRecord{}, probes: map[string]*prober{}}
 	ctx := context.Background()
 	status := func() *corev1.ContainerStateWaiting {
-		return k.containerStatus(ctx, pod, ps, sandbox{}, c, map[string]observed{"web": {}}, false).State.Waiting
+		return k.containerStatus(ctx, pod, ps, sandbox{}, c, map[string]observed{"web": {}}, regularContainer).State.Waiting
 	}
 
 	wait := k.ensureContainer(ctx, pod, ps, sandbox{}, nil, c, observed{}, corev1.RestartPolicyAlways)

@@ -31,16 +31,25 @@ func (k *Kubelet) pod(namespace, name string) (*corev1.Pod, error) {
 	return obj.(*corev1.Pod), nil
 }
 
-func hasContainer(pod *corev1.Pod, name string) bool {
+// specOf is the named container of the pod, of any kind (init, regular or
+// ephemeral), or nil.
+func specOf(pod *corev1.Pod, name string) *corev1.Container {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			if c.Name == name {
-				return true
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
 			}
 		}
 	}
-	return false
+	for i := range pod.Spec.EphemeralContainers {
+		if pod.Spec.EphemeralContainers[i].Name == name {
+			return asContainer(&pod.Spec.EphemeralContainers[i])
+		}
+	}
+	return nil
 }
+
+func hasContainer(pod *corev1.Pod, name string) bool { return specOf(pod, name) != nil }
 
 // RunningContainer is a running container of a pod, for exec.
 func (k *Kubelet) RunningContainer(ctx context.Context, namespace, name, container string) (containerd.Container, types.UID, error) {
@@ -77,12 +86,8 @@ func (k *Kubelet) Attachable(ctx context.Context, namespace, name, container str
 	}
 	restarts, _ := strconv.Atoi(labels[labelRestarts])
 	a := runtime.Attachable{Container: ctr, PodUID: string(uid), IODir: ioDir(k.podDir(string(uid)), container, int32(restarts))}
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			if c.Name == container {
-				a.Stdin, a.StdinOnce, a.TTY = c.Stdin, c.StdinOnce, c.TTY
-			}
-		}
+	if c := specOf(pod, container); c != nil {
+		a.Stdin, a.StdinOnce, a.TTY = c.Stdin, c.StdinOnce, c.TTY
 	}
 	return a, nil
 }

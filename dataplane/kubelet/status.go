@@ -37,7 +37,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	var incomplete, unready []string
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, true)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, initContainer)
 		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
 		if t := cs.State.Terminated; t != nil && t.ExitCode == 0 {
 			continue
@@ -52,7 +52,7 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	var running, waiting, stopped, succeeded, unknown int
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, false)
+		cs := k.containerStatus(ctx, pod, ps, sb, c, seen, regularContainer)
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 		allReady = allReady && cs.Ready
 		if !cs.Ready {
@@ -76,7 +76,12 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 			unknown++
 		}
 	}
-	// The phase as the kubelet derives it from its containers.
+	for i := range pod.Spec.EphemeralContainers {
+		c := asContainer(&pod.Spec.EphemeralContainers[i])
+		st.EphemeralContainerStatuses = append(st.EphemeralContainerStatuses, k.containerStatus(ctx, pod, ps, sb, c, seen, ephemeralContainer))
+	}
+	// The phase as the kubelet derives it from its containers (ephemeral
+	// ones have no say).
 	switch {
 	case initFailed:
 		st.Phase = corev1.PodFailed
@@ -158,16 +163,17 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 }
 
 // containerStatus describes one container as Kubernetes reports it.
-func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, seen map[string]observed, isInit bool) corev1.ContainerStatus {
+func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podState, sb sandbox, c *corev1.Container, seen map[string]observed, kind containerKind) corev1.ContainerStatus {
 	rec := ps.record(c.Name)
-	policy := policyOf(pod, isInit)
+	policy := kind.restartPolicy(pod)
+	isInit := kind == initContainer
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: rec.restarts, Started: new(bool)}
 	if rec.lastTerm != nil {
 		cs.LastTerminationState.Terminated = rec.lastTerm
 	}
 	// Adopted after a node restart: what the API last said is the best
 	// memory of earlier runs.
-	for _, old := range append(append([]corev1.ContainerStatus{}, pod.Status.ContainerStatuses...), pod.Status.InitContainerStatuses...) {
+	for _, old := range slices.Concat(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses, pod.Status.EphemeralContainerStatuses) {
 		if old.Name == c.Name && rec.lastTerm == nil && old.LastTerminationState.Terminated != nil {
 			cs.LastTerminationState = old.LastTerminationState
 		}
@@ -178,7 +184,7 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 	}
 	if o.err != nil {
 		// Until containerd answers, the API's last word stands.
-		for _, old := range slices.Concat(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses) {
+		for _, old := range slices.Concat(pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses, pod.Status.EphemeralContainerStatuses) {
 			if old.Name == c.Name {
 				return old
 			}
@@ -196,11 +202,15 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 		at, _ := time.Parse(time.RFC3339Nano, o.labels[labelStartedAt])
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(at)}
 		started, ready := true, true
-		if !isInit {
+		switch kind {
+		case regularContainer:
 			if p := k.ensureProber(ctx, pod, ps, sb, c, o); p != nil {
 				started, ready = p.results()
 			}
-		} else {
+		case initContainer:
+			ready = false
+		case ephemeralContainer:
+			// Ephemeral containers are never ready, as in Kubernetes.
 			ready = false
 		}
 		*cs.Started, cs.Ready = started, started && ready
@@ -224,7 +234,7 @@ func (k *Kubelet) containerStatus(ctx context.Context, pod *corev1.Pod, ps *podS
 		}
 	case rec.waiting != nil:
 		cs.State.Waiting = rec.waiting
-	case len(pod.Spec.InitContainers) > 0:
+	case len(pod.Spec.InitContainers) > 0 && kind != ephemeralContainer:
 		// As Kubernetes: in a pod with init containers, a container not
 		// started yet (an init container too) is PodInitializing.
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}

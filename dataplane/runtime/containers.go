@@ -88,7 +88,10 @@ type ContainerConfig struct {
 	Hostname      string
 	// NetNS is the pod's network namespace, which every container joins;
 	// empty for the host's (hostNetwork pods).
-	NetNS       string
+	NetNS string
+	// PIDNS, when set, is a process namespace to join (an ephemeral
+	// container's target's, /proc/<pid>/ns/pid).
+	PIDNS       string
 	Mounts      []specs.Mount
 	CgroupsPath string
 	// MemoryLimit in bytes, 0 for none; CPUShares and CPUQuota (µs per
@@ -153,6 +156,9 @@ func CreateContainer(ctx context.Context, c *containerd.Client, cfg ContainerCon
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS}))
 	} else {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+	}
+	if cfg.PIDNS != "" {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.PIDNamespace, Path: cfg.PIDNS}))
 	}
 	if cfg.Hostname != "" {
 		opts = append(opts, oci.WithHostname(cfg.Hostname))

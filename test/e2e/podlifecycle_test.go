@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -899,6 +900,67 @@ spec:
 		b, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(b), "not started with stdin") {
 			t.Fatalf("attach -i to a container without stdin: %v\n%s", err, b)
+		}
+	})
+
+	t.Run("kubectl debug -it adds an ephemeral container that shares the target's processes", func(t *testing.T) {
+		apply(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: debugged}
+spec:
+  containers:
+  - {name: app, image: %s, command: ["sleep", "3601"]}
+`, img))
+		poll(t, "debugged running", 30*time.Second, func() error {
+			if p := getPod(ctx, t, cs, "debugged"); p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		// Through a terminal, as a user types it: the debugger's ps sees the
+		// target's sleep (they share a process namespace), and its
+		// arithmetic proves the shell ran what was typed.
+		var out []byte
+		if _, err := exec.LookPath("script"); err == nil {
+			sh := exec.CommandContext(ctx, "script", "-qec", "kubectl --kubeconfig "+u.Kubeconfig+
+				" debug -it debugged --image="+img+" --target=app --container=debugger -- sh", "/dev/null")
+			sh.Stdin = strings.NewReader("ps; echo marker-$((6*7)); exit\n")
+			var err error
+			if out, err = sh.CombinedOutput(); err != nil {
+				t.Fatalf("kubectl debug -it: %v\n%s", err, out)
+			}
+		} else {
+			// No terminal to be had (util-linux's script is missing): -i alone.
+			out = []byte(kubectl(t, u.Server, "ps; echo marker-$((6*7)); exit\n", "debug", "-i", "debugged", "--image="+img, "--target=app", "--container=debugger", "--", "sh"))
+		}
+		mustContain(t, string(out), "marker-42", "sleep 3601")
+		p := getPod(ctx, t, cs, "debugged")
+		if len(p.Spec.EphemeralContainers) != 1 || p.Spec.EphemeralContainers[0].TargetContainerName != "app" {
+			t.Fatalf("ephemeral containers: %+v", p.Spec.EphemeralContainers)
+		}
+		poll(t, "the debugger's status terminated after exit", 30*time.Second, func() error {
+			p := getPod(ctx, t, cs, "debugged")
+			st := p.Status.EphemeralContainerStatuses
+			if len(st) != 1 || st[0].Name != "debugger" || st[0].State.Terminated == nil {
+				return fmt.Errorf("ephemeral statuses %+v", st)
+			}
+			if st[0].RestartCount != 0 || st[0].Ready {
+				return fmt.Errorf("a debugger is never restarted nor ready: %+v", st[0])
+			}
+			// The pod itself goes on as it was.
+			if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) != 1 || !p.Status.ContainerStatuses[0].Ready {
+				return fmt.Errorf("pod %s %+v", p.Status.Phase, p.Status.ContainerStatuses)
+			}
+			return nil
+		})
+		// An ephemeral container may not be changed or removed once added.
+		_, err := cs.CoreV1().Pods("default").UpdateEphemeralContainers(ctx, "debugged", func() *corev1.Pod {
+			p := getPod(ctx, t, cs, "debugged")
+			p.Spec.EphemeralContainers = nil
+			return p
+		}(), metav1.UpdateOptions{})
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("removing an ephemeral container: %v, want Invalid", err)
 		}
 	})
 
