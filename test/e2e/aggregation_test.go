@@ -21,44 +21,10 @@ import (
 const metricsServerVersion = "v0.8.0"
 
 // metricsServerBinary is $PETREL_METRICS_SERVER, or metrics-server built
-// once from its module (through the Go module proxy) into a cache beside
-// Go's build cache, so later runs reuse it.
+// once from its module.
 func metricsServerBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("PETREL_METRICS_SERVER"); p != "" {
-		return p
-	}
-	cacheOut, err := exec.Command("go", "env", "GOCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env GOCACHE: %v", err)
-	}
-	dir := filepath.Join(filepath.Dir(strings.TrimSpace(string(cacheOut))), "petrel-test-tools", "metrics-server-"+metricsServerVersion)
-	bin := filepath.Join(dir, "metrics-server")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	run := func(args ...string) {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		run("mod", "init", "petrel-test-tools/metrics-server")
-	}
-	run("get", "-tool", "sigs.k8s.io/metrics-server/cmd/metrics-server@"+metricsServerVersion)
-	run("build", "-o", bin+".tmp", "sigs.k8s.io/metrics-server/cmd/metrics-server")
-	if err := os.Rename(bin+".tmp", bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return moduleTool(t, "PETREL_METRICS_SERVER", "sigs.k8s.io/metrics-server/cmd/metrics-server", metricsServerVersion)
 }
 
 // TestAggregatedMetricsServer is API aggregation with a real aggregated
