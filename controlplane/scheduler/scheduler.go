@@ -72,6 +72,9 @@ type Scheduler struct {
 	// moves counts retry requests, so that a decision can tell whether the
 	// nodes changed while it was being made.
 	moves atomic.Uint64
+	// nominated are the pods that preempted others, by key, placed on the
+	// node they wait for; guarded by mu.
+	nominated map[string]*podInfo
 }
 
 // New builds a scheduler on a shared informer factory; start the factory
@@ -155,6 +158,7 @@ func (s *Scheduler) podChanged(obj interface{}) {
 		s.cache.setPod(pod)
 		s.mu.Lock()
 		delete(s.waiting, key)
+		delete(s.nominated, key)
 		s.mu.Unlock()
 		// A pod placed (or freed) changes what fits: pods waiting may go now.
 		if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -174,6 +178,7 @@ func (s *Scheduler) podDeleted(obj interface{}) {
 	if pod, ok := obj.(*corev1.Pod); ok {
 		key := pod.Namespace + "/" + pod.Name
 		s.cache.removePod(key)
+		s.forgetNomination(key)
 		s.mu.Lock()
 		delete(s.waiting, key)
 		s.mu.Unlock()
@@ -292,8 +297,19 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 	cand.volumeNodes = vols.nodes
 	best, nodes, reasons := s.decide(cand)
 	if best == "" {
+		if s.eligibleToPreempt(pod) {
+			if p := s.findPreemption(cand); p != nil {
+				nominated, err := s.preempt(ctx, pod, p)
+				if err != nil {
+					return err
+				}
+				// The condition below is written over the nomination.
+				pod = nominated
+			}
+		}
 		return s.unschedulable(ctx, pod, nodes, reasons, moves)
 	}
+	s.forgetNomination(key)
 	// Assume the pod on the node at once, so the next decision counts it,
 	// and bind in the background: the API round trip is not on the
 	// scheduling path, as in kube-scheduler's binding cycle.
@@ -323,6 +339,7 @@ func (s *Scheduler) scheduleOne(ctx context.Context, key string) error {
 func (s *Scheduler) decide(cand *candidate) (best string, nodes int, reasons map[string]int) {
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()
+	defer s.reserveNominated(cand)()
 	states := s.cache.nodes
 	order := s.cache.order
 	reasons = map[string]int{}

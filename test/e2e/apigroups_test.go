@@ -15,9 +15,11 @@ import (
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/test/images"
 )
@@ -335,6 +337,64 @@ template:
 		if !apierrors.IsForbidden(err) {
 			t.Fatalf("a priority the pod sets itself: %v", err)
 		}
+	})
+
+	t.Run("a pod of higher priority preempts a lower one on a real node", func(t *testing.T) {
+		if _, err := cs.SchedulingV1().PriorityClasses().Create(ctx, &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: "e2e-preemptor"}, Value: 100000}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cs.SchedulingV1().PriorityClasses().Delete(ctx, "e2e-preemptor", metav1.DeleteOptions{}) }()
+		// Each asks for 70 % of the CPU the node has left: both cannot run.
+		node, err := cs.CoreV1().Nodes().Get(ctx, u.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		free := node.Status.Allocatable.Cpu().MilliValue()
+		pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + u.NodeName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				for _, c := range p.Spec.Containers {
+					free -= c.Resources.Requests.Cpu().MilliValue()
+				}
+			}
+		}
+		ask := resource.MustParse(fmt.Sprintf("%dm", free*7/10))
+		pod := func(name, class string) *corev1.Pod {
+			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{PriorityClassName: class,
+				TerminationGracePeriodSeconds: ptr.To(int64(1)),
+				Containers:                    []corev1.Container{{Name: "c", Image: images.TestServer, Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: ask}}}}}}
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod("victim", ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the victim running", 60*time.Second, func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{})
+			if err != nil || p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("%v %v", err, p.Status.Phase)
+			}
+			return nil
+		})
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod("preemptor", "e2e-preemptor"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the victim evicted and the preemptor running in its place", 90*time.Second, func() error {
+			if _, err := cs.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("victim still there (%v)", err)
+			}
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, "preemptor", metav1.GetOptions{})
+			if err != nil || p.Status.Phase != corev1.PodRunning || p.Spec.NodeName != u.NodeName {
+				return fmt.Errorf("preemptor: %v %s on %q", err, p.Status.Phase, p.Spec.NodeName)
+			}
+			return nil
+		})
+		evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=Preempted,involvedObject.name=victim"})
+		if err != nil || len(evs.Items) == 0 {
+			t.Fatalf("no Preempted event for the victim: %v", err)
+		}
+		_ = cs.CoreV1().Pods(ns).Delete(ctx, "preemptor", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 	})
 
 	t.Run("RuntimeClass admission", func(t *testing.T) {
