@@ -1,7 +1,6 @@
 package kubelet
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -37,29 +36,6 @@ func TestSysctlsAllowedByTheNode(t *testing.T) {
 	got := podSysctls(pod("net/ipv4/conf/eth0.100/forwarding", "kernel.shm_rmid_forced"))
 	if got["net.ipv4.conf.eth0/100.forwarding"] != "1" || got["kernel.shm_rmid_forced"] != "1" || len(got) != 2 {
 		t.Fatalf("podSysctls: %v", got)
-	}
-}
-
-func TestExpandSubPath(t *testing.T) {
-	vars := map[string]string{"POD": "web-0", "EMPTY": "", "UP": "..", "ABS": "/tmp"}
-	for expr, want := range map[string]string{
-		"$(POD)":         "web-0",
-		"logs/$(POD)":    "logs/web-0",
-		"$(UNSET)/x":     "$(UNSET)/x",
-		"a/$(EMPTY)b":    "a/b",
-		"$(POD)..suffix": "web-0..suffix",
-	} {
-		got, err := expandSubPath(expr, vars)
-		if err != nil || got != want {
-			t.Errorf("%s: %q, %v; want %q", expr, got, err, want)
-		}
-	}
-	for _, expr := range []string{"$(UP)", "$(POD)/$(UP)/x", "$(ABS)", "$(EMPTY)/$(POD)"} {
-		if got, err := expandSubPath(expr, vars); err == nil {
-			t.Errorf("%s: %q, want an error", expr, got)
-		} else if !strings.Contains(err.Error(), expr) {
-			t.Errorf("%s: error %q does not name the expression", expr, err)
-		}
 	}
 }
 

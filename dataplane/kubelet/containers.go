@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/petrel-project/petrel/dataplane/containerlog"
+	"github.com/petrel-project/petrel/dataplane/kubelet/netns"
+	"github.com/petrel-project/petrel/dataplane/kubelet/podenv"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -173,15 +175,15 @@ func (k *Kubelet) ensureSandbox(ctx context.Context, pod *corev1.Pod, dir string
 	if pod.Spec.HostNetwork {
 		sb.IP = k.hostIP
 	} else {
-		sb.NetNS = netnsPath(sb.UID)
+		sb.NetNS = netns.Path(sb.UID)
 		// Left over from a crash midway: start again from nothing.
 		if err := k.network.del(ctx, sb); err != nil {
 			return sb, err
 		}
-		if err := removeNetNS(sb.NetNS); err != nil {
+		if err := netns.Remove(sb.NetNS); err != nil {
 			return sb, err
 		}
-		if err := newNetNS(sb.NetNS); err != nil {
+		if err := netns.New(sb.NetNS); err != nil {
 			return sb, err
 		}
 		ip, err := k.network.add(ctx, pod, sb.NetNS)
@@ -505,7 +507,7 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 		ID: containerID(uid, c.Name, rec.restarts), Image: img,
 		Labels: map[string]string{labelPodUID: uid, labelPodName: pod.Name, labelPodNamespace: pod.Namespace,
 			labelContainer: c.Name, labelRestarts: strconv.Itoa(int(rec.restarts)), labelLog: logPath, labelOCIRuntime: ociName},
-		Command: expandAll(c.Command, vars), Args: expandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,
+		Command: podenv.ExpandAll(c.Command, vars), Args: podenv.ExpandAll(c.Args, vars), Env: env, WorkingDir: c.WorkingDir,
 		Hostname: podHostname(pod), NetNS: sb.NetNS, PIDNS: pidNS, Mounts: mnts,
 		CgroupsPath: "/" + filepath.Join(k.cfg.CgroupRoot, "pod"+uid, c.Name),
 		TTY:         c.TTY,
@@ -580,17 +582,6 @@ func (k *Kubelet) startContainer(ctx context.Context, pod *corev1.Pod, sb sandbo
 // ioDir holds the named pipes and attach socket of one run of a container.
 func ioDir(podDir, container string, restarts int32) string {
 	return filepath.Join(podDir, "io", fmt.Sprintf("%s-%d", container, restarts))
-}
-
-func expandAll(in []string, vars map[string]string) []string {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = expand(s, vars)
-	}
-	return out
 }
 
 // runPreStop runs the preStop hooks of the pod's running containers, in

@@ -14,25 +14,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-func TestExpand(t *testing.T) {
-	vars := map[string]string{"A": "1", "B": "two"}
-	for in, want := range map[string]string{
-		"plain":        "plain",
-		"$(A)":         "1",
-		"x$(A)y$(B)z":  "x1ytwoz",
-		"$$(A)":        "$(A)",
-		"$(MISSING)":   "$(MISSING)",
-		"$(A":          "$(A",
-		"cost $5":      "cost $5",
-		"trailing $":   "trailing $",
-		"$(A)$(A)$$$$": "11$$",
-	} {
-		if got := expand(in, vars); got != want {
-			t.Errorf("expand(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestEnvResolution(t *testing.T) {
 	cs := fake.NewClientset(
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "ns"}, Data: map[string]string{"color": "blue", "size": "L"}},

@@ -43,6 +43,8 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/containerlog"
 	"github.com/petrel-project/petrel/dataplane/imagepull"
+	"github.com/petrel-project/petrel/dataplane/kubelet/netns"
+	"github.com/petrel-project/petrel/dataplane/kubelet/podvolume"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -222,7 +224,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if k.network, err = newNetwork(k.cfg.DataDir, cidr, k.cfg.PinDir, k.cfg.PodMTU); err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
-	if err := prepareNetNSDir(); err != nil {
+	if err := netns.PrepareDir(); err != nil {
 		return fmt.Errorf("pods' network namespaces: %w", err)
 	}
 	if k.loggerPath, err = linkHelper(filepath.Join(k.cfg.DataDir, "bin"), containerlog.LoggerName); err != nil {
@@ -558,7 +560,7 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 	// With the containers gone, every other step is tried, whatever fails,
 	// so that one stuck piece (a mount) does not keep the rest on the node.
 	dir := k.podDir(uid)
-	sb := sandbox{UID: uid, NetNS: netnsPath(uid)}
+	sb := sandbox{UID: uid, NetNS: netns.Path(uid)}
 	if pod != nil {
 		sb.Namespace, sb.Name = pod.Namespace, pod.Name
 	}
@@ -566,9 +568,9 @@ func (k *Kubelet) teardown(ctx context.Context, uid string, pod *corev1.Pod, gra
 	if k.network != nil {
 		errs = append(errs, k.network.del(ctx, sb))
 	}
-	errs = append(errs, removeNetNS(sb.NetNS),
+	errs = append(errs, netns.Remove(sb.NetNS),
 		runtime.RemoveCgroup(filepath.Join(k.cfg.CgroupRoot, "pod"+uid)),
-		unmountUnder(dir))
+		podvolume.UnmountUnder(dir))
 	if err := errors.Join(errs...); err != nil {
 		// The pod's directory stays: it is how a restarted node finds the
 		// pod to clean up after.

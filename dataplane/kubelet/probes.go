@@ -3,22 +3,15 @@ package kubelet
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/petrel-project/petrel/dataplane/kubelet/probe"
 	"github.com/petrel-project/petrel/dataplane/runtime"
 )
 
@@ -189,84 +182,11 @@ func (k *Kubelet) act(ctx context.Context, pod *corev1.Pod, sb sandbox, c *corev
 		}
 		return nil
 	case get != nil:
-		port, err := resolvePort(get.Port, c)
-		if err != nil {
-			return err
-		}
-		host := get.Host
-		if host == "" {
-			host = sb.IP
-		}
-		scheme := "http"
-		if get.Scheme == corev1.URISchemeHTTPS {
-			scheme = "https"
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port)), get.Path), nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("User-Agent", "kube-probe/1.32")
-		for _, h := range get.HTTPHeaders {
-			req.Header.Set(h.Name, h.Value)
-		}
-		resp, err := probeClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-			return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
-		}
-		return nil
+		return probe.HTTPGet(ctx, get, c, sb.IP)
 	case tcp != nil:
-		port, err := resolvePort(tcp.Port, c)
-		if err != nil {
-			return err
-		}
-		host := tcp.Host
-		if host == "" {
-			host = sb.IP
-		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			return err
-		}
-		return conn.Close()
+		return probe.TCP(ctx, tcp, c, sb.IP)
 	case grpcAction != nil:
-		conn, err := grpc.NewClient(net.JoinHostPort(sb.IP, strconv.Itoa(int(grpcAction.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		svc := ""
-		if grpcAction.Service != nil {
-			svc = *grpcAction.Service
-		}
-		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
-		if err != nil {
-			return err
-		}
-		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("service unhealthy (responded with %q)", resp.GetStatus())
-		}
-		return nil
+		return probe.GRPC(ctx, grpcAction, sb.IP)
 	}
 	return fmt.Errorf("the probe or hook names no action")
-}
-
-var probeClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}} //nolint:gosec // probes do not verify, as the kubelet's
-
-func resolvePort(p intstr.IntOrString, c *corev1.Container) (int, error) {
-	if p.Type == intstr.Int {
-		return p.IntValue(), nil
-	}
-	for _, cp := range c.Ports {
-		if cp.Name == p.StrVal {
-			return int(cp.ContainerPort), nil
-		}
-	}
-	if n, err := strconv.Atoi(p.StrVal); err == nil {
-		return n, nil
-	}
-	return 0, fmt.Errorf("container %s has no port named %q", c.Name, p.StrVal)
 }

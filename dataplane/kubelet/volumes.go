@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/petrel-project/petrel/dataplane/kubelet/podenv"
+	"github.com/petrel-project/petrel/dataplane/kubelet/podvolume"
 )
 
 // errMount is a volume that cannot be set up yet: the pod waits in
@@ -156,10 +157,10 @@ func (k *Kubelet) volumes(ctx context.Context, pod *corev1.Pod, dir string) (map
 		var err error
 		switch {
 		case v.EmptyDir != nil:
-			err = emptyDir(p, v.EmptyDir)
+			err = podvolume.EmptyDir(p, v.EmptyDir)
 		case v.HostPath != nil:
 			p = v.HostPath.Path
-			err = hostPath(v.HostPath)
+			err = hostPathVolume(v.HostPath)
 		case v.ConfigMap != nil:
 			err = k.writeFiles(ctx, pod, p, v.ConfigMap.DefaultMode, []corev1.VolumeProjection{{ConfigMap: &corev1.ConfigMapProjection{
 				LocalObjectReference: v.ConfigMap.LocalObjectReference, Items: v.ConfigMap.Items, Optional: v.ConfigMap.Optional}}})
@@ -181,56 +182,6 @@ func (k *Kubelet) volumes(ctx context.Context, pod *corev1.Pod, dir string) (map
 		paths[v.Name] = p
 	}
 	return paths, nil
-}
-
-func emptyDir(p string, v *corev1.EmptyDirVolumeSource) error {
-	if err := os.MkdirAll(p, 0o777); err != nil {
-		return err
-	}
-	if err := os.Chmod(p, 0o777); err != nil {
-		return err
-	}
-	if v.Medium != corev1.StorageMediumMemory || isMountPoint(p) {
-		return nil
-	}
-	opts := "mode=0777"
-	if v.SizeLimit != nil && !v.SizeLimit.IsZero() {
-		opts += ",size=" + strconv.FormatInt(v.SizeLimit.Value(), 10)
-	}
-	if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount tmpfs for emptyDir %s: %w", p, err)
-	}
-	return nil
-}
-
-func hostPath(v *corev1.HostPathVolumeSource) error {
-	t := corev1.HostPathUnset
-	if v.Type != nil {
-		t = *v.Type
-	}
-	fi, err := os.Stat(v.Path)
-	switch t {
-	case corev1.HostPathDirectoryOrCreate:
-		if os.IsNotExist(err) {
-			return os.MkdirAll(v.Path, 0o755)
-		}
-	case corev1.HostPathFileOrCreate:
-		if os.IsNotExist(err) {
-			if err := os.MkdirAll(filepath.Dir(v.Path), 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(v.Path, nil, 0o644)
-		}
-	case corev1.HostPathDirectory:
-		if err != nil || !fi.IsDir() {
-			return errMount{fmt.Errorf("hostPath %s is not a directory", v.Path)}
-		}
-	case corev1.HostPathFile:
-		if err != nil || !fi.Mode().IsRegular() {
-			return errMount{fmt.Errorf("hostPath %s is not a file", v.Path)}
-		}
-	}
-	return nil
 }
 
 // writeFiles fills a configMap, secret, downwardAPI or projected volume;
@@ -305,9 +256,9 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 				var err error
 				switch {
 				case it.FieldRef != nil:
-					v, err = fieldRefValue(pod, it.FieldRef.FieldPath, "", k.hostIP)
+					v, err = podenv.FieldRef(pod, it.FieldRef.FieldPath, "", k.hostIP)
 				case it.ResourceFieldRef != nil:
-					v, err = resourceFieldValue(pod, it.ResourceFieldRef, k.allocatable)
+					v, err = podenv.ResourceField(pod, it.ResourceFieldRef, k.allocatable)
 				}
 				if err != nil {
 					return errMount{err}
@@ -339,61 +290,11 @@ func (k *Kubelet) writeFiles(ctx context.Context, pod *corev1.Pod, dir string, d
 		if pm, ok := modes[path]; ok {
 			m = pm
 		}
-		if err := replaceFile(full, body, m); err != nil {
+		if err := podvolume.ReplaceFile(full, body, m); err != nil {
 			return err
 		}
 	}
-	return pruneFiles(dir, keep)
-}
-
-// pruneFiles removes from a volume the files its sources no longer hold (a
-// key removed, an optional ConfigMap or Secret deleted), then the
-// directories that leaves empty: the volume shows what its objects hold now.
-func pruneFiles(dir string, keep map[string]bool) error {
-	var dirs []string
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return err
-		case d.IsDir():
-			if path != dir {
-				dirs = append(dirs, path)
-			}
-		case !keep[path]:
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("prune volume %s: %w", dir, err)
-	}
-	// Deepest first; a directory still holding files stays.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
-	}
-	return nil
-}
-
-// replaceFile puts body at path when it differs from what is there, by a
-// rename, so that a container reading the volume sees the old file or the
-// new one, never a half-written one. ConfigMap and Secret volumes follow
-// their objects this way, at each sync of the pod.
-func replaceFile(path string, body []byte, mode os.FileMode) error {
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode.Perm() {
-		if old, err := os.ReadFile(path); err == nil && string(old) == string(body) {
-			return nil
-		}
-	}
-	tmp := filepath.Join(filepath.Dir(path), ".."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, body, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return podvolume.Prune(dir, keep)
 }
 
 // claimPath is the host directory of the local (or hostPath) volume a
@@ -414,7 +315,7 @@ func (k *Kubelet) claimPath(ctx context.Context, namespace, claim string) (strin
 	case pv.Spec.Local != nil:
 		return pv.Spec.Local.Path, nil
 	case pv.Spec.HostPath != nil:
-		return pv.Spec.HostPath.Path, hostPath(pv.Spec.HostPath)
+		return pv.Spec.HostPath.Path, hostPathVolume(pv.Spec.HostPath)
 	}
 	return "", errMount{fmt.Errorf("persistentvolume %q is neither local nor hostPath", pv.Name)}
 }
@@ -442,7 +343,7 @@ func mounts(c *corev1.Container, podDir string, volumes map[string]string, vars 
 		sub := m.SubPath
 		if m.SubPathExpr != "" {
 			var err error
-			if sub, err = expandSubPath(m.SubPathExpr, vars); err != nil {
+			if sub, err = podenv.SubPath(m.SubPathExpr, vars); err != nil {
 				return nil, errConfig{fmt.Errorf("volumeMount %q of container %q: %w", m.Name, c.Name, err)}
 			}
 		}
@@ -459,51 +360,13 @@ func mounts(c *corev1.Container, podDir string, volumes map[string]string, vars 
 	return out, nil
 }
 
-// isMountPoint says whether p is the root of a mount.
-func isMountPoint(p string) bool {
-	var st, parent unix.Stat_t
-	if unix.Lstat(p, &st) != nil || unix.Lstat(filepath.Dir(p), &parent) != nil {
-		return false
+// hostPathVolume checks (or makes) a hostPath volume's path; a path that is
+// not of the type the volume says waits as a FailedMount.
+func hostPathVolume(v *corev1.HostPathVolumeSource) error {
+	err := podvolume.HostPath(v)
+	var mismatch *podvolume.MismatchError
+	if errors.As(err, &mismatch) {
+		return errMount{err}
 	}
-	return st.Dev != parent.Dev
-}
-
-// unmountUnder unmounts every mount below dir (memory emptyDirs), deepest
-// first, before the directory is removed.
-func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		if err := unix.Unmount(points[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			return fmt.Errorf("unmount %s: %w", points[i], err)
-		}
-	}
-	return nil
-}
-
-// expandSubPath is a subPathExpr with the container's variables put in. The
-// API checks the expression, not what it expands to, so the result must
-// still stay inside the volume: no absolute path, no step up. A container
-// whose subpath breaks that waits with CreateContainerConfigError until the
-// values it is made from (an annotation, say) change.
-func expandSubPath(expr string, vars map[string]string) (string, error) {
-	sub := expand(expr, vars)
-	if filepath.IsAbs(sub) {
-		return "", fmt.Errorf("subPathExpr %q expands to %q, an absolute path; it must be relative to the volume", expr, sub)
-	}
-	for _, part := range strings.Split(filepath.ToSlash(sub), "/") {
-		if part == ".." {
-			return "", fmt.Errorf("subPathExpr %q expands to %q, which steps out of the volume with '..'", expr, sub)
-		}
-	}
-	return sub, nil
+	return err
 }

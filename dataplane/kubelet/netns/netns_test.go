@@ -1,4 +1,4 @@
-package kubelet
+package netns
 
 import (
 	"os"
@@ -42,26 +42,26 @@ func TestNetNSRemovableAfterIPNetns(t *testing.T) {
 	}
 	// A pod from before the node started (the node was upgraded), then the
 	// node's start, a pod, and another tool's namespace.
-	before := netnsPath("test-pod-before")
-	if err := newNetNS(before); err != nil {
+	before := Path("test-pod-before")
+	if err := New(before); err != nil {
 		t.Fatal(err)
 	}
-	if err := prepareNetNSDir(); err != nil {
-		t.Fatalf("prepare %s: %v", netnsDir, err)
+	if err := PrepareDir(); err != nil {
+		t.Fatalf("prepare %s: %v", Dir, err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(before, &st); err != nil || st.Type != unix.NSFS_MAGIC {
 		t.Fatalf("the namespace from before the start is no longer mounted at %s (%v)", before, err)
 	}
-	path := netnsPath("test-pod")
-	if err := newNetNS(path); err != nil {
+	path := Path("test-pod")
+	if err := New(path); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("ip", "netns", "add", "other-tool").CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v\n%s", err, out)
 	}
 	for _, p := range []string{before, path} {
-		if err := removeNetNS(p); err != nil {
+		if err := Remove(p); err != nil {
 			t.Fatalf("remove the pod's namespace after ip netns add: %v", err)
 		}
 	}
