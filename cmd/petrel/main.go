@@ -164,6 +164,7 @@ func serverCommand(use, short string) *cobra.Command {
 	f.BoolVar(&opts.EnablePriorityAndFairness, "enable-priority-and-fairness", opts.EnablePriorityAndFairness, "classify requests by FlowSchemas into priority levels that share the --max-requests-inflight plus --max-mutating-requests-inflight seats, queuing or answering 429 past a level's share (false: the two plain limits)")
 	f.IntVar(&opts.MaxConnections, "max-connections", 0, "connections the API port holds; past it, the oldest silent ones are closed for new ones or new ones refused (0: three quarters of the open-file limit after a reserve)")
 	f.StringVar(&opts.LBPool, "lb-pool", "", "addresses for LoadBalancer Services: CIDR or FIRST-LAST, comma-separated (empty: they stay pending)")
+	f.StringVar(&opts.IngressService, "ingress-service", "", "NAMESPACE/NAME of a LoadBalancer Service the server keeps in front of the nodes' ingress (ports 80, 443); its address from --lb-pool becomes the Ingresses' status (empty: the nodes' addresses)")
 	if !withNode {
 		f.BoolVar(&clusterInit, "cluster-init", false, "start a new cluster: make its CA, service-account key and etcd CA, and the token other servers join with (<data-dir>/server-token); the default without --join")
 		f.StringVar(&opts.Join, "join", "", "join the cluster of this server (https://HOST:6443) instead of starting one: receive its CA and keys, and add this server's embedded etcd member to its etcd (needs --token)")

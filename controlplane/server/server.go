@@ -116,6 +116,10 @@ type Options struct {
 	// LBPool is where LoadBalancer Services get addresses ("CIDR" or
 	// "FIRST-LAST", comma-separated); empty leaves them pending.
 	LBPool string
+	// IngressService, NAMESPACE/NAME, is a LoadBalancer Service the server
+	// keeps in front of the nodes' ingress; its address (from LBPool) is
+	// the Ingresses' status. Empty: the nodes' addresses are.
+	IngressService string
 	// NodeMonitorGracePeriod is how long a node may stay silent before it is
 	// marked Unknown and tainted unreachable.
 	NodeMonitorGracePeriod time.Duration
@@ -403,6 +407,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	lbPool, err := loadbalancer.ParsePool(opts.LBPool)
 	if err != nil {
 		return nil, err
+	}
+	if opts.IngressService != "" {
+		if _, _, err := ingressstatus.ParseService(opts.IngressService); err != nil {
+			return nil, err
+		}
+		if len(lbPool) == 0 {
+			slog.Warn("--ingress-service without --lb-pool: the Service waits for an address from another load balancer", "service", opts.IngressService)
+		}
 	}
 	if a := opts.AdvertiseAddress; a != "" {
 		if ip := net.ParseIP(a); ip == nil || ip.To4() == nil || ip.IsUnspecified() {
@@ -826,7 +838,11 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 	if len(s.lbPool) > 0 {
 		go loadbalancer.New(cs, factory, s.lbPool).Run(ctx)
 	}
-	ingresses := ingressstatus.New(cs, factory)
+	ingresses, err := ingressstatus.New(cs, factory, s.opts.IngressService)
+	if err != nil {
+		slog.Error("controllers: ingress status", "err", err)
+		return
+	}
 	storageDir := s.opts.DefaultLocalStoragePath
 	if storageDir == "" {
 		storageDir = filepath.Join(s.opts.DataDir, "storage")

@@ -162,8 +162,17 @@ func testIngress(t *testing.T, ctx context.Context, m *cluster.Multi, outside to
 		}
 	})
 
-	t.Run("StatusAddresses", func(t *testing.T) {
-		poll(t, "status.loadBalancer of the Ingress", 30*time.Second, func() error {
+	t.Run("StatusAddressesFromTheIngressService", func(t *testing.T) {
+		// The server runs with --ingress-service kube-system/petrel-ingress:
+		// a LoadBalancer Service in front of the nodes' ingress, whose pool
+		// address is every Ingress's status and reaches the Ingresses.
+		lbIP := ""
+		poll(t, "the ingress Service's address in the Ingress's status", 30*time.Second, func() error {
+			svc, err := cs.CoreV1().Services("kube-system").Get(ctx, "petrel-ingress", metav1.GetOptions{})
+			if err != nil || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				return fmt.Errorf("no address for the ingress Service yet (%v)", err)
+			}
+			lbIP = svc.Status.LoadBalancer.Ingress[0].IP
 			got, err := cs.NetworkingV1().Ingresses(ns).Get(ctx, "shop", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -172,16 +181,42 @@ func testIngress(t *testing.T, ctx context.Context, m *cluster.Multi, outside to
 			for _, a := range got.Status.LoadBalancer.Ingress {
 				ips = append(ips, a.IP)
 			}
-			var want []string
-			for _, n := range m.Nodes {
-				want = append(want, n.Address.String())
-			}
-			slices.Sort(want)
-			if strings.Join(ips, ",") != strings.Join(want, ",") {
-				return fmt.Errorf("addresses %v, want the nodes' %v", ips, want)
+			if strings.Join(ips, ",") != lbIP {
+				return fmt.Errorf("addresses %v, want the ingress Service's %s", ips, lbIP)
 			}
 			return nil
 		})
+		// Its endpoints are the nodes.
+		es, err := cs.DiscoveryV1().EndpointSlices("kube-system").Get(ctx, "petrel-ingress-nodes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want []string
+		for _, e := range es.Endpoints {
+			got = append(got, e.Addresses...)
+		}
+		for _, n := range m.Nodes {
+			want = append(want, n.Address.String())
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("ingress Service endpoints %v, want the nodes %v", got, want)
+		}
+		// The outside network sends the address to n0; whichever node's
+		// ingress answers routes by Host.
+		if out, err := cluster.InHost(ctx, outside, "ip", "route", "add", lbIP+"/32", "via", m.Nodes[0].Address.String()); err != nil {
+			t.Fatalf("route %s: %v %s", lbIP, err, out)
+		}
+		for _, c := range []struct{ host, want string }{{"blog.example", "web-c-"}, {"shop.example", "web-a-"}} {
+			poll(t, c.host+" through the ingress Service's address", 30*time.Second, func() error {
+				out, err := cluster.InHost(ctx, outside, "curl", "-s", "-m", "3", "-H", "Host: "+c.host, "http://"+lbIP+"/")
+				if err != nil || !strings.HasPrefix(strings.TrimSpace(out), c.want) {
+					return fmt.Errorf("answered %q (%v), want %s*", out, err, c.want)
+				}
+				return nil
+			})
+		}
 	})
 
 	t.Run("TLSFromSecretAndRotation", func(t *testing.T) {

@@ -36,7 +36,8 @@ func TestMultiNode(t *testing.T) {
 		// A node that goes silent is NotReady in seconds, not 40 s.
 		// LoadBalancer addresses outside both segments' hosts; the outside
 		// client routes them to a node, as an upstream router would.
-		ServerArgs: []string{"--node-monitor-grace-period", "8s", "--lb-pool", "203.0.113.240-203.0.113.249"}, NodeArgs: []string{"--lease-renew-interval", "2s"}})
+		ServerArgs: []string{"--node-monitor-grace-period", "8s", "--lb-pool", "203.0.113.240-203.0.113.249",
+			"--ingress-service", "kube-system/petrel-ingress"}, NodeArgs: []string{"--lease-renew-interval", "2s"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	archive, err := images.BuildTestServer(ctx, t.TempDir())
