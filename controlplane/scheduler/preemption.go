@@ -177,7 +177,7 @@ func (s *Scheduler) preempt(ctx context.Context, pod *corev1.Pod, p *preemption)
 	for _, v := range p.victims {
 		cond, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []map[string]any{{
 			"type": string(corev1.DisruptionTarget), "status": "True", "reason": corev1.PodReasonPreemptionByScheduler,
-			"message": fmt.Sprintf("%s: preempting to accommodate a higher priority pod", Name),
+			"message":            fmt.Sprintf("%s: preempting to accommodate a higher priority pod", Name),
 			"lastTransitionTime": metav1.Now(),
 		}}}})
 		if _, err := s.client.CoreV1().Pods(v.Namespace).Patch(ctx, v.Name, types.StrategicMergePatchType, cond, metav1.PatchOptions{}, "status"); err != nil && !apierrors.IsNotFound(err) {
