@@ -388,6 +388,31 @@ func (a *Aggregator) discover(ctx context.Context, svc *apiregistrationv1.APISer
 // toResources turns a resource list into the entries discovery lists.
 func toResources(gv schema.GroupVersion, doc *metav1.APIResourceList) []*registry.Resource {
 	var out []*registry.Resource
+	listed := map[string]bool{}
+	for _, r := range doc.APIResources {
+		listed[r.Name] = true
+	}
+	// Subresources whose resource the document does not list (a custom
+	// metrics adapter lists only "pods/requests_per_second") hang under a
+	// stand-in for it, as Kubernetes' aggregated discovery does: dropped,
+	// such a group version was missing from /apis altogether, and clients
+	// that find their API by discovery (the HPA's custom metrics client)
+	// said it was not registered.
+	orphans := map[string]*registry.Resource{}
+	for _, r := range doc.APIResources {
+		parent, sub, ok := strings.Cut(r.Name, "/")
+		if !ok || listed[parent] {
+			continue
+		}
+		res := orphans[parent]
+		if res == nil {
+			res = &registry.Resource{GVR: gv.WithResource(parent), Kind: r.Kind, Namespaced: r.Namespaced, Singular: parent,
+				Verbs: []string{"get"}, New: func() runtime.Object { return &metav1.PartialObjectMetadata{} }}
+			orphans[parent] = res
+			out = append(out, res)
+		}
+		res.Subresources = append(res.Subresources, sub)
+	}
 	for _, r := range doc.APIResources {
 		if strings.Contains(r.Name, "/") {
 			continue

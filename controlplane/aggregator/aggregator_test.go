@@ -156,3 +156,27 @@ func TestProxy(t *testing.T) {
 		t.Errorf("no endpoints: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// A group version whose document lists only subresources (a custom metrics
+// adapter's "pods/requests_per_second") is still in discovery, under a
+// stand-in for the resource, read-only.
+func TestSubresourcesWithoutTheirResource(t *testing.T) {
+	gv := schema.GroupVersion{Group: "custom.metrics.k8s.io", Version: "v1beta2"}
+	doc := &metav1.APIResourceList{GroupVersion: gv.String(), APIResources: []metav1.APIResource{
+		{Name: "pods/requests_per_second", Namespaced: true, Kind: "MetricValueList", Verbs: []string{"get"}},
+		{Name: "pods/queue_length", Namespaced: true, Kind: "MetricValueList", Verbs: []string{"get"}},
+		{Name: "namespaces/requests_per_second", Namespaced: false, Kind: "MetricValueList", Verbs: []string{"get"}},
+	}}
+	res := toResources(gv, doc)
+	if len(res) != 2 {
+		t.Fatalf("%d resources, want pods and namespaces", len(res))
+	}
+	for _, r := range res {
+		if r.GVR.GroupVersion() != gv || len(r.Verbs) != 1 || r.Verbs[0] != "get" {
+			t.Errorf("%s: verbs %v", r.GVR, r.Verbs)
+		}
+		if r.GVR.Resource == "pods" && (len(r.Subresources) != 2 || !r.Namespaced) {
+			t.Errorf("pods: subresources %v, namespaced %v", r.Subresources, r.Namespaced)
+		}
+	}
+}

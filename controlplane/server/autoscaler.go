@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/scale"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+	custommetrics "k8s.io/metrics/pkg/client/custom_metrics"
+	externalmetrics "k8s.io/metrics/pkg/client/external_metrics"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/podautoscaler"
 )
@@ -19,7 +22,7 @@ import (
 // newAutoscaler makes the HPA controller with its clients: metrics.k8s.io
 // for usage, and the scale subresource of any kind that has one (found
 // through discovery, so custom resources with a scale subresource work).
-func newAutoscaler(cfg *rest.Config, cs kubernetes.Interface, factory informers.SharedInformerFactory, period time.Duration) (*podautoscaler.Controller, error) {
+func newAutoscaler(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, factory informers.SharedInformerFactory, period time.Duration) (*podautoscaler.Controller, error) {
 	mc, err := metricsclient.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("metrics client: %w", err)
@@ -29,5 +32,17 @@ func newAutoscaler(cfg *rest.Config, cs kubernetes.Interface, factory informers.
 	if err != nil {
 		return nil, fmt.Errorf("scale client: %w", err)
 	}
-	return podautoscaler.New(cs, mc, scales, mapper, factory, period), nil
+	external, err := externalmetrics.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("external metrics client: %w", err)
+	}
+	c := podautoscaler.New(cs, mc, scales, mapper, factory, period)
+	// The custom metrics API's version is found by discovery until an
+	// adapter serves one, and looked up again every 5 minutes (as
+	// kube-controller-manager does), so an adapter installed or upgraded
+	// later is used without a restart.
+	versions := custommetrics.NewAvailableAPIsGetter(cs.Discovery())
+	go custommetrics.PeriodicallyInvalidate(versions, 5*time.Minute, ctx.Done())
+	c.SetMetricsAPIs(custommetrics.NewForConfig(cfg, mapper, versions), external)
+	return c, nil
 }

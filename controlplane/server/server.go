@@ -848,7 +848,7 @@ func (s *Server) runControllers(ctx context.Context, resources []*registry.Resou
 		storageDir = filepath.Join(s.opts.DataDir, "storage")
 	}
 	volumes := persistentvolume.New(cs, factory, storageDir)
-	autoscaler, err := newAutoscaler(cfg, cs, factory, s.opts.HPASyncPeriod)
+	autoscaler, err := newAutoscaler(ctx, cfg, cs, factory, s.opts.HPASyncPeriod)
 	if err != nil {
 		slog.Error("controllers: horizontal pod autoscaler", "err", err)
 		return

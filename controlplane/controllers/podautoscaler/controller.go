@@ -2,7 +2,8 @@
 // sync period it reads each HPA's target through the scale subresource,
 // the target's pods, and their usage from metrics.k8s.io, computes the
 // replica count with Kubernetes' algorithm (Resource and ContainerResource
-// metrics), applies the behavior (stabilization windows and rate
+// metrics from metrics.k8s.io; Pods, Object and External metrics from the
+// custom and external metrics APIs, custom.go), applies the behavior (stabilization windows and rate
 // policies) and the replica bounds, scales the target, and writes the
 // status with currentMetrics and the AbleToScale, ScalingActive and
 // ScalingLimited conditions.
@@ -36,6 +37,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+	custommetrics "k8s.io/metrics/pkg/client/custom_metrics"
+	externalmetrics "k8s.io/metrics/pkg/client/external_metrics"
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
@@ -49,15 +52,19 @@ const DefaultSyncPeriod = 15 * time.Second
 type Controller struct {
 	client  kubernetes.Interface
 	metrics metricsclient.Interface
-	scales  scale.ScalesGetter
-	mapper  meta.RESTMapper
-	hpas    autoscalinglisters.HorizontalPodAutoscalerLister
-	pods    corelisters.PodLister
-	period  time.Duration
-	events  record.EventBroadcaster
-	record  record.EventRecorder
-	loop    *loop.Loop
-	now     func() time.Time
+	// custom and external serve Pods/Object and External metrics; nil
+	// until SetMetricsAPIs.
+	custom   custommetrics.CustomMetricsClient
+	external externalmetrics.ExternalMetricsClient
+	scales   scale.ScalesGetter
+	mapper   meta.RESTMapper
+	hpas     autoscalinglisters.HorizontalPodAutoscalerLister
+	pods     corelisters.PodLister
+	period   time.Duration
+	events   record.EventBroadcaster
+	record   record.EventRecorder
+	loop     *loop.Loop
+	now      func() time.Time
 
 	mu      sync.Mutex
 	history map[string]*history
@@ -263,7 +270,15 @@ func (c *Controller) proposal(ctx context.Context, hpa *autoscalingv2.Horizontal
 		case m.Type == autoscalingv2.ContainerResourceMetricSourceType && m.ContainerResource != nil:
 			res, target, container = m.ContainerResource.Name, m.ContainerResource.Target, m.ContainerResource.Container
 		default:
-			errs = append(errs, fmt.Errorf("metric type %s is not supported by Petrel's HPA controller yet (only Resource and ContainerResource)", m.Type))
+			replicas, st, name, err := c.customReplicas(hpa, m, current, pods, sel, now)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			statuses[i] = st
+			if bestName == "" || replicas > best {
+				best, bestName = replicas, name
+			}
 			continue
 		}
 		if usage == nil {
