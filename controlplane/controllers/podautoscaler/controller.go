@@ -192,7 +192,7 @@ func (c *Controller) reconcile(ctx context.Context, key string, hpa *autoscaling
 		proposed, metricName, statuses, err := c.proposal(ctx, hpa, sc, current, now)
 		if err != nil {
 			hpa.Status.CurrentMetrics = statuses
-			c.fail(hpa, autoscalingv2.ScalingActive, "FailedGetResourceMetric", err.Error())
+			c.fail(hpa, autoscalingv2.ScalingActive, failedReason(err), err.Error())
 			c.record.Event(hpa, corev1.EventTypeWarning, "FailedComputeMetricsReplicas", "invalid metrics ("+err.Error()+")")
 			hpa.Status.DesiredReplicas = current
 			return err

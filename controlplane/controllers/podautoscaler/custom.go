@@ -1,6 +1,7 @@
 package podautoscaler
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -41,6 +42,22 @@ func metricSelector(id autoscalingv2.MetricIdentifier) (labels.Selector, error) 
 // customReplicas computes a Pods, Object or External metric's replica
 // count, its status and the name the ScalingLimited message gives it.
 func (c *Controller) customReplicas(hpa *autoscalingv2.HorizontalPodAutoscaler, m autoscalingv2.MetricSpec, current int32,
+	pods []*corev1.Pod, sel labels.Selector, now time.Time) (int32, autoscalingv2.MetricStatus, string, error) {
+	replicas, st, name, err := c.customReplicasOf(hpa, m, current, pods, sel, now)
+	if err != nil {
+		reason := "FailedGetExternalMetric"
+		switch m.Type {
+		case autoscalingv2.PodsMetricSourceType:
+			reason = "FailedGetPodsMetric"
+		case autoscalingv2.ObjectMetricSourceType:
+			reason = "FailedGetObjectMetric"
+		}
+		err = &metricError{reason: reason, err: err}
+	}
+	return replicas, st, name, err
+}
+
+func (c *Controller) customReplicasOf(hpa *autoscalingv2.HorizontalPodAutoscaler, m autoscalingv2.MetricSpec, current int32,
 	pods []*corev1.Pod, sel labels.Selector, now time.Time) (int32, autoscalingv2.MetricStatus, string, error) {
 	ns := hpa.Namespace
 	switch {
@@ -174,4 +191,24 @@ func usageRatioReplicas(current int32, ratio float64, pods []*corev1.Pod) int32 
 		}
 	}
 	return int32(math.Ceil(ratio * float64(ready)))
+}
+
+// metricError is a metric that could not be had, with the ScalingActive
+// reason Kubernetes gives its type.
+type metricError struct {
+	reason string
+	err    error
+}
+
+func (e *metricError) Error() string { return e.err.Error() }
+func (e *metricError) Unwrap() error { return e.err }
+
+// failedReason is the ScalingActive reason for a failed proposal: that of
+// the first metric that failed, FailedGetResourceMetric for a resource.
+func failedReason(err error) string {
+	var me *metricError
+	if errors.As(err, &me) {
+		return me.reason
+	}
+	return "FailedGetResourceMetric"
 }
