@@ -75,6 +75,18 @@ func Config(opts Options) (*psaconfig.PodSecurityConfiguration, error) {
 	return cfg, nil
 }
 
+// ServedVersion is the Kubernetes version whose policies "latest" means:
+// the one Petrel serves.
+var ServedVersion = psaapi.MajorMinorVersion(1, 32)
+
+// newEvaluator judges pods with the policies up to ServedVersion, not the
+// library's own latest: v0.37's forbids probe and hook hosts (a 1.34
+// check), which refused the conformance suite's pods.
+func newEvaluator() (policy.Evaluator, error) {
+	v := ServedVersion
+	return policy.NewEvaluator(policy.DefaultChecks(), &v)
+}
+
 // Plugin is the PodSecurity validating admission plugin.
 type Plugin struct {
 	delegate *psadmission.Admission
@@ -83,7 +95,7 @@ type Plugin struct {
 // New builds the plugin over reg's namespaces and pods; its counters go to
 // metrics when that is not nil.
 func New(cfg *psaconfig.PodSecurityConfiguration, reg *generic.Registry, metrics prometheus.Registerer) (*Plugin, error) {
-	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	evaluator, err := newEvaluator()
 	if err != nil {
 		return nil, fmt.Errorf("pod security checks: %w", err)
 	}

@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	psaapi "k8s.io/pod-security-admission/api"
 )
 
 func TestConfig(t *testing.T) {
@@ -43,5 +48,30 @@ exemptions: {usernames: [admin]}
 		if _, err := New(cfg, nil, nil); err == nil {
 			t.Fatal("an invalid level in the file was accepted")
 		}
+	}
+}
+
+// "latest" is 1.32's policy: a probe's host is allowed in baseline (1.34
+// forbade it), while what 1.32 forbids (hostNetwork) still is.
+func TestLatestIsTheServedVersion(t *testing.T) {
+	ev, err := newEvaluator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseline := psaapi.LevelVersion{Level: psaapi.LevelBaseline, Version: psaapi.LatestVersion()}
+	spec := &corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x", ReadinessProbe: &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Host: "10.244.0.5", Port: intstr.FromInt32(80)}}}}}}
+	for _, r := range ev.EvaluatePod(baseline, &metav1.ObjectMeta{}, spec) {
+		if !r.Allowed {
+			t.Fatalf("a probe host refused by baseline:latest: %s %s", r.ForbiddenReason, r.ForbiddenDetail)
+		}
+	}
+	spec.HostNetwork = true
+	refused := false
+	for _, r := range ev.EvaluatePod(baseline, &metav1.ObjectMeta{}, spec) {
+		refused = refused || !r.Allowed
+	}
+	if !refused {
+		t.Fatal("hostNetwork allowed by baseline:latest")
 	}
 }
