@@ -40,6 +40,21 @@ func DefinitionResource() *generic.Resource {
 		PrepareForCreate: func(obj runtime.Object) {
 			c := crd(obj)
 			c.Finalizers = appendMissing(c.Finalizers, CleanupFinalizer)
+			if v := storageVersionName(c); v != "" {
+				c.Status.StoredVersions = []string{v}
+			}
+		},
+		// A new storage version joins status.storedVersions with the update
+		// that names it, as Kubernetes' strategy does: validation requires
+		// it there, so a change of storage version was refused.
+		PrepareForUpdate: func(sub string, obj, _ runtime.Object) {
+			if sub != "" {
+				return
+			}
+			c := crd(obj)
+			if v := storageVersionName(c); v != "" {
+				c.Status.StoredVersions = appendMissing(c.Status.StoredVersions, v)
+			}
 		},
 		Validate: func(obj runtime.Object) field.ErrorList {
 			in, errs := internal(crd(obj))
@@ -72,6 +87,17 @@ func internal(c *apiextensionsv1.CustomResourceDefinition) (*apiextensions.Custo
 		return nil, field.ErrorList{field.Invalid(field.NewPath("spec"), "", err.Error())}
 	}
 	return out, nil
+}
+
+// storageVersionName is the version marked storage, or "" when none is
+// (validation says so).
+func storageVersionName(c *apiextensionsv1.CustomResourceDefinition) string {
+	for _, v := range c.Spec.Versions {
+		if v.Storage {
+			return v.Name
+		}
+	}
+	return ""
 }
 
 func appendMissing(list []string, s string) []string {

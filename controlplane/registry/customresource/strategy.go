@@ -260,7 +260,9 @@ func scaleAccess(sc *apiextensionsv1.CustomResourceSubresourceScale) *generic.Sc
 // openAPI builds the version's OpenAPI documents with the apiextensions
 // builder, and the type converter server-side apply uses from them.
 func openAPI(crd *apiextensionsv1.CustomResourceDefinition, version string) (*generic.CustomSchema, error) {
-	v2, err := builder.BuildOpenAPIV2(crd, version, builder.Options{V2: true, StripValueValidation: true, StripNullable: true, AllowNonStructural: true})
+	// As kube-apiserver publishes it: the schema's validation (required,
+	// enum, patterns) kept, which kubectl and the conformance suite read.
+	v2, err := builder.BuildOpenAPIV2(crd, version, builder.Options{V2: true, IncludeSelectableFields: true})
 	if err != nil {
 		return nil, fmt.Errorf("OpenAPI v2 of %s %s: %w", crd.Name, version, err)
 	}

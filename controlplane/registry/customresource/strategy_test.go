@@ -104,3 +104,56 @@ func TestStrategy(t *testing.T) {
 	}
 	_ = managedfields.NewDeducedTypeConverter
 }
+
+// The published OpenAPI v2 keeps the schema's validation (enum, minimum,
+// required), as kube-apiserver publishes it: kubectl and the conformance
+// suite compare it with the CRD's.
+func TestOpenAPIV2KeepsValidation(t *testing.T) {
+	crd := widgetDefinition()
+	spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+	spec.Required = []string{"size"}
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+	s, err := openAPI(crd, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, ok := s.OpenAPIV2.Definitions["com.example.v1.Widget"]
+	if !ok {
+		t.Fatalf("no definition com.example.v1.Widget in %v", s.OpenAPIV2.Definitions)
+	}
+	sp := def.Properties["spec"]
+	if len(sp.Required) != 1 || sp.Required[0] != "size" {
+		t.Errorf("spec.required %v, want [size]", sp.Required)
+	}
+	if len(sp.Properties["size"].Enum) != 2 {
+		t.Errorf("spec.size.enum %v, want small and large", sp.Properties["size"].Enum)
+	}
+	if m := sp.Properties["replicas"].Minimum; m == nil || *m != 0 {
+		t.Errorf("spec.replicas.minimum %v, want 0", m)
+	}
+}
+
+// Moving the storage version to a new version is valid: the update adds it
+// to status.storedVersions, which validation requires.
+func TestStorageVersionChangeJoinsStoredVersions(t *testing.T) {
+	res := DefinitionResource()
+	old := widgetDefinition()
+	old.ResourceVersion = "7"
+	res.Default(old)
+	res.PrepareForCreate(old)
+	if got := old.Status.StoredVersions; len(got) != 1 || got[0] != "v1" {
+		t.Fatalf("storedVersions on create %v, want [v1]", got)
+	}
+	upd := old.DeepCopy()
+	v2 := upd.Spec.Versions[0]
+	v2.Name = "v2"
+	upd.Spec.Versions[0].Storage = false
+	upd.Spec.Versions = append(upd.Spec.Versions, v2)
+	res.PrepareForUpdate("", upd, old)
+	if got := upd.Status.StoredVersions; len(got) != 2 || got[1] != "v2" {
+		t.Fatalf("storedVersions after the update %v, want [v1 v2]", got)
+	}
+	if errs := res.ValidateUpdate(upd, old); len(errs) != 0 {
+		t.Fatalf("a change of storage version refused: %v", errs)
+	}
+}
