@@ -139,21 +139,39 @@ func (c *Controller) sync(ctx context.Context, crd *apiextensionsv1.CustomResour
 	if err != nil {
 		return c.setStatus(ctx, crd.Name, false, err.Error())
 	}
-	c.stop(crd.Name)
+	// The new version's stores are made first and take the old ones'
+	// places in one step each: stopping first left a gap in which the
+	// kind was not found (a client reading right after a change of the
+	// definition got a 404).
 	sctx, cancel := context.WithCancel(ctx)
 	s := &served{resourceVersion: specVersion(crd), cancel: cancel}
+	stores := make([]*storage.Store, 0, len(resources))
 	for _, res := range resources {
 		st, err := c.newStorage(sctx, crd, res, conv)
 		if err != nil {
 			cancel()
 			return err
 		}
-		c.reg.Add(res, st)
+		stores = append(stores, st)
+	}
+	kept := map[schema.GroupVersionResource]bool{}
+	for i, res := range resources {
+		c.reg.Add(res, stores[i])
 		s.gvrs = append(s.gvrs, res.GVR)
+		kept[res.GVR] = true
 	}
 	c.mu.Lock()
+	old := c.served[crd.Name]
 	c.served[crd.Name] = s
 	c.mu.Unlock()
+	if old != nil {
+		for _, gvr := range old.gvrs {
+			if !kept[gvr] {
+				c.reg.Remove(gvr)
+			}
+		}
+		old.cancel()
+	}
 	slog.Info("serving custom resource", "definition", crd.Name, "versions", len(resources))
 	return c.setStatus(ctx, crd.Name, true, "")
 }
