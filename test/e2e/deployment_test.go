@@ -204,6 +204,40 @@ func TestDeploymentRollouts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A Deployment adopts an orphan ReplicaSet it selects and continues its
+	// revision, as Kubernetes' does (a Deployment made over a ReplicaSet
+	// made by hand, or by a Deployment deleted with orphan propagation).
+	if out, err := s.Kubectl(ctx, `apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: legacy
+  labels: {app: legacy}
+  annotations: {deployment.kubernetes.io/revision: "41"}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy}}
+    spec: {containers: [{name: testserver, image: "petrel.local/testserver:1"}]}
+`, "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	kubectl("create", "deployment", "legacy", "--image=petrel.local/testserver:2", "--replicas=2")
+	poll(t, "the orphan adopted and the rollout past it", 60*time.Second, func() error {
+		owner := kubectl("get", "rs", "legacy", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.spec.replicas}")
+		if owner != "Deployment/legacy/0" {
+			return fmt.Errorf("ReplicaSet legacy: owner/replicas %q, want Deployment/legacy/0", owner)
+		}
+		if rev := kubectl("get", "deployment", "legacy", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"); rev != "42" {
+			return fmt.Errorf("the Deployment's revision %q, want 42 (after the adopted 41)", rev)
+		}
+		return nil
+	})
+	out, err := s.Kubectl(ctx, "", "rollout", "status", "deployment/legacy", "--timeout=60s")
+	if err != nil || !strings.Contains(out, "successfully rolled out") {
+		t.Fatalf("rollout status of legacy: %v %s", err, out)
+	}
 }
 
 // checkReportedAsKubernetesDoes checks a running pod of the selector for

@@ -8,6 +8,7 @@ package deployment
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -43,7 +45,61 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Cont
 	c.loop.Synced(dInf.Informer().HasSynced, rsInf.Informer().HasSynced)
 	_, _ = dInf.Informer().AddEventHandler(c.loop.Handlers())
 	_, _ = rsInf.Informer().AddEventHandler(c.loop.OwnerHandlers("Deployment"))
+	// An orphan ReplicaSet (made by hand, or released by a deleted
+	// Deployment with orphan propagation) goes to the Deployments that
+	// select it, which adopt it.
+	orphan := func(obj interface{}) {
+		rs, ok := obj.(*appsv1.ReplicaSet)
+		if !ok || metav1.GetControllerOf(rs) != nil {
+			return
+		}
+		ds, _ := c.deployments.Deployments(rs.Namespace).List(labels.Everything())
+		for _, d := range ds {
+			if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil && !sel.Empty() && sel.Matches(labels.Set(rs.Labels)) {
+				c.loop.Add(d.Namespace + "/" + d.Name)
+			}
+		}
+	}
+	_, _ = rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: orphan, UpdateFunc: func(_, cur interface{}) { orphan(cur) }})
 	return c
+}
+
+// claim sorts the namespace's ReplicaSets for d as Kubernetes' controller
+// ref manager does: its own that it still selects, orphans it selects
+// (adopted: they join the rollout and their revision counts), and its own
+// it no longer selects (released).
+func (c *Controller) claim(ctx context.Context, d *appsv1.Deployment, all []*appsv1.ReplicaSet) ([]*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s/%s selector: %w", d.Namespace, d.Name, err)
+	}
+	var owned []*appsv1.ReplicaSet
+	for _, rs := range all {
+		ref := metav1.GetControllerOf(rs)
+		matches := !sel.Empty() && sel.Matches(labels.Set(rs.Labels))
+		switch {
+		case ref != nil && ref.UID == d.UID && matches:
+			owned = append(owned, rs)
+		case ref != nil && ref.UID == d.UID:
+			patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+				"ownerReferences": []map[string]interface{}{{"$patch": "delete", "uid": d.UID}}, "uid": rs.UID}})
+			if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("release ReplicaSet %s: %w", rs.Name, err)
+			}
+		case ref == nil && matches && rs.DeletionTimestamp == nil:
+			patch, _ := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+				"ownerReferences": []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}, "uid": rs.UID}})
+			adopted, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("adopt ReplicaSet %s: %w", rs.Name, err)
+			}
+			owned = append(owned, adopted)
+		}
+	}
+	return owned, nil
 }
 
 // Run works the queue until ctx ends.
@@ -67,11 +123,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	var owned []*appsv1.ReplicaSet
-	for _, rs := range all {
-		if ref := metav1.GetControllerOf(rs); ref != nil && ref.UID == d.UID {
-			owned = append(owned, rs)
-		}
+	owned, err := c.claim(ctx, d, all)
+	if err != nil {
+		return 0, err
 	}
 	var newRS *appsv1.ReplicaSet
 	var olds []*appsv1.ReplicaSet
