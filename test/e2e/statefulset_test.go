@@ -142,4 +142,36 @@ func TestStatefulSet(t *testing.T) {
 	if out, _ := s.Kubectl(ctx, "", "rollout", "history", "statefulset/db"); !strings.Contains(out, "1") || !strings.Contains(out, "2") {
 		t.Errorf("rollout history:\n%s", out)
 	}
+
+	// A partitioned (canary) update: only ordinals at or above the
+	// partition take the new template, and a pod below it that is deleted
+	// comes back at the current revision, not the update's.
+	if out, err := s.Kubectl(ctx, "", "patch", "statefulset", "db", "-p",
+		`{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}},"template":{"spec":{"containers":[{"name":"db","image":"petrel.local/testserver:3"}]}}}}`); err != nil {
+		t.Fatalf("patch: %v\n%s", err, out)
+	}
+	images := func() string {
+		out, _ := s.Kubectl(ctx, "", "get", "pods", "db-0", "db-1", "db-2", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.containers[0].image} {end}")
+		return out
+	}
+	want := "db-0=petrel.local/testserver:2 db-1=petrel.local/testserver:2 db-2=petrel.local/testserver:3 "
+	poll(t, "the canary at ordinal 2 only", 60*time.Second, func() error {
+		if got := images(); got != want {
+			return fmt.Errorf("images %q, want %q", got, want)
+		}
+		return nil
+	})
+	if err := cs.CoreV1().Pods("default").Delete(ctx, "db-0", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "db-0 back at the current revision", 60*time.Second, func() error {
+		p, err := cs.CoreV1().Pods("default").Get(ctx, "db-0", metav1.GetOptions{})
+		if err != nil || p.DeletionTimestamp != nil {
+			return fmt.Errorf("db-0 not back yet (%v)", err)
+		}
+		if got := images(); got != want {
+			return fmt.Errorf("images %q, want %q", got, want)
+		}
+		return nil
+	})
 }

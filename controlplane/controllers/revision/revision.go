@@ -106,6 +106,30 @@ func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersi
 	return name, nil
 }
 
+// Template is the pod template a revision of owner holds (what a
+// StatefulSet's pods below its partition are still made from).
+func (h *History) Template(owner Owner, name string) (*corev1.PodTemplateSpec, error) {
+	all, err := h.list(owner)
+	if err != nil {
+		return nil, err
+	}
+	for _, cr := range all {
+		if cr.Name != name {
+			continue
+		}
+		var data struct {
+			Spec struct {
+				Template corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(cr.Data.Raw, &data); err != nil {
+			return nil, fmt.Errorf("revision %s: %w", name, err)
+		}
+		return &data.Spec.Template, nil
+	}
+	return nil, fmt.Errorf("revision %s of %s not found", name, owner.GetName())
+}
+
 // list returns the owner's revisions from the cache, oldest first.
 func (h *History) list(owner Owner) ([]*appsv1.ControllerRevision, error) {
 	all, err := h.lister.ControllerRevisions(owner.GetNamespace()).List(labels.Everything())

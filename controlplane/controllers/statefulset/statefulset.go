@@ -67,6 +67,17 @@ func ordinal(set *appsv1.StatefulSet, p *corev1.Pod) (int, bool) {
 	return i, err == nil && i >= 0
 }
 
+// partitionOf is the rolling update's partition: ordinals below it keep
+// the current revision.
+func partitionOf(set *appsv1.StatefulSet) int {
+	if set.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+		if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+			return int(*ru.Partition)
+		}
+	}
+	return 0
+}
+
 func runningAndReady(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 		return false
@@ -125,11 +136,19 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			delete(byOrdinal, i)
 		}
 	}
-	// Create missing pods, in order unless Parallel.
+	// Create missing pods, in order unless Parallel. Below a rolling
+	// update's partition a pod is made again at the current revision, as
+	// Kubernetes does: the partition holds those ordinals back.
 	for i := 0; i < replicas; i++ {
 		p := byOrdinal[i]
 		if p == nil {
-			if err := c.createPod(ctx, set, i, updateRev); err != nil {
+			rev, tmpl := updateRev, &set.Spec.Template
+			if cur := set.Status.CurrentRevision; cur != "" && cur != updateRev && i < partitionOf(set) {
+				if t, err := c.history.Template(set, cur); err == nil {
+					rev, tmpl = cur, t
+				}
+			}
+			if err := c.createPod(ctx, set, i, rev, tmpl); err != nil {
 				return err
 			}
 			if !parallel {
@@ -178,10 +197,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	// Rolling update from the highest ordinal down to the partition, one
 	// pod at a time, each only when the others are ready.
 	if set.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType && len(extra) == 0 {
-		partition := 0
-		if ru := set.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
-			partition = int(*ru.Partition)
-		}
+		partition := partitionOf(set)
 		allReady := len(byOrdinal) == replicas
 		for _, p := range byOrdinal {
 			allReady = allReady && runningAndReady(p)
@@ -222,8 +238,8 @@ func sortDesc(pods []*corev1.Pod, set *appsv1.StatefulSet) {
 	}
 }
 
-func (c *Controller) createPod(ctx context.Context, set *appsv1.StatefulSet, i int, rev string) error {
-	t := set.Spec.Template.DeepCopy()
+func (c *Controller) createPod(ctx context.Context, set *appsv1.StatefulSet, i int, rev string, template *corev1.PodTemplateSpec) error {
+	t := template.DeepCopy()
 	name := fmt.Sprintf("%s-%d", set.Name, i)
 	lbls := map[string]string{}
 	for k, v := range t.Labels {
