@@ -219,27 +219,137 @@ func (c *Collector) orphan(ctx context.Context, it item, owner metav1.Object) er
 	return c.patchMeta(ctx, it.gvr, owner, map[string]interface{}{"finalizers": without(owner.GetFinalizers(), metav1.FinalizerOrphanDependents)})
 }
 
-// foreground deletes the dependents first and drops the finalizer once none is left.
+// foreground deletes the owner's dependents and drops its finalizer once no
+// dependent blocks it, as Kubernetes' collector does:
+//   - a dependent with another owner that stays (present, not itself
+//     deleting its dependents) only loses its references to the owners that
+//     are going, and lives on;
+//   - any other dependent is deleted, in the foreground when it has
+//     dependents of its own; when one of those is itself waiting for its
+//     dependents (a circle of owners), its references are made non-blocking
+//     first, which is what lets a circle unwind;
+//   - only dependents whose reference to the owner has blockOwnerDeletion
+//     hold the owner back.
 func (c *Collector) foreground(ctx context.Context, it item, owner metav1.Object) (bool, error) {
-	fg := metav1.DeletePropagationForeground
-	left := 0
+	blocking := 0
 	for gvr, deps := range c.dependents(owner.GetUID()) {
 		for _, d := range deps {
-			left++
-			if d.GetDeletionTimestamp() != nil {
-				continue
-			}
-			err := c.client.Resource(gvr).Namespace(d.GetNamespace()).Delete(ctx, d.GetName(), metav1.DeleteOptions{PropagationPolicy: &fg,
-				Preconditions: &metav1.Preconditions{UID: ptr(d.GetUID())}})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			blocks, err := c.deleteDependent(ctx, gvr, d, owner)
+			if err != nil {
 				return false, err
+			}
+			if blocks {
+				blocking++
 			}
 		}
 	}
-	if left > 0 {
+	if blocking > 0 {
 		return true, nil
 	}
 	return false, c.patchMeta(ctx, it.gvr, owner, map[string]interface{}{"finalizers": without(owner.GetFinalizers(), metav1.FinalizerDeleteDependents)})
+}
+
+// deletingDependents says whether obj is being deleted in the foreground.
+func deletingDependents(obj metav1.Object) bool {
+	return obj.GetDeletionTimestamp() != nil && has(obj.GetFinalizers(), metav1.FinalizerDeleteDependents)
+}
+
+// deleteDependent handles one dependent of an owner deleted in the
+// foreground and says whether it still holds the owner back.
+func (c *Collector) deleteDependent(ctx context.Context, gvr schema.GroupVersionResource, d, owner metav1.Object) (bool, error) {
+	blocksOwner := false
+	for _, r := range d.GetOwnerReferences() {
+		if r.UID == owner.GetUID() && r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion {
+			blocksOwner = true
+		}
+	}
+	if d.GetDeletionTimestamp() != nil {
+		return blocksOwner, nil
+	}
+	// The dependent's other owners: one that stays keeps it.
+	var keep []metav1.OwnerReference
+	solid := false
+	for _, r := range d.GetOwnerReferences() {
+		if r.UID == owner.GetUID() {
+			continue
+		}
+		state, err := c.ownerState(ctx, d.GetNamespace(), r)
+		if err != nil {
+			return false, err
+		}
+		// An owner of a kind not served here is not ours to judge: it
+		// stays, and keeps the dependent. One going (gone, or deleting its
+		// dependents) loses its reference.
+		if state == ownerPresent || state == ownerUnknownKind {
+			solid = true
+			keep = append(keep, r)
+		}
+	}
+	if solid {
+		return false, c.patchMeta(ctx, gvr, d, map[string]interface{}{"ownerReferences": keep})
+	}
+	policy := metav1.DeletePropagationBackground
+	if deps := c.dependents(d.GetUID()); len(deps) > 0 {
+		policy = metav1.DeletePropagationForeground
+		circle := false
+		for _, list := range deps {
+			for _, dd := range list {
+				circle = circle || deletingDependents(dd)
+			}
+		}
+		if circle {
+			refs := d.GetOwnerReferences()
+			unblocked := make([]metav1.OwnerReference, len(refs))
+			for i, r := range refs {
+				r.BlockOwnerDeletion = ptr(false)
+				unblocked[i] = r
+			}
+			if err := c.patchMeta(ctx, gvr, d, map[string]interface{}{"ownerReferences": unblocked}); err != nil {
+				return false, err
+			}
+			blocksOwner = false
+		}
+	}
+	err := c.client.Resource(gvr).Namespace(d.GetNamespace()).Delete(ctx, d.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy,
+		Preconditions: &metav1.Preconditions{UID: ptr(d.GetUID())}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return false, err
+	}
+	return blocksOwner, nil
+}
+
+// What an owner reference points at.
+const (
+	ownerGoneState = iota
+	ownerPresent
+	ownerDeleting // present, deleting its dependents in the foreground
+	ownerUnknownKind
+)
+
+// ownerState looks an owner reference up in the cache, and in the API
+// before calling it gone (the cache may lag).
+func (c *Collector) ownerState(ctx context.Context, namespace string, ref metav1.OwnerReference) (int, error) {
+	gvr, known := c.byKind[ref.APIVersion+"/"+ref.Kind]
+	if !known {
+		return ownerUnknownKind, nil
+	}
+	if o, ok := c.get(item{gvr: gvr, namespace: namespace, name: ref.Name}); ok && o.GetUID() == ref.UID {
+		if deletingDependents(o) {
+			return ownerDeleting, nil
+		}
+		return ownerPresent, nil
+	}
+	live, err := c.client.Resource(gvr).Namespace(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 0, err
+	}
+	if err == nil && live.UID == ref.UID {
+		if deletingDependents(live) {
+			return ownerDeleting, nil
+		}
+		return ownerPresent, nil
+	}
+	return ownerGoneState, nil
 }
 
 // collectIfOrphaned deletes obj when every owner it names is gone.
