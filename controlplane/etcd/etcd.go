@@ -155,9 +155,13 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	if cfg.InitialCluster != "" {
 		ec.InitialCluster, ec.ClusterState = cfg.InitialCluster, embed.ClusterStateFlagExisting
 	}
-	// Keep about an hour of history for watches that resume, then compact.
+	// Compact to what was current 5 minutes before, as kube-apiserver does
+	// every 5 minutes (--etcd-compaction-interval): clients that resume a
+	// watch or a paged list from older than that get 410 Gone and list
+	// again, as they would against Kubernetes, and the history etcd keeps
+	// stays small.
 	ec.AutoCompactionMode = "periodic"
-	ec.AutoCompactionRetention = "1h"
+	ec.AutoCompactionRetention = "5m"
 	ec.QuotaBackendBytes = 8 << 30
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
