@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"net"
 	"strings"
@@ -28,7 +29,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, policyResources()...)
 	out = append(out, hpaResources()...)
 	out = append(out, apiServiceResource())
-	out = append(out, certificateResources()...)
+	out = append(out, certificates.Resources()...)
 	out = append(out, limitRangeResource(), resourceQuotaResource())
 	out = append(out, customresource.DefinitionResource())
 	out = append(out, apiGroupResources()...)
