@@ -4,6 +4,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // clusterRoleResource is the strategy of clusterroles.
@@ -18,6 +20,6 @@ func clusterRoleResource() *Resource {
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
 			return validateClusterRole(obj.(*rbacv1.ClusterRole))
 		},
-		Columns: []Column{createdAtColumn},
+		Columns: []Column{printers.CreatedAtColumn},
 	}
 }

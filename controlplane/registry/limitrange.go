@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // LimitRangeAnnotation lists what the LimitRanger set on a pod, as in
@@ -20,7 +22,7 @@ func limitRangeResource() *Resource {
 		Default:        func(obj runtime.Object) { DefaultLimitRange(obj.(*corev1.LimitRange)) },
 		Validate:       func(obj runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
-		Columns:        []Column{createdAtColumn},
+		Columns:        []Column{printers.CreatedAtColumn},
 	}
 }
 

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"strings"
-	"time"
 
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 
@@ -12,10 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
-
-// createdAtColumn is what kubectl prints for roles instead of an age.
-var createdAtColumn = Column{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
-	Cell: func(obj runtime.Object) interface{} { return creationTime(obj).UTC().Format(time.RFC3339) }}
 
 // bindingColumns are the Table columns of role bindings.
 func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []Column {

@@ -47,7 +47,7 @@ func All(cfg Config) []*Resource {
 
 func hasAge(cols []Column) bool {
 	for _, c := range cols {
-		if c.Name == "Age" || c.Name == createdAtColumn.Name {
+		if c.Name == "Age" || c.Name == printers.CreatedAtColumn.Name {
 			return true
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // roleResource is the strategy of roles.
@@ -18,6 +20,6 @@ func roleResource() *Resource {
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList {
 			return validateRules(obj.(*rbacv1.Role).Rules, true)
 		},
-		Columns: []Column{createdAtColumn},
+		Columns: []Column{printers.CreatedAtColumn},
 	}
 }
