@@ -1,14 +1,14 @@
 package registry
 
 import (
-	"github.com/petrel-project/petrel/controlplane/registry/certificates"
-	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"net"
 	"strings"
 
-	"github.com/petrel-project/petrel/controlplane/registry/printers"
-
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/customresource"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
 )
 
 // Config carries the cluster settings that defaulting and validation need.
@@ -30,7 +30,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, hpaResources()...)
 	out = append(out, apiServiceResource())
 	out = append(out, certificates.Resources()...)
-	out = append(out, limitRangeResource(), resourceQuotaResource())
+	out = append(out, quota.Resources()...)
 	out = append(out, customresource.DefinitionResource())
 	out = append(out, apiGroupResources()...)
 	out = append(out, admissionRegistrationResources()...)
