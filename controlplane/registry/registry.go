@@ -9,6 +9,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 	"github.com/petrel-project/petrel/controlplane/registry/quota"
+	"github.com/petrel-project/petrel/controlplane/registry/rbacapi"
 )
 
 // Config carries the cluster settings that defaulting and validation need.
@@ -25,7 +26,7 @@ func All(cfg Config) []*Resource {
 	out = append(out, coreResources(cfg)...)
 	out = append(out, workloadResources()...)
 	out = append(out, otherResources()...)
-	out = append(out, rbacResources()...)
+	out = append(out, rbacapi.Resources()...)
 	out = append(out, policyResources()...)
 	out = append(out, hpaResources()...)
 	out = append(out, apiServiceResource())
