@@ -12,6 +12,7 @@ import (
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 
+	"github.com/petrel-project/petrel/controlplane/apiserver/proxy"
 	"github.com/petrel-project/petrel/controlplane/metricsapi"
 	"github.com/petrel-project/petrel/controlplane/registry"
 )
@@ -26,7 +27,7 @@ func (s *Server) setupMetricsAPI() {
 	if s.cfg.NodeTransport == nil {
 		return
 	}
-	s.metricsAPI = &metricsapi.Fetcher{Transport: s.cfg.NodeTransport, Address: nodeServer}
+	s.metricsAPI = &metricsapi.Fetcher{Transport: s.cfg.NodeTransport, Address: proxy.NodeServer}
 	s.metricsRes = registry.MetricsResources()
 }
 

@@ -51,14 +51,14 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.notFound(w, r)
 			return
 		}
-		s.serveProxy(w, r, req)
+		s.proxy.Serve(w, r, proxyRequest(req))
 		return
 	case "log", "exec", "attach", "portforward":
 		if res.Kind != "Pod" {
 			s.notFound(w, r)
 			return
 		}
-		s.proxyToNode(w, r, req)
+		s.proxy.ServeNode(w, r, proxyRequest(req))
 		return
 	case "token":
 		if res.Kind != "ServiceAccount" || req.verb != "create" {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
+	"github.com/petrel-project/petrel/controlplane/apiserver/proxy"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
@@ -104,6 +105,8 @@ type Server struct {
 	// discovery.
 	metricsAPI *metricsapi.Fetcher
 	metricsRes []*registry.Resource
+	// proxy serves the proxy subresources and those passed on to nodes.
+	proxy *proxy.Proxy
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -124,6 +127,7 @@ func New(cfg Config) (*Server, error) {
 		custom:  map[*registry.Resource]*endpoint{},
 		metrics: newServerMetrics(cfg.Metrics),
 	}
+	s.proxy = &proxy.Proxy{Registry: cfg.Registry, NodeTransport: cfg.NodeTransport, WriteError: s.writeError, Context: requestContext}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
 		readOnly = filters.DefaultMaxReadOnlyInflight
@@ -303,6 +307,12 @@ type request struct {
 	// proxyPath is what follows a proxy subresource ("a/b" of
 	// .../pods/p/proxy/a/b).
 	proxyPath string
+}
+
+// proxyRequest is req as package proxy reads it.
+func proxyRequest(req *request) *proxy.Request {
+	return &proxy.Request{Resource: req.ep.res, Store: req.ep.store, Namespace: req.namespace, Name: req.name,
+		Subresource: req.subresource, Path: req.proxyPath}
 }
 
 func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {
