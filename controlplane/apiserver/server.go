@@ -20,6 +20,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
 	"github.com/petrel-project/petrel/controlplane/apiserver/proxy"
+	"github.com/petrel-project/petrel/controlplane/apiserver/resourcemetrics"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
@@ -193,10 +194,11 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/tokenreviews", s.tokenReview)
-	s.mux.HandleFunc(metricsPrefix, s.serveMetrics)
+	s.mux.Handle(resourcemetrics.Prefix, &resourcemetrics.Handler{Fetcher: s.metricsAPI, Registry: cfg.Registry,
+		WriteError: s.writeError, NotFound: s.notFound, WriteJSON: writeJSON, Context: requestContext})
 	// Without it the subtree pattern above would redirect the group
 	// version's own path.
-	s.mux.HandleFunc(strings.TrimSuffix(metricsPrefix, "/"), s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc(strings.TrimSuffix(resourcemetrics.Prefix, "/"), s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
