@@ -21,6 +21,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
 	"github.com/petrel-project/petrel/controlplane/apiserver/proxy"
 	"github.com/petrel-project/petrel/controlplane/apiserver/resourcemetrics"
+	"github.com/petrel-project/petrel/controlplane/apiserver/tokenauth"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
@@ -108,6 +109,8 @@ type Server struct {
 	metricsRes []*registry.Resource
 	// proxy serves the proxy subresources and those passed on to nodes.
 	proxy *proxy.Proxy
+	// tokenAuth says whose tokens are and issues them.
+	tokenAuth *tokenauth.Authenticator
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -128,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		custom:  map[*registry.Resource]*endpoint{},
 		metrics: newServerMetrics(cfg.Metrics),
 	}
+	s.tokenAuth = &tokenauth.Authenticator{Tokens: cfg.Tokens, Registry: cfg.Registry}
 	s.proxy = &proxy.Proxy{Registry: cfg.Registry, NodeTransport: cfg.NodeTransport, WriteError: s.writeError, Context: requestContext}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
@@ -182,8 +186,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc(oidcConfigPath, s.serveOIDCConfig)
-	s.mux.HandleFunc(jwksPath, s.serveJWKS)
+	oidc := &tokenauth.Discovery{Tokens: cfg.Tokens, WriteError: s.writeError, NotFound: s.notFound}
+	s.mux.HandleFunc(tokenauth.OIDCConfigPath, oidc.ServeConfig)
+	s.mux.HandleFunc(tokenauth.JWKSPath, oidc.ServeJWKS)
 	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
