@@ -1,19 +1,15 @@
 package apiserver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	goruntime "runtime"
 	"strconv"
 	"strings"
-	"sync"
 
-	"golang.org/x/sync/errgroup"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -23,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/petrel-project/petrel/controlplane/apiserver/liststream"
 	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
@@ -51,14 +48,14 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, req *requ
 			s.notFound(w, r)
 			return
 		}
-		s.serveProxy(w, r, req)
+		s.proxy.Serve(w, r, proxyRequest(req))
 		return
 	case "log", "exec", "attach", "portforward":
 		if res.Kind != "Pod" {
 			s.notFound(w, r)
 			return
 		}
-		s.proxyToNode(w, r, req)
+		s.proxy.ServeNode(w, r, proxyRequest(req))
 		return
 	case "token":
 		if res.Kind != "ServiceAccount" || req.verb != "create" {
@@ -188,8 +185,10 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, req *request,
 		s.writeJSONList(w, r, list, result)
 		return
 	}
-	if choice.contentType == protobufContentType && result.ItemProto != nil {
-		s.writeProtoList(w, r, list, result)
+	if choice.contentType == liststream.ProtobufContentType && result.ItemProto != nil {
+		if err := liststream.Protobuf(w, list, result); err != nil {
+			s.writeError(w, r, err)
+		}
 		return
 	}
 	if err := meta.SetList(list, result.Items); err != nil {
@@ -675,8 +674,7 @@ func (s *Server) writeJSONList(w http.ResponseWriter, r *http.Request, list runt
 		s.writeError(w, r, err)
 		return
 	}
-	const marker = `"items":null`
-	i := bytes.LastIndex(envelope, []byte(marker))
+	i := bytes.LastIndex(envelope, []byte(liststream.ItemsMarker))
 	if i < 0 {
 		// An envelope without the marker would be a bug; fall back to the
 		// generic encoder.
@@ -688,80 +686,10 @@ func (s *Server) writeJSONList(w http.ResponseWriter, r *http.Request, list runt
 		s.encode(w, http.StatusOK, choice, list)
 		return
 	}
-	// Every item's JSON is fetched (encoded if the cache has not yet) before
-	// the status line, so that an encoding error can still be the answer.
-	if err := encodeItems(len(result.Items), result.ItemJSON); err != nil {
+	if err := liststream.JSON(w, envelope, i, result); err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	bw, release := startListResponse(w, "application/json")
-	defer release()
-	_, _ = bw.Write(envelope[:i])
-	_, _ = bw.WriteString(`"items":[`)
-	for n := range result.Items {
-		if n > 0 {
-			_ = bw.WriteByte(',')
-		}
-		data, _ := result.ItemJSON(n)
-		_, _ = bw.Write(data)
-	}
-	_ = bw.WriteByte(']')
-	_, _ = bw.Write(envelope[i+len(marker):])
-	_ = bw.WriteByte('\n')
-	_ = bw.Flush()
-}
-
-// encodeItems makes sure every item of a list has its encoding (item: its
-// JSON or protobuf) in the watch cache. Items changed since the last read
-// are encoded again, about 35 µs for a pod as JSON: a list of thousands just
-// after they changed is split across the cores.
-func encodeItems(n int, item func(i int) ([]byte, error)) error {
-	workers := goruntime.GOMAXPROCS(0)
-	if n < 512 || workers == 1 {
-		for i := range n {
-			if _, err := item(i); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	var g errgroup.Group
-	chunk := (n + workers - 1) / workers
-	for start := 0; start < n; start += chunk {
-		end := min(start+chunk, n)
-		g.Go(func() error {
-			for i := start; i < end; i++ {
-				if _, err := item(i); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
-// startListResponse writes a list response's status and content type and
-// returns a pooled buffered writer for its body, and the func that gives the
-// writer back. Items are streamed through it rather than joined into one
-// buffer: a list of 10,000 pods is some 30 MB, and allocating (and clearing)
-// that per request made the garbage collector, which then marks the whole
-// watch cache, the largest cost of a busy LIST.
-func startListResponse(w http.ResponseWriter, contentType string) (*bufio.Writer, func()) {
-	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(http.StatusOK)
-	bw := listWriters.Get().(*bufio.Writer)
-	bw.Reset(w)
-	return bw, func() {
-		bw.Reset(nil)
-		listWriters.Put(bw)
 	}
 }
-
-// listWriters buffer streamed lists; 256 KiB is a few HTTP/2 frames'
-// worth per write, so a list costs the connection a handful of writes per
-// megabyte and no allocation.
-var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // checkUnknownFields applies the field validation directive to the fields
 // a schema-pruned kind (a custom resource) does not know: Strict refuses

@@ -181,25 +181,6 @@ func (s *Server) selfSubjectReview(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tokenReview(w http.ResponseWriter, r *http.Request) {
 	review := &authenticationv1.TokenReview{}
 	s.serveReview(w, r, review, authenticationv1.SchemeGroupVersion.WithKind("TokenReview"), func() error {
-		if review.Spec.Token == "" {
-			return apierrors.NewInvalid(authenticationv1.SchemeGroupVersion.WithKind("TokenReview").GroupKind(), "",
-				field.ErrorList{field.Required(field.NewPath("spec", "token"), "")})
-		}
-		if s.cfg.Tokens == nil {
-			review.Status = authenticationv1.TokenReviewStatus{Error: "this server issues no service account tokens"}
-			return nil
-		}
-		c, audiences, err := s.cfg.Tokens.VerifyFor(review.Spec.Token, review.Spec.Audiences)
-		var u User
-		if err == nil {
-			u, err = s.tokenUser(r.Context(), c)
-		}
-		if err != nil {
-			review.Status = authenticationv1.TokenReviewStatus{Error: err.Error()}
-			return nil
-		}
-		review.Status = authenticationv1.TokenReviewStatus{Authenticated: true, Audiences: audiences,
-			User: authenticationv1.UserInfo{Username: u.Name, UID: u.UID, Groups: u.Groups, Extra: tokenExtra(c)}}
-		return nil
+		return s.tokenAuth.Review(r.Context(), review)
 	})
 }

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
+	"github.com/petrel-project/petrel/controlplane/apiserver/proxy"
+	"github.com/petrel-project/petrel/controlplane/apiserver/resourcemetrics"
+	"github.com/petrel-project/petrel/controlplane/apiserver/tokenauth"
 
 	"github.com/petrel-project/petrel/controlplane/apiserver/openapi"
 
@@ -104,6 +107,10 @@ type Server struct {
 	// discovery.
 	metricsAPI *metricsapi.Fetcher
 	metricsRes []*registry.Resource
+	// proxy serves the proxy subresources and those passed on to nodes.
+	proxy *proxy.Proxy
+	// tokenAuth says whose tokens are and issues them.
+	tokenAuth *tokenauth.Authenticator
 }
 
 // endpoint is one served resource with its storage and field manager.
@@ -124,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 		custom:  map[*registry.Resource]*endpoint{},
 		metrics: newServerMetrics(cfg.Metrics),
 	}
+	s.tokenAuth = &tokenauth.Authenticator{Tokens: cfg.Tokens, Registry: cfg.Registry}
+	s.proxy = &proxy.Proxy{Registry: cfg.Registry, NodeTransport: cfg.NodeTransport, WriteError: s.writeError, Context: requestContext}
 	readOnly, mutating := cfg.MaxReadOnlyInflight, cfg.MaxMutatingInflight
 	if readOnly <= 0 {
 		readOnly = filters.DefaultMaxReadOnlyInflight
@@ -177,8 +186,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.mux.HandleFunc(oidcConfigPath, s.serveOIDCConfig)
-	s.mux.HandleFunc(jwksPath, s.serveJWKS)
+	oidc := &tokenauth.Discovery{Tokens: cfg.Tokens, WriteError: s.writeError, NotFound: s.notFound}
+	s.mux.HandleFunc(tokenauth.OIDCConfigPath, oidc.ServeConfig)
+	s.mux.HandleFunc(tokenauth.JWKSPath, oidc.ServeJWKS)
 	s.mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
 	s.mux.HandleFunc("/openapi/v3", s.openapi.ServeV3Index)
 	s.mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3Doc)
@@ -189,10 +199,11 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews", s.localSubjectAccessReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/selfsubjectreviews", s.selfSubjectReview)
 	s.mux.HandleFunc("/apis/authentication.k8s.io/v1/tokenreviews", s.tokenReview)
-	s.mux.HandleFunc(metricsPrefix, s.serveMetrics)
+	s.mux.Handle(resourcemetrics.Prefix, &resourcemetrics.Handler{Fetcher: s.metricsAPI, Registry: cfg.Registry,
+		WriteError: s.writeError, NotFound: s.notFound, WriteJSON: writeJSON, Context: requestContext})
 	// Without it the subtree pattern above would redirect the group
 	// version's own path.
-	s.mux.HandleFunc(strings.TrimSuffix(metricsPrefix, "/"), s.serveDiscoveryOrAPI)
+	s.mux.HandleFunc(strings.TrimSuffix(resourcemetrics.Prefix, "/"), s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/api/", s.serveDiscoveryOrAPI)
 	s.mux.HandleFunc("/apis", s.serveDiscoveryOrAPI)
@@ -303,6 +314,12 @@ type request struct {
 	// proxyPath is what follows a proxy subresource ("a/b" of
 	// .../pods/p/proxy/a/b).
 	proxyPath string
+}
+
+// proxyRequest is req as package proxy reads it.
+func proxyRequest(req *request) *proxy.Request {
+	return &proxy.Request{Resource: req.ep.res, Store: req.ep.store, Namespace: req.namespace, Name: req.name,
+		Subresource: req.subresource, Path: req.proxyPath}
 }
 
 func (s *Server) serveDiscoveryOrAPI(w http.ResponseWriter, r *http.Request) {

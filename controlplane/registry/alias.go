@@ -2,8 +2,6 @@ package registry
 
 import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
@@ -22,8 +20,6 @@ type (
 	// StorageMapping keeps a resource in another's storage.
 	StorageMapping = generic.StorageMapping
 )
-
-func creationTime(obj runtime.Object) metav1.Time { return generic.CreationTime(obj) }
 
 // semanticEqual compares as apimachinery's semantic equality (quantities by value).
 func semanticEqual(a, b interface{}) bool { return apiequality.Semantic.DeepEqual(a, b) }

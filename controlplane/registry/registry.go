@@ -1,13 +1,15 @@
 package registry
 
 import (
-	"github.com/petrel-project/petrel/controlplane/registry/customresource"
 	"net"
 	"strings"
 
-	"github.com/petrel-project/petrel/controlplane/registry/printers"
-
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 	"github.com/petrel-project/petrel/controlplane/registry/coreapi"
+	"github.com/petrel-project/petrel/controlplane/registry/customresource"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
+	"github.com/petrel-project/petrel/controlplane/registry/rbacapi"
 )
 
 // Config carries the cluster settings that defaulting and validation need.
@@ -24,12 +26,12 @@ func All(cfg Config) []*Resource {
 	out = append(out, coreResources(cfg)...)
 	out = append(out, workloadResources()...)
 	out = append(out, otherResources()...)
-	out = append(out, rbacResources()...)
+	out = append(out, rbacapi.Resources()...)
 	out = append(out, policyResources()...)
 	out = append(out, hpaResources()...)
 	out = append(out, apiServiceResource())
-	out = append(out, certificateResources()...)
-	out = append(out, limitRangeResource(), resourceQuotaResource())
+	out = append(out, certificates.Resources()...)
+	out = append(out, quota.Resources()...)
 	out = append(out, customresource.DefinitionResource())
 	out = append(out, apiGroupResources()...)
 	out = append(out, admissionRegistrationResources()...)
@@ -46,7 +48,7 @@ func All(cfg Config) []*Resource {
 
 func hasAge(cols []Column) bool {
 	for _, c := range cols {
-		if c.Name == "Age" || c.Name == createdAtColumn.Name {
+		if c.Name == "Age" || c.Name == printers.CreatedAtColumn.Name {
 			return true
 		}
 	}

@@ -51,6 +51,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/allocator"
 	"github.com/petrel-project/petrel/controlplane/apiserver"
 	"github.com/petrel-project/petrel/controlplane/apiserver/filters"
+	"github.com/petrel-project/petrel/controlplane/apiserver/liststream"
 	"github.com/petrel-project/petrel/controlplane/audit"
 	"github.com/petrel-project/petrel/controlplane/connlimit"
 	"github.com/petrel-project/petrel/controlplane/controllers/bootstraptoken"
@@ -503,7 +504,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			JSONEncode: func(obj runtime.Object) ([]byte, error) {
 				return json.Marshal(obj)
 			},
-			ProtoEncode: apiserver.ProtoMessage,
+			ProtoEncode: liststream.ProtoMessage,
 			AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {
 				acc, err := meta.Accessor(obj)
 				if err != nil {

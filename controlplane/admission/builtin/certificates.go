@@ -11,7 +11,7 @@ import (
 	"github.com/petrel-project/petrel/controlplane/admission"
 	"github.com/petrel-project/petrel/controlplane/nodeauth"
 	"github.com/petrel-project/petrel/controlplane/rbac"
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 )
 
 // CertificateRequester records who asks for a certificate, as Kubernetes
@@ -61,7 +61,7 @@ func (p *CertificateApproval) Validate(ctx context.Context, a *admission.Attribu
 	cur := a.OldObject.(*certificatesv1.CertificateSigningRequest)
 	var verb string
 	switch {
-	case a.Subresource == registry.CSRApprovalSubresource && registry.CSRCondition(next) != registry.CSRCondition(cur):
+	case a.Subresource == certificates.CSRApprovalSubresource && certificates.CSRCondition(next) != certificates.CSRCondition(cur):
 		verb = "approve"
 	case a.Subresource == "status" && string(next.Status.Certificate) != string(cur.Status.Certificate):
 		verb = "sign"

@@ -12,8 +12,8 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
-	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
 )
 
 // LimitRanger applies the namespace's LimitRanges to a new pod (default
@@ -72,8 +72,8 @@ func applyLimitRanges(pod *corev1.Pod, ranges []*corev1.LimitRange) []string {
 			for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 				for i := range cs {
 					c := &cs[i]
-					what := registry.FillMissing(&c.Resources.Limits, item.Default, "limit")
-					what = append(what, registry.FillMissing(&c.Resources.Requests, item.DefaultRequest, "request")...)
+					what := quota.FillMissing(&c.Resources.Limits, item.Default, "limit")
+					what = append(what, quota.FillMissing(&c.Resources.Requests, item.DefaultRequest, "request")...)
 					if len(what) > 0 {
 						sort.Strings(what)
 						set = append(set, strings.Join(what, ", ")+" for container "+c.Name)
@@ -95,8 +95,8 @@ func applyLimitRanges(pod *corev1.Pod, ranges []*corev1.LimitRange) []string {
 			case corev1.LimitTypePod:
 				req, lim := corev1.ResourceList{}, corev1.ResourceList{}
 				for _, c := range pod.Spec.Containers {
-					registry.AddTo(req, c.Resources.Requests)
-					registry.AddTo(lim, c.Resources.Limits)
+					quota.AddTo(req, c.Resources.Requests)
+					quota.AddTo(lim, c.Resources.Limits)
 				}
 				problems = append(problems, checkBounds("Pod", item, req, lim)...)
 			}
@@ -106,7 +106,7 @@ func applyLimitRanges(pod *corev1.Pod, ranges []*corev1.LimitRange) []string {
 		if pod.Annotations == nil {
 			pod.Annotations = map[string]string{}
 		}
-		pod.Annotations[registry.LimitRangeAnnotation] = "LimitRanger plugin set: " + strings.Join(set, "; ")
+		pod.Annotations[quota.LimitRangeAnnotation] = "LimitRanger plugin set: " + strings.Join(set, "; ")
 	}
 	return problems
 }

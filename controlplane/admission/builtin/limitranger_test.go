@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,7 +22,7 @@ func TestLimitRanges(t *testing.T) {
 		Min:            corev1.ResourceList{corev1.ResourceMemory: q("16Mi")},
 		DefaultRequest: corev1.ResourceList{corev1.ResourceCPU: q("100m")},
 	}}}}
-	registry.DefaultLimitRange(lr)
+	quota.DefaultLimitRange(lr)
 	item := lr.Spec.Limits[0]
 	if d := item.Default[corev1.ResourceCPU]; d.Cmp(q("1")) != 0 {
 		t.Fatalf("default limit from max: %v", item.Default)
@@ -51,7 +52,7 @@ func TestLimitRanges(t *testing.T) {
 	if own := pod.Spec.Containers[1].Resources; own.Limits.Cpu().Cmp(q("500m")) != 0 {
 		t.Fatalf("a container's own limit was replaced: %+v", own)
 	}
-	if a := pod.Annotations[registry.LimitRangeAnnotation]; !strings.Contains(a, "cpu limit, cpu request, memory limit, memory request for container bare") {
+	if a := pod.Annotations[quota.LimitRangeAnnotation]; !strings.Contains(a, "cpu limit, cpu request, memory limit, memory request for container bare") {
 		t.Fatalf("annotation %q", a)
 	}
 
@@ -61,7 +62,7 @@ func TestLimitRanges(t *testing.T) {
 	if len(problems) != 1 || problems[0] != "maximum cpu usage per Container is 1, but limit is 2" {
 		t.Fatalf("problems %q", problems)
 	}
-	if _, ok := big.Annotations[registry.LimitRangeAnnotation]; ok {
+	if _, ok := big.Annotations[quota.LimitRangeAnnotation]; ok {
 		t.Fatal("a refused pod was annotated")
 	}
 

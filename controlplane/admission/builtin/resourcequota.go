@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
-	"github.com/petrel-project/petrel/controlplane/registry"
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
 )
 
 // computeNames are what a pod must declare when a quota limits them.
@@ -50,10 +50,10 @@ func (p *ResourceQuota) Validate(ctx context.Context, a *admission.Attributes) e
 		return err
 	}
 	gr := a.Resource.GroupResource()
-	use := registry.QuotaUsage(gr, obj)
+	use := quota.QuotaUsage(gr, obj)
 	for _, item := range items {
 		q := item.(*corev1.ResourceQuota)
-		if !registry.QuotaCovers(q, obj) {
+		if !quota.QuotaCovers(q, obj) {
 			continue
 		}
 		charged := corev1.ResourceList{}

@@ -25,7 +25,7 @@ import (
 	certlisters "k8s.io/client-go/listers/certificates/v1"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 )
 
 // Subresources of certificatesigningrequests the approver asks about.
@@ -90,17 +90,17 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 // it (decided already, issued, not a node client certificate, or its
 // requester may not have it approved automatically).
 func (c *Controller) Decide(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (string, error) {
-	if len(csr.Status.Certificate) > 0 || registry.CSRApproved(csr) || registry.CSRDenied(csr) || registry.CSRFailed(csr) {
+	if len(csr.Status.Certificate) > 0 || certificates.CSRApproved(csr) || certificates.CSRDenied(csr) || certificates.CSRFailed(csr) {
 		return "", nil
 	}
-	if csr.Spec.SignerName != registry.KubeletClientSigner {
+	if csr.Spec.SignerName != certificates.KubeletClientSigner {
 		return "", nil
 	}
-	req, err := registry.ParseCSR(csr.Spec.Request)
+	req, err := certificates.ParseCSR(csr.Spec.Request)
 	if err != nil {
 		return "", nil // validation let it in; nothing to approve
 	}
-	if registry.CheckKubeletClientCSR(req, csr.Spec.Usages) != nil {
+	if certificates.CheckKubeletClientCSR(req, csr.Spec.Usages) != nil {
 		return "", nil
 	}
 	type recognizer struct {

@@ -14,7 +14,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 )
 
 func request(t *testing.T, cn string, orgs []string, dns ...string) []byte {
@@ -34,7 +34,7 @@ func TestDecide(t *testing.T) {
 	nodeUsages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
 	csr := func(user string, req []byte, mut ...func(*certificatesv1.CertificateSigningRequest)) *certificatesv1.CertificateSigningRequest {
 		c := &certificatesv1.CertificateSigningRequest{Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request: req, SignerName: registry.KubeletClientSigner, Usages: nodeUsages, Username: user}}
+			Request: req, SignerName: certificates.KubeletClientSigner, Usages: nodeUsages, Username: user}}
 		for _, m := range mut {
 			m(c)
 		}
@@ -62,7 +62,7 @@ func TestDecide(t *testing.T) {
 			c.Spec.Usages = append(c.Spec.Usages, certificatesv1.UsageServerAuth)
 		}), grants: []string{NodeClient}},
 		{name: "other signer", csr: csr("system:bootstrap:abcdef", good, func(c *certificatesv1.CertificateSigningRequest) {
-			c.Spec.SignerName = registry.APIServerClientSigner
+			c.Spec.SignerName = certificates.APIServerClientSigner
 		}), grants: []string{NodeClient}},
 		{name: "denied already", csr: csr("system:bootstrap:abcdef", good, func(c *certificatesv1.CertificateSigningRequest) {
 			c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
 	"github.com/petrel-project/petrel/controlplane/pki"
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 )
 
 // DefaultMaxDuration is the longest certificate signed (Kubernetes'
@@ -95,20 +95,20 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 // signers, or why the request cannot be signed (to be recorded as Failed),
 // or neither when the request is not ours to sign now.
 func (c *Controller) Sign(csr *certificatesv1.CertificateSigningRequest) (certPEM []byte, failure string) {
-	if len(csr.Status.Certificate) > 0 || !registry.CSRApproved(csr) || registry.CSRDenied(csr) || registry.CSRFailed(csr) {
+	if len(csr.Status.Certificate) > 0 || !certificates.CSRApproved(csr) || certificates.CSRDenied(csr) || certificates.CSRFailed(csr) {
 		return nil, ""
 	}
 	switch csr.Spec.SignerName {
-	case registry.KubeletClientSigner, registry.APIServerClientSigner:
+	case certificates.KubeletClientSigner, certificates.APIServerClientSigner:
 	default:
 		return nil, ""
 	}
-	req, err := registry.ParseCSR(csr.Spec.Request)
+	req, err := certificates.ParseCSR(csr.Spec.Request)
 	if err != nil {
 		return nil, "unable to parse csr: " + err.Error()
 	}
-	if csr.Spec.SignerName == registry.KubeletClientSigner {
-		if err := registry.CheckKubeletClientCSR(req, csr.Spec.Usages); err != nil {
+	if csr.Spec.SignerName == certificates.KubeletClientSigner {
+		if err := certificates.CheckKubeletClientCSR(req, csr.Spec.Usages); err != nil {
 			return nil, "invalid kubelet client certificate request: " + err.Error()
 		}
 	} else if err := checkClientCSR(csr.Spec.Usages); err != nil {

@@ -15,7 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/petrel-project/petrel/controlplane/pki"
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/certificates"
 )
 
 func request(t *testing.T, cn string, orgs ...string) []byte {
@@ -51,17 +51,17 @@ func TestSign(t *testing.T) {
 		wantLife   time.Duration
 		wantFail   string
 	}{
-		{name: "node client", signer: registry.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages,
+		{name: "node client", signer: certificates.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages,
 			conditions: approved, wantCN: "system:node:n1", wantLife: DefaultMaxDuration},
-		{name: "short lifetime honoured", signer: registry.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages,
+		{name: "short lifetime honoured", signer: certificates.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages,
 			conditions: approved, expiration: secs(600), wantCN: "system:node:n1", wantLife: 10 * time.Minute},
-		{name: "lifetime capped", signer: registry.APIServerClientSigner, req: request(t, "jane", "devs"), usages: usages,
+		{name: "lifetime capped", signer: certificates.APIServerClientSigner, req: request(t, "jane", "devs"), usages: usages,
 			conditions: approved, expiration: secs(1 << 30), wantCN: "jane", wantLife: DefaultMaxDuration},
-		{name: "pending", signer: registry.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages},
+		{name: "pending", signer: certificates.KubeletClientSigner, req: request(t, "system:node:n1", "system:nodes"), usages: usages},
 		{name: "not ours", signer: "example.com/other", req: request(t, "x"), usages: usages, conditions: approved},
-		{name: "kubelet signer, wrong subject", signer: registry.KubeletClientSigner, req: request(t, "system:node:n1", "system:masters"), usages: usages,
+		{name: "kubelet signer, wrong subject", signer: certificates.KubeletClientSigner, req: request(t, "system:node:n1", "system:masters"), usages: usages,
 			conditions: approved, wantFail: "organization"},
-		{name: "client signer, server auth", signer: registry.APIServerClientSigner, req: request(t, "jane"),
+		{name: "client signer, server auth", signer: certificates.APIServerClientSigner, req: request(t, "jane"),
 			usages: []certificatesv1.KeyUsage{certificatesv1.UsageServerAuth, certificatesv1.UsageClientAuth}, conditions: approved, wantFail: "server auth"},
 	} {
 		t.Run(row.name, func(t *testing.T) {
@@ -85,7 +85,7 @@ func TestSign(t *testing.T) {
 				}
 				return
 			}
-			certs, err := registry.ParseCertificates(certPEM)
+			certs, err := certificates.ParseCertificates(certPEM)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -27,7 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/petrel-project/petrel/controlplane/controllers/loop"
-	"github.com/petrel-project/petrel/controlplane/registry"
+	"github.com/petrel-project/petrel/controlplane/registry/quota"
 )
 
 // counted is one kind of object quotas count, read from an informer or,
@@ -201,10 +201,10 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 			if m, err := meta.Accessor(o); err == nil && m.GetDeletionTimestamp() != nil && k.gr.Resource == "pods" {
 				continue // a terminating pod no longer counts, as in Kubernetes
 			}
-			if !registry.QuotaCovers(q, o.(runtime.Object)) {
+			if !quota.QuotaCovers(q, o.(runtime.Object)) {
 				continue
 			}
-			for name, v := range registry.QuotaUsage(k.gr, o.(runtime.Object)) {
+			for name, v := range quota.QuotaUsage(k.gr, o.(runtime.Object)) {
 				if cur, ok := used[name]; ok {
 					cur.Add(v)
 					used[name] = cur

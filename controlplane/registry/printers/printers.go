@@ -23,6 +23,12 @@ type Column = generic.Column
 var AgeColumn = Column{Name: "Age", Type: "string", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
 	Cell: func(obj runtime.Object) interface{} { return Age(generic.CreationTime(obj)) }}
 
+// CreatedAtColumn is what kubectl prints for roles and limit ranges instead
+// of an age; it lives here so that the kinds using it need not share a
+// package.
+var CreatedAtColumn = Column{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+	Cell: func(obj runtime.Object) interface{} { return generic.CreationTime(obj).UTC().Format(time.RFC3339) }}
+
 // Age is the AGE cell of a timestamp.
 func Age(t metav1.Time) string {
 	if t.IsZero() {

@@ -1,4 +1,4 @@
-package apiserver
+package proxy
 
 import (
 	"bufio"
@@ -22,58 +22,58 @@ import (
 	"github.com/petrel-project/petrel/controlplane/admission"
 )
 
-// proxyToNode serves pods/log, exec, attach and portforward by passing the
+// ServeNode serves pods/log, exec, attach and portforward by passing the
 // request (and, for the streaming ones, the upgraded connection) to the
 // node server of the pod's node, as the Kubernetes API server does with
 // kubelets.
-func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *request) {
-	if s.cfg.NodeTransport == nil {
-		s.writeError(w, r, apierrors.NewServiceUnavailable("pods/"+req.subresource+" needs a connection to nodes, which this API server is not configured with"))
+func (px *Proxy) ServeNode(w http.ResponseWriter, r *http.Request, req *Request) {
+	if px.NodeTransport == nil {
+		px.WriteError(w, r, apierrors.NewServiceUnavailable("pods/"+req.Subresource+" needs a connection to nodes, which this API server is not configured with"))
 		return
 	}
-	ctx, cancel := requestContext(r)
+	ctx, cancel := px.Context(r)
 	defer cancel()
-	obj, err := req.ep.store.Get(ctx, req.namespace, req.name)
+	obj, err := req.Store.Get(ctx, req.Namespace, req.Name)
 	if err != nil {
-		s.writeError(w, r, err)
+		px.WriteError(w, r, err)
 		return
 	}
 	pod := obj.(*corev1.Pod)
 	q := r.URL.Query()
-	if err := s.admitConnect(ctx, req, q); err != nil {
-		s.writeError(w, r, err)
+	if err := px.admitConnect(ctx, req, q); err != nil {
+		px.WriteError(w, r, err)
 		return
 	}
 	var target string
-	switch req.subresource {
+	switch req.Subresource {
 	case "portforward":
 		target = fmt.Sprintf("/portForward/%s/%s", pod.Namespace, pod.Name)
 	default:
 		container, err := podContainer(pod, q.Get("container"))
 		if err != nil {
-			s.writeError(w, r, err)
+			px.WriteError(w, r, err)
 			return
 		}
-		op := map[string]string{"log": "containerLogs", "exec": "exec", "attach": "attach"}[req.subresource]
+		op := map[string]string{"log": "containerLogs", "exec": "exec", "attach": "attach"}[req.Subresource]
 		target = fmt.Sprintf("/%s/%s/%s/%s", op, pod.Namespace, pod.Name, container)
 	}
 	if pod.Spec.NodeName == "" {
-		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("pod %s does not have a host assigned", pod.Name)))
+		px.WriteError(w, r, apierrors.NewBadRequest(fmt.Sprintf("pod %s does not have a host assigned", pod.Name)))
 		return
 	}
-	nobj, err := s.coreStore("nodes").Get(ctx, "", pod.Spec.NodeName)
+	nobj, err := px.Registry.Store(corev1.SchemeGroupVersion.WithResource("nodes")).Get(ctx, "", pod.Spec.NodeName)
 	if err != nil {
-		s.writeError(w, r, err)
+		px.WriteError(w, r, err)
 		return
 	}
-	host, err := nodeServer(nobj.(*corev1.Node))
+	host, err := NodeServer(nobj.(*corev1.Node))
 	if err != nil {
-		s.writeError(w, r, err)
+		px.WriteError(w, r, err)
 		return
 	}
-	u := &url.URL{Scheme: "https", Host: host, Path: target, RawQuery: nodeQuery(req.subresource, q).Encode()}
-	if req.subresource == "log" && wsstream.IsWebSocketRequest(r) {
-		s.logOverWebSocket(w, r, u, pod.Spec.NodeName)
+	u := &url.URL{Scheme: "https", Host: host, Path: target, RawQuery: nodeQuery(req.Subresource, q).Encode()}
+	if req.Subresource == "log" && wsstream.IsWebSocketRequest(r) {
+		px.logOverWebSocket(w, r, u, pod.Spec.NodeName)
 		return
 	}
 	proxy := &httputil.ReverseProxy{
@@ -83,10 +83,10 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 			// The node trusts its client certificate, not the user's.
 			pr.Out.Header.Del("Authorization")
 		},
-		Transport:     s.cfg.NodeTransport,
+		Transport:     px.NodeTransport,
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", pod.Spec.NodeName, err)))
+			px.WriteError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", pod.Spec.NodeName, err)))
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -96,7 +96,7 @@ func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, req *reques
 // API server streams any resource: the log is read from the node as plain
 // HTTP and sent as WebSocket messages (binary.k8s.io, or base64 for
 // base64.binary.k8s.io).
-func (s *Server) logOverWebSocket(w http.ResponseWriter, r *http.Request, u *url.URL, node string) {
+func (px *Proxy) logOverWebSocket(w http.ResponseWriter, r *http.Request, u *url.URL, node string) {
 	// Hijacking the client connection ends the request's context, and the
 	// node's response is read after that: the stream ends when the client
 	// goes or the log does.
@@ -104,18 +104,18 @@ func (s *Server) logOverWebSocket(w http.ResponseWriter, r *http.Request, u *url
 	defer cancel()
 	out, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		s.writeError(w, r, apierrors.NewInternalError(err))
+		px.WriteError(w, r, apierrors.NewInternalError(err))
 		return
 	}
-	resp, err := (&http.Client{Transport: s.cfg.NodeTransport}).Do(out)
+	resp, err := (&http.Client{Transport: px.NodeTransport}).Do(out)
 	if err != nil {
-		s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", node, err)))
+		px.WriteError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("node %s: %v", node, err)))
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		s.writeError(w, r, apierrors.NewGenericServerResponse(resp.StatusCode, "get", corev1.Resource("pods"), "", strings.TrimSpace(string(body)), 0, false))
+		px.WriteError(w, r, apierrors.NewGenericServerResponse(resp.StatusCode, "get", corev1.Resource("pods"), "", strings.TrimSpace(string(body)), 0, false))
 		return
 	}
 	// The WebSocket server takes the connection over through http.Hijacker,
@@ -176,9 +176,9 @@ func podContainer(pod *corev1.Pod, name string) (string, error) {
 	return "", apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", name, pod.Name))
 }
 
-// nodeServer is the address of a node's server: its InternalIP and the
-// port it reports.
-func nodeServer(n *corev1.Node) (string, error) {
+// NodeServer is the address of a node's server: its InternalIP and the
+// port it reports. The built-in metrics API asks nodes there too.
+func NodeServer(n *corev1.Node) (string, error) {
 	port := int(n.Status.DaemonEndpoints.KubeletEndpoint.Port)
 	if port == 0 {
 		return "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %s runs no node server (is it a simulated node, or a node without --run-pods?)", n.Name))
@@ -222,6 +222,13 @@ func nodeQuery(sub string, q url.Values) url.Values {
 	return out
 }
 
+// isTrue parses a boolean query parameter as Kubernetes does
+// (strconv.ParseBool), as the API server's own copy does.
+func isTrue(v string) bool {
+	b, err := strconv.ParseBool(v)
+	return err == nil && b
+}
+
 // connectOptions are the request's options as the object of a CONNECT
 // (PodExecOptions, PodAttachOptions, PodPortForwardOptions), read from the
 // query as Kubernetes' query parameter conversions read them; nil for a
@@ -252,13 +259,13 @@ func connectOptions(sub string, q url.Values) runtime.Object {
 // admitConnect runs admission for exec, attach and port-forward as
 // Kubernetes does: a CONNECT of the subresource whose object is the
 // request's options, so that webhooks and policies may refuse it.
-func (s *Server) admitConnect(ctx context.Context, req *request, q url.Values) error {
-	opts := connectOptions(req.subresource, q)
-	if opts == nil || s.cfg.Registry == nil {
+func (px *Proxy) admitConnect(ctx context.Context, req *Request, q url.Values) error {
+	opts := connectOptions(req.Subresource, q)
+	if opts == nil || px.Registry == nil {
 		return nil
 	}
 	kind := corev1.SchemeGroupVersion.WithKind(reflect.TypeOf(opts).Elem().Name())
 	opts.GetObjectKind().SetGroupVersionKind(kind)
-	return s.cfg.Registry.Admit(ctx, &admission.Attributes{Operation: admission.Connect, Resource: req.ep.res.GVR,
-		Subresource: req.subresource, Kind: kind, Namespace: req.namespace, Name: req.name, Object: opts})
+	return px.Registry.Admit(ctx, &admission.Attributes{Operation: admission.Connect, Resource: req.Resource.GVR,
+		Subresource: req.Subresource, Kind: kind, Namespace: req.Namespace, Name: req.Name, Object: opts})
 }

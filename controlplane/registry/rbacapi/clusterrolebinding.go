@@ -1,15 +1,17 @@
-package registry
+package rbacapi
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 // clusterRoleBindingResource is the strategy of clusterrolebindings.
-func clusterRoleBindingResource() *Resource {
+func clusterRoleBindingResource() *generic.Resource {
 	gv := rbacv1.SchemeGroupVersion
-	return &Resource{
+	return &generic.Resource{
 		GVR: gv.WithResource("clusterrolebindings"), Kind: "ClusterRoleBinding", NameValidator: rbacName,
 		New: func() runtime.Object { return &rbacv1.ClusterRoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} },
 		Default: func(obj runtime.Object) {

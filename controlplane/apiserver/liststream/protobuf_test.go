@@ -1,4 +1,4 @@
-package apiserver
+package liststream
 
 import (
 	"bytes"
@@ -18,6 +18,10 @@ import (
 // The streamed protobuf list is byte for byte what the serializer writes for
 // the whole list, so every protobuf client decodes it as before.
 func TestProtoListMatchesSerializer(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []int{0, 1, 3, 700} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			var items []runtime.Object
@@ -33,18 +37,20 @@ func TestProtoListMatchesSerializer(t *testing.T) {
 			list.GetObjectKind().SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 			list.ResourceVersion, list.Continue, list.RemainingItemCount = "123", "next", ptr.To(int64(7))
 			rec := httptest.NewRecorder()
-			(&Server{}).writeProtoList(rec, httptest.NewRequest("GET", "/api/v1/pods", nil), list, result)
+			if err := Protobuf(rec, list, result); err != nil {
+				t.Fatal(err)
+			}
 
 			want := list.DeepCopy()
 			want.Items = pods
 			var buf bytes.Buffer
-			if err := protobuf.NewSerializer(Scheme, Scheme).Encode(want, &buf); err != nil {
+			if err := protobuf.NewSerializer(scheme, scheme).Encode(want, &buf); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(rec.Body.Bytes(), buf.Bytes()) {
 				t.Fatalf("streamed list (%d bytes) differs from the serializer's (%d bytes)", rec.Body.Len(), buf.Len())
 			}
-			if ct := rec.Header().Get("Content-Type"); ct != protobufContentType {
+			if ct := rec.Header().Get("Content-Type"); ct != ProtobufContentType {
 				t.Fatalf("content type %q", ct)
 			}
 		})

@@ -1,9 +1,12 @@
-package registry
+// Package rbacapi holds the strategies of rbac.authorization.k8s.io/v1
+// Roles, ClusterRoles and their bindings for the generic store: what a rule
+// or a binding may say. Deciding with them is package rbac's job.
+package rbacapi
 
 import (
 	"strings"
-	"time"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -13,12 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// createdAtColumn is what kubectl prints for roles instead of an age.
-var createdAtColumn = Column{Name: "Created At", Type: "date", Description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
-	Cell: func(obj runtime.Object) interface{} { return creationTime(obj).UTC().Format(time.RFC3339) }}
-
 // bindingColumns are the Table columns of role bindings.
-func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []Column {
+func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runtime.Object) []rbacv1.Subject) []generic.Column {
 	of := func(kind string) func(runtime.Object) interface{} {
 		return func(o runtime.Object) interface{} {
 			var names []string
@@ -35,7 +34,7 @@ func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runti
 			return strings.Join(names, ", ")
 		}
 	}
-	return []Column{
+	return []generic.Column{
 		printers.Col("Role", "string", func(o runtime.Object) interface{} { r := ref(o); return r.Kind + "/" + r.Name }),
 		printers.AgeColumn,
 		printers.Wide(printers.Col("Users", "string", of(rbacv1.UserKind))),
@@ -44,8 +43,9 @@ func bindingColumns(ref func(runtime.Object) rbacv1.RoleRef, subjects func(runti
 	}
 }
 
-func rbacResources() []*Resource {
-	return []*Resource{
+// Resources are the group's kinds.
+func Resources() []*generic.Resource {
+	return []*generic.Resource{
 		roleResource(),
 		clusterRoleResource(),
 		roleBindingResource(),

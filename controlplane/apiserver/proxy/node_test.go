@@ -1,4 +1,4 @@
-package apiserver
+package proxy
 
 import (
 	"net/url"

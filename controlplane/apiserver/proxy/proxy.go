@@ -1,6 +1,12 @@
-package apiserver
+// Package proxy serves the API subresources that pass a request on instead
+// of storing anything: pods/, services/ and nodes/proxy to the pod, a ready
+// endpoint or the node's server, and pods/log, exec, attach and
+// portforward to the node server of the pod's node. They share nothing with
+// the REST handlers but the error answers, which the API server lends them.
+package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
@@ -16,7 +22,39 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
+
+// Proxy passes requests on to pods, services and nodes.
+type Proxy struct {
+	// Registry holds the stores the targets are read from and runs the
+	// admission of exec, attach and port-forward (nil: none runs).
+	Registry *generic.Registry
+	// NodeTransport reaches node servers with the API server's client
+	// certificate; nil: nodes cannot be reached.
+	NodeTransport http.RoundTripper
+	// WriteError answers with a Kubernetes Status, as the rest of the API.
+	WriteError func(http.ResponseWriter, *http.Request, error)
+	// Context bounds a request's work as the API server bounds any other
+	// request's (the client's timeout, or RequestTimeout).
+	Context func(*http.Request) (context.Context, context.CancelFunc)
+}
+
+// Request is the resource request a proxy or node subresource came in, as
+// the API server parsed it.
+type Request struct {
+	// Resource and Store are the resource the subresource is of (pods,
+	// services or nodes) and its store.
+	Resource *generic.Resource
+	Store    *generic.Store
+	// Namespace, Name and Subresource name the object and what is asked of
+	// it.
+	Namespace, Name, Subresource string
+	// Path is what follows a proxy subresource ("a/b" of
+	// .../pods/p/proxy/a/b).
+	Path string
+}
 
 // proxyTransport reaches pods and services (pod IPs route on the API
 // server's host) over plain HTTP, or HTTPS without checking the pod's
@@ -31,41 +69,41 @@ var proxyTransport = &http.Transport{
 	MaxIdleConnsPerHost: 4,
 }
 
-// serveProxy serves pods/proxy, services/proxy and nodes/proxy: the
+// Serve serves pods/proxy, services/proxy and nodes/proxy: the
 // request (any method, upgrades included) goes to the pod, to a ready
 // endpoint of the service, or to the node's server, with the path after
 // "proxy" and the query, as Kubernetes' API server proxies them. The name
 // may be "name", "name:port" or "scheme:name:port".
-func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, req *request) {
+func (px *Proxy) Serve(w http.ResponseWriter, r *http.Request, req *Request) {
 	// No request deadline: a proxied stream (a watch, a WebSocket) is long
 	// running, as in Kubernetes; it ends when either side goes.
-	scheme, name, port, ok := utilnet.SplitSchemeNamePort(req.name)
+	scheme, name, port, ok := utilnet.SplitSchemeNamePort(req.Name)
 	if !ok || name == "" {
-		s.writeError(w, r, apierrors.NewBadRequest(fmt.Sprintf("invalid %s request %q", req.ep.res.GVR.Resource, req.name)))
+		px.WriteError(w, r, apierrors.NewBadRequest(fmt.Sprintf("invalid %s request %q", req.Resource.GVR.Resource, req.Name)))
 		return
 	}
 	var loc *url.URL
 	transport := http.RoundTripper(proxyTransport)
 	var err error
-	switch req.ep.res.Kind {
+	switch req.Resource.Kind {
 	case "Pod":
-		loc, err = s.podLocation(r, req, scheme, name, port)
+		loc, err = px.podLocation(r, req, scheme, name, port)
 	case "Service":
-		loc, err = s.serviceLocation(r, req, scheme, name, port)
+		loc, err = px.serviceLocation(r, req, scheme, name, port)
 	case "Node":
-		loc, err = s.nodeLocation(r, scheme, name, port)
+		loc, err = px.nodeLocation(r, scheme, name, port)
 		if err == nil && loc.Scheme == "https" {
-			if s.cfg.NodeTransport == nil {
+			if px.NodeTransport == nil {
 				err = apierrors.NewServiceUnavailable("nodes/proxy needs a connection to nodes, which this API server is not configured with")
 			}
-			transport = s.cfg.NodeTransport
+			transport = px.NodeTransport
 		}
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		px.WriteError(w, r, err)
 		return
 	}
-	loc.Path = req.proxyPath
+	loc.Path = req.Path
 	if loc.Path != "" && !strings.HasPrefix(loc.Path, "/") {
 		loc.Path = "/" + loc.Path
 	}
@@ -99,7 +137,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, req *request
 		Transport:     transport,
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.writeError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("error trying to reach service: %v", err)))
+			px.WriteError(w, r, apierrors.NewServiceUnavailable(fmt.Sprintf("error trying to reach service: %v", err)))
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -107,8 +145,8 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request, req *request
 
 // podLocation is the pod's address: its IP and the port asked for, else
 // the first port a container declares.
-func (s *Server) podLocation(r *http.Request, req *request, scheme, name, port string) (*url.URL, error) {
-	obj, err := req.ep.store.Get(r.Context(), req.namespace, name)
+func (px *Proxy) podLocation(r *http.Request, req *Request, scheme, name, port string) (*url.URL, error) {
+	obj, err := req.Store.Get(r.Context(), req.Namespace, name)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +175,8 @@ func (s *Server) podLocation(r *http.Request, req *request, scheme, name, port s
 
 // serviceLocation is a random ready endpoint of the service for the port
 // asked for (a port name, or a service port number), as Kubernetes picks.
-func (s *Server) serviceLocation(r *http.Request, req *request, scheme, name, port string) (*url.URL, error) {
-	obj, err := req.ep.store.Get(r.Context(), req.namespace, name)
+func (px *Proxy) serviceLocation(r *http.Request, req *Request, scheme, name, port string) (*url.URL, error) {
+	obj, err := req.Store.Get(r.Context(), req.Namespace, name)
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +194,11 @@ func (s *Server) serviceLocation(r *http.Request, req *request, scheme, name, po
 			return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("no service port %d found for service %q", n, name))
 		}
 	}
-	slices := s.cfg.Registry.Store(discoveryv1.SchemeGroupVersion.WithResource("endpointslices"))
+	slices := px.Registry.Store(discoveryv1.SchemeGroupVersion.WithResource("endpointslices"))
 	if slices == nil {
 		return nil, apierrors.NewServiceUnavailable("endpointslices are not served")
 	}
-	items, err := slices.CachedList(r.Context(), req.namespace)
+	items, err := slices.CachedList(r.Context(), req.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +223,7 @@ func (s *Server) serviceLocation(r *http.Request, req *request, scheme, name, po
 		}
 	}
 	if len(candidates) == 0 {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("no endpoints available for service %q", req.name))
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("no endpoints available for service %q", req.Name))
 	}
 	host := candidates[rand.IntN(len(candidates))]
 	if h, _, _ := net.SplitHostPort(host); proxyableIP(h) != nil {
@@ -196,13 +234,13 @@ func (s *Server) serviceLocation(r *http.Request, req *request, scheme, name, po
 
 // nodeLocation is the node's server (HTTPS with the API server's client
 // certificate), or the port asked for on the node's address.
-func (s *Server) nodeLocation(r *http.Request, scheme, name, port string) (*url.URL, error) {
-	obj, err := s.coreStore("nodes").Get(r.Context(), "", name)
+func (px *Proxy) nodeLocation(r *http.Request, scheme, name, port string) (*url.URL, error) {
+	obj, err := px.Registry.Store(corev1.SchemeGroupVersion.WithResource("nodes")).Get(r.Context(), "", name)
 	if err != nil {
 		return nil, err
 	}
 	node := obj.(*corev1.Node)
-	host, err := nodeServer(node)
+	host, err := NodeServer(node)
 	if err != nil {
 		return nil, err
 	}

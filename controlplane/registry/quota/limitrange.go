@@ -1,4 +1,4 @@
-package registry
+package quota
 
 import (
 	"fmt"
@@ -7,20 +7,23 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
+	"github.com/petrel-project/petrel/controlplane/registry/printers"
 )
 
 // LimitRangeAnnotation lists what the LimitRanger set on a pod, as in
 // Kubernetes.
 const LimitRangeAnnotation = "kubernetes.io/limit-ranger"
 
-func limitRangeResource() *Resource {
-	return &Resource{
+func limitRangeResource() *generic.Resource {
+	return &generic.Resource{
 		GVR: corev1.SchemeGroupVersion.WithResource("limitranges"), Kind: "LimitRange", Namespaced: true, ShortNames: []string{"limits"},
 		New: func() runtime.Object { return &corev1.LimitRange{} }, NewList: func() runtime.Object { return &corev1.LimitRangeList{} },
 		Default:        func(obj runtime.Object) { DefaultLimitRange(obj.(*corev1.LimitRange)) },
 		Validate:       func(obj runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList { return validateLimitRange(obj.(*corev1.LimitRange)) },
-		Columns:        []Column{createdAtColumn},
+		Columns:        []generic.Column{printers.CreatedAtColumn},
 	}
 }
 

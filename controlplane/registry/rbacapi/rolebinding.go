@@ -1,15 +1,17 @@
-package registry
+package rbacapi
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 )
 
 // roleBindingResource is the strategy of rolebindings.
-func roleBindingResource() *Resource {
+func roleBindingResource() *generic.Resource {
 	gv := rbacv1.SchemeGroupVersion
-	return &Resource{
+	return &generic.Resource{
 		GVR: gv.WithResource("rolebindings"), Kind: "RoleBinding", Namespaced: true, NameValidator: rbacName,
 		New: func() runtime.Object { return &rbacv1.RoleBinding{} }, NewList: func() runtime.Object { return &rbacv1.RoleBindingList{} },
 		Default: func(obj runtime.Object) {

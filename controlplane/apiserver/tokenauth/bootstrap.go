@@ -1,4 +1,4 @@
-package apiserver
+package tokenauth
 
 import (
 	"context"
@@ -12,15 +12,11 @@ import (
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 	bootstrapsecrets "k8s.io/cluster-bootstrap/util/secrets"
+
+	"github.com/petrel-project/petrel/controlplane/admission"
 )
 
-// IsBootstrapToken reports whether a bearer token has the form of a
-// Kubernetes bootstrap token, "<6 chars>.<16 chars>" of [a-z0-9].
-func IsBootstrapToken(token string) bool {
-	return bootstraputil.BootstrapTokenRegexp.MatchString(token)
-}
-
-// bootstrapTokenUser authenticates a bootstrap token as Kubernetes'
+// BootstrapUser authenticates a bootstrap token as Kubernetes'
 // bootstrap token authenticator does: the Secret bootstrap-token-<id> in
 // kube-system, of type bootstrap.kubernetes.io/token, holds the same
 // secret, allows authentication and has not expired. The user is
@@ -28,41 +24,41 @@ func IsBootstrapToken(token string) bool {
 // auth-extra-groups. Unlike Kubernetes, the error says which check failed
 // (the token ID is not secret; the secret half is never echoed), so that a
 // node that cannot join says why.
-func (s *Server) bootstrapTokenUser(ctx context.Context, token string) (User, error) {
+func (a *Authenticator) BootstrapUser(ctx context.Context, token string) (admission.User, error) {
 	id, secret := token[:bootstrapapi.BootstrapTokenIDBytes], token[bootstrapapi.BootstrapTokenIDBytes+1:]
-	st := s.coreStore("secrets")
+	st := a.store("secrets")
 	if st == nil {
-		return User{}, errors.New("this API server serves no Secrets, so no bootstrap tokens")
+		return admission.User{}, errors.New("this API server serves no Secrets, so no bootstrap tokens")
 	}
 	name := bootstraputil.BootstrapTokenSecretName(id)
 	obj, err := st.Lookup(ctx, "kube-system", name)
 	if apierrors.IsNotFound(err) {
-		return User{}, fmt.Errorf("bootstrap token %q is unknown: no Secret kube-system/%s (a wrong token, or one that expired and was removed)", id, name)
+		return admission.User{}, fmt.Errorf("bootstrap token %q is unknown: no Secret kube-system/%s (a wrong token, or one that expired and was removed)", id, name)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("bootstrap token %q: %w", id, err)
+		return admission.User{}, fmt.Errorf("bootstrap token %q: %w", id, err)
 	}
 	sec := obj.(*corev1.Secret)
 	if sec.Type != bootstrapapi.SecretTypeBootstrapToken || sec.DeletionTimestamp != nil {
-		return User{}, fmt.Errorf("bootstrap token %q is unknown: Secret kube-system/%s is not of type %s or is being deleted", id, name, bootstrapapi.SecretTypeBootstrapToken)
+		return admission.User{}, fmt.Errorf("bootstrap token %q is unknown: Secret kube-system/%s is not of type %s or is being deleted", id, name, bootstrapapi.SecretTypeBootstrapToken)
 	}
 	if bootstrapsecrets.GetData(sec, bootstrapapi.BootstrapTokenIDKey) != id {
-		return User{}, fmt.Errorf("bootstrap token %q: its Secret names another token ID", id)
+		return admission.User{}, fmt.Errorf("bootstrap token %q: its Secret names another token ID", id)
 	}
 	want := bootstrapsecrets.GetData(sec, bootstrapapi.BootstrapTokenSecretKey)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
-		return User{}, fmt.Errorf("bootstrap token %q: the secret part of the token is wrong", id)
+		return admission.User{}, fmt.Errorf("bootstrap token %q: the secret part of the token is wrong", id)
 	}
 	if bootstrapsecrets.HasExpired(sec, time.Now()) {
-		return User{}, fmt.Errorf("bootstrap token %q expired at %s; make a new one with `petrel token create`", id,
+		return admission.User{}, fmt.Errorf("bootstrap token %q expired at %s; make a new one with `petrel token create`", id,
 			bootstrapsecrets.GetData(sec, bootstrapapi.BootstrapTokenExpirationKey))
 	}
 	if bootstrapsecrets.GetData(sec, bootstrapapi.BootstrapTokenUsageAuthentication) != "true" {
-		return User{}, fmt.Errorf("bootstrap token %q may not be used for authentication (%s is not \"true\")", id, bootstrapapi.BootstrapTokenUsageAuthentication)
+		return admission.User{}, fmt.Errorf("bootstrap token %q may not be used for authentication (%s is not \"true\")", id, bootstrapapi.BootstrapTokenUsageAuthentication)
 	}
 	groups, err := bootstrapsecrets.GetGroups(sec)
 	if err != nil {
-		return User{}, fmt.Errorf("bootstrap token %q: %w", id, err)
+		return admission.User{}, fmt.Errorf("bootstrap token %q: %w", id, err)
 	}
-	return User{Name: bootstrapapi.BootstrapUserPrefix + id, Groups: append(groups, "system:authenticated")}, nil
+	return admission.User{Name: bootstrapapi.BootstrapUserPrefix + id, Groups: append(groups, "system:authenticated")}, nil
 }

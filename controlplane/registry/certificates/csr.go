@@ -1,4 +1,8 @@
-package registry
+// Package certificates holds the strategy of certificates.k8s.io/v1
+// CertificateSigningRequests and the checks on them that the admission
+// plugins and the approving and signing controllers share, so that what a
+// request may hold is decided in one place.
+package certificates
 
 import (
 	"crypto/x509"
@@ -7,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -42,11 +47,11 @@ var validKeyUsages = func() map[certificatesv1.KeyUsage]bool {
 	return m
 }()
 
-// certificateResources is certificates.k8s.io/v1: CertificateSigningRequest,
+// Resources are certificates.k8s.io/v1: CertificateSigningRequest,
 // through which nodes (and anyone allowed) get client certificates signed by
 // the cluster's CA.
-func certificateResources() []*Resource {
-	return []*Resource{{
+func Resources() []*generic.Resource {
+	return []*generic.Resource{{
 		GVR: certificatesv1.SchemeGroupVersion.WithResource("certificatesigningrequests"), Kind: "CertificateSigningRequest",
 		ShortNames: []string{"csr"}, HasStatus: true, Subresources: []string{CSRApprovalSubresource},
 		New:     func() runtime.Object { return &certificatesv1.CertificateSigningRequest{} },
@@ -71,7 +76,7 @@ func certificateResources() []*Resource {
 		Fields: func(obj runtime.Object) fields.Set {
 			return fields.Set{"spec.signerName": obj.(*certificatesv1.CertificateSigningRequest).Spec.SignerName}
 		},
-		Columns: []Column{
+		Columns: []generic.Column{
 			printers.AgeColumn,
 			printers.Col("SignerName", "string", func(o runtime.Object) interface{} {
 				return o.(*certificatesv1.CertificateSigningRequest).Spec.SignerName
@@ -155,7 +160,7 @@ func keepConditions(csr, prev *certificatesv1.CertificateSigningRequest, t certi
 		}
 		return out
 	}
-	if semanticEqual(of(csr.Status.Conditions), of(prev.Status.Conditions)) {
+	if apiequality.Semantic.DeepEqual(of(csr.Status.Conditions), of(prev.Status.Conditions)) {
 		return
 	}
 	var kept []certificatesv1.CertificateSigningRequestCondition

@@ -1,4 +1,4 @@
-package apiserver
+package tokenauth
 
 import (
 	"encoding/json"
@@ -18,8 +18,8 @@ import (
 // system:service-account-issuer-discovery role lets service accounts read
 // them, as in Kubernetes.
 const (
-	oidcConfigPath = "/.well-known/openid-configuration"
-	jwksPath       = "/openid/v1/jwks"
+	OIDCConfigPath = "/.well-known/openid-configuration"
+	JWKSPath       = "/openid/v1/jwks"
 )
 
 // oidcConfig is the provider metadata Kubernetes serves (OpenID Connect
@@ -36,31 +36,43 @@ type oidcConfig struct {
 // (kubernetes.default.svc) every pod resolves and the serving certificate
 // carries, so a workload reaches it through the kubernetes Service.
 func jwksURI(t *tokens.Issuer) string {
-	return strings.TrimSuffix(t.Name(), "/") + jwksPath
+	return strings.TrimSuffix(t.Name(), "/") + JWKSPath
 }
 
-func (s *Server) serveOIDCConfig(w http.ResponseWriter, r *http.Request) {
-	if !s.oidcReady(w, r) {
+// Discovery serves OIDCConfigPath and JWKSPath.
+type Discovery struct {
+	// Tokens is the issuer; nil: no tokens are issued and both paths are
+	// not found.
+	Tokens *tokens.Issuer
+	// WriteError and NotFound answer as the rest of the API.
+	WriteError func(http.ResponseWriter, *http.Request, error)
+	NotFound   func(http.ResponseWriter, *http.Request)
+}
+
+// ServeConfig serves the provider metadata.
+func (d *Discovery) ServeConfig(w http.ResponseWriter, r *http.Request) {
+	if !d.oidcReady(w, r) {
 		return
 	}
 	b, err := json.Marshal(oidcConfig{
-		Issuer: s.cfg.Tokens.Name(), JWKSURI: jwksURI(s.cfg.Tokens),
+		Issuer: d.Tokens.Name(), JWKSURI: jwksURI(d.Tokens),
 		ResponseTypes: []string{"id_token"}, SubjectTypes: []string{"public"}, SigningAlgs: []string{"ES256"},
 	})
 	if err != nil {
-		s.writeError(w, r, err)
+		d.WriteError(w, r, err)
 		return
 	}
 	writeCacheable(w, "application/json", b)
 }
 
-func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
-	if !s.oidcReady(w, r) {
+// ServeJWKS serves the issuer's keys.
+func (d *Discovery) ServeJWKS(w http.ResponseWriter, r *http.Request) {
+	if !d.oidcReady(w, r) {
 		return
 	}
-	b, err := s.cfg.Tokens.JWKS()
+	b, err := d.Tokens.JWKS()
 	if err != nil {
-		s.writeError(w, r, err)
+		d.WriteError(w, r, err)
 		return
 	}
 	writeCacheable(w, "application/jwk-set+json", b)
@@ -69,13 +81,13 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 // jwksResource names the documents in a 405.
 var jwksResource = schema.GroupResource{Resource: "openid"}
 
-func (s *Server) oidcReady(w http.ResponseWriter, r *http.Request) bool {
+func (d *Discovery) oidcReady(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		s.writeError(w, r, apierrors.NewMethodNotSupported(jwksResource, r.Method))
+		d.WriteError(w, r, apierrors.NewMethodNotSupported(jwksResource, r.Method))
 		return false
 	}
-	if s.cfg.Tokens == nil {
-		s.notFound(w, r)
+	if d.Tokens == nil {
+		d.NotFound(w, r)
 		return false
 	}
 	return true

@@ -1,10 +1,11 @@
-package registry
+package quota
 
 import (
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/petrel-project/petrel/controlplane/registry/generic"
 	"github.com/petrel-project/petrel/controlplane/registry/printers"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,11 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-func resourceQuotaResource() *Resource {
+func resourceQuotaResource() *generic.Resource {
 	rq := func(o runtime.Object) *corev1.ResourceQuota { return o.(*corev1.ResourceQuota) }
 	// usageColumn prints "pods: 1/10, services: 0/5" for the names that
 	// pick, as kubectl does (REQUEST: everything but limits.*; LIMIT: limits.*).
-	usageColumn := func(name string, pick func(corev1.ResourceName) bool) Column {
+	usageColumn := func(name string, pick func(corev1.ResourceName) bool) generic.Column {
 		return printers.Col(name, "string", func(o runtime.Object) interface{} {
 			q := rq(o)
 			var parts []string
@@ -34,13 +35,13 @@ func resourceQuotaResource() *Resource {
 		})
 	}
 	isLimit := func(n corev1.ResourceName) bool { return strings.HasPrefix(string(n), "limits.") }
-	return &Resource{
+	return &generic.Resource{
 		GVR: corev1.SchemeGroupVersion.WithResource("resourcequotas"), Kind: "ResourceQuota", Namespaced: true, ShortNames: []string{"quota"},
 		HasStatus: true,
 		New:       func() runtime.Object { return &corev1.ResourceQuota{} }, NewList: func() runtime.Object { return &corev1.ResourceQuotaList{} },
 		Validate:       func(obj runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
 		ValidateUpdate: func(obj, _ runtime.Object) field.ErrorList { return validateQuota(rq(obj)) },
-		Columns: []Column{printers.AgeColumn,
+		Columns: []generic.Column{printers.AgeColumn,
 			usageColumn("Request", func(n corev1.ResourceName) bool { return !isLimit(n) }),
 			usageColumn("Limit", isLimit)},
 	}
