@@ -18,6 +18,14 @@ func deploymentResource() *Resource {
 		GVR: apps.WithResource("deployments"), Kind: "Deployment", Namespaced: true, ShortNames: []string{"deploy"}, Categories: []string{"all"},
 		HasStatus: true, GenerationOnSpec: true,
 		New: func() runtime.Object { return &appsv1.Deployment{} }, NewList: func() runtime.Object { return &appsv1.DeploymentList{} },
+		// A status write may not change the labels, as Kubernetes' status
+		// strategy for Deployments keeps them (a controller's status patch
+		// that carried labels overwrote the user's).
+		PrepareForUpdate: func(sub string, obj, old runtime.Object) {
+			if sub == "status" {
+				deploy(obj).Labels = deploy(old).Labels
+			}
+		},
 		Default: func(obj runtime.Object) {
 			d := deploy(obj)
 			if d.Spec.Replicas == nil {

@@ -123,6 +123,20 @@ func TestDeploymentSelectorMustMatchTemplate(t *testing.T) {
 	if !fieldsOf(res.ValidateUpdate(moved, d))["spec.selector"] {
 		t.Fatal("selector change allowed")
 	}
+	// A status write keeps the labels; a spec write may change them.
+	d.Labels = map[string]string{"test-deployment": "updated"}
+	status := d.DeepCopy()
+	status.Labels = map[string]string{"test-deployment": "patched-status"}
+	res.PrepareForUpdate("status", status, d)
+	if status.Labels["test-deployment"] != "updated" {
+		t.Fatalf("a status write changed the labels to %v", status.Labels)
+	}
+	spec := status.DeepCopy()
+	spec.Labels = map[string]string{"test-deployment": "relabelled"}
+	res.PrepareForUpdate("", spec, d)
+	if spec.Labels["test-deployment"] != "relabelled" {
+		t.Fatalf("a spec write lost its labels: %v", spec.Labels)
+	}
 }
 
 func TestTableColumns(t *testing.T) {
