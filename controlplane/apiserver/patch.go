@@ -260,6 +260,10 @@ func (s *Server) patchScale(ctx context.Context, w http.ResponseWriter, r *http.
 		s.writeError(w, r, newUnsupportedMediaType("apply patches on /scale"))
 		return
 	}
+	// The patch applies to the Scale as it is when written: the version
+	// read here is no precondition unless the patch itself names one (a
+	// /scale patch met a 409 when the controller wrote status in between).
+	scale.ResourceVersion = ""
 	doc, _ := jsonMarshal(scale)
 	out, err := applyPatch(pt, doc, body, &autoscalingv1.Scale{})
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/petrel-project/petrel/test/cluster"
@@ -174,4 +176,22 @@ func TestStatefulSet(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A /scale patch applies to the object as it is when written: a write
+	// in between (a controller's status, a label) is no conflict, unless
+	// the patch names the version it read.
+	sc, err := cs.AppsV1().StatefulSets("default").GetScale(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().StatefulSets("default").Patch(ctx, "db", types.MergePatchType, []byte(`{"metadata":{"labels":{"touched":"yes"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AppsV1().StatefulSets("default").Patch(ctx, "db", types.MergePatchType, []byte(`{"spec":{"replicas":3}}`), metav1.PatchOptions{}, "scale"); err != nil {
+		t.Fatalf("a /scale patch after another write: %v", err)
+	}
+	stale := fmt.Sprintf(`{"metadata":{"resourceVersion":%q},"spec":{"replicas":3}}`, sc.ResourceVersion)
+	if _, err := cs.AppsV1().StatefulSets("default").Patch(ctx, "db", types.MergePatchType, []byte(stale), metav1.PatchOptions{}, "scale"); !apierrors.IsConflict(err) {
+		t.Fatalf("a /scale patch naming a stale resourceVersion: %v, want a conflict", err)
+	}
 }
