@@ -7,6 +7,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/petrel-project/petrel/test/cluster"
 )
 
@@ -18,6 +23,25 @@ func TestResourceQuota(t *testing.T) {
 	s := cluster.StartServer(t)
 	ctx := context.Background()
 	kubectl(t, s, "", "create", "namespace", "q")
+	// A quota is in force from the moment its create returns: a ConfigMap
+	// created right after one that allows none is refused (whether or not
+	// the controller has computed the quota's usage yet), never let through
+	// because the admission's cache had not seen the quota.
+	cs := s.Clientset()
+	for i := 0; i < 5; i++ {
+		ns := fmt.Sprintf("q-fresh-%d", i)
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "none"},
+			Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceSecrets: resource.MustParse("0")}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "right-after"}}, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Fatalf("a Secret created right after a quota of 0 Secrets (round %d): %v, want Forbidden", i, err)
+		}
+	}
 	kubectl(t, s, "", "create", "quota", "q1", "-n", "q", "--hard=pods=2,requests.cpu=1,configmaps=3")
 	poll(t, "the quota's usage computed", 30*time.Second, func() error {
 		out, err := s.Kubectl(ctx, "", "get", "quota", "q1", "-n", "q", "-o", "jsonpath={.status.used}")

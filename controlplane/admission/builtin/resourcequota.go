@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/petrel-project/petrel/controlplane/admission"
@@ -30,6 +33,35 @@ var computeNames = map[corev1.ResourceName]bool{
 // is stored, which gives back what deletions (and failed creates) free.
 type ResourceQuota struct {
 	reg *generic.Registry
+	// emptyUntil remembers, per namespace, until when a read from etcd
+	// found no quota there (see quotas).
+	emptyUntil sync.Map
+}
+
+// liveLookupTTL is how long a namespace found without quotas by a read
+// from etcd is taken as such when the cache also has none, as Kubernetes'
+// quota admission keeps its live lookups.
+const liveLookupTTL = 30 * time.Second
+
+// quotas are the namespace's quotas: from the watch cache, or, when it has
+// none, from etcd — a quota created a moment before (the cache a few
+// milliseconds behind) must not let the next create through unquota'd.
+func (p *ResourceQuota) quotas(ctx context.Context, st *generic.Store, ns string) ([]runtime.Object, error) {
+	items, err := st.CachedList(ctx, ns)
+	if err != nil || len(items) > 0 {
+		return items, err
+	}
+	if until, ok := p.emptyUntil.Load(ns); ok && time.Now().Before(until.(time.Time)) {
+		return nil, nil
+	}
+	live, err := st.List(ctx, ns, &metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if len(live.Items) == 0 {
+		p.emptyUntil.Store(ns, time.Now().Add(liveLookupTTL))
+	}
+	return live.Items, nil
 }
 
 // Name names the plugin.
@@ -45,7 +77,7 @@ func (p *ResourceQuota) Validate(ctx context.Context, a *admission.Attributes) e
 	if ns == "" || st == nil || a.Subresource != "" {
 		return nil
 	}
-	items, err := st.CachedList(ctx, ns)
+	items, err := p.quotas(ctx, st, ns)
 	if err != nil || len(items) == 0 {
 		return err
 	}
