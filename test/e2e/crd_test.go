@@ -31,6 +31,8 @@ spec:
       scale:
         specReplicasPath: .spec.replicas
         statusReplicasPath: .status.replicas
+    selectableFields:
+    - jsonPath: .spec.size
     additionalPrinterColumns:
     - name: Size
       type: string
@@ -168,6 +170,16 @@ spec: {size: large}
 	}
 	out = kubectl(t, s, "", "get", "widget", "w1", "--show-managed-fields", "-o", "yaml")
 	mustContain(t, out, "manager: resizer")
+	// selectableFields: spec.size is a field label for lists and watches.
+	if out := kubectl(t, s, "", "get", "widgets", "--field-selector", "spec.size=large", "-o", "name"); strings.TrimSpace(out) != "widget.example.com/w1" {
+		t.Fatalf("widgets with spec.size=large: %q, want only w1", out)
+	}
+	if out := kubectl(t, s, "", "get", "widgets", "--field-selector", "spec.size!=large", "-o", "name"); strings.Contains(out, "/w1") || !strings.Contains(out, "/w0") {
+		t.Fatalf("widgets with spec.size!=large: %q", out)
+	}
+	if out, err := s.Kubectl(ctx, "", "get", "widgets", "--field-selector", "spec.replicas=1"); err == nil || !strings.Contains(out, "field label not supported: spec.replicas") {
+		t.Fatalf("a field that is not selectable: %v %s", err, out)
+	}
 
 	kubectl(t, s, "", "scale", "widget", "w1", "--replicas=3")
 	if out, err := s.Kubectl(ctx, "", "scale", "widget", "w1", "--replicas=11"); err == nil || !strings.Contains(out, "at most 10 replicas") {

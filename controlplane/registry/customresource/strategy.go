@@ -10,6 +10,7 @@ import (
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 
 	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensions "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
@@ -100,6 +101,7 @@ func NewResource(crd *apiextensionsv1.CustomResourceDefinition, version string) 
 		},
 		HasStatus:        hasStatus,
 		GenerationOnSpec: true,
+		Fields:           selectableFields(crd, version),
 		PrepareForCreate: func(obj runtime.Object) {
 			if hasStatus {
 				delete(obj.(*unstructured.Unstructured).Object, "status")
@@ -254,6 +256,44 @@ func scaleAccess(sc *apiextensionsv1.CustomResourceSubresourceScale) *generic.Sc
 			u := obj.(*unstructured.Unstructured)
 			_ = unstructured.SetNestedField(u.Object, int64(replicas), path(sc.SpecReplicasPath)...)
 		},
+	}
+}
+
+// selectableFields are the version's spec.versions[].selectableFields as
+// field selector labels (the JSON path without its leading dot, as
+// Kubernetes names them), each the value at that path: a string, integer or
+// boolean, "" where the object has none. Nil when the version declares none.
+func selectableFields(crd *apiextensionsv1.CustomResourceDefinition, version string) func(runtime.Object) fields.Set {
+	var paths []string
+	for _, v := range crd.Spec.Versions {
+		if v.Name != version {
+			continue
+		}
+		for _, f := range v.SelectableFields {
+			paths = append(paths, strings.TrimPrefix(f.JSONPath, "."))
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	return func(obj runtime.Object) fields.Set {
+		set := make(fields.Set, len(paths))
+		u, _ := obj.(*unstructured.Unstructured)
+		for _, p := range paths {
+			set[p] = ""
+			if u == nil {
+				continue
+			}
+			if v, found, err := unstructured.NestedFieldNoCopy(u.Object, strings.Split(p, ".")...); err == nil && found {
+				switch v := v.(type) {
+				case string:
+					set[p] = v
+				case bool, int64, float64:
+					set[p] = fmt.Sprint(v)
+				}
+			}
+		}
+		return set
 	}
 }
 
