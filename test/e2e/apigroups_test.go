@@ -163,6 +163,11 @@ template:
 		if got, err := raw(core.Delete().Namespace(ns).Resource("pods").Name(pod).SubResource("proxy").Suffix("echo").Param("msg", "deleted")); err != nil || got != "deleted" {
 			t.Fatalf("DELETE pods/%s/proxy/echo: %q, %v", pod, got, err)
 		}
+		// An absolute link in an HTML answer comes back through the proxy.
+		want := fmt.Sprintf(`<a href="/api/v1/namespaces/%s/pods/%s:8080/proxy/hostname">`, ns, pod)
+		if got, err := raw(core.Get().Namespace(ns).Resource("pods").Name(pod + ":8080").SubResource("proxy").Suffix("page")); err != nil || !strings.Contains(got, want) {
+			t.Fatalf("GET pods/%s:8080/proxy/page: %q, %v; want a link rewritten to %s", pod, got, err, want)
+		}
 		// A bare .../proxy is redirected to .../proxy/, which client-go follows.
 		if got, err := raw(core.Get().Namespace(ns).Resource("pods").Name(pod).SubResource("proxy")); err != nil || strings.TrimSpace(got) != pod {
 			t.Fatalf("GET pods/%s/proxy: %q, %v", pod, got, err)

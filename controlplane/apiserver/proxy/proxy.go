@@ -13,10 +13,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	proxyutil "k8s.io/apimachinery/pkg/util/proxy"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -122,6 +125,11 @@ func (px *Proxy) Serve(w http.ResponseWriter, r *http.Request, req *Request) {
 		return
 	}
 	loc.RawQuery = r.URL.RawQuery
+	// As Kubernetes' proxy: absolute links and redirects in HTML answers
+	// are rewritten to go through the proxy again (/x becomes .../proxy/x,
+	// a path on the same server, as upstream writes it).
+	prefix := strings.TrimSuffix(r.URL.Path, req.Path)
+	transport = &proxyutil.Transport{PathPrepend: strings.TrimSuffix(prefix, "/"), RoundTripper: transport}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = loc

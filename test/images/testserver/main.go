@@ -104,6 +104,12 @@ func main() {
 	host, _ := os.Hostname()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hostname", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, host) })
+	// An HTML page with an absolute link, as agnhost's porter serves
+	// "rewriteme": a proxy in front must rewrite it to pass through itself.
+	mux.HandleFunc("/page", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<html><body><a href="/hostname">hostname</a></body></html>`)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, host) })
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		if msg := r.URL.Query().Get("msg"); msg != "" {
