@@ -62,7 +62,7 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, req *request) {
 	}
 	var applyObj *unstructured.Unstructured
 	if pt == types.ApplyYAMLPatchType {
-		applyObj, err = s.decodeApply(req, patchBody)
+		applyObj, err = s.decodeApply(w, r, req, patchBody)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -140,10 +140,25 @@ func (s *Server) applyCreate(ctx context.Context, r *http.Request, req *request,
 	return s.createObject(ctx, r, req, typed, accessor(typed).GetManagedFields())
 }
 
-func (s *Server) decodeApply(req *request, body []byte) (*unstructured.Unstructured, error) {
+func (s *Server) decodeApply(w http.ResponseWriter, r *http.Request, req *request, body []byte) (*unstructured.Unstructured, error) {
 	js, err := yaml.YAMLToJSON(body)
 	if err != nil {
 		return nil, apierrors.NewBadRequest("error decoding YAML: " + err.Error())
+	}
+	// Duplicate keys, which the conversion above lets the last one win, are
+	// what field validation reports in an apply configuration, by line, as
+	// Kubernetes does.
+	directive, err := fieldValidation(r)
+	if err != nil {
+		return nil, err
+	}
+	if directive != metav1.FieldValidationIgnore {
+		if err := yaml.UnmarshalStrict(body, &map[string]interface{}{}); err != nil {
+			if directive == metav1.FieldValidationStrict {
+				return nil, apierrors.NewBadRequest("error strict decoding YAML: " + err.Error())
+			}
+			w.Header().Add("Warning", fmt.Sprintf("299 - %q", err.Error()))
+		}
 	}
 	u := &unstructured.Unstructured{}
 	if err := u.UnmarshalJSON(js); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/petrel-project/petrel/test/cluster"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 const widgetCRD = `apiVersion: apiextensions.k8s.io/v1
@@ -223,6 +224,28 @@ spec: {size: large}
 	kubectl(t, s, "", "create", "namespace", "crdns")
 	if out := kubectl(t, s, "", "get", "widgets", "-n", "crdns", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Fatalf("widgets of a deleted namespace came back: %q", out)
+	}
+
+	// Duplicate fields in a custom resource, where its schema keeps
+	// unknown fields too: Strict refuses them, naming each (JSON by its
+	// path, YAML by its line, as Kubernetes words them).
+	post := func(contentType string, body []byte) error {
+		return s.Clientset().CoreV1().RESTClient().Post().AbsPath("/apis/example.com/v1/planets").Param("fieldValidation", "Strict").
+			SetHeader("Content-Type", contentType).Body(body).Do(ctx).Error()
+	}
+	dup := []byte(`{"apiVersion":"example.com/v1","kind":"Planet","metadata":{"name":"dup"},"spec":{"moons":1,"moons":2},"spec":{"rings":true}}`)
+	if err := post("application/json", dup); err == nil || !strings.Contains(err.Error(), `duplicate field "spec.moons"`) || !strings.Contains(err.Error(), `duplicate field "spec"`) {
+		t.Fatalf("a custom resource with duplicate fields under Strict (JSON): %v", err)
+	}
+	dupYAML := []byte("apiVersion: example.com/v1\nkind: Planet\nmetadata:\n  name: dup\nspec:\n  moons: 1\n  moons: 2\n")
+	if err := post("application/yaml", dupYAML); err == nil || !strings.Contains(err.Error(), `line 7: key "moons" already set in map`) {
+		t.Fatalf("a custom resource with duplicate fields under Strict (YAML): %v", err)
+	}
+	// And in a server-side apply configuration.
+	err = s.Clientset().CoreV1().RESTClient().Patch(types.ApplyPatchType).AbsPath("/apis/example.com/v1/planets/dup").
+		Param("fieldManager", "dup-test").Param("fieldValidation", "Strict").Body(dupYAML).Do(ctx).Error()
+	if err == nil || !strings.Contains(err.Error(), `line 7: key "moons" already set in map`) {
+		t.Fatalf("an apply configuration with duplicate fields under Strict: %v", err)
 	}
 
 	kubectl(t, s, "", "delete", "crd", "widgets.example.com", "--timeout=30s")
