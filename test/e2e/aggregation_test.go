@@ -109,22 +109,7 @@ func TestAggregatedMetricsServer(t *testing.T) {
 
 	// The Service with an endpoint on loopback, where the host process
 	// listens; then the APIService, with the CA that signed its certificate.
-	kubectl(t, u.Server, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: metrics-server, namespace: kube-system}
-spec:
-  ports: [{name: https, port: 443, targetPort: %d}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-server-host
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: metrics-server}
-addressType: IPv4
-ports: [{name: https, port: %d, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
----
+	kubectl(t, u.Server, hostService("metrics-server", port)+fmt.Sprintf(`---
 apiVersion: apiregistration.k8s.io/v1
 kind: APIService
 metadata: {name: v1beta1.metrics.k8s.io}
@@ -132,10 +117,10 @@ spec:
   group: metrics.k8s.io
   version: v1beta1
   service: {namespace: kube-system, name: metrics-server, port: 443}
-  caBundle: %s
+  caBundle: %[1]s
   groupPriorityMinimum: 100
   versionPriority: 100
-`, port, port, base64.StdEncoding.EncodeToString(pki.caPEM)), "apply", "-f", "-")
+`, base64.StdEncoding.EncodeToString(pki.caPEM)), "apply", "-f", "-")
 
 	poll(t, "the APIService is Available", 90*time.Second, func() error {
 		out, _ := u.Kubectl(ctx, "", "get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "jsonpath={.status.conditions[?(@.type=='Available')].status}/{.status.conditions[?(@.type=='Available')].reason}")

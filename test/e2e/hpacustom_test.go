@@ -144,22 +144,7 @@ spec:
 	})
 
 	// The adapter on the host, behind a Service, registered for both groups.
-	kubectl(t, u.Server, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: metrics-adapter, namespace: kube-system}
-spec:
-  ports: [{name: https, port: 443, targetPort: %d}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: metrics-adapter-host
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: metrics-adapter}
-addressType: IPv4
-ports: [{name: https, port: %d, protocol: TCP}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
----
+	kubectl(t, u.Server, hostService("metrics-adapter", port)+fmt.Sprintf(`---
 apiVersion: apiregistration.k8s.io/v1
 kind: APIService
 metadata: {name: v1beta2.custom.metrics.k8s.io}
@@ -167,7 +152,7 @@ spec:
   group: custom.metrics.k8s.io
   version: v1beta2
   service: {namespace: kube-system, name: metrics-adapter, port: 443}
-  caBundle: %[3]s
+  caBundle: %[1]s
   groupPriorityMinimum: 100
   versionPriority: 200
 ---
@@ -178,10 +163,10 @@ spec:
   group: external.metrics.k8s.io
   version: v1beta1
   service: {namespace: kube-system, name: metrics-adapter, port: 443}
-  caBundle: %[3]s
+  caBundle: %[1]s
   groupPriorityMinimum: 100
   versionPriority: 100
-`, port, port, base64.StdEncoding.EncodeToString(pki.caPEM)), "apply", "-f", "-")
+`, base64.StdEncoding.EncodeToString(pki.caPEM)), "apply", "-f", "-")
 
 	replicas := func(want int32) func() error {
 		return func() error {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path"
@@ -53,4 +54,26 @@ func moduleTool(t *testing.T, env, pkg, version string) string {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// hostService is the manifest of a Service in kube-system whose one endpoint
+// is a server this test runs on the host at 127.0.0.1:port (an aggregated
+// API server, a metrics adapter), on the Service's port 443.
+func hostService(name string, port int) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: %[2]d}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[1]s-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: %[1]s}
+addressType: IPv4
+ports: [{name: https, port: %[2]d, protocol: TCP}]
+endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
+`, name, port)
 }
