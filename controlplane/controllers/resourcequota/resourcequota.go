@@ -67,11 +67,28 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 	c := &Controller{client: cs, quotas: qInf.Lister(), others: mc, resolve: resolve}
 	c.loop = loop.New("resource quota controller", c.sync)
 	c.loop.Synced(qInf.Informer().HasSynced)
-	_, _ = qInf.Informer().AddEventHandler(c.loop.Handlers())
-	inNamespace := c.loop.NamespaceHandlers(func(namespace string) []interface{} {
+	// A quota is recomputed when made and when its spec.hard changes, not
+	// at its status writes: admission charges status.used at each create,
+	// and a recount then, from caches that had not seen the object just
+	// charged, wrote the charge away (a LoadBalancer Service went past a
+	// nodeports quota). Kubernetes' controller ignores status updates too.
+	_, _ = qInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.loop.Enqueue, DeleteFunc: c.loop.Enqueue,
+		UpdateFunc: func(old, cur interface{}) {
+			o, n := old.(*corev1.ResourceQuota), cur.(*corev1.ResourceQuota)
+			if !apiequality.Semantic.DeepEqual(o.Spec, n.Spec) {
+				c.loop.Enqueue(cur)
+			}
+		}})
+	// Counted objects give back what they used when they go or change
+	// (a pod that ended, a Service no longer a NodePort); what is created
+	// is charged by admission, so a create queues no recount, as in
+	// Kubernetes' replenishment.
+	recount := c.loop.NamespaceHandlers(func(namespace string) []interface{} {
 		quotas, _ := c.quotas.ResourceQuotas(namespace).List(labels.Everything())
 		return loop.Objects(quotas)
 	})
+	inNamespace := cache.ResourceEventHandlerFuncs{UpdateFunc: recount.UpdateFunc, DeleteFunc: recount.DeleteFunc}
 	add := func(gr schema.GroupResource, inf cache.SharedIndexInformer) {
 		c.counted = append(c.counted, counted{gr: gr, indexer: inf.GetIndexer()})
 		c.loop.Synced(inf.HasSynced)
@@ -99,7 +116,10 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 			}})
 	add(corev1.Resource("persistentvolumeclaims"), core.PersistentVolumeClaims().Informer())
 	add(corev1.Resource("replicationcontrollers"), core.ReplicationControllers().Informer())
-	add(corev1.Resource("resourcequotas"), qInf.Informer())
+	// Quotas count quotas too; a quota's updates (its status, charged at
+	// every create) free nothing, so only a deletion recounts the others.
+	c.counted = append(c.counted, counted{gr: corev1.Resource("resourcequotas"), indexer: qInf.Informer().GetIndexer()})
+	_, _ = qInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: recount.DeleteFunc})
 	apps, batch := factory.Apps().V1(), factory.Batch().V1()
 	add(schema.GroupResource{Group: "apps", Resource: "deployments"}, apps.Deployments().Informer())
 	add(schema.GroupResource{Group: "apps", Resource: "replicasets"}, apps.ReplicaSets().Informer())
