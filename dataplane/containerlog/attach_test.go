@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -119,5 +120,57 @@ func TestLoggerServesRawOutputToAttach(t *testing.T) {
 	}
 	if _, err := Attach(ctx, sock, nil, nil); err != ErrNoAttachSocket {
 		t.Errorf("attach after the logger ended: %v, want ErrNoAttachSocket", err)
+	}
+}
+
+// TestLoggerWritesTheLastPartialLineWhenTerminated: the shim closes the
+// pipes and sends SIGTERM at once; the output's last piece without a
+// newline is still in the log (it was lost when the logger died of the
+// signal first).
+func TestLoggerWritesTheLastPartialLineWhenTerminated(t *testing.T) {
+	if args := os.Getenv("PETREL_TEST_LOGGER_ARGS"); args != "" {
+		if err := RunLogger(strings.Split(args, "\n")); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	stdoutPipe, stderrPipe := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	for _, p := range []string{stdoutPipe, stderrPipe} {
+		if err := unix.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logPath := filepath.Join(dir, "0.log")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoggerWritesTheLastPartialLineWhenTerminated$")
+	cmd.Env = append(os.Environ(), "PETREL_TEST_LOGGER_ARGS="+strings.Join([]string{"path", logPath, "stdout", stdoutPipe, "stderr", stderrPipe}, "\n"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := os.OpenFile(stdoutPipe, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := os.OpenFile(stderrPipe, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stdout.WriteString("projected-volume-data"); err != nil {
+		t.Fatal(err)
+	}
+	// The signal may come before the logger has seen the end.
+	time.Sleep(20 * time.Millisecond)
+	if err := cmd.Process.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	stdout.Close()
+	stderr.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("logger: %v", err)
+	}
+	b, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(b), " stdout P projected-volume-data") {
+		t.Fatalf("the last partial line is not in the log: %q", b)
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -83,10 +85,33 @@ func RunLogger(args []string) error {
 			_ = w.Copy(s.name, io.TeeReader(streams[i], streamTee{h: h, kind: s.kind}))
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	// containerd's shim closes the pipes and then sends SIGTERM at once:
+	// dying of it lost a last line without a newline, which is written only
+	// at the streams' end (or 100 ms on). The streams are left to end, for
+	// a moment, so that it is written.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	select {
+	case <-done:
+	case <-sigs:
+		select {
+		case <-done:
+		case <-time.After(termGrace):
+		}
+	}
 	h.close()
 	return nil
 }
+
+// termGrace is how long the logger, told to stop, waits for its streams to
+// end and their last lines to be written.
+const termGrace = time.Second
 
 // Writer writes CRI log lines from several streams to one file.
 type Writer struct {
