@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -115,13 +116,33 @@ func (s *Store) listContinue(ctx context.Context, opts ListOptions) (*ListResult
 		return nil, apierrors.NewBadRequest("continue key is not valid: " + err.Error())
 	}
 	var tok continueToken
-	if err := json.Unmarshal(raw, &tok); err != nil || tok.APIVersion != "meta.k8s.io/v1" || tok.ResourceVersion == 0 {
+	if err := json.Unmarshal(raw, &tok); err != nil || tok.APIVersion != "meta.k8s.io/v1" || tok.ResourceVersion == 0 || tok.ResourceVersion < -1 {
 		return nil, apierrors.NewBadRequest("continue key is not valid")
 	}
 	if !strings.HasPrefix(tok.StartKey, opts.Prefix) {
 		return nil, apierrors.NewBadRequest("continue key does not belong to this list")
 	}
-	return s.listEtcdFrom(ctx, opts, tok.StartKey, tok.ResourceVersion)
+	rev := tok.ResourceVersion
+	if rev == -1 {
+		// A token handed out with a 410 (below): go on from its key at the
+		// latest revision, knowingly inconsistent.
+		rev = 0
+	}
+	res, err := s.listEtcdFrom(ctx, opts, tok.StartKey, rev)
+	if apierrors.IsResourceExpired(err) {
+		// As Kubernetes: the 410 carries a token that goes on from the same
+		// key at the latest revision, for a client that accepts an
+		// inconsistent list rather than starting over.
+		next, _ := json.Marshal(continueToken{APIVersion: "meta.k8s.io/v1", ResourceVersion: -1, StartKey: tok.StartKey})
+		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusGone, Reason: metav1.StatusReasonExpired,
+			Message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, " +
+				"or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - " +
+				"objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+			ListMeta: metav1.ListMeta{Continue: base64.RawURLEncoding.EncodeToString(next)},
+		}}
+	}
+	return res, err
 }
 
 // listEtcdFrom reads pages from etcd at one revision until the page is full of
