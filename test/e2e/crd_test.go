@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,18 @@ spec: {size: large}
 	if out := kubectl(t, s, "", "get", "widgets", "-n", "crdns", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Fatalf("widgets of a deleted namespace came back: %q", out)
 	}
+
+	// Defaults on read: a default added to the schema shows on an object
+	// stored before it, as Kubernetes defaults what it reads from etcd.
+	kubectl(t, s, "", "patch", "crd", "widgets.example.com", "--type=json", "-p",
+		`[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/finish","value":{"type":"string","default":"matte"}}]`)
+	poll(t, "the new default on an object stored before it", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "widget", "w0", "-o", "jsonpath={.spec.finish}")
+		if err != nil || out != "matte" {
+			return fmt.Errorf("spec.finish %q (%v)", out, err)
+		}
+		return nil
+	})
 
 	// Duplicate fields in a custom resource, where its schema keeps
 	// unknown fields too: Strict refuses them, naming each (JSON by its

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/conversion"
+	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
 	"k8s.io/apiserver/pkg/storage/value"
 
 	"github.com/petrel-project/petrel/controlplane/registry/generic"
@@ -289,8 +290,12 @@ func (c *Controller) newStorage(ctx context.Context, crd *apiextensionsv1.Custom
 	if c.encryptFor != nil {
 		transformer = c.encryptFor(schema.GroupResource{Group: crd.Spec.Group, Resource: crd.Spec.Names.Plural})
 	}
+	codec := jsonCodec{gvk: gvk, conv: conv, storage: storageVersion(crd)}
+	if structural, err := structuralFor(crd, gvk.Version); err == nil && structural != nil {
+		codec.defaults = func(obj map[string]interface{}) { structuraldefaulting.Default(obj, structural) }
+	}
 	return storage.New(ctx, c.client, storage.Config{
-		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: jsonCodec{gvk: gvk, conv: conv, storage: storageVersion(crd)}, NewFunc: res.New,
+		Prefix: prefix, Resource: res.GVR.GroupResource(), Codec: codec, NewFunc: res.New,
 		Transformer: transformer,
 		JSONEncode:  func(obj runtime.Object) ([]byte, error) { return json.Marshal(obj) },
 		AttrFunc: func(obj runtime.Object) (labels.Set, fields.Fields, error) {

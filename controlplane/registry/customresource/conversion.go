@@ -57,6 +57,10 @@ type jsonCodec struct {
 	gvk     schema.GroupVersionKind
 	conv    runtime.ObjectConvertor
 	storage schema.GroupVersion
+	// defaults applies the read version's schema defaults, as Kubernetes
+	// defaults on read: an object stored before a default was added to the
+	// schema is read with it. Nil without a schema.
+	defaults func(map[string]interface{})
 }
 
 func (c jsonCodec) Encode(obj runtime.Object) ([]byte, error) {
@@ -88,8 +92,16 @@ func (c jsonCodec) Decode(data []byte, into runtime.Object) (runtime.Object, err
 			return nil, fmt.Errorf("converting to %s: got %T", c.gvk.GroupVersion(), out)
 		}
 		*u = *cu
+		c.applyDefaults(u)
 		return u, nil
 	}
 	u.SetGroupVersionKind(c.gvk)
+	c.applyDefaults(u)
 	return u, nil
+}
+
+func (c jsonCodec) applyDefaults(u *unstructured.Unstructured) {
+	if c.defaults != nil {
+		c.defaults(u.Object)
+	}
 }

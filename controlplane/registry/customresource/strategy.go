@@ -53,9 +53,9 @@ func NewResource(crd *apiextensionsv1.CustomResourceDefinition, version string) 
 	var structural *structuralschema.Structural
 	var validator apiservervalidation.SchemaValidator
 	if validation != nil && validation.OpenAPIV3Schema != nil {
-		in := &apiextensions.CustomResourceValidation{}
-		if err := apiextensionsv1.Convert_v1_CustomResourceValidation_To_apiextensions_CustomResourceValidation(validation, in, nil); err != nil {
-			return nil, fmt.Errorf("converting the schema of %s: %w", crd.Name, err)
+		in, err := internalValidation(crd, validation)
+		if err != nil {
+			return nil, err
 		}
 		if structural, err = structuralschema.NewStructural(in.OpenAPIV3Schema); err != nil {
 			return nil, fmt.Errorf("structural schema of %s %s: %w", crd.Name, version, err)
@@ -257,6 +257,29 @@ func scaleAccess(sc *apiextensionsv1.CustomResourceSubresourceScale) *generic.Sc
 			_ = unstructured.SetNestedField(u.Object, int64(replicas), path(sc.SpecReplicasPath)...)
 		},
 	}
+}
+
+// internalValidation is a version's schema in the internal types the
+// apiextensions schema packages take.
+func internalValidation(crd *apiextensionsv1.CustomResourceDefinition, validation *apiextensionsv1.CustomResourceValidation) (*apiextensions.CustomResourceValidation, error) {
+	in := &apiextensions.CustomResourceValidation{}
+	if err := apiextensionsv1.Convert_v1_CustomResourceValidation_To_apiextensions_CustomResourceValidation(validation, in, nil); err != nil {
+		return nil, fmt.Errorf("converting the schema of %s: %w", crd.Name, err)
+	}
+	return in, nil
+}
+
+// structuralFor is a version's structural schema, nil when it has none.
+func structuralFor(crd *apiextensionsv1.CustomResourceDefinition, version string) (*structuralschema.Structural, error) {
+	validation, err := apihelpers.GetSchemaForVersion(crd, version)
+	if err != nil || validation == nil || validation.OpenAPIV3Schema == nil {
+		return nil, err
+	}
+	in, err := internalValidation(crd, validation)
+	if err != nil {
+		return nil, err
+	}
+	return structuralschema.NewStructural(in.OpenAPIV3Schema)
 }
 
 // selectableFields are the version's spec.versions[].selectableFields as
