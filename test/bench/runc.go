@@ -62,6 +62,9 @@ func ociRuns(ctx context.Context, bin, dir string, n, batch int) (_ []time.Durat
 	if err != nil {
 		return nil, err
 	}
+	if err := makeMountPoints(rootfs, template); err != nil {
+		return nil, err
+	}
 	var ids []string
 	defer func() {
 		for _, id := range ids {
@@ -83,6 +86,23 @@ func ociRuns(ctx context.Context, bin, dir string, n, batch int) (_ []time.Durat
 		ids = append(ids, id)
 		return func() error { return runcRun(ctx, bin, state, bundle, id) }, nil
 	})
+}
+
+// makeMountPoints makes, before any container starts, the directories the
+// default spec mounts over (proc, sys, dev...) in the shared rootfs: crun
+// makes a missing mount point itself and fails with EEXIST when a container
+// started beside it made the same one a moment before.
+func makeMountPoints(rootfs string, template []byte) error {
+	var spec specs.Spec
+	if err := json.Unmarshal(template, &spec); err != nil {
+		return fmt.Errorf("the runtime's default spec: %w", err)
+	}
+	for _, m := range spec.Mounts {
+		if err := os.MkdirAll(filepath.Join(rootfs, m.Destination), 0o755); err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Destination, err)
+		}
+	}
+	return nil
 }
 
 // runcCgroup is the cgroup, in every hierarchy, that holds this process's
