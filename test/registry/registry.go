@@ -6,8 +6,10 @@
 package registry
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +20,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -58,6 +61,7 @@ type Registry struct {
 
 	logPath string
 	client  *http.Client
+	stop    func() error
 }
 
 // Options choose the registry's kind.
@@ -71,10 +75,41 @@ type Options struct {
 // stops it by its PID. It skips where docker-registry is not installed.
 func Start(t testing.TB, port int, opts Options) *Registry {
 	t.Helper()
-	if _, err := os.Stat(Binary); err != nil {
-		t.Skipf("%s is not installed (make deps installs docker-registry)", Binary)
+	if err := Available(opts); err != nil {
+		t.Skip(err)
 	}
-	dir := t.TempDir()
+	r, err := Run(context.Background(), t.TempDir(), port, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("docker-registry log (end):\n%s", r.logTail())
+		}
+	})
+	return r
+}
+
+// Available says why a registry of this kind cannot run here, or nil.
+func Available(opts Options) error {
+	if _, err := os.Stat(Binary); err != nil {
+		return fmt.Errorf("%s is not installed (make deps installs docker-registry)", Binary)
+	}
+	if opts.TLS {
+		if _, err := exec.LookPath("htpasswd"); err != nil {
+			return fmt.Errorf("htpasswd (apache2-utils) is needed for the registry's logins: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run starts a registry on 127.0.0.1:port keeping its data, certificates
+// and log in dir, and returns once it answers; Stop ends it. Benchmarks
+// use it outside a test.
+func Run(ctx context.Context, dir string, port int, opts Options) (_ *Registry, err error) {
 	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", port), TLS: opts.TLS, logPath: filepath.Join(dir, "registry.log")}
 	cfg := fmt.Sprintf(`version: 0.1
 log:
@@ -93,22 +128,22 @@ http:
 	if opts.TLS {
 		caPEM, certPEM, keyPEM, err := makeCerts()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		r.CAFile = filepath.Join(dir, "ca.pem")
 		for f, b := range map[string][]byte{r.CAFile: caPEM, filepath.Join(dir, "cert.pem"): certPEM, filepath.Join(dir, "key.pem"): keyPEM} {
 			if err := os.WriteFile(f, b, 0o600); err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 		}
 		r.Username, r.Password = "petrel", "pull-"+randomHex(6)
 		// The registry takes bcrypt only.
-		out, err := exec.Command("htpasswd", "-Bbn", r.Username, r.Password).Output()
+		out, err := exec.CommandContext(ctx, "htpasswd", "-Bbn", r.Username, r.Password).Output()
 		if err != nil {
-			t.Skipf("htpasswd (apache2-utils) is needed for the registry's logins: %v", err)
+			return nil, fmt.Errorf("htpasswd (apache2-utils) is needed for the registry's logins: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "htpasswd"), out, 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		cfg += fmt.Sprintf(`  tls:
     certificate: %s
@@ -124,21 +159,22 @@ auth:
 	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	logFile, err := os.Create(r.logPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd := exec.Command(Binary, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start docker-registry: %v", err)
+		logFile.Close()
+		return nil, fmt.Errorf("start docker-registry: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
+	r.stop = func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -146,33 +182,50 @@ auth:
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(r.logPath)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("docker-registry log (end):\n%s", b)
+		return logFile.Close()
+	}
+	defer func() {
+		if err != nil {
+			_ = r.stop()
 		}
-	})
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := r.client.Get(r.URL() + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			break
+			return r, nil
 		}
 		select {
 		case <-done:
-			b, _ := os.ReadFile(r.logPath)
-			t.Fatalf("docker-registry exited at start:\n%s", b)
+			return nil, fmt.Errorf("docker-registry exited at start:\n%s", r.logTail())
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not answer at %s: %v", r.URL(), err)
+			return nil, fmt.Errorf("docker-registry did not answer at %s: %w", r.URL(), err)
 		}
 	}
-	return r
+}
+
+// Stop ends the registry (SIGTERM, then SIGKILL after 10 s).
+func (r *Registry) Stop() error {
+	if r.stop == nil {
+		return nil
+	}
+	stop := r.stop
+	r.stop = nil
+	return stop()
+}
+
+// logTail is the end of the registry's log, for failures.
+func (r *Registry) logTail() []byte {
+	b, _ := os.ReadFile(r.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return b
 }
 
 // URL is the registry's base URL.
@@ -192,6 +245,41 @@ func (r *Registry) Push(ctx context.Context, archivePath, repoTag string) error 
 // (its own config and manifest digests, the same layers) by the label
 // petrel.test/variant=variant when variant is not empty.
 func (r *Registry) PushVariant(ctx context.Context, archivePath, repoTag, variant string) error {
+	if variant == "" {
+		return r.push(ctx, archivePath, repoTag, nil)
+	}
+	return r.push(ctx, archivePath, repoTag, func(ctx context.Context, store content.Store, desc ocispec.Descriptor) (ocispec.Descriptor, error) {
+		return editImage(ctx, store, desc, func(_ *ocispec.Manifest, cfg *ocispec.Image) error {
+			if cfg.Config.Labels == nil {
+				cfg.Config.Labels = map[string]string{}
+			}
+			cfg.Config.Labels["petrel.test/variant"] = variant
+			return nil
+		})
+	})
+}
+
+// PushPadded pushes the archive's image as repo:tag with one more layer: a
+// file /petrel-pad of padBytes random bytes. Random bytes do not compress,
+// so the image is that much bigger on the wire, and no other image shares
+// the layer: each pull of it is a whole pull.
+func (r *Registry) PushPadded(ctx context.Context, archivePath, repoTag string, padBytes int64) error {
+	return r.push(ctx, archivePath, repoTag, func(ctx context.Context, store content.Store, desc ocispec.Descriptor) (ocispec.Descriptor, error) {
+		layer, diffID, err := padLayer(ctx, store, padBytes)
+		if err != nil {
+			return desc, err
+		}
+		return editImage(ctx, store, desc, func(m *ocispec.Manifest, cfg *ocispec.Image) error {
+			m.Layers = append(m.Layers, layer)
+			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
+			return nil
+		})
+	})
+}
+
+// push copies the archive's image, changed by edit when not nil, into the
+// registry as repo:tag.
+func (r *Registry) push(ctx context.Context, archivePath, repoTag string, edit func(context.Context, content.Store, ocispec.Descriptor) (ocispec.Descriptor, error)) error {
 	// The content store warns on every open where fs-verity is missing.
 	ctx = log.WithLogger(ctx, log.L.WithField("test", "registry"))
 	log.L.Logger.SetLevel(logrus.ErrorLevel)
@@ -218,8 +306,8 @@ func (r *Registry) PushVariant(ctx context.Context, archivePath, repoTag, varian
 	}
 	desc := idx.Manifests[0]
 	desc.Annotations = nil
-	if variant != "" {
-		if desc, err = relabel(ctx, store, desc, variant); err != nil {
+	if edit != nil {
+		if desc, err = edit(ctx, store, desc); err != nil {
 			return err
 		}
 	}
@@ -307,9 +395,9 @@ func randomHex(n int) string {
 	return fmt.Sprintf("%x", b)
 }
 
-// relabel writes a copy of the image whose config has the variant label,
-// and returns its manifest's descriptor.
-func relabel(ctx context.Context, store content.Store, desc ocispec.Descriptor, variant string) (ocispec.Descriptor, error) {
+// editImage writes a copy of the image whose manifest and config edit
+// changed, and returns its manifest's descriptor.
+func editImage(ctx context.Context, store content.Store, desc ocispec.Descriptor, edit func(*ocispec.Manifest, *ocispec.Image) error) (ocispec.Descriptor, error) {
 	b, err := content.ReadBlob(ctx, store, desc)
 	if err != nil {
 		return desc, err
@@ -326,20 +414,52 @@ func relabel(ctx context.Context, store content.Store, desc ocispec.Descriptor, 
 	if err := json.Unmarshal(cb, &cfg); err != nil {
 		return desc, err
 	}
-	if cfg.Config.Labels == nil {
-		cfg.Config.Labels = map[string]string{}
-	}
-	cfg.Config.Labels["petrel.test/variant"] = variant
-	write := func(v any, mediaType string) (ocispec.Descriptor, error) {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return ocispec.Descriptor{}, err
-		}
-		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
-		return d, content.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(raw), d)
-	}
-	if m.Config, err = write(cfg, m.Config.MediaType); err != nil {
+	if err := edit(&m, &cfg); err != nil {
 		return desc, err
 	}
-	return write(m, desc.MediaType)
+	if m.Config, err = writeJSONBlob(ctx, store, cfg, m.Config.MediaType); err != nil {
+		return desc, err
+	}
+	return writeJSONBlob(ctx, store, m, desc.MediaType)
+}
+
+// writeJSONBlob stores v as JSON under its digest.
+func writeJSONBlob(ctx context.Context, store content.Store, v any, mediaType string) (ocispec.Descriptor, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	return d, content.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(raw), d)
+}
+
+// padLayer stores a gzipped tar layer holding /petrel-pad, size random
+// bytes, and returns its descriptor and its diff ID (the digest of the
+// uncompressed tar, which the image config lists).
+func padLayer(ctx context.Context, store content.Store, size int64) (ocispec.Descriptor, digest.Digest, error) {
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	if err := tw.WriteHeader(&tar.Header{Name: "petrel-pad", Mode: 0o644, Size: size, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if _, err := io.CopyN(tw, rand.Reader, size); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if err := tw.Close(); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	diffID := digest.FromBytes(tarBuf.Bytes())
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if _, err := zw.Write(tarBuf.Bytes()); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(gz.Bytes()), Size: int64(gz.Len())}
+	return d, diffID, content.WriteBlob(ctx, store, d.Digest.String(), bytes.NewReader(gz.Bytes()), d)
 }
