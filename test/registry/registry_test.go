@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/petrel-project/petrel/test/images"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/petrel-project/petrel/test/images"
 )
 
 func freePort(t *testing.T) int {
