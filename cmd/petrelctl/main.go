@@ -16,6 +16,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/petrel-project/petrel/test/bench"
+	"github.com/petrel-project/petrel/test/bench/api"
+	"github.com/petrel-project/petrel/test/bench/dataplane"
+	"github.com/petrel-project/petrel/test/bench/dns"
+	"github.com/petrel-project/petrel/test/bench/ha"
+	"github.com/petrel-project/petrel/test/bench/ingress"
+	"github.com/petrel-project/petrel/test/bench/network"
+	"github.com/petrel-project/petrel/test/bench/pods"
+	"github.com/petrel-project/petrel/test/bench/policy"
+	"github.com/petrel-project/petrel/test/bench/proxy"
+	"github.com/petrel-project/petrel/test/bench/scheduler"
 )
 
 func main() {
@@ -44,14 +54,14 @@ func benchCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench SUITE", Short: "Run a benchmark suite and print its table (or JSON with -o json)"}
 	var output string
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "table or json")
-	opts := bench.APIOptions{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr,
+	opts := api.Options{Petrel: petrelBinary(), Duration: 5 * time.Second, Concurrency: 32, Pods: 10000, Watchers: 100, Progress: os.Stderr,
 		Etcd: defaultEtcd(), KubeAPIServer: conformancePeer("kube-apiserver")}
-	api := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory; then pods created and listed vs the real kube-apiserver",
+	apiCmd := &cobra.Command{Use: "api", Short: "API server: creates/s vs raw etcd puts, LIST of many pods, watch delivery, memory; then pods created and listed vs the real kube-apiserver",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunAPI(ctx, opts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return api.Run(ctx, opts) })
 		}}
-	f := api.Flags()
+	f := apiCmd.Flags()
 	f.StringVar(&opts.Petrel, "petrel", opts.Petrel, "the petrel binary to start")
 	f.DurationVar(&opts.Duration, "duration", opts.Duration, "length of each throughput run")
 	f.IntVar(&opts.Concurrency, "concurrency", opts.Concurrency, "concurrent clients")
@@ -61,9 +71,9 @@ func benchCommand() *cobra.Command {
 	f.StringVar(&opts.KubeAPIServer, "kube-apiserver", opts.KubeAPIServer, "kube-apiserver binary for the peer comparison's baseline (default $CONFORMANCE_DIR/bin/kube-apiserver when built); empty: Petrel's side alone")
 	f.BoolVar(&opts.PeerOnly, "peer-only", false, "run only the comparison with kube-apiserver (--pods pods created, listed, memory)")
 	f.StringVar(&opts.ProfileDir, "profile-dir", "", "save the heap profiles of the servers (after the suite's own part, and of both after the comparison's lists) in this directory")
-	cmd.AddCommand(api)
+	cmd.AddCommand(apiCmd)
 
-	dopts := bench.DNSOptions{Petrel: opts.Petrel, Services: 1000, Duration: 10 * time.Second, Progress: os.Stderr}
+	dopts := dns.Options{Petrel: opts.Petrel, Services: 1000, Duration: 10 * time.Second, Progress: os.Stderr}
 	dnsCmd := &cobra.Command{Use: "dns", Short: "Cluster DNS: dnsperf against petrel dns and a bare miekg/dns server, CPU per query, latency per kind",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -73,7 +83,7 @@ func benchCommand() *cobra.Command {
 					return nil, err
 				}
 				dopts.Petrelctl = exe
-				return bench.RunDNS(ctx, dopts)
+				return dns.Run(ctx, dopts)
 			})
 		}}
 	df := dnsCmd.Flags()
@@ -83,8 +93,8 @@ func benchCommand() *cobra.Command {
 	cmd.AddCommand(dnsCmd)
 
 	var listen string
-	popts := bench.DataplaneOptions{Duration: 3 * time.Second, Concurrency: 16, Rounds: 3, Sizes: []int{1, 1000, 10000}, Progress: os.Stderr}
-	dataplane := &cobra.Command{Use: "dataplane", Short: "Socket load balancer: connects/s and UDP requests/s via a ClusterIP vs direct and vs kube-proxy iptables rules; map programming",
+	popts := dataplane.Options{Duration: 3 * time.Second, Concurrency: 16, Rounds: 3, Sizes: []int{1, 1000, 10000}, Progress: os.Stderr}
+	dataplaneCmd := &cobra.Command{Use: "dataplane", Short: "Socket load balancer: connects/s and UDP requests/s via a ClusterIP vs direct and vs kube-proxy iptables rules; map programming",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return runSuite(output, func(ctx context.Context) (*bench.Report, error) {
@@ -93,21 +103,21 @@ func benchCommand() *cobra.Command {
 					return nil, err
 				}
 				popts.Petrelctl = exe
-				return bench.RunDataplane(ctx, popts)
+				return dataplane.Run(ctx, popts)
 			})
 		}}
-	pf := dataplane.Flags()
+	pf := dataplaneCmd.Flags()
 	pf.DurationVar(&popts.Duration, "duration", popts.Duration, "length of each load run")
 	pf.IntVar(&popts.Concurrency, "concurrency", popts.Concurrency, "concurrent client connections")
 	pf.IntVar(&popts.Rounds, "rounds", popts.Rounds, "measurements of each figure; the median is reported")
 	pf.IntSliceVar(&popts.Sizes, "services", popts.Sizes, "numbers of Services loaded (the target is the last)")
-	cmd.AddCommand(dataplane)
+	cmd.AddCommand(dataplaneCmd)
 
-	sopts := bench.SchedulerOptions{Petrel: opts.Petrel, Nodes: 1000, Pods: 10000, Replicas: 1000, SimNodes: 100, Progress: os.Stderr}
+	sopts := scheduler.Options{Petrel: opts.Petrel, Nodes: 1000, Pods: 10000, Replicas: 1000, SimNodes: 100, Progress: os.Stderr}
 	schedCmd := &cobra.Command{Use: "scheduler", Short: "Scheduler: pods/s bound on many nodes, create-to-bind latency; a large Deployment on simulated nodes",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunScheduler(ctx, sopts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return scheduler.Run(ctx, sopts) })
 		}}
 	sf := schedCmd.Flags()
 	sf.StringVar(&sopts.Petrel, "petrel", sopts.Petrel, "the petrel binary to start")
@@ -117,11 +127,11 @@ func benchCommand() *cobra.Command {
 	sf.IntVar(&sopts.SimNodes, "simulated-nodes", sopts.SimNodes, "simulated nodes in the Deployment run")
 	cmd.AddCommand(schedCmd)
 
-	proxyOpts := bench.ProxyOptions{Petrel: opts.Petrel, KubeProxy: conformancePeer("kube-proxy"), Services: 10000, Workers: 4, CPUProfileSeconds: 5, Progress: os.Stderr}
+	proxyOpts := proxy.Options{Petrel: opts.Petrel, KubeProxy: conformancePeer("kube-proxy"), Services: 10000, Workers: 4, CPUProfileSeconds: 5, Progress: os.Stderr}
 	proxyCmd := &cobra.Command{Use: "proxy", Short: "Service proxy: CPU of petrel node for a bulk load of Services vs kube-proxy (iptables) on the same load; time to program them (root)",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunProxy(ctx, proxyOpts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return proxy.Run(ctx, proxyOpts) })
 		}}
 	proxyFlags := proxyCmd.Flags()
 	proxyFlags.StringVar(&proxyOpts.Petrel, "petrel", proxyOpts.Petrel, "the petrel binary to start")
@@ -132,11 +142,11 @@ func benchCommand() *cobra.Command {
 	proxyFlags.IntVar(&proxyOpts.CPUProfileSeconds, "cpu-profile-seconds", proxyOpts.CPUProfileSeconds, "length of the --cpu-profile, from just before the first create")
 	cmd.AddCommand(proxyCmd)
 
-	podOpts := bench.PodsOptions{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}
+	podOpts := pods.Options{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}
 	podsCmd := &cobra.Command{Use: "pods", Short: "Pods on real containerd: create → Running/Ready latency vs ctr run of the same image; petrel up memory with a few pods",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunPods(ctx, podOpts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return pods.Run(ctx, podOpts) })
 		}}
 	podFlags := podsCmd.Flags()
 	podFlags.StringVar(&podOpts.Petrel, "petrel", podOpts.Petrel, "the petrel binary to start")
@@ -145,11 +155,11 @@ func benchCommand() *cobra.Command {
 	podFlags.IntVar(&podOpts.Idle, "idle-pods", podOpts.Idle, "pods kept for the memory figure")
 	cmd.AddCommand(podsCmd)
 
-	iopts := bench.IngressOptions{Petrel: opts.Petrel, Duration: 10 * time.Second, Connections: 64, Threads: 2, Rounds: 3, Progress: os.Stderr}
+	iopts := ingress.Options{Petrel: opts.Petrel, Duration: 10 * time.Second, Connections: 64, Threads: 2, Rounds: 3, Progress: os.Stderr}
 	ingressCmd := &cobra.Command{Use: "ingress", Short: "HTTP through the node's ingress (wrk requests/s and p99) vs straight to one pod and vs nginx as a reverse proxy (root)",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunIngress(ctx, iopts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return ingress.Run(ctx, iopts) })
 		}}
 	inf := ingressCmd.Flags()
 	inf.StringVar(&iopts.Petrel, "petrel", iopts.Petrel, "the petrel binary to start")
@@ -160,7 +170,7 @@ func benchCommand() *cobra.Command {
 	inf.StringVar(&iopts.CPUProfile, "cpu-profile", "", "save a CPU profile of petrel up (ingress and server) during the first run through the ingress")
 	cmd.AddCommand(ingressCmd)
 
-	nopts := bench.NetworkOptions{Petrel: opts.Petrel, Throughput: 5 * time.Second, Duration: 3 * time.Second, Concurrency: 8, Rounds: 5,
+	nopts := network.Options{Petrel: opts.Petrel, Throughput: 5 * time.Second, Duration: 3 * time.Second, Concurrency: 8, Rounds: 5,
 		Wait: 10 * time.Minute, Progress: os.Stderr}
 	networkCmd := &cobra.Command{Use: "network", Short: "Pod to pod across two nodes (iperf3 TCP throughput, connections/s), native and VXLAN, vs node to node and a kernel-only baseline (root)",
 		Args: cobra.NoArgs,
@@ -171,7 +181,7 @@ func benchCommand() *cobra.Command {
 					return nil, err
 				}
 				nopts.Petrelctl = exe
-				return bench.RunNetwork(ctx, nopts)
+				return network.Run(ctx, nopts)
 			})
 		}}
 	nf := networkCmd.Flags()
@@ -183,11 +193,11 @@ func benchCommand() *cobra.Command {
 	nf.DurationVar(&nopts.Wait, "wait", nopts.Wait, "how long to wait for another multi-node topology on this machine to go")
 	cmd.AddCommand(networkCmd)
 
-	hopts := bench.HAOptions{Petrel: opts.Petrel, Duration: 5 * time.Second, Concurrency: 32, Kills: 5, Progress: os.Stderr}
+	hopts := ha.Options{Petrel: opts.Petrel, Duration: 5 * time.Second, Concurrency: 32, Kills: 5, Progress: os.Stderr}
 	haCmd := &cobra.Command{Use: "ha", Short: "Replicated control plane: creates/s on three servers (three etcd members) vs one; kill -9 of the controllers' leader: time to the first write through a survivor and to the controllers' first action",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return bench.RunHA(ctx, hopts) })
+			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return ha.Run(ctx, hopts) })
 		}}
 	hf := haCmd.Flags()
 	hf.StringVar(&hopts.Petrel, "petrel", hopts.Petrel, "the petrel binary to start")
@@ -196,7 +206,7 @@ func benchCommand() *cobra.Command {
 	hf.IntVar(&hopts.Kills, "kills", hopts.Kills, "leader kills measured (the p50 is reported)")
 	cmd.AddCommand(haCmd)
 
-	polopts := bench.PolicyOptions{Policies: 1000, Pods: 1000, Duration: 3 * time.Second, Throughput: 3 * time.Second, Concurrency: 16,
+	polopts := policy.Options{Policies: 1000, Pods: 1000, Duration: 3 * time.Second, Throughput: 3 * time.Second, Concurrency: 16,
 		Rounds: 3, Changes: 200, Progress: os.Stderr}
 	policyCmd := &cobra.Command{Use: "policy", Short: "NetworkPolicy in BPF: pod to pod connections/s and throughput with no policy, with 1,000 policies over 1,000 pods, and with the same policies as iptables + ipset rules; map sizes; policy change latency (root)",
 		Args: cobra.NoArgs,
@@ -207,7 +217,7 @@ func benchCommand() *cobra.Command {
 					return nil, err
 				}
 				polopts.Petrelctl = exe
-				return bench.RunPolicy(ctx, polopts)
+				return policy.Run(ctx, polopts)
 			})
 		}}
 	polf := policyCmd.Flags()
@@ -240,7 +250,7 @@ func benchCommand() *cobra.Command {
 	cmd.AddCommand(worker)
 
 	baseline := &cobra.Command{Use: "dns-baseline", Hidden: true, Short: "Serve the dns suite's baseline (stock miekg/dns server, one record)",
-		RunE: func(*cobra.Command, []string) error { return bench.ServeBaseline(listen) }}
+		RunE: func(*cobra.Command, []string) error { return dns.ServeBaseline(listen) }}
 	baseline.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address")
 	cmd.AddCommand(baseline)
 	return cmd

@@ -1,13 +1,17 @@
 // Package bench is Petrel's benchmark harness: each suite starts what it
 // measures, runs its baselines in the same run, and reports rows in the format
 // of ARCHITECTURE.md (JSON, or a table).
+//
+// This package holds what the suites share: the report, the servers and
+// clusters they start, and the dataplane worker; the suites are its
+// sub-packages (api, dataplane, dns, ha, ingress, network, pods, policy,
+// proxy, scheduler), each with a Run that petrelctl bench calls.
 package bench
 
 import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -55,7 +59,9 @@ func Machine() string {
 	return fmt.Sprintf("%d cores, %s", runtime.NumCPU(), kernel)
 }
 
-func f(v float64) *float64 { return &v }
+// Goal is a row's goal for Add, which takes a pointer so that a row can have
+// none.
+func Goal(v float64) *float64 { return &v }
 
 // Add records an absolute figure with an optional goal.
 func (r *Report) Add(name, unit string, value float64, better string, goal *float64) {
@@ -74,10 +80,10 @@ func (r *Report) AddRatio(name, unit string, value float64, baseline string, bas
 			ratio = baselineValue / value
 		}
 	}
-	res := Result{Name: name, Unit: unit, Value: round(value), Baseline: baseline, BaselineValue: f(round(baselineValue)),
-		Ratio: f(round(ratio)), Better: better}
+	res := Result{Name: name, Unit: unit, Value: round(value), Baseline: baseline, BaselineValue: Goal(round(baselineValue)),
+		Ratio: Goal(round(ratio)), Better: better}
 	if goal > 0 { // 0: a comparison with no goal set
-		res.Goal = f(goal)
+		res.Goal = Goal(goal)
 	}
 	r.Results = append(r.Results, res)
 }
@@ -115,7 +121,7 @@ func (r *Report) Write(w io.Writer, format string) error {
 		if res.Goal != nil {
 			goal = fmt.Sprint(*res.Goal)
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Name, res.Value, res.Unit, base, bv, ratio, goal, met(res))
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Name, res.Value, res.Unit, base, bv, ratio, goal, res.Met())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -128,9 +134,9 @@ func (r *Report) Write(w io.Writer, format string) error {
 	return nil
 }
 
-// met says whether a row reaches its goal: ratios compare the ratio, absolute
+// Met says whether a row reaches its goal: ratios compare the ratio, absolute
 // figures the value.
-func met(r Result) string {
+func (r Result) Met() string {
 	if r.Goal == nil {
 		return "-"
 	}
@@ -148,8 +154,8 @@ func met(r Result) string {
 	return "no"
 }
 
-// percentile returns the p-th percentile (0..100) of durations.
-func percentile(ds []time.Duration, p float64) time.Duration {
+// Percentile returns the p-th percentile (0..100) of durations.
+func Percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
@@ -159,45 +165,20 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// Millis is d in milliseconds with microsecond precision, the unit of the
+// reports' latency rows.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// dropPageCache evicts a binary's pages from the page cache (all but those
-// a running process maps), so the process under test maps its code as it
-// would after a reboot. A binary the Go linker has just written sits in the
-// page cache in large folios, which the kernel maps 2 MB at a time: the
-// same code in use then shows about 30 MB more RSS, a figure of how the
-// file was last written rather than of the server. The bench reports the
-// file-backed and anonymous parts apart as well.
-func dropPageCache(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+// Median is the median of v, 0 for none: suites measure a figure over
+// rounds and report the median, which one disturbed round does not move.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", path, err)
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		return fmt.Errorf("dropping %s from the page cache: %w", path, err)
-	}
-	return nil
-}
-
-// rssMB reads a process's resident set size.
-func rssMB(pid int) (float64, error) { return procStatusMB(pid, "VmRSS") }
-
-// procStatusMB reads one of /proc/<pid>/status's kB fields, in MB.
-func procStatusMB(pid int, field string) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			var kb float64
-			_, err := fmt.Sscanf(strings.TrimSpace(rest), "%f kB", &kb)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no %s for pid %d", field, pid)
+	return s[len(s)/2]
 }

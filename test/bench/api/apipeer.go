@@ -1,4 +1,4 @@
-package bench
+package api
 
 import (
 	"bufio"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/pki"
 	"github.com/petrel-project/petrel/controlplane/tokens"
+	"github.com/petrel-project/petrel/test/bench"
 )
 
 // The peer comparison: `petrel server` and the real kube-apiserver, each
@@ -67,7 +68,7 @@ type apiUnderTest struct {
 
 // runAPIPeer runs the peer comparison and adds its rows to rep; what cannot
 // run on this machine (no etcd, no kube-apiserver) is skipped with a note.
-func runAPIPeer(ctx context.Context, o APIOptions, rep *Report, progress func(string, ...interface{})) error {
+func runAPIPeer(ctx context.Context, o Options, rep *bench.Report, progress func(string, ...interface{})) error {
 	if o.Etcd == "" {
 		rep.Note("peer comparison not run: no etcd binary (--etcd, or /usr/bin/etcd from Debian's etcd-server package); both servers need an external etcd")
 		return nil
@@ -103,10 +104,10 @@ func runAPIPeer(ctx context.Context, o APIOptions, rep *Report, progress func(st
 	}
 	row(name("peer_server_rss_after_%d_pods"), "MB", ours.rssMB, b.rssMB, "lower", 1)
 	row(name("peer_server_rss_anonymous_after_%d_pods"), "MB", ours.rssAnonMB, b.rssAnonMB, "lower", 0)
-	row(name("peer_pod_list_%d_protobuf_p50"), "ms", ms(ours.protoP50), ms(b.protoP50), "lower", 1)
-	row(name("peer_pod_list_%d_json_p50"), "ms", ms(ours.jsonP50), ms(b.jsonP50), "lower", 1)
-	row(name("peer_pod_list_%d_protobuf_rv0_p50"), "ms", ms(ours.protoCacheP50), ms(b.protoCacheP50), "lower", 1)
-	row(name("peer_pod_list_%d_json_rv0_p50"), "ms", ms(ours.jsonCacheP50), ms(b.jsonCacheP50), "lower", 1)
+	row(name("peer_pod_list_%d_protobuf_p50"), "ms", bench.Millis(ours.protoP50), bench.Millis(b.protoP50), "lower", 1)
+	row(name("peer_pod_list_%d_json_p50"), "ms", bench.Millis(ours.jsonP50), bench.Millis(b.jsonP50), "lower", 1)
+	row(name("peer_pod_list_%d_protobuf_rv0_p50"), "ms", bench.Millis(ours.protoCacheP50), bench.Millis(b.protoCacheP50), "lower", 1)
+	row(name("peer_pod_list_%d_json_rv0_p50"), "ms", bench.Millis(ours.jsonCacheP50), bench.Millis(b.jsonCacheP50), "lower", 1)
 	row(name("peer_create_%d_pods_per_s"), "pods/s", ours.createPerS, b.createPerS, "higher", 1)
 	row(name("peer_create_%d_pods_cpu_seconds"), "CPU-s", ours.createCPU, b.createCPU, "lower", 1)
 	// The bytes say whether both answered the same pods: defaults that one
@@ -115,9 +116,9 @@ func runAPIPeer(ctx context.Context, o APIOptions, rep *Report, progress func(st
 	row(name("peer_pod_list_%d_protobuf_bytes"), "MB", float64(ours.protoBytes)/(1<<20), float64(b.protoBytes)/(1<<20), "lower", 0)
 	// Each server's protobuf list against its own JSON list: the issue's
 	// claim is that kube-apiserver's protobuf is the faster of its two.
-	rep.AddRatio(name("peer_pod_list_%d_protobuf_vs_json_p50_petrel"), "ms", ms(ours.protoP50), "petrel_json", ms(ours.jsonP50), "lower", 1)
+	rep.AddRatio(name("peer_pod_list_%d_protobuf_vs_json_p50_petrel"), "ms", bench.Millis(ours.protoP50), "petrel_json", bench.Millis(ours.jsonP50), "lower", 1)
 	if base != nil {
-		rep.AddRatio(name("peer_pod_list_%d_protobuf_vs_json_p50_kube_apiserver"), "ms", ms(b.protoP50), "kube_apiserver_json", ms(b.jsonP50), "lower", 0)
+		rep.AddRatio(name("peer_pod_list_%d_protobuf_vs_json_p50_kube_apiserver"), "ms", bench.Millis(b.protoP50), "kube_apiserver_json", bench.Millis(b.jsonP50), "lower", 0)
 	}
 	if base != nil && base.etcdLists > 0 {
 		rep.Note(fmt.Sprintf("kube-apiserver sent %d of its %d consistent pod LISTs (no resourceVersion) to etcd rather than its watch cache: "+
@@ -134,11 +135,11 @@ func runAPIPeer(ctx context.Context, o APIOptions, rep *Report, progress func(st
 
 // startAPI starts one API server on the etcd at etcdURL in dir and returns
 // it with a function that stops it.
-type startAPI func(ctx context.Context, o APIOptions, etcdURL, dir string) (*apiUnderTest, func(), error)
+type startAPI func(ctx context.Context, o Options, etcdURL, dir string) (*apiUnderTest, func(), error)
 
 // runPeerSide starts a fresh etcd and an API server on it, runs the load
 // and removes both.
-func runPeerSide(ctx context.Context, o APIOptions, side string, start startAPI, progress func(string, ...interface{})) (res peerResult, err error) {
+func runPeerSide(ctx context.Context, o Options, side string, start startAPI, progress func(string, ...interface{})) (res peerResult, err error) {
 	dir, err := os.MkdirTemp("", "petrel-bench-peer-")
 	if err != nil {
 		return res, err
@@ -160,7 +161,7 @@ func runPeerSide(ctx context.Context, o APIOptions, side string, start startAPI,
 }
 
 // measurePeer runs the peer load against one API server.
-func measurePeer(ctx context.Context, o APIOptions, api *apiUnderTest, progress func(string, ...interface{})) (peerResult, error) {
+func measurePeer(ctx context.Context, o Options, api *apiUnderTest, progress func(string, ...interface{})) (peerResult, error) {
 	var res peerResult
 	cfg := rest.CopyConfig(api.cfg)
 	cfg.QPS, cfg.Burst = 1e6, 1e6
@@ -170,7 +171,7 @@ func measurePeer(ctx context.Context, o APIOptions, api *apiUnderTest, progress 
 	}
 	// Both servers create their built-in objects (namespaces, RBAC policy,
 	// priority classes...) at start: that is not the load's work.
-	waitQuiet(ctx, api.pid, progress)
+	bench.WaitQuiet(ctx, api.pid, progress)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: peerNamespace}}, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("creating namespace %s: %w", peerNamespace, err)
 	}
@@ -181,26 +182,26 @@ func measurePeer(ctx context.Context, o APIOptions, api *apiUnderTest, progress 
 	if _, err := cs.CoreV1().ServiceAccounts(peerNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return res, fmt.Errorf("creating service account %s/default: %w", peerNamespace, err)
 	}
-	cpu0, err := procCPUTicks(api.pid)
+	cpu0, err := bench.ProcCPUTicks(api.pid)
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
-	if err := runEach(o.Concurrency, o.Pods, func(i int) error {
+	if err := bench.RunEach(o.Concurrency, o.Pods, func(i int) error {
 		_, err := cs.CoreV1().Pods(peerNamespace).Create(ctx, peerPod(fmt.Sprintf("p-%d", i+1)), metav1.CreateOptions{})
 		return err
 	}); err != nil {
 		return res, fmt.Errorf("creating pods: %w", err)
 	}
 	elapsed := time.Since(start)
-	cpu1, err := procCPUTicks(api.pid)
+	cpu1, err := bench.ProcCPUTicks(api.pid)
 	if err != nil {
 		return res, err
 	}
 	res.createPerS = float64(o.Pods) / elapsed.Seconds()
 	res.createCPU = float64(cpu1-cpu0) / 100 // clock ticks of 10 ms
 	progress("created %d pods in %.1f s (%.0f/s), %.1f CPU-s", o.Pods, elapsed.Seconds(), res.createPerS, res.createCPU)
-	waitQuiet(ctx, api.pid, progress)
+	bench.WaitQuiet(ctx, api.pid, progress)
 
 	// One decoded list checks that every pod is there (and is the first
 	// list after the creates, which a server may answer slower); then the
@@ -248,17 +249,17 @@ func measurePeer(ctx context.Context, o APIOptions, api *apiUnderTest, progress 
 		}
 		protoCache = append(protoCache, d)
 	}
-	res.jsonP50, res.protoP50 = percentile(jsonLat, 50), percentile(protoLat, 50)
-	res.jsonCacheP50, res.protoCacheP50 = percentile(jsonCache, 50), percentile(protoCache, 50)
-	if res.rssMB, err = rssMB(api.pid); err != nil {
+	res.jsonP50, res.protoP50 = bench.Percentile(jsonLat, 50), bench.Percentile(protoLat, 50)
+	res.jsonCacheP50, res.protoCacheP50 = bench.Percentile(jsonCache, 50), bench.Percentile(protoCache, 50)
+	if res.rssMB, err = bench.RSSMB(api.pid); err != nil {
 		return res, err
 	}
-	if res.rssAnonMB, err = procStatusMB(api.pid, "RssAnon"); err != nil {
+	if res.rssAnonMB, err = bench.ProcStatusMB(api.pid, "RssAnon"); err != nil {
 		return res, err
 	}
 	progress("LIST p50 json %.0f ms (%.1f MB), protobuf %.0f ms (%.1f MB); at resourceVersion=0 json %.0f ms, protobuf %.0f ms; RSS %.0f MB (anonymous %.0f MB)",
-		ms(res.jsonP50), float64(res.jsonBytes)/(1<<20), ms(res.protoP50), float64(res.protoBytes)/(1<<20),
-		ms(res.jsonCacheP50), ms(res.protoCacheP50), res.rssMB, res.rssAnonMB)
+		bench.Millis(res.jsonP50), float64(res.jsonBytes)/(1<<20), bench.Millis(res.protoP50), float64(res.protoBytes)/(1<<20),
+		bench.Millis(res.jsonCacheP50), bench.Millis(res.protoCacheP50), res.rssMB, res.rssAnonMB)
 	if o.ProfileDir != "" {
 		// After the RSS, so that fetching it does not move the figure.
 		path := filepath.Join(o.ProfileDir, fmt.Sprintf("%s-heap-%d-pods.pb.gz", api.name, o.Pods))
@@ -363,23 +364,23 @@ func peerPod(name string) *corev1.Pod {
 }
 
 // startPetrelOnEtcd starts `petrel server` with the external etcd.
-func startPetrelOnEtcd(ctx context.Context, o APIOptions, etcdURL, _ string) (*apiUnderTest, func(), error) {
-	sp, err := startServer(ctx, o.Petrel, "--etcd-endpoints", etcdURL)
+func startPetrelOnEtcd(ctx context.Context, o Options, etcdURL, _ string) (*apiUnderTest, func(), error) {
+	sp, err := bench.StartServer(ctx, o.Petrel, "--etcd-endpoints", etcdURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, _, err := sp.client()
+	cfg, _, err := sp.Client()
 	if err != nil {
-		sp.stop()
+		sp.Stop()
 		return nil, nil, err
 	}
-	return &apiUnderTest{name: "petrel", pid: sp.cmd.Process.Pid, cfg: cfg}, sp.stop, nil
+	return &apiUnderTest{name: "petrel", pid: sp.Cmd.Process.Pid, cfg: cfg}, sp.Stop, nil
 }
 
 // startKubeAPIServer starts the real kube-apiserver on the external etcd,
 // with a CA, serving certificate and service account key made here, RBAC,
 // and an admin client in system:masters as Petrel's admin kubeconfig has.
-func startKubeAPIServer(ctx context.Context, o APIOptions, etcdURL, dir string) (_ *apiUnderTest, _ func(), err error) {
+func startKubeAPIServer(ctx context.Context, o Options, etcdURL, dir string) (_ *apiUnderTest, _ func(), err error) {
 	pkiDir := filepath.Join(dir, "kube-apiserver-pki")
 	ca, err := pki.LoadOrCreateCA(pkiDir)
 	if err != nil {
@@ -395,7 +396,7 @@ func startKubeAPIServer(ctx context.Context, o APIOptions, etcdURL, dir string) 
 		return nil, nil, fmt.Errorf("service account key: %w", err)
 	}
 	saKey := filepath.Join(pkiDir, "sa.key")
-	ports, err := freePorts(1)
+	ports, err := bench.FreePorts(1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -408,7 +409,7 @@ func startKubeAPIServer(ctx context.Context, o APIOptions, etcdURL, dir string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := dropPageCache(o.KubeAPIServer); err != nil {
+	if err := bench.DropPageCache(o.KubeAPIServer); err != nil {
 		return nil, nil, fmt.Errorf("the kube-apiserver binary: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, o.KubeAPIServer,
@@ -438,7 +439,7 @@ func startKubeAPIServer(ctx context.Context, o APIOptions, etcdURL, dir string) 
 	defer func() {
 		if err != nil {
 			stop()
-			err = fmt.Errorf("%w (log kept at %s)", err, keepLog(logPath))
+			err = fmt.Errorf("%w (log kept at %s)", err, bench.KeepLog(logPath))
 		}
 	}()
 	probe := rest.CopyConfig(cfg)
@@ -489,7 +490,7 @@ type etcdProc struct {
 
 // startEtcd starts the etcd binary on dataDir and waits until it answers.
 func startEtcd(ctx context.Context, binary, dataDir string) (_ *etcdProc, err error) {
-	ports, err := freePorts(2)
+	ports, err := bench.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -517,7 +518,7 @@ func startEtcd(ctx context.Context, binary, dataDir string) (_ *etcdProc, err er
 	defer func() {
 		if err != nil {
 			e.stop()
-			err = fmt.Errorf("%w (log kept at %s)", err, keepLog(logPath))
+			err = fmt.Errorf("%w (log kept at %s)", err, bench.KeepLog(logPath))
 		}
 	}()
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})

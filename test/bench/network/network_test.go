@@ -1,53 +1,14 @@
-package bench
+package network
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// Trimmed from `iperf3 -c ... -J` (3.12).
-const iperfOK = `{"start": {"connected": [{"socket": 5}]}, "intervals": [],
- "end": {"streams": [], "sum_sent": {"start": 0, "end": 5.0002, "seconds": 5.0002, "bytes": 20453785600,
-   "bits_per_second": 32718956946.342648, "retransmits": 3, "sender": true},
-  "sum_received": {"start": 0, "end": 5.00036, "seconds": 5.00036, "bytes": 20453785600,
-   "bits_per_second": 32714279819.265068, "sender": true},
-  "cpu_utilization_percent": {"host_total": 99.1}}}`
-
-const iperfRefused = `{"start": {"connected": []}, "intervals": [], "end": {},
- "error": "unable to connect to server: Connection refused"}`
-
-func TestParseIperf(t *testing.T) {
-	g, err := parseIperf([]byte(iperfOK))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g < 32.71 || g > 32.72 {
-		t.Errorf("throughput %v Gbit/s, want the receiver's 32.714", g)
-	}
-	if _, err := parseIperf([]byte(iperfRefused)); !errors.Is(err, errIperfConnect) {
-		t.Errorf("refused: %v, want errIperfConnect (the client retries)", err)
-	}
-	for _, bad := range []string{`{"end": {}}`, `{"error": "the server is busy running a test"}`, `iperf3: error`} {
-		if _, err := parseIperf([]byte(bad)); err == nil || errors.Is(err, errIperfConnect) {
-			t.Errorf("parseIperf(%q) = %v, want a failure that is not retried", bad, err)
-		}
-	}
-}
-
-func TestMedianOf(t *testing.T) {
-	for _, c := range []struct {
-		in   []float64
-		want float64
-	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
-		if got := medianOf(c.in); got != c.want {
-			t.Errorf("medianOf(%v) = %v, want %v", c.in, got, c.want)
-		}
-	}
-}
-
-func findRow(t *testing.T, rep *Report, name, baseline string) Result {
+func findRow(t *testing.T, rep *bench.Report, name, baseline string) bench.Result {
 	t.Helper()
 	for _, r := range rep.Results {
 		if r.Name == name && r.Baseline == baseline {
@@ -55,7 +16,7 @@ func findRow(t *testing.T, rep *Report, name, baseline string) Result {
 		}
 	}
 	t.Fatalf("no row %s vs %s in %+v", name, baseline, rep.Results)
-	return Result{}
+	return bench.Result{}
 }
 
 func TestNetworkRows(t *testing.T) {
@@ -64,18 +25,18 @@ func TestNetworkRows(t *testing.T) {
 		KernelVXLAN:  modeFigures{Node: pathStats{Gbps: 40, Conns: 10000}, Pod: pathStats{Gbps: 10, Conns: 6000}},
 		Native:       &modeFigures{Node: pathStats{Gbps: 40, Conns: 10000}, Pod: pathStats{Gbps: 39, Conns: 9000}},
 	}
-	rep := NewReport("network")
+	rep := bench.NewReport("network")
 	networkRows(rep, fig)
 	r := findRow(t, rep, "pod_to_pod_tcp_throughput_native", "node_to_node")
-	if *r.Ratio != 0.975 || *r.Goal != 0.95 || met(r) != "yes" || r.Unit != "Gbit/s" {
+	if *r.Ratio != 0.975 || *r.Goal != 0.95 || r.Met() != "yes" || r.Unit != "Gbit/s" {
 		t.Errorf("native throughput row %+v", r)
 	}
 	r = findRow(t, rep, "pod_to_pod_connects_native", "node_to_node")
-	if *r.Ratio != 0.9 || met(r) != "no" {
+	if *r.Ratio != 0.9 || r.Met() != "no" {
 		t.Errorf("native connects vs node row %+v", r)
 	}
 	r = findRow(t, rep, "pod_to_pod_connects_native", "kernel_routes_pod_to_pod")
-	if *r.BaselineValue != 8000 || *r.Ratio != 1.125 || *r.Goal != 1.1 || met(r) != "yes" {
+	if *r.BaselineValue != 8000 || *r.Ratio != 1.125 || *r.Goal != 1.1 || r.Met() != "yes" {
 		t.Errorf("native connects vs kernel row %+v", r)
 	}
 	if r := findRow(t, rep, "pod_to_pod_tcp_throughput_native", "kernel_routes_pod_to_pod"); r.Goal != nil {
@@ -103,14 +64,14 @@ func TestNetworkRows(t *testing.T) {
 
 	fig.Overlay = &modeFigures{Node: pathStats{Gbps: 40, Conns: 10000}, Pod: pathStats{Gbps: 36, Conns: 7000}}
 	fig.Joins = []time.Duration{3 * time.Second, time.Second, 2 * time.Second, 4 * time.Second}
-	rep = NewReport("network")
+	rep = bench.NewReport("network")
 	networkRows(rep, fig)
 	r = findRow(t, rep, "pod_to_pod_tcp_throughput_vxlan", "node_to_node")
-	if *r.Ratio != 0.9 || *r.Goal != 0.85 || met(r) != "yes" {
+	if *r.Ratio != 0.9 || *r.Goal != 0.85 || r.Met() != "yes" {
 		t.Errorf("vxlan throughput row %+v", r)
 	}
 	r = findRow(t, rep, "pod_to_pod_connects_vxlan", "kernel_vxlan_pod_to_pod")
-	if *r.Ratio != 1.167 || met(r) != "yes" {
+	if *r.Ratio != 1.167 || r.Met() != "yes" {
 		t.Errorf("vxlan connects vs kernel row %+v", r)
 	}
 	r = findRow(t, rep, "node_join_token_to_ready_p50_of_4", "")

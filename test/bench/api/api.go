@@ -1,19 +1,18 @@
-package bench
+// Package api is the api suite of petrelctl bench: one petrel server's
+// creates, LISTs, watch delivery and memory against raw etcd puts and a
+// minimal API server on the same etcd, the cost of audit logging, then the
+// same pod load on Petrel and on the real kube-apiserver, each on an etcd
+// of its own.
+package api
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -23,11 +22,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// APIOptions tune the api suite.
-type APIOptions struct {
+// Options tune the api suite.
+type Options struct {
 	Petrel      string        // the petrel binary
 	Duration    time.Duration // length of each throughput run
 	Concurrency int
@@ -47,161 +47,10 @@ type APIOptions struct {
 	ProfileDir string
 }
 
-type serverProc struct {
-	cmd        *exec.Cmd
-	dir        string
-	etcdURL    string
-	kubeconfig string
-}
-
-// freePorts returns n distinct loopback ports nobody listens on: all n
-// listeners stay open until every port is picked, or the kernel could hand
-// one closed port out twice (a server's API and etcd ports alike).
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
-func startServer(ctx context.Context, petrel string, extraArgs ...string) (*serverProc, error) {
-	return startPetrel(ctx, petrel, "server", extraArgs...)
-}
-
-// startPetrel starts `petrel server` or `petrel up` on a fresh data dir
-// and waits until the API is ready.
-func startPetrel(ctx context.Context, petrel, command string, extraArgs ...string) (_ *serverProc, err error) {
-	dir, err := os.MkdirTemp("", "petrel-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.RemoveAll(dir) // a server that never started leaves nothing
-		}
-	}()
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	if err := dropPageCache(petrel); err != nil {
-		return nil, fmt.Errorf("the petrel binary (build it with make build, or pass --petrel): %w", err)
-	}
-	sp := &serverProc{dir: dir, etcdURL: fmt.Sprintf("https://127.0.0.1:%d", ports[1]), kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
-	args := append([]string{command, "--data-dir", dir, "--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(ports[0]),
-		"--etcd-client-url", sp.etcdURL, "--etcd-peer-url", fmt.Sprintf("https://127.0.0.1:%d", ports[2])}, extraArgs...)
-	sp.cmd = exec.CommandContext(ctx, petrel, args...)
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return nil, err
-	}
-	sp.cmd.Stdout, sp.cmd.Stderr = logf, logf
-	sp.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := sp.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", petrel, err)
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", ports[0]))
-		if err == nil {
-			resp.Body.Close()
-			if _, serr := os.Stat(sp.kubeconfig); resp.StatusCode == 200 && serr == nil {
-				return sp, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	sp.stop()
-	return nil, fmt.Errorf("petrel server did not become ready; see %s", filepath.Join(dir, "server.log"))
-}
-
-func (sp *serverProc) stop() {
-	sp.terminate()
-	_ = os.RemoveAll(sp.dir)
-}
-
-// terminate stops the process and keeps its data dir (a node's pods are
-// found there by petrel node --cleanup).
-func (sp *serverProc) terminate() {
-	if sp.cmd.Process != nil {
-		_ = sp.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = sp.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = sp.cmd.Process.Kill()
-		}
-	}
-}
-
-// client returns an unthrottled admin client of the server.
-func (sp *serverProc) client() (*rest.Config, kubernetes.Interface, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", sp.kubeconfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.QPS, cfg.Burst = 1e6, 1e6
-	cs, err := kubernetes.NewForConfig(cfg)
-	return cfg, cs, err
-}
-
-// runFor runs work from n goroutines for d and returns completed operations per second.
-func runFor(n int, d time.Duration, work func(worker, i int) error) (float64, error) {
-	var ops atomic.Int64
-	var errOnce sync.Once
-	var firstErr error
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < n; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; time.Now().Before(deadline); i++ {
-				if err := work(w, i); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				ops.Add(1)
-			}
-		}(w)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(ops.Load()) / time.Since(start).Seconds(), nil
-}
-
-// runEach calls fn for i in [0, n) from the given number of workers and
-// returns the first error.
-func runEach(workers, n int, fn func(i int) error) error {
-	var next atomic.Int64
-	_, err := runFor(workers, time.Hour, func(_, _ int) error {
-		i := int(next.Add(1)) - 1
-		if i >= n {
-			return errDone
-		}
-		return fn(i)
-	})
-	if err == errDone {
-		return nil
-	}
-	return err
-}
-
-// RunAPI runs the api suite: Petrel's own figures against raw etcd and a
+// Run runs the api suite: Petrel's own figures against raw etcd and a
 // minimal server (unless o.PeerOnly), then the comparison with the real
 // kube-apiserver on the same load.
-func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench api: "+format+"\n", args...)
@@ -210,7 +59,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 	if o.Pods < 1 || o.Concurrency < 1 {
 		return nil, fmt.Errorf("--pods and --concurrency must be at least 1")
 	}
-	rep := NewReport("api")
+	rep := bench.NewReport("api")
 	if !o.PeerOnly {
 		// Its server stops before the comparison's start, so that they do
 		// not share the machine.
@@ -228,39 +77,39 @@ func RunAPI(ctx context.Context, o APIOptions) (*Report, error) {
 }
 
 // runAPIOwn measures one `petrel server` with its embedded etcd.
-func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(string, ...interface{})) error {
+func runAPIOwn(ctx context.Context, o Options, rep *bench.Report, progress func(string, ...interface{})) error {
 	progress("starting petrel server")
-	sp, err := startServer(ctx, o.Petrel)
+	sp, err := bench.StartServer(ctx, o.Petrel)
 	if err != nil {
 		return err
 	}
-	defer sp.stop()
+	defer sp.Stop()
 	time.Sleep(3 * time.Second)
-	rss, err := rssMB(sp.cmd.Process.Pid)
+	rss, err := bench.RSSMB(sp.Cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	rep.Add("server_idle_rss", "MB", rss, "lower", f(100))
+	rep.Add("server_idle_rss", "MB", rss, "lower", bench.Goal(100))
 	for _, part := range []struct{ name, field string }{{"server_idle_rss_anonymous", "RssAnon"}, {"server_idle_rss_file", "RssFile"}} {
-		mb, err := procStatusMB(sp.cmd.Process.Pid, part.field)
+		mb, err := bench.ProcStatusMB(sp.Cmd.Process.Pid, part.field)
 		if err != nil {
 			return err
 		}
 		rep.Add(part.name, "MB", mb, "lower", nil)
 	}
 
-	cfg, cs, err := sp.client()
+	cfg, cs, err := sp.Client()
 	if err != nil {
 		return err
 	}
 	// The embedded etcd takes clients with a certificate from its own CA.
-	pkiDir := filepath.Join(sp.dir, "pki", "etcd")
+	pkiDir := filepath.Join(sp.Dir, "pki", "etcd")
 	etcdTLS, err := (transport.TLSInfo{CertFile: filepath.Join(pkiDir, "client.crt"), KeyFile: filepath.Join(pkiDir, "client.key"),
 		TrustedCAFile: filepath.Join(pkiDir, "ca.crt")}).ClientConfig()
 	if err != nil {
 		return fmt.Errorf("etcd client certificate of the server: %w", err)
 	}
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.etcdURL}, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{sp.EtcdURL}, TLS: etcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
@@ -268,7 +117,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 
 	value := strings.Repeat("x", 300) // about the size of a stored small ConfigMap
 	progress("raw etcd puts, %d clients, %s", o.Concurrency, o.Duration)
-	raw, err := runFor(o.Concurrency, o.Duration, func(w, i int) error {
+	raw, err := bench.RunFor(o.Concurrency, o.Duration, func(w, i int) error {
 		_, err := etcd.Put(ctx, fmt.Sprintf("/bench/raw/%d/%d", w, i), value)
 		return err
 	})
@@ -276,7 +125,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 		return fmt.Errorf("raw etcd puts: %w", err)
 	}
 	createConfigMaps := func(client kubernetes.Interface, prefix string) (float64, error) {
-		return runFor(o.Concurrency, o.Duration, func(w, i int) error {
+		return bench.RunFor(o.Concurrency, o.Duration, func(w, i int) error {
 			_, err := client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%s-%d-%d", prefix, w, i)},
 				Data: map[string]string{"v": value[:200]}}, metav1.CreateOptions{})
 			return err
@@ -326,7 +175,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-list"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	err = runEach(o.Concurrency, o.Pods, func(i int) error {
+	err = bench.RunEach(o.Concurrency, o.Pods, func(i int) error {
 		_, err := cs.CoreV1().Pods("bench-list").Create(ctx, benchPod(fmt.Sprintf("p-%d", i+1)), metav1.CreateOptions{})
 		return err
 	})
@@ -338,7 +187,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 	// are of a settled server, and the first LIST after those writes, which
 	// encodes every changed pod again, is reported on its own.
 	progress("waiting for the scheduler to mark the %d pods", o.Pods)
-	if err := waitPodsScheduledCondition(ctx, cs, "bench-list", o.Pods); err != nil {
+	if err := bench.WaitPodsScheduledCondition(ctx, cs, "bench-list", o.Pods); err != nil {
 		return err
 	}
 	// The server's figure: a raw JSON GET read to the last byte and thrown
@@ -358,7 +207,7 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 	if err != nil {
 		return err
 	}
-	rep.Add(fmt.Sprintf("list_%d_pods_json_first_after_changes", o.Pods), "ms", ms(first), "lower", nil)
+	rep.Add(fmt.Sprintf("list_%d_pods_json_first_after_changes", o.Pods), "ms", bench.Millis(first), "lower", nil)
 	var rawLat, protoLat, typed []time.Duration
 	for i := 0; i < 20; i++ {
 		d, err := rawList()
@@ -382,28 +231,28 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 			return fmt.Errorf("LIST returned %d pods, want %d", len(l.Items), o.Pods)
 		}
 	}
-	rep.Add(fmt.Sprintf("list_%d_pods_json_p50", o.Pods), "ms", ms(percentile(rawLat, 50)), "lower", nil)
-	rep.Add(fmt.Sprintf("list_%d_pods_json_p99", o.Pods), "ms", ms(percentile(rawLat, 99)), "lower", f(200))
-	rep.Add(fmt.Sprintf("list_%d_pods_protobuf_p50", o.Pods), "ms", ms(percentile(protoLat, 50)), "lower", nil)
-	rep.AddRatio(fmt.Sprintf("list_%d_pods_protobuf_vs_json_p50", o.Pods), "ms", ms(percentile(protoLat, 50)),
-		fmt.Sprintf("list_%d_pods_json_p50", o.Pods), ms(percentile(rawLat, 50)), "lower", 1)
-	rep.Add(fmt.Sprintf("list_%d_pods_clientgo_decoded_p50", o.Pods), "ms", ms(percentile(typed, 50)), "lower", nil)
-	rep.Add(fmt.Sprintf("list_%d_pods_clientgo_decoded_p99", o.Pods), "ms", ms(percentile(typed, 99)), "lower", nil)
+	rep.Add(fmt.Sprintf("list_%d_pods_json_p50", o.Pods), "ms", bench.Millis(bench.Percentile(rawLat, 50)), "lower", nil)
+	rep.Add(fmt.Sprintf("list_%d_pods_json_p99", o.Pods), "ms", bench.Millis(bench.Percentile(rawLat, 99)), "lower", bench.Goal(200))
+	rep.Add(fmt.Sprintf("list_%d_pods_protobuf_p50", o.Pods), "ms", bench.Millis(bench.Percentile(protoLat, 50)), "lower", nil)
+	rep.AddRatio(fmt.Sprintf("list_%d_pods_protobuf_vs_json_p50", o.Pods), "ms", bench.Millis(bench.Percentile(protoLat, 50)),
+		fmt.Sprintf("list_%d_pods_json_p50", o.Pods), bench.Millis(bench.Percentile(rawLat, 50)), "lower", 1)
+	rep.Add(fmt.Sprintf("list_%d_pods_clientgo_decoded_p50", o.Pods), "ms", bench.Millis(bench.Percentile(typed, 50)), "lower", nil)
+	rep.Add(fmt.Sprintf("list_%d_pods_clientgo_decoded_p99", o.Pods), "ms", bench.Millis(bench.Percentile(typed, 99)), "lower", nil)
 
 	progress("watch delivery to %d watchers", o.Watchers)
 	p50, p99, err := watchLatency(ctx, cs, o.Watchers, 100)
 	if err != nil {
 		return err
 	}
-	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p50", o.Watchers), "ms", ms(p50), "lower", nil)
-	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p99", o.Watchers), "ms", ms(p99), "lower", nil)
-	if rss, err := rssMB(sp.cmd.Process.Pid); err == nil {
+	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p50", o.Watchers), "ms", bench.Millis(p50), "lower", nil)
+	rep.Add(fmt.Sprintf("watch_delivery_%d_watchers_p99", o.Watchers), "ms", bench.Millis(p99), "lower", nil)
+	if rss, err := bench.RSSMB(sp.Cmd.Process.Pid); err == nil {
 		rep.Add(fmt.Sprintf("server_rss_after_%d_pods", o.Pods), "MB", rss, "lower", nil)
 	}
 	// This server also holds its embedded etcd, the suite's ConfigMaps and
 	// the scheduler's events: the parts say what of it is heap.
 	for _, part := range []struct{ name, field string }{{"server_rss_anonymous_after_%d_pods", "RssAnon"}, {"server_rss_file_after_%d_pods", "RssFile"}} {
-		if mb, err := procStatusMB(sp.cmd.Process.Pid, part.field); err == nil {
+		if mb, err := bench.ProcStatusMB(sp.Cmd.Process.Pid, part.field); err == nil {
 			rep.Add(fmt.Sprintf(part.name, o.Pods), "MB", mb, "lower", nil)
 		}
 	}
@@ -415,38 +264,6 @@ func runAPIOwn(ctx context.Context, o APIOptions, rep *Report, progress func(str
 		rep.Note(fmt.Sprintf("heap profile of the petrel server with embedded etcd after the suite: %s", path))
 	}
 	return nil
-}
-
-var errDone = fmt.Errorf("done")
-
-// waitPodsScheduledCondition waits until the scheduler has set the
-// PodScheduled condition of all want pods in ns, then a moment more for its
-// events to be written.
-func waitPodsScheduledCondition(ctx context.Context, cs kubernetes.Interface, ns string, want int) error {
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		l, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		marked := 0
-		for i := range l.Items {
-			for _, c := range l.Items[i].Status.Conditions {
-				if c.Type == corev1.PodScheduled {
-					marked++
-					break
-				}
-			}
-		}
-		if marked >= want {
-			time.Sleep(2 * time.Second)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the scheduler marked %d of %d pods in 3 minutes", marked, want)
-		}
-		time.Sleep(2 * time.Second)
-	}
 }
 
 func benchPod(name string) *corev1.Pod {
@@ -517,5 +334,5 @@ func watchLatency(ctx context.Context, cs kubernetes.Interface, n, count int) (t
 		cancel()
 		return 0, 0, fmt.Errorf("watchers did not receive all %d events", count)
 	}
-	return percentile(lat, 50), percentile(lat, 99), nil
+	return bench.Percentile(lat, 50), bench.Percentile(lat, 99), nil
 }

@@ -1,4 +1,4 @@
-package bench
+package network
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/petrel-project/petrel/test/bench"
 	"github.com/petrel-project/petrel/test/images"
 	"github.com/petrel-project/petrel/topology"
 )
@@ -27,7 +28,7 @@ import (
 // in the root namespace, a `petrel node` in each node namespace.
 type petrelCluster struct {
 	topo  *topology.Topology
-	sp    *serverProc
+	sp    *bench.Server
 	dirs  []string
 	procs []*topology.Process
 }
@@ -51,7 +52,7 @@ func (c *petrelCluster) stop(petrel string) error {
 	defer cancel()
 	err := c.topo.Teardown(ctx, petrel, func(n topology.Node) string { return dirOf[n.Name] })
 	if c.sp != nil {
-		c.sp.stop()
+		c.sp.Stop()
 	}
 	return err
 }
@@ -60,7 +61,7 @@ func (c *petrelCluster) stop(petrel string) error {
 // set; joined with the server's token when join is set), puts a pod on
 // each node, measures node to node and pod to pod, and removes it all. It
 // returns the nodes' join times when they joined with a token.
-func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, ...any), label, tunnel string, join bool,
+func runPetrelMode(ctx context.Context, o Options, progress func(string, ...any), label, tunnel string, join bool,
 	dir, archive string) (_ modeFigures, joins []time.Duration, err error) {
 	topo, err := topology.Build(topologySpec(o))
 	if err != nil {
@@ -77,22 +78,22 @@ func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, 
 		}
 	}()
 	progress("%s: starting petrel server", label)
-	c.sp, err = startServer(ctx, o.Petrel, "--bind-address", "0.0.0.0", "--advertise-address", topo.ServerAddress.String())
+	c.sp, err = bench.StartServer(ctx, o.Petrel, "--bind-address", "0.0.0.0", "--advertise-address", topo.ServerAddress.String())
 	if err != nil {
 		return modeFigures{}, nil, err
 	}
-	_, cs, err := c.sp.client()
+	_, cs, err := c.sp.Client()
 	if err != nil {
 		return modeFigures{}, nil, err
 	}
-	port, err := c.sp.securePort()
+	port, err := securePort(c.sp)
 	if err != nil {
 		return modeFigures{}, nil, err
 	}
 	server := fmt.Sprintf("https://%s", netip.AddrPortFrom(topo.ServerAddress, port))
 	var token string
 	if join {
-		b, err := os.ReadFile(filepath.Join(c.sp.dir, "node-token"))
+		b, err := os.ReadFile(filepath.Join(c.sp.Dir, "node-token"))
 		if err != nil {
 			return modeFigures{}, nil, fmt.Errorf("the server's join token: %w", err)
 		}
@@ -111,7 +112,7 @@ func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, 
 		if join {
 			args = append(args, "--token", token)
 		} else {
-			args = append(args, "--kubeconfig", c.sp.kubeconfig)
+			args = append(args, "--kubeconfig", c.sp.Kubeconfig)
 		}
 		if tunnel != "" {
 			args = append(args, "--tunnel", tunnel)
@@ -147,9 +148,9 @@ func runPetrelMode(ctx context.Context, o NetworkOptions, progress func(string, 
 	return m, joins, err
 }
 
-// securePort is the API server's port, as startPetrel gave it.
-func (sp *serverProc) securePort() (uint16, error) {
-	args := sp.cmd.Args
+// securePort is the API server's port, as bench.StartPetrel gave it.
+func securePort(sp *bench.Server) (uint16, error) {
+	args := sp.Cmd.Args
 	for i := len(args) - 2; i >= 0; i-- { // the last one counts
 		if args[i] == "--secure-port" {
 			p, err := strconv.ParseUint(args[i+1], 10, 16)

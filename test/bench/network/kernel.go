@@ -1,4 +1,4 @@
-package bench
+package network
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func (k *kernelNode) close() {
 // route via a link-local gateway, a /32 route on the node), then measures
 // native routing (podCIDR via the other node) and a flannel-style VXLAN
 // overlay, each against node to node.
-func runKernelBaseline(ctx context.Context, o NetworkOptions, progress func(string, ...any)) (routes, vxlan modeFigures, err error) {
+func runKernelBaseline(ctx context.Context, o Options, progress func(string, ...any)) (routes, vxlan modeFigures, err error) {
 	topo, err := topology.Build(topologySpec(o))
 	if err != nil {
 		return routes, vxlan, err

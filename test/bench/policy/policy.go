@@ -1,4 +1,7 @@
-package bench
+// Package policy is the policy suite of petrelctl bench: NetworkPolicy in
+// BPF against no policy and against the same policies as iptables + ipset
+// rules, and how long a policy change takes to be judged.
+package policy
 
 import (
 	"bufio"
@@ -29,11 +32,12 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/policy"
+	"github.com/petrel-project/petrel/test/bench"
 	"github.com/petrel-project/petrel/topology"
 )
 
-// PolicyOptions configure the policy suite.
-type PolicyOptions struct {
+// Options configure the policy suite.
+type Options struct {
 	// Petrelctl runs the connection workers (bench dataplane-worker).
 	Petrelctl string
 	// Policies and Pods are the synthetic load: Policies NetworkPolicies
@@ -101,7 +105,7 @@ func linkMAC(ns, dev string) (net.HardwareAddr, error) {
 	return net.ParseMAC(links[0].Address)
 }
 
-func newPolicyEnv(o PolicyOptions) (*policyEnv, error) {
+func newPolicyEnv(o Options) (*policyEnv, error) {
 	id := strconv.Itoa(os.Getpid())
 	e := &policyEnv{id: id, node: "petrel-pb-n-" + id, client: "petrel-pb-c-" + id, server: "petrel-pb-s-" + id,
 		hostC: "pbc" + id, hostS: "pbs" + id}
@@ -121,10 +125,10 @@ func newPolicyEnv(o PolicyOptions) (*policyEnv, error) {
 	e.cleanups = append(e.cleanups, func() { signal.Stop(sigs); close(done) })
 	// The namespaces go last: with them their links, routes, rules and sets.
 	for _, ns := range []string{e.node, e.client, e.server} {
-		if err := run("ip", "netns", "add", ns); err != nil {
+		if err := bench.Exec("ip", "netns", "add", ns); err != nil {
 			return fail(err)
 		}
-		e.cleanups = append(e.cleanups, func() { _ = run("ip", "netns", "del", ns) })
+		e.cleanups = append(e.cleanups, func() { _ = bench.Exec("ip", "netns", "del", ns) })
 	}
 	steps := [][]string{}
 	for _, p := range []struct {
@@ -148,12 +152,12 @@ func newPolicyEnv(o PolicyOptions) (*policyEnv, error) {
 	// requests to the pods come from it.
 	steps = append(steps, []string{"-n", e.node, "link", "set", "lo", "up"}, []string{"-n", e.node, "addr", "add", "10.251.0.254/32", "dev", "lo"})
 	for _, s := range steps {
-		if err := run("ip", s...); err != nil {
+		if err := bench.Exec("ip", s...); err != nil {
 			return fail(err)
 		}
 	}
 	for _, s := range []string{"net.ipv4.ip_forward=1", "net.ipv4.conf." + e.hostC + ".proxy_arp=1", "net.ipv4.conf." + e.hostS + ".proxy_arp=1"} {
-		if err := run("ip", "netns", "exec", e.node, "sysctl", "-qw", s); err != nil {
+		if err := bench.Exec("ip", "netns", "exec", e.node, "sysctl", "-qw", s); err != nil {
 			return fail(err)
 		}
 	}
@@ -170,7 +174,7 @@ func newPolicyEnv(o PolicyOptions) (*policyEnv, error) {
 		if err != nil {
 			return fail(err)
 		}
-		if err := run("ip", "-n", p.ns, "neigh", "replace", "169.254.1.1", "lladdr", mac.String(), "dev", "eth0", "nud", "permanent"); err != nil {
+		if err := bench.Exec("ip", "-n", p.ns, "neigh", "replace", "169.254.1.1", "lladdr", mac.String(), "dev", "eth0", "nud", "permanent"); err != nil {
 			return fail(err)
 		}
 	}
@@ -243,7 +247,7 @@ func (e *policyEnv) detach() error {
 }
 
 // connects runs the connection workload from the client pod (core 0).
-func (e *policyEnv) connects(ctx context.Context, o PolicyOptions, d time.Duration) (float64, error) {
+func (e *policyEnv) connects(ctx context.Context, o Options, d time.Duration) (float64, error) {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e.client, "taskset", "-c", "0", o.Petrelctl, "bench", "dataplane-worker",
 		"--role", "client", "--mode", "tcp", "--target", netip.AddrPortFrom(pbServer, pbConnPort).String(),
 		"--concurrency", strconv.Itoa(o.Concurrency), "--duration", d.String())
@@ -253,7 +257,7 @@ func (e *policyEnv) connects(ctx context.Context, o PolicyOptions, d time.Durati
 	if err != nil {
 		return 0, fmt.Errorf("connection client: %w", err)
 	}
-	var r WorkerResult
+	var r bench.WorkerResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		return 0, fmt.Errorf("connection client output %q: %w", out, err)
 	}
@@ -286,18 +290,18 @@ func parseIperfCPU(out []byte) (streamCPU, error) {
 
 // throughput runs one iperf3 stream from the client pod (core 0): Gbit/s
 // and the CPU of both ends.
-func (e *policyEnv) throughput(ctx context.Context, o PolicyOptions) (float64, streamCPU, error) {
+func (e *policyEnv) throughput(ctx context.Context, o Options) (float64, streamCPU, error) {
 	secs := strconv.Itoa(max(1, int(o.Throughput.Round(time.Second)/time.Second)))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, _ := exec.CommandContext(ctx, "ip", "netns", "exec", e.client, "taskset", "-c", "0", "iperf3", "-c", pbServer.String(),
 			"-p", strconv.Itoa(pbIperfPort), "-t", secs, "-J").Output()
-		gbps, err := parseIperf(out)
+		gbps, err := bench.ParseIperf(out)
 		if err == nil {
 			cpu, err := parseIperfCPU(out)
 			return gbps, cpu, err
 		}
-		if !errors.Is(err, errIperfConnect) || time.Now().After(deadline) || ctx.Err() != nil {
+		if !errors.Is(err, bench.ErrIperfConnect) || time.Now().After(deadline) || ctx.Err() != nil {
 			return 0, streamCPU{}, err
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -566,11 +570,11 @@ func mapMemoryOf(maps ...interface{ FD() int }) (int64, error) {
 	return total, nil
 }
 
-// RunPolicy measures NetworkPolicy in BPF: connections/s and throughput
+// Run measures NetworkPolicy in BPF: connections/s and throughput
 // between two pods with no policy, with Policies policies over Pods pods
 // loaded, and with the same policies as iptables + ipset rules on the
 // kernel's path; and how long a policy change takes to be judged.
-func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench policy: "+format+"\n", args...)
@@ -591,7 +595,7 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 	defer e.close()
 	load := syntheticLoad(o.Policies, o.Pods)
 	none := &policyLoad{namespaces: load.namespaces, pods: load.pods}
-	rep := NewReport("policy")
+	rep := bench.NewReport("policy")
 
 	type figures struct{ conns, gbps, sendCPU, recvCPU []float64 }
 	samples := map[string]*figures{"bpf_none": {}, "bpf_loaded": {}, "kernel_none": {}, "iptables_loaded": {}}
@@ -675,11 +679,11 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 		if err := measure("iptables_loaded"); err != nil {
 			return nil, err
 		}
-		if err := run("ip", "netns", "exec", e.node, "iptables", "-F"); err != nil {
+		if err := bench.Exec("ip", "netns", "exec", e.node, "iptables", "-F"); err != nil {
 			return nil, err
 		}
 		for _, args := range [][]string{{"iptables", "-X"}, {"ipset", "destroy"}} {
-			if err := run("ip", append([]string{"netns", "exec", e.node}, args...)...); err != nil {
+			if err := bench.Exec("ip", append([]string{"netns", "exec", e.node}, args...)...); err != nil {
 				return nil, err
 			}
 		}
@@ -687,7 +691,7 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 			return nil, err
 		}
 	}
-	med := func(v []float64) float64 { return medianOf(append([]float64(nil), v...)) }
+	med := func(v []float64) float64 { return bench.Median(append([]float64(nil), v...)) }
 	bn, bl, kn, il := samples["bpf_none"], samples["bpf_loaded"], samples["kernel_none"], samples["iptables_loaded"]
 	loaded := fmt.Sprintf("_%d_policies", o.Policies)
 	rep.AddRatio("pod_to_pod_connects"+loaded, "connects/s", med(bl.conns), "no_policy", med(bn.conns), "higher", 0.95)
@@ -724,9 +728,9 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 		return nil, err
 	}
 	rep.Add("policy_map_memory"+loaded, "MiB", float64(mem)/(1<<20), "lower", nil)
-	rep.AddRatio("program"+loaded+"_from_empty", "ms", ms(firstLoad), "iptables_ipset_restore"+loaded, ms(iptLoad), "lower", 0)
+	rep.AddRatio("program"+loaded+"_from_empty", "ms", bench.Millis(firstLoad), "iptables_ipset_restore"+loaded, bench.Millis(iptLoad), "lower", 0)
 	// Of which the engine (the rest is the writer's map updates).
-	rep.Add("program"+loaded+"_from_empty_engine", "ms", ms(firstEngine), "lower", nil)
+	rep.Add("program"+loaded+"_from_empty_engine", "ms", bench.Millis(firstEngine), "lower", nil)
 	rep.Note(fmt.Sprintf("%d policies over %d pods, all on the measured node; the iptables translation is %d rules and %d ipsets",
 		o.Policies, o.Pods, iptRules, 2*o.Policies+2))
 
@@ -759,15 +763,15 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (*Report, error) {
 		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p99 := percentile(lat, 99)
+	p99 := bench.Percentile(lat, 99)
 	goal := 100.0
-	rep.Add("policy_change_to_judged_p50"+loaded, "ms", ms(percentile(lat, 50)), "lower", nil)
-	rep.Add("policy_change_to_judged_p99"+loaded, "ms", ms(p99), "lower", &goal)
-	rep.Add("new_connections_judged_by_the_old_policy", "connections", float64(wrong), "lower", f(0))
+	rep.Add("policy_change_to_judged_p50"+loaded, "ms", bench.Millis(bench.Percentile(lat, 50)), "lower", nil)
+	rep.Add("policy_change_to_judged_p99"+loaded, "ms", bench.Millis(p99), "lower", &goal)
+	rep.Add("new_connections_judged_by_the_old_policy", "connections", float64(wrong), "lower", bench.Goal(0))
 	// The CPU the change cost (this process: the engine and its GC), which
 	// the machine's load does not stretch as it stretches the wall time.
-	rep.Add("policy_change_cpu_p50"+loaded, "ms", ms(percentile(cpu, 50)), "lower", nil)
-	rep.Add("policy_change_cpu_p99"+loaded, "ms", ms(percentile(cpu, 99)), "lower", nil)
+	rep.Add("policy_change_cpu_p50"+loaded, "ms", bench.Millis(bench.Percentile(cpu, 50)), "lower", nil)
+	rep.Add("policy_change_cpu_p99"+loaded, "ms", bench.Millis(bench.Percentile(cpu, 99)), "lower", nil)
 	rep.Note("policy change latency: the node's part (the incremental engine recomputes what the changed policy reaches + writes the delta), after which the next new connection is judged by the new policy (checked); the API server's watch delivery to the node and the controller's 2 ms minimum interval between syncs come on top")
 	return rep, nil
 }

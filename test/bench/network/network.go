@@ -1,4 +1,7 @@
-package bench
+// Package network is the network suite of petrelctl bench: pod to pod
+// across two nodes, natively routed and over VXLAN, against node to node
+// and a kernel-only baseline built in the same run.
+package network
 
 import (
 	"bufio"
@@ -13,19 +16,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
+	"github.com/petrel-project/petrel/test/bench"
 	"github.com/petrel-project/petrel/test/images"
 	"github.com/petrel-project/petrel/topology"
 )
 
-// NetworkOptions configure the network suite.
-type NetworkOptions struct {
+// Options configure the network suite.
+type Options struct {
 	// Petrel is the binary of the server and the nodes.
 	Petrel string
 	// Petrelctl runs the connection workers (bench dataplane-worker).
@@ -106,45 +109,9 @@ func (e netEndpoint) command(ctx context.Context, cpu int, name string, args ...
 	return cmd, release, nil
 }
 
-// iperfResult is what the bench reads of `iperf3 -J`.
-type iperfResult struct {
-	End struct {
-		SumSent struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-			Retransmits   int     `json:"retransmits"`
-		} `json:"sum_sent"`
-		SumReceived struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_received"`
-	} `json:"end"`
-	Error string `json:"error"`
-}
-
-// errIperfConnect is iperf3's client not reaching the server (yet).
-var errIperfConnect = errors.New("iperf3 could not connect")
-
-// parseIperf reads an iperf3 -J client report: the throughput the receiver
-// saw, in Gbit/s.
-func parseIperf(out []byte) (float64, error) {
-	var r iperfResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output %.200q: %w", out, err)
-	}
-	if r.Error != "" {
-		if strings.Contains(r.Error, "unable to connect") {
-			return 0, fmt.Errorf("%w: %s", errIperfConnect, r.Error)
-		}
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
-	}
-	if r.End.SumReceived.BitsPerSecond <= 0 {
-		return 0, errors.New("iperf3 reported no received throughput")
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9, nil
-}
-
 // iperf measures TCP throughput of one iperf3 stream on path p: the server
 // on CPU 1, the client on CPU 0.
-func iperf(ctx context.Context, o NetworkOptions, p netPath) (float64, error) {
+func iperf(ctx context.Context, o Options, p netPath) (float64, error) {
 	srv, release, err := p.to.command(ctx, 1, "iperf3", "-s", "-1", "-B", p.to.addr.String(), "-p", strconv.Itoa(iperfPort))
 	if err != nil {
 		return 0, err
@@ -171,11 +138,11 @@ func iperf(ctx context.Context, o NetworkOptions, p netPath) (float64, error) {
 		if runErr == nil {
 			runErr = cl.Wait()
 		}
-		gbps, err := parseIperf(out.Bytes())
+		gbps, err := bench.ParseIperf(out.Bytes())
 		if err == nil {
 			return gbps, nil
 		}
-		if errors.Is(err, errIperfConnect) && time.Now().Before(deadline) && ctx.Err() == nil {
+		if errors.Is(err, bench.ErrIperfConnect) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(200 * time.Millisecond) // the server is not listening yet
 			continue
 		}
@@ -188,7 +155,7 @@ func iperf(ctx context.Context, o NetworkOptions, p netPath) (float64, error) {
 // connects measures connections/s on path p: connect, one byte each way,
 // close with SO_LINGER 0, from o.Concurrency clients for o.Duration (the
 // dataplane suite's worker, server on CPU 1, clients on CPU 0).
-func connects(ctx context.Context, o NetworkOptions, p netPath, d time.Duration) (float64, error) {
+func connects(ctx context.Context, o Options, p netPath, d time.Duration) (float64, error) {
 	target := netip.AddrPortFrom(p.to.addr, connPort).String()
 	srv, release, err := p.to.command(ctx, 1, o.Petrelctl, "bench", "dataplane-worker", "--role", "server", "--listen", target)
 	if err != nil {
@@ -224,7 +191,7 @@ func connects(ctx context.Context, o NetworkOptions, p netPath, d time.Duration)
 	if err != nil {
 		return 0, fmt.Errorf("connection client on %s: %w", p.name, err)
 	}
-	var r WorkerResult
+	var r bench.WorkerResult
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		return 0, fmt.Errorf("connection client output %q: %w", out.Bytes(), err)
 	}
@@ -237,7 +204,7 @@ func connects(ctx context.Context, o NetworkOptions, p netPath, d time.Duration)
 // measureMode measures node to node and pod to pod in turns, o.Rounds
 // times (the order flips every round, so a drift of the machine's load
 // falls on both), and keeps the medians.
-func measureMode(ctx context.Context, o NetworkOptions, progress func(string, ...any), label string, node, pod netPath) (modeFigures, error) {
+func measureMode(ctx context.Context, o Options, progress func(string, ...any), label string, node, pod netPath) (modeFigures, error) {
 	// Warm up: neighbour entries, page cache, CPU clocks.
 	for _, p := range []netPath{node, pod} {
 		if _, err := connects(ctx, o, p, time.Second); err != nil {
@@ -267,8 +234,8 @@ func measureMode(ctx context.Context, o NetworkOptions, progress func(string, ..
 		}
 	}
 	m := modeFigures{
-		Node: pathStats{Gbps: medianOf(samples[node.name+"/gbps"]), Conns: medianOf(samples[node.name+"/conns"])},
-		Pod:  pathStats{Gbps: medianOf(samples[pod.name+"/gbps"]), Conns: medianOf(samples[pod.name+"/conns"])},
+		Node: pathStats{Gbps: bench.Median(samples[node.name+"/gbps"]), Conns: bench.Median(samples[node.name+"/conns"])},
+		Pod:  pathStats{Gbps: bench.Median(samples[pod.name+"/gbps"]), Conns: bench.Median(samples[pod.name+"/conns"])},
 	}
 	progress("%s: node to node %.2f Gbit/s %.0f connects/s; pod to pod %.2f Gbit/s %.0f connects/s",
 		label, m.Node.Gbps, m.Node.Conns, m.Pod.Gbps, m.Pod.Conns)
@@ -283,18 +250,6 @@ func share(a, b float64) float64 {
 	return a / b
 }
 
-func medianOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
 // networkFigures are everything the suite measured; nil modes were not run.
 type networkFigures struct {
 	KernelRoutes, KernelVXLAN modeFigures
@@ -306,7 +261,7 @@ type networkFigures struct {
 // networkRows writes the suite's rows: Petrel against node to node (the
 // limit) and against the kernel-only baselines, and the baselines' own
 // ratios for reference.
-func networkRows(rep *Report, fig networkFigures) {
+func networkRows(rep *bench.Report, fig networkFigures) {
 	const gbit, conns = "Gbit/s", "connects/s"
 	type mode struct {
 		name   string
@@ -341,17 +296,17 @@ func networkRows(rep *Report, fig networkFigures) {
 		rep.AddRatio(k.name+"_pod_to_pod_connects", conns, k.m.Pod.Conns, "node_to_node", k.m.Node.Conns, "higher", 0)
 	}
 	if len(fig.Joins) > 0 {
-		rep.Add(fmt.Sprintf("node_join_token_to_ready_p50_of_%d", len(fig.Joins)), "ms", ms(percentile(fig.Joins, 50)), "lower", nil)
+		rep.Add(fmt.Sprintf("node_join_token_to_ready_p50_of_%d", len(fig.Joins)), "ms", bench.Millis(bench.Percentile(fig.Joins, 50)), "lower", nil)
 	}
 }
 
-// RunNetwork runs the network suite: pod to pod across two nodes of a
+// Run runs the network suite: pod to pod across two nodes of a
 // `petrel up --nodes 2`-shaped cluster (package topology), natively routed
 // and, where petrel node has --tunnel, through VXLAN, against node to node
 // in the same topology and against a kernel-only baseline (Linux routes, a
 // kernel VXLAN device with FDB entries, as flannel does) built in the same
 // run; TCP throughput with iperf3 and short connections per second.
-func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench network: "+format+"\n", args...)
@@ -374,7 +329,7 @@ func RunNetwork(ctx context.Context, o NetworkOptions) (*Report, error) {
 	}
 	hasTunnel, hasToken := bytes.Contains(help, []byte("--tunnel")), bytes.Contains(help, []byte("--token"))
 
-	rep := NewReport("network")
+	rep := bench.NewReport("network")
 	rep.Note("load average at start: " + loadAverage())
 	var fig networkFigures
 
@@ -449,6 +404,6 @@ func buildTestImage(ctx context.Context, dir string) (string, error) {
 }
 
 // topologySpec is the suite's topology: two nodes on one segment.
-func topologySpec(o NetworkOptions) topology.Spec {
+func topologySpec(o Options) topology.Spec {
 	return topology.Spec{Name: networkTopology, Nodes: 2, Segments: 1, Wait: o.Wait}
 }

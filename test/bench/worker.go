@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// ServeDataplane is the dataplane suite's server, run in the server netns:
+// ServeDataplane is the server of the dataplane, network and policy suites
+// (petrelctl bench dataplane-worker --role server), run in the server netns:
 // TCP on addr reads one byte and answers one byte per connection; UDP on the
 // same address echoes each datagram.
 func ServeDataplane(addr string) error {
@@ -65,7 +66,8 @@ func ServeDataplane(addr string) error {
 	}
 }
 
-// WorkerResult is what a dataplane client run prints.
+// WorkerResult is what a dataplane client run prints, and the suites read
+// back.
 type WorkerResult struct {
 	Ops     int64   `json:"ops"`
 	Errors  int64   `json:"errors"`

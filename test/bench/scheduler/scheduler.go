@@ -1,4 +1,7 @@
-package bench
+// Package scheduler is the scheduler suite of petrelctl bench: pods bound
+// per second on many nodes, and a large Deployment's time to Ready and to
+// roll out on simulated nodes.
+package scheduler
 
 import (
 	"context"
@@ -21,10 +24,12 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// SchedulerOptions configure the scheduler suite.
-type SchedulerOptions struct {
+// Options configure the scheduler suite.
+type Options struct {
 	Petrel string
 	// Nodes and Pods size the scheduling run.
 	Nodes, Pods int
@@ -33,35 +38,35 @@ type SchedulerOptions struct {
 	Progress           io.Writer
 }
 
-// RunScheduler measures how fast pods are bound on many nodes, and how long
+// Run measures how fast pods are bound on many nodes, and how long
 // a large Deployment takes to be Ready and to roll out on simulated nodes.
-func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench scheduler: "+format+"\n", args...)
 		}
 	}
-	rep := NewReport("scheduler")
+	rep := bench.NewReport("scheduler")
 
 	// Part 1: the scheduler alone. Nodes are plain Ready objects (no agent
 	// writes pod status), so the figure is the scheduler's, not the
 	// simulator's; the grace period keeps them Ready without leases.
 	progress("starting petrel server, %d nodes", o.Nodes)
-	sp, err := startServer(ctx, o.Petrel, "--node-monitor-grace-period", "24h")
+	sp, err := bench.StartServer(ctx, o.Petrel, "--node-monitor-grace-period", "24h")
 	if err != nil {
 		return nil, err
 	}
-	_, cs, err := sp.client()
+	_, cs, err := sp.Client()
 	if err != nil {
-		sp.stop()
+		sp.Stop()
 		return nil, err
 	}
 	if err := createNodes(ctx, cs, o.Nodes); err != nil {
-		sp.stop()
+		sp.Stop()
 		return nil, err
 	}
 	rate, createRate, p50, p99, err := schedulePods(ctx, cs, o.Pods, progress)
-	sp.stop()
+	sp.Stop()
 	if err != nil {
 		return nil, err
 	}
@@ -77,40 +82,40 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 
 	// Part 1b: the scheduler alone, draining a backlog.
 	progress("starting petrel server, %d held nodes", o.Nodes)
-	sp, err = startServer(ctx, o.Petrel, "--node-monitor-grace-period", "24h")
+	sp, err = bench.StartServer(ctx, o.Petrel, "--node-monitor-grace-period", "24h")
 	if err != nil {
 		return nil, err
 	}
-	if _, cs, err = sp.client(); err != nil {
-		sp.stop()
+	if _, cs, err = sp.Client(); err != nil {
+		sp.Stop()
 		return nil, err
 	}
 	if err := createNodes(ctx, cs, o.Nodes, holdTaint); err != nil {
-		sp.stop()
+		sp.Stop()
 		return nil, err
 	}
 	backlog, err := drainBacklog(ctx, cs, o.Nodes, o.Pods, progress)
-	sp.stop()
+	sp.Stop()
 	if err != nil {
 		return nil, err
 	}
 	// kube-scheduler's published thresholds (scheduler_perf) are 680-810
 	// pods/s at 5,000 nodes; the goal is an absolute 1,000 pods/s.
-	rep.Add(fmt.Sprintf("pods_scheduled_per_second_backlog_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", backlog, "higher", f(1000))
+	rep.Add(fmt.Sprintf("pods_scheduled_per_second_backlog_%d_pods_%d_nodes", o.Pods, o.Nodes), "pods/s", backlog, "higher", bench.Goal(1000))
 
 	// Part 2: a Deployment on simulated nodes.
 	progress("starting petrel server and %d simulated nodes", o.SimNodes)
-	sp, err = startServer(ctx, o.Petrel)
+	sp, err = bench.StartServer(ctx, o.Petrel)
 	if err != nil {
 		return nil, err
 	}
-	defer sp.stop()
-	_, cs, err = sp.client()
+	defer sp.Stop()
+	_, cs, err = sp.Client()
 	if err != nil {
 		return nil, err
 	}
-	sim := exec.CommandContext(ctx, o.Petrel, "node", "--simulate", fmt.Sprint(o.SimNodes), "--node-name", "sim", "--kubeconfig", sp.kubeconfig)
-	logf, err := os.Create(filepath.Join(sp.dir, "simulated-nodes.log"))
+	sim := exec.CommandContext(ctx, o.Petrel, "node", "--simulate", fmt.Sprint(o.SimNodes), "--node-name", "sim", "--kubeconfig", sp.Kubeconfig)
+	logf, err := os.Create(filepath.Join(sp.Dir, "simulated-nodes.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +125,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*Report, error) {
 		return nil, err
 	}
 	defer func() { _ = sim.Process.Kill(); _ = sim.Wait() }()
-	if err := waitNodes(ctx, cs, o.SimNodes); err != nil {
+	if err := bench.WaitNodes(ctx, cs, o.SimNodes); err != nil {
 		return nil, err
 	}
 	progress("a %d-replica Deployment", o.Replicas)
@@ -145,7 +150,7 @@ var holdTaint = corev1.Taint{Key: "bench.petrel.dev/hold", Effect: corev1.TaintE
 func createNodes(ctx context.Context, cs kubernetes.Interface, n int, taints ...corev1.Taint) error {
 	capacity := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"),
 		corev1.ResourcePods: resource.MustParse("110")}
-	err := runEach(16, n, func(i int) error {
+	err := bench.RunEach(16, n, func(i int) error {
 		node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-node-%d", i),
 			Labels: map[string]string{corev1.LabelHostname: fmt.Sprintf("bench-node-%d", i), "zone": fmt.Sprintf("z%d", i%10)}},
 			Spec: corev1.NodeSpec{Taints: taints}}, metav1.CreateOptions{})
@@ -189,7 +194,7 @@ func schedulePods(ctx context.Context, cs kubernetes.Interface, n int, progress 
 	})
 	progress("creating %d pods", n)
 	start := time.Now()
-	err = runEach(16, n, func(i int) error {
+	err = bench.RunEach(16, n, func(i int) error {
 		pod := schedulerBenchPod(i)
 		name := pod.Name
 		mu.Lock()
@@ -264,7 +269,7 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 		return 0, err
 	}
 	progress("creating %d pods while the %d nodes are held", n, nodes)
-	err := runEach(16, n, func(i int) error {
+	err := bench.RunEach(16, n, func(i int) error {
 		_, err := cs.CoreV1().Pods(ns).Create(ctx, schedulerBenchPod(i), metav1.CreateOptions{})
 		return err
 	})
@@ -272,7 +277,7 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 		return 0, fmt.Errorf("create pods: %w", err)
 	}
 	progress("waiting for the scheduler to mark the %d pods unschedulable", n)
-	if err := waitPodsScheduledCondition(ctx, cs, ns, n); err != nil {
+	if err := bench.WaitPodsScheduledCondition(ctx, cs, ns, n); err != nil {
 		return 0, err
 	}
 	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
@@ -288,7 +293,7 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 	progress("lifting the hold from %d nodes; waiting for %d bindings", nodes, n)
 	start := time.Now()
 	lift := []byte(`{"spec":{"taints":null}}`)
-	err = runEach(16, nodes, func(i int) error {
+	err = bench.RunEach(16, nodes, func(i int) error {
 		_, err := cs.CoreV1().Nodes().Patch(ctx, fmt.Sprintf("bench-node-%d", i), types.MergePatchType, lift, metav1.PatchOptions{})
 		return err
 	})
@@ -303,26 +308,6 @@ func drainBacklog(ctx context.Context, cs kubernetes.Interface, nodes, n int, pr
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
-}
-
-func waitNodes(ctx context.Context, cs kubernetes.Interface, n int) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	for time.Now().Before(deadline) {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err == nil {
-			ready := 0
-			for _, nd := range nodes.Items {
-				if nd.Spec.PodCIDR != "" {
-					ready++
-				}
-			}
-			if ready == n {
-				return nil
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("%d simulated nodes did not register with pod CIDRs in 5 minutes", n)
 }
 
 // deploymentReady creates (or, with create false, updates the image of) the

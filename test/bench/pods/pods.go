@@ -1,4 +1,7 @@
-package bench
+// Package pods is the pods suite of petrelctl bench: pod startup on real
+// containerd against ctr run and bare runc of the same image, and the
+// memory of petrel up with a few pods.
+package pods
 
 import (
 	"context"
@@ -17,11 +20,12 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/test/bench"
 	"github.com/petrel-project/petrel/test/images"
 )
 
-// PodsOptions configure the pods suite.
-type PodsOptions struct {
+// Options configure the pods suite.
+type Options struct {
 	Petrel string
 	// Pods are started in batches of Batch, each batch once the one
 	// before is Ready.
@@ -31,10 +35,10 @@ type PodsOptions struct {
 	Progress io.Writer
 }
 
-// RunPods measures pod startup on real containerd (create → Running and
+// Run measures pod startup on real containerd (create → Running and
 // create → Ready), next to `ctr run` of the same image on the same
 // containerd, and the memory of `petrel up` running a few pods.
-func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
+func Run(ctx context.Context, o Options) (rep *bench.Report, err error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench pods: "+format+"\n", args...)
@@ -43,18 +47,18 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("the pods suite runs containers: run it as root")
 	}
-	rep = NewReport("pods")
+	rep = bench.NewReport("pods")
 	name := fmt.Sprintf("bench-%d", os.Getpid())
-	ports, err := freePorts(1)
+	ports, err := bench.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	u, err := startUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.23.%d", 1+ports[0]%250), progress)
+	u, err := bench.StartUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.23.%d", 1+ports[0]%250), progress)
 	if err != nil {
 		return nil, err
 	}
-	defer u.stop(progress)
-	sp, cs, rt := u.sp, u.cs, u.rt
+	defer u.Stop(progress)
+	sp, cs, rt := u.Server, u.Clientset, u.Runtime
 
 	progress("baseline: ctr run of %d containers in batches of %d", o.Pods, o.Batch)
 	base, err := ctrRuns(ctx, rt, o.Pods, o.Batch, "")
@@ -63,7 +67,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	}
 
 	progress("floor: runc run of %d busybox containers in batches of %d", o.Pods, o.Batch)
-	floor, err := runcRuns(ctx, filepath.Join(sp.dir, "runc"), o.Pods, o.Batch)
+	floor, err := runcRuns(ctx, filepath.Join(sp.Dir, "runc"), o.Pods, o.Batch)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +76,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	var crunBase, crunFloor []time.Duration
 	if _, err := exec.LookPath("crun"); err == nil {
 		progress("floor: crun run of %d busybox containers in batches of %d", o.Pods, o.Batch)
-		if crunFloor, err = ociRuns(ctx, "crun", filepath.Join(sp.dir, "crun"), o.Pods, o.Batch); err != nil {
+		if crunFloor, err = ociRuns(ctx, "crun", filepath.Join(sp.Dir, "crun"), o.Pods, o.Batch); err != nil {
 			return nil, err
 		}
 		progress("baseline: ctr run --runc-binary crun of %d containers in batches of %d", o.Pods, o.Batch)
@@ -82,7 +86,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 	}
 
 	progress("waiting for the node to take pods")
-	if err := waitNodes(ctx, cs, 1); err != nil {
+	if err := bench.WaitNodes(ctx, cs, 1); err != nil {
 		return nil, err
 	}
 	progress("pods: %d in batches of %d", o.Pods, o.Batch)
@@ -106,7 +110,7 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 				if _, seen := running[p.Name]; !seen && p.Status.Phase == corev1.PodRunning {
 					running[p.Name] = now.Sub(t0)
 				}
-				if _, seen := ready[p.Name]; !seen && isPodReady(p) {
+				if _, seen := ready[p.Name]; !seen && bench.PodReady(p) {
 					ready[p.Name] = now.Sub(t0)
 				}
 			}
@@ -190,21 +194,21 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 		return nil, err
 	}
 	toRunning, toReady := times("bench")
-	rep.Add("pod create → Running p50", "ms", ms(percentile(toRunning, 50)), "lower", f(300))
-	rep.Add("pod create → Running p99", "ms", ms(percentile(toRunning, 99)), "lower", f(1000))
-	rep.AddRatio("pod create → Ready p50", "ms", ms(percentile(toReady, 50)), "ctr run p50", ms(percentile(base, 50)), "lower", 0)
-	rep.AddRatio("pod create → Ready p99", "ms", ms(percentile(toReady, 99)), "ctr run p99", ms(percentile(base, 99)), "lower", 0)
+	rep.Add("pod create → Running p50", "ms", bench.Millis(bench.Percentile(toRunning, 50)), "lower", bench.Goal(300))
+	rep.Add("pod create → Running p99", "ms", bench.Millis(bench.Percentile(toRunning, 99)), "lower", bench.Goal(1000))
+	rep.AddRatio("pod create → Ready p50", "ms", bench.Millis(bench.Percentile(toReady, 50)), "ctr run p50", bench.Millis(bench.Percentile(base, 50)), "lower", 0)
+	rep.AddRatio("pod create → Ready p99", "ms", bench.Millis(bench.Percentile(toReady, 99)), "ctr run p99", bench.Millis(bench.Percentile(base, 99)), "lower", 0)
 	// The same goals held against bare runc: what any pod start with runc
 	// costs here before containerd, the network or the API add anything.
-	rep.Add("runc run -d p50 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 50)), "lower", f(300))
-	rep.Add("runc run -d p99 (the floor: no containerd, no pod)", "ms", ms(percentile(floor, 99)), "lower", f(1000))
+	rep.Add("runc run -d p50 (the floor: no containerd, no pod)", "ms", bench.Millis(bench.Percentile(floor, 50)), "lower", bench.Goal(300))
+	rep.Add("runc run -d p99 (the floor: no containerd, no pod)", "ms", bench.Millis(bench.Percentile(floor, 99)), "lower", bench.Goal(1000))
 	if crunBase != nil {
 		_, runcReady := times("runcpod")
-		rep.AddRatio("pod create → Ready p50, runtimeClassName runc", "ms", ms(percentile(runcReady, 50)), "ctr run p50 (runc)", ms(percentile(base, 50)), "lower", 0)
-		rep.AddRatio("pod create → Ready p50, default runtime", "ms", ms(percentile(toReady, 50)), "pods with runc p50", ms(percentile(runcReady, 50)), "lower", 0)
-		rep.AddRatio("ctr run --runc-binary crun p50", "ms", ms(percentile(crunBase, 50)), "ctr run p50 (runc)", ms(percentile(base, 50)), "lower", 0)
-		rep.AddRatio("crun run -d p50 (no containerd, no pod)", "ms", ms(percentile(crunFloor, 50)), "runc run -d p50", ms(percentile(floor, 50)), "lower", 0)
-		rep.Add("crun run -d p99 (no containerd, no pod)", "ms", ms(percentile(crunFloor, 99)), "lower", nil)
+		rep.AddRatio("pod create → Ready p50, runtimeClassName runc", "ms", bench.Millis(bench.Percentile(runcReady, 50)), "ctr run p50 (runc)", bench.Millis(bench.Percentile(base, 50)), "lower", 0)
+		rep.AddRatio("pod create → Ready p50, default runtime", "ms", bench.Millis(bench.Percentile(toReady, 50)), "pods with runc p50", bench.Millis(bench.Percentile(runcReady, 50)), "lower", 0)
+		rep.AddRatio("ctr run --runc-binary crun p50", "ms", bench.Millis(bench.Percentile(crunBase, 50)), "ctr run p50 (runc)", bench.Millis(bench.Percentile(base, 50)), "lower", 0)
+		rep.AddRatio("crun run -d p50 (no containerd, no pod)", "ms", bench.Millis(bench.Percentile(crunFloor, 50)), "runc run -d p50", bench.Millis(bench.Percentile(floor, 50)), "lower", 0)
+		rep.Add("crun run -d p99 (no containerd, no pod)", "ms", bench.Millis(bench.Percentile(crunFloor, 99)), "lower", nil)
 	}
 
 	progress("deleting all but %d pods for the memory figure", o.Idle)
@@ -220,15 +224,15 @@ func RunPods(ctx context.Context, o PodsOptions) (rep *Report, err error) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(10 * time.Second)
-	rss, err := rssMB(sp.cmd.Process.Pid)
+	rss, err := bench.RSSMB(sp.Cmd.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
-	rep.Add(fmt.Sprintf("petrel up RSS with %d pods (containerd apart)", o.Idle), "MB", rss, "lower", f(150))
+	rep.Add(fmt.Sprintf("petrel up RSS with %d pods (containerd apart)", o.Idle), "MB", rss, "lower", bench.Goal(150))
 	// The rest of RSS is the binary's code and data mapped from the page
 	// cache, shared and reclaimable (and, with large folios, mapped 2 MB
 	// at a time): the private memory is the anonymous part.
-	anon, err := procStatusMB(sp.cmd.Process.Pid, "RssAnon")
+	anon, err := bench.ProcStatusMB(sp.Cmd.Process.Pid, "RssAnon")
 	if err != nil {
 		return nil, err
 	}
@@ -312,13 +316,4 @@ func startInBatches(n, batch int, prepare func(i int) (start func() error, err e
 		}
 	}
 	return out, nil
-}
-
-func isPodReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

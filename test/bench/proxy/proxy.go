@@ -1,4 +1,7 @@
-package bench
+// Package proxy is the proxy suite of petrelctl bench: petrel node's CPU
+// and time for a bulk load of Services against kube-proxy (iptables) on the
+// same load.
+package proxy
 
 import (
 	"bufio"
@@ -31,12 +34,13 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	petrelruntime "github.com/petrel-project/petrel/dataplane/runtime"
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// ProxyOptions configure the proxy suite: a bulk load of Services into one
+// Options configure the proxy suite: a bulk load of Services into one
 // API server, watched by a real `petrel node` and, when given, by a real
 // kube-proxy in iptables mode.
-type ProxyOptions struct {
+type Options struct {
 	Petrel string // the petrel binary
 	// KubeProxy is a kube-proxy binary for the baseline; empty: not measured.
 	KubeProxy string
@@ -70,13 +74,13 @@ const (
 	kubeProxyNodeIP = "10.251.0.2"
 )
 
-// RunProxy measures the service proxy's CPU for a bulk load of Services:
+// Run measures the service proxy's CPU for a bulk load of Services:
 // a fresh `petrel server` and a `petrel node` (pods off, its socket load
 // balancer on a throw-away cgroup) take o.Services Services, and the node's
 // CPU-seconds until its maps hold them all are reported; a kube-proxy, when
 // given, takes the same load from another fresh server in its own network
 // namespace.
-func RunProxy(ctx context.Context, o ProxyOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench proxy: "+format+"\n", args...)
@@ -95,7 +99,7 @@ func RunProxy(ctx context.Context, o ProxyOptions) (*Report, error) {
 			}
 		}
 	}
-	rep := NewReport("proxy")
+	rep := bench.NewReport("proxy")
 	progress("petrel node: starting petrel server and node, then %d Services with %d workers", o.Services, o.Workers)
 	ours, err := runPetrelBulk(ctx, o, progress)
 	if err != nil {
@@ -134,23 +138,23 @@ func RunProxy(ctx context.Context, o ProxyOptions) (*Report, error) {
 
 // runPetrelBulk runs the load against a `petrel node` confined like a test
 // node (test/cluster/node.go) and removes all it made, also on failure.
-func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ...interface{})) (res bulkResult, err error) {
-	sp, err := startServer(ctx, o.Petrel)
+func runPetrelBulk(ctx context.Context, o Options, progress func(string, ...interface{})) (res bulkResult, err error) {
+	sp, err := bench.StartServer(ctx, o.Petrel)
 	if err != nil {
 		return res, err
 	}
-	defer sp.stop()
-	_, cs, err := sp.client()
+	defer sp.Stop()
+	_, cs, err := sp.Client()
 	if err != nil {
 		return res, err
 	}
-	n, err := startBenchNode(ctx, o.Petrel, sp.kubeconfig, o.CPUProfile != "")
+	n, err := startBenchNode(ctx, o.Petrel, sp.Kubeconfig, o.CPUProfile != "")
 	if err != nil {
 		return res, err
 	}
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w (node log kept at %s)", err, keepLog(n.log))
+			err = fmt.Errorf("%w (node log kept at %s)", err, bench.KeepLog(n.log))
 		}
 		if cerr := n.stop(); cerr != nil && err == nil {
 			err = cerr
@@ -175,7 +179,7 @@ func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ..
 		profiled = make(chan error, 1)
 		onStart = func() {
 			go func() {
-				profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", n.metricsPort), o.CPUProfileSeconds, o.CPUProfile)
+				profiled <- bench.SaveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", n.metricsPort), o.CPUProfileSeconds, o.CPUProfile)
 			}()
 		}
 	}
@@ -199,24 +203,24 @@ func runPetrelBulk(ctx context.Context, o ProxyOptions, progress func(string, ..
 // measureBulk waits for the proxy (pid) to go quiet, creates the Services
 // and waits, asking count every poll, until the maps or rules hold all of
 // them (count grew by N). onStart runs just before the first create.
-func measureBulk(ctx context.Context, o ProxyOptions, cs kubernetes.Interface, pid int, count func() (int, error), poll time.Duration,
+func measureBulk(ctx context.Context, o Options, cs kubernetes.Interface, pid int, count func() (int, error), poll time.Duration,
 	onStart func(), progress func(string, ...interface{})) (bulkResult, error) {
 	var res bulkResult
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bulkNamespace}}, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("creating namespace %s: %w", bulkNamespace, err)
 	}
-	waitQuiet(ctx, pid, progress)
+	bench.WaitQuiet(ctx, pid, progress)
 	base, err := count()
 	if err != nil {
 		return res, fmt.Errorf("counting programmed Services: %w", err)
 	}
-	cpu0, err := procCPUTicks(pid)
+	cpu0, err := bench.ProcCPUTicks(pid)
 	if err != nil {
 		return res, err
 	}
 	onStart()
 	start := time.Now()
-	if err := runEach(o.Workers, o.Services, func(i int) error { return createBulkService(ctx, cs, i) }); err != nil {
+	if err := bench.RunEach(o.Workers, o.Services, func(i int) error { return createBulkService(ctx, cs, i) }); err != nil {
 		return res, fmt.Errorf("creating Services: %w", err)
 	}
 	last := time.Now()
@@ -244,12 +248,12 @@ func measureBulk(ctx context.Context, o ProxyOptions, cs kubernetes.Interface, p
 	// A child that did the last of the work (kube-proxy's iptables-restore)
 	// counts once it is reaped.
 	waitNoChildren(pid, 2*time.Second)
-	cpu1, err := procCPUTicks(pid)
+	cpu1, err := bench.ProcCPUTicks(pid)
 	if err != nil {
 		return res, err
 	}
 	res.cpu = float64(cpu1-cpu0) / 100 // clock ticks of 10 ms
-	res.rssMB, err = rssMB(pid)
+	res.rssMB, err = bench.RSSMB(pid)
 	return res, err
 }
 
@@ -299,7 +303,7 @@ func startBenchNode(ctx context.Context, petrel, kubeconfig string, profiling bo
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	ports, err := bench.FreePorts(2)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -331,7 +335,7 @@ func startBenchNode(ctx context.Context, petrel, kubeconfig string, profiling bo
 	go func() { _ = n.cmd.Wait(); close(n.exited) }()
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w (node log kept at %s)", err, keepLog(n.log))
+			err = fmt.Errorf("%w (node log kept at %s)", err, bench.KeepLog(n.log))
 			_ = n.stop()
 		}
 	}()
@@ -388,13 +392,13 @@ func (n *benchNode) stop() error {
 // runKubeProxyBulk runs the same load against kube-proxy in iptables mode,
 // in a network namespace of its own (its rules and sysctls stay there), on a
 // fresh server reached through a forwarder listening inside the namespace.
-func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string, ...interface{})) (res bulkResult, err error) {
-	sp, err := startServer(ctx, o.Petrel)
+func runKubeProxyBulk(ctx context.Context, o Options, progress func(string, ...interface{})) (res bulkResult, err error) {
+	sp, err := bench.StartServer(ctx, o.Petrel)
 	if err != nil {
 		return res, err
 	}
-	defer sp.stop()
-	cfg, cs, err := sp.client()
+	defer sp.Stop()
+	cfg, cs, err := sp.Client()
 	if err != nil {
 		return res, err
 	}
@@ -403,10 +407,10 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 		return res, fmt.Errorf("server address %q: %w", cfg.Host, err)
 	}
 	ns := fmt.Sprintf("petrel-bench-kp-%d", os.Getpid())
-	if err := run("ip", "netns", "add", ns); err != nil {
+	if err := bench.Exec("ip", "netns", "add", ns); err != nil {
 		return res, err
 	}
-	defer func() { _ = run("ip", "netns", "del", ns) }()
+	defer func() { _ = bench.Exec("ip", "netns", "del", ns) }()
 	for _, step := range [][]string{
 		{"-n", ns, "link", "set", "lo", "up"},
 		// A veth pair inside the namespace (kernels without the dummy
@@ -416,7 +420,7 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 		{"-n", ns, "link", "set", "kp1", "up"},
 		{"-n", ns, "link", "set", "kp0", "up"},
 	} {
-		if err := run("ip", step...); err != nil {
+		if err := bench.Exec("ip", step...); err != nil {
 			return res, err
 		}
 	}
@@ -429,14 +433,14 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 
 	// kube-proxy gets the admin kubeconfig with the forwarder's address
 	// (127.0.0.1 is in the server's certificate) and a Node of its own.
-	kc, err := clientcmd.LoadFromFile(sp.kubeconfig)
+	kc, err := clientcmd.LoadFromFile(sp.Kubeconfig)
 	if err != nil {
-		return res, fmt.Errorf("reading %s: %w", sp.kubeconfig, err)
+		return res, fmt.Errorf("reading %s: %w", sp.Kubeconfig, err)
 	}
 	for _, c := range kc.Clusters {
 		c.Server = "https://" + ln.Addr().String()
 	}
-	kpConfig := filepath.Join(sp.dir, "kube-proxy.kubeconfig")
+	kpConfig := filepath.Join(sp.Dir, "kube-proxy.kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, kpConfig); err != nil {
 		return res, fmt.Errorf("writing %s: %w", kpConfig, err)
 	}
@@ -453,7 +457,7 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 		return res, fmt.Errorf("setting Node %s's address: %w", nodeName, err)
 	}
 
-	logPath := filepath.Join(sp.dir, "kube-proxy.log")
+	logPath := filepath.Join(sp.Dir, "kube-proxy.log")
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return res, err
@@ -461,7 +465,7 @@ func runKubeProxyBulk(ctx context.Context, o ProxyOptions, progress func(string,
 	defer lf.Close()
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w (kube-proxy log kept at %s)", err, keepLog(logPath))
+			err = fmt.Errorf("%w (kube-proxy log kept at %s)", err, bench.KeepLog(logPath))
 		}
 	}()
 	// ip netns exec enters the namespace and execs kube-proxy in place, so
@@ -586,81 +590,6 @@ func forward(ln net.Listener, target string) {
 			_, _ = io.Copy(c, up)
 		}()
 	}
-}
-
-// saveCPUProfile fetches a CPU profile of seconds from the pprof handlers
-// at base and writes it to path.
-func saveCPUProfile(ctx context.Context, base string, seconds int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("CPU profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("CPU profile: %s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-// keepLog moves a log out of a directory about to be removed, for a
-// failed run, and returns where it went.
-func keepLog(path string) string {
-	kept := filepath.Join(os.TempDir(), fmt.Sprintf("petrel-bench-%d-%s", os.Getpid(), filepath.Base(path)))
-	if err := os.Rename(path, kept); err != nil {
-		return fmt.Sprintf("(lost: %v)", err)
-	}
-	return kept
-}
-
-// procCPUTicks returns the CPU time of pid and of its children it has
-// reaped (utime, stime, cutime, cstime), in clock ticks of 10 ms.
-func procCPUTicks(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the CPU time of pid %d: %w", pid, err)
-	}
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	var total int64
-	for _, f := range fields[11:15] {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		total += v
-	}
-	return total, nil
-}
-
-// waitQuiet waits, up to 30 s, until pid uses under 3% of a core, so that
-// the start's work is not counted as the load's.
-func waitQuiet(ctx context.Context, pid int, progress func(string, ...interface{})) {
-	prev, err := procCPUTicks(pid)
-	for i := 0; i < 30 && err == nil; i++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		var cur int64
-		if cur, err = procCPUTicks(pid); err == nil && cur-prev <= 3 {
-			return
-		}
-		prev = cur
-	}
-	progress("pid %d was still busy before the load (30 s)", pid)
 }
 
 // waitNoChildren waits, up to d, until pid has no child processes.

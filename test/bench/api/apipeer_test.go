@@ -1,4 +1,4 @@
-package bench
+package api
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
 // The peer comparison tells kube-apiserver's consistent LISTs served by
@@ -39,7 +41,7 @@ etcd_request_duration_seconds_count{operation="listWithCount",type="/registry/po
 // A peer that cannot run here is a note under the table and in the JSON,
 // not a failure.
 func TestReportNotes(t *testing.T) {
-	rep := NewReport("api")
+	rep := bench.NewReport("api")
 	rep.Add("peer_server_rss_after_10_pods", "MB", 90, "lower", nil)
 	rep.Note("kube-apiserver not found")
 	var table, js bytes.Buffer

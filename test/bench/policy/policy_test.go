@@ -1,4 +1,4 @@
-package bench
+package policy
 
 import (
 	"bytes"

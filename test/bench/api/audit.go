@@ -1,4 +1,4 @@
-package bench
+package api
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
 // metadataEverything is an audit policy that records every request at
@@ -18,7 +20,7 @@ const metadataEverything = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStage
 // of a server that audits every request at Metadata level against one with
 // no audit log, each on its own fresh server and embedded etcd, in
 // alternating rounds so that drift of the machine falls on both.
-func runAuditCost(ctx context.Context, o APIOptions, rep *Report, progress func(string, ...interface{})) error {
+func runAuditCost(ctx context.Context, o Options, rep *bench.Report, progress func(string, ...interface{})) error {
 	dir, err := os.MkdirTemp("", "petrel-bench-audit-")
 	if err != nil {
 		return err
@@ -44,21 +46,21 @@ func runAuditCost(ctx context.Context, o APIOptions, rep *Report, progress func(
 	for r := 0; r < rounds; r++ {
 		for _, m := range modes {
 			progress("audit cost: creates with %s (round %d of %d), %d clients, %s", m.name, r+1, rounds, o.Concurrency, o.Duration)
-			sp, err := startServer(ctx, o.Petrel, m.args...)
+			sp, err := bench.StartServer(ctx, o.Petrel, m.args...)
 			if err != nil {
 				return err
 			}
-			_, cs, err := sp.client()
+			_, cs, err := sp.Client()
 			if err != nil {
-				sp.stop()
+				sp.Stop()
 				return err
 			}
-			rate, err := runFor(o.Concurrency, o.Duration, func(w, i int) error {
+			rate, err := bench.RunFor(o.Concurrency, o.Duration, func(w, i int) error {
 				_, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("a-%d-%d", w, i)},
 					Data: map[string]string{"v": string(value)}}, metav1.CreateOptions{})
 				return err
 			})
-			sp.stop()
+			sp.Stop()
 			if err != nil {
 				return fmt.Errorf("creates with %s: %w", m.name, err)
 			}

@@ -1,4 +1,4 @@
-package bench
+package proxy
 
 import (
 	"context"

@@ -1,4 +1,7 @@
-package bench
+// Package ingress is the ingress suite of petrelctl bench: HTTP through
+// the node's ingress against wrk straight to one pod and against nginx as a
+// reverse proxy on the same route.
+package ingress
 
 import (
 	"context"
@@ -24,11 +27,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/petrel-project/petrel/test/bench"
 	"github.com/petrel-project/petrel/test/images"
 )
 
-// IngressOptions configure the ingress suite.
-type IngressOptions struct {
+// Options configure the ingress suite.
+type Options struct {
 	Petrel string
 	// Duration is the length of each wrk run.
 	Duration time.Duration
@@ -47,13 +51,13 @@ type IngressOptions struct {
 // ingressHost is the Host every request of the suite names.
 const ingressHost = "bench.example"
 
-// RunIngress measures HTTP requests/s and p99 latency of small responses
+// Run measures HTTP requests/s and p99 latency of small responses
 // through Petrel's ingress (`petrel up`, the node's listener on loopback)
 // against wrk straight to one backend pod (the limit) and against Debian's
 // nginx as a reverse proxy with the same route and upstreams (the data path
 // of ingress-nginx: upstream keep-alive, HTTP/1.1 to the pods), in turns,
 // in one run.
-func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) {
+func Run(ctx context.Context, o Options) (rep *bench.Report, err error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench ingress: "+format+"\n", args...)
@@ -67,22 +71,22 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 			return nil, fmt.Errorf("%s is not installed (hack/deps.sh --bench installs wrk and nginx-light): %w", tool, err)
 		}
 	}
-	rep = NewReport("ingress")
+	rep = bench.NewReport("ingress")
 	name := fmt.Sprintf("bench-ing-%d", os.Getpid())
-	ports, err := freePorts(3)
+	ports, err := bench.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	ingressAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	nginxAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	u, err := startUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.24.%d", 1+ports[0]%250), progress,
+	u, err := bench.StartUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.24.%d", 1+ports[0]%250), progress,
 		"--ingress-http-address", ingressAddr, fmt.Sprintf("--profiling=%v", o.CPUProfile != ""))
 	if err != nil {
 		return nil, err
 	}
-	defer u.stop(progress)
-	cs := u.cs
-	if err := waitNodes(ctx, cs, 1); err != nil {
+	defer u.Stop(progress)
+	cs := u.Clientset
+	if err := bench.WaitNodes(ctx, cs, 1); err != nil {
 		return nil, err
 	}
 	progress("two backend pods, their Service and an Ingress for %s", ingressHost)
@@ -122,7 +126,7 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 			if o.CPUProfile != "" && r == 0 && p.name == "petrel ingress" {
 				profiled = make(chan error, 1)
 				go func() {
-					profiled <- saveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", u.metricsPort), max(int(o.Duration.Seconds())-2, 1), o.CPUProfile)
+					profiled <- bench.SaveCPUProfile(ctx, fmt.Sprintf("http://127.0.0.1:%d", u.MetricsPort), max(int(o.Duration.Seconds())-2, 1), o.CPUProfile)
 				}()
 			}
 			res, err := runWrk(ctx, p.url, o.Threads, o.Connections, o.Duration)
@@ -152,7 +156,7 @@ func RunIngress(ctx context.Context, o IngressOptions) (rep *Report, err error) 
 	rep.AddRatio("ingress p99 latency", "ms", ownP99, "straight to one pod", med(p99["straight to one pod"]), "lower", 0)
 	rep.AddRatio("ingress p99 latency", "ms", ownP99, "nginx reverse proxy", med(p99["nginx reverse proxy"]), "lower", 0)
 	rep.Note(fmt.Sprintf("wrk -t%d -c%d -d%s, %d rounds (medians), one machine: wrk, the proxy and the two backend pods share its %s",
-		o.Threads, o.Connections, o.Duration, max(o.Rounds, 1), Machine()))
+		o.Threads, o.Connections, o.Duration, max(o.Rounds, 1), bench.Machine()))
 	return rep, nil
 }
 
@@ -188,7 +192,7 @@ func ingressBackends(ctx context.Context, cs kubernetes.Interface) ([]string, er
 		}
 		var ips []string
 		for i := range pods.Items {
-			if isPodReady(&pods.Items[i]) && pods.Items[i].Status.PodIP != "" {
+			if bench.PodReady(&pods.Items[i]) && pods.Items[i].Status.PodIP != "" {
 				ips = append(ips, pods.Items[i].Status.PodIP)
 			}
 		}

@@ -1,4 +1,8 @@
-package bench
+// Package ha is the ha suite of petrelctl bench: creates/s on three
+// servers (three etcd members) against one, and the time from kill -9 of
+// the controllers' leader to the first write through a survivor and to the
+// controllers' first action.
+package ha
 
 import (
 	"context"
@@ -27,10 +31,11 @@ import (
 
 	"github.com/petrel-project/petrel/controlplane/etcd"
 	"github.com/petrel-project/petrel/controlplane/leader"
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// HAOptions tune the ha suite.
-type HAOptions struct {
+// Options tune the ha suite.
+type Options struct {
 	Petrel      string        // the petrel binary
 	Duration    time.Duration // length of each creates/s run
 	Concurrency int           // clients of the creates/s runs
@@ -55,7 +60,7 @@ func newHAServer(petrel string, extra ...string) (*haServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := bench.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -146,13 +151,13 @@ func (s *haServer) etcdClient() (*clientv3.Client, error) {
 		DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 }
 
-// RunHA runs the ha suite: ConfigMap creates/s with many clients on a
+// Run runs the ha suite: ConfigMap creates/s with many clients on a
 // cluster of three servers (three etcd members) against one server in the
 // same run; then, Kills times, kill -9 of the controllers' leader and the
 // time to the first write acknowledged by a survivor and to the
 // controllers' first action (a ReplicaSet created after the kill gets its
 // pod).
-func RunHA(ctx context.Context, o HAOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, format+"\n", args...)
@@ -161,7 +166,7 @@ func RunHA(ctx context.Context, o HAOptions) (*Report, error) {
 	if o.Kills < 1 {
 		o.Kills = 1
 	}
-	rep := NewReport("ha")
+	rep := bench.NewReport("ha")
 
 	progress("ha: one server, %d clients creating ConfigMaps for %s", o.Concurrency, o.Duration)
 	one, err := newHAServer(o.Petrel)
@@ -224,8 +229,8 @@ func RunHA(ctx context.Context, o HAOptions) (*Report, error) {
 	}
 	slices.Sort(writes)
 	slices.Sort(takeovers)
-	rep.Add("write_recovery_after_leader_kill_p50", "ms", float64(writes[len(writes)/2].Milliseconds()), "lower", f(2000))
-	rep.Add("controllers_first_action_after_leader_kill_p50", "ms", float64(takeovers[len(takeovers)/2].Milliseconds()), "lower", f(15000))
+	rep.Add("write_recovery_after_leader_kill_p50", "ms", float64(writes[len(writes)/2].Milliseconds()), "lower", bench.Goal(2000))
+	rep.Add("controllers_first_action_after_leader_kill_p50", "ms", float64(takeovers[len(takeovers)/2].Milliseconds()), "lower", bench.Goal(15000))
 	rep.Note(fmt.Sprintf("%d kills of the controllers' leader (kill -9); write recovery %v, controllers' first action %v", o.Kills, roundAll(writes), roundAll(takeovers)))
 	rep.Note("Each kill takes the etcd raft leadership too (moved to the controllers' leader first): the survivors elect a new etcd leader and a new controllers' leader. " +
 		"Write recovery: from the kill to the first ConfigMap create acknowledged by a surviving server (a new attempt on each survivor every 50 ms, each with a 2 s timeout). " +
@@ -261,7 +266,7 @@ func createRate(ctx context.Context, servers []*haServer, n int, d time.Duration
 			return 0, err
 		}
 	}
-	return runFor(n, d, func(w, i int) error {
+	return bench.RunFor(n, d, func(w, i int) error {
 		_, err := clients[w%len(clients)].CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%d-%d", w, i)},
 			Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
 		return err

@@ -1,4 +1,8 @@
-package bench
+// Package dataplane is the dataplane suite of petrelctl bench: the socket
+// load balancer's connects and requests per second through a ClusterIP
+// against direct connections and kube-proxy-shaped iptables rules, and the
+// cost of programming its maps, in network namespaces on this machine.
+package dataplane
 
 import (
 	"bufio"
@@ -20,10 +24,11 @@ import (
 
 	"github.com/petrel-project/petrel/dataplane/bpfobj"
 	"github.com/petrel-project/petrel/dataplane/proxy"
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// DataplaneOptions configure the dataplane suite.
-type DataplaneOptions struct {
+// Options configure the dataplane suite.
+type Options struct {
 	// Petrelctl is the binary that runs the suite's client and server workers.
 	Petrelctl   string
 	Duration    time.Duration
@@ -59,15 +64,7 @@ func (e *dataplaneEnv) close() {
 	}
 }
 
-func run(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
+func newDataplaneEnv(o Options) (*dataplaneEnv, error) {
 	id := strconv.Itoa(os.Getpid())
 	e := &dataplaneEnv{clientNS: "petrel-bench-c-" + id, serverNS: "petrel-bench-s-" + id}
 	fail := func(err error) (*dataplaneEnv, error) { e.close(); return nil, err }
@@ -87,10 +84,10 @@ func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
 	}()
 	e.cleanups = append(e.cleanups, func() { signal.Stop(sigs); close(done) })
 	for _, ns := range []string{e.clientNS, e.serverNS} {
-		if err := run("ip", "netns", "add", ns); err != nil {
+		if err := bench.Exec("ip", "netns", "add", ns); err != nil {
 			return fail(err)
 		}
-		e.cleanups = append(e.cleanups, func() { _ = run("ip", "netns", "del", ns) })
+		e.cleanups = append(e.cleanups, func() { _ = bench.Exec("ip", "netns", "del", ns) })
 	}
 	vc, vs := "pbc"+id, "pbs"+id
 	steps := [][]string{
@@ -109,7 +106,7 @@ func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
 		{"-n", e.clientNS, "route", "add", "default", "via", serverAddr},
 	}
 	for _, s := range steps {
-		if err := run("ip", s...); err != nil {
+		if err := bench.Exec("ip", s...); err != nil {
 			return fail(err)
 		}
 	}
@@ -153,7 +150,7 @@ func newDataplaneEnv(o DataplaneOptions) (*dataplaneEnv, error) {
 }
 
 // drive runs one client load in the client netns and the given cgroup.
-func (e *dataplaneEnv) drive(ctx context.Context, o DataplaneOptions, cgroup, mode, target string) (float64, error) {
+func (e *dataplaneEnv) drive(ctx context.Context, o Options, cgroup, mode, target string) (float64, error) {
 	fd, err := syscall.Open(cgroup, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return 0, err
@@ -167,7 +164,7 @@ func (e *dataplaneEnv) drive(ctx context.Context, o DataplaneOptions, cgroup, mo
 	if err != nil {
 		return 0, fmt.Errorf("client %s %s: %w", mode, target, err)
 	}
-	var r WorkerResult
+	var r bench.WorkerResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		return 0, fmt.Errorf("client output %q: %w", out, err)
 	}
@@ -281,10 +278,10 @@ func (e *dataplaneEnv) loadIptables(n int) (time.Duration, error) {
 }
 
 func (e *dataplaneEnv) flushIptables() error {
-	if err := run("ip", "netns", "exec", e.clientNS, "iptables", "-t", "nat", "-F"); err != nil {
+	if err := bench.Exec("ip", "netns", "exec", e.clientNS, "iptables", "-t", "nat", "-F"); err != nil {
 		return err
 	}
-	return run("ip", "netns", "exec", e.clientNS, "iptables", "-t", "nat", "-X")
+	return bench.Exec("ip", "netns", "exec", e.clientNS, "iptables", "-t", "nat", "-X")
 }
 
 // mapMemory sums what the kernel charges for the load balancer's maps.
@@ -306,9 +303,9 @@ func mapMemory(m *bpfobj.Maps) (int64, error) {
 	return total, nil
 }
 
-// RunDataplane measures the socket load balancer against direct connections
+// Run measures the socket load balancer against direct connections
 // and kube-proxy-shaped iptables rules, in network namespaces on this machine.
-func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench dataplane: "+format+"\n", args...)
@@ -328,7 +325,7 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 		return nil, err
 	}
 	defer e.close()
-	rep := NewReport("dataplane")
+	rep := bench.NewReport("dataplane")
 	// Each size runs direct, socket LB and iptables in turn, Rounds times,
 	// and keeps the median of each: neighbouring runs share the machine's
 	// mood, so the ratios hold better than the absolute figures.
@@ -445,7 +442,7 @@ func RunDataplane(ctx context.Context, o DataplaneOptions) (*Report, error) {
 
 // endpointChanges times one Service's endpoint change at a time, with n
 // Services loaded: the map work kube-proxy would do in a full sync.
-func (e *dataplaneEnv) endpointChanges(rep *Report, n int) error {
+func (e *dataplaneEnv) endpointChanges(rep *bench.Report, n int) error {
 	one, two := netip.MustParseAddr(serverAddr), netip.MustParseAddr("10.250.0.3")
 	i := n / 2
 	var times []time.Duration
@@ -463,7 +460,7 @@ func (e *dataplaneEnv) endpointChanges(rep *Report, n int) error {
 	sort.Slice(times, func(a, b int) bool { return times[a] < times[b] })
 	ms := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 	rep.Add(fmt.Sprintf("endpoint_change_map_work_p50_%d_services", n), "ms", ms(times[len(times)/2]), "lower", nil)
-	rep.Add(fmt.Sprintf("endpoint_change_map_work_p99_%d_services", n), "ms", ms(times[len(times)*99/100]), "lower", f(1))
+	rep.Add(fmt.Sprintf("endpoint_change_map_work_p99_%d_services", n), "ms", ms(times[len(times)*99/100]), "lower", bench.Goal(1))
 	return nil
 }
 
@@ -471,7 +468,7 @@ func (e *dataplaneEnv) endpointChanges(rep *Report, n int) error {
 // off in an ABBA order (BAAB in odd rounds), so that a machine whose speed
 // drifts during the round favours neither, and leaves them off as the
 // suite's other figures are measured.
-func (e *dataplaneEnv) countingCost(ctx context.Context, o DataplaneOptions, n, round int, samples map[string][]float64) error {
+func (e *dataplaneEnv) countingCost(ctx context.Context, o Options, n, round int, samples map[string][]float64) error {
 	order := []bool{true, false, false, true}
 	if round%2 == 1 {
 		order = []bool{false, true, true, false}

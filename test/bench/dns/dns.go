@@ -1,4 +1,7 @@
-package bench
+// Package dns is the dns suite of petrelctl bench: petrel dns under
+// dnsperf against a stock miekg/dns server answering one record, CPU per
+// query, and latency per kind of query.
+package dns
 
 import (
 	"bufio"
@@ -19,10 +22,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/petrel-project/petrel/test/bench"
 )
 
-// DNSOptions tune the dns suite.
-type DNSOptions struct {
+// Options tune the dns suite.
+type Options struct {
 	Petrel    string // the petrel binary
 	Petrelctl string // this binary, for the baseline server
 	Services  int
@@ -125,8 +130,8 @@ func waitDNS(addr, name string) error {
 	return fmt.Errorf("no DNS answer for %s from %s", name, addr)
 }
 
-// RunDNS runs the dns suite.
-func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
+// Run runs the dns suite.
+func Run(ctx context.Context, o Options) (*bench.Report, error) {
 	progress := func(format string, args ...interface{}) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "bench dns: "+format+"\n", args...)
@@ -135,21 +140,21 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		return nil, fmt.Errorf("dnsperf is not installed: apt-get install dnsperf")
 	}
-	rep := NewReport("dns")
+	rep := bench.NewReport("dns")
 	progress("starting petrel server and %d Services", o.Services)
-	sp, err := startServer(ctx, o.Petrel)
+	sp, err := bench.StartServer(ctx, o.Petrel)
 	if err != nil {
 		return nil, err
 	}
-	defer sp.stop()
-	_, cs, err := sp.client()
+	defer sp.Stop()
+	_, cs, err := sp.Client()
 	if err != nil {
 		return nil, err
 	}
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	if err := runEach(16, o.Services, func(i int) error {
+	if err := bench.RunEach(16, o.Services, func(i int) error {
 		_, err := cs.CoreV1().Services("bench").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("svc-%d", i+1)},
 			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, metav1.CreateOptions{})
 		return err
@@ -172,12 +177,12 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 	}
 	defer upstream.Shutdown()
 
-	ports, err := freePorts(2)
+	ports, err := bench.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
 	ours := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	dnsCmd, err := startPinned(ctx, "1", filepath.Join(dir, "dns.log"), o.Petrel, "dns", "--kubeconfig", sp.kubeconfig, "--listen", ours, "--dns-upstream", upstream.Addr)
+	dnsCmd, err := startPinned(ctx, "1", filepath.Join(dir, "dns.log"), o.Petrel, "dns", "--kubeconfig", sp.Kubeconfig, "--listen", ours, "--dns-upstream", upstream.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +254,7 @@ func RunDNS(ctx context.Context, o DNSOptions) (*Report, error) {
 		rep.Add(kind+"_p50", "µs", float64(p50.Microseconds()), "lower", nil)
 		goal := (*float64)(nil)
 		if kind == "internal_a" {
-			goal = f(1000)
+			goal = bench.Goal(1000)
 		}
 		rep.Add(kind+"_p99", "µs", float64(p99.Microseconds()), "lower", goal)
 	}
@@ -324,7 +329,7 @@ func latency(addr string, qs []dnsQuery, n int) (time.Duration, time.Duration, e
 		}
 		lat = append(lat, time.Since(start))
 	}
-	return percentile(lat, 50), percentile(lat, 99), nil
+	return bench.Percentile(lat, 50), bench.Percentile(lat, 99), nil
 }
 
 func serviceIPs(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
