@@ -142,8 +142,8 @@ func benchCommand() *cobra.Command {
 	proxyFlags.IntVar(&proxyOpts.CPUProfileSeconds, "cpu-profile-seconds", proxyOpts.CPUProfileSeconds, "length of the --cpu-profile, from just before the first create")
 	cmd.AddCommand(proxyCmd)
 
-	podOpts := pods.Options{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, Progress: os.Stderr}
-	podsCmd := &cobra.Command{Use: "pods", Short: "Pods on real containerd: create → Running/Ready latency vs ctr run of the same image; petrel up memory with a few pods",
+	podOpts := pods.Options{Petrel: opts.Petrel, Pods: 100, Batch: 10, Idle: 10, LonePods: 10, Pulls: 3, PullMB: 10, Progress: os.Stderr}
+	podsCmd := &cobra.Command{Use: "pods", Short: "Pods on real containerd: create → Running/Ready latency vs ctr run of the same image, lone pods, registry pulls vs ctr image pull; petrel up memory with a few pods",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return runSuite(output, func(ctx context.Context) (*bench.Report, error) { return pods.Run(ctx, podOpts) })
@@ -153,6 +153,9 @@ func benchCommand() *cobra.Command {
 	podFlags.IntVar(&podOpts.Pods, "pods", podOpts.Pods, "pods to start")
 	podFlags.IntVar(&podOpts.Batch, "batch", podOpts.Batch, "pods created at once")
 	podFlags.IntVar(&podOpts.Idle, "idle-pods", podOpts.Idle, "pods kept for the memory figure")
+	podFlags.IntVar(&podOpts.LonePods, "lone-pods", podOpts.LonePods, "pods started one at a time, each alone on the node (0: none)")
+	podFlags.IntVar(&podOpts.Pulls, "pulls", podOpts.Pulls, "image pulls from a local registry by ctr and by the node, each (0: none)")
+	podFlags.IntVar(&podOpts.PullMB, "pull-mb", podOpts.PullMB, "size in MB of the layer each pulled image adds to the test image")
 	cmd.AddCommand(podsCmd)
 
 	iopts := ingress.Options{Petrel: opts.Petrel, Duration: 10 * time.Second, Connections: 64, Threads: 2, Rounds: 3, Progress: os.Stderr}

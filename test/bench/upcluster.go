@@ -20,6 +20,7 @@ type UpCluster struct {
 	Server      *Server
 	Clientset   kubernetes.Interface
 	Runtime     *runtime.Containerd // its containerd, holding the test image
+	Archive     string              // the test image's OCI archive, as imported
 	MetricsPort int
 
 	petrel   string
@@ -57,6 +58,7 @@ func StartUpCluster(ctx context.Context, petrel, name, dnsAddr string, progress 
 	if err != nil {
 		return nil, err
 	}
+	u.Archive = archive
 	if u.Runtime, err = runtime.Connect(ctx, filepath.Join(u.Server.Dir, "containerd", "containerd.sock")); err != nil {
 		return nil, err
 	}

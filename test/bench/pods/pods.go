@@ -31,8 +31,13 @@ type Options struct {
 	// before is Ready.
 	Pods, Batch int
 	// Idle is how many pods stay for the memory figure.
-	Idle     int
-	Progress io.Writer
+	Idle int
+	// LonePods are started one after another on an otherwise idle node.
+	LonePods int
+	// Pulls is how many images ctr and the node each pull from a local
+	// registry; each image is the test image with a PullMB layer.
+	Pulls, PullMB int
+	Progress      io.Writer
 }
 
 // Run measures pod startup on real containerd (create → Running and
@@ -49,11 +54,13 @@ func Run(ctx context.Context, o Options) (rep *bench.Report, err error) {
 	}
 	rep = bench.NewReport("pods")
 	name := fmt.Sprintf("bench-%d", os.Getpid())
-	ports, err := bench.FreePorts(1)
+	ports, err := bench.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	u, err := bench.StartUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.23.%d", 1+ports[0]%250), progress)
+	registryPort := ports[1]
+	u, err := bench.StartUpCluster(ctx, o.Petrel, name, fmt.Sprintf("169.254.23.%d", 1+ports[0]%250), progress,
+		fmt.Sprintf("--insecure-registry=127.0.0.1:%d", registryPort))
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +212,7 @@ func Run(ctx context.Context, o Options) (rep *bench.Report, err error) {
 	if crunBase != nil {
 		_, runcReady := times("runcpod")
 		rep.AddRatio("pod create → Ready p50, runtimeClassName runc", "ms", bench.Millis(bench.Percentile(runcReady, 50)), "ctr run p50 (runc)", bench.Millis(bench.Percentile(base, 50)), "lower", 0)
+		rep.AddRatio("pod create → Ready p50 with crun (the node's default) / ctr run with crun", "ms", bench.Millis(bench.Percentile(toReady, 50)), "ctr run --runc-binary crun p50", bench.Millis(bench.Percentile(crunBase, 50)), "lower", 1.0)
 		rep.AddRatio("pod create → Ready p50, default runtime", "ms", bench.Millis(bench.Percentile(toReady, 50)), "pods with runc p50", bench.Millis(bench.Percentile(runcReady, 50)), "lower", 0)
 		rep.AddRatio("ctr run --runc-binary crun p50", "ms", bench.Millis(bench.Percentile(crunBase, 50)), "ctr run p50 (runc)", bench.Millis(bench.Percentile(base, 50)), "lower", 0)
 		rep.AddRatio("crun run -d p50 (no containerd, no pod)", "ms", bench.Millis(bench.Percentile(crunFloor, 50)), "runc run -d p50", bench.Millis(bench.Percentile(floor, 50)), "lower", 0)
@@ -245,6 +253,23 @@ func Run(ctx context.Context, o Options) (rep *bench.Report, err error) {
 		if l, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "bench=pods"}); err == nil && len(l.Items) == 0 {
 			break
 		}
+	}
+	if o.LonePods > 0 {
+		progress("lone pods: %d, one after another", o.LonePods)
+		lone, err := lonePods(ctx, cs, o.LonePods)
+		if err != nil {
+			return nil, err
+		}
+		rep.Add("lone pod create → Running p50", "ms", bench.Millis(bench.Percentile(lone, 50)), "lower", bench.Goal(250))
+		rep.Add("lone pod create → Running p99", "ms", bench.Millis(bench.Percentile(lone, 99)), "lower", nil)
+	}
+	if o.Pulls > 0 {
+		ctrTook, petrelTook, err := pullTimes(ctx, u, registryPort, o.Pulls, int64(o.PullMB)<<20, progress)
+		if err != nil {
+			return nil, err
+		}
+		rep.AddRatio(fmt.Sprintf("image pull of the test image + %d MB from a local registry, p50", o.PullMB), "ms",
+			bench.Millis(bench.Percentile(petrelTook, 50)), "ctr image pull p50", bench.Millis(bench.Percentile(ctrTook, 50)), "lower", 1/1.2)
 	}
 	return rep, nil
 }
