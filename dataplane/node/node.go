@@ -607,8 +607,19 @@ func CleanupPods(ctx context.Context, opts Options) error {
 	}
 	defer rt.Stop()
 	var errs []error
-	if err := kubelet.Cleanup(ctx, rt.Client, kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot}); err != nil {
-		errs = append(errs, fmt.Errorf("remove pods: %w", err))
+	kcfg := kubelet.Config{NodeName: opts.NodeName, DataDir: opts.DataDir, CgroupRoot: opts.CgroupRoot}
+	if err := kubelet.Cleanup(ctx, rt.Client, kcfg); err != nil {
+		// A container whose start the node's stop cut short can have a
+		// task whose runtime state was never written: its shim cannot
+		// delete it. Every pod goes anyway, so the shims go first and
+		// containerd drops their tasks; then once more.
+		slog.Warn("node: cleanup of pods failed; killing their shims and trying again", "err", err)
+		if kerr := rt.KillAllShims(ctx, 10*time.Second); kerr != nil {
+			errs = append(errs, kerr)
+		}
+		if err := kubelet.Cleanup(ctx, rt.Client, kcfg); err != nil {
+			errs = append(errs, fmt.Errorf("remove pods: %w", err))
+		}
 	}
 	if err := rt.KillStrayShims(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop stray shims: %w", err))

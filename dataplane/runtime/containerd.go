@@ -292,6 +292,50 @@ func (c *Containerd) KillStrayShims(ctx context.Context) error {
 	for _, ctr := range ctrs {
 		live[ctr.ID()] = true
 	}
+	for _, sh := range c.shims() {
+		if !live[sh.id] {
+			slog.Warn("runtime: killing a shim whose container is gone", "pid", sh.pid, "container", sh.id)
+			_ = syscall.Kill(sh.pid, syscall.SIGKILL)
+		}
+	}
+	return nil
+}
+
+// KillAllShims kills, by PID, every shim serving this containerd and waits
+// up to timeout for them to be gone, for a cleanup that removes every pod:
+// a task whose runtime state is missing (the node stopped in the middle of
+// its container's start) cannot be deleted through its shim, while a dead
+// shim's task is cleaned up by containerd itself.
+func (c *Containerd) KillAllShims(ctx context.Context, timeout time.Duration) error {
+	for _, sh := range c.shims() {
+		slog.Warn("runtime: killing a shim for the cleanup", "pid", sh.pid, "container", sh.id)
+		_ = syscall.Kill(sh.pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(timeout)
+	for len(c.shims()) > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("shims of %s still running %v after SIGKILL", c.Address, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// shim is a containerd shim process: its PID and the container ID it was
+// started for.
+type shim struct {
+	pid int
+	id  string
+}
+
+// shims lists the shim processes started by this containerd (their
+// -address is its socket), from /proc.
+func (c *Containerd) shims() []shim {
+	var out []shim
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -308,15 +352,14 @@ func (c *Containerd) KillStrayShims(ctx context.Context) error {
 				address = args[i+1]
 			}
 		}
-		if address != c.Address || id == "" || live[id] {
+		if address != c.Address || id == "" {
 			continue
 		}
 		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 		if err != nil {
 			continue
 		}
-		slog.Warn("runtime: killing a shim whose container is gone", "pid", pid, "container", id)
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		out = append(out, shim{pid: pid, id: id})
 	}
-	return nil
+	return out
 }

@@ -258,3 +258,85 @@ func TestSupervisedContainerdComesBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestKillAllShimsFreesATaskWithoutState is the cleanup of a node stopped in
+// the middle of a container's start: the runtime's state of the task is
+// missing, so its shim cannot delete it; once the shims are killed,
+// containerd drops the task and the container is removed, no shim left.
+func TestKillAllShimsFreesATaskWithoutState(t *testing.T) {
+	c := startContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	archive, err := images.BuildTestServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(ctx, c.Client, archive); err != nil {
+		t.Fatal(err)
+	}
+	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// runc's shim takes runc's "does not exist" for a deleted task; crun
+	// words it otherwise, and the delete fails.
+	if _, err := exec.LookPath(OCIRuntimeCrun); err != nil {
+		t.Skip("crun is not installed (make deps installs it)")
+	}
+	if err := PrepareCrun(); err != nil {
+		t.Fatal(err)
+	}
+	rts, err := DetectOCIRuntimes(OCIRuntimeCrun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, crun, version, err := rts.Binary(OCIRuntimeCrun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "rt-nostate-" + filepath.Base(t.TempDir())
+	ctr, err := CreateContainer(ctx, c.Client, ContainerConfig{ID: id, Image: img, Command: []string{"sleep", "1000"}, CgroupsPath: "/petrel-rt-test/" + id,
+		OCIRuntime: crun, OCISpecVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = RemoveCgroup("petrel-rt-test") }()
+	task, err := StartTask(ctx, ctr, LogFile(filepath.Join(t.TempDir(), "log")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(int(task.Pid()), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join("/run/containerd/runc", Namespace, id)
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("the runtime's state of the task is not where the shim keeps it: %v", err)
+	}
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveContainer(ctx, ctr, 100*time.Millisecond); err == nil {
+		t.Fatal("a task without its runtime state was removed through its shim: the case this test makes did not happen")
+	}
+	if err := c.KillAllShims(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var rerr error
+	for i := 0; i < 50; i++ {
+		if rerr = RemoveContainer(ctx, ctr, 100*time.Millisecond); rerr == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rerr != nil {
+		t.Fatalf("after the shims were killed: %v", rerr)
+	}
+	// containerd runs the shim binary once more to clean up after the dead
+	// one: that one ends by itself.
+	for i := 0; shimsOf(t, id) > 0; i++ {
+		if i == 50 {
+			t.Fatalf("a shim of %s outlived its container", id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
