@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -133,6 +134,23 @@ func TestImportAndRun(t *testing.T) {
 	}
 }
 
+// testImage builds the test image, imports it into c and returns it.
+func testImage(ctx context.Context, t *testing.T, c *Containerd) containerd.Image {
+	t.Helper()
+	archive, err := images.BuildTestServer(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(ctx, c.Client, archive); err != nil {
+		t.Fatal(err)
+	}
+	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // shimsOf counts the live shim processes serving container id.
 func shimsOf(t *testing.T, id string) int {
 	t.Helper()
@@ -154,17 +172,7 @@ func TestContainersOutliveContainerd(t *testing.T) {
 	c := startContainerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	archive, err := images.BuildTestServer(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Import(ctx, c.Client, archive); err != nil {
-		t.Fatal(err)
-	}
-	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testImage(ctx, t, c)
 	id := "rt-outlive-" + filepath.Base(t.TempDir())
 	ctr, err := CreateContainer(ctx, c.Client, ContainerConfig{ID: id, Image: img, Command: []string{"sleep", "1000"}, CgroupsPath: "/petrel-rt-test/" + id})
 	if err != nil {
@@ -267,17 +275,7 @@ func TestKillAllShimsFreesATaskWithoutState(t *testing.T) {
 	c := startContainerd(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	archive, err := images.BuildTestServer(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Import(ctx, c.Client, archive); err != nil {
-		t.Fatal(err)
-	}
-	img, err := EnsureImage(ctx, c.Client, images.TestServer, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testImage(ctx, t, c)
 	// runc's shim takes runc's "does not exist" for a deleted task; crun
 	// words it otherwise, and the delete fails.
 	if _, err := exec.LookPath(OCIRuntimeCrun); err != nil {
