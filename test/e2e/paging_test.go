@@ -107,7 +107,12 @@ func TestInformersSeeEveryObject(t *testing.T) {
 		"pods":           factory.Core().V1().Pods().Informer(),
 	}
 	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	// Shutdown waits for the informers, which stop when ctx ends: ended
+	// first, not after the test's five minutes.
+	defer func() {
+		cancel()
+		factory.Shutdown()
+	}()
 	for what, inf := range counted {
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			t.Fatalf("%s informer did not sync", what)
