@@ -110,6 +110,9 @@ func Available(opts Options) error {
 // and log in dir, and returns once it answers; Stop ends it. Benchmarks
 // use it outside a test.
 func Run(ctx context.Context, dir string, port int, opts Options) (_ *Registry, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", port), TLS: opts.TLS, logPath: filepath.Join(dir, "registry.log")}
 	cfg := fmt.Sprintf(`version: 0.1
 log:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -72,7 +73,7 @@ func TestPushPadded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := Run(ctx, t.TempDir(), freePort(t), Options{})
+	r, err := Run(ctx, filepath.Join(t.TempDir(), "registry"), freePort(t), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
