@@ -489,15 +489,14 @@ scheduling:
 		const qns = "apigroups-quota"
 		kubectl(t, u.Server, "", "create", "namespace", qns)
 		defer func() { _ = cs.CoreV1().Namespaces().Delete(ctx, qns, metav1.DeleteOptions{}) }()
-		// No pods at all: the quota admission reads quotas from the watch
-		// cache, so the test waits until a dry run is refused before it
-		// counts on the refusal.
-		kubectl(t, u.Server, "", "create", "quota", "pods", "-n", qns, "--hard=pods=0")
-		poll(t, "the quota enforced", 30*time.Second, func() error {
-			_, err := cs.CoreV1().Pods(qns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: images.TestServer}}}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-			if !apierrors.IsForbidden(err) {
-				return fmt.Errorf("a dry-run pod: %v", err)
+		// Two pods for an RC of three, as the conformance test asks: the
+		// pods' status writes as they start must not recount the quota from
+		// caches that have not seen the second pod (that let the third in).
+		kubectl(t, u.Server, "", "create", "quota", "pods", "-n", qns, "--hard=pods=2")
+		poll(t, "the quota's status", 30*time.Second, func() error {
+			q, err := cs.CoreV1().ResourceQuotas(qns).Get(ctx, "pods", metav1.GetOptions{})
+			if err != nil || q.Status.Hard.Pods().Value() != 2 || q.Status.Used == nil {
+				return fmt.Errorf("quota status %+v, %v", q.Status, err)
 			}
 			return nil
 		})
@@ -505,7 +504,7 @@ scheduling:
 kind: ReplicationController
 metadata: {name: over, namespace: %s}
 spec:
-  replicas: 1
+  replicas: 3
   template:
     metadata: {labels: {app: over}}
     spec:
@@ -535,6 +534,15 @@ spec:
 			}
 			return nil
 		})
+		// The pods start meanwhile (status writes); the quota holds and the
+		// condition stays.
+		time.Sleep(3 * time.Second)
+		if c, err := failure(); err != nil || c == nil {
+			t.Fatalf("the ReplicaFailure condition went: %+v, %v", c, err)
+		}
+		if pods, err := cs.CoreV1().Pods(qns).List(ctx, metav1.ListOptions{}); err != nil || len(pods.Items) != 2 {
+			t.Fatalf("%d pods under a quota of 2 (%v)", len(pods.Items), err)
+		}
 		kubectl(t, u.Server, "", "scale", "rc", "over", "-n", qns, "--replicas=0")
 		poll(t, "the ReplicaFailure condition gone", 60*time.Second, func() error {
 			if c, err := failure(); err != nil || c != nil {

@@ -88,11 +88,23 @@ func New(cs kubernetes.Interface, factory informers.SharedInformerFactory, mc me
 		quotas, _ := c.quotas.ResourceQuotas(namespace).List(labels.Everything())
 		return loop.Objects(quotas)
 	})
-	inNamespace := cache.ResourceEventHandlerFuncs{UpdateFunc: recount.UpdateFunc, DeleteFunc: recount.DeleteFunc}
 	add := func(gr schema.GroupResource, inf cache.SharedIndexInformer) {
 		c.counted = append(c.counted, counted{gr: gr, indexer: inf.GetIndexer()})
 		c.loop.Synced(inf.HasSynced)
-		_, _ = inf.AddEventHandler(inNamespace)
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			// Only an update that changes what the object counts (a pod
+			// that ended, a Service that became a NodePort) is recounted:
+			// a pod's status writes as it starts changed nothing, and a
+			// recount then, from caches that had not seen a pod just
+			// created and charged, wrote the charge away and let the next
+			// pod past the quota (conformance: an RC past a pods quota).
+			UpdateFunc: func(old, cur interface{}) {
+				if usageChanged(gr, old, cur) {
+					recount.UpdateFunc(old, cur)
+				}
+			},
+			DeleteFunc: recount.DeleteFunc,
+		})
 	}
 	core := factory.Core().V1()
 	add(corev1.Resource("pods"), core.Pods().Informer())
@@ -250,4 +262,16 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return time.Second, nil
 	}
 	return resync, err
+}
+
+// usageChanged says whether an update changed what the object counts
+// against quotas, as Kubernetes' replenishment asks (a pod leaving the
+// count, a Service changing type).
+func usageChanged(gr schema.GroupResource, old, cur interface{}) bool {
+	o, ok1 := old.(runtime.Object)
+	n, ok2 := cur.(runtime.Object)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return !apiequality.Semantic.DeepEqual(quota.QuotaUsage(gr, o), quota.QuotaUsage(gr, n))
 }
