@@ -24,7 +24,9 @@ spec:
 `
 
 // TestDaemonSet: one pod per eligible node, following nodes that are
-// labelled, added and removed, and a rolling update of the template.
+// labelled, added and removed, a rolling update of the template, pods and
+// revisions labelled with the template's hash, and a failed daemon pod
+// deleted and replaced.
 func TestDaemonSet(t *testing.T) {
 	s := cluster.StartServer(t)
 	s.StartSimulatedNodes("ds", 3)
@@ -81,6 +83,30 @@ func TestDaemonSet(t *testing.T) {
 		out, _ := s.Kubectl(ctx, "", "get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}")
 		if strings.TrimSpace(out) != "petrel.local/testserver:2" {
 			return fmt.Errorf("images %q", out)
+		}
+		return nil
+	})
+	// The newest revision and the pod carry the same bare hash, as
+	// Kubernetes labels them (the conformance suite matches them by it).
+	revHash := kubectl("", "get", "controllerrevisions", "-l", "app=agent", "--sort-by=.revision", "-o",
+		"jsonpath={.items[-1:].metadata.labels.controller-revision-hash}")
+	podHash := kubectl("", "get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].metadata.labels.controller-revision-hash}")
+	if revHash == "" || strings.Contains(revHash, "agent") || podHash != revHash {
+		t.Fatalf("revision hash %q, pod hash %q: want the same bare hash", revHash, podHash)
+	}
+	failed := kubectl("", "get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[0].metadata.name}")
+	kubectl("", "patch", "pod", failed, "--subresource=status", "--type=merge", "-p", `{"status":{"phase":"Failed"}}`)
+	poll(t, "failed daemon pod replaced", 30*time.Second, func() error {
+		out, err := s.Kubectl(ctx, "", "get", "pods", "-l", "app=agent", "-o",
+			"jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, failed+"=") {
+			return fmt.Errorf("failed pod %s still there: %s", failed, out)
+		}
+		if fields := strings.Fields(out); len(fields) != 1 || !strings.HasSuffix(fields[0], "=Running") {
+			return fmt.Errorf("pods %q, want one new Running pod", out)
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ package daemonset
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/flowcontrol"
 	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 	"k8s.io/klog/v2"
@@ -42,12 +44,16 @@ type Controller struct {
 	sets    appslisters.DaemonSetLister
 	pods    corelisters.PodLister
 	nodes   corelisters.NodeLister
+	// failedBackoff spaces out the deletion of failed daemon pods per
+	// DaemonSet and node, so that a node that keeps rejecting a pod does
+	// not make the controller create and delete pods in a hot loop.
+	failedBackoff *flowcontrol.Backoff
 }
 
 // New builds the controller on a shared informer factory.
 func New(cs kubernetes.Interface, factory informers.SharedInformerFactory) *Controller {
-	c := &Controller{client: cs}
-	c.loop = loop.New("daemonset controller", loop.Simple(c.sync))
+	c := &Controller{client: cs, failedBackoff: flowcontrol.NewBackOff(time.Second, 15*time.Minute)}
+	c.loop = loop.New("daemonset controller", c.sync)
 	c.history = revision.NewHistory(cs, factory)
 	dInf, pInf, nInf := factory.Apps().V1().DaemonSets(), factory.Core().V1().Pods(), factory.Core().V1().Nodes()
 	c.sets, c.pods, c.nodes = dInf.Lister(), pInf.Lister(), nInf.Lister()
@@ -147,33 +153,63 @@ func targetNode(p *corev1.Pod) string {
 	return ""
 }
 
-func (c *Controller) sync(ctx context.Context, key string) error {
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	ds, err := c.sets.DaemonSets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return 0, nil
 	}
 	if err != nil || ds.DeletionTimestamp != nil {
-		return err
+		return 0, err
 	}
-	rev, err := c.history.Ensure(ctx, ds, kind, &ds.Spec.Template)
+	return c.syncSet(ctx, ds)
+}
+
+func (c *Controller) syncSet(ctx context.Context, ds *appsv1.DaemonSet) (time.Duration, error) {
+	ns := ds.Namespace
+	// A DaemonSet's pods carry the bare hash of their template, and its
+	// revisions the same label, as Kubernetes writes them (kubectl and
+	// the conformance suite match pods to revisions by it).
+	hash := revision.Hash(&ds.Spec.Template)
+	rev, err := c.history.Ensure(ctx, ds, kind, &ds.Spec.Template, revision.HashLabel)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	current := func(p *corev1.Pod) bool {
+		// Pods made before the label held the bare hash carry the
+		// revision's name: still current, not rolled for a label.
+		v := p.Labels[revision.HashLabel]
+		return v == hash || v == rev
 	}
 	nodes, err := c.nodes.List(labels.Everything())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	all, err := c.pods.Pods(ns).List(labels.Everything())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	byNode := map[string][]*corev1.Pod{}
+	var retryAfter time.Duration
 	for _, p := range all {
-		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == ds.UID && p.DeletionTimestamp == nil &&
-			p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			byNode[targetNode(p)] = append(byNode[targetNode(p)], p)
+		ref := metav1.GetControllerOf(p)
+		if ref == nil || ref.UID != ds.UID || p.DeletionTimestamp != nil {
+			continue
 		}
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			// A daemon pod that ended is deleted and replaced, as
+			// Kubernetes does, within a back-off per node.
+			if wait := c.endedPodWait(ds, targetNode(p)); wait > 0 {
+				retryAfter = soonest(retryAfter, wait)
+				continue
+			}
+			slog.Info("daemonset controller: deleting a daemon pod that ended", "daemonset", ns+"/"+ds.Name, "pod", p.Name, "phase", p.Status.Phase)
+			if err := c.deletePod(ctx, p); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		byNode[targetNode(p)] = append(byNode[targetNode(p)], p)
 	}
 	want := map[string]bool{}
 	pl := placementOf(ds)
@@ -191,15 +227,15 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			st.NumberMisscheduled += int32(len(pods))
 			for _, p := range pods {
 				if err := c.deletePod(ctx, p); err != nil {
-					return err
+					return 0, err
 				}
 			}
 			continue
 		}
 		st.DesiredNumberScheduled++
 		if len(pods) == 0 {
-			if err := c.createPod(ctx, ds, n.Name, rev); err != nil {
-				return err
+			if err := c.createPod(ctx, ds, n.Name, hash); err != nil {
+				return 0, err
 			}
 			unavailable++
 			continue
@@ -207,12 +243,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		sort.Slice(pods, func(i, j int) bool { return pods[i].CreationTimestamp.Before(&pods[j].CreationTimestamp) })
 		for _, extra := range pods[1:] {
 			if err := c.deletePod(ctx, extra); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		p := pods[0]
 		st.CurrentNumberScheduled++
-		if p.Labels[revision.HashLabel] == rev {
+		if current(p) {
 			st.UpdatedNumberScheduled++
 		} else {
 			outdated = append(outdated, p)
@@ -233,7 +269,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		if _, err := c.nodes.Get(nodeName); apierrors.IsNotFound(err) {
 			for _, p := range pods {
 				if err := c.deletePod(ctx, p); err != nil {
-					return err
+					return 0, err
 				}
 			}
 		}
@@ -257,18 +293,20 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 				budget--
 			}
 			if err := c.deletePod(ctx, p); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
 	inUse := map[string]bool{rev: true}
 	for _, pods := range byNode {
 		for _, p := range pods {
+			// Older pods carry the revision's name, newer ones its hash.
+			inUse[revision.Name(ds, p.Labels[revision.HashLabel])] = true
 			inUse[p.Labels[revision.HashLabel]] = true
 		}
 	}
 	if err := c.history.Trim(ctx, ds, int(ptr.Deref(ds.Spec.RevisionHistoryLimit, 10)), inUse); err != nil {
-		return err
+		return 0, err
 	}
 	st.NumberUnavailable = max(st.DesiredNumberScheduled-st.NumberAvailable, 0)
 	st.ObservedGeneration = ds.Generation
@@ -277,24 +315,44 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		old.CurrentNumberScheduled == st.CurrentNumberScheduled && old.NumberMisscheduled == st.NumberMisscheduled &&
 		old.NumberReady == st.NumberReady && old.UpdatedNumberScheduled == st.UpdatedNumberScheduled &&
 		old.NumberAvailable == st.NumberAvailable && old.NumberUnavailable == st.NumberUnavailable {
-		return nil
+		return retryAfter, nil
 	}
 	upd := ds.DeepCopy()
 	st.CollisionCount, st.Conditions = ds.Status.CollisionCount, ds.Status.Conditions
 	upd.Status = st
 	if _, err := c.client.AppsV1().DaemonSets(ns).UpdateStatus(ctx, upd, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("update status: %w", err)
+		return 0, fmt.Errorf("update status: %w", err)
 	}
-	return nil
+	return retryAfter, nil
 }
 
-func (c *Controller) createPod(ctx context.Context, ds *appsv1.DaemonSet, node, rev string) error {
+// endedPodWait says how long to wait before deleting another ended daemon
+// pod of ds on node: zero the first time, then doubling from a second up
+// to 15 minutes while pods keep ending there.
+func (c *Controller) endedPodWait(ds *appsv1.DaemonSet, node string) time.Duration {
+	key := string(ds.UID) + "/" + node
+	now := c.failedBackoff.Clock.Now()
+	if c.failedBackoff.IsInBackOffSinceUpdate(key, now) {
+		return c.failedBackoff.Get(key)
+	}
+	c.failedBackoff.Next(key, now)
+	return 0
+}
+
+func soonest(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+func (c *Controller) createPod(ctx context.Context, ds *appsv1.DaemonSet, node, hash string) error {
 	t := ds.Spec.Template.DeepCopy()
 	lbls := map[string]string{}
 	for k, v := range t.Labels {
 		lbls[k] = v
 	}
-	lbls[revision.HashLabel] = rev
+	lbls[revision.HashLabel] = hash
 	spec := t.Spec
 	withDaemonTolerations(&spec)
 	// Pinned to the node by affinity on its name; the scheduler binds it.

@@ -25,8 +25,19 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// HashLabel marks pods with the revision of the template they came from.
+// HashLabel marks pods with the revision of the template they came from: a
+// StatefulSet's pods carry the revision's name, a DaemonSet's the bare hash
+// (as Kubernetes labels them). A DaemonSet's revisions carry it too.
 const HashLabel = appsv1.ControllerRevisionHashLabelKey
+
+// StatefulSetHashLabel is where a StatefulSet's revisions carry their hash
+// (Kubernetes' controller.kubernetes.io/hash).
+const StatefulSetHashLabel = "controller.kubernetes.io/hash"
+
+// Name is the name of owner's revision of a template with hash.
+func Name(owner metav1.Object, hash string) string {
+	return owner.GetName() + "-" + hash
+}
 
 // Hash names a pod template.
 func Hash(t *corev1.PodTemplateSpec) string {
@@ -57,10 +68,12 @@ func NewHistory(cs kubernetes.Interface, factory informers.SharedInformerFactory
 }
 
 // Ensure makes a ControllerRevision for template exist and returns its name
-// (<owner>-<hash>, the value pods carry in HashLabel). A template seen
-// before becomes the newest revision again, as on a rollback.
-func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersionKind, template *corev1.PodTemplateSpec) (string, error) {
-	name := owner.GetName() + "-" + Hash(template)
+// (<owner>-<hash>). The revision is labelled with the template's labels and
+// its hash under hashKey, as tools that match pods to revisions expect. A
+// template seen before becomes the newest revision again, as on a rollback.
+func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersionKind, template *corev1.PodTemplateSpec, hashKey string) (string, error) {
+	hash := Hash(template)
+	name := Name(owner, hash)
 	api := h.client.AppsV1().ControllerRevisions(owner.GetNamespace())
 	all, err := h.list(owner)
 	if err != nil {
@@ -77,9 +90,17 @@ func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersi
 		}
 	}
 	if existing != nil {
-		if existing.Revision != max {
+		// Revisions written before they carried the hash get it on their
+		// next use.
+		if existing.Revision != max || existing.Labels[hashKey] != hash {
 			upd := existing.DeepCopy()
-			upd.Revision = max + 1
+			if existing.Revision != max {
+				upd.Revision = max + 1
+			}
+			if upd.Labels == nil {
+				upd.Labels = map[string]string{}
+			}
+			upd.Labels[hashKey] = hash
 			if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
 				return "", fmt.Errorf("renumber revision %s: %w", name, err)
 			}
@@ -92,8 +113,13 @@ func (h *History) Ensure(ctx context.Context, owner Owner, gvk schema.GroupVersi
 	_ = json.Unmarshal(raw, &tmpl)
 	tmpl["$patch"] = "replace"
 	data, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": tmpl}})
+	lbls := map[string]string{}
+	for k, v := range template.Labels {
+		lbls[k] = v
+	}
+	lbls[hashKey] = hash
 	cr := &appsv1.ControllerRevision{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: owner.GetNamespace(), Labels: template.Labels,
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: owner.GetNamespace(), Labels: lbls,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(owner, gvk)}},
 		Data:     runtime.RawExtension{Raw: data},
 		Revision: max + 1,

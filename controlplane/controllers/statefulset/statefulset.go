@@ -99,7 +99,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil || set.DeletionTimestamp != nil {
 		return err
 	}
-	updateRev, err := c.history.Ensure(ctx, set, kind, &set.Spec.Template)
+	updateRev, err := c.history.Ensure(ctx, set, kind, &set.Spec.Template, revision.StatefulSetHashLabel)
 	if err != nil {
 		return err
 	}
