@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
 
 // updateStatus computes the pod's status from what runs and writes it when
@@ -129,8 +130,11 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 		cond(corev1.ContainersReady, initDone && allReady, notReady, notReadyMsg),
 		cond(corev1.PodReady, initDone && allReady, notReady, notReadyMsg),
 	}
+	// Conditions the kubelet does not own (PodScheduled, the scheduler's
+	// or the disruption controller's DisruptionTarget, readiness gates)
+	// are kept as they are, as Kubernetes' kubelet keeps them.
 	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodScheduled {
+		if !slices.ContainsFunc(conds, func(own corev1.PodCondition) bool { return own.Type == c.Type }) {
 			conds = append(conds, c)
 		}
 	}
@@ -148,11 +152,11 @@ func (k *Kubelet) updateStatus(ctx context.Context, pod *corev1.Pod, ps *podStat
 	if equality.Semantic.DeepEqual(st, pod.Status) {
 		return nil
 	}
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"uid": uid}, "status": st})
+	body, err := statusPatch(uid, &pod.Status, &st)
 	if err != nil {
 		return err
 	}
-	_, err = k.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	_, err = k.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status")
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -260,4 +264,25 @@ func (k *Kubelet) stopProber(ps *podState, name string) {
 		p.stop()
 		delete(ps.probes, name)
 	}
+}
+
+// statusPatch is the strategic merge patch from the status the kubelet read
+// to the one it computed, carrying the pod's UID as a precondition (as
+// Kubernetes' kubelet writes it). Lists merge by key, so a condition another
+// component adds between the read and the write (the scheduler's
+// DisruptionTarget on a preempted pod) is not written away.
+func statusPatch(uid string, old, updated *corev1.PodStatus) ([]byte, error) {
+	before, err := json.Marshal(corev1.Pod{Status: *old})
+	if err != nil {
+		return nil, fmt.Errorf("encode old status: %w", err)
+	}
+	after, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid)}, Status: *updated})
+	if err != nil {
+		return nil, fmt.Errorf("encode new status: %w", err)
+	}
+	patch, err := strategicpatch.CreateTwoWayMergePatch(before, after, corev1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("status patch: %w", err)
+	}
+	return patch, nil
 }

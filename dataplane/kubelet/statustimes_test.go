@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
 
 // TestStatusEqualsWhatTheAPIKeeps: a status with containerd's nanosecond
@@ -37,5 +38,54 @@ func TestStatusEqualsWhatTheAPIKeeps(t *testing.T) {
 	apiPrecision(&st)
 	if !equality.Semantic.DeepEqual(st, stored) {
 		t.Fatalf("cut to seconds %+v, still not what the API keeps %+v", st.ContainerStatuses[0], stored.ContainerStatuses[0])
+	}
+}
+
+// TestStatusPatchKeepsOthersConditions: the kubelet's status patch, applied
+// to a pod that gained a DisruptionTarget after the kubelet read it (the
+// scheduler preempting it), changes the kubelet's own condition and keeps
+// the other one, and carries the pod's UID.
+func TestStatusPatchKeepsOthersConditions(t *testing.T) {
+	old := corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+		{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady"},
+	}}
+	updated := *old.DeepCopy()
+	updated.Phase = corev1.PodRunning
+	updated.Conditions[1] = corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}
+	patch, err := statusPatch("uid-1", &old, &updated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "uid-1"}, Status: *old.DeepCopy()}
+	server.Status.Conditions = append(server.Status.Conditions,
+		corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "PreemptionByScheduler"})
+	current, err := json.Marshal(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := strategicpatch.StrategicMergePatch(current, patch, corev1.Pod{})
+	if err != nil {
+		t.Fatalf("apply %s: %v", patch, err)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(merged, &got); err != nil {
+		t.Fatal(err)
+	}
+	byType := map[corev1.PodConditionType]corev1.ConditionStatus{}
+	for _, c := range got.Status.Conditions {
+		byType[c.Type] = c.Status
+	}
+	if got.Status.Phase != corev1.PodRunning || byType[corev1.PodReady] != corev1.ConditionTrue ||
+		byType[corev1.DisruptionTarget] != corev1.ConditionTrue || byType[corev1.PodScheduled] != corev1.ConditionTrue {
+		t.Fatalf("patch %s gave phase %s, conditions %v", patch, got.Status.Phase, byType)
+	}
+	var meta struct {
+		Metadata struct {
+			UID string `json:"uid"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(patch, &meta); err != nil || meta.Metadata.UID != "uid-1" {
+		t.Fatalf("patch %s does not carry the pod's UID", patch)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -372,7 +373,12 @@ template:
 				TerminationGracePeriodSeconds: ptr.To(int64(1)),
 				Containers:                    []corev1.Container{{Name: "c", Image: images.TestServer, Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: ask}}}}}}
 		}
-		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod("victim", ""), metav1.CreateOptions{}); err != nil {
+		// The victim's finalizer keeps it in the API once deleted, so that
+		// the test can read the conditions it was left with.
+		const finalizer = "e2e.petrel.io/hold"
+		victim := pod("victim", "")
+		victim.Finalizers = []string{finalizer}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, victim, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		poll(t, "the victim running", 60*time.Second, func() error {
@@ -384,6 +390,31 @@ template:
 		})
 		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod("preemptor", "e2e-preemptor"), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
+		}
+		// The scheduler's DisruptionTarget survives the node's status
+		// writes that its own patch set off (the node rebuilt the
+		// conditions and wrote it away: a conformance failure).
+		marked := func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue && c.Reason == "PreemptionByScheduler" && p.DeletionTimestamp != nil {
+					return nil
+				}
+			}
+			return fmt.Errorf("deleted %v, conditions %+v", p.DeletionTimestamp != nil, p.Status.Conditions)
+		}
+		poll(t, "the victim deleted and marked DisruptionTarget", 60*time.Second, marked)
+		for range 4 {
+			time.Sleep(500 * time.Millisecond)
+			if err := marked(); err != nil {
+				t.Fatalf("the victim lost its DisruptionTarget: %v", err)
+			}
+		}
+		if _, err := cs.CoreV1().Pods(ns).Patch(ctx, "victim", types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{}); err != nil {
+			t.Fatalf("release the victim: %v", err)
 		}
 		poll(t, "the victim evicted and the preemptor running in its place", 90*time.Second, func() error {
 			if _, err := cs.CoreV1().Pods(ns).Get(ctx, "victim", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
