@@ -268,7 +268,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 // replicaFailure sets the ReplicaFailure condition when creating or
 // deleting pods failed (a quota refused them, say) and drops it once a
-// sync succeeds, as Kubernetes' controller reports it.
+// sync succeeds, as Kubernetes' controller reports it. A condition already
+// set stays as it is: the error names the pod that was refused, a new name
+// each sync, and rewriting it made a status write on every retry.
 func replicaFailure(conds []appsv1.ReplicaSetCondition, err error, diff int) []appsv1.ReplicaSetCondition {
 	var out []appsv1.ReplicaSetCondition
 	var prev *appsv1.ReplicaSetCondition
@@ -281,6 +283,9 @@ func replicaFailure(conds []appsv1.ReplicaSetCondition, err error, diff int) []a
 	}
 	if err == nil {
 		return out
+	}
+	if prev != nil && prev.Status == corev1.ConditionTrue {
+		return conds
 	}
 	reason := "FailedCreate"
 	if diff < 0 {
